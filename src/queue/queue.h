@@ -1,0 +1,100 @@
+// The durable mail queue. A message is acknowledged (250) only after its
+// data and envelope are on stable storage; many sessions share one sync
+// (group commit). Committed messages are routed: local recipients are
+// delivered to Maildir by delivery threads, remote ones stay queued for the
+// outbound delivery issue. On start the queue recovers what a crash left.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+#include "auth/directory.h"
+
+namespace tern::queue {
+
+struct Recipient {
+  std::string address;  // "local@domain" as received, no angle brackets
+  std::string notify;   // RFC 3461 NOTIFY value, empty when not given
+  std::string orcpt;    // RFC 3461 ORCPT value as received, empty when not given
+};
+
+struct Envelope {
+  std::string id;        // assigned by Queue::Begin
+  std::string sender;    // MAIL FROM address; empty string = null sender <>
+  std::vector<Recipient> recipients;
+  std::string ret;       // RFC 3461 RET: "FULL", "HDRS" or empty
+  std::string envid;     // RFC 3461 ENVID, empty when not given
+  std::string body;      // RFC 6152 BODY: "7BIT", "8BITMIME" or empty
+  bool smtputf8 = false; // RFC 6531
+  std::string client_ip;
+  std::string helo;
+  std::string auth_user;
+  int64_t received_at = 0;  // unix seconds
+};
+
+enum class RecipientState { kPending, kDelivered, kFailed };
+
+// A queued message as `tern queue list` shows it.
+struct Entry {
+  Envelope envelope;
+  uint64_t size = 0;                    // message bytes
+  std::vector<RecipientState> state;    // parallel to envelope.recipients
+  uint32_t attempts = 0;
+  int64_t next_attempt = 0;             // unix seconds, 0 = none scheduled
+  std::string last_error;
+};
+
+// One message being received. Data arrives already unstuffed, CRLF lines.
+class Writer {
+ public:
+  virtual ~Writer() = default;  // an uncommitted writer removes its file
+  virtual const std::string& id() const = 0;
+  virtual bool Write(std::string_view data) = 0;  // false on I/O error
+  virtual uint64_t size() const = 0;
+};
+
+struct Options {
+  std::string data_dir;            // queue lives in data_dir/queue, mail in data_dir/mail
+  uint32_t delivery_threads = 2;
+  std::string hostname = "localhost";  // for Maildir file names
+};
+
+class Queue {
+ public:
+  // Resolves a recipient address at delivery time (auth::Directory::Resolve
+  // in the server; a fake in tests). Called from delivery threads.
+  using Resolver = std::function<auth::Resolution(const std::string& address)>;
+  static Result<std::unique_ptr<Queue>> Open(const Options& options,
+                                             Resolver resolver);
+  virtual ~Queue() = default;
+
+  // Recovers the spool and starts the committer, pickup and delivery threads.
+  virtual Result<void> Start() = 0;
+  // Stops accepting commits, finishes deliveries in progress, joins threads.
+  virtual void Stop() = 0;
+
+  // Starts a message; assigns env.id. Returns an error when the spool is
+  // unwritable (the session answers 451 4.3.0 / 452 4.3.1).
+  virtual Result<std::unique_ptr<Writer>> Begin(Envelope env) = 0;
+
+  // Makes the message durable, then calls `done` (from a queue thread) with
+  // success or the error, then schedules delivery. `done` is always called.
+  virtual void Commit(std::unique_ptr<Writer> writer,
+                      std::function<void(Result<void>)> done) = 0;
+};
+
+// Writes a complete message durably into data_dir/queue/incoming (used by
+// `tern sendmail`); the running server picks it up. Returns the queue id.
+Result<std::string> Inject(const std::string& data_dir, Envelope env,
+                           std::string_view message);
+
+// Reads the spool of data_dir without a running server (`tern queue list`).
+Result<std::vector<Entry>> List(const std::string& data_dir);
+
+}  // namespace tern::queue
