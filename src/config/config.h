@@ -49,7 +49,8 @@ struct Config {
   uint32_t delivery_threads = 2;       // local delivery workers
 };
 
-// Loads and validates the file. Error text: "FILE:LINE: key: reason".
+// Loads and validates the file. Error text: "FILE:LINE:COL: key: reason",
+// one line per problem found.
 Result<Config> Load(const std::string& path);
 
 // Parses TOML text (for tests); `name` is used in error messages.

@@ -1,0 +1,44 @@
+# Tern: `make run` starts a dev server, `make test` runs every test.
+# Both install missing Debian packages first (as root).
+
+BUILD ?= build
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+CONFIG ?= etc/tern.dev.toml
+JOBS ?= $(shell nproc)
+
+.PHONY: all build deps-build deps-test run test unit install clean
+
+all: build
+
+deps-build:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+build: deps-build $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@mkdir -p var
+	@echo "Tern dev server: SMTP on 127.0.0.1:2525 and [::1]:2525, data in ./var"
+	@echo "Add a mailbox:   echo secret | $(BUILD)/tern user add someone@example.test"
+	@echo "Send a message:  swaks --server 127.0.0.1:2525 --to someone@example.test"
+	@echo "Read it:         mutt -f var/mail/example.test/someone/Maildir"
+	$(BUILD)/tern serve --config $(CONFIG)
+
+test: deps-test build
+	cd $(BUILD) && ctest --output-on-failure --timeout 900
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -R '^[A-Z]'
+
+install: build
+	install -m 0755 $(BUILD)/tern /usr/local/sbin/tern
+	@echo "To serve as the system's sendmail: ln -sf /usr/local/sbin/tern /usr/sbin/sendmail"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tern needs that are missing.
+# Usage: scripts/deps.sh build|test|bench   (test and bench include build)
+set -euo pipefail
+
+build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
+  libsqlite3-dev libsodium-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+  libcli11-dev libexpected-dev libgtest-dev googletest)
+test_pkgs=(python3 python3-pytest python3-aiosmtpd swaks curl msmtp mutt
+  openssl procps)
+bench_pkgs=(postfix gnuplot-nox postal smtpping)
+
+want=("${build_pkgs[@]}")
+case "${1:-build}" in
+  build) ;;
+  test) want+=("${test_pkgs[@]}") ;;
+  bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "run as root, or install these packages first: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Postfix must not ask questions nor start a system mail service of its own.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,526 @@
+// Loads tern's TOML configuration and validates every value, so that a typo
+// or a bad address stops start-up with "FILE:LINE:COL: key: reason" instead
+// of surfacing later as odd server behaviour.
+#include "config/config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+#include <toml++/toml.h>
+
+#include "common/strings.h"
+
+namespace tern::config {
+namespace {
+
+constexpr uint64_t kU32Max = std::numeric_limits<uint32_t>::max();
+
+// Collects every problem in the file rather than stopping at the first, so a
+// user fixing a config sees all mistakes in one run.
+class Checker {
+ public:
+  explicit Checker(std::string name) : name_(std::move(name)) {}
+
+  void Fail(const toml::source_region& where, std::string_view key,
+            std::string_view reason) {
+    std::string text = name_ + ":" + std::to_string(where.begin.line) + ":" +
+                       std::to_string(where.begin.column) + ": ";
+    if (!key.empty()) {
+      text += key;
+      text += ": ";
+    }
+    text += reason;
+    issues_.push_back({where.begin.line, where.begin.column, std::move(text)});
+  }
+
+  bool ok() const { return issues_.empty(); }
+
+  // One line per problem, in file order (toml++ tables iterate by key name,
+  // which would otherwise scramble the order).
+  std::string Message() {
+    std::stable_sort(issues_.begin(), issues_.end(),
+                     [](const Issue& a, const Issue& b) {
+                       return a.line != b.line ? a.line < b.line : a.col < b.col;
+                     });
+    std::string out;
+    for (const Issue& issue : issues_) {
+      if (!out.empty()) out += '\n';
+      out += issue.text;
+    }
+    return out;
+  }
+
+  // Reports keys of `table` that are not in `known`; `prefix` qualifies them
+  // ("smtp." for keys of [smtp]).
+  void RejectUnknown(const toml::table& table, std::string_view prefix,
+                     std::initializer_list<std::string_view> known) {
+    for (auto&& [key, node] : table) {
+      if (std::find(known.begin(), known.end(), key.str()) != known.end()) {
+        continue;
+      }
+      Fail(key.source(), std::string(prefix) + std::string(key.str()),
+           "unknown key");
+    }
+  }
+
+  // Each getter leaves `*out` untouched when the key is absent (defaults from
+  // config.h apply) or invalid (the error is recorded). They return true when
+  // a valid value was stored.
+  bool GetString(const toml::table& table, std::string_view key,
+                 const std::string& qualified, bool required,
+                 std::string* out) {
+    const toml::node* node = Find(table, key, qualified, required);
+    if (node == nullptr) return false;
+    const auto* value = node->as_string();
+    if (value == nullptr) {
+      Fail(node->source(), qualified, "expected a string");
+      return false;
+    }
+    const std::string& text = value->get();
+    if (text.find('\0') != std::string::npos) {
+      Fail(node->source(), qualified, "must not contain NUL");
+      return false;
+    }
+    *out = text;
+    return true;
+  }
+
+  template <class T>
+  bool GetUint(const toml::table& table, std::string_view key,
+               const std::string& qualified, uint64_t min, uint64_t max,
+               T* out) {
+    const toml::node* node = Find(table, key, qualified, false);
+    if (node == nullptr) return false;
+    const auto* value = node->as_integer();
+    if (value == nullptr) {
+      Fail(node->source(), qualified, "expected an integer");
+      return false;
+    }
+    int64_t n = value->get();
+    if (n < 0 || static_cast<uint64_t>(n) < min) {
+      Fail(node->source(), qualified,
+           (min == 1 ? std::string("must be positive")
+                     : "must be at least " + std::to_string(min)) +
+               ", got " + std::to_string(n));
+      return false;
+    }
+    if (static_cast<uint64_t>(n) > max) {
+      Fail(node->source(), qualified,
+           "must be at most " + std::to_string(max) + ", got " +
+               std::to_string(n));
+      return false;
+    }
+    *out = static_cast<T>(n);
+    return true;
+  }
+
+  bool GetBool(const toml::table& table, std::string_view key,
+               const std::string& qualified, bool* out) {
+    const toml::node* node = Find(table, key, qualified, false);
+    if (node == nullptr) return false;
+    const auto* value = node->as_boolean();
+    if (value == nullptr) {
+      Fail(node->source(), qualified, "expected true or false");
+      return false;
+    }
+    *out = value->get();
+    return true;
+  }
+
+  // Returns the array of strings at `key`, with each element's node so that
+  // callers can point at the offending element.
+  bool GetStringArray(
+      const toml::table& table, std::string_view key,
+      const std::string& qualified, bool required,
+      std::vector<std::pair<std::string, const toml::node*>>* out) {
+    const toml::node* node = Find(table, key, qualified, required);
+    if (node == nullptr) return false;
+    const auto* array = node->as_array();
+    if (array == nullptr) {
+      Fail(node->source(), qualified, "expected an array of strings");
+      return false;
+    }
+    bool good = true;
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = (*array)[i];
+      const auto* value = element.as_string();
+      if (value == nullptr) {
+        Fail(element.source(), qualified + "[" + std::to_string(i) + "]",
+             "expected a string");
+        good = false;
+        continue;
+      }
+      out->emplace_back(value->get(), &element);
+    }
+    return good;
+  }
+
+  // A sub-table such as [smtp]; absent is fine (all defaults).
+  const toml::table* GetTable(const toml::table& table, std::string_view key) {
+    const toml::node* node = table.get(key);
+    if (node == nullptr) return nullptr;
+    const auto* sub = node->as_table();
+    if (sub == nullptr) {
+      Fail(node->source(), key, "expected a table ([" + std::string(key) + "])");
+    }
+    return sub;
+  }
+
+ private:
+  struct Issue {
+    uint32_t line;
+    uint32_t col;
+    std::string text;
+  };
+
+  const toml::node* Find(const toml::table& table, std::string_view key,
+                         const std::string& qualified, bool required) {
+    const toml::node* node = table.get(key);
+    if (node == nullptr && required) {
+      // Nothing to point at but the table that should hold the key.
+      Fail(table.source(), qualified, "missing (required)");
+    }
+    return node;
+  }
+
+  std::string name_;
+  std::vector<Issue> issues_;
+};
+
+// RFC 1035 2.3.1 host name (letters, digits, hyphens; dot-separated labels).
+// IDNs must be written in their xn-- form.
+bool IsDomainName(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (const std::string& label : Split(name, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    if (label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                   (c >= '0' && c <= '9');
+      if (!alnum && c != '-') return false;
+    }
+  }
+  return true;
+}
+
+bool ParsePort(std::string_view text, uint16_t* port) {
+  if (text.empty() || text.size() > 5) return false;
+  uint32_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (n == 0 || n > 65535) return false;
+  *port = static_cast<uint16_t>(n);
+  return true;
+}
+
+bool IsIpv4(const std::string& text) {
+  in_addr addr;
+  return inet_pton(AF_INET, text.c_str(), &addr) == 1;
+}
+
+bool IsIpv6(const std::string& text) {
+  in6_addr addr;
+  return inet_pton(AF_INET6, text.c_str(), &addr) == 1;
+}
+
+// Fills host/port from "a.b.c.d:port" or "[v6]:port". Returns the reason on
+// failure, empty on success. Hosts must be IP literals: a name would need DNS
+// at start-up and could bind somewhere unexpected.
+std::string ParseListenAddress(const std::string& address, Listener* out) {
+  std::string host;
+  std::string_view port_text;
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find(']');
+    if (close == std::string::npos) return "missing ']' after IPv6 address";
+    host = address.substr(1, close - 1);
+    if (close + 1 >= address.size() || address[close + 1] != ':') {
+      return "expected \"[IPv6]:PORT\"";
+    }
+    port_text = std::string_view(address).substr(close + 2);
+    if (!IsIpv6(host)) return "\"" + host + "\" is not an IPv6 address";
+  } else {
+    size_t colon = address.rfind(':');
+    if (colon == std::string::npos) return "expected \"HOST:PORT\"";
+    host = address.substr(0, colon);
+    port_text = std::string_view(address).substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return "IPv6 addresses must be in brackets, e.g. \"[::1]:25\"";
+    }
+    if (host.empty()) return "missing host (use 0.0.0.0 for all IPv4)";
+    if (!IsIpv4(host)) {
+      return "\"" + host + "\" is not an IP address (names are not allowed)";
+    }
+  }
+  uint16_t port = 0;
+  if (!ParsePort(port_text, &port)) {
+    return "port must be a number between 1 and 65535";
+  }
+  out->host = host;
+  out->port = port;
+  return "";
+}
+
+// Validates "addr/prefix" (or a bare address, taken as a single host) and
+// returns the normalized form, or an error reason in `reason`.
+std::string NormalizeCidr(const std::string& text, std::string* reason) {
+  size_t slash = text.find('/');
+  std::string host = ToLower(text.substr(0, slash));
+  unsigned char bytes[16];
+  int bits;
+  if (inet_pton(AF_INET, host.c_str(), bytes) == 1) {
+    bits = 32;
+  } else if (inet_pton(AF_INET6, host.c_str(), bytes) == 1) {
+    bits = 128;
+  } else {
+    *reason = "\"" + text + "\" is not a CIDR network (e.g. 192.0.2.0/24)";
+    return "";
+  }
+  int prefix = bits;
+  if (slash != std::string::npos) {
+    std::string_view digits = std::string_view(text).substr(slash + 1);
+    if (digits.empty() || digits.size() > 3 ||
+        !std::all_of(digits.begin(), digits.end(),
+                     [](char c) { return c >= '0' && c <= '9'; })) {
+      *reason = "\"" + text + "\" has a bad prefix length";
+      return "";
+    }
+    prefix = std::stoi(std::string(digits));
+    if (prefix > bits) {
+      *reason = "\"" + text + "\": prefix length must be at most " +
+                std::to_string(bits);
+      return "";
+    }
+  }
+  // Host bits set usually means a mistyped network; refuse rather than guess.
+  for (int bit = prefix; bit < bits; ++bit) {
+    if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
+      *reason = "\"" + text + "\" has host bits set beyond /" +
+                std::to_string(prefix);
+      return "";
+    }
+  }
+  return host + "/" + std::to_string(prefix);
+}
+
+void CheckListeners(Checker& check, const toml::table& root, Config* cfg) {
+  const toml::node* node = root.get("listen");
+  if (node == nullptr) {
+    check.Fail(root.source(), "listen",
+               "missing (at least one [[listen]] table is required)");
+    return;
+  }
+  const auto* array = node->as_array();
+  if (array == nullptr || array->empty()) {
+    check.Fail(node->source(), "listen",
+               "expected one or more [[listen]] tables");
+    return;
+  }
+  std::set<std::pair<std::string, uint16_t>> seen;
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = (*array)[i];
+    std::string prefix = "listen[" + std::to_string(i) + "]";
+    const auto* table = element.as_table();
+    if (table == nullptr) {
+      check.Fail(element.source(), prefix, "expected a [[listen]] table");
+      continue;
+    }
+    check.RejectUnknown(*table, prefix + ".", {"address", "service"});
+    Listener listener;
+    if (check.GetString(*table, "address", prefix + ".address", true,
+                        &listener.address)) {
+      std::string reason = ParseListenAddress(listener.address, &listener);
+      if (!reason.empty()) {
+        check.Fail(table->get("address")->source(), prefix + ".address",
+                   reason);
+      } else if (!seen.emplace(listener.host, listener.port).second) {
+        check.Fail(table->get("address")->source(), prefix + ".address",
+                   "\"" + listener.address + "\" is listed twice");
+      }
+    }
+    if (check.GetString(*table, "service", prefix + ".service", true,
+                        &listener.service)) {
+      // Only SMTP exists so far; the other names are reserved for the
+      // submission and POP3 listeners still to come.
+      const std::string& service = listener.service;
+      if (service == "submission" || service == "submissions" ||
+          service == "pop3" || service == "pop3s") {
+        check.Fail(table->get("service")->source(), prefix + ".service",
+                   "service \"" + service +
+                       "\" is not supported yet (supported: smtp)");
+      } else if (service != "smtp") {
+        check.Fail(table->get("service")->source(), prefix + ".service",
+                   "unknown service \"" + service + "\" (supported: smtp)");
+      }
+    }
+    cfg->listeners.push_back(std::move(listener));
+  }
+}
+
+void CheckSmtp(Checker& check, const toml::table& smtp, SmtpLimits* limits) {
+  check.RejectUnknown(
+      smtp, "smtp.",
+      {"max_message_size", "max_recipients", "max_connections",
+       "max_connections_per_ip", "max_errors", "command_line_limit",
+       "text_line_limit", "max_received_headers", "command_timeout",
+       "data_block_timeout", "final_timeout", "vrfy", "expn"});
+  constexpr uint64_t kI64Max = std::numeric_limits<int64_t>::max();
+  check.GetUint(smtp, "max_message_size", "smtp.max_message_size", 1, kI64Max,
+                &limits->max_message_size);
+  struct U32Field {
+    const char* key;
+    uint32_t* field;
+  };
+  const U32Field fields[] = {
+      {"max_recipients", &limits->max_recipients},
+      {"max_connections", &limits->max_connections},
+      {"max_connections_per_ip", &limits->max_connections_per_ip},
+      {"max_errors", &limits->max_errors},
+      {"command_line_limit", &limits->command_line_limit},
+      {"text_line_limit", &limits->text_line_limit},
+      {"max_received_headers", &limits->max_received_headers},
+      {"command_timeout", &limits->command_timeout},
+      {"data_block_timeout", &limits->data_block_timeout},
+      {"final_timeout", &limits->final_timeout},
+  };
+  for (const U32Field& f : fields) {
+    check.GetUint(smtp, f.key, std::string("smtp.") + f.key, 1, kU32Max,
+                  f.field);
+  }
+  check.GetBool(smtp, "vrfy", "smtp.vrfy", &limits->vrfy);
+  check.GetBool(smtp, "expn", "smtp.expn", &limits->expn);
+}
+
+}  // namespace
+
+Result<Config> Parse(const std::string& text, const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(text), std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    const auto& begin = e.source().begin;
+    return Err(name + ":" + std::to_string(begin.line) + ":" +
+               std::to_string(begin.column) + ": " +
+               std::string(e.description()));
+  }
+
+  Config cfg;
+  cfg.path = name;
+  Checker check(name);
+  check.RejectUnknown(root, "",
+                      {"hostname", "data_dir", "user", "domains",
+                       "trusted_networks", "threads", "delivery_threads",
+                       "shutdown_grace", "log", "listen", "smtp"});
+
+  if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
+      !IsDomainName(cfg.hostname)) {
+    check.Fail(root.get("hostname")->source(), "hostname",
+               cfg.hostname.empty()
+                   ? "must not be empty"
+                   : "\"" + cfg.hostname + "\" is not a valid host name");
+  }
+
+  if (check.GetString(root, "data_dir", "data_dir", false, &cfg.data_dir) &&
+      cfg.data_dir.empty()) {
+    check.Fail(root.get("data_dir")->source(), "data_dir",
+               "must not be empty");
+  }
+
+  if (check.GetString(root, "user", "user", false, &cfg.user) &&
+      cfg.user.empty()) {
+    check.Fail(root.get("user")->source(), "user",
+               "must not be empty (remove the key to keep the current user)");
+  }
+
+  std::vector<std::pair<std::string, const toml::node*>> items;
+  if (check.GetStringArray(root, "domains", "domains", true, &items)) {
+    if (items.empty()) {
+      check.Fail(root.get("domains")->source(), "domains",
+                 "at least one local domain is required");
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string domain = ToLower(items[i].first);
+      std::string key = "domains[" + std::to_string(i) + "]";
+      if (!IsDomainName(domain)) {
+        check.Fail(items[i].second->source(), key,
+                   "\"" + items[i].first + "\" is not a valid domain name");
+      } else if (std::find(cfg.domains.begin(), cfg.domains.end(), domain) !=
+                 cfg.domains.end()) {
+        check.Fail(items[i].second->source(), key,
+                   "\"" + domain + "\" is listed twice");
+      } else {
+        cfg.domains.push_back(domain);
+      }
+    }
+  }
+
+  items.clear();
+  if (check.GetStringArray(root, "trusted_networks", "trusted_networks", false,
+                           &items)) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string reason;
+      std::string cidr = NormalizeCidr(items[i].first, &reason);
+      if (!reason.empty()) {
+        check.Fail(items[i].second->source(),
+                   "trusted_networks[" + std::to_string(i) + "]", reason);
+      } else {
+        cfg.trusted_networks.push_back(cidr);
+      }
+    }
+  }
+
+  // threads = 0 means "one per core", so zero is allowed here only.
+  check.GetUint(root, "threads", "threads", 0, 1024, &cfg.threads);
+  check.GetUint(root, "delivery_threads", "delivery_threads", 1, 1024,
+                &cfg.delivery_threads);
+  check.GetUint(root, "shutdown_grace", "shutdown_grace", 1, 86400,
+                &cfg.shutdown_grace);
+
+  if (const toml::table* log = check.GetTable(root, "log")) {
+    check.RejectUnknown(*log, "log.", {"level"});
+    std::string level;
+    if (check.GetString(*log, "level", "log.level", false, &level)) {
+      level = ToLower(level);
+      static constexpr std::string_view kLevels[] = {
+          "trace", "debug", "info", "warn", "error", "critical", "off"};
+      if (std::find(std::begin(kLevels), std::end(kLevels), level) ==
+          std::end(kLevels)) {
+        check.Fail(log->get("level")->source(), "log.level",
+                   "\"" + level +
+                       "\" is not one of trace, debug, info, warn, error, "
+                       "critical, off");
+      } else {
+        cfg.log_level = level;
+      }
+    }
+  }
+
+  CheckListeners(check, root, &cfg);
+
+  if (const toml::table* smtp = check.GetTable(root, "smtp")) {
+    CheckSmtp(check, *smtp, &cfg.smtp);
+  }
+
+  if (!check.ok()) return Err(check.Message());
+  return cfg;
+}
+
+Result<Config> Load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Err(path + ": cannot read: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Err(path + ": read error: " + std::strerror(errno));
+  return Parse(text.str(), path);
+}
+
+}  // namespace tern::config

@@ -1,0 +1,96 @@
+// The on-disk formats of the queue: message files (envelope + message bytes,
+// validated so crash-torn files are detected) and per-message state files.
+//
+// Layout under data_dir/queue:
+//   msg/<id>        one file per message (written once, never modified
+//                   after commit); removed when every recipient is done.
+//   state/<id>      optional delivery state, replaced atomically (tmp +
+//                   rename); absent means "every envelope recipient pending".
+//   incoming/<id>   complete message files dropped by `tern sendmail`
+//                   (hidden ".*" names while being written); the server
+//                   moves them into msg/.
+//
+// Message file (all integers little-endian):
+//   0  8 bytes  magic "TernMsg1"
+//   8  u32      format version (1)
+//   12 u32      envelope length E
+//   16 u64      message length B
+//   24 u32      CRC-32C of the message bytes
+//   28 u32      CRC-32C of bytes 0..27 followed by the envelope bytes
+//   32 E bytes  envelope (below)
+//   32+E        B message bytes, exactly as received (CRLF lines)
+// A file is valid only when the magic, version and both CRCs match and its
+// size is exactly 32+E+B. A writer whose message outgrew memory writes a
+// zeroed header first and the real one last, so until the commit sync a
+// crash leaves a file that fails validation: it was never acknowledged and
+// recovery discards it.
+//
+// Envelope encoding: a sequence of fields, strings as u32 length + bytes:
+//   str id, str sender, u32 n, n x (str address, str notify, str orcpt),
+//   str ret, str envid, str body, u8 smtputf8, str client_ip, str helo,
+//   str auth_user, i64 received_at
+//
+// State file: 8 bytes magic "TernSta1", u32 payload length P, u32 CRC-32C of
+// the payload, then the payload:
+//   u32 attempts, i64 next_attempt, str last_error, u32 n,
+//   n x (u8 state (0 pending, 1 delivered, 2 failed), str address,
+//        str notify, str orcpt, str error)
+// The recipient list replaces the envelope's: alias expansion appends the
+// remote targets as new recipients. An invalid state file is ignored (the
+// message is then treated as all-pending: at worst a second delivery).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "queue/queue.h"
+
+namespace tern::queue {
+
+inline constexpr size_t kMessageHeaderSize = 32;
+inline constexpr uint32_t kFormatVersion = 1;
+
+std::string EncodeEnvelope(const Envelope& env);
+Result<Envelope> DecodeEnvelope(std::string_view data);
+
+// The final header for an envelope encoding and a message of body_len bytes.
+std::array<char, kMessageHeaderSize> EncodeMessageHeader(
+    std::string_view encoded_envelope, uint64_t body_len, uint32_t body_crc);
+
+struct MessageFile {
+  Envelope envelope;
+  uint64_t body_offset = 0;
+  uint64_t body_len = 0;
+  uint32_t body_crc = 0;
+};
+
+// Reads and checks the header and envelope and that the file size matches;
+// does not read the message bytes.
+Result<MessageFile> ReadMessageMeta(int fd);
+// Reads the message bytes and checks their CRC (recovery and pickup).
+Result<void> VerifyMessageBody(int fd, const MessageFile& file);
+// Both of the above.
+Result<MessageFile> ReadAndVerifyMessage(int fd);
+
+struct RecipientRecord {
+  Recipient recipient;
+  RecipientState state = RecipientState::kPending;
+  std::string error;  // why it failed or is still pending
+};
+
+struct MessageState {
+  std::vector<RecipientRecord> recipients;
+  uint32_t attempts = 0;
+  int64_t next_attempt = 0;
+  std::string last_error;
+};
+
+MessageState InitialState(const Envelope& env);
+std::string EncodeState(const MessageState& state);
+Result<MessageState> DecodeState(std::string_view data);
+
+}  // namespace tern::queue

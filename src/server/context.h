@@ -1,0 +1,89 @@
+// State shared by every connection of a running server: settings that a
+// SIGHUP may replace, the directory and queue, connection accounting.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "auth/directory.h"
+#include "config/config.h"
+#include "policy/network.h"
+#include "queue/queue.h"
+#include "smtp/protocol/session.h"
+
+namespace tern::server {
+
+// An immutable snapshot of what connections need from the config; replaced
+// whole on SIGHUP, so a connection keeps the settings it started with.
+struct Settings {
+  config::Config config;
+  smtp::SessionConfig session;
+  policy::NetworkList trusted;
+};
+
+std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
+
+// Counts connections in total and per client IP.
+class ConnectionLimiter {
+ public:
+  // Takes a slot, or returns false when a limit is reached.
+  bool Acquire(const std::string& ip, uint32_t max_total, uint32_t max_per_ip);
+  void Release(const std::string& ip);
+  uint32_t total() const { return total_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, uint32_t> per_ip_;
+  std::atomic<uint32_t> total_{0};
+};
+
+// Something a graceful shutdown must reach.
+class Stoppable {
+ public:
+  virtual ~Stoppable() = default;
+  // Called from any thread; the implementation posts to its own executor.
+  virtual void RequestShutdown(bool force) = 0;
+};
+
+class Context {
+ public:
+  Context(std::shared_ptr<const Settings> settings, auth::Directory* directory,
+          queue::Queue* queue)
+      : settings_(std::move(settings)), directory_(directory), queue_(queue) {}
+
+  std::shared_ptr<const Settings> settings() const {
+    std::lock_guard lock(mu_);
+    return settings_;
+  }
+  void set_settings(std::shared_ptr<const Settings> s) {
+    std::lock_guard lock(mu_);
+    settings_ = std::move(s);
+  }
+  auth::Directory& directory() { return *directory_; }
+  queue::Queue& queue() { return *queue_; }
+  ConnectionLimiter& limiter() { return limiter_; }
+
+  bool stopping() const { return stopping_.load(); }
+  // Registers a live connection; returns its key for Unregister.
+  uint64_t Register(std::weak_ptr<Stoppable> c);
+  void Unregister(uint64_t key);
+  size_t live() const;
+  // Sets stopping() and asks every live connection to finish.
+  void ShutdownAll(bool force);
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const Settings> settings_;
+  auth::Directory* directory_;
+  queue::Queue* queue_;
+  ConnectionLimiter limiter_;
+  std::atomic<bool> stopping_{false};
+  uint64_t next_key_ = 1;
+  std::unordered_map<uint64_t, std::weak_ptr<Stoppable>> live_;
+};
+
+}  // namespace tern::server

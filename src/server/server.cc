@@ -1,0 +1,254 @@
+// `tern serve`: binds the listeners as root, drops privileges, opens the
+// directory and the queue, then accepts connections until SIGTERM/SIGINT,
+// finishing transactions in flight for a bounded time. SIGHUP reloads.
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "auth/directory.h"
+#include "queue/queue.h"
+#include "server/context.h"
+#include "server/serve.h"
+#include "smtp/server/connection.h"
+
+namespace tern::server {
+namespace {
+
+using asio::ip::tcp;
+
+struct BoundListener {
+  config::Listener config;
+  std::unique_ptr<tcp::acceptor> acceptor;
+};
+
+Result<std::unique_ptr<tcp::acceptor>> Bind(asio::io_context& io,
+                                            const config::Listener& l) {
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(l.host, ec);
+  if (ec) return Err("listen " + l.address + ": bad address");
+  tcp::endpoint ep(addr, l.port);
+  auto acc = std::make_unique<tcp::acceptor>(io);
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && addr.is_v6()) acc->set_option(asio::ip::v6_only(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Err("listen " + l.address + ": " + ec.message());
+  return acc;
+}
+
+// Drops root to `user` (RFC-less but essential: nothing parses network input
+// with privileges). The data folder is handed to that user first.
+Result<void> DropPrivileges(const std::string& user, const std::string& data_dir) {
+  if (user.empty()) return {};
+  if (geteuid() != 0) {
+    spdlog::warn("config user={} ignored: not started as root", user);
+    return {};
+  }
+  struct passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) return Err("user " + user + ": no such user");
+  std::error_code fec;
+  for (auto it = std::filesystem::recursive_directory_iterator(data_dir, fec);
+       !fec && it != std::filesystem::recursive_directory_iterator(); it.increment(fec)) {
+    if (lchown(it->path().c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+      return Err("chown " + it->path().string() + " failed");
+    }
+  }
+  if (chown(data_dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+    return Err("chown " + data_dir + " failed");
+  }
+  if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+      setuid(pw->pw_uid) != 0) {
+    return Err("cannot drop privileges to " + user);
+  }
+  if (setuid(0) == 0) return Err("privileges were not dropped");
+  spdlog::info("dropped privileges to user={} uid={}", user, pw->pw_uid);
+  return {};
+}
+
+asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
+                                 std::string name) {
+  auto& io = static_cast<asio::io_context&>(acceptor.get_executor().context());
+  for (;;) {
+    asio::error_code ec;
+    tcp::socket socket(asio::make_strand(io));
+    co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (ctx.stopping() || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // EMFILE and friends: pause instead of spinning.
+      spdlog::warn("accept on {} failed: {}", name, ec.message());
+      asio::steady_timer t(io, std::chrono::milliseconds(100));
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    auto settings = ctx.settings();
+    asio::error_code rec;
+    auto remote = socket.remote_endpoint(rec);
+    if (rec) continue;
+    auto addr = remote.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    }
+    std::string ip = addr.to_string();
+    const auto& smtp = settings->config.smtp;
+    if (!ctx.limiter().Acquire(ip, smtp.max_connections, smtp.max_connections_per_ip)) {
+      spdlog::warn("smtp connection refused client={} reason=limit total={}", ip,
+                   ctx.limiter().total());
+      smtp::RefuseConnection(std::move(socket), settings->config.hostname);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), rec);
+    smtp::StartConnection(std::move(socket), ctx, name);
+  }
+}
+
+// Waits for connections to finish after a shutdown request, forcing them
+// closed after the grace period, then stops the queue and the io context.
+asio::awaitable<void> Drain(Context& ctx, asio::io_context& io, uint32_t grace) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(grace);
+  asio::steady_timer t(io);
+  bool forced = false;
+  while (ctx.live() > 0) {
+    if (!forced && std::chrono::steady_clock::now() >= until) {
+      spdlog::warn("shutdown grace over, closing {} connections", ctx.live());
+      ctx.ShutdownAll(true);
+      forced = true;
+      until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    } else if (forced && std::chrono::steady_clock::now() >= until) {
+      break;
+    }
+    t.expires_after(std::chrono::milliseconds(50));
+    asio::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  io.stop();
+}
+
+}  // namespace
+
+int Serve(const config::Config& initial) {
+  config::Config cfg = initial;
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+
+  std::error_code fec;
+  std::filesystem::create_directories(cfg.data_dir, fec);
+  if (fec) {
+    spdlog::critical("data_dir {}: {}", cfg.data_dir, fec.message());
+    return 1;
+  }
+  chmod(cfg.data_dir.c_str(), 0700);
+
+  // Owned through a pointer so that it can be destroyed (with every
+  // connection coroutine still parked in it) before the queue they use.
+  auto io_owner = std::make_unique<asio::io_context>(
+      cfg.threads == 1 ? 1 : ASIO_CONCURRENCY_HINT_DEFAULT);
+  asio::io_context& io = *io_owner;
+  std::vector<BoundListener> listeners;
+  for (const auto& l : cfg.listeners) {
+    auto acc = Bind(io, l);
+    if (!acc) {
+      spdlog::critical("{}", acc.error().message);
+      return 1;
+    }
+    listeners.push_back({l, std::move(*acc)});
+  }
+  if (auto r = DropPrivileges(cfg.user, cfg.data_dir); !r) {
+    spdlog::critical("{}", r.error().message);
+    return 1;
+  }
+
+  auto directory = auth::Directory::Open(cfg.data_dir + "/tern.db", cfg.domains);
+  if (!directory) {
+    spdlog::critical("directory: {}", directory.error().message);
+    return 1;
+  }
+  auth::Directory* dir = directory->get();
+  queue::Options qopt;
+  qopt.data_dir = cfg.data_dir;
+  qopt.delivery_threads = cfg.delivery_threads;
+  qopt.hostname = cfg.hostname;
+  auto queue = queue::Queue::Open(
+      qopt, [dir](const std::string& a) { return dir->Resolve(a); });
+  if (!queue) {
+    spdlog::critical("queue: {}", queue.error().message);
+    return 1;
+  }
+  if (auto r = (*queue)->Start(); !r) {
+    spdlog::critical("queue: {}", r.error().message);
+    return 1;
+  }
+
+  Context ctx(MakeSettings(cfg), dir, queue->get());
+
+  auto stop_signals_owner = std::make_unique<asio::signal_set>(io, SIGTERM, SIGINT);
+  auto hup_owner = std::make_unique<asio::signal_set>(io, SIGHUP);
+  asio::signal_set& stop_signals = *stop_signals_owner;
+  asio::signal_set& hup = *hup_owner;
+  bool stopping = false;
+  stop_signals.async_wait([&](const asio::error_code& ec, int sig) {
+    if (ec || stopping) return;
+    stopping = true;
+    spdlog::info("signal {}: shutting down (grace {}s)", sig,
+                 ctx.settings()->config.shutdown_grace);
+    hup.cancel();
+    for (auto& l : listeners) {
+      asio::error_code ignored;
+      l.acceptor->close(ignored);
+    }
+    ctx.ShutdownAll(false);
+    asio::co_spawn(io, Drain(ctx, io, ctx.settings()->config.shutdown_grace),
+                   asio::detached);
+  });
+  std::function<void(const asio::error_code&, int)> on_hup;
+  on_hup = [&](const asio::error_code& ec, int) {
+    if (ec) return;
+    auto fresh = config::Load(cfg.path);
+    if (!fresh) {
+      spdlog::error("reload failed, keeping the old config: {}", fresh.error().message);
+    } else {
+      fresh->data_dir = cfg.data_dir;  // the data folder cannot move at run time
+      ctx.set_settings(MakeSettings(*fresh));
+      spdlog::info("config reloaded from {} (listeners unchanged)", cfg.path);
+    }
+    if (auto r = dir->Reload(); !r) {
+      spdlog::error("directory reload failed: {}", r.error().message);
+    }
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
+
+  for (auto& l : listeners) {
+    spdlog::info("listening on {} ({})", l.config.address, l.config.service);
+    asio::co_spawn(io, AcceptLoop(*l.acceptor, ctx, l.config.service), asio::detached);
+  }
+  spdlog::info("tern ready: hostname={} domains={} data_dir={}", cfg.hostname,
+               fmt::join(cfg.domains, ","), cfg.data_dir);
+
+  unsigned n = cfg.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
+                                : cfg.threads;
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < n; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+
+  // The queue calls every pending commit callback (they post into the
+  // stopped io context), then the io context is destroyed with the
+  // connections it still holds; only then may the queue go.
+  (*queue)->Stop();
+  listeners.clear();
+  stop_signals_owner.reset();
+  hup_owner.reset();
+  io_owner.reset();
+  spdlog::info("tern stopped");
+  return 0;
+}
+
+}  // namespace tern::server

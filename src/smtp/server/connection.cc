@@ -1,0 +1,300 @@
+// One SMTP connection: a coroutine reads bytes, feeds the session, writes its
+// replies and carries out its requests (group commit of a message), with a
+// watchdog coroutine enforcing the RFC 5321 4.5.3.2 timeouts.
+#include "smtp/server/connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <chrono>
+#include <ctime>
+
+#include "common/strings.h"
+#include "policy/recipient.h"
+#include "smtp/protocol/session.h"
+
+namespace tern::smtp {
+namespace {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+class Connection : public server::Stoppable,
+                   public SessionHost,
+                   public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, server::Context& ctx, ClientInfo client,
+             std::string listener)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        ctx_(ctx),
+        settings_(ctx.settings()),
+        session_(settings_->session, *this, std::move(client)),
+        listener_(std::move(listener)),
+        started_(Clock::now()) {}
+
+  // --- server::Stoppable ---
+  void RequestShutdown(bool force) override {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), force] {
+      self->shutdown_ = true;
+      if (force || !self->session_.InTransaction()) {
+        self->force_ = force;
+        asio::error_code ignored;
+        self->socket_.cancel(ignored);
+      }
+    });
+  }
+
+  // --- SessionHost ---
+  RcptVerdict CheckRecipient(const Transaction& t, const Mailbox& rcpt) override {
+    return policy::CheckRecipient(ctx_.directory(), session_.client(), rcpt);
+  }
+
+  std::string BeginMessage(const Transaction& t) override {
+    queue::Envelope env;
+    env.sender = t.mail_from.null() ? std::string() : t.mail_from.ToString();
+    for (size_t i = 0; i < t.rcpts.size(); ++i) {
+      queue::Recipient r;
+      r.address = policy::DirectoryAddress(t.rcpts[i]);
+      if (i < t.rcpt_params.size()) {
+        r.notify = t.rcpt_params[i].notify;
+        r.orcpt = t.rcpt_params[i].orcpt;
+      }
+      env.recipients.push_back(std::move(r));
+    }
+    env.ret = t.ret;
+    env.envid = t.envid;
+    env.body = t.body;
+    env.smtputf8 = t.smtputf8;
+    env.client_ip = session_.client().ip;
+    env.helo = t.helo;
+    env.auth_user = session_.client().auth_user;
+    env.received_at = static_cast<int64_t>(std::time(nullptr));
+    summary_sender_ = env.sender;
+    summary_rcpts_ = env.recipients.size();
+    auto w = ctx_.queue().Begin(std::move(env));
+    if (!w) {
+      spdlog::error("smtp queue unavailable client={} error={}", client_ip(),
+                    w.error().message);
+      return {};
+    }
+    writer_ = std::move(*w);
+    return writer_->id();
+  }
+
+  bool MessageData(std::string_view data) override {
+    return writer_ && writer_->Write(data);
+  }
+
+  void AbortMessage() override { writer_.reset(); }
+
+  std::string Now() override { return Rfc5322Date(std::time(nullptr)); }
+
+  friend asio::awaitable<void> Run(std::shared_ptr<Connection> c);
+  friend asio::awaitable<void> Watchdog(std::shared_ptr<Connection> c);
+  friend asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
+                                           asio::error_code& ec);
+  friend asio::awaitable<void> RunAndRelease(std::shared_ptr<Connection> c,
+                                             uint64_t key, std::string ip);
+  friend void tern::smtp::StartConnection(tcp::socket, server::Context&,
+                                          std::string);
+
+ private:
+  const std::string& client_ip() const { return session_.client().ip; }
+  void ArmDeadline(uint32_t seconds) {
+    deadline_ = Clock::now() + std::chrono::seconds(seconds);
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  server::Context& ctx_;
+  std::shared_ptr<const server::Settings> settings_;
+  Session session_;
+  std::string listener_;
+  std::unique_ptr<queue::Writer> writer_;
+  std::array<char, 4096> buf_;
+  Clock::time_point started_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+  bool closed_ = false;
+  bool shutdown_ = false;
+  bool force_ = false;
+  uint32_t messages_ = 0;
+  std::string summary_sender_;
+  size_t summary_rcpts_ = 0;
+};
+
+// Commits the current message through the queue's group commit and resumes
+// on the connection's strand with the result.
+asio::awaitable<Result<void>> CommitMessage(queue::Queue& queue,
+                                            std::unique_ptr<queue::Writer> w) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<void>)>(
+      [&queue, &w](auto handler) {
+        using Handler = decltype(handler);
+        auto h = std::make_shared<Handler>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        queue.Commit(std::move(w), [h, ex](Result<void> r) {
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+// Closes the socket when the deadline passes; reads and writes set it.
+asio::awaitable<void> Watchdog(std::shared_ptr<Connection> c) {
+  while (!c->closed_) {
+    c->timer_.expires_at(c->deadline_);
+    asio::error_code ec;
+    co_await c->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (c->closed_) break;
+    if (c->deadline_ <= Clock::now()) {
+      c->timed_out_ = true;
+      c->deadline_ = Clock::time_point::max();
+      asio::error_code ignored;
+      c->socket_.cancel(ignored);
+    }
+  }
+}
+
+asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
+                                  asio::error_code& ec) {
+  std::string& out = c->session_.output();
+  if (out.empty()) co_return;
+  co_await asio::async_write(c->socket_, asio::buffer(out),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  out.clear();
+}
+
+asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
+  const auto& limits = c->settings_->config.smtp;
+  Session& s = c->session_;
+  std::string reason = "eof";
+  std::string pending;  // input the session has not consumed yet
+  asio::error_code ec;
+
+  s.Greet();
+  for (;;) {
+    while (!pending.empty() && s.need() == Need::kInput) {
+      size_t n = s.Feed(pending);
+      pending.erase(0, n);
+    }
+    if (s.need() == Need::kCommit) {
+      // RFC 5321 4.5.3.2.8: the client waits up to 10 minutes here.
+      c->ArmDeadline(limits.final_timeout);
+      std::string id = c->writer_ ? c->writer_->id() : std::string();
+      uint64_t size = c->writer_ ? c->writer_->size() : 0;
+      auto r = co_await CommitMessage(c->ctx_.queue(), std::move(c->writer_));
+      bool no_space = !r && r.error().message.find("No space") != std::string::npos;
+      if (r) {
+        ++c->messages_;
+        spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
+                     id, size, c->summary_sender_, c->summary_rcpts_,
+                     c->client_ip());
+      } else {
+        spdlog::error("smtp commit failed client={} error={}", c->client_ip(),
+                      r.error().message);
+      }
+      s.Committed(static_cast<bool>(r), no_space);
+      continue;
+    }
+    if (s.need() == Need::kInput && c->shutdown_ && !s.InTransaction()) {
+      s.Shutdown();
+      reason = "shutdown";
+    }
+    c->ArmDeadline(limits.command_timeout);
+    co_await WriteOutput(c, ec);
+    if (ec) {
+      reason = c->timed_out_ ? "write-timeout" : "write-error";
+      break;
+    }
+    if (s.need() == Need::kClose) {
+      if (reason == "eof") reason = "closed";
+      break;
+    }
+    c->ArmDeadline(s.InData() ? limits.data_block_timeout : limits.command_timeout);
+    size_t n = co_await c->socket_.async_read_some(
+        asio::buffer(c->buf_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (c->timed_out_) {
+        reason = "timeout";
+        s.Timeout();
+        c->timed_out_ = false;
+        c->ArmDeadline(5);
+        co_await WriteOutput(c, ec);
+        break;
+      }
+      if (ec == asio::error::operation_aborted && c->shutdown_ && !c->force_) {
+        ec = {};
+        continue;  // the loop top answers 421 when no transaction is open
+      }
+      reason = ec == asio::error::eof ? "eof" : "read-error";
+      break;
+    }
+    std::string_view in(c->buf_.data(), n);
+    if (pending.empty()) {
+      size_t used = s.Feed(in);
+      if (used < in.size()) pending.assign(in.substr(used));
+    } else {
+      pending.append(in);
+    }
+  }
+
+  c->writer_.reset();
+  c->closed_ = true;
+  c->timer_.cancel();
+  asio::error_code ignored;
+  c->socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  c->socket_.close(ignored);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                Clock::now() - c->started_).count();
+  spdlog::info("smtp session client={} listener={} messages={} end={} ms={}",
+               c->client_ip(), c->listener_, c->messages_, reason, ms);
+}
+
+asio::awaitable<void> RunAndRelease(std::shared_ptr<Connection> c, uint64_t key,
+                                    std::string ip) {
+  co_await Run(c);
+  c->ctx_.Unregister(key);
+  c->ctx_.limiter().Release(ip);
+}
+
+}  // namespace
+
+void StartConnection(tcp::socket socket, server::Context& ctx,
+                     std::string listener_name) {
+  asio::error_code ec;
+  ClientInfo client;
+  auto remote = socket.remote_endpoint(ec);
+  auto local = socket.local_endpoint(ec);
+  auto addr = remote.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+  }
+  client.ip = addr.to_string();
+  client.port = remote.port();
+  client.local_ip = local.address().to_string();
+  client.local_port = local.port();
+  auto settings = ctx.settings();
+  client.trusted = settings->trusted.Contains(client.ip);
+  std::string ip = client.ip;
+  auto conn = std::make_shared<Connection>(std::move(socket), ctx,
+                                           std::move(client), std::move(listener_name));
+  uint64_t key = ctx.Register(conn);
+  auto ex = conn->socket_.get_executor();
+  asio::co_spawn(ex, Watchdog(conn), asio::detached);
+  asio::co_spawn(ex, RunAndRelease(conn, key, std::move(ip)), asio::detached);
+}
+
+void RefuseConnection(tcp::socket socket, const std::string& hostname) {
+  // The reply is far smaller than a socket buffer: one non-blocking write
+  // either fits or the client is not worth waiting for.
+  std::string line =
+      "421 4.7.0 " + hostname + " Too many connections, try again later\r\n";
+  asio::error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(line), ec);
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
+}  // namespace tern::smtp
