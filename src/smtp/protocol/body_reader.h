@@ -12,9 +12,9 @@ namespace tern::smtp {
 class BodyReader {
  public:
   struct Limits {
-    uint64_t max_size = 0;      // octets of content, CRLFs included
-    uint32_t line_limit = 0;    // octets per line including CRLF
-    uint32_t max_hops = 0;      // Received: header fields allowed
+    uint64_t max_size = 0;    // octets of content, CRLFs included
+    uint32_t line_limit = 0;  // octets per line including CRLF
+    uint32_t max_hops = 0;    // Received: header fields allowed
   };
   // Why a message must be refused, in the order the reply reports them
   // (the first that applies wins).
@@ -54,7 +54,7 @@ class BodyReader {
   bool too_long_ = false;
   bool too_big_ = false;
   uint8_t prefix_len_ = 0;
-  char prefix_[9] = {};    // start of the current line, for "Received:"
+  char prefix_[9] = {};  // start of the current line, for "Received:"
 };
 
 }  // namespace tern::smtp

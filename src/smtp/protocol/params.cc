@@ -89,7 +89,8 @@ ParamStatus ForEachParam(std::string_view rest, F f) {
     size_t eq = item.find('=');
     std::string_view key = item.substr(0, eq);
     bool has_value = eq != std::string_view::npos;
-    std::string_view value = has_value ? item.substr(eq + 1) : std::string_view();
+    std::string_view value =
+        has_value ? item.substr(eq + 1) : std::string_view();
     if (!IsKeyword(key)) return ParamStatus::kSyntax;
     // RFC 5321 4.1.2: esmtp-value = 1*(%d33-60 / %d62-126), so never empty.
     if (has_value && value.empty()) return ParamStatus::kSyntax;
@@ -103,62 +104,61 @@ ParamStatus ForEachParam(std::string_view rest, F f) {
 ParamStatus ParseMailParams(std::string_view rest, uint64_t max_size,
                             MailParams* out) {
   bool seen_size = false;
-  return ForEachParam(rest, [&](std::string_view key, std::string_view value,
-                                bool has_value) {
-    if (IEquals(key, "SIZE")) {
-      // RFC 1870 3: SIZE=1*20DIGIT.
-      if (seen_size || !ParseSize(value, &out->size)) {
-        return ParamStatus::kSyntax;
-      }
-      seen_size = true;
-      if (out->size > max_size) return ParamStatus::kTooBig;
-      return ParamStatus::kOk;
-    }
-    if (IEquals(key, "BODY")) {
-      // RFC 6152 2: BODY=7BIT / 8BITMIME. BINARYMIME is not offered.
-      if (!out->body.empty()) return ParamStatus::kSyntax;
-      if (IEquals(value, "7BIT")) {
-        out->body = "7BIT";
-      } else if (IEquals(value, "8BITMIME")) {
-        out->body = "8BITMIME";
-      } else {
-        return ParamStatus::kSyntax;
-      }
-      return ParamStatus::kOk;
-    }
-    if (IEquals(key, "SMTPUTF8")) {
-      // RFC 6531 3.4: the parameter has no value.
-      if (has_value || out->smtputf8) return ParamStatus::kSyntax;
-      out->smtputf8 = true;
-      return ParamStatus::kOk;
-    }
-    if (IEquals(key, "RET")) {
-      // RFC 3461 4.3: RET=FULL / HDRS.
-      if (!out->ret.empty()) return ParamStatus::kSyntax;
-      if (IEquals(value, "FULL")) {
-        out->ret = "FULL";
-      } else if (IEquals(value, "HDRS")) {
-        out->ret = "HDRS";
-      } else {
-        return ParamStatus::kSyntax;
-      }
-      return ParamStatus::kOk;
-    }
-    if (IEquals(key, "ENVID")) {
-      // RFC 3461 4.4: ENVID=xtext, at most 100 characters.
-      if (!has_value || !out->envid.empty() || value.size() > kMaxEnvid ||
-          !IsXtext(value, false)) {
-        return ParamStatus::kSyntax;
-      }
-      out->envid = std::string(value);
-      return ParamStatus::kOk;
-    }
-    return ParamStatus::kUnknown;
-  });
+  return ForEachParam(
+      rest, [&](std::string_view key, std::string_view value, bool has_value) {
+        if (IEquals(key, "SIZE")) {
+          // RFC 1870 3: SIZE=1*20DIGIT.
+          if (seen_size || !ParseSize(value, &out->size)) {
+            return ParamStatus::kSyntax;
+          }
+          seen_size = true;
+          if (out->size > max_size) return ParamStatus::kTooBig;
+          return ParamStatus::kOk;
+        }
+        if (IEquals(key, "BODY")) {
+          // RFC 6152 2: BODY=7BIT / 8BITMIME. BINARYMIME is not offered.
+          if (!out->body.empty()) return ParamStatus::kSyntax;
+          if (IEquals(value, "7BIT")) {
+            out->body = "7BIT";
+          } else if (IEquals(value, "8BITMIME")) {
+            out->body = "8BITMIME";
+          } else {
+            return ParamStatus::kSyntax;
+          }
+          return ParamStatus::kOk;
+        }
+        if (IEquals(key, "SMTPUTF8")) {
+          // RFC 6531 3.4: the parameter has no value.
+          if (has_value || out->smtputf8) return ParamStatus::kSyntax;
+          out->smtputf8 = true;
+          return ParamStatus::kOk;
+        }
+        if (IEquals(key, "RET")) {
+          // RFC 3461 4.3: RET=FULL / HDRS.
+          if (!out->ret.empty()) return ParamStatus::kSyntax;
+          if (IEquals(value, "FULL")) {
+            out->ret = "FULL";
+          } else if (IEquals(value, "HDRS")) {
+            out->ret = "HDRS";
+          } else {
+            return ParamStatus::kSyntax;
+          }
+          return ParamStatus::kOk;
+        }
+        if (IEquals(key, "ENVID")) {
+          // RFC 3461 4.4: ENVID=xtext, at most 100 characters.
+          if (!has_value || !out->envid.empty() || value.size() > kMaxEnvid ||
+              !IsXtext(value, false)) {
+            return ParamStatus::kSyntax;
+          }
+          out->envid = std::string(value);
+          return ParamStatus::kOk;
+        }
+        return ParamStatus::kUnknown;
+      });
 }
 
-ParamStatus ParseRcptParams(std::string_view rest, bool utf8,
-                            RcptParams* out) {
+ParamStatus ParseRcptParams(std::string_view rest, bool utf8, RcptParams* out) {
   return ForEachParam(rest, [&](std::string_view key, std::string_view value,
                                 bool has_value) {
     if (IEquals(key, "NOTIFY")) {

@@ -13,9 +13,9 @@ namespace tern::smtp {
 
 enum class ParamStatus {
   kOk,
-  kSyntax,    // malformed or repeated parameter: 501 5.5.4
-  kUnknown,   // parameter we do not offer: 555 5.5.4 (RFC 5321 4.1.1.11)
-  kTooBig,    // SIZE above our maximum: 552 5.3.4 (RFC 1870 6)
+  kSyntax,   // malformed or repeated parameter: 501 5.5.4
+  kUnknown,  // parameter we do not offer: 555 5.5.4 (RFC 5321 4.1.1.11)
+  kTooBig,   // SIZE above our maximum: 552 5.3.4 (RFC 1870 6)
 };
 
 struct MailParams {
@@ -30,7 +30,6 @@ struct MailParams {
 ParamStatus ParseMailParams(std::string_view rest, uint64_t max_size,
                             MailParams* out);
 // utf8: the transaction uses SMTPUTF8, so ORCPT may carry UTF-8 (RFC 6533).
-ParamStatus ParseRcptParams(std::string_view rest, bool utf8,
-                            RcptParams* out);
+ParamStatus ParseRcptParams(std::string_view rest, bool utf8, RcptParams* out);
 
 }  // namespace tern::smtp

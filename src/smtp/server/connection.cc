@@ -109,9 +109,10 @@ class Connection : public server::Stoppable,
   asio::steady_timer timer_;
   server::Context& ctx_;
   std::shared_ptr<const server::Settings> settings_;
+  // Declared before the session: ~Session may call AbortMessage().
+  std::unique_ptr<queue::Writer> writer_;
   Session session_;
   std::string listener_;
-  std::unique_ptr<queue::Writer> writer_;
   std::array<char, 4096> buf_;
   Clock::time_point started_;
   Clock::time_point deadline_ = Clock::time_point::max();
