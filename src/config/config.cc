@@ -4,6 +4,7 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,8 +14,6 @@
 #include <set>
 #include <sstream>
 #include <string_view>
-
-#include <toml++/toml.h>
 
 #include "common/strings.h"
 
@@ -46,10 +45,10 @@ class Checker {
   // One line per problem, in file order (toml++ tables iterate by key name,
   // which would otherwise scramble the order).
   std::string Message() {
-    std::stable_sort(issues_.begin(), issues_.end(),
-                     [](const Issue& a, const Issue& b) {
-                       return a.line != b.line ? a.line < b.line : a.col < b.col;
-                     });
+    std::stable_sort(
+        issues_.begin(), issues_.end(), [](const Issue& a, const Issue& b) {
+          return a.line != b.line ? a.line < b.line : a.col < b.col;
+        });
     std::string out;
     for (const Issue& issue : issues_) {
       if (!out.empty()) out += '\n';
@@ -169,7 +168,8 @@ class Checker {
     if (node == nullptr) return nullptr;
     const auto* sub = node->as_table();
     if (sub == nullptr) {
-      Fail(node->source(), key, "expected a table ([" + std::string(key) + "])");
+      Fail(node->source(), key,
+           "expected a table ([" + std::string(key) + "])");
     }
     return sub;
   }
@@ -416,10 +416,10 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   Config cfg;
   cfg.path = name;
   Checker check(name);
-  check.RejectUnknown(root, "",
-                      {"hostname", "data_dir", "user", "domains",
-                       "trusted_networks", "threads", "delivery_threads",
-                       "shutdown_grace", "log", "listen", "smtp"});
+  check.RejectUnknown(
+      root, "",
+      {"hostname", "data_dir", "user", "domains", "trusted_networks", "threads",
+       "delivery_threads", "shutdown_grace", "log", "listen", "smtp"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -431,8 +431,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
 
   if (check.GetString(root, "data_dir", "data_dir", false, &cfg.data_dir) &&
       cfg.data_dir.empty()) {
-    check.Fail(root.get("data_dir")->source(), "data_dir",
-               "must not be empty");
+    check.Fail(root.get("data_dir")->source(), "data_dir", "must not be empty");
   }
 
   if (check.GetString(root, "user", "user", false, &cfg.user) &&

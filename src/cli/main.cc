@@ -1,0 +1,565 @@
+// The `tern` command: runs the server (`tern serve`) and manages users,
+// aliases and the queue from the shell. Management commands only touch the
+// SQLite database and the spool, so they work while the server runs.
+#include <sodium.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth/directory.h"
+#include "cli/sendmail.h"
+#include "common/result.h"
+#include "common/strings.h"
+#include "config/config.h"
+#include "queue/queue.h"
+#include "server/serve.h"
+
+namespace tern::cli {
+namespace {
+
+constexpr const char* kDefaultConfig = "etc/tern.dev.toml";
+// Used when the binary is invoked as "sendmail" (and TERN_CONFIG is unset).
+constexpr const char* kSystemConfig = "/etc/tern/tern.toml";
+
+struct GlobalOptions {
+  std::string config_path = kDefaultConfig;
+  std::string data_dir;  // empty: use the config's data_dir
+};
+
+int Fail(const std::string& message) {
+  std::cerr << "tern: " << message << "\n";
+  return 1;
+}
+
+// Creates the data folder (mode 0700: it holds mail and password hashes).
+Result<void> EnsureDataDir(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return {};
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Err("cannot create data folder " + dir + ": " + ec.message());
+  if (::chmod(dir.c_str(), 0700) != 0) {
+    return Err("cannot set mode of " + dir + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+Result<config::Config> LoadConfig(const GlobalOptions& options) {
+  auto cfg = config::Load(options.config_path);
+  if (!cfg) return cfg;
+  if (!options.data_dir.empty()) cfg->data_dir = options.data_dir;
+  if (auto ok = EnsureDataDir(cfg->data_dir); !ok) {
+    return tl::unexpected(ok.error());
+  }
+  return cfg;
+}
+
+Result<std::unique_ptr<auth::Directory>> OpenDirectory(
+    const GlobalOptions& options) {
+  auto cfg = LoadConfig(options);
+  if (!cfg) return tl::unexpected(cfg.error());
+  return auth::Directory::Open(cfg->data_dir + "/tern.db", cfg->domains);
+}
+
+// The form the directory stores: domain lower-cased, local part as given.
+std::string Canonical(const std::string& address) {
+  size_t at = address.rfind('@');
+  if (at == std::string::npos) return address;
+  return address.substr(0, at + 1) + ToLower(address.substr(at + 1));
+}
+
+// Turns off terminal echo for the lifetime of the object.
+class NoEcho {
+ public:
+  NoEcho() {
+    if (tcgetattr(STDIN_FILENO, &saved_) == 0) {
+      termios quiet = saved_;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      active_ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+    }
+  }
+  ~NoEcho() {
+    if (active_) tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_);
+  }
+  NoEcho(const NoEcho&) = delete;
+  NoEcho& operator=(const NoEcho&) = delete;
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Wipes a password from memory when it goes out of scope.
+struct Secret {
+  std::string value;
+  ~Secret() { sodium_memzero(value.data(), value.size()); }
+};
+
+bool ReadLine(std::string* line) {
+  if (!std::getline(std::cin, *line)) return false;
+  if (!line->empty() && line->back() == '\r') line->pop_back();
+  return true;
+}
+
+// One line from stdin (scripts pipe it in); on a terminal, asks twice
+// without echo so a typo does not lock the user out.
+Result<void> ReadPassword(Secret* password) {
+  if (isatty(STDIN_FILENO)) {
+    Secret again;
+    {
+      NoEcho no_echo;
+      std::cerr << "Password: " << std::flush;
+      bool got = ReadLine(&password->value);
+      std::cerr << "\nRepeat password: " << std::flush;
+      got = got && ReadLine(&again.value);
+      std::cerr << "\n";
+      if (!got) return Err("no password given");
+    }
+    if (password->value != again.value) return Err("passwords do not match");
+  } else if (!ReadLine(&password->value)) {
+    return Err("no password on standard input");
+  }
+  if (password->value.empty()) return Err("password must not be empty");
+  return {};
+}
+
+// --- queue list -----------------------------------------------------------
+
+std::string Duration(int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  if (seconds < 60) return std::to_string(seconds) + "s";
+  if (seconds < 3600) return std::to_string(seconds / 60) + "m";
+  if (seconds < 86400) return std::to_string(seconds / 3600) + "h";
+  return std::to_string(seconds / 86400) + "d";
+}
+
+std::string NextAttempt(int64_t next, int64_t now) {
+  if (next == 0) return "-";
+  if (next <= now) return "now";
+  return "in " + Duration(next - now);
+}
+
+// Error texts come from remote servers; keep the table on one line each.
+std::string OneLine(std::string text) {
+  for (char& c : text) {
+    if (c == '\r' || c == '\n' || c == '\t') c = ' ';
+  }
+  return text;
+}
+
+std::string RecipientsColumn(const queue::Entry& entry) {
+  std::string out;
+  const auto& recipients = entry.envelope.recipients;
+  for (size_t i = 0; i < recipients.size(); ++i) {
+    auto state = i < entry.state.size() ? entry.state[i]
+                                        : queue::RecipientState::kPending;
+    if (state == queue::RecipientState::kDelivered) continue;
+    if (!out.empty()) out += ", ";
+    out += recipients[i].address;
+    if (state == queue::RecipientState::kFailed) out += " (failed)";
+  }
+  return out.empty() ? "-" : out;
+}
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+const char* StateName(queue::RecipientState state) {
+  switch (state) {
+    case queue::RecipientState::kPending:
+      return "pending";
+    case queue::RecipientState::kDelivered:
+      return "delivered";
+    case queue::RecipientState::kFailed:
+      return "failed";
+  }
+  return "pending";
+}
+
+void PrintQueueJson(const std::vector<queue::Entry>& entries, int64_t now) {
+  std::cout << "[";
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const queue::Entry& e = entries[i];
+    const queue::Envelope& env = e.envelope;
+    std::cout << (i ? ",\n " : "\n ") << "{\"id\": " << JsonString(env.id)
+              << ", \"received_at\": " << env.received_at
+              << ", \"age\": " << (now - env.received_at)
+              << ", \"size\": " << e.size
+              << ", \"sender\": " << JsonString(env.sender)
+              << ", \"recipients\": [";
+    for (size_t r = 0; r < env.recipients.size(); ++r) {
+      auto state =
+          r < e.state.size() ? e.state[r] : queue::RecipientState::kPending;
+      std::cout << (r ? ", " : "")
+                << "{\"address\": " << JsonString(env.recipients[r].address)
+                << ", \"state\": \"" << StateName(state) << "\"}";
+    }
+    std::cout << "], \"attempts\": " << e.attempts
+              << ", \"next_attempt\": " << e.next_attempt
+              << ", \"last_error\": " << JsonString(e.last_error) << "}";
+  }
+  std::cout << (entries.empty() ? "]\n" : "\n]\n");
+}
+
+void PrintQueueTable(const std::vector<queue::Entry>& entries, int64_t now) {
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"ID", "AGE", "SENDER", "RECIPIENTS", "NEXT", "LAST ERROR"});
+  for (const queue::Entry& e : entries) {
+    const queue::Envelope& env = e.envelope;
+    rows.push_back({env.id, Duration(now - env.received_at),
+                    env.sender.empty() ? "<>" : env.sender, RecipientsColumn(e),
+                    NextAttempt(e.next_attempt, now),
+                    e.last_error.empty() ? "-" : OneLine(e.last_error)});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      widths[c] = std::max(widths[c], row[c].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      // The last column is not padded, so lines carry no trailing blanks.
+      if (c + 1 < row.size())
+        line += std::string(widths[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+// --- sendmail ---------------------------------------------------------------
+
+// Takes --config/--data-dir out of a sendmail argument list; everything else
+// is sendmail's own syntax and passes through untouched.
+std::vector<std::string> TakeGlobalOptions(std::vector<std::string> args,
+                                           GlobalOptions* options) {
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    std::string* target = nullptr;
+    std::string name;
+    if (arg == "--config" || arg.rfind("--config=", 0) == 0) {
+      target = &options->config_path;
+      name = "--config";
+    } else if (arg == "--data-dir" || arg.rfind("--data-dir=", 0) == 0) {
+      target = &options->data_dir;
+      name = "--data-dir";
+    }
+    if (target == nullptr) {
+      rest.push_back(arg);
+    } else if (arg.size() > name.size()) {
+      *target = arg.substr(name.size() + 1);
+    } else if (i + 1 < args.size()) {
+      *target = args[++i];
+    } else {
+      rest.push_back(arg);  // dangling; let sendmail complain about it
+    }
+  }
+  return rest;
+}
+
+int RunSendmail(GlobalOptions options, const std::vector<std::string>& raw) {
+  std::vector<std::string> args = TakeGlobalOptions(raw, &options);
+  auto cfg = LoadConfig(options);
+  if (!cfg) return Fail(cfg.error().message);
+  return Sendmail(*cfg, args);
+}
+
+// `tern sendmail ...` is dispatched before CLI11 sees the arguments: sendmail
+// flags such as -oi or -f would otherwise be parsed as tern options, and a
+// recipient named like a subcommand could be mistaken for one. Returns the
+// index of "sendmail" in argv, or 0.
+int FindSendmail(int argc, char** argv, GlobalOptions* options) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "sendmail") return i;
+    if ((arg == "--config" || arg == "--data-dir") && i + 1 < argc) {
+      (arg == "--config" ? options->config_path : options->data_dir) =
+          argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      options->config_path = arg.substr(9);
+    } else if (arg.rfind("--data-dir=", 0) == 0) {
+      options->data_dir = arg.substr(11);
+    } else {
+      return 0;
+    }
+  }
+  return 0;
+}
+
+void SetUpLogging(const std::string& level) {
+  // Logs go to stderr so that stdout carries only command output.
+  auto logger = spdlog::stderr_color_mt("tern");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+int Main(int argc, char** argv) {
+  std::string program = std::filesystem::path(argv[0]).filename().string();
+  GlobalOptions options;
+  // Installed as a "sendmail" link, tern behaves like sendmail(8). Programs
+  // calling sendmail run from anywhere, so the dev default makes no sense.
+  if (program == "sendmail") {
+    const char* env = std::getenv("TERN_CONFIG");
+    options.config_path = env != nullptr && *env != '\0' ? env : kSystemConfig;
+    SetUpLogging("warn");
+    return RunSendmail(options,
+                       std::vector<std::string>(argv + 1, argv + argc));
+  }
+  if (int at = FindSendmail(argc, argv, &options); at > 0) {
+    SetUpLogging("warn");
+    return RunSendmail(options,
+                       std::vector<std::string>(argv + at + 1, argv + argc));
+  }
+  options = GlobalOptions();
+
+  CLI::App app("Tern mail server", "tern");
+  app.require_subcommand(1);
+  // Lets --config/--data-dir appear after the subcommand as well.
+  app.fallthrough();
+  app.add_option("--config", options.config_path, "configuration file")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.data_dir,
+                 "data folder (overrides data_dir from the configuration)");
+
+  std::function<int()> action;
+  bool json = false;
+  std::string address;
+  std::string alias;
+  std::vector<std::string> targets;
+
+  auto* serve = app.add_subcommand("serve", "run the mail server");
+  serve->callback([&] {
+    action = [&] {
+      auto cfg = LoadConfig(options);
+      if (!cfg) return Fail(cfg.error().message);
+      spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+      return server::Serve(*cfg);
+    };
+  });
+
+  auto* user = app.add_subcommand("user", "manage mail accounts");
+  user->require_subcommand(1);
+  auto* user_add =
+      user->add_subcommand("add", "add an account; password from stdin");
+  user_add->add_option("address", address, "local@domain")->required();
+  user_add->callback([&] {
+    action = [&] {
+      Secret password;
+      if (auto ok = ReadPassword(&password); !ok)
+        return Fail(ok.error().message);
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->AddUser(address, password.value); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::cout << "added user " << Canonical(address) << "\n";
+      return 0;
+    };
+  });
+  auto* user_del = user->add_subcommand("del", "delete an account");
+  user_del->add_option("address", address, "local@domain")->required();
+  user_del->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->DeleteUser(address); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::cout << "deleted user " << address << "\n";
+      return 0;
+    };
+  });
+  auto* user_list = user->add_subcommand("list", "list accounts");
+  user_list->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      auto users = (*dir)->ListUsers();
+      if (!users) return Fail(users.error().message);
+      for (const auth::Account& account : *users) {
+        std::cout << account.address << "\n";
+      }
+      return 0;
+    };
+  });
+  auto* user_passwd =
+      user->add_subcommand("passwd", "set a password; password from stdin");
+  user_passwd->add_option("address", address, "local@domain")->required();
+  user_passwd->callback([&] {
+    action = [&] {
+      Secret password;
+      if (auto ok = ReadPassword(&password); !ok)
+        return Fail(ok.error().message);
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->SetPassword(address, password.value); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::cout << "changed password of " << address << "\n";
+      return 0;
+    };
+  });
+
+  auto* alias_cmd = app.add_subcommand("alias", "manage aliases");
+  alias_cmd->require_subcommand(1);
+  auto* alias_add = alias_cmd->add_subcommand(
+      "add", "add an alias (ALIAS may be @domain for a catch-all)");
+  alias_add->add_option("alias", alias, "local@domain or @domain")->required();
+  alias_add->add_option("targets", targets, "TARGET[,TARGET...]")->required();
+  alias_add->callback([&] {
+    action = [&] {
+      std::vector<std::string> list;
+      for (const std::string& arg : targets) {
+        for (const std::string& part : Split(arg, ',')) {
+          std::string_view target = Trim(part);
+          if (!target.empty()) list.emplace_back(target);
+        }
+      }
+      if (list.empty()) return Fail("alias needs at least one target");
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->AddAlias(alias, list); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::string joined;
+      for (const std::string& target : list) {
+        joined += (joined.empty() ? "" : ", ") + target;
+      }
+      std::cout << "added alias " << Canonical(alias) << " -> " << joined
+                << "\n";
+      return 0;
+    };
+  });
+  auto* alias_del = alias_cmd->add_subcommand("del", "delete an alias");
+  alias_del->add_option("alias", alias, "local@domain or @domain")->required();
+  alias_del->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->DeleteAlias(alias); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::cout << "deleted alias " << alias << "\n";
+      return 0;
+    };
+  });
+  auto* alias_list = alias_cmd->add_subcommand("list", "list aliases");
+  alias_list->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      auto aliases = (*dir)->ListAliases();
+      if (!aliases) return Fail(aliases.error().message);
+      for (const auth::Alias& entry : *aliases) {
+        std::string joined;
+        for (const std::string& target : entry.targets) {
+          joined += (joined.empty() ? "" : ", ") + target;
+        }
+        std::cout << entry.alias << " -> " << joined << "\n";
+      }
+      return 0;
+    };
+  });
+
+  auto* queue_cmd = app.add_subcommand("queue", "inspect the mail queue");
+  queue_cmd->require_subcommand(1);
+  auto* queue_list = queue_cmd->add_subcommand("list", "list queued messages");
+  queue_list->add_flag("--json", json, "print JSON instead of a table");
+  queue_list->callback([&] {
+    action = [&] {
+      auto cfg = LoadConfig(options);
+      if (!cfg) return Fail(cfg.error().message);
+      auto entries = queue::List(cfg->data_dir);
+      if (!entries) return Fail(entries.error().message);
+      int64_t now = static_cast<int64_t>(std::time(nullptr));
+      if (json) {
+        PrintQueueJson(*entries, now);
+      } else if (entries->empty()) {
+        std::cout << "Queue is empty\n";
+      } else {
+        PrintQueueTable(*entries, now);
+      }
+      return 0;
+    };
+  });
+
+  // Only for --help: the real dispatch happens in FindSendmail above.
+  app.add_subcommand("sendmail",
+                     "submit a message from stdin like sendmail(8): "
+                     "[-t] [-i] [-f SENDER] [-oi] [RCPT...]");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "tern: " << e.what() << "\n"
+              << "Run 'tern --help' for usage.\n";
+    return 1;
+  }
+  if (!action) return Fail("nothing to do");
+  SetUpLogging("warn");
+  return action();
+}
+
+}  // namespace
+}  // namespace tern::cli
+
+int main(int argc, char** argv) {
+  try {
+    return tern::cli::Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "tern: " << e.what() << "\n";
+    return 1;
+  }
+}

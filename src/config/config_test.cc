@@ -1,0 +1,272 @@
+// Tests for the TOML configuration loader: a complete file parses into the
+// expected values, and each kind of mistake is reported with file, line,
+// column and key.
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace tern::config {
+namespace {
+
+constexpr const char* kFull = R"(hostname = "mx.example.test"
+data_dir = "var"
+user = "tern"
+domains = ["Example.TEST", "other.test"]
+trusted_networks = ["192.0.2.0/24", "2001:DB8::/32", "127.0.0.1"]
+threads = 0
+delivery_threads = 3
+shutdown_grace = 15
+[log]
+level = "debug"
+[[listen]]
+address = "127.0.0.1:2525"
+service = "smtp"
+[[listen]]
+address = "[::1]:2526"
+service = "smtp"
+[smtp]
+max_message_size = 1000000
+max_recipients = 50
+max_connections = 200
+max_connections_per_ip = 5
+max_errors = 3
+command_line_limit = 1024
+text_line_limit = 2000
+max_received_headers = 30
+command_timeout = 60
+data_block_timeout = 70
+final_timeout = 80
+vrfy = true
+expn = true
+)";
+
+// The smallest valid file; tests append or replace lines to break it.
+constexpr const char* kMinimal = R"(hostname = "mx.example.test"
+domains = ["example.test"]
+[[listen]]
+address = "127.0.0.1:2525"
+service = "smtp"
+)";
+
+// Parses `text` and returns the error message ("" when it parsed).
+std::string ErrorOf(const std::string& text) {
+  auto result = Parse(text, "t.toml");
+  return result ? std::string() : result.error().message;
+}
+
+TEST(ConfigTest, FullFileParses) {
+  auto cfg = Parse(kFull, "full.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->path, "full.toml");
+  EXPECT_EQ(cfg->hostname, "mx.example.test");
+  EXPECT_EQ(cfg->data_dir, "var");
+  EXPECT_EQ(cfg->user, "tern");
+  EXPECT_EQ(cfg->domains,
+            (std::vector<std::string>{"example.test", "other.test"}));
+  EXPECT_EQ(cfg->trusted_networks,
+            (std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32",
+                                      "127.0.0.1/32"}));
+  EXPECT_EQ(cfg->threads, 0u);
+  EXPECT_EQ(cfg->delivery_threads, 3u);
+  EXPECT_EQ(cfg->shutdown_grace, 15u);
+  EXPECT_EQ(cfg->log_level, "debug");
+  ASSERT_EQ(cfg->listeners.size(), 2u);
+  EXPECT_EQ(cfg->listeners[0].address, "127.0.0.1:2525");
+  EXPECT_EQ(cfg->listeners[0].host, "127.0.0.1");
+  EXPECT_EQ(cfg->listeners[0].port, 2525);
+  EXPECT_EQ(cfg->listeners[0].service, "smtp");
+  EXPECT_EQ(cfg->listeners[1].host, "::1");
+  EXPECT_EQ(cfg->listeners[1].port, 2526);
+  EXPECT_EQ(cfg->smtp.max_message_size, 1000000u);
+  EXPECT_EQ(cfg->smtp.max_recipients, 50u);
+  EXPECT_EQ(cfg->smtp.max_connections, 200u);
+  EXPECT_EQ(cfg->smtp.max_connections_per_ip, 5u);
+  EXPECT_EQ(cfg->smtp.max_errors, 3u);
+  EXPECT_EQ(cfg->smtp.command_line_limit, 1024u);
+  EXPECT_EQ(cfg->smtp.text_line_limit, 2000u);
+  EXPECT_EQ(cfg->smtp.max_received_headers, 30u);
+  EXPECT_EQ(cfg->smtp.command_timeout, 60u);
+  EXPECT_EQ(cfg->smtp.data_block_timeout, 70u);
+  EXPECT_EQ(cfg->smtp.final_timeout, 80u);
+  EXPECT_TRUE(cfg->smtp.vrfy);
+  EXPECT_TRUE(cfg->smtp.expn);
+}
+
+TEST(ConfigTest, MinimalFileKeepsDefaults) {
+  auto cfg = Parse(kMinimal, "min.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  Config defaults;
+  EXPECT_EQ(cfg->data_dir, defaults.data_dir);
+  EXPECT_EQ(cfg->user, "");
+  EXPECT_EQ(cfg->threads, defaults.threads);
+  EXPECT_EQ(cfg->log_level, "info");
+  EXPECT_EQ(cfg->smtp.max_message_size, defaults.smtp.max_message_size);
+  EXPECT_FALSE(cfg->smtp.vrfy);
+}
+
+TEST(ConfigTest, ShippedFilesParse) {
+  // etc/ sits two levels above this source file.
+  auto etc =
+      std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "etc";
+  for (const char* name : {"tern.dev.toml", "tern.example.toml"}) {
+    auto path = etc / name;
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+    auto cfg = Load(path.string());
+    ASSERT_TRUE(cfg) << cfg.error().message;
+    EXPECT_EQ(cfg->listeners.size(), 2u) << name;
+  }
+}
+
+TEST(ConfigTest, MissingRequiredKeyPointsAtTable) {
+  std::string text = kMinimal;
+  text.erase(0, text.find('\n') + 1);  // drop the hostname line
+  EXPECT_EQ(ErrorOf(text), "t.toml:1:1: hostname: missing (required)");
+
+  std::string listen_without_service =
+      "hostname = \"h.test\"\ndomains = [\"d.test\"]\n\n[[listen]]\n"
+      "address = \"127.0.0.1:25\"\n";
+  EXPECT_EQ(ErrorOf(listen_without_service),
+            "t.toml:4:1: listen[0].service: missing (required)");
+
+  EXPECT_EQ(ErrorOf("hostname = \"h.test\"\ndomains = [\"d.test\"]\n"),
+            "t.toml:1:1: listen: missing (at least one [[listen]] table is "
+            "required)");
+}
+
+TEST(ConfigTest, UnknownKeysAreRejected) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "hostnme = \"x\"\n"),
+            "t.toml:6:1: listen[0].hostnme: unknown key");
+  EXPECT_EQ(ErrorOf(std::string("hostnam = \"x\"\n") + kMinimal),
+            "t.toml:1:1: hostnam: unknown key");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[smtp]\nmax_recipient = 5\n"),
+            "t.toml:7:1: smtp.max_recipient: unknown key");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[log]\nlevl = \"info\"\n"),
+            "t.toml:7:1: log.levl: unknown key");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[pop3]\n"),
+            "t.toml:6:2: pop3: unknown key");
+}
+
+TEST(ConfigTest, WrongTypes) {
+  EXPECT_EQ(ErrorOf(std::string("threads = \"4\"\n") + kMinimal),
+            "t.toml:1:11: threads: expected an integer");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[smtp]\nvrfy = 1\n"),
+            "t.toml:7:8: smtp.vrfy: expected true or false");
+  EXPECT_EQ(ErrorOf(std::string("trusted_networks = [1]\n") + kMinimal),
+            "t.toml:1:21: trusted_networks[0]: expected a string");
+  EXPECT_EQ(ErrorOf(std::string("smtp = 3\n") + kMinimal),
+            "t.toml:1:8: smtp: expected a table ([smtp])");
+}
+
+TEST(ConfigTest, NumbersMustBePositive) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[smtp]\nmax_recipients = 0\n"),
+            "t.toml:7:18: smtp.max_recipients: must be positive, got 0");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[smtp]\nmax_errors = -3\n"),
+            "t.toml:7:14: smtp.max_errors: must be positive, got -3");
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "[smtp]\ncommand_timeout = 5000000000\n"),
+      "");
+  EXPECT_EQ(ErrorOf(std::string("delivery_threads = 0\n") + kMinimal),
+            "t.toml:1:20: delivery_threads: must be positive, got 0");
+}
+
+TEST(ConfigTest, HostnameAndDomains) {
+  EXPECT_EQ(
+      ErrorOf("hostname = \"\"\n" + std::string(kMinimal).substr(
+                                        std::string(kMinimal).find('\n') + 1)),
+      "t.toml:1:12: hostname: must not be empty");
+  std::string text = kMinimal;
+  text.replace(text.find("[\"example.test\"]"), 16,
+               "[\"ok.test\", \"bad domain\"]");
+  EXPECT_EQ(
+      ErrorOf(text),
+      "t.toml:2:23: domains[1]: \"bad domain\" is not a valid domain name");
+  text = kMinimal;
+  text.replace(text.find("[\"example.test\"]"), 16, "[]");
+  EXPECT_EQ(ErrorOf(text),
+            "t.toml:2:11: domains: at least one local domain is required");
+}
+
+TEST(ConfigTest, BadListenerAddresses) {
+  for (const char* address :
+       {"127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+        "127.0.0.1:25x", ":25", "::1:25", "[::1]25", "[::1:25", "[nope]:25",
+        "localhost:25", "300.1.1.1:25"}) {
+    std::string text = kMinimal;
+    text.replace(text.find("127.0.0.1:2525"), 14, address);
+    std::string error = ErrorOf(text);
+    EXPECT_EQ(error.rfind("t.toml:4:11: listen[0].address: ", 0), 0u)
+        << address << " -> " << error;
+  }
+}
+
+TEST(ConfigTest, DuplicateListenerRejected) {
+  std::string text =
+      std::string(kMinimal) +
+      "[[listen]]\naddress = \"127.0.0.1:2525\"\nservice = \"smtp\"\n";
+  EXPECT_EQ(
+      ErrorOf(text),
+      "t.toml:7:11: listen[1].address: \"127.0.0.1:2525\" is listed twice");
+}
+
+TEST(ConfigTest, OnlySmtpServiceForNow) {
+  std::string text = kMinimal;
+  text.replace(text.find("\"smtp\""), 6, "\"pop3\"");
+  EXPECT_EQ(ErrorOf(text),
+            "t.toml:5:11: listen[0].service: service \"pop3\" is not supported "
+            "yet (supported: smtp)");
+  text = kMinimal;
+  text.replace(text.find("\"smtp\""), 6, "\"smtpd\"");
+  EXPECT_EQ(ErrorOf(text),
+            "t.toml:5:11: listen[0].service: unknown service \"smtpd\" "
+            "(supported: smtp)");
+}
+
+TEST(ConfigTest, BadCidr) {
+  for (const char* cidr : {"10.0.0.0/33", "10.0.0.1/8", "10.0.0/8", "10.0.0.0/",
+                           "10.0.0.0/a", "::/129", "2001:db8::1/32", "x"}) {
+    std::string text =
+        std::string("trusted_networks = [\"") + cidr + "\"]\n" + kMinimal;
+    std::string error = ErrorOf(text);
+    EXPECT_EQ(error.rfind("t.toml:1:21: trusted_networks[0]: ", 0), 0u)
+        << cidr << " -> " << error;
+  }
+  auto cfg = Parse(std::string("trusted_networks = [\"0.0.0.0/0\", \"::/0\", "
+                               "\"10.1.2.0/23\"]\n") +
+                       kMinimal,
+                   "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->trusted_networks.size(), 3u);
+}
+
+TEST(ConfigTest, BadLogLevel) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[log]\nlevel = \"loud\"\n"),
+            "t.toml:7:9: log.level: \"loud\" is not one of trace, debug, info, "
+            "warn, error, critical, off");
+}
+
+TEST(ConfigTest, AllErrorsReportedInFileOrder) {
+  std::string text = std::string("threads = -1\nbogus = 1\n") + kMinimal +
+                     "[smtp]\nmax_errors = 0\n";
+  EXPECT_EQ(ErrorOf(text),
+            "t.toml:1:11: threads: must be at least 0, got -1\n"
+            "t.toml:2:1: bogus: unknown key\n"
+            "t.toml:9:14: smtp.max_errors: must be positive, got 0");
+}
+
+TEST(ConfigTest, SyntaxErrorNamesLine) {
+  std::string error = ErrorOf("hostname = \"a\"\ndomains = [\n");
+  EXPECT_EQ(error.rfind("t.toml:", 0), 0u) << error;
+  EXPECT_NE(error.find(":2:"), std::string::npos) << error;
+}
+
+TEST(ConfigTest, LoadMissingFile) {
+  auto cfg = Load("/nonexistent/tern.toml");
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().message.rfind("/nonexistent/tern.toml: ", 0), 0u);
+}
+
+}  // namespace
+}  // namespace tern::config
