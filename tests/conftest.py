@@ -435,6 +435,11 @@ class TernServer:
         self.exit_codes.append(rc)
         return rc
 
+    def terminate(self):
+        """Sends SIGTERM without waiting (the test watches what happens)."""
+        self.expect_down = True
+        self.proc.send_signal(signal.SIGTERM)
+
     def kill9(self):
         self.expect_down = True
         if self.proc is not None and self.proc.poll() is None:

@@ -164,7 +164,8 @@ Result<void> AtomicWriteAt(int dir_fd, const std::string& name,
 Result<std::string> ReadSmallFileAt(int dir_fd, const std::string& name,
                                     size_t max_size, int* err_out) {
   if (err_out) *err_out = 0;
-  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(
+      ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) {
     if (err_out) *err_out = errno;
     return ErrnoErr("open " + name, errno);

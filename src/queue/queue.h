@@ -63,6 +63,7 @@ struct Options {
   std::string data_dir;            // queue lives in data_dir/queue, mail in data_dir/mail
   uint32_t delivery_threads = 2;
   std::string hostname = "localhost";  // for Maildir file names
+  uint32_t retry_seconds = 60;     // first retry after a failed local delivery
 };
 
 class Queue {

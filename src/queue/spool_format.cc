@@ -100,7 +100,8 @@ Result<Envelope> DecodeEnvelope(std::string_view data) {
   env.sender = r.Str();
   uint64_t n = r.Int(4);
   // Each recipient takes at least 12 bytes; reject counts the data cannot hold.
-  if (!r.ok() || n > data.size() / 12) return Err("envelope: bad recipient count");
+  if (!r.ok() || n > data.size() / 12)
+    return Err("envelope: bad recipient count");
   env.recipients.resize(n);
   for (Recipient& rc : env.recipients) {
     rc.address = r.Str();
@@ -201,7 +202,8 @@ MessageState InitialState(const Envelope& env) {
   MessageState state;
   state.recipients.reserve(env.recipients.size());
   for (const Recipient& r : env.recipients) {
-    state.recipients.push_back(RecipientRecord{r, RecipientState::kPending, {}});
+    state.recipients.push_back(
+        RecipientRecord{r, RecipientState::kPending, {}});
   }
   return state;
 }
@@ -243,7 +245,8 @@ Result<MessageState> DecodeState(std::string_view data) {
   state.next_attempt = static_cast<int64_t>(r.Int(8));
   state.last_error = r.Str();
   uint64_t n = r.Int(4);
-  if (!r.ok() || n > payload.size() / 17) return Err("state: bad recipient count");
+  if (!r.ok() || n > payload.size() / 17)
+    return Err("state: bad recipient count");
   state.recipients.resize(n);
   for (RecipientRecord& rec : state.recipients) {
     uint64_t s = r.Int(1);

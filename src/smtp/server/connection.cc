@@ -26,7 +26,7 @@ class Connection : public server::Stoppable,
   Connection(tcp::socket socket, server::Context& ctx, ClientInfo client,
              std::string listener)
       : socket_(std::move(socket)),
-        timer_(socket_.get_executor()),
+        timer_(socket_.get_executor(), Clock::time_point::max()),
         ctx_(ctx),
         settings_(ctx.settings()),
         session_(settings_->session, *this, std::move(client)),
@@ -101,8 +101,11 @@ class Connection : public server::Stoppable,
 
  private:
   const std::string& client_ip() const { return session_.client().ip; }
+  // Moving the deadline later costs nothing: the watchdog wakes at the old
+  // one and waits again. Only an earlier deadline re-arms the timer.
   void ArmDeadline(uint32_t seconds) {
     deadline_ = Clock::now() + std::chrono::seconds(seconds);
+    if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
   }
 
   tcp::socket socket_;

@@ -1,0 +1,197 @@
+"""Helpers shared by the benchmark scripts: logging, CPU accounting of a
+server (one pid, a process tree, or a cgroup) and Maildir message counts.
+Standard library only; run with /usr/bin/python3."""
+
+import json
+import math
+import os
+import sys
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _stat(pid):
+    """Fields of /proc/PID/stat after the command name, which may itself
+    hold spaces or parentheses. Index 0 is field 3 (state) of proc(5)."""
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    return s[s.rindex(")") + 2:].split()
+
+
+def _ppid_utime_stime(pid):
+    f = _stat(pid)
+    return int(f[1]), int(f[11]), int(f[12]), int(f[13]), int(f[14])
+
+
+def pid_alive(pid):
+    try:
+        return _stat(pid)[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return False
+
+
+def _tree_ticks(root):
+    """utime+stime of root and all its live descendants, plus what root has
+    reaped from exited children (cutime+cstime)."""
+    children = {}
+    times = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            ppid, ut, st, cut, cst = _ppid_utime_stime(int(name))
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+        pid = int(name)
+        children.setdefault(ppid, []).append(pid)
+        times[pid] = (ut + st, cut + cst)
+    if root not in times:
+        raise RuntimeError(f"process {root} is gone")
+    total = times[root][1]
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, (0, 0))[0]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def cpu_seconds(spec):
+    """CPU seconds used so far by what `spec` names:
+      pid:N        one process (all its threads) and its reaped children
+      tree:N       process N and every live descendant (+ reaped children)
+      cg2:DIR      a cgroup v2 directory (cpu.stat usage_usec)
+      cg1:DIR      a cgroup v1 cpuacct directory (cpuacct.usage)
+      none         not measured (returns None)"""
+    kind, _, arg = spec.partition(":")
+    if kind == "none" or not kind:
+        return None
+    if kind == "pid":
+        _, ut, st, cut, cst = _ppid_utime_stime(int(arg))
+        return (ut + st + cut + cst) / CLK_TCK
+    if kind == "tree":
+        return _tree_ticks(int(arg)) / CLK_TCK
+    if kind == "cg2":
+        with open(os.path.join(arg, "cpu.stat")) as f:
+            for line in f:
+                k, v = line.split()
+                if k == "usage_usec":
+                    return int(v) / 1e6
+        raise RuntimeError(f"no usage_usec in {arg}/cpu.stat")
+    if kind == "cg1":
+        with open(os.path.join(arg, "cpuacct.usage")) as f:
+            return int(f.read()) / 1e9
+    raise ValueError(f"unknown cpu spec {spec!r}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def _files(d):
+    try:
+        return [e.path for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def maildir_count(path):
+    """Messages delivered to a Maildir (new/ and cur/)."""
+    return sum(len(_files(os.path.join(path, sub))) for sub in ("new", "cur"))
+
+
+def maildir_clear(path):
+    for sub in ("new", "cur"):
+        for p in _files(os.path.join(path, sub)):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+def read_jsonl(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    out.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def append_jsonl(path, rec):
+    with open(path, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def percentile(sorted_vals, p):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return None
+    rank = math.ceil(p / 100.0 * len(sorted_vals))
+    return sorted_vals[max(0, min(len(sorted_vals), rank) - 1)]
+
+
+def wait_smtp(host, port, timeout):
+    """Waits until HOST:PORT answers with a 220 greeting; True on success."""
+    import socket
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                s.settimeout(max(0.5, min(5, deadline - time.monotonic())))
+                data = b""
+                while b"\n" not in data:
+                    chunk = s.recv(512)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data.startswith(b"220"):
+                    try:
+                        s.sendall(b"QUIT\r\n")
+                        s.recv(512)
+                    except OSError:
+                        pass
+                    return True
+                last = data[:100].decode("latin-1")
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    log(f"no 220 greeting from {host}:{port} within {timeout:.0f} s ({last.strip()})")
+    return False
+
+
+def _main(argv):
+    """Small command line for run.sh: wait-smtp HOST PORT SECS | cpu SPEC |
+    count MAILDIR | rss PID"""
+    cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "wait-smtp":
+        return 0 if wait_smtp(argv[2], int(argv[3]), float(argv[4])) else 1
+    if cmd == "cpu":
+        print(cpu_seconds(argv[2]))
+        return 0
+    if cmd == "count":
+        print(maildir_count(argv[2]))
+        return 0
+    if cmd == "rss":
+        print(rss_kib(int(argv[2])))
+        return 0
+    print(_main.__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

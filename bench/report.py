@@ -1,0 +1,358 @@
+#!/usr/bin/python3
+"""Turns the raw benchmark records into the report: a table on stdout,
+results.md and results.json in --outdir, and throughput.png (gnuplot).
+With --peak SERVER it only prints that server's best 1 KiB rate (median
+over rounds), which run.sh uses to set the load of the latency test."""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+from benchlib import read_jsonl
+
+NAMES = {"tern": "Tern", "postfix": "Postfix", "sink": "smtp-sink"}
+SERVERS = ("tern", "postfix", "sink")
+
+
+def size_name(size):
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+
+
+def aggregate(runs):
+    """(server, size, sessions, mode) -> medians over the clean rounds."""
+    groups = {}
+    for r in runs:
+        if r.get("round", 0) < 1:
+            continue
+        key = (r["server"], r["size"], r["sessions"], r["mode"])
+        groups.setdefault(key, []).append(r)
+    cells = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if r.get("ok")]
+        cpu = [r["cpu_per_1k"] for r in ok if r.get("cpu_per_1k") is not None]
+        cells[key] = {
+            "server": key[0], "size": key[1], "sessions": key[2], "mode": key[3],
+            "rounds": len(rs), "ok_rounds": len(ok),
+            "rate": statistics.median([r["rate"] for r in ok]) if ok else None,
+            "e2e_rate": (statistics.median([r["e2e_rate"] for r in ok])
+                         if ok and all("e2e_rate" in r for r in ok) else None),
+            "rates": [r["rate"] for r in ok],
+            "cpu_per_1k": statistics.median(cpu) if cpu else None,
+            "errors": [r.get("error", "") for r in rs if not r.get("ok")],
+        }
+    return cells
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def fmt(v, digits=0, suffix=""):
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}{suffix}"
+
+
+def cell_rows(cells):
+    keys = sorted({(k[1], k[3], k[2]) for k in cells}, key=lambda t: (t[0], t[1] != "new", t[2]))
+    rows = []
+    for size, mode, sessions in keys:
+        get = lambda s: cells.get((s, size, sessions, mode), {})
+        t, p, k = get("tern"), get("postfix"), get("sink")
+        rows.append({
+            "size": size, "mode": mode, "sessions": sessions,
+            "tern": t.get("rate"), "postfix": p.get("rate"), "sink": k.get("rate"),
+            "tern_vs_postfix": ratio(t.get("rate"), p.get("rate")),
+            "tern_vs_sink": ratio(t.get("rate"), k.get("rate")),
+            "tern_cpu_per_1k": t.get("cpu_per_1k"), "postfix_cpu_per_1k": p.get("cpu_per_1k"),
+            "tern_e2e": t.get("e2e_rate"), "postfix_e2e": p.get("e2e_rate"),
+            "rounds": max(x.get("ok_rounds", 0) for x in (t, p, k)) if (t or p or k) else 0,
+            "errors": sum(len(x.get("errors", [])) for x in (t, p, k)),
+        })
+    return rows
+
+
+def find_row(rows, size, sessions, modes=("new", "reuse")):
+    for m in modes:
+        for r in rows:
+            if r["size"] == size and r["sessions"] == sessions and r["mode"] == m:
+                return r
+    return None
+
+
+def targets(rows, lat, idle):
+    out = []
+
+    def add(name, value, goal, passed):
+        out.append({"target": name, "measured": value, "goal": goal,
+                    "result": "n/a" if passed is None else ("PASS" if passed else "FAIL")})
+
+    r = find_row(rows, 1024, 32, ("new",))
+    v = r and r["tern_vs_postfix"]
+    add("1 KiB, 32 sessions, new conn: Tern/Postfix throughput",
+        fmt(v, 2, "x"), ">= 4x", None if v is None else v >= 4)
+    v = r and r["tern_vs_sink"]
+    add("1 KiB, 32 sessions, new conn: Tern/smtp-sink throughput",
+        fmt(v, 2, "x"), ">= 0.8x", None if v is None else v >= 0.8)
+    v = ratio(r and r["tern_cpu_per_1k"], r and r["postfix_cpu_per_1k"])
+    add("1 KiB, 32 sessions, new conn: Tern/Postfix CPU per message",
+        fmt(v, 2, "x"), "<= 0.5x", None if v is None else v <= 0.5)
+    v = idle.get("per_conn_kib") if idle else None
+    add("idle connection memory (Tern)", fmt(v, 1, " KiB"), "< 32 KiB",
+        None if v is None else v < 32)
+    r = find_row(rows, 102400, 32)
+    v = r and r["tern_vs_postfix"]
+    add(f"100 KiB, 32 sessions{', ' + r['mode'] + ' conn' if r else ''}: Tern/Postfix throughput",
+        fmt(v, 2, "x"), ">= 3x", None if v is None else v >= 3)
+    t = lat.get("tern") if lat else None
+    v = t.get("p99_ms") if t else None
+    add("final-dot latency p99 at half peak (Tern)", fmt(v, 2, " ms"), "<= 10 ms",
+        None if v is None else v <= 10)
+    return out
+
+
+def plot(outdir, cells):
+    """throughput.png: msgs/s against sessions, new-connection mode."""
+    gnuplot = shutil.which("gnuplot")
+    series = []
+    for size in sorted({k[1] for k in cells}):
+        for server in SERVERS:
+            pts = sorted((k[2], c["rate"]) for k, c in cells.items()
+                         if k[0] == server and k[1] == size and k[3] == "new" and c["rate"])
+            if pts:
+                series.append((f"{NAMES[server]} {size_name(size)}", server, size, pts))
+    if not series:
+        return None, "no data to plot"
+    dat = os.path.join(outdir, "throughput.dat")
+    with open(dat, "w") as f:
+        for title, _, _, pts in series:
+            f.write(f"# {title}\n")
+            for s, rate in pts:
+                f.write(f"{s} {rate}\n")
+            f.write("\n\n")
+    colors = {"tern": "#1f77b4", "postfix": "#d62728", "sink": "#7f7f7f"}
+    sizes = sorted({s[2] for s in series})
+    plots = []
+    for i, (title, server, size, _) in enumerate(series):
+        dash = 1 if size == sizes[0] else 2
+        plots.append(f"'{dat}' index {i} using 1:2 with linespoints lw 2 pt 7 "
+                     f"lc rgb '{colors[server]}' dt {dash} title '{title}'")
+    png = os.path.join(outdir, "throughput.png")
+    gp = os.path.join(outdir, "throughput.gp")
+    with open(gp, "w") as f:
+        f.write(f"""set terminal pngcairo size 960,600 font 'sans,11'
+set output '{png}'
+set title 'SMTP throughput, one connection per message (loopback, servers on one core)'
+set xlabel 'concurrent sessions (smtp-source -s)'
+set ylabel 'messages per second (median of rounds)'
+set logscale x 2
+set xrange [0.8:160]
+set offsets 0, 0, graph 0.05, graph 0.05
+set logscale y 10
+set grid
+set key outside right top
+plot {', '.join(plots)}
+""")
+    if not gnuplot:
+        return None, "gnuplot not installed"
+    p = subprocess.run([gnuplot, gp], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        return None, f"gnuplot failed: {p.stderr.strip()[:300]}"
+    return png, ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("--peak", help="print this server's best 1 KiB rate and exit")
+    ap.add_argument("--env")
+    ap.add_argument("--outdir")
+    ap.add_argument("--latency", nargs="*", default=[])
+    ap.add_argument("--idle")
+    ap.add_argument("--parser")
+    args = ap.parse_args()
+
+    runs = read_jsonl(args.runs)
+    cells = aggregate(runs)
+    if args.peak:
+        rates = [c["rate"] for k, c in cells.items()
+                 if k[0] == args.peak and k[1] == 1024 and c["rate"]]
+        print(round(max(rates), 1) if rates else 0)
+        return 0
+
+    env = json.load(open(args.env)) if args.env else {}
+    with open("/proc/loadavg") as f:
+        env["loadavg_end"] = " ".join(f.read().split()[:3])
+    lat = {}
+    for p in args.latency:
+        d = json.load(open(p))
+        lat[d["server"]] = d
+    idle = json.load(open(args.idle)) if args.idle else None
+    parser = json.load(open(args.parser)) if args.parser else None
+    rows = cell_rows(cells)
+    tg = targets(rows, lat, idle)
+    os.makedirs(args.outdir, exist_ok=True)
+    png, plot_note = plot(args.outdir, cells)
+
+    failed_runs = [r for r in runs if not r.get("ok")]
+    # --- text ---------------------------------------------------------------
+    hdr = ("size", "conn", "sess", "Tern/s", "Postfix/s", "sink/s", "T/P", "T/sink",
+           "T cpu/1k", "P cpu/1k", "T e2e/s", "P e2e/s", "rounds")
+    table = [hdr]
+    for r in rows:
+        table.append((size_name(r["size"]), r["mode"], str(r["sessions"]), fmt(r["tern"]),
+                      fmt(r["postfix"]), fmt(r["sink"]), fmt(r["tern_vs_postfix"], 2, "x"),
+                      fmt(r["tern_vs_sink"], 2, "x"), fmt(r["tern_cpu_per_1k"], 3, " s"),
+                      fmt(r["postfix_cpu_per_1k"], 3, " s"), fmt(r["tern_e2e"]),
+                      fmt(r["postfix_e2e"]), str(r["rounds"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(hdr))]
+    text = ["", "Throughput (messages/s accepted, median of rounds; CPU seconds per 1,000 "
+            "messages; e2e: sent and in the Maildir)"]
+    for row in table:
+        text.append("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    if lat:
+        text.append("")
+        text.append("Final-dot latency at a fixed load:")
+        for s, d in lat.items():
+            text.append(f"  {NAMES.get(s, s)}: offered {d['offered_rate']} msgs/s, achieved "
+                        f"{d['achieved_rate']}: p50 {fmt(d['p50_ms'], 2)} ms, p99 "
+                        f"{fmt(d['p99_ms'], 2)} ms, max {fmt(d['max_ms'], 2)} ms, errors {d['errors']}")
+    if idle:
+        text.append("")
+        text.append(f"Idle connections: {idle['connections']} to Tern, VmRSS {idle['rss_before_kib']} "
+                    f"-> {idle['rss_idle_kib']} KiB: {fmt(idle['per_conn_kib'], 1)} KiB each")
+    if parser:
+        text.append("")
+        text.append("Parser micro-benchmarks:")
+        for b in parser.get("benchmarks", []):
+            text.append("  " + bench_line(b))
+    text.append("")
+    text.append("Targets:")
+    for t in tg:
+        text.append(f"  {t['result']:4}  {t['target']}: {t['measured']} (goal {t['goal']})")
+    if failed_runs:
+        text.append("")
+        text.append(f"{len(failed_runs)} run(s) FAILED:")
+        for r in failed_runs[:20]:
+            text.append(f"  {r['server']} {size_name(r['size'])} s={r['sessions']} {r['mode']} "
+                        f"round {r.get('round')}: {r.get('error')}")
+    print("\n".join(text))
+
+    # --- markdown -------------------------------------------------------------
+    md = ["# Tern benchmark results", ""]
+    md.append(f"Run {env.get('date', '?')} at git {env.get('git', '?')}"
+              f"{' (QUICK: 1 round, 3 cells)' if env.get('quick') else ''}, "
+              f"{env.get('rounds', '?')} round(s), servers run in turn Tern/Postfix/smtp-sink per cell.")
+    md.append("")
+    md.append(f"- CPU: {env.get('cpu_model', '?')}, {env.get('cores', '?')} cores; "
+              f"servers pinned to CPU {env.get('server_cpus') or '-'}, "
+              f"load generator to CPU {env.get('load_cpus') or '-'}")
+    md.append(f"- Kernel: {env.get('kernel', '?')}; OS: {env.get('os', '?')}")
+    md.append(f"- Disk (data of Tern and Postfix): `{env.get('disk', '?')}` "
+              f"(Tern on {env.get('disk_tern', '?')}, Postfix on {env.get('disk_postfix', '?')})")
+    md.append(f"- Postfix {env.get('postfix_version', '?')} (private instance, virtual Maildir "
+              f"delivery); Tern {env.get('tern_version', '?')} (threads = 1, delivery_threads = 1)")
+    md.append(f"- Load average at start {env.get('loadavg_start', '?')}, at end "
+              f"{env.get('loadavg_end', '?')}: other work on the machine makes numbers noisy.")
+    md.append("- Throughput (msgs/s): messages accepted per second of smtp-source wall time; "
+              "e2e msgs/s: the same messages over the time until the last one was in the "
+              "Maildir. A run counts only if smtp-source reported no error and the server's "
+              "Maildir grew by exactly the number sent. CPU includes delivery (measured once "
+              "the Maildir is complete); Postfix CPU covers every process of the instance.")
+    md.append("")
+    md.append("## Throughput")
+    md.append("")
+    md.append("| size | connection | sessions | Tern msgs/s | Postfix msgs/s | smtp-sink msgs/s "
+              "| Tern/Postfix | Tern/sink | Tern CPU s/1k msgs | Postfix CPU s/1k msgs "
+              "| Tern e2e msgs/s | Postfix e2e msgs/s | rounds |")
+    md.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        md.append(f"| {size_name(r['size'])} | {'new per message' if r['mode'] == 'new' else 'reused'} "
+                  f"| {r['sessions']} | {fmt(r['tern'])} | {fmt(r['postfix'])} | {fmt(r['sink'])} "
+                  f"| {fmt(r['tern_vs_postfix'], 2, 'x')} | {fmt(r['tern_vs_sink'], 2, 'x')} "
+                  f"| {fmt(r['tern_cpu_per_1k'], 3)} | {fmt(r['postfix_cpu_per_1k'], 3)} "
+                  f"| {fmt(r['tern_e2e'])} | {fmt(r['postfix_e2e'])} | {r['rounds']} |")
+    md.append("")
+    if png:
+        md.append("![throughput against sessions](throughput.png)")
+    else:
+        md.append(f"(no plot: {plot_note})")
+    md.append("")
+    if lat:
+        md.append("## Final-dot latency")
+        md.append("")
+        md.append("Time from writing `\\r\\n.\\r\\n` to reading the 250 reply, 1 KiB messages over "
+                  "persistent connections, at a fixed offered load of half of Tern's peak 1 KiB rate "
+                  "(bench/latency.py).")
+        md.append("")
+        md.append("| server | offered msgs/s | achieved msgs/s | samples | p50 ms | p90 ms | p99 ms "
+                  "| max ms | late starts | errors |")
+        md.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for s, d in lat.items():
+            md.append(f"| {NAMES.get(s, s)} | {d['offered_rate']} | {d['achieved_rate']} "
+                      f"| {d['samples']} | {fmt(d['p50_ms'], 2)} | {fmt(d['p90_ms'], 2)} "
+                      f"| {fmt(d['p99_ms'], 2)} | {fmt(d['max_ms'], 2)} | {d['late_starts']} "
+                      f"| {d['errors']} |")
+        md.append("")
+    if idle:
+        md.append("## Idle connections")
+        md.append("")
+        md.append(f"{idle['connections']} idle connections to Tern (each greeted with 220) in "
+                  f"{idle['open_secs']} s: VmRSS {idle['rss_before_kib']} KiB before, "
+                  f"{idle['rss_idle_kib']} KiB with them open, {idle['rss_after_close_kib']} KiB "
+                  f"after closing; **{fmt(idle['per_conn_kib'], 1)} KiB per connection**; "
+                  f"fds {idle['fds_before']} -> {idle['fds_idle']}, {idle['threads']} threads, "
+                  f"errors {idle['errors']}.")
+        md.append("")
+    if parser:
+        md.append("## Parser micro-benchmarks")
+        md.append("")
+        md.append("```")
+        for b in parser.get("benchmarks", []):
+            md.append(bench_line(b))
+        md.append("```")
+        md.append("")
+    md.append("## Targets")
+    md.append("")
+    md.append("| result | target | measured | goal |")
+    md.append("|---|---|--:|--:|")
+    for t in tg:
+        md.append(f"| {t['result']} | {t['target']} | {t['measured']} | {t['goal']} |")
+    md.append("")
+    if failed_runs:
+        md.append("## Failed runs")
+        md.append("")
+        for r in failed_runs:
+            md.append(f"- {NAMES.get(r['server'], r['server'])} {size_name(r['size'])}, "
+                      f"{r['sessions']} sessions, {r['mode']}, round {r.get('round')}: "
+                      f"{r.get('error')}")
+        md.append("")
+    with open(os.path.join(args.outdir, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    with open(os.path.join(args.outdir, "results.json"), "w") as f:
+        json.dump({"env": env, "cells": rows, "targets": tg, "latency": lat, "idle": idle,
+                   "parser": parser, "runs": runs}, f, indent=1)
+    return 0
+
+
+def bench_line(b):
+    name = b.get("name", "?")
+    t = b.get("cpu_time", b.get("real_time", 0))
+    unit = b.get("time_unit", "ns") + " cpu"
+    extra = []
+    if "bytes_per_second" in b:
+        extra.append(f"{b['bytes_per_second'] / 1e6:,.1f} MB/s")
+    if "items_per_second" in b:
+        extra.append(f"{b['items_per_second'] / 1e6:,.2f} M items/s")
+    return f"{name:40} {t:12,.0f} {unit}  {'  '.join(extra)}"
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,545 @@
+#!/usr/bin/env bash
+# Tern benchmark harness (`make bench`): compares Tern with a private Postfix
+# instance and with smtp-sink (the ceiling of the load tool) on loopback,
+# then writes build/bench/results.{md,json} and throughput.png.
+#
+# Usage (as root, after `scripts/deps.sh bench` and a build):
+#   bench/run.sh              full run: 3 rounds of 16 cells, ~30-40 min
+#   QUICK=1 bench/run.sh      3 cells, 1 round, ~3 min
+# Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
+#   SERVERS="tern postfix sink", TARGET_SECS (length of one run),
+#   LAT_SECS, LAT_RATE (msgs/s; default half of Tern's peak), IDLE_CONNS,
+#   TERN_PORT/POSTFIX_PORT/SINK_PORT (2727/2626/2828), BUILD (build dir),
+#   TERN, PARSER_BENCH (binaries; default $BUILD/tern, $BUILD/tern_parser_bench),
+#   KEEP=1 (keep the temp dir), DELIVERY_TIMEOUT, RUN_TIMEOUT (seconds),
+#   NICE=-10 (priority over other work on a shared machine).
+# Exit status: 0 when every run worked (targets missed or not), 1 when a
+# run had errors or lost messages, 2 when the set-up failed.
+# Every target address is loopback; nothing under /etc is touched.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+BUILD=${BUILD:-$ROOT/build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+OUT=$BUILD/bench
+PY=/usr/bin/python3
+TERN=${TERN:-$BUILD/tern}
+PARSER_BENCH=${PARSER_BENCH:-$BUILD/tern_parser_bench}
+
+QUICK=${QUICK:-0}
+[ "$QUICK" = 0 ] && QUICK=
+if [ -n "$QUICK" ]; then
+  ROUNDS=${ROUNDS:-1}
+  CELLS=${CELLS:-"1024:1:new 1024:32:new 102400:32:new"}
+  TARGET_SECS=${TARGET_SECS:-2.5}
+  LAT_SECS=${LAT_SECS:-5}
+else
+  ROUNDS=${ROUNDS:-3}
+  if [ -z "${CELLS:-}" ]; then
+    CELLS=
+    for size in 1024 102400; do
+      for mode in new reuse; do
+        for s in 1 8 32 128; do CELLS+="$size:$s:$mode "; done
+      done
+    done
+  fi
+  TARGET_SECS=${TARGET_SECS:-5}
+  LAT_SECS=${LAT_SECS:-10}
+fi
+SERVERS=${SERVERS:-"tern postfix sink"}
+LAT_CONNS=${LAT_CONNS:-32}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+TERN_PORT=${TERN_PORT:-2727}
+POSTFIX_PORT=${POSTFIX_PORT:-2626}
+SINK_PORT=${SINK_PORT:-2828}
+DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-180}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+START_TIMEOUT=${START_TIMEOUT:-30}
+PROC_LIMIT=300   # Postfix processes; above the largest session count (128)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 2; }
+has_server() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# --- clean-up: runs on every exit path, including Ctrl-C -------------------
+WORK=
+SINK_PID=
+TERN_PID=
+PF_CONF=
+PF_MASTER=
+CG_ROOT=
+CG_PF=
+CLEANED=
+
+stop_pid() {  # pid name: TERM, wait up to 10 s, then KILL
+  local pid=$1 name=$2 i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  log "$name did not exit; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+stop_postfix() {
+  [ -n "$PF_CONF" ] || return 0
+  if [ -n "$PF_MASTER" ] && kill -0 "$PF_MASTER" 2>/dev/null; then
+    log "stopping Postfix (postfix -c $PF_CONF stop)"
+    timeout 30 postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 100); do kill -0 "$PF_MASTER" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$PF_MASTER" "Postfix master"
+  fi
+  # Any process of the instance that is left (by cgroup, or by its
+  # MAIL_CONFIG environment) is ended here; only ours, never by name.
+  local pids=
+  if [ -n "$CG_PF" ] && [ -e "$CG_PF/cgroup.procs" ]; then
+    pids=$(cat "$CG_PF/cgroup.procs" 2>/dev/null || true)
+  else
+    pids=$(grep -lsaF "MAIL_CONFIG=$PF_CONF" /proc/[0-9]*/environ 2>/dev/null |
+           cut -d/ -f3 || true)
+  fi
+  for p in $pids; do [ "$p" != $$ ] && kill -KILL "$p" 2>/dev/null || true; done
+  PF_CONF=
+}
+
+cleanup() {
+  local rc=$?
+  [ -n "$CLEANED" ] && return
+  CLEANED=1
+  trap '' INT TERM HUP
+  set +e
+  log "cleaning up"
+  # Helpers still running in the background (none on the normal path).
+  local j
+  for j in $(jobs -p); do
+    case " $j " in " $SINK_PID "|" $TERN_PID ") ;; *) kill -TERM "$j" 2>/dev/null ;; esac
+  done
+  stop_pid "$TERN_PID" "Tern"
+  stop_pid "$SINK_PID" "smtp-sink"
+  stop_postfix
+  if [ -n "$CG_ROOT" ] && [ -d "$CG_ROOT" ]; then
+    local d
+    for d in "$CG_ROOT"/*/ "$CG_ROOT"; do
+      [ -d "$d" ] || continue
+      for j in $(seq 50); do rmdir "$d" 2>/dev/null && break; sleep 0.1; done
+    done
+  fi
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    # Keep the tail of each server log next to the results.
+    if [ -d "$WORK/logs" ]; then
+      mkdir -p "$OUT/logs"
+      for f in "$WORK"/logs/*; do [ -f "$f" ] && tail -n 300 "$f" >"$OUT/logs/$(basename "$f")"; done
+    fi
+    if [ -n "${KEEP:-}" ]; then
+      log "keeping $WORK (KEEP=1)"
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+trap 'exit 129' HUP
+
+# --- preflight --------------------------------------------------------------
+[ "$(id -u)" -eq 0 ] || die "run as root (Postfix and smtp-sink need it)"
+for t in /usr/sbin/smtp-source /usr/sbin/smtp-sink /usr/sbin/postfix /usr/sbin/postconf \
+         /usr/sbin/postmap "$PY" taskset timeout; do
+  command -v "$t" >/dev/null || die "missing $t: run scripts/deps.sh bench"
+done
+if has_server tern; then [ -x "$TERN" ] || die "no $TERN: build Tern first (make build)"; fi
+getent passwd postfix >/dev/null || die "no user postfix (the Debian postfix package creates it)"
+getent group postdrop >/dev/null || die "no group postdrop (the Debian postfix package creates it)"
+for port in $TERN_PORT $POSTFIX_PORT $SINK_PORT; do
+  if ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
+    die "port $port on loopback is in use; set TERN_PORT/POSTFIX_PORT/SINK_PORT"
+  fi
+done
+
+NCPU=$(nproc)
+# Prefixes, not functions: a background function would run in a subshell
+# and $! would not be the server's pid.
+if [ "$NCPU" -ge 2 ]; then
+  SERVER_CPUS=0; LOAD_CPUS=1
+  PIN_SERVER=(taskset -c "$SERVER_CPUS")
+  PIN_LOAD=(taskset -c "$LOAD_CPUS")
+else
+  SERVER_CPUS=; LOAD_CPUS=
+  PIN_SERVER=(env)
+  PIN_LOAD=(env)
+  log "one CPU only: servers and load generator share it (no pinning)"
+fi
+# NICE=-10 gives the benchmark priority over other work on a shared machine.
+if [ -n "${NICE:-}" ]; then
+  PIN_SERVER=(nice -n "$NICE" "${PIN_SERVER[@]}")
+  PIN_LOAD=(nice -n "$NICE" "${PIN_LOAD[@]}")
+  log "servers and load generator run at nice $NICE"
+fi
+
+# File descriptors: 10,000 idle connections need that many on both ends.
+NOFILE=65536
+if ! ulimit -n $NOFILE 2>/dev/null; then
+  NOFILE=$(ulimit -Hn)
+  [ "$NOFILE" = unlimited ] && NOFILE=1048576
+  ulimit -n "$NOFILE"
+  log "RLIMIT_NOFILE cannot go to 65536 here (hard limit $NOFILE); using $NOFILE"
+fi
+if [ "$IDLE_CONNS" -gt $((NOFILE - 200)) ]; then
+  IDLE_CONNS=$((NOFILE - 200))
+  log "idle connection test reduced to $IDLE_CONNS connections (fd limit)"
+fi
+
+mkdir -p "$OUT"
+rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json \
+  "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
+rm -rf "$OUT/logs"
+WORK=$(mktemp -d /tmp/tern-bench-XXXX)
+chmod 0755 "$WORK"   # the virtual(8) mailbox owner must reach its Maildir
+mkdir -p "$WORK/logs"
+RUNS=$WORK/runs.jsonl
+: >"$RUNS"
+log "work dir $WORK, results in $OUT"
+log "cells: $CELLS; rounds: $ROUNDS; servers: $SERVERS"
+
+# CPU accounting for Postfix: a cgroup v2 (or v1 cpuacct) holding the whole
+# instance, else the process tree under the master.
+cg2_mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+if [ -n "$cg2_mount" ] && mkdir "$cg2_mount/tern-bench-$$" 2>/dev/null; then
+  CG_ROOT=$cg2_mount/tern-bench-$$
+  CG_PF=$CG_ROOT/postfix
+  if mkdir "$CG_PF" 2>/dev/null && [ -e "$CG_PF/cpu.stat" ]; then
+    PF_CPU_SPEC=cg2:$CG_PF
+  else
+    CG_PF=
+  fi
+fi
+if [ -z "$CG_PF" ] && [ -d /sys/fs/cgroup/cpuacct ] &&
+   mkdir "/sys/fs/cgroup/cpuacct/tern-bench-$$" 2>/dev/null; then
+  CG_ROOT=/sys/fs/cgroup/cpuacct/tern-bench-$$
+  CG_PF=$CG_ROOT
+  PF_CPU_SPEC=cg1:$CG_PF
+fi
+[ -n "$CG_PF" ] && log "Postfix CPU: cgroup $CG_PF" || log "Postfix CPU: process tree of its master"
+
+# --- the machine ------------------------------------------------------------
+write_env() {
+  local postfix_version tern_version
+  postfix_version=$(postconf -d -h mail_version 2>/dev/null || echo "?")
+  tern_version="?"
+  [ -x "$TERN" ] && tern_version="built $(date -r "$TERN" '+%Y-%m-%d %H:%M')"
+  CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  "$PY" - "$WORK/env.json" <<EOF
+import json, sys
+json.dump({
+  "cpu_model": """$CPU_MODEL""", "cores": $NCPU, "kernel": """$(uname -srm)""",
+  "os": """$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")""",
+  "disk": """$(df -h --output=source,fstype,size,avail,target "$WORK" | tail -1)""",
+  "disk_tern": """$(df --output=source "$WORK/tern" 2>/dev/null | tail -1)""",
+  "disk_postfix": """$(df --output=source "$WORK/postfix" 2>/dev/null | tail -1)""",
+  "server_cpus": "$SERVER_CPUS", "load_cpus": "$LOAD_CPUS", "nofile": $NOFILE,
+  "postfix_version": """$postfix_version""", "tern_version": """$tern_version""",
+  "quick": bool("$QUICK"), "rounds": $ROUNDS, "cells": """$CELLS""".split(),
+  "date": """$(date -u +%Y-%m-%dT%H:%M:%SZ)""", "git": """$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo ?)""",
+  "loadavg_start": """$(cut -d' ' -f1-3 /proc/loadavg)""",
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+}
+
+# --- smtp-sink ----------------------------------------------------------------
+start_sink() {
+  log "starting smtp-sink on 127.0.0.1:$SINK_PORT"
+  "${PIN_SERVER[@]}" /usr/sbin/smtp-sink -u nobody -m 1000 "127.0.0.1:$SINK_PORT" 1024 \
+    >"$WORK/logs/smtp-sink.log" 2>&1 &
+  SINK_PID=$!
+  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$SINK_PORT" "$START_TIMEOUT" ||
+    die "smtp-sink did not start (see $WORK/logs/smtp-sink.log)"
+}
+
+# --- private Postfix instance ----------------------------------------------------
+start_postfix() {
+  local pf=$WORK/postfix
+  PF_CONF=$pf/etc
+  PF_MAILDIR=$pf/mail/bench.test/user/Maildir
+  local vuid vgid
+  vuid=$(id -u nobody); vgid=$(id -g nobody)
+  mkdir -p "$PF_CONF" "$pf/mail/bench.test"
+  mkdir -m 0755 "$pf/spool"   # postfix check creates what is inside
+  chown -R "$vuid:$vgid" "$pf/mail"
+  log "configuring Postfix in $PF_CONF (queue $pf/spool, port $POSTFIX_PORT)"
+  cat >"$PF_CONF/main.cf" <<EOF
+# Private Postfix instance for the Tern benchmark; removed after the run.
+compatibility_level = 3.6
+queue_directory = $pf/spool
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains =
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+virtual_mailbox_domains = bench.test
+virtual_mailbox_maps = hash:$PF_CONF/vmailbox
+virtual_mailbox_base = $pf/mail
+virtual_uid_maps = static:$vuid
+virtual_gid_maps = static:$vgid
+in_flow_delay = 0
+default_process_limit = $PROC_LIMIT
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+smtpd_client_recipient_rate_limit = 0
+smtpd_peername_lookup = no
+smtp_host_lookup = native
+lmtp_host_lookup = native
+disable_dns_lookups = yes
+biff = no
+append_dot_mydomain = no
+maillog_file = $WORK/logs/postfix-maillog
+maillog_file_prefixes = $WORK/logs
+EOF
+  # Only the services a virtual-mailbox-only MTA uses; no chroot.
+  cat >"$PF_CONF/master.cf" <<EOF
+# service type  private unpriv  chroot  wakeup  maxproc command
+127.0.0.1:$POSTFIX_PORT inet n - n - $PROC_LIMIT smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+  echo "user@bench.test bench.test/user/Maildir/" >"$PF_CONF/vmailbox"
+  postmap -c "$PF_CONF" "hash:$PF_CONF/vmailbox"
+  log "postfix -c $PF_CONF check"
+  timeout 60 postfix -c "$PF_CONF" check >"$WORK/logs/postfix-check.log" 2>&1 ||
+    { cat "$WORK/logs/postfix-check.log" >&2; tail -5 "$WORK/logs/postfix-maillog" >&2; die "postfix check failed"; }
+  log "starting Postfix (postfix -c $PF_CONF start)"
+  # The subshell joins the cgroup first, so master and all its children
+  # are accounted there; taskset pins them all to the server core.
+  ( if [ -n "$CG_PF" ]; then echo "$BASHPID" >"$CG_PF/cgroup.procs"; fi
+    exec timeout 60 "${PIN_SERVER[@]}" postfix -c "$PF_CONF" start ) >"$WORK/logs/postfix-start.log" 2>&1 ||
+    { cat "$WORK/logs/postfix-start.log" >&2; tail -5 "$WORK/logs/postfix-maillog" >&2; die "postfix start failed"; }
+  local i
+  for i in $(seq 100); do
+    [ -s "$pf/spool/pid/master.pid" ] && break
+    sleep 0.1
+  done
+  PF_MASTER=$(tr -d ' \n' <"$pf/spool/pid/master.pid" 2>/dev/null || true)
+  [ -n "$PF_MASTER" ] && kill -0 "$PF_MASTER" 2>/dev/null || die "Postfix master is not running"
+  [ -n "$CG_PF" ] || PF_CPU_SPEC=tree:$PF_MASTER
+  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$POSTFIX_PORT" "$START_TIMEOUT" ||
+    die "Postfix does not answer on 127.0.0.1:$POSTFIX_PORT (see $WORK/logs/postfix-maillog)"
+  log "Postfix $(postconf -c "$PF_CONF" -h mail_version) running, master pid $PF_MASTER"
+}
+
+# --- Tern ---------------------------------------------------------------------
+start_tern() {
+  local dir=$WORK/tern
+  TERN_CONF=$WORK/tern.toml
+  TERN_MAILDIR=$dir/mail/bench.test/user/Maildir
+  mkdir -p "$dir"
+  cat >"$TERN_CONF" <<EOF
+# Tern benchmark configuration (generated by bench/run.sh)
+hostname = "mx.bench.test"
+data_dir = "$dir"
+domains = ["bench.test"]
+threads = 1
+delivery_threads = 1
+
+[log]
+level = "warn"
+
+[[listen]]
+address = "127.0.0.1:$TERN_PORT"
+service = "smtp"
+
+[smtp]
+max_connections = 20000
+max_connections_per_ip = 20000
+EOF
+  log "adding user@bench.test to Tern ($TERN user add ... --config $TERN_CONF)"
+  echo "bench-password" | timeout 60 "$TERN" user add user@bench.test --config "$TERN_CONF" \
+    >"$WORK/logs/tern-useradd.log" 2>&1 ||
+    { cat "$WORK/logs/tern-useradd.log" >&2; die "tern user add failed"; }
+  log "starting Tern ($TERN serve --config $TERN_CONF, nofile $NOFILE)"
+  "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$TERN_CONF" \
+    >"$WORK/logs/tern.log" 2>&1 &
+  TERN_PID=$!
+  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$TERN_PORT" "$START_TIMEOUT" ||
+    { tail -20 "$WORK/logs/tern.log" >&2; die "Tern did not start"; }
+  kill -0 "$TERN_PID" 2>/dev/null || die "Tern exited"
+  log "Tern running, pid $TERN_PID ($(cat /proc/$TERN_PID/comm))"
+}
+
+server_port() { case $1 in tern) echo "$TERN_PORT" ;; postfix) echo "$POSTFIX_PORT" ;; sink) echo "$SINK_PORT" ;; esac; }
+server_maildir() { case $1 in tern) echo "$TERN_MAILDIR" ;; postfix) echo "$PF_MAILDIR" ;; *) echo "" ;; esac; }
+server_cpu() { case $1 in tern) echo "pid:$TERN_PID" ;; postfix) echo "$PF_CPU_SPEC" ;; sink) echo "pid:$SINK_PID" ;; esac; }
+server_alive() {
+  case $1 in
+    tern) kill -0 "$TERN_PID" 2>/dev/null ;;
+    postfix) kill -0 "$PF_MASTER" 2>/dev/null ;;
+    sink) kill -0 "$SINK_PID" 2>/dev/null ;;
+  esac
+}
+
+FAILED=0
+declare -A DEAD=()
+RUNS_FILE=$RUNS
+
+# One smtp-source run; failures are recorded, not fatal.
+run_cell() {  # server size sessions mode round [count]
+  local server=$1 size=$2 sessions=$3 mode=$4 round=$5 count=${6:-auto}
+  if [ -n "${DEAD[$server]:-}" ]; then
+    log "$server: skipped ($server is not running)"
+    return 0
+  fi
+  if ! server_alive "$server"; then
+    log "$server: process is gone; skipping its remaining runs"
+    DEAD[$server]=1; FAILED=1
+    "$PY" -c 'import json,sys; print(json.dumps({"server": sys.argv[1], "size": int(sys.argv[2]), "sessions": int(sys.argv[3]), "mode": sys.argv[4], "round": int(sys.argv[5]), "ok": False, "error": "server not running"}))' \
+      "$server" "$size" "$sessions" "$mode" "$round" >>"$RUNS_FILE"
+    return 0
+  fi
+  local maildir; maildir=$(server_maildir "$server")
+  local rc=0
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/cell.py" --server "$server" --port "$(server_port "$server")" \
+    --size "$size" --sessions "$sessions" --mode "$mode" --round "$round" \
+    --count "$count" --target-secs "$TARGET_SECS" \
+    ${maildir:+--maildir "$maildir" --clear} --cpu "$(server_cpu "$server")" \
+    --timeout "$RUN_TIMEOUT" \
+    --delivery-timeout "${CELL_DELIVERY_TIMEOUT:-$DELIVERY_TIMEOUT}" --out "$RUNS_FILE" || rc=$?
+  [ $rc -eq 0 ] || FAILED=1
+}
+
+# === main ======================================================================
+log "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $NCPU cores; kernel $(uname -r)"
+log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy)"
+has_server sink && start_sink
+has_server postfix && start_postfix
+has_server tern && start_tern
+write_env
+for d in "$WORK/tern" "$WORK/postfix"; do
+  [ -d "$d" ] && log "disk of $d: $(df -h --output=source,fstype,avail "$d" | tail -1)"
+done
+if [ -d "$WORK/tern" ] && [ -d "$WORK/postfix" ] &&
+   [ "$(stat -c %d "$WORK/tern")" != "$(stat -c %d "$WORK/postfix")" ]; then
+  log "WARNING: Tern and Postfix data are on different file systems"
+fi
+
+# A single message to each first: a broken set-up fails here, fast.
+log "smoke test: one message to each server"
+RUNS_FILE=$WORK/smoke.jsonl
+for server in $SERVERS; do
+  CELL_DELIVERY_TIMEOUT=30 run_cell "$server" 1024 1 new 0 1
+done
+[ "$FAILED" -eq 0 ] || die "smoke test failed; see the messages above and $OUT/logs"
+RUNS_FILE=$RUNS
+
+for round in $(seq "$ROUNDS"); do
+  log "=== round $round of $ROUNDS ==="
+  for cell in $CELLS; do
+    IFS=: read -r size sessions mode <<<"$cell"
+    for server in $SERVERS; do
+      run_cell "$server" "$size" "$sessions" "$mode" "$round"
+    done
+  done
+done
+
+# Latency at a fixed load: half of Tern's best 1 KiB rate (median over rounds).
+LAT_FILES=()
+if has_server tern || has_server postfix; then
+  peak_server=tern; has_server tern || peak_server=postfix
+  PEAK=$("$PY" "$BENCH/report.py" --runs "$RUNS" --peak "$peak_server")
+  rate=$("$PY" -c 'import sys; print(int(round(float(sys.argv[2] or float(sys.argv[1]) / 2))))' \
+    "$PEAK" "${LAT_RATE:-}")
+  if [ "$rate" -lt 1 ]; then
+    log "latency: no 1 KiB rate measured for $peak_server; no latency test"
+    FAILED=1
+    lat_servers=
+  else
+    log "latency: background load $rate msgs/s (half of $peak_server's peak $PEAK msgs/s), $LAT_SECS s each"
+    lat_servers="tern postfix"
+  fi
+  for server in $lat_servers; do
+    has_server "$server" || continue
+    if [ -n "${DEAD[$server]:-}" ] || ! server_alive "$server"; then
+      log "$server: not running; no latency test"; FAILED=1; continue
+    fi
+    f=$WORK/latency_$server.json
+    rc=0
+    "${PIN_LOAD[@]}" "$PY" "$BENCH/latency.py" --server "$server" --port "$(server_port "$server")" \
+      --rate "$rate" --duration "$LAT_SECS" --conns "$LAT_CONNS" --peak "$PEAK" \
+      --maildir "$(server_maildir "$server")" --out "$f" || rc=$?
+    [ $rc -eq 0 ] || { FAILED=1; log "$server: latency test failed"; }
+    [ -f "$f" ] && LAT_FILES+=("$f")
+    md=$(server_maildir "$server")
+    "$PY" -c 'import sys; from benchlib import maildir_clear; maildir_clear(sys.argv[1])' "$md" \
+      2>/dev/null || true
+  done
+fi
+
+# Idle connections: memory per connection of Tern.
+IDLE_FILE=
+if has_server tern && [ -z "${DEAD[tern]:-}" ] && server_alive tern; then
+  IDLE_FILE=$WORK/idle.json
+  log "idle connections: $IDLE_CONNS to Tern"
+  rc=0
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/idle.py" --port "$TERN_PORT" --pid "$TERN_PID" \
+    --count "$IDLE_CONNS" --out "$IDLE_FILE" || rc=$?
+  [ $rc -eq 0 ] || { FAILED=1; log "idle connection test failed"; }
+  server_alive tern || { FAILED=1; log "Tern died during the idle connection test"; }
+fi
+
+# Parser micro-benchmarks (the binary exists once CMake builds it).
+PARSER_FILE=
+if [ -x "$PARSER_BENCH" ]; then
+  PARSER_FILE=$OUT/parser_bench.json
+  log "parser micro-benchmarks ($PARSER_BENCH)"
+  bargs=(--benchmark_out="$PARSER_FILE" --benchmark_out_format=json)
+  [ -n "$QUICK" ] && bargs+=(--benchmark_min_time=0.2)
+  rc=0
+  "${PIN_SERVER[@]}" timeout 600 "$PARSER_BENCH" "${bargs[@]}" >&2 || rc=$?
+  [ $rc -eq 0 ] || { FAILED=1; log "tern_parser_bench failed (exit $rc)"; PARSER_FILE=; }
+else
+  log "no $PARSER_BENCH; skipping parser micro-benchmarks"
+fi
+
+log "writing the report"
+"$PY" "$BENCH/report.py" --runs "$RUNS" --env "$WORK/env.json" --outdir "$OUT" \
+  ${LAT_FILES[@]+--latency "${LAT_FILES[@]}"} ${IDLE_FILE:+--idle "$IDLE_FILE"} \
+  ${PARSER_FILE:+--parser "$PARSER_FILE"} || { log "report failed"; FAILED=1; }
+cp "$RUNS" "$OUT/runs.jsonl"
+
+if [ "$FAILED" -ne 0 ]; then
+  log "some runs had errors or lost messages (see above and $OUT/results.md)"
+  exit 1
+fi
+log "done: $OUT/results.md, $OUT/results.json, $OUT/throughput.png"

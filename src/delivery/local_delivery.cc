@@ -1,0 +1,357 @@
+// Local delivery of queued messages: resolve, write Maildir copies for a
+// batch of messages with shared syncs, then update or remove queue files.
+#include "delivery/local_delivery.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <map>
+#include <system_error>
+#include <utility>
+
+#include "delivery/maildir.h"
+#include "queue/file_io.h"
+#include "queue/spool_format.h"
+#include "queue/unique_fd.h"
+
+namespace tern::delivery {
+namespace {
+
+using Kind = auth::Resolution::Kind;
+using queue::RecipientRecord;
+using queue::RecipientState;
+
+// Messages up to this size are converted to LF once and written to every
+// mailbox from memory; larger ones are converted while copied.
+constexpr uint64_t kMemoryBodyLimit = 1u << 20;
+constexpr int64_t kMaxRetryDelay = 3600;
+constexpr size_t kMaxStateFile = 64u << 20;
+constexpr char kRemotePending[] = "remote delivery not yet implemented";
+
+struct Target {
+  std::string mailbox;
+  int copy = -1;      // index in the MaildirBatch; -1 when refused
+  std::string error;  // why it was refused
+};
+
+// What happens to one pending recipient in this run.
+struct Plan {
+  size_t rcpt = 0;
+  Kind kind = Kind::kNotLocal;
+  std::vector<Target> targets;
+  std::vector<std::string> remote;
+};
+
+struct Work {
+  std::string id;
+  UniqueFd fd;
+  queue::MessageFile file;
+  queue::MessageState state;
+  std::string lf_body;
+  bool in_memory = false;
+  std::vector<Plan> plans;
+};
+
+std::string ErrnoText(int err) { return std::system_category().message(err); }
+
+int64_t RetryDelay(uint32_t base, uint32_t attempts) {
+  int64_t delay = base;
+  for (uint32_t i = 1; i < attempts && i < 7; ++i) delay *= 2;
+  return std::min<int64_t>(std::max<int64_t>(delay, 1), kMaxRetryDelay);
+}
+
+// Appends a recipient created by alias expansion unless the same address is
+// already among the recipients, so a target reached twice is queued once.
+void AppendRecipient(queue::MessageState& state, const RecipientRecord& parent,
+                     const std::string& address, RecipientState rs,
+                     std::string error) {
+  for (const RecipientRecord& r : state.recipients) {
+    if (r.recipient.address == address &&
+        r.state != RecipientState::kDelivered) {
+      return;
+    }
+  }
+  RecipientRecord rec;
+  rec.recipient.address = address;
+  rec.recipient.notify = parent.recipient.notify;
+  // RFC 3461 4.2: the ORCPT names the address the sender used.
+  rec.recipient.orcpt = parent.recipient.orcpt.empty()
+                            ? OrcptFor(parent.recipient.address)
+                            : parent.recipient.orcpt;
+  rec.state = rs;
+  rec.error = std::move(error);
+  state.recipients.push_back(std::move(rec));
+}
+
+}  // namespace
+
+std::string OrcptFor(const std::string& address) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out = "rfc822;";
+  for (unsigned char c : address) {
+    // RFC 3461 4: xtext encodes '+', '=' and anything outside 33..126.
+    if (c < 33 || c > 126 || c == '+' || c == '=') {
+      out += '+';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+LocalDelivery::LocalDelivery(LocalDeliveryOptions options,
+                             queue::Queue::Resolver resolver)
+    : options_(std::move(options)), resolver_(std::move(resolver)) {}
+
+std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
+    const std::vector<std::string>& ids) {
+  std::vector<MessageOutcome> outcomes;
+  std::vector<Work> works;
+  works.reserve(ids.size());
+
+  // Phase 1: load each message and its state.
+  for (const std::string& id : ids) {
+    outcomes.push_back(MessageOutcome{id, false, 0});
+    Work w;
+    w.id = id;
+    w.fd.Reset(::openat(options_.msg_dir_fd, id.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!w.fd) {
+      // Removed meanwhile (e.g. by an operator): nothing left to deliver.
+      if (errno != ENOENT)
+        spdlog::error("queue {}: open: {}", id, ErrnoText(errno));
+      continue;
+    }
+    auto file = queue::ReadMessageMeta(w.fd.get());
+    if (!file) {
+      spdlog::error("queue {}: unreadable message file left in place: {}", id,
+                    file.error().message);
+      continue;
+    }
+    w.file = std::move(*file);
+    int err = 0;
+    auto raw =
+        io::ReadSmallFileAt(options_.state_dir_fd, id, kMaxStateFile, &err);
+    if (raw) {
+      auto state = queue::DecodeState(*raw);
+      if (state) {
+        w.state = std::move(*state);
+      } else {
+        spdlog::warn("queue {}: ignoring state file: {}", id,
+                     state.error().message);
+        w.state = queue::InitialState(w.file.envelope);
+      }
+    } else {
+      if (err != ENOENT) {
+        spdlog::warn("queue {}: ignoring state file: {}", id,
+                     raw.error().message);
+      }
+      w.state = queue::InitialState(w.file.envelope);
+    }
+    if (w.file.body_len <= kMemoryBodyLimit) {
+      std::string body(w.file.body_len, '\0');
+      if (int rerr = io::PreadAll(w.fd.get(), body.data(), body.size(),
+                                  static_cast<off_t>(w.file.body_offset));
+          rerr != 0) {
+        spdlog::error("queue {}: read: {}", id, ErrnoText(rerr));
+        outcomes.back().retry = true;
+        outcomes.back().retry_at = std::time(nullptr) + options_.retry_seconds;
+        continue;
+      }
+      LineEndConverter conv;
+      conv.Convert(body, w.lf_body);
+      conv.Finish(w.lf_body);
+      w.in_memory = true;
+    }
+    works.push_back(std::move(w));
+  }
+
+  // Phase 2: resolve pending recipients and write every copy into tmp/.
+  MaildirBatch batch(options_.mail_root_fd, options_.hostname);
+  for (Work& w : works) {
+    MessageSource source;
+    if (w.in_memory) {
+      source.lf_body = &w.lf_body;
+    } else {
+      source.fd = w.fd.get();
+      source.offset = w.file.body_offset;
+      source.length = w.file.body_len;
+    }
+    std::map<std::string, int> copies;  // Maildir path -> copy, one per message
+    for (size_t i = 0; i < w.state.recipients.size(); ++i) {
+      if (w.state.recipients[i].state != RecipientState::kPending) continue;
+      Plan plan;
+      plan.rcpt = i;
+      auth::Resolution res = resolver_(w.state.recipients[i].recipient.address);
+      plan.kind = res.kind;
+      if (res.kind == Kind::kLocal) {
+        for (std::string& mailbox : res.mailboxes) {
+          Target t;
+          t.mailbox = std::move(mailbox);
+          auto path = MailboxPathFor(t.mailbox);
+          if (!path) {
+            t.error = path.error().message;
+          } else {
+            std::string key = path->domain + "/" + path->local;
+            auto it = copies.find(key);
+            if (it != copies.end()) {
+              t.copy = it->second;
+            } else {
+              t.copy = static_cast<int>(batch.Add(
+                  *path, DeliveryHeaders(w.file.envelope.sender, t.mailbox),
+                  source));
+              copies.emplace(key, t.copy);
+            }
+          }
+          plan.targets.push_back(std::move(t));
+        }
+        plan.remote = std::move(res.remote);
+      }
+      w.plans.push_back(std::move(plan));
+    }
+  }
+
+  // Phase 3: one sync before and one after the renames into new/.
+  batch.Commit();
+
+  // Phase 4: record the results; only now may the queue forget anything.
+  const int64_t now = std::time(nullptr);
+  for (size_t wi = 0; wi < works.size(); ++wi) {
+    Work& w = works[wi];
+    MessageOutcome& outcome =
+        *std::find_if(outcomes.begin(), outcomes.end(),
+                      [&](const MessageOutcome& o) { return o.id == w.id; });
+    bool temp_failure = false;
+    std::string last_error;
+    for (const Plan& plan : w.plans) {
+      // Copy: AppendRecipient may grow the vector.
+      RecipientRecord rec = w.state.recipients[plan.rcpt];
+      const std::string& rcpt = rec.recipient.address;
+      if (plan.kind == Kind::kNotLocal) {
+        rec.error = kRemotePending;
+        last_error = kRemotePending;
+        spdlog::info("queue {}: <{}> stays queued: {}", w.id, rcpt,
+                     kRemotePending);
+        w.state.recipients[plan.rcpt] = std::move(rec);
+        continue;
+      }
+      if (plan.kind == Kind::kUnknown ||
+          (plan.targets.empty() && plan.remote.empty())) {
+        rec.state = RecipientState::kFailed;
+        rec.error = "user unknown";
+        spdlog::warn("queue {}: <{}> failed: user unknown", w.id, rcpt);
+        w.state.recipients[plan.rcpt] = std::move(rec);
+        continue;
+      }
+      // kLocal: classify each mailbox copy.
+      struct Done {
+        const Target* target;
+        std::string error;
+      };
+      std::vector<const Target*> ok;
+      std::vector<Done> temp, perm;
+      for (const Target& t : plan.targets) {
+        if (t.copy < 0) {
+          spdlog::error("queue {}: <{}> mailbox {} refused: {}", w.id, rcpt,
+                        t.mailbox, t.error);
+          perm.push_back({&t, t.error});
+          continue;
+        }
+        const Result<std::string>& r =
+            batch.result(static_cast<size_t>(t.copy));
+        if (r) {
+          spdlog::info("queue {}: <{}> delivered to {}: {}", w.id, rcpt,
+                       t.mailbox, *r);
+          ok.push_back(&t);
+        } else {
+          spdlog::warn("queue {}: <{}> delivery to {} deferred: {}", w.id, rcpt,
+                       t.mailbox, r.error().message);
+          temp.push_back({&t, r.error().message});
+        }
+      }
+      bool expanded = !(plan.targets.size() == 1 && plan.remote.empty() &&
+                        plan.targets[0].mailbox == rcpt);
+      if (ok.size() == plan.targets.size() && plan.remote.empty()) {
+        rec.state = RecipientState::kDelivered;
+        rec.error.clear();
+      } else if (!expanded || (ok.empty() && plan.remote.empty() &&
+                               (perm.empty() || temp.empty()))) {
+        // Nothing was delivered for it: the recipient itself stays pending
+        // (or fails), and a retry cannot duplicate anything.
+        if (!temp.empty()) {
+          rec.error = temp.front().error;
+          temp_failure = true;
+          last_error = rec.error;
+        } else {
+          rec.state = RecipientState::kFailed;
+          rec.error = perm.front().error;
+        }
+      } else {
+        // Partly delivered alias expansion: mark the alias done and queue
+        // what is left as recipients of their own, so a retry re-delivers
+        // only those (RFC 3461 ORCPT keeps the original address).
+        rec.state = RecipientState::kDelivered;
+        rec.error = "expanded";
+        for (const Done& d : temp) {
+          AppendRecipient(w.state, rec, d.target->mailbox,
+                          RecipientState::kPending, d.error);
+          temp_failure = true;
+          last_error = d.error;
+        }
+        for (const Done& d : perm) {
+          AppendRecipient(w.state, rec, d.target->mailbox,
+                          RecipientState::kFailed, d.error);
+        }
+        for (const std::string& remote : plan.remote) {
+          spdlog::info("queue {}: <{}> expands to <{}>: stays queued: {}", w.id,
+                       rcpt, remote, kRemotePending);
+          AppendRecipient(w.state, rec, remote, RecipientState::kPending,
+                          kRemotePending);
+          if (last_error.empty()) last_error = kRemotePending;
+        }
+      }
+      w.state.recipients[plan.rcpt] = std::move(rec);
+    }
+
+    bool pending =
+        std::any_of(w.state.recipients.begin(), w.state.recipients.end(),
+                    [](const RecipientRecord& r) {
+                      return r.state == RecipientState::kPending;
+                    });
+    if (!pending) {
+      // Message first: an orphaned state file is cleaned up at start, while
+      // a message without its state would be delivered again.
+      if (::unlinkat(options_.msg_dir_fd, w.id.c_str(), 0) != 0 &&
+          errno != ENOENT) {
+        spdlog::error("queue {}: remove: {}", w.id, ErrnoText(errno));
+      }
+      ::unlinkat(options_.state_dir_fd, w.id.c_str(), 0);
+      continue;
+    }
+    if (temp_failure) {
+      ++w.state.attempts;
+      w.state.next_attempt =
+          now + RetryDelay(options_.retry_seconds, w.state.attempts);
+      outcome.retry = true;
+      outcome.retry_at = w.state.next_attempt;
+    } else {
+      w.state.next_attempt = 0;  // only remote recipients left
+    }
+    if (!last_error.empty()) w.state.last_error = last_error;
+    // Not synced: losing this update after a crash only means delivering
+    // again what it records as done (duplicates, never loss).
+    if (auto saved = io::AtomicWriteAt(options_.state_dir_fd, w.id,
+                                       queue::EncodeState(w.state), false);
+        !saved) {
+      spdlog::error("queue {}: saving state: {}", w.id, saved.error().message);
+    }
+  }
+  return outcomes;
+}
+
+}  // namespace tern::delivery

@@ -1,0 +1,50 @@
+// Local delivery of queued messages: resolves each pending recipient, writes
+// Maildir copies for local mailboxes (batched syncs), records what stays
+// queued (remote targets, temporary failures) and removes finished messages.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "queue/queue.h"
+
+namespace tern::delivery {
+
+struct LocalDeliveryOptions {
+  int mail_root_fd = -1;        // data_dir/mail
+  int msg_dir_fd = -1;          // data_dir/queue/msg
+  int state_dir_fd = -1;        // data_dir/queue/state
+  std::string hostname;         // for Maildir file names
+  uint32_t retry_seconds = 60;  // first delay after a temporary failure
+};
+
+struct MessageOutcome {
+  std::string id;
+  // A local delivery failed temporarily; try again at retry_at (unix
+  // seconds). When false the message is either finished (its queue files
+  // are gone) or only waits for remote delivery: nothing to schedule.
+  bool retry = false;
+  int64_t retry_at = 0;
+};
+
+// Thread-safe as long as concurrent calls get different message ids.
+class LocalDelivery {
+ public:
+  LocalDelivery(LocalDeliveryOptions options, queue::Queue::Resolver resolver);
+
+  // Delivers the messages together: all their copies share one sync before
+  // and one after the renames into new/. The queue files are updated or
+  // removed only after that, so a crash can duplicate but never lose mail.
+  std::vector<MessageOutcome> DeliverBatch(const std::vector<std::string>& ids);
+
+ private:
+  LocalDeliveryOptions options_;
+  queue::Queue::Resolver resolver_;
+};
+
+// RFC 3461 4.2 ORCPT value for an address: "rfc822;" + xtext (RFC 3461 4),
+// used when alias expansion creates new recipients.
+std::string OrcptFor(const std::string& address);
+
+}  // namespace tern::delivery

@@ -1,0 +1,91 @@
+// Maildir++ delivery (https://cr.yp.to/proto/maildir.html): copies are
+// written into tmp/, made durable, renamed into new/, and the renames made
+// durable — for a whole batch of copies with one syncfs() per step.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "queue/unique_fd.h"
+
+namespace tern::delivery {
+
+// True when `s` may be used as one path component under data_dir/mail:
+// not empty, not "." or "..", no leading '.', no '/' and no NUL.
+bool IsSafePathComponent(std::string_view s);
+
+struct MailboxPath {
+  std::string domain;  // lower case
+  std::string local;   // as given by the directory
+};
+// Splits an account address "local@domain" at the last '@' and checks both
+// parts with IsSafePathComponent, so no address can reach outside the mail
+// root.
+Result<MailboxPath> MailboxPathFor(std::string_view mailbox);
+
+// The trace fields prepended to each copy (RFC 5321 4.4: Return-Path is
+// added at final delivery; Delivered-To is the common loop-detection field).
+// A null sender gives "Return-Path: <>".
+std::string DeliveryHeaders(std::string_view sender, std::string_view mailbox);
+
+// Converts CRLF line ends to LF across chunk boundaries (Maildir files use
+// Unix line ends). A bare CR is kept as it is.
+class LineEndConverter {
+ public:
+  void Convert(std::string_view in, std::string& out);
+  // Flushes a CR held back at the end of the last chunk.
+  void Finish(std::string& out);
+
+ private:
+  bool pending_cr_ = false;
+};
+
+// "<sec>.M<usec>P<pid>Q<counter>.<host>" with '/' and ':' in the host name
+// replaced by their octal escapes, as the Maildir convention asks.
+std::string MaildirUniqueName(std::string_view hostname);
+
+// Where the message bytes of one queued message come from: converted text
+// in memory for small messages, else the spool file, converted while copied.
+struct MessageSource {
+  const std::string* lf_body = nullptr;  // already converted, or null
+  int fd = -1;                           // spool file when lf_body is null
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// A set of copies delivered together so they share syncs.
+class MaildirBatch {
+ public:
+  MaildirBatch(int mail_root_fd, std::string hostname);
+  ~MaildirBatch();
+  MaildirBatch(const MaildirBatch&) = delete;
+  MaildirBatch& operator=(const MaildirBatch&) = delete;
+
+  // Writes one copy into the mailbox's tmp/, creating the Maildir (mode
+  // 0700) when missing. Returns the copy's index for result().
+  size_t Add(const MailboxPath& mailbox, std::string_view headers,
+             const MessageSource& source);
+  // Syncs the written copies, renames them into new/ and syncs the renames.
+  // A copy is reported delivered only when its file in new/ is durable.
+  void Commit();
+  // After Commit: the path below the mail root of the delivered file, or the
+  // error (the copy is then not in new/, or is there but maybe not durable
+  // — a retry may deliver it twice, never lose it).
+  const Result<std::string>& result(size_t index) const;
+
+ private:
+  struct Copy;
+  Result<void> WriteCopy(Copy& copy, const MailboxPath& mailbox,
+                         std::string_view headers, const MessageSource& source);
+  void Fail(Copy& copy, tl::unexpected<Error> error);
+  void SyncAll(bool after_rename);
+
+  int mail_root_fd_;
+  std::string hostname_;
+  std::vector<Copy> copies_;
+};
+
+}  // namespace tern::delivery

@@ -1,0 +1,665 @@
+// The durable mail queue: message writers, the group-commit thread (one
+// syncfs() per batch of commits), the incoming/ pickup thread, recovery at
+// start and the delivery scheduler. File formats: see spool_format.h.
+#include "queue/queue.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <queue>
+#include <set>
+#include <system_error>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+
+#include "delivery/local_delivery.h"
+#include "queue/crc32c.h"
+#include "queue/file_io.h"
+#include "queue/queue_id.h"
+#include "queue/spool_format.h"
+#include "queue/unique_fd.h"
+
+namespace tern::queue {
+namespace {
+
+// Messages up to this size stay in memory until Commit writes them with one
+// writev(); beyond it the writer streams to the spool file.
+constexpr size_t kMemoryLimit = 64 * 1024;
+constexpr size_t kDeliveryBatch = 32;
+constexpr auto kPickupInterval = std::chrono::seconds(1);
+// Hidden temp files in incoming/ older than this belong to a `tern
+// sendmail` that died before its rename; younger ones may still be written.
+constexpr int64_t kStaleIncomingSeconds = 24 * 3600;
+constexpr mode_t kDirMode = 0700;
+
+std::string ErrnoText(int err) { return std::system_category().message(err); }
+
+bool IsHidden(const std::string& name) {
+  return !name.empty() && name[0] == '.';
+}
+
+// The spool directories, shared by the queue and its writers so a writer
+// that outlives Stop() can still remove its file.
+struct Spool {
+  UniqueFd msg_fd;
+  UniqueFd state_fd;
+  UniqueFd incoming_fd;
+  UniqueFd mail_fd;
+};
+
+class WriterImpl final : public Writer {
+ public:
+  WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
+             std::string encoded_envelope, UniqueFd fd)
+      : spool_(std::move(spool)),
+        id_(std::move(id)),
+        envelope_(std::move(encoded_envelope)),
+        fd_(std::move(fd)) {}
+
+  ~WriterImpl() override {
+    // Not committed (RSET, dropped connection, failed write): the file was
+    // never acknowledged, so it must not be delivered.
+    if (!committed_) ::unlinkat(spool_->msg_fd.get(), id_.c_str(), 0);
+  }
+
+  const std::string& id() const override { return id_; }
+  uint64_t size() const override { return size_; }
+
+  bool Write(std::string_view data) override {
+    if (error_ != 0) return false;
+    crc_ = Crc32c(crc_, data);
+    size_ += data.size();
+    if (!spilled_) {
+      if (buffer_.size() + data.size() <= kMemoryLimit) {
+        buffer_.append(data);
+        return true;
+      }
+      // Too big for memory: a zeroed header (so the file is invalid until
+      // Finish writes the real one), the envelope and what we have so far.
+      spilled_ = true;
+      char zero[kMessageHeaderSize] = {};
+      struct iovec iov[3] = {{zero, sizeof zero},
+                             {envelope_.data(), envelope_.size()},
+                             {buffer_.data(), buffer_.size()}};
+      if ((error_ = io::WritevAll(fd_.get(), iov, 3)) != 0) return false;
+      buffer_.clear();
+    }
+    if (buffer_.size() + data.size() > kMemoryLimit) {
+      if ((error_ = Flush()) != 0) return false;
+      if (data.size() >= kMemoryLimit) {
+        error_ = io::WriteAll(fd_.get(), data.data(), data.size());
+        return error_ == 0;
+      }
+    }
+    buffer_.append(data);
+    return true;
+  }
+
+  // Completes the file; returns 0 or an errno value.
+  int Finish() {
+    if (error_ != 0) return error_;
+    auto header = EncodeMessageHeader(envelope_, size_, crc_);
+    if (!spilled_) {
+      struct iovec iov[3] = {{header.data(), header.size()},
+                             {envelope_.data(), envelope_.size()},
+                             {buffer_.data(), buffer_.size()}};
+      error_ = io::WritevAll(fd_.get(), iov, 3);
+    } else if ((error_ = Flush()) == 0) {
+      // The valid header goes last: until it is written the file is invalid.
+      error_ = io::PwriteAll(fd_.get(), header.data(), header.size(), 0);
+    }
+    return error_;
+  }
+
+  // Hands the file over to the committer, which removes it on failure.
+  UniqueFd Take() {
+    committed_ = true;
+    return std::move(fd_);
+  }
+
+ private:
+  int Flush() {
+    int err = io::WriteAll(fd_.get(), buffer_.data(), buffer_.size());
+    buffer_.clear();
+    return err;
+  }
+
+  std::shared_ptr<const Spool> spool_;
+  std::string id_;
+  std::string envelope_;  // encoded
+  UniqueFd fd_;
+  std::string buffer_;
+  bool spilled_ = false;
+  bool committed_ = false;
+  int error_ = 0;
+  uint64_t size_ = 0;
+  uint32_t crc_ = 0;
+};
+
+struct PendingCommit {
+  std::string id;
+  UniqueFd fd;  // invalid when `error` is set
+  std::function<void(Result<void>)> done;
+  std::string error;
+};
+
+class QueueImpl final : public Queue {
+ public:
+  QueueImpl(Options options, Resolver resolver)
+      : options_(std::move(options)), resolver_(std::move(resolver)) {}
+  ~QueueImpl() override { Stop(); }
+
+  Result<void> Start() override;
+  void Stop() override;
+  Result<std::unique_ptr<Writer>> Begin(Envelope env) override;
+  void Commit(std::unique_ptr<Writer> writer,
+              std::function<void(Result<void>)> done) override;
+
+ private:
+  Result<void> OpenSpool();
+  Result<void> Recover();
+  void PickupOnce();
+  void CommitterLoop();
+  void SyncBatch(std::vector<PendingCommit>& batch);
+  void PickupLoop();
+  void DeliveryLoop();
+  void Schedule(const std::string& id);
+
+  Options options_;
+  Resolver resolver_;
+  std::shared_ptr<Spool> spool_;
+  std::unique_ptr<delivery::LocalDelivery> delivery_;
+  bool started_ = false;
+  bool stopped_ = false;
+  std::atomic<bool> accepting_{false};
+
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::vector<PendingCommit> commits_;  // guarded by commit_mu_
+  bool committer_stop_ = false;         // guarded by commit_mu_
+
+  std::mutex pickup_mu_;
+  std::condition_variable pickup_cv_;
+  bool pickup_stop_ = false;  // guarded by pickup_mu_
+
+  using Clock = std::chrono::steady_clock;
+  using RetryItem = std::pair<Clock::time_point, std::string>;
+  std::mutex sched_mu_;
+  std::condition_variable sched_cv_;
+  std::deque<std::string> ready_;  // guarded by sched_mu_
+  // Ids ready, being delivered or waiting for a retry, so a message is
+  // never handled by two delivery threads at once.
+  std::unordered_set<std::string> known_;  // guarded by sched_mu_
+  std::priority_queue<RetryItem, std::vector<RetryItem>, std::greater<>> retry_;
+  bool delivery_stop_ = false;  // guarded by sched_mu_
+
+  std::thread committer_;
+  std::thread pickup_;
+  std::vector<std::thread> delivery_threads_;
+};
+
+Result<void> QueueImpl::OpenSpool() {
+  const std::string queue_dir = options_.data_dir + "/queue";
+  for (const char* sub : {"/msg", "/state", "/incoming"}) {
+    if (auto made = io::MkdirAll(queue_dir + sub, kDirMode); !made) return made;
+  }
+  if (auto made = io::MkdirAll(options_.data_dir + "/mail", kDirMode); !made)
+    return made;
+  auto spool = std::make_shared<Spool>();
+  struct {
+    UniqueFd* fd;
+    std::string path;
+  } dirs[] = {{&spool->msg_fd, queue_dir + "/msg"},
+              {&spool->state_fd, queue_dir + "/state"},
+              {&spool->incoming_fd, queue_dir + "/incoming"},
+              {&spool->mail_fd, options_.data_dir + "/mail"}};
+  for (auto& d : dirs) {
+    auto fd = io::OpenDir(d.path);
+    if (!fd) return tl::unexpected(fd.error());
+    *d.fd = std::move(*fd);
+  }
+  spool_ = std::move(spool);
+  return {};
+}
+
+Result<void> QueueImpl::Recover() {
+  auto names = io::ListDir(spool_->msg_fd.get());
+  if (!names) return tl::unexpected(names.error());
+  std::sort(names->begin(), names->end());  // ids sort by time
+  std::set<std::string> valid;
+  for (const std::string& name : *names) {
+    if (IsHidden(name) || !IsValidQueueId(name)) {
+      spdlog::warn("queue: ignoring stray file msg/{}", name);
+      continue;
+    }
+    UniqueFd fd(
+        ::openat(spool_->msg_fd.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return io::ErrnoErr("queue: open msg/" + name, errno);
+    auto file = ReadAndVerifyMessage(fd.get());
+    if (!file) {
+      // Torn by a crash before its commit sync: never acknowledged.
+      spdlog::warn("queue: discarding incomplete message {}: {}", name,
+                   file.error().message);
+      ::unlinkat(spool_->msg_fd.get(), name.c_str(), 0);
+      ::unlinkat(spool_->state_fd.get(), name.c_str(), 0);
+      continue;
+    }
+    valid.insert(name);
+  }
+  if (auto states = io::ListDir(spool_->state_fd.get()); states) {
+    for (const std::string& name : *states) {
+      // Hidden files are interrupted state updates; others without a
+      // message were left by a crash between the two removals.
+      if (IsHidden(name) || (IsValidQueueId(name) && !valid.count(name))) {
+        ::unlinkat(spool_->state_fd.get(), name.c_str(), 0);
+      }
+    }
+  }
+  if (auto incoming = io::ListDir(spool_->incoming_fd.get()); incoming) {
+    const int64_t now = std::time(nullptr);
+    for (const std::string& name : *incoming) {
+      struct stat st;
+      if (IsHidden(name) && name.ends_with(".tmp") &&
+          ::fstatat(spool_->incoming_fd.get(), name.c_str(), &st,
+                    AT_SYMLINK_NOFOLLOW) == 0 &&
+          now - st.st_mtime > kStaleIncomingSeconds) {
+        ::unlinkat(spool_->incoming_fd.get(), name.c_str(), 0);
+      }
+    }
+  }
+  if (!valid.empty())
+    spdlog::info("queue: recovered {} message(s)", valid.size());
+  for (const std::string& id : valid) Schedule(id);
+  PickupOnce();
+  return {};
+}
+
+Result<void> QueueImpl::Start() {
+  if (started_) return Err("queue: already started");
+  started_ = true;
+  if (auto opened = OpenSpool(); !opened) return opened;
+  delivery::LocalDeliveryOptions dopts;
+  dopts.mail_root_fd = spool_->mail_fd.get();
+  dopts.msg_dir_fd = spool_->msg_fd.get();
+  dopts.state_dir_fd = spool_->state_fd.get();
+  dopts.hostname = options_.hostname;
+  dopts.retry_seconds = options_.retry_seconds;
+  delivery_ = std::make_unique<delivery::LocalDelivery>(dopts, resolver_);
+  // Creates spdlog's default logger here, before our threads exist: its
+  // lazy static initialisation in the (uninstrumented) shared library is
+  // otherwise reported as a race by ThreadSanitizer.
+  spdlog::default_logger_raw();
+  if (auto recovered = Recover(); !recovered) return recovered;
+
+  committer_ = std::thread([this] { CommitterLoop(); });
+  pickup_ = std::thread([this] { PickupLoop(); });
+  for (uint32_t i = 0; i < options_.delivery_threads; ++i) {
+    delivery_threads_.emplace_back([this] { DeliveryLoop(); });
+  }
+  accepting_.store(true, std::memory_order_release);
+  return {};
+}
+
+void QueueImpl::Stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  accepting_.store(false, std::memory_order_release);
+  {
+    std::lock_guard lock(pickup_mu_);
+    pickup_stop_ = true;
+  }
+  pickup_cv_.notify_all();
+  if (pickup_.joinable()) pickup_.join();
+  {
+    // Commits already handed over are still synced and answered.
+    std::lock_guard lock(commit_mu_);
+    committer_stop_ = true;
+  }
+  commit_cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+  {
+    std::lock_guard lock(sched_mu_);
+    delivery_stop_ = true;
+  }
+  sched_cv_.notify_all();
+  for (std::thread& t : delivery_threads_) t.join();
+  delivery_threads_.clear();
+}
+
+Result<std::unique_ptr<Writer>> QueueImpl::Begin(Envelope env) {
+  if (!accepting_.load(std::memory_order_acquire))
+    return Err("queue is not running");
+  UniqueFd fd;
+  std::string id;
+  // O_EXCL makes a clash with another process's id an error, not an
+  // overwrite; a fresh id then almost surely differs.
+  for (int attempt = 0; attempt < 4 && !fd; ++attempt) {
+    id = NewQueueId();
+    fd.Reset(::openat(spool_->msg_fd.get(), id.c_str(),
+                      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd && errno != EEXIST) {
+      return io::ErrnoErr("queue: create message file", errno);
+    }
+  }
+  if (!fd) return io::ErrnoErr("queue: create message file", EEXIST);
+  env.id = id;
+  if (env.received_at == 0) env.received_at = std::time(nullptr);
+  return std::make_unique<WriterImpl>(spool_, std::move(id),
+                                      EncodeEnvelope(env), std::move(fd));
+}
+
+void QueueImpl::Commit(std::unique_ptr<Writer> writer,
+                       std::function<void(Result<void>)> done) {
+  auto* impl = dynamic_cast<WriterImpl*>(writer.get());
+  if (impl == nullptr) {
+    done(Err("queue: commit of a writer this queue did not create"));
+    return;
+  }
+  PendingCommit pc;
+  pc.id = impl->id();
+  pc.done = std::move(done);
+  // The session thread writes the bytes (to the page cache: cheap); only
+  // the sync is left to the committer.
+  if (int err = impl->Finish(); err != 0) {
+    pc.error = "queue write " + pc.id + ": " + ErrnoText(err);
+  } else {
+    pc.fd = impl->Take();
+  }
+  {
+    std::unique_lock lock(commit_mu_);
+    if (!committer_stop_ && started_) {
+      commits_.push_back(std::move(pc));
+      lock.unlock();
+      commit_cv_.notify_one();
+      return;
+    }
+  }
+  // Not running: no queue thread is left to answer, so answer here.
+  if (pc.fd) ::unlinkat(spool_->msg_fd.get(), pc.id.c_str(), 0);
+  pc.done(Err("queue is not running"));
+}
+
+void QueueImpl::SyncBatch(std::vector<PendingCommit>& batch) {
+  bool any = std::any_of(batch.begin(), batch.end(),
+                         [](const PendingCommit& pc) { return pc.fd.valid(); });
+  if (!any) return;
+  // One syncfs() makes every file of the batch durable, data and directory
+  // entries (ext4: writeback plus a journal commit). Since Linux 5.8 it
+  // reports writeback errors seen since this descriptor was opened.
+  if (::syncfs(spool_->msg_fd.get()) == 0) return;
+  int err = errno;
+  spdlog::warn("queue: syncfs: {}; syncing {} file(s) one by one",
+               ErrnoText(err), batch.size());
+  // Find out which files are affected: fsync reports errors per file.
+  bool some_ok = false;
+  for (PendingCommit& pc : batch) {
+    if (!pc.fd) continue;
+    if (::fsync(pc.fd.get()) != 0) {
+      pc.error = "queue sync " + pc.id + ": " + ErrnoText(errno);
+      pc.fd.Reset();
+    } else {
+      some_ok = true;
+    }
+  }
+  if (some_ok && ::fsync(spool_->msg_fd.get()) != 0) {
+    std::string text = ErrnoText(errno);
+    for (PendingCommit& pc : batch) {
+      if (!pc.fd) continue;
+      pc.error = "queue sync " + pc.id + ": " + text;
+      pc.fd.Reset();
+    }
+  }
+}
+
+void QueueImpl::CommitterLoop() {
+  std::vector<PendingCommit> batch;
+  while (true) {
+    {
+      std::unique_lock lock(commit_mu_);
+      commit_cv_.wait(lock,
+                      [&] { return !commits_.empty() || committer_stop_; });
+      if (commits_.empty()) return;  // stopping and drained
+      batch.swap(commits_);
+    }
+    SyncBatch(batch);
+    for (PendingCommit& pc : batch) {
+      if (!pc.error.empty()) {
+        spdlog::error("queue: commit failed: {}", pc.error);
+        ::unlinkat(spool_->msg_fd.get(), pc.id.c_str(), 0);
+      }
+      pc.fd.Reset();
+    }
+    for (PendingCommit& pc : batch) {
+      if (pc.error.empty()) {
+        pc.done(Result<void>{});
+      } else {
+        pc.done(Err(pc.error));
+      }
+    }
+    for (PendingCommit& pc : batch) {
+      if (pc.error.empty()) Schedule(pc.id);
+    }
+    batch.clear();
+  }
+}
+
+void QueueImpl::PickupOnce() {
+  auto names = io::ListDir(spool_->incoming_fd.get());
+  if (!names) {
+    spdlog::error("queue: scanning incoming: {}", names.error().message);
+    return;
+  }
+  std::sort(names->begin(), names->end());
+  std::vector<std::string> moved;
+  for (const std::string& name : *names) {
+    if (IsHidden(name)) continue;  // being written by `tern sendmail`
+    UniqueFd fd(::openat(spool_->incoming_fd.get(), name.c_str(),
+                         O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;
+    auto file = ReadAndVerifyMessage(fd.get());
+    if (!file || !IsValidQueueId(name)) {
+      // Injected files are synced before they get a visible name, so this
+      // is damage or a foreign file: keep it for the operator, out of the way.
+      spdlog::error(
+          "queue: incoming/{} is not a valid message; renamed to .bad-{}", name,
+          name);
+      std::string bad = ".bad-" + name;
+      ::renameat(spool_->incoming_fd.get(), name.c_str(),
+                 spool_->incoming_fd.get(), bad.c_str());
+      continue;
+    }
+    // The file name is the id; on a clash with a queued message pick a new
+    // one (the name, not the envelope copy, is authoritative).
+    std::string id = name;
+    int rc = -1;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      rc = ::renameat2(spool_->incoming_fd.get(), name.c_str(),
+                       spool_->msg_fd.get(), id.c_str(), RENAME_NOREPLACE);
+      if (rc == 0 || errno != EEXIST) break;
+      id = NewQueueId();
+    }
+    if (rc != 0) {
+      spdlog::error("queue: moving incoming/{}: {}", name, ErrnoText(errno));
+      continue;
+    }
+    moved.push_back(id);
+  }
+  if (moved.empty()) return;
+  // Make the moves durable before delivery can remove the files; otherwise
+  // a crash could bring them back into incoming/ (delivered twice).
+  if (::fsync(spool_->msg_fd.get()) != 0 ||
+      ::fsync(spool_->incoming_fd.get()) != 0) {
+    spdlog::warn("queue: sync after pickup: {}", ErrnoText(errno));
+  }
+  for (const std::string& id : moved) {
+    spdlog::info("queue {}: picked up from incoming", id);
+    Schedule(id);
+  }
+}
+
+void QueueImpl::PickupLoop() {
+  std::unique_lock lock(pickup_mu_);
+  while (!pickup_cv_.wait_for(lock, kPickupInterval,
+                              [&] { return pickup_stop_; })) {
+    lock.unlock();
+    PickupOnce();
+    lock.lock();
+  }
+}
+
+void QueueImpl::Schedule(const std::string& id) {
+  {
+    std::lock_guard lock(sched_mu_);
+    if (!known_.insert(id).second) return;
+    ready_.push_back(id);
+  }
+  sched_cv_.notify_one();
+}
+
+void QueueImpl::DeliveryLoop() {
+  std::unique_lock lock(sched_mu_);
+  while (!delivery_stop_) {
+    auto now = Clock::now();
+    while (!retry_.empty() && retry_.top().first <= now) {
+      ready_.push_back(retry_.top().second);
+      retry_.pop();
+    }
+    if (ready_.empty()) {
+      if (retry_.empty()) {
+        sched_cv_.wait(lock);
+      } else {
+        sched_cv_.wait_until(lock, retry_.top().first);
+      }
+      continue;
+    }
+    std::vector<std::string> ids;
+    while (!ready_.empty() && ids.size() < kDeliveryBatch) {
+      ids.push_back(std::move(ready_.front()));
+      ready_.pop_front();
+    }
+    lock.unlock();
+    std::vector<delivery::MessageOutcome> outcomes =
+        delivery_->DeliverBatch(ids);
+    const int64_t wall_now = std::time(nullptr);
+    lock.lock();
+    for (const delivery::MessageOutcome& o : outcomes) {
+      if (o.retry) {
+        auto delay =
+            std::chrono::seconds(std::max<int64_t>(o.retry_at - wall_now, 0));
+        retry_.emplace(Clock::now() + delay, o.id);
+      } else {
+        known_.erase(o.id);
+      }
+    }
+    // Retries may have become due for another thread's wait.
+    if (!ready_.empty() || !retry_.empty()) sched_cv_.notify_one();
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Queue>> Queue::Open(const Options& options,
+                                           Resolver resolver) {
+  if (options.data_dir.empty()) return Err("queue: data_dir is empty");
+  if (!resolver) return Err("queue: no resolver");
+  return std::unique_ptr<Queue>(
+      std::make_unique<QueueImpl>(options, std::move(resolver)));
+}
+
+Result<std::string> Inject(const std::string& data_dir, Envelope env,
+                           std::string_view message) {
+  const std::string dir = data_dir + "/queue/incoming";
+  if (auto made = io::MkdirAll(dir, kDirMode); !made)
+    return tl::unexpected(made.error());
+  auto dir_fd = io::OpenDir(dir);
+  if (!dir_fd) return tl::unexpected(dir_fd.error());
+  env.id = NewQueueId();
+  if (env.received_at == 0) env.received_at = std::time(nullptr);
+  std::string encoded = EncodeEnvelope(env);
+  auto header =
+      EncodeMessageHeader(encoded, message.size(), Crc32c(0, message));
+  // Hidden while incomplete: the pickup thread ignores dot files.
+  const std::string tmp = "." + env.id + ".tmp";
+  UniqueFd fd(::openat(dir_fd->get(), tmp.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return io::ErrnoErr("inject: create " + tmp, errno);
+  struct iovec iov[3] = {{header.data(), header.size()},
+                         {encoded.data(), encoded.size()},
+                         {const_cast<char*>(message.data()), message.size()}};
+  int err = io::WritevAll(fd.get(), iov, 3);
+  // Data durable before the name becomes visible, and the name durable
+  // before we report success.
+  if (err == 0 && ::fsync(fd.get()) != 0) err = errno;
+  if (err == 0 && ::renameat(dir_fd->get(), tmp.c_str(), dir_fd->get(),
+                             env.id.c_str()) != 0) {
+    err = errno;
+  }
+  if (err != 0) {
+    ::unlinkat(dir_fd->get(), tmp.c_str(), 0);
+    return io::ErrnoErr("inject " + env.id, err);
+  }
+  if (::fsync(dir_fd->get()) != 0)
+    return io::ErrnoErr("inject: sync incoming", errno);
+  return env.id;
+}
+
+Result<std::vector<Entry>> List(const std::string& data_dir) {
+  std::vector<Entry> entries;
+  auto msg_fd = io::OpenDir(data_dir + "/queue/msg");
+  if (!msg_fd) {
+    struct stat st;
+    if (::stat((data_dir + "/queue/msg").c_str(), &st) != 0 &&
+        errno == ENOENT) {
+      return entries;  // nothing was ever queued
+    }
+    return tl::unexpected(msg_fd.error());
+  }
+  auto state_fd = io::OpenDir(data_dir + "/queue/state");
+  auto names = io::ListDir(msg_fd->get());
+  if (!names) return tl::unexpected(names.error());
+  std::sort(names->begin(), names->end());
+  for (const std::string& name : *names) {
+    if (!IsValidQueueId(name)) continue;
+    UniqueFd fd(::openat(msg_fd->get(), name.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;  // delivered meanwhile
+    // Messages still being received (or torn) fail this check: skip them.
+    auto file = ReadMessageMeta(fd.get());
+    if (!file) continue;
+    Entry entry;
+    entry.envelope = std::move(file->envelope);
+    entry.envelope.id = name;
+    entry.size = file->body_len;
+    MessageState state = InitialState(entry.envelope);
+    if (state_fd) {
+      auto raw = io::ReadSmallFileAt(state_fd->get(), name, 64u << 20);
+      if (raw) {
+        if (auto decoded = DecodeState(*raw)) state = std::move(*decoded);
+      }
+    }
+    entry.envelope.recipients.clear();
+    for (RecipientRecord& r : state.recipients) {
+      entry.envelope.recipients.push_back(std::move(r.recipient));
+      entry.state.push_back(r.state);
+    }
+    entry.attempts = state.attempts;
+    entry.next_attempt = state.next_attempt;
+    entry.last_error = std::move(state.last_error);
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+}  // namespace tern::queue
