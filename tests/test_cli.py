@@ -190,3 +190,15 @@ def test_cli_errors(server):
     assert p.returncode != 0
     p = server.cli("user", "del", "never-existed@example.test", check=False)
     assert p.returncode != 0
+
+
+def test_data_dir_override(server, tmp_path):
+    other = tmp_path / "otherdata"
+    p = server.cli("user", "add", "solo@example.test", "--data-dir", str(other),
+                   input=PASSWORD + "\n")
+    assert p.returncode == 0
+    assert "solo@example.test" in server.cli("user", "list", "--data-dir",
+                                             str(other)).stdout
+    assert "solo@example.test" not in server.cli("user", "list").stdout
+    assert "u@example.test" not in server.cli("user", "list", "--data-dir",
+                                              str(other)).stdout

@@ -147,3 +147,63 @@ def test_smtplib_declares_size(make_server):
             assert e.smtp_error.startswith(b"5.3.4"), e.smtp_error
         else:
             raise AssertionError("oversized message accepted")
+
+
+def test_max_connections_total(make_server):
+    srv = make_server(users=["u@example.test"], smtp={"max_connections": 3})
+    time.sleep(0.3)
+    conns = [srv.connect() for _ in range(3)]
+    try:
+        for c in conns:
+            assert c.reply().code == 220
+        with srv.connect() as extra:
+            r = extra.reply()
+            assert r.code == 421, r
+            assert extra.wait_closed()
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_data_block_timeout(make_server):
+    srv = make_server(users=["u@example.test"],
+                      smtp={"command_timeout": 30, "data_block_timeout": 2})
+    marker = unique("datato")
+    with srv.connect(timeout=15) as c:
+        c.start()
+        assert c.cmd("MAIL FROM:<a@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<u@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        t0 = time.monotonic()
+        c.send(f"Subject: {marker}\r\n\r\nhalf a messa")
+        r = c.reply()
+        elapsed = time.monotonic() - t0
+        assert (r.code, r.enhanced) == (421, "4.4.2"), r
+        assert 1.5 <= elapsed <= 6, elapsed
+        assert c.wait_closed(3)
+    srv.assert_no_message("u@example.test", marker, settle=0.5)
+
+
+def test_fifty_concurrent_sessions(server):
+    import threading
+    marker = unique("conc")
+    results = []
+
+    def one(i):
+        try:
+            with server.connect(timeout=20) as c:
+                c.start(f"c{i}.test")
+                time.sleep(0.5)  # hold the connection so they overlap
+                r = c.send_message(f"c{i}@remote.test", ["w@example.test"],
+                                   build_message(f"{marker}-{i:02d}", ["hi"]))
+                results.append(r.code)
+        except Exception as e:  # reported below
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(45)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results.count(250) == 45, results
+    server.wait_messages("w@example.test", marker, count=45)

@@ -376,3 +376,54 @@ def test_smtplib_noop_rset_quit(srv):
     code, _ = s.verify("u@example.test")
     assert code == 252
     assert s.quit()[0] == 221
+
+
+def test_dsn_parameters_accepted(srv):
+    marker = unique("dsn")
+    with srv.connect() as c:
+        c.start()
+        r = c.cmd("MAIL FROM:<dsn@remote.test> RET=HDRS ENVID=QQ314159")
+        assert r.code == 250, r
+        r = c.cmd("RCPT TO:<u@example.test> NOTIFY=SUCCESS,FAILURE "
+                  "ORCPT=rfc822;u@example.test")
+        assert r.code == 250, r
+        r = c.cmd("RCPT TO:<v@example.test> NOTIFY=NEVER")
+        assert r.code == 250, r
+        assert c.cmd("DATA").code == 354
+        c.send(build_message(marker, ["with DSN parameters"]) + b".\r\n")
+        assert c.reply().code == 250
+    srv.wait_message("u@example.test", marker)
+    srv.wait_message("v@example.test", marker)
+
+
+def test_ehlo_resets_transaction(srv):
+    with srv.connect() as c:
+        c.start()
+        assert c.cmd("MAIL FROM:<a@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<u@example.test>").code == 250
+        c.ehlo("again.test")
+        r = c.cmd("DATA")
+        assert r.code == 503, r
+        # and a new MAIL is allowed without RSET
+        assert c.cmd("MAIL FROM:<a@remote.test>").code == 250
+
+
+def test_maildir_file_names(srv):
+    marker = unique("names")
+    with srv.connect() as c:
+        c.start()
+        for i in range(5):
+            assert c.send_message("n@remote.test", ["x@example.test"],
+                                  build_message(f"{marker}-{i}", ["n"])).code == 250
+    srv.wait_messages("x@example.test", marker, count=5)
+    names = [p.name for p in srv.message_files("x@example.test")]
+    assert len(names) == len(set(names))
+    for p in srv.message_files("x@example.test"):
+        assert p.parent.name == "new", p
+        assert not p.name.startswith("."), p
+        assert "/" not in p.name
+        # Maildir++ ",S=<size>" must be the real size when present
+        import re
+        m = re.search(r",S=(\d+)", p.name)
+        if m:
+            assert int(m.group(1)) == p.stat().st_size, p

@@ -264,3 +264,50 @@ def test_too_many_errors(make_server):
         assert codes.index(421) <= 3, codes
         assert codes[:2] == [500, 500], codes
         assert c.wait_closed()
+
+
+@pytest.mark.parametrize("line", [
+    "MAIL FROM:<a@remote.test> RET=EVERYTHING",
+    "MAIL FROM:<a@remote.test> RET=HDRS RET=FULL",
+    "MAIL FROM:<a@remote.test> BODY=9BIT",
+    "MAIL FROM:<a@remote.test> SIZE=abc",
+])
+def test_bad_mail_parameters(server, line):
+    with server.connect() as c:
+        c.start()
+        r = c.cmd(line)
+        assert r.code in (501, 555), r
+        assert r.enhanced.startswith("5.5."), r
+
+
+@pytest.mark.parametrize("param", ["NOTIFY=NEVER,SUCCESS", "NOTIFY=SOMETIMES",
+                                   "ORCPT=no-type-here"])
+def test_bad_rcpt_parameters(server, param):
+    with server.connect() as c:
+        c.start()
+        assert c.cmd("MAIL FROM:<a@remote.test>").code == 250
+        r = c.cmd(f"RCPT TO:<u@example.test> {param}")
+        assert r.code in (501, 555), r
+        assert r.enhanced.startswith("5.5."), r
+
+
+def test_data_line_too_long(server):
+    marker = unique("longline")
+    with server.connect() as c:
+        c.start()
+        assert c.cmd("MAIL FROM:<a@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<u@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(f"Subject: {marker}\r\n\r\n".encode() + b"q" * 1200 + b"\r\n.\r\n")
+        r = c.reply()
+        assert 500 <= r.code < 600, r
+        # the session goes on
+        expect(c.cmd("NOOP"), 250)
+    server.assert_no_message("u@example.test", marker, settle=1.0)
+
+
+def test_utf8_remote_domain_is_not_relayed(server):
+    with server.connect() as c:
+        c.start()
+        assert c.cmd("MAIL FROM:<a@remote.test> SMTPUTF8").code == 250
+        expect(c.cmd("RCPT TO:<x@exämple.test>"), 554, "5.7.1")

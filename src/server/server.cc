@@ -3,6 +3,7 @@
 // finishing transactions in flight for a bounded time. SIGHUP reloads.
 #include <grp.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,10 +132,23 @@ asio::awaitable<void> Drain(Context& ctx, asio::io_context& io, uint32_t grace) 
   io.stop();
 }
 
+// Every connection holds a socket and, while a message is in flight, a
+// queue file: the usual soft limit of 1024 descriptors is far too low.
+void RaiseFileLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      spdlog::warn("cannot raise the open file limit");
+    }
+  }
+}
+
 }  // namespace
 
 int Serve(const config::Config& initial) {
   config::Config cfg = initial;
+  RaiseFileLimit();
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
