@@ -202,3 +202,12 @@ def test_data_dir_override(server, tmp_path):
     assert "solo@example.test" not in server.cli("user", "list").stdout
     assert "u@example.test" not in server.cli("user", "list", "--data-dir",
                                               str(other)).stdout
+
+
+def test_user_add_refuses_path_tricks(server):
+    for bad in ("../../evil@example.test", "a/b@example.test", "..@example.test"):
+        p = server.cli("user", "add", bad, input=PASSWORD + "\n", check=False)
+        assert p.returncode != 0, f"{bad} accepted"
+    assert not (server.data_dir / "evil").exists()
+    assert not (server.data_dir.parent / "evil").exists()
+    assert "evil" not in server.cli("user", "list").stdout

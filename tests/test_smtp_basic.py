@@ -427,3 +427,81 @@ def test_maildir_file_names(srv):
         m = re.search(r",S=(\d+)", p.name)
         if m:
             assert int(m.group(1)) == p.stat().st_size, p
+
+
+def test_byte_at_a_time(srv):
+    # Every boundary of the line and body readers: one octet per segment.
+    import socket as _s
+    marker = unique("bytewise")
+    data = build_message(marker, ["slow", "..stuffed", "end"])
+    script = (b"EHLO slow.test\r\nMAIL FROM:<slow@remote.test>\r\n"
+              b"RCPT TO:<u@example.test>\r\nDATA\r\n")
+    with srv.connect() as c:
+        c.greet()
+        c.sock.setsockopt(_s.IPPROTO_TCP, _s.TCP_NODELAY, 1)
+        for i in range(len(script)):
+            c.send(script[i:i + 1])
+        r = c.replies(4)
+        assert [x.code for x in r] == [250, 250, 250, 354], r
+        body = data + b".\r\n"
+        for i in range(len(body)):
+            c.send(body[i:i + 1])
+        r = c.reply()
+        assert r.code == 250, r
+    d = srv.wait_message("u@example.test", marker)
+    assert d.rest == to_lf(data).replace(b"\n..stuffed\n", b"\n.stuffed\n")
+
+
+def test_command_line_limit_boundary(srv):
+    # RFC 5321 4.5.3.1.4: 512 octets including CRLF must be accepted.
+    with srv.connect() as c:
+        c.start()
+        line = "NOOP " + "a" * (510 - 5)
+        assert len(line) + 2 == 512
+        assert c.cmd(line).code == 250
+
+
+def test_quoted_local_part(srv):
+    marker = unique("quoted")
+    with srv.connect() as c:
+        c.start()
+        r = c.send_message('"u"@example.test', ['"u"@example.test'],
+                           build_message(marker, ["quoted"]))
+        assert r.code == 250, r
+    srv.wait_message("u@example.test", marker)
+
+
+def test_large_message(srv):
+    marker = unique("large")
+    line = "0123456789abcdefghijklmnopqrstuvwxyz" * 2
+    data = build_message(marker, [f"{i:07d} {line}" for i in range(60000)])  # ~5 MB
+    assert len(data) > 4_500_000
+    with srv.smtplib(timeout=60) as s:
+        assert s.sendmail("big@remote.test", ["v@example.test"], data) == {}
+    d = srv.wait_message("v@example.test", marker, timeout=20)
+    assert d.rest == to_lf(data)
+
+
+def test_client_vanishes_mid_data(srv):
+    marker = unique("vanish")
+    with srv.connect() as c:
+        c.start()
+        assert c.cmd("MAIL FROM:<a@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<u@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(f"Subject: {marker}\r\n\r\nhalf a mess")
+    srv.assert_no_message("u@example.test", marker, settle=1.0)
+    srv.check_alive()
+    with srv.connect() as c:
+        assert c.start().code == 250
+
+
+def test_smtputf8_received_keyword(srv):
+    marker = unique("utf8proto")
+    data = f"Subject: {marker}\r\n\r\nü\r\n".encode()
+    with srv.smtplib() as s:
+        assert s.sendmail("a@remote.test", ["jösé@example.test"], data,
+                          mail_options=["SMTPUTF8"]) == {}
+    d = srv.wait_message("jösé@example.test", marker)
+    # RFC 6531 3.7.3
+    assert " with UTF8SMTP id " in d.received, d.received

@@ -19,6 +19,7 @@
 #include "policy/recipient.h"
 #include "queue/queue.h"
 #include "smtp/protocol/session.h"
+#include "smtp/server/envelope.h"
 
 namespace tern::cli {
 namespace {
@@ -207,23 +208,9 @@ class LocalHost : public smtp::SessionHost {
     return policy::CheckRecipient(dir_, client_, rcpt);
   }
   std::string BeginMessage(const smtp::Transaction& t) override {
-    env_ = queue::Envelope();
-    env_.sender = t.mail_from.null() ? std::string() : t.mail_from.ToString();
-    for (size_t i = 0; i < t.rcpts.size(); ++i) {
-      queue::Recipient r;
-      r.address = policy::DirectoryAddress(t.rcpts[i]);
-      if (i < t.rcpt_params.size()) {
-        r.notify = t.rcpt_params[i].notify;
-        r.orcpt = t.rcpt_params[i].orcpt;
-      }
-      env_.recipients.push_back(std::move(r));
-    }
-    env_.body = t.body;
-    env_.smtputf8 = t.smtputf8;
-    env_.client_ip = "127.0.0.1";
-    env_.helo = t.helo;
+    env_ = smtp::MakeEnvelope(t, client_, static_cast<int64_t>(std::time(nullptr)));
+    // Local submission: the login name stands where SMTP AUTH would.
     if (struct passwd* pw = getpwuid(getuid())) env_.auth_user = pw->pw_name;
-    env_.received_at = static_cast<int64_t>(std::time(nullptr));
     data_.clear();
     return "sendmail";
   }

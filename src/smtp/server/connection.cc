@@ -12,6 +12,7 @@
 #include "common/strings.h"
 #include "policy/recipient.h"
 #include "smtp/protocol/session.h"
+#include "smtp/server/envelope.h"
 
 namespace tern::smtp {
 namespace {
@@ -51,25 +52,8 @@ class Connection : public server::Stoppable,
   }
 
   std::string BeginMessage(const Transaction& t) override {
-    queue::Envelope env;
-    env.sender = t.mail_from.null() ? std::string() : t.mail_from.ToString();
-    for (size_t i = 0; i < t.rcpts.size(); ++i) {
-      queue::Recipient r;
-      r.address = policy::DirectoryAddress(t.rcpts[i]);
-      if (i < t.rcpt_params.size()) {
-        r.notify = t.rcpt_params[i].notify;
-        r.orcpt = t.rcpt_params[i].orcpt;
-      }
-      env.recipients.push_back(std::move(r));
-    }
-    env.ret = t.ret;
-    env.envid = t.envid;
-    env.body = t.body;
-    env.smtputf8 = t.smtputf8;
-    env.client_ip = session_.client().ip;
-    env.helo = t.helo;
-    env.auth_user = session_.client().auth_user;
-    env.received_at = static_cast<int64_t>(std::time(nullptr));
+    queue::Envelope env = MakeEnvelope(t, session_.client(),
+                                       static_cast<int64_t>(std::time(nullptr)));
     summary_sender_ = env.sender;
     summary_rcpts_ = env.recipients.size();
     auto w = ctx_.queue().Begin(std::move(env));
