@@ -155,3 +155,22 @@ def test_bad_config_is_reported(tmp_path):
     assert p.returncode != 0
     err = (p.stderr + p.stdout).decode("utf-8", "replace")
     assert "max_recipients" in err, err
+
+
+def test_sighup_reloads_limits(make_server):
+    import signal
+    srv = make_server(users=["u@example.test"])
+    with srv.connect() as c:
+        assert "SIZE 52428800" in c.start().texts
+    srv.smtp["max_message_size"] = 12345
+    srv.write_config()
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while True:
+        with srv.connect() as c:
+            texts = c.start().texts
+        if "SIZE 12345" in texts or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert "SIZE 12345" in texts, texts
+    assert srv.running()

@@ -1,0 +1,46 @@
+// Brute-force defence shared by SMTP and POP3 AUTH: failures are counted per
+// client IP in a sliding window; each failure delays the next reply a bit
+// more, and past a limit the IP is refused for a while.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace tern::auth {
+
+struct ThrottleConfig {
+  uint32_t max_failures = 10;               // per IP within `window`
+  std::chrono::seconds window{600};
+  std::chrono::seconds lockout{900};        // refused this long after the limit
+  std::chrono::milliseconds delay_step{250};  // added per recent failure
+  std::chrono::milliseconds max_delay{5000};
+};
+
+class AuthThrottle {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit AuthThrottle(ThrottleConfig config = {});
+
+  // True when the IP is locked out (answer 421 4.7.0 / -ERR [AUTH] and close).
+  bool Blocked(const std::string& ip, Clock::time_point now = Clock::now());
+  // Records a failure; returns how long to wait before answering it.
+  std::chrono::milliseconds Failure(const std::string& ip,
+                                    Clock::time_point now = Clock::now());
+  // A success clears the IP's record.
+  void Success(const std::string& ip);
+
+ private:
+  struct Entry {
+    uint32_t failures = 0;
+    Clock::time_point first{};
+    Clock::time_point blocked_until{};
+  };
+  ThrottleConfig config_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace tern::auth
