@@ -5,10 +5,10 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
   libsqlite3-dev libsodium-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-  libcli11-dev libexpected-dev libgtest-dev googletest)
-test_pkgs=(python3 python3-pytest python3-aiosmtpd swaks curl msmtp mutt
-  openssl procps)
-bench_pkgs=(postfix gnuplot-nox postal smtpping)
+  libcli11-dev libexpected-dev libgtest-dev googletest libunbound-dev)
+test_pkgs=(python3 python3-pytest python3-aiosmtpd python3-dnslib swaks curl
+  msmtp mutt openssl procps fetchmail getmail6 postfix)
+bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
