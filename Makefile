@@ -6,7 +6,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CONFIG ?= etc/tern.dev.toml
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps-build deps-test run test unit install clean
+.PHONY: all build deps-build deps-test run test unit bench install clean
 
 all: build
 
@@ -35,6 +35,12 @@ test: deps-test build
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -R '^[A-Z]'
+
+# Side by side with Postfix and smtp-sink; QUICK=1 for a short run.
+# Writes build/bench/results.{md,json} and throughput.png.
+bench: build
+	@scripts/deps.sh bench
+	QUICK=$(QUICK) bench/run.sh
 
 install: build
 	install -m 0755 $(BUILD)/tern /usr/local/sbin/tern

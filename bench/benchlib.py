@@ -109,6 +109,21 @@ def maildir_count(path):
     return sum(len(_files(os.path.join(path, sub))) for sub in ("new", "cur"))
 
 
+def maildir_move(path, dest):
+    """Moves delivered messages out of the way (into dest, same file
+    system). Unlike deleting, this frees no inodes: on ext4 without a
+    journal, inodes freed in the last minutes make every later file
+    creation scan past them (recently_deleted()), which would slow the
+    next server's run."""
+    os.makedirs(dest, exist_ok=True)
+    for sub in ("new", "cur"):
+        for p in _files(os.path.join(path, sub)):
+            try:
+                os.rename(p, os.path.join(dest, sub + "." + os.path.basename(p)))
+            except FileNotFoundError:
+                pass
+
+
 def maildir_clear(path):
     for sub in ("new", "cur"):
         for p in _files(os.path.join(path, sub)):
@@ -174,10 +189,53 @@ def wait_smtp(host, port, timeout):
     return False
 
 
+def port_free(host, port):
+    """True when nothing listens on HOST:PORT (we could bind it)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def fsync_probe(directory, n=50):
+    """What one flush costs on this disk: create a 4 KiB file and fsync it;
+    n times. Returns (p50_ms, p99_ms, max_ms). The
+    files stay (they go with the temp dir): freeing inodes now would slow
+    later file creation on ext4 without a journal."""
+    os.makedirs(directory, exist_ok=True)
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    times = []
+    try:
+        for i in range(n):
+            fd = os.open(os.path.join(directory, f"probe{i}"),
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"x" * 4096)
+                t = time.perf_counter()
+                os.fsync(fd)
+                times.append((time.perf_counter() - t) * 1000)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dfd)
+    times.sort()
+    return percentile(times, 50), percentile(times, 99), times[-1]
+
+
 def _main(argv):
     """Small command line for run.sh: wait-smtp HOST PORT SECS | cpu SPEC |
-    count MAILDIR | rss PID"""
+    count MAILDIR | rss PID | port-free HOST PORT | fsync-probe DIR"""
     cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "fsync-probe":
+        p50, p99, mx = fsync_probe(argv[2])
+        print(f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {mx:.2f} ms")
+        return 0
+    if cmd == "port-free":
+        return 0 if port_free(argv[2], int(argv[3])) else 1
     if cmd == "wait-smtp":
         return 0 if wait_smtp(argv[2], int(argv[3]), float(argv[4])) else 1
     if cmd == "cpu":

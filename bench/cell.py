@@ -8,11 +8,13 @@ message was lost or duplicated."""
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 
-from benchlib import append_jsonl, cpu_seconds, log, maildir_clear, maildir_count, read_jsonl
+from benchlib import (append_jsonl, cpu_seconds, log, maildir_clear, maildir_count,
+                      maildir_move, read_jsonl)
 
 # First guess at msgs/s when nothing has been measured yet for a server.
 DEFAULT_RATE = {1024: 500.0, 102400: 150.0}
@@ -36,7 +38,7 @@ def choose_count(args):
     n = int(rate * args.target_secs)
     min_count = args.min_count or (500 if args.size <= 10240 else 150)
     n = max(n, min_count, 4 * args.sessions)
-    n = min(n, args.max_count)
+    n = min(n, args.max_count or (20000 if args.size <= 10240 else 3000))
     # A round number keeps the logs readable.
     step = 100 if n >= 1000 else 10
     return max(step, (n // step) * step)
@@ -55,10 +57,12 @@ def main():
     ap.add_argument("--target-secs", type=float, default=5.0)
     ap.add_argument("--min-count", type=int, default=0,
                     help="default: 500 for 1 KiB, 150 for 100 KiB")
-    ap.add_argument("--max-count", type=int, default=20000)
+    ap.add_argument("--max-count", type=int, default=0,
+                    help="default: 20000 for 1 KiB, 3000 for 100 KiB")
     ap.add_argument("--round", type=int, default=1)
     ap.add_argument("--maildir", default="", help="Maildir to count deliveries in")
-    ap.add_argument("--clear", action="store_true", help="empty the Maildir after counting")
+    ap.add_argument("--archive", default="",
+                    help="move delivered messages into a new folder under this one")
     ap.add_argument("--cpu", default="none", help="benchlib.cpu_seconds spec of the server")
     ap.add_argument("--load-cpus", default="", help="taskset CPU list for smtp-source")
     ap.add_argument("--sender", default="sender@bench.test")
@@ -138,8 +142,15 @@ def main():
         rec["cpu_s"] = round(cpu1 - cpu0, 3)
         rec["cpu_per_1k"] = round((cpu1 - cpu0) / count * 1000, 4)
     rec["ok"] = not rec["error"]
-    if args.maildir and args.clear and rec["ok"]:
-        maildir_clear(args.maildir)
+    if args.maildir and args.archive:
+        # Keep the Maildir small for the next run; delete only when the
+        # disk runs short (see maildir_move for why not always).
+        os.makedirs(args.archive, exist_ok=True)
+        if shutil.disk_usage(args.archive).free > 10 * 2**30:
+            maildir_move(args.maildir, os.path.join(
+                args.archive, f"{args.server}-{time.time_ns()}"))
+        else:
+            maildir_clear(args.maildir)
     append_jsonl(args.out, rec)
     cpu_txt = f", server CPU {rec['cpu_per_1k']:.3f} s/1k msgs" if "cpu_per_1k" in rec else ""
     if rec["ok"]:

@@ -216,7 +216,8 @@ def main():
         text.append("  ".join(c.rjust(w) for c, w in zip(row, widths)))
     if lat:
         text.append("")
-        text.append("Final-dot latency at a fixed load:")
+        text.append(f"Final-dot latency at a fixed load (one disk flush here: "
+                    f"{env.get('fsync_probe', '?')}):")
         for s, d in lat.items():
             text.append(f"  {NAMES.get(s, s)}: offered {d['offered_rate']} msgs/s, achieved "
                         f"{d['achieved_rate']}: p50 {fmt(d['p50_ms'], 2)} ms, p99 "
@@ -252,8 +253,12 @@ def main():
               f"servers pinned to CPU {env.get('server_cpus') or '-'}, "
               f"load generator to CPU {env.get('load_cpus') or '-'}")
     md.append(f"- Kernel: {env.get('kernel', '?')}; OS: {env.get('os', '?')}")
-    md.append(f"- Disk (data of Tern and Postfix): `{env.get('disk', '?')}` "
-              f"(Tern on {env.get('disk_tern', '?')}, Postfix on {env.get('disk_postfix', '?')})")
+    md.append(f"- Disk (data of Tern and Postfix): {env.get('disk', '?')} "
+              f"(Tern on {env.get('disk_tern', '?')}, Postfix on {env.get('disk_postfix', '?')}); "
+              f"{env.get('fs', '?')}")
+    md.append(f"- Disk flush (fsync of a new 4 KiB file, 50 times): "
+              f"{env.get('fsync_probe', '?')}. Every 250 after DATA waits for at least "
+              f"one flush (shared by a group commit).")
     md.append(f"- Postfix {env.get('postfix_version', '?')} (private instance, virtual Maildir "
               f"delivery); Tern {env.get('tern_version', '?')} (threads = 1, delivery_threads = 1)")
     md.append(f"- Load average at start {env.get('loadavg_start', '?')}, at end "

@@ -4,8 +4,8 @@
 # then writes build/bench/results.{md,json} and throughput.png.
 #
 # Usage (as root, after `scripts/deps.sh bench` and a build):
-#   bench/run.sh              full run: 3 rounds of 16 cells, ~30-40 min
-#   QUICK=1 bench/run.sh      3 cells, 1 round, ~3 min
+#   bench/run.sh              full run: 3 rounds of 16 cells, ~20-30 min
+#   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min
 # Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
 #   SERVERS="tern postfix sink", TARGET_SECS (length of one run),
 #   LAT_SECS, LAT_RATE (msgs/s; default half of Tern's peak), IDLE_CONNS,
@@ -17,6 +17,9 @@
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
 set -euo pipefail
+# The whole script is one block, so bash parses it completely before running
+# it: editing this file during a run cannot change the running copy.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
@@ -24,6 +27,7 @@ BUILD=${BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 OUT=$BUILD/bench
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the source tree
 TERN=${TERN:-$BUILD/tern}
 PARSER_BENCH=${PARSER_BENCH:-$BUILD/tern_parser_bench}
 
@@ -127,6 +131,7 @@ cleanup() {
     done
   fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    [ -z "${KEEP:-}" ] && log "removing $WORK"
     # Keep the tail of each server log next to the results.
     if [ -d "$WORK/logs" ]; then
       mkdir -p "$OUT/logs"
@@ -155,7 +160,7 @@ if has_server tern; then [ -x "$TERN" ] || die "no $TERN: build Tern first (make
 getent passwd postfix >/dev/null || die "no user postfix (the Debian postfix package creates it)"
 getent group postdrop >/dev/null || die "no group postdrop (the Debian postfix package creates it)"
 for port in $TERN_PORT $POSTFIX_PORT $SINK_PORT; do
-  if ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
+  if ! "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port"; then
     die "port $port on loopback is in use; set TERN_PORT/POSTFIX_PORT/SINK_PORT"
   fi
 done
@@ -214,7 +219,8 @@ if [ -n "$cg2_mount" ] && mkdir "$cg2_mount/tern-bench-$$" 2>/dev/null; then
   if mkdir "$CG_PF" 2>/dev/null && [ -e "$CG_PF/cpu.stat" ]; then
     PF_CPU_SPEC=cg2:$CG_PF
   else
-    CG_PF=
+    rmdir "$CG_PF" "$CG_ROOT" 2>/dev/null || true
+    CG_PF=; CG_ROOT=
   fi
 fi
 if [ -z "$CG_PF" ] && [ -d /sys/fs/cgroup/cpuacct ] &&
@@ -226,6 +232,19 @@ fi
 [ -n "$CG_PF" ] && log "Postfix CPU: cgroup $CG_PF" || log "Postfix CPU: process tree of its master"
 
 # --- the machine ------------------------------------------------------------
+# ext4 without a journal changes what fsync and file creation cost; say so.
+fs_journal() {
+  local src fstype
+  src=$(findmnt -no SOURCE -T "$1" 2>/dev/null || true)
+  fstype=$(findmnt -no FSTYPE -T "$1" 2>/dev/null || true)
+  case $fstype in
+    ext3|ext4)
+      if ls /proc/fs/jbd2 2>/dev/null | grep -q "^$(basename "$src")-"; then echo "$fstype, journal"
+      else echo "$fstype, NO journal"; fi ;;
+    *) echo "${fstype:-?}" ;;
+  esac
+}
+
 write_env() {
   local postfix_version tern_version
   postfix_version=$(postconf -d -h mail_version 2>/dev/null || echo "?")
@@ -237,7 +256,9 @@ import json, sys
 json.dump({
   "cpu_model": """$CPU_MODEL""", "cores": $NCPU, "kernel": """$(uname -srm)""",
   "os": """$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")""",
-  "disk": """$(df -h --output=source,fstype,size,avail,target "$WORK" | tail -1)""",
+  "disk": """$(df -h --output=source,fstype,size,avail,target "$WORK" | awk 'END { printf "%s on %s (%s, %s, %s free)", $1, $5, $2, $3, $4 }')""",
+  "fs": """$(fs_journal "$WORK"); mount options $(findmnt -no OPTIONS -T "$WORK" 2>/dev/null)""",
+  "fsync_probe": """$FSYNC_PROBE""",
   "disk_tern": """$(df --output=source "$WORK/tern" 2>/dev/null | tail -1)""",
   "disk_postfix": """$(df --output=source "$WORK/postfix" 2>/dev/null | tail -1)""",
   "server_cpus": "$SERVER_CPUS", "load_cpus": "$LOAD_CPUS", "nofile": $NOFILE,
@@ -433,7 +454,7 @@ run_cell() {  # server size sessions mode round [count]
   "${PIN_LOAD[@]}" "$PY" "$BENCH/cell.py" --server "$server" --port "$(server_port "$server")" \
     --size "$size" --sessions "$sessions" --mode "$mode" --round "$round" \
     --count "$count" --target-secs "$TARGET_SECS" \
-    ${maildir:+--maildir "$maildir" --clear} --cpu "$(server_cpu "$server")" \
+    ${maildir:+--maildir "$maildir" --archive "$WORK/archive"} --cpu "$(server_cpu "$server")" \
     --timeout "$RUN_TIMEOUT" \
     --delivery-timeout "${CELL_DELIVERY_TIMEOUT:-$DELIVERY_TIMEOUT}" --out "$RUNS_FILE" || rc=$?
   [ $rc -eq 0 ] || FAILED=1
@@ -445,9 +466,13 @@ log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machi
 has_server sink && start_sink
 has_server postfix && start_postfix
 has_server tern && start_tern
+# A 250 after DATA waits for at least one flush to this disk (shared by a
+# group commit); its cost puts the latency numbers in context.
+FSYNC_PROBE=$("$PY" "$BENCH/benchlib.py" fsync-probe "$WORK/fsync-probe" || echo "?")
+log "disk flush (fsync of a new 4 KiB file, 50 times): $FSYNC_PROBE"
 write_env
 for d in "$WORK/tern" "$WORK/postfix"; do
-  [ -d "$d" ] && log "disk of $d: $(df -h --output=source,fstype,avail "$d" | tail -1)"
+  [ -d "$d" ] && log "disk of $d: $(df -h --output=source,fstype,avail "$d" | tail -1 | tr -s ' ') ($(fs_journal "$d"))"
 done
 if [ -d "$WORK/tern" ] && [ -d "$WORK/postfix" ] &&
    [ "$(stat -c %d "$WORK/tern")" != "$(stat -c %d "$WORK/postfix")" ]; then
@@ -501,8 +526,8 @@ if has_server tern || has_server postfix; then
     [ $rc -eq 0 ] || { FAILED=1; log "$server: latency test failed"; }
     [ -f "$f" ] && LAT_FILES+=("$f")
     md=$(server_maildir "$server")
-    "$PY" -c 'import sys; from benchlib import maildir_clear; maildir_clear(sys.argv[1])' "$md" \
-      2>/dev/null || true
+    ( cd "$BENCH" && "$PY" -c 'import sys; from benchlib import maildir_move; maildir_move(*sys.argv[1:])' \
+      "$md" "$WORK/archive/latency-$server" ) || true
   done
 fi
 
@@ -543,3 +568,5 @@ if [ "$FAILED" -ne 0 ]; then
   exit 1
 fi
 log "done: $OUT/results.md, $OUT/results.json, $OUT/throughput.png"
+exit 0
+}

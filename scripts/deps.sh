@@ -8,7 +8,7 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
   libcli11-dev libexpected-dev libgtest-dev googletest libunbound-dev)
 test_pkgs=(python3 python3-pytest python3-aiosmtpd python3-dnslib swaks curl
   msmtp mutt openssl procps fetchmail getmail6 postfix)
-bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d)
+bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
