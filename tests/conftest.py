@@ -70,6 +70,8 @@ def toml_value(v):
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table, e.g. tls certificates
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot encode {v!r} as TOML")
 
 
@@ -286,7 +288,7 @@ def dot_stuff(data: bytes) -> bytes:
 
 class TernServer:
     def __init__(self, base, *, smtp=None, extra_listen=(), domains=None,
-                 **top):
+                 sections=None, **top):
         self.base = pathlib.Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base / "var"
@@ -307,6 +309,8 @@ class TernServer:
         self.smtp = dict(DEFAULT_SMTP)
         self.smtp.update(smtp or {})
         self.listen = [(f"127.0.0.1:{self.port}", "smtp")] + list(extra_listen)
+        # Extra TOML tables, e.g. {"tls": {"self_signed": True}, "pop3": {...}}.
+        self.sections = dict(sections or {})
         self.proc = None
         self.expect_down = True
         self.exit_codes = []
@@ -320,15 +324,23 @@ class TernServer:
         out.append("")
         out.append("[log]")
         out.append('level = "info"')
-        for addr, service in self.listen:
+        # A listener is (address, service) or (address, service, {options}).
+        for addr, service, *opts in self.listen:
             out.append("")
             out.append("[[listen]]")
             out.append(f"address = {toml_value(addr)}")
             out.append(f"service = {toml_value(service)}")
+            for k, v in (opts[0] if opts else {}).items():
+                out.append(f"{k} = {toml_value(v)}")
         out.append("")
         out.append("[smtp]")
         for k, v in self.smtp.items():
             out.append(f"{k} = {toml_value(v)}")
+        for name, table in self.sections.items():
+            out.append("")
+            out.append(f"[{name}]")
+            for k, v in table.items():
+                out.append(f"{k} = {toml_value(v)}")
         self.config_path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
     # -- CLI

@@ -1,6 +1,7 @@
 // The account directory on SQLite: management calls write the database,
 // lookups read an immutable in-memory snapshot that is swapped whenever the
 // database changes (here or in another process such as `tern user add`).
+// Password hashes and SCRAM keys stay in the database, never in the snapshot.
 #include "auth/directory.h"
 
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -24,7 +26,8 @@ namespace tern::auth {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
-constexpr int kSchemaVersion = 1;
+// 1: accounts, aliases. 2: SCRAM-SHA-256 keys on accounts, grants.
+constexpr int kSchemaVersion = 2;
 // Alias chains deeper than this are almost certainly a configuration mistake.
 constexpr int kMaxAliasDepth = 10;
 // Bounds the work an overlong password can cause in the hash function.
@@ -64,6 +67,20 @@ Result<StmtPtr> Prepare(sqlite3* db, const char* sql) {
 void BindText(sqlite3_stmt* stmt, int index, std::string_view text) {
   sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()),
                     SQLITE_TRANSIENT);
+}
+
+void BindBlob(sqlite3_stmt* stmt, int index, std::string_view bytes) {
+  sqlite3_bind_blob(stmt, index, bytes.data(), static_cast<int>(bytes.size()),
+                    SQLITE_TRANSIENT);
+}
+
+std::string ColumnBlob(sqlite3_stmt* stmt, int column) {
+  const void* data = sqlite3_column_blob(stmt, column);
+  return data != nullptr
+             ? std::string(
+                   static_cast<const char*>(data),
+                   static_cast<size_t>(sqlite3_column_bytes(stmt, column)))
+             : std::string();
 }
 
 std::string ColumnText(sqlite3_stmt* stmt, int column) {
@@ -184,6 +201,24 @@ Result<void> CheckPassword(const std::string& password) {
   return {};
 }
 
+// A grant pattern in stored form: "*@domain" or an address, domain lower
+// case in both.
+Result<std::string> CanonicalPattern(std::string_view pattern) {
+  if (pattern.substr(0, 2) == "*@") {
+    std::string domain = ToLower(pattern.substr(2));
+    if (std::string reason = CheckDomain(domain); !reason.empty()) {
+      return Err("invalid pattern \"" + std::string(pattern) + "\": " + reason);
+    }
+    return "*@" + domain;
+  }
+  auto parts = ParseAddress(pattern);
+  if (!parts) {
+    return Err(parts.error().message +
+               " (a pattern is an address or *@domain)");
+  }
+  return parts->local + "@" + parts->domain;
+}
+
 Result<std::string> HashPassword(const std::string& password) {
   if (auto ok = CheckPassword(password); !ok) return tl::unexpected(ok.error());
   char hash[crypto_pwhash_STRBYTES];
@@ -202,6 +237,10 @@ struct Snapshot {
   std::unordered_map<std::string, std::string> accounts;
   // lower-cased alias ("list@d" or "@d") -> targets in insertion order
   std::unordered_map<std::string, std::vector<std::string>> aliases;
+  // lower-cased alias -> alias as stored
+  std::unordered_map<std::string, std::string> alias_names;
+  // lower-cased account -> grant patterns as stored, in insertion order
+  std::unordered_map<std::string, std::vector<std::string>> grants;
 };
 
 }  // namespace
@@ -238,7 +277,7 @@ struct Directory::Impl {
     return version;
   }
 
-  // Reads both tables in one read transaction so the snapshot is consistent.
+  // Reads all tables in one read transaction so the snapshot is consistent.
   Result<void> LoadLocked() {
     auto txn = Transaction::Begin(db.get(), false);
     if (!txn) return tl::unexpected(txn.error());
@@ -259,10 +298,21 @@ struct Directory::Impl {
         Prepare(db.get(), "SELECT alias, target FROM aliases ORDER BY rowid");
     if (!aliases) return tl::unexpected(aliases.error());
     while ((rc = sqlite3_step(aliases->get())) == SQLITE_ROW) {
-      fresh->aliases[ToLower(ColumnText(aliases->get(), 0))].push_back(
-          ColumnText(aliases->get(), 1));
+      std::string alias = ColumnText(aliases->get(), 0);
+      std::string key = ToLower(alias);
+      fresh->aliases[key].push_back(ColumnText(aliases->get(), 1));
+      fresh->alias_names.emplace(std::move(key), std::move(alias));
     }
     if (rc != SQLITE_DONE) return Err(DbError(db.get(), "reading aliases"));
+
+    auto grants =
+        Prepare(db.get(), "SELECT account, pattern FROM grants ORDER BY rowid");
+    if (!grants) return tl::unexpected(grants.error());
+    while ((rc = sqlite3_step(grants->get())) == SQLITE_ROW) {
+      fresh->grants[ToLower(ColumnText(grants->get(), 0))].push_back(
+          ColumnText(grants->get(), 1));
+    }
+    if (rc != SQLITE_DONE) return Err(DbError(db.get(), "reading grants"));
     if (auto ok = txn->Commit(); !ok) return ok;
 
     data_version = *version;
@@ -291,9 +341,12 @@ namespace {
 // and remote addresses without duplicates.
 class Expander {
  public:
+  // `quiet` silences the warnings about broken aliases, for callers that
+  // walk every alias and are not about delivering anything.
   Expander(const Snapshot& snapshot,
-           const std::unordered_set<std::string>& local_domains)
-      : snapshot_(snapshot), local_domains_(local_domains) {}
+           const std::unordered_set<std::string>& local_domains,
+           bool quiet = false)
+      : snapshot_(snapshot), local_domains_(local_domains), quiet_(quiet) {}
 
   // Returns false when nothing at all matched `local@domain`.
   bool ResolveLocal(const std::string& local, const std::string& domain,
@@ -352,12 +405,14 @@ class Expander {
  private:
   void Expand(const std::string& target, int depth) {
     if (depth > kMaxAliasDepth) {
+      if (quiet_) return;
       spdlog::warn("directory: alias chain deeper than {} at {}; cut",
                    kMaxAliasDepth, target);
       return;
     }
     auto parts = SplitAddress(target);
     if (!parts || parts->local.empty()) {
+      if (quiet_) return;
       spdlog::warn("directory: alias target {} is not an address; skipped",
                    target);
       return;
@@ -367,7 +422,7 @@ class Expander {
       if (seen_remote_.insert(remote).second) remote_.push_back(remote);
       return;
     }
-    if (!ResolveLocal(parts->local, parts->domain, depth, false)) {
+    if (!ResolveLocal(parts->local, parts->domain, depth, false) && !quiet_) {
       spdlog::warn("directory: alias target {} is not a local mailbox; skipped",
                    target);
     }
@@ -381,12 +436,35 @@ class Expander {
 
   const Snapshot& snapshot_;
   const std::unordered_set<std::string>& local_domains_;
+  const bool quiet_;
   std::unordered_set<std::string> expanded_;
   std::unordered_set<std::string> seen_mailboxes_;
   std::unordered_set<std::string> seen_remote_;
   std::vector<std::string> mailboxes_;
   std::vector<std::string> remote_;
 };
+
+// True when `local@domain` (domain lower case, ours) is an alias whose
+// expansion reaches the mailbox `account` (canonical). Catch-alls do not
+// count: they would make every unknown address at the domain someone's.
+bool AliasReaches(const Snapshot& snapshot,
+                  const std::unordered_set<std::string>& local_domains,
+                  const std::string& local, const std::string& domain,
+                  const std::string& account) {
+  Expander expander(snapshot, local_domains, /*quiet=*/true);
+  expander.ResolveLocal(local, domain, 0, /*top_level=*/false);
+  Resolution result = expander.Finish();
+  return std::find(result.mailboxes.begin(), result.mailboxes.end(), account) !=
+         result.mailboxes.end();
+}
+
+bool GrantMatches(std::string_view pattern, const std::string& lower_address,
+                  const std::string& domain) {
+  if (pattern.substr(0, 2) == "*@") {
+    return IEquals(pattern.substr(2), domain);
+  }
+  return IEquals(pattern, lower_address);
+}
 
 }  // namespace
 
@@ -441,7 +519,7 @@ Result<std::unique_ptr<Directory>> Directory::Open(
       return Err(db_path + ": database was created by a newer tern (schema " +
                  std::to_string(current) + ")");
     }
-    if (current < kSchemaVersion) {
+    if (current < 1) {
       auto ok = Exec(db,
                      "CREATE TABLE IF NOT EXISTS accounts ("
                      "  address TEXT NOT NULL UNIQUE COLLATE NOCASE,"
@@ -450,8 +528,26 @@ Result<std::unique_ptr<Directory>> Directory::Open(
                      "CREATE TABLE IF NOT EXISTS aliases ("
                      "  alias TEXT NOT NULL COLLATE NOCASE,"
                      "  target TEXT NOT NULL COLLATE NOCASE,"
-                     "  UNIQUE (alias, target));"
-                     "PRAGMA user_version = 1;");
+                     "  UNIQUE (alias, target));");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    if (current < 2) {
+      // Accounts from schema 1 keep NULL SCRAM keys until their password is
+      // set again: the keys derive from the password, which only the
+      // Argon2id hash remembers. PLAIN and LOGIN work for them meanwhile.
+      auto ok = Exec(db,
+                     "ALTER TABLE accounts ADD COLUMN scram_salt BLOB;"
+                     "ALTER TABLE accounts ADD COLUMN scram_iterations INTEGER;"
+                     "ALTER TABLE accounts ADD COLUMN scram_stored_key BLOB;"
+                     "ALTER TABLE accounts ADD COLUMN scram_server_key BLOB;"
+                     "CREATE TABLE IF NOT EXISTS grants ("
+                     "  account TEXT NOT NULL COLLATE NOCASE,"
+                     "  pattern TEXT NOT NULL COLLATE NOCASE,"
+                     "  UNIQUE (account, pattern));");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    if (current < kSchemaVersion) {
+      auto ok = Exec(db, "PRAGMA user_version = 2");
       if (!ok) return Err(db_path + ": " + ok.error().message);
     }
     if (auto ok = txn->Commit(); !ok) {
@@ -485,15 +581,23 @@ Result<void> Directory::AddUser(const std::string& address,
   // Hash before taking the lock: Argon2id is deliberately slow.
   auto hash = HashPassword(password);
   if (!hash) return tl::unexpected(hash.error());
+  ScramCredentials scram = MakeScramCredentials(password);
 
   std::lock_guard lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
-  auto stmt = Prepare(
-      db, "INSERT INTO accounts (address, password, created) VALUES (?, ?, ?)");
+  auto stmt =
+      Prepare(db,
+              "INSERT INTO accounts (address, password, created, scram_salt,"
+              " scram_iterations, scram_stored_key, scram_server_key)"
+              " VALUES (?, ?, ?, ?, ?, ?, ?)");
   if (!stmt) return tl::unexpected(stmt.error());
   BindText(stmt->get(), 1, canonical);
   BindText(stmt->get(), 2, *hash);
   sqlite3_bind_int64(stmt->get(), 3, static_cast<int64_t>(std::time(nullptr)));
+  BindBlob(stmt->get(), 4, scram.salt);
+  sqlite3_bind_int64(stmt->get(), 5, scram.iterations);
+  BindBlob(stmt->get(), 6, scram.stored_key);
+  BindBlob(stmt->get(), 7, scram.server_key);
   int rc = sqlite3_step(stmt->get());
   if (rc == SQLITE_CONSTRAINT) {
     return Err("user " + canonical + " already exists");
@@ -508,6 +612,8 @@ Result<void> Directory::DeleteUser(const std::string& address) {
   // domain left the configuration.
   std::lock_guard lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
+  auto txn = Transaction::Begin(db, true);
+  if (!txn) return tl::unexpected(txn.error());
   auto stmt = Prepare(db, "DELETE FROM accounts WHERE address = ?");
   if (!stmt) return tl::unexpected(stmt.error());
   BindText(stmt->get(), 1, address);
@@ -515,6 +621,14 @@ Result<void> Directory::DeleteUser(const std::string& address) {
     return Err(DbError(db, "deleting user"));
   }
   if (sqlite3_changes(db) == 0) return Err("no such user " + address);
+  // A later account of the same name must not inherit the grants.
+  auto grants = Prepare(db, "DELETE FROM grants WHERE account = ?");
+  if (!grants) return tl::unexpected(grants.error());
+  BindText(grants->get(), 1, address);
+  if (sqlite3_step(grants->get()) != SQLITE_DONE) {
+    return Err(DbError(db, "deleting grants"));
+  }
+  if (auto ok = txn->Commit(); !ok) return ok;
   impl_->AfterWriteLocked();
   return {};
 }
@@ -523,12 +637,20 @@ Result<void> Directory::SetPassword(const std::string& address,
                                     const std::string& password) {
   auto hash = HashPassword(password);
   if (!hash) return tl::unexpected(hash.error());
+  ScramCredentials scram = MakeScramCredentials(password);
   std::lock_guard lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
-  auto stmt = Prepare(db, "UPDATE accounts SET password = ? WHERE address = ?");
+  auto stmt = Prepare(db,
+                      "UPDATE accounts SET password = ?, scram_salt = ?,"
+                      " scram_iterations = ?, scram_stored_key = ?,"
+                      " scram_server_key = ? WHERE address = ?");
   if (!stmt) return tl::unexpected(stmt.error());
   BindText(stmt->get(), 1, *hash);
-  BindText(stmt->get(), 2, address);
+  BindBlob(stmt->get(), 2, scram.salt);
+  sqlite3_bind_int64(stmt->get(), 3, scram.iterations);
+  BindBlob(stmt->get(), 4, scram.stored_key);
+  BindBlob(stmt->get(), 5, scram.server_key);
+  BindText(stmt->get(), 6, address);
   if (sqlite3_step(stmt->get()) != SQLITE_DONE) {
     return Err(DbError(db, "setting password"));
   }
@@ -654,22 +776,33 @@ Result<std::vector<Alias>> Directory::ListAliases() {
 
 Result<bool> Directory::VerifyPassword(const std::string& address,
                                        const std::string& password) {
-  std::optional<std::string> hash;
+  auto account = Authenticate(address, password);
+  if (!account) return tl::unexpected(account.error());
+  return account->has_value();
+}
+
+Result<std::optional<std::string>> Directory::Authenticate(
+    const std::string& address, const std::string& password) {
+  std::optional<std::pair<std::string, std::string>> row;  // address, hash
   {
     std::lock_guard lock(impl_->db_mu);
     sqlite3* db = impl_->db.get();
-    auto stmt = Prepare(db, "SELECT password FROM accounts WHERE address = ?");
+    auto stmt =
+        Prepare(db, "SELECT address, password FROM accounts WHERE address = ?");
     if (!stmt) return tl::unexpected(stmt.error());
     BindText(stmt->get(), 1, address);
     int rc = sqlite3_step(stmt->get());
     if (rc == SQLITE_ROW) {
-      hash = ColumnText(stmt->get(), 0);
+      row.emplace(ColumnText(stmt->get(), 0), ColumnText(stmt->get(), 1));
     } else if (rc != SQLITE_DONE) {
       return Err(DbError(db, "reading password"));
     }
   }
+  // Too long to be anyone's password (they are refused when set); not worth
+  // the hashing work.
+  if (password.size() > kMaxPasswordLength) return std::nullopt;
   // The slow check runs without the lock so lookups are not held up.
-  if (!hash) {
+  if (!row) {
     std::call_once(impl_->dummy_once, [this] {
       auto dummy = HashPassword("tern-dummy-password");
       if (dummy) impl_->dummy_hash = *dummy;
@@ -679,10 +812,159 @@ Result<bool> Directory::VerifyPassword(const std::string& address,
                                  password.size()) == 0) {
       // Cannot match in practice; the call is only there for its timing.
     }
-    return false;
+    return std::nullopt;
   }
-  return crypto_pwhash_str_verify(hash->c_str(), password.data(),
-                                  password.size()) == 0;
+  if (crypto_pwhash_str_verify(row->second.c_str(), password.data(),
+                               password.size()) != 0) {
+    return std::nullopt;
+  }
+  return std::move(row->first);
+}
+
+Result<std::optional<std::pair<std::string, ScramCredentials>>>
+Directory::ScramLookup(const std::string& address) {
+  std::lock_guard lock(impl_->db_mu);
+  sqlite3* db = impl_->db.get();
+  auto stmt = Prepare(db,
+                      "SELECT address, scram_salt, scram_iterations,"
+                      " scram_stored_key, scram_server_key"
+                      " FROM accounts WHERE address = ?");
+  if (!stmt) return tl::unexpected(stmt.error());
+  BindText(stmt->get(), 1, address);
+  int rc = sqlite3_step(stmt->get());
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) return Err(DbError(db, "reading SCRAM keys"));
+  sqlite3_stmt* row = stmt->get();
+  if (sqlite3_column_type(row, 1) == SQLITE_NULL) {
+    return std::nullopt;  // password last set by schema 1
+  }
+  ScramCredentials credentials;
+  credentials.salt = ColumnBlob(row, 1);
+  credentials.iterations = static_cast<uint32_t>(sqlite3_column_int64(row, 2));
+  credentials.stored_key = ColumnBlob(row, 3);
+  credentials.server_key = ColumnBlob(row, 4);
+  return std::make_pair(ColumnText(row, 0), std::move(credentials));
+}
+
+Result<void> Directory::Grant(const std::string& account,
+                              const std::string& pattern) {
+  auto canonical_pattern = CanonicalPattern(pattern);
+  if (!canonical_pattern) return tl::unexpected(canonical_pattern.error());
+
+  std::lock_guard lock(impl_->db_mu);
+  sqlite3* db = impl_->db.get();
+  auto txn = Transaction::Begin(db, true);
+  if (!txn) return tl::unexpected(txn.error());
+  auto find = Prepare(db, "SELECT address FROM accounts WHERE address = ?");
+  if (!find) return tl::unexpected(find.error());
+  BindText(find->get(), 1, account);
+  int rc = sqlite3_step(find->get());
+  if (rc == SQLITE_DONE) return Err("no such user " + account);
+  if (rc != SQLITE_ROW) return Err(DbError(db, "adding grant"));
+  std::string canonical_account = ColumnText(find->get(), 0);
+
+  auto insert =
+      Prepare(db, "INSERT INTO grants (account, pattern) VALUES (?, ?)");
+  if (!insert) return tl::unexpected(insert.error());
+  BindText(insert->get(), 1, canonical_account);
+  BindText(insert->get(), 2, *canonical_pattern);
+  rc = sqlite3_step(insert->get());
+  if (rc == SQLITE_CONSTRAINT) {
+    return Err(canonical_account + " already has grant " + *canonical_pattern);
+  }
+  if (rc != SQLITE_DONE) return Err(DbError(db, "adding grant"));
+  if (auto ok = txn->Commit(); !ok) return ok;
+  impl_->AfterWriteLocked();
+  return {};
+}
+
+Result<void> Directory::Revoke(const std::string& account,
+                               const std::string& pattern) {
+  // No validation: whatever is stored must stay removable.
+  std::lock_guard lock(impl_->db_mu);
+  sqlite3* db = impl_->db.get();
+  auto stmt =
+      Prepare(db, "DELETE FROM grants WHERE account = ? AND pattern = ?");
+  if (!stmt) return tl::unexpected(stmt.error());
+  BindText(stmt->get(), 1, account);
+  BindText(stmt->get(), 2, pattern);
+  if (sqlite3_step(stmt->get()) != SQLITE_DONE) {
+    return Err(DbError(db, "revoking grant"));
+  }
+  if (sqlite3_changes(db) == 0) {
+    return Err("no grant " + pattern + " for " + account);
+  }
+  impl_->AfterWriteLocked();
+  return {};
+}
+
+Result<std::vector<std::string>> Directory::OwnedAddresses(
+    const std::string& account) {
+  RefreshIfChanged();
+  std::shared_ptr<const Snapshot> snapshot = impl_->Current();
+  std::string key = ToLower(account);
+  auto found = snapshot->accounts.find(key);
+  if (found == snapshot->accounts.end()) return Err("no such user " + account);
+  const std::string& canonical = found->second;
+
+  std::vector<std::string> aliases;
+  for (const auto& [alias, targets] : snapshot->aliases) {
+    if (alias == key) continue;  // an alias shadowing the account itself
+    auto parts = SplitAddress(alias);
+    if (!parts || parts->local.empty()) continue;  // catch-all
+    if (AliasReaches(*snapshot, impl_->domain_set, parts->local, parts->domain,
+                     canonical)) {
+      auto name = snapshot->alias_names.find(alias);
+      aliases.push_back(name != snapshot->alias_names.end() ? name->second
+                                                            : alias);
+    }
+  }
+  std::sort(aliases.begin(), aliases.end(),
+            [](const std::string& a, const std::string& b) {
+              return ToLower(a) < ToLower(b);
+            });
+
+  std::vector<std::string> owned{canonical};
+  owned.insert(owned.end(), aliases.begin(), aliases.end());
+  if (auto grants = snapshot->grants.find(key);
+      grants != snapshot->grants.end()) {
+    owned.insert(owned.end(), grants->second.begin(), grants->second.end());
+  }
+  return owned;
+}
+
+bool Directory::Owns(const std::string& account, const std::string& address) {
+  // RFC 5321 4.5.5: the null reverse-path belongs to bounces, not to users.
+  if (address.empty()) return false;
+  RefreshIfChanged();
+  std::shared_ptr<const Snapshot> snapshot = impl_->Current();
+  std::string account_key = ToLower(account);
+  auto found = snapshot->accounts.find(account_key);
+  if (found == snapshot->accounts.end()) return false;
+  const std::string& canonical = found->second;
+
+  std::optional<Address> parts = SplitAddress(address);
+  if (!parts || parts->local.empty() || parts->domain.empty()) return false;
+
+  std::vector<std::string> locals{parts->local};
+  size_t plus = parts->local.find('+');
+  if (plus != std::string::npos && plus > 0) {
+    locals.push_back(parts->local.substr(0, plus));  // user+tag -> user
+  }
+  auto grants = snapshot->grants.find(account_key);
+  for (const std::string& local : locals) {
+    std::string lower = ToLower(local) + "@" + parts->domain;
+    if (lower == account_key) return true;
+    if (grants != snapshot->grants.end()) {
+      for (const std::string& pattern : grants->second) {
+        if (GrantMatches(pattern, lower, parts->domain)) return true;
+      }
+    }
+  }
+  // Resolving applies the tag fallback itself.
+  return impl_->IsLocal(parts->domain) &&
+         AliasReaches(*snapshot, impl_->domain_set, parts->local, parts->domain,
+                      canonical);
 }
 
 Resolution Directory::Resolve(const std::string& address) {

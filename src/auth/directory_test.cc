@@ -1,15 +1,21 @@
 // Tests for the account directory: management calls, address validation,
 // password checks, and how Resolve expands aliases, tags and catch-alls,
-// including changes made by another Directory on the same file.
+// including changes made by another Directory on the same file; SCRAM keys,
+// the schema 1 -> 2 migration, grants and sender ownership.
 #include "auth/directory.h"
 
 #include <gtest/gtest.h>
+#include <sodium.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 
 #include <atomic>
 #include <filesystem>
 #include <string>
 #include <thread>
+
+#include "auth/credentials.h"
+#include "auth/sasl.h"
 
 namespace tern::auth {
 namespace {
@@ -344,6 +350,309 @@ TEST_F(DirectoryTest, ConcurrentResolveDuringChanges) {
     std::string alias = "l" + std::to_string(i) + "@example.test";
     ASSERT_TRUE(writer->AddAlias(alias, {"alice@example.test"}));
     EXPECT_EQ(dirs_->Resolve(alias).kind, Kind::kLocal);
+  }
+  stop = true;
+  for (auto& thread : readers) thread.join();
+  EXPECT_EQ(failures, 0);
+}
+
+// --- SCRAM keys -------------------------------------------------------
+
+// The stored keys must be the ones RFC 5802 3 derives from the password
+// with the stored salt and iteration count.
+void ExpectScramFor(Directory& dir, const std::string& address,
+                    const std::string& canonical, const std::string& password) {
+  auto found = dir.ScramLookup(address);
+  ASSERT_TRUE(found) << found.error().message;
+  ASSERT_TRUE(found->has_value()) << address;
+  const auto& [account, scram] = **found;
+  EXPECT_EQ(account, canonical);
+  EXPECT_EQ(scram.salt.size(), 16u);
+  EXPECT_EQ(scram.iterations, 4096u);
+  ScramCredentials expected =
+      MakeScramCredentialsWithSalt(password, scram.salt, scram.iterations);
+  EXPECT_EQ(scram.stored_key, expected.stored_key);
+  EXPECT_EQ(scram.server_key, expected.server_key);
+}
+
+TEST_F(DirectoryTest, ScramKeysFollowThePassword) {
+  ASSERT_TRUE(dirs_->AddUser("Alice@example.test", "correct horse"));
+  ExpectScramFor(*dirs_, "alice@EXAMPLE.test", "Alice@example.test",
+                 "correct horse");
+  auto before = dirs_->ScramLookup("alice@example.test");
+  ASSERT_TRUE(before && *before);
+
+  ASSERT_TRUE(dirs_->SetPassword("alice@example.test", "battery staple"));
+  ExpectScramFor(*dirs_, "alice@example.test", "Alice@example.test",
+                 "battery staple");
+  auto after = dirs_->ScramLookup("alice@example.test");
+  ASSERT_TRUE(after && *after);
+  EXPECT_NE((*before)->second.salt, (*after)->second.salt);
+
+  auto missing = dirs_->ScramLookup("nobody@example.test");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(DirectoryTest, AuthenticateReturnsCanonicalAddress) {
+  ASSERT_TRUE(dirs_->AddUser("Bob.Smith@Example.test", "pw"));
+  auto ok = dirs_->Authenticate("bob.smith@example.TEST", "pw");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(*ok, std::optional<std::string>("Bob.Smith@example.test"));
+  auto wrong = dirs_->Authenticate("bob.smith@example.test", "PW");
+  ASSERT_TRUE(wrong);
+  EXPECT_FALSE(wrong->has_value());
+  auto unknown = dirs_->Authenticate("ghost@example.test", "pw");
+  ASSERT_TRUE(unknown);
+  EXPECT_FALSE(unknown->has_value());
+  auto huge =
+      dirs_->Authenticate("bob.smith@example.test", std::string(5000, 'x'));
+  ASSERT_TRUE(huge);
+  EXPECT_FALSE(huge->has_value());
+}
+
+TEST_F(DirectoryTest, CredentialsAdapterForSasl) {
+  ASSERT_TRUE(dirs_->AddUser("alice@example.test", "secret"));
+  AddAlias("a@example.test", {"alice@example.test"});
+  DirectoryCredentials store(*dirs_);
+  EXPECT_EQ(store.CheckPassword("ALICE@example.test", "secret"),
+            std::optional<std::string>("alice@example.test"));
+  EXPECT_EQ(store.CheckPassword("alice@example.test", "Secret"), std::nullopt);
+  // Aliases and tags deliver to the account but are not login names.
+  EXPECT_EQ(store.CheckPassword("a@example.test", "secret"), std::nullopt);
+  EXPECT_EQ(store.CheckPassword("alice+x@example.test", "secret"),
+            std::nullopt);
+  auto scram = store.Scram("Alice@Example.Test");
+  ASSERT_TRUE(scram);
+  EXPECT_EQ(scram->first, "alice@example.test");
+  EXPECT_EQ(store.Scram("a@example.test"), std::nullopt);
+
+  // And through a mechanism, end to end.
+  auto plain = MakeMechanism("PLAIN", store);
+  SaslStep step =
+      plain->Start(std::string_view("\0alice@example.test\0secret", 26));
+  EXPECT_EQ(step.kind, SaslStep::Kind::kSuccess);
+  EXPECT_EQ(step.user, "alice@example.test");
+}
+
+// Builds the database exactly as the schema 1 code did, with one account
+// whose password hash is real, then lets the current code open it.
+TEST_F(DirectoryTest, MigratesSchemaOneDatabase) {
+  dirs_.reset();
+  std::filesystem::remove(db_path_);
+  std::filesystem::remove(db_path_ + "-wal");
+  std::filesystem::remove(db_path_ + "-shm");
+  {
+    ASSERT_EQ(sodium_init() >= 0, true);
+    char hash[crypto_pwhash_STRBYTES];
+    ASSERT_EQ(crypto_pwhash_str(hash, "old secret", 10,
+                                crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                                crypto_pwhash_MEMLIMIT_INTERACTIVE),
+              0);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    std::string sql =
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE accounts ("
+        "  address TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+        "  password TEXT NOT NULL,"
+        "  created INTEGER NOT NULL);"
+        "CREATE TABLE aliases ("
+        "  alias TEXT NOT NULL COLLATE NOCASE,"
+        "  target TEXT NOT NULL COLLATE NOCASE,"
+        "  UNIQUE (alias, target));"
+        "PRAGMA user_version = 1;"
+        "INSERT INTO accounts VALUES ('old@example.test', '" +
+        std::string(hash) +
+        "', 1700000000);"
+        "INSERT INTO aliases VALUES ('o@example.test', 'old@example.test');";
+    char* error = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+
+  dirs_ = Open();
+  ASSERT_NE(dirs_, nullptr);
+  EXPECT_EQ(dirs_->VerifyPassword("old@example.test", "old secret"), true);
+  EXPECT_EQ(dirs_->Resolve("o@example.test").mailboxes,
+            Strings{"old@example.test"});
+  // No SCRAM keys until the password is set again; PLAIN still works.
+  auto scram = dirs_->ScramLookup("old@example.test");
+  ASSERT_TRUE(scram);
+  EXPECT_FALSE(scram->has_value());
+  DirectoryCredentials store(*dirs_);
+  EXPECT_EQ(store.Scram("old@example.test"), std::nullopt);
+  EXPECT_EQ(store.CheckPassword("old@example.test", "old secret"),
+            std::optional<std::string>("old@example.test"));
+  ASSERT_TRUE(dirs_->Grant("old@example.test", "*@elsewhere.test"));
+  ASSERT_TRUE(dirs_->SetPassword("old@example.test", "new secret"));
+  ExpectScramFor(*dirs_, "old@example.test", "old@example.test", "new secret");
+
+  // Opening again (now schema 2) changes nothing.
+  dirs_.reset();
+  dirs_ = Open();
+  ASSERT_NE(dirs_, nullptr);
+  ExpectScramFor(*dirs_, "old@example.test", "old@example.test", "new secret");
+  EXPECT_TRUE(dirs_->Owns("old@example.test", "x@elsewhere.test"));
+  AddUser("fresh@example.test");
+  ExpectScramFor(*dirs_, "fresh@example.test", "fresh@example.test", "secret");
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 2);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST_F(DirectoryTest, NewerSchemaRefused) {
+  dirs_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  auto opened = Directory::Open(db_path_, {"example.test"});
+  ASSERT_FALSE(opened);
+  EXPECT_NE(opened.error().message.find("newer tern"), std::string::npos);
+}
+
+// --- grants and ownership ---------------------------------------------
+
+TEST_F(DirectoryTest, GrantAndRevoke) {
+  AddUser("Alice@example.test");
+  ASSERT_TRUE(dirs_->Grant("alice@example.test", "Boss@Corp.TEST"));
+  ASSERT_TRUE(dirs_->Grant("ALICE@example.test", "*@Shop.Test"));
+  auto dup = dirs_->Grant("alice@example.test", "boss@corp.test");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().message,
+            "Alice@example.test already has grant boss@corp.test");
+
+  auto owned = dirs_->OwnedAddresses("alice@example.test");
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(*owned,
+            (Strings{"Alice@example.test", "Boss@corp.test", "*@shop.test"}));
+
+  EXPECT_FALSE(dirs_->Grant("ghost@example.test", "x@corp.test"));
+  for (const char* bad : {"", "*", "*@", "a@b@c", "no-at", "*@bad..domain",
+                          "a b@corp.test", "*@*.corp.test"}) {
+    EXPECT_FALSE(dirs_->Grant("alice@example.test", bad)) << bad;
+  }
+
+  ASSERT_TRUE(dirs_->Revoke("alice@example.test", "BOSS@corp.test"));
+  auto missing = dirs_->Revoke("alice@example.test", "boss@corp.test");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().message,
+            "no grant boss@corp.test for alice@example.test");
+  owned = dirs_->OwnedAddresses("alice@example.test");
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(*owned, (Strings{"Alice@example.test", "*@shop.test"}));
+
+  // Grants leave with the account.
+  ASSERT_TRUE(dirs_->DeleteUser("alice@example.test"));
+  AddUser("alice@example.test");
+  owned = dirs_->OwnedAddresses("alice@example.test");
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(*owned, Strings{"alice@example.test"});
+  EXPECT_FALSE(dirs_->Owns("alice@example.test", "x@shop.test"));
+}
+
+TEST_F(DirectoryTest, OwnedAddressesFollowAliases) {
+  AddUser("alice@example.test");
+  AddUser("bob@example.test");
+  AddAlias("sales@example.test", {"alice@example.test"});
+  AddAlias("Info@second.test", {"sales@example.test"});  // through an alias
+  AddAlias("team@example.test", {"alice@example.test", "bob@example.test"});
+  AddAlias("fwd@example.test", {"someone@remote.test"});
+  AddAlias("@example.test", {"alice@example.test"});  // catch-all: excluded
+  AddAlias("alice@example.test", {"alice@example.test", "a@remote.test"});
+  AddAlias("bobs@example.test", {"bob@example.test"});
+  ASSERT_TRUE(dirs_->Grant("alice@example.test", "*@shop.test"));
+
+  auto owned = dirs_->OwnedAddresses("ALICE@example.test");
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(*owned, (Strings{"alice@example.test", "Info@second.test",
+                             "sales@example.test", "team@example.test",
+                             "*@shop.test"}));
+  owned = dirs_->OwnedAddresses("bob@example.test");
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(*owned, (Strings{"bob@example.test", "bobs@example.test",
+                             "team@example.test"}));
+  auto unknown = dirs_->OwnedAddresses("ghost@example.test");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().message, "no such user ghost@example.test");
+}
+
+TEST_F(DirectoryTest, Owns) {
+  AddUser("Alice@example.test");
+  AddUser("bob@example.test");
+  AddAlias("sales@example.test", {"alice@example.test"});
+  AddAlias("info@second.test", {"sales@example.test"});
+  AddAlias("@example.test", {"alice@example.test"});
+  ASSERT_TRUE(dirs_->Grant("alice@example.test", "*@shop.test"));
+  ASSERT_TRUE(dirs_->Grant("alice@example.test", "ceo@corp.test"));
+
+  for (const char* mine :
+       {"alice@example.test", "ALICE@EXAMPLE.TEST", "alice+news@example.test",
+        "sales@example.test", "Sales+x@Example.Test", "info@second.test",
+        "anyone@shop.test", "x+y@SHOP.test", "ceo@corp.test",
+        "CEO+tag@corp.test"}) {
+    EXPECT_TRUE(dirs_->Owns("alice@example.test", mine)) << mine;
+    EXPECT_TRUE(dirs_->Owns("ALICE@Example.Test", mine)) << mine;
+  }
+  for (const char* theirs :
+       {"", "bob@example.test", "bob+alice@example.test",
+        "random@example.test",  // only the catch-all reaches alice
+        "alice@second.test", "alice@remote.test", "cfo@corp.test",
+        "x@sub.shop.test", "alice", "@example.test", "+x@example.test",
+        "ceo@corp.test.evil"}) {
+    EXPECT_FALSE(dirs_->Owns("alice@example.test", theirs)) << theirs;
+  }
+  EXPECT_TRUE(dirs_->Owns("bob@example.test", "bob@example.test"));
+  EXPECT_FALSE(dirs_->Owns("bob@example.test", "sales@example.test"));
+  EXPECT_FALSE(dirs_->Owns("ghost@example.test", "ghost@example.test"));
+  EXPECT_FALSE(dirs_->Owns("", ""));
+}
+
+TEST_F(DirectoryTest, GrantsFromAnotherInstanceBecomeVisible) {
+  AddUser("alice@example.test");
+  std::unique_ptr<Directory> other = Open();
+  ASSERT_NE(other, nullptr);
+  EXPECT_FALSE(dirs_->Owns("alice@example.test", "x@shop.test"));
+  ASSERT_TRUE(other->Grant("alice@example.test", "*@shop.test"));
+  EXPECT_TRUE(dirs_->Owns("alice@example.test", "x@shop.test"));
+  ASSERT_TRUE(other->Revoke("alice@example.test", "*@shop.test"));
+  EXPECT_FALSE(dirs_->Owns("alice@example.test", "x@shop.test"));
+}
+
+TEST_F(DirectoryTest, ConcurrentOwnsDuringChanges) {
+  AddUser("alice@example.test");
+  std::unique_ptr<Directory> writer = Open();
+  ASSERT_NE(writer, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        if (!dirs_->Owns("alice@example.test", "alice+t@example.test") ||
+            dirs_->Owns("alice@example.test", "other@example.test")) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 10; ++i) {
+    std::string pattern = "*@d" + std::to_string(i) + ".test";
+    ASSERT_TRUE(writer->Grant("alice@example.test", pattern));
+    EXPECT_TRUE(
+        dirs_->Owns("alice@example.test", "a@d" + std::to_string(i) + ".test"));
   }
   stop = true;
   for (auto& thread : readers) thread.join();

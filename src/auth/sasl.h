@@ -4,10 +4,12 @@
 // the protocol session does the base64 framing.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.h"
 
@@ -15,23 +17,30 @@ namespace tern::auth {
 
 // SCRAM-SHA-256 credentials stored beside the Argon2id hash (RFC 5802 3).
 struct ScramCredentials {
-  std::string salt;        // raw bytes
+  std::string salt;  // raw bytes
   uint32_t iterations = 0;
   std::string stored_key;  // raw 32 bytes: H(ClientKey)
   std::string server_key;  // raw 32 bytes: HMAC(SaltedPassword, "Server Key")
 };
 
-// Derives SCRAM credentials from a password (used when a password is set).
+// Derives SCRAM credentials from a password (used when a password is set),
+// with a fresh random 16-byte salt. The password is used as given: full
+// SASLprep (RFC 4013) is not applied, which only matters for passwords with
+// characters that NFKC or its mapping tables would change.
 ScramCredentials MakeScramCredentials(std::string_view password,
                                       uint32_t iterations = 4096);
+// The same with a chosen salt (tests, RFC 7677 3 example).
+ScramCredentials MakeScramCredentialsWithSalt(std::string_view password,
+                                              std::string_view salt,
+                                              uint32_t iterations);
 
 // What the mechanisms need from the account store.
 class CredentialStore {
  public:
   virtual ~CredentialStore() = default;
   // Canonical account address when the password is right, nullopt otherwise.
-  virtual std::optional<std::string> CheckPassword(const std::string& user,
-                                                   const std::string& password) = 0;
+  virtual std::optional<std::string> CheckPassword(
+      const std::string& user, const std::string& password) = 0;
   // Canonical address and SCRAM credentials of an account, nullopt if none.
   virtual std::optional<std::pair<std::string, ScramCredentials>> Scram(
       const std::string& user) = 0;
@@ -62,6 +71,11 @@ class SaslMechanism {
 // "PLAIN", "LOGIN", "SCRAM-SHA-256" (case-insensitive); nullptr if unknown.
 std::unique_ptr<SaslMechanism> MakeMechanism(std::string_view name,
                                              CredentialStore& store);
+
+// SCRAM-SHA-256 whose server nonce part is `server_nonce` instead of fresh
+// random bytes; only for tests that replay a known exchange.
+std::unique_ptr<SaslMechanism> MakeScramSha256ForTest(CredentialStore& store,
+                                                      std::string server_nonce);
 
 // Space-separated mechanism list for EHLO / CAPA.
 inline constexpr std::string_view kSaslMechanisms = "PLAIN LOGIN SCRAM-SHA-256";

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -12,9 +13,9 @@
 namespace tern::auth {
 
 struct ThrottleConfig {
-  uint32_t max_failures = 10;               // per IP within `window`
+  uint32_t max_failures = 10;  // per IP within `window`
   std::chrono::seconds window{600};
-  std::chrono::seconds lockout{900};        // refused this long after the limit
+  std::chrono::seconds lockout{900};  // refused this long after the limit
   std::chrono::milliseconds delay_step{250};  // added per recent failure
   std::chrono::milliseconds max_delay{5000};
 };
@@ -32,15 +33,22 @@ class AuthThrottle {
   // A success clears the IP's record.
   void Success(const std::string& ip);
 
+  // Number of IPs with a record (tests check that old ones are dropped).
+  size_t TrackedForTest();
+
  private:
   struct Entry {
     uint32_t failures = 0;
     Clock::time_point first{};
     Clock::time_point blocked_until{};
   };
+  static constexpr size_t kMinSweep = 1024;
+  void SweepLocked(Clock::time_point now);
+
   ThrottleConfig config_;
   std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;
+  size_t next_sweep_ = kMinSweep;  // table size that triggers the next sweep
 };
 
 }  // namespace tern::auth

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "auth/directory.h"
+#include "cli/queue_commands.h"
 #include "cli/sendmail.h"
 #include "common/result.h"
 #include "common/strings.h"
@@ -241,7 +242,8 @@ void PrintQueueJson(const std::vector<queue::Entry>& entries, int64_t now) {
     }
     std::cout << "], \"attempts\": " << e.attempts
               << ", \"next_attempt\": " << e.next_attempt
-              << ", \"last_error\": " << JsonString(e.last_error) << "}";
+              << ", \"last_error\": " << JsonString(e.last_error)
+              << ", \"held\": " << (e.held ? "true" : "false") << "}";
   }
   std::cout << (entries.empty() ? "]\n" : "\n]\n");
 }
@@ -253,7 +255,7 @@ void PrintQueueTable(const std::vector<queue::Entry>& entries, int64_t now) {
     const queue::Envelope& env = e.envelope;
     rows.push_back({env.id, Duration(now - env.received_at),
                     env.sender.empty() ? "<>" : env.sender, RecipientsColumn(e),
-                    NextAttempt(e.next_attempt, now),
+                    e.held ? "held" : NextAttempt(e.next_attempt, now),
                     e.last_error.empty() ? "-" : OneLine(e.last_error)});
   }
   std::vector<size_t> widths(rows[0].size(), 0);
@@ -373,6 +375,7 @@ int Main(int argc, char** argv) {
   bool json = false;
   std::string address;
   std::string alias;
+  std::string pattern;
   std::vector<std::string> targets;
 
   auto* serve = app.add_subcommand("serve", "run the mail server");
@@ -440,10 +443,60 @@ int Main(int argc, char** argv) {
         return Fail(ok.error().message);
       auto dir = OpenDirectory(options);
       if (!dir) return Fail(dir.error().message);
+      // Also renews the SCRAM-SHA-256 keys, which is how accounts made
+      // before the directory kept them become usable with SCRAM.
       if (auto ok = (*dir)->SetPassword(address, password.value); !ok) {
         return Fail(ok.error().message);
       }
       std::cout << "changed password of " << address << "\n";
+      return 0;
+    };
+  });
+  auto* user_grant = user->add_subcommand(
+      "grant", "let an account send as another address or as *@domain");
+  user_grant->add_option("address", address, "local@domain")->required();
+  user_grant->add_option("pattern", pattern, "an address or *@domain")
+      ->required();
+  user_grant->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->Grant(address, pattern); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::cout << "granted " << pattern << " to " << address << "\n";
+      return 0;
+    };
+  });
+  auto* user_revoke =
+      user->add_subcommand("revoke", "take back a grant made by user grant");
+  user_revoke->add_option("address", address, "local@domain")->required();
+  user_revoke->add_option("pattern", pattern, "the pattern as granted")
+      ->required();
+  user_revoke->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      if (auto ok = (*dir)->Revoke(address, pattern); !ok) {
+        return Fail(ok.error().message);
+      }
+      std::cout << "revoked " << pattern << " from " << address << "\n";
+      return 0;
+    };
+  });
+  auto* user_show = user->add_subcommand(
+      "show",
+      "print the account, then every address it may send as, one per line");
+  user_show->add_option("address", address, "local@domain")->required();
+  user_show->callback([&] {
+    action = [&] {
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      auto owned = (*dir)->OwnedAddresses(address);
+      if (!owned) return Fail(owned.error().message);
+      // The first entry is the account itself, so scripts can read the
+      // canonical spelling from line one.
+      for (const std::string& entry : *owned) std::cout << entry << "\n";
       return 0;
     };
   });
@@ -509,7 +562,8 @@ int Main(int argc, char** argv) {
     };
   });
 
-  auto* queue_cmd = app.add_subcommand("queue", "inspect the mail queue");
+  auto* queue_cmd =
+      app.add_subcommand("queue", "inspect and control the mail queue");
   queue_cmd->require_subcommand(1);
   auto* queue_list = queue_cmd->add_subcommand("list", "list queued messages");
   queue_list->add_flag("--json", json, "print JSON instead of a table");
@@ -530,6 +584,42 @@ int Main(int argc, char** argv) {
       return 0;
     };
   });
+  // `queue show` reads the spool; the rest act through the running server.
+  std::string queue_id;
+  auto* queue_show =
+      queue_cmd->add_subcommand("show", "envelope, header and attempts of one message");
+  queue_show->add_option("id", queue_id, "queue id")->required();
+  queue_show->callback([&] {
+    action = [&] {
+      auto cfg = LoadConfig(options);
+      if (!cfg) return Fail(cfg.error().message);
+      return QueueShow(cfg->data_dir, queue_id);
+    };
+  });
+  struct ControlVerb {
+    const char* name;
+    const char* help;
+    bool needs_id;
+  };
+  static constexpr ControlVerb kControlVerbs[] = {
+      {"flush", "retry every waiting message now", false},
+      {"retry", "retry one message now", true},
+      {"hold", "keep a message from being delivered", true},
+      {"release", "let a held message be delivered again", true},
+      {"delete", "remove a message without notice", true},
+      {"bounce", "fail a message now, with a DSN to its sender", true},
+  };
+  for (const ControlVerb& verb : kControlVerbs) {
+    auto* sub = queue_cmd->add_subcommand(verb.name, verb.help);
+    if (verb.needs_id) sub->add_option("id", queue_id, "queue id")->required();
+    sub->callback([&, name = std::string(verb.name)] {
+      action = [&, name] {
+        auto cfg = LoadConfig(options);
+        if (!cfg) return Fail(cfg.error().message);
+        return QueueControl(cfg->data_dir, name, queue_id);
+      };
+    });
+  }
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",

@@ -233,6 +233,14 @@ bool IsIpv6(const std::string& text) {
   return inet_pton(AF_INET6, text.c_str(), &addr) == 1;
 }
 
+bool IsLoopback(const std::string& host) {
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  return host == "::1";
+}
+
 // Fills host/port from "a.b.c.d:port" or "[v6]:port". Returns the reason on
 // failure, empty on success. Hosts must be IP literals: a name would need DNS
 // at start-up and could bind somewhere unexpected.
@@ -334,7 +342,8 @@ void CheckListeners(Checker& check, const toml::table& root, Config* cfg) {
       check.Fail(element.source(), prefix, "expected a [[listen]] table");
       continue;
     }
-    check.RejectUnknown(*table, prefix + ".", {"address", "service"});
+    check.RejectUnknown(*table, prefix + ".",
+                        {"address", "service", "allow_plaintext_auth"});
     Listener listener;
     if (check.GetString(*table, "address", prefix + ".address", true,
                         &listener.address)) {
@@ -349,18 +358,31 @@ void CheckListeners(Checker& check, const toml::table& root, Config* cfg) {
     }
     if (check.GetString(*table, "service", prefix + ".service", true,
                         &listener.service)) {
-      // Only SMTP exists so far; the other names are reserved for the
-      // submission and POP3 listeners still to come.
+      // The POP3 names are reserved for the listeners still to come.
       const std::string& service = listener.service;
-      if (service == "submission" || service == "submissions" ||
-          service == "pop3" || service == "pop3s") {
+      constexpr const char* kSupported =
+          "smtp, submission, submissions, pop3, pop3s";
+      if (service == "imap" || service == "imaps") {
         check.Fail(table->get("service")->source(), prefix + ".service",
-                   "service \"" + service +
-                       "\" is not supported yet (supported: smtp)");
-      } else if (service != "smtp") {
+                   "service \"" + service + "\" is not supported yet (supported: " +
+                       kSupported + ")");
+      } else if (service != "smtp" && service != "submission" &&
+                 service != "submissions" && service != "pop3" &&
+                 service != "pop3s") {
         check.Fail(table->get("service")->source(), prefix + ".service",
-                   "unknown service \"" + service + "\" (supported: smtp)");
+                   "unknown service \"" + service + "\" (supported: " +
+                       kSupported + ")");
       }
+    }
+    if (check.GetBool(*table, "allow_plaintext_auth",
+                      prefix + ".allow_plaintext_auth",
+                      &listener.allow_plaintext_auth) &&
+        listener.allow_plaintext_auth && !listener.host.empty() &&
+        !IsLoopback(listener.host)) {
+      // Passwords in clear text may only cross the loopback interface.
+      check.Fail(table->get("allow_plaintext_auth")->source(),
+                 prefix + ".allow_plaintext_auth",
+                 "only allowed on a loopback address (127.0.0.0/8, ::1)");
     }
     cfg->listeners.push_back(std::move(listener));
   }
@@ -400,6 +422,207 @@ void CheckSmtp(Checker& check, const toml::table& smtp, SmtpLimits* limits) {
   check.GetBool(smtp, "expn", "smtp.expn", &limits->expn);
 }
 
+void CheckTls(Checker& check, const toml::table& tls, TlsSettings* out) {
+  check.RejectUnknown(tls, "tls.", {"certificates", "self_signed"});
+  check.GetBool(tls, "self_signed", "tls.self_signed", &out->self_signed);
+  const toml::node* node = tls.get("certificates");
+  if (node == nullptr) return;
+  const auto* array = node->as_array();
+  if (array == nullptr) {
+    check.Fail(node->source(), "tls.certificates",
+               "expected an array of {cert = \"...\", key = \"...\"} tables");
+    return;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = (*array)[i];
+    std::string prefix = "tls.certificates[" + std::to_string(i) + "]";
+    const auto* table = element.as_table();
+    if (table == nullptr) {
+      check.Fail(element.source(), prefix,
+                 "expected {cert = \"...\", key = \"...\"}");
+      continue;
+    }
+    check.RejectUnknown(*table, prefix + ".", {"cert", "key"});
+    Certificate c;
+    bool ok = check.GetString(*table, "cert", prefix + ".cert", true, &c.cert);
+    ok = check.GetString(*table, "key", prefix + ".key", true, &c.key) && ok;
+    if (ok) out->certificates.push_back(std::move(c));
+  }
+}
+
+void CheckAuth(Checker& check, const toml::table& auth, AuthSettings* out) {
+  check.RejectUnknown(auth, "auth.",
+                      {"max_failures", "window", "lockout", "delay_step_ms",
+                       "max_delay_ms"});
+  check.GetUint(auth, "max_failures", "auth.max_failures", 1, kU32Max,
+                &out->max_failures);
+  check.GetUint(auth, "window", "auth.window", 1, 86400 * 30, &out->window);
+  check.GetUint(auth, "lockout", "auth.lockout", 1, 86400 * 30, &out->lockout);
+  check.GetUint(auth, "delay_step_ms", "auth.delay_step_ms", 0, 60000,
+                &out->delay_step_ms);
+  check.GetUint(auth, "max_delay_ms", "auth.max_delay_ms", 0, 60000,
+                &out->max_delay_ms);
+}
+
+void CheckPop3(Checker& check, const toml::table& pop3, Pop3Settings* out) {
+  check.RejectUnknown(pop3, "pop3.",
+                      {"idle_timeout", "max_errors", "max_connections_per_ip",
+                       "expire", "login_delay"});
+  check.GetUint(pop3, "idle_timeout", "pop3.idle_timeout", 1, 86400,
+                &out->idle_timeout);
+  check.GetUint(pop3, "max_errors", "pop3.max_errors", 1, kU32Max, &out->max_errors);
+  check.GetUint(pop3, "max_connections_per_ip", "pop3.max_connections_per_ip", 1,
+                kU32Max, &out->max_connections_per_ip);
+  check.GetUint(pop3, "login_delay", "pop3.login_delay", 0, 86400 * 365,
+                &out->login_delay);
+  // RFC 2449 6.7: EXPIRE is "NEVER" or a number of days.
+  if (const toml::node* node = pop3.get("expire")) {
+    if (const auto* days = node->as_integer(); days && days->get() >= 0) {
+      out->expire = std::to_string(days->get());
+    } else if (const auto* text = node->as_string(); text && text->get() == "NEVER") {
+      out->expire = "NEVER";
+    } else {
+      check.Fail(node->source(), "pop3.expire",
+                 "expected \"NEVER\" or a number of days");
+    }
+  }
+}
+
+// [delivery], [dns] and [[route]]: outbound delivery (issue 5).
+void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
+  auto tls_ok = [](const std::string& v) {
+    return v == "none" || v == "opportunistic" || v == "required";
+  };
+  if (const toml::table* d = check.GetTable(root, "delivery")) {
+    DeliverySettings& out = cfg->delivery;
+    check.RejectUnknown(
+        *d, "delivery.",
+        {"mx_port", "tls", "ca_file", "retry_first", "retry_max",
+         "max_lifetime", "delay_warning", "max_connections",
+         "max_connections_per_destination", "max_messages_per_connection",
+         "connect_timeout", "greeting_timeout", "command_timeout",
+         "data_init_timeout", "data_block_timeout", "final_timeout"});
+    check.GetUint(*d, "mx_port", "delivery.mx_port", 1, 65535, &out.mx_port);
+    if (check.GetString(*d, "tls", "delivery.tls", false, &out.tls) &&
+        !tls_ok(out.tls)) {
+      check.Fail(d->get("tls")->source(), "delivery.tls",
+                 "must be \"none\", \"opportunistic\" or \"required\"");
+    }
+    check.GetString(*d, "ca_file", "delivery.ca_file", false, &out.ca_file);
+    // delay_warning = 0 turns the warning off.
+    check.GetUint(*d, "delay_warning", "delivery.delay_warning", 0, kU32Max,
+                  &out.delay_warning);
+    struct U32Field {
+      const char* key;
+      uint32_t* field;
+    };
+    const U32Field fields[] = {
+        {"retry_first", &out.retry_first},
+        {"retry_max", &out.retry_max},
+        {"max_lifetime", &out.max_lifetime},
+        {"max_connections", &out.max_connections},
+        {"max_connections_per_destination",
+         &out.max_connections_per_destination},
+        {"max_messages_per_connection", &out.max_messages_per_connection},
+        {"connect_timeout", &out.connect_timeout},
+        {"greeting_timeout", &out.greeting_timeout},
+        {"command_timeout", &out.command_timeout},
+        {"data_init_timeout", &out.data_init_timeout},
+        {"data_block_timeout", &out.data_block_timeout},
+        {"final_timeout", &out.final_timeout},
+    };
+    for (const U32Field& f : fields) {
+      check.GetUint(*d, f.key, std::string("delivery.") + f.key, 1, kU32Max,
+                    f.field);
+    }
+  }
+  if (const toml::table* dns = check.GetTable(root, "dns")) {
+    check.RejectUnknown(*dns, "dns.", {"upstream", "trust_anchor"});
+    std::vector<std::pair<std::string, const toml::node*>> items;
+    if (check.GetStringArray(*dns, "upstream", "dns.upstream", false, &items)) {
+      for (size_t i = 0; i < items.size(); ++i) {
+        Listener parsed;
+        std::string text = items[i].first;
+        // A bare address means port 53.
+        if (IsIpv4(text)) text += ":53";
+        if (IsIpv6(text)) text = "[" + text + "]:53";
+        std::string reason = ParseListenAddress(text, &parsed);
+        if (!reason.empty()) {
+          check.Fail(items[i].second->source(),
+                     "dns.upstream[" + std::to_string(i) + "]", reason);
+        } else {
+          cfg->dns.upstream.push_back(text);
+        }
+      }
+    }
+    check.GetString(*dns, "trust_anchor", "dns.trust_anchor", false,
+                    &cfg->dns.trust_anchor);
+  }
+  const toml::node* node = root.get("route");
+  if (node == nullptr) return;
+  const auto* array = node->as_array();
+  if (array == nullptr) {
+    check.Fail(node->source(), "route", "expected [[route]] tables");
+    return;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = (*array)[i];
+    std::string prefix = "route[" + std::to_string(i) + "]";
+    const auto* t = element.as_table();
+    if (t == nullptr) {
+      check.Fail(element.source(), prefix, "expected a [[route]] table");
+      continue;
+    }
+    check.RejectUnknown(*t, prefix + ".",
+                        {"domain", "relay", "tls", "auth_user",
+                         "auth_password", "ca_file"});
+    Route r;
+    if (check.GetString(*t, "domain", prefix + ".domain", true, &r.domain)) {
+      r.domain = ToLower(r.domain);
+      if (r.domain != "*" && !IsDomainName(r.domain)) {
+        check.Fail(t->get("domain")->source(), prefix + ".domain",
+                   "must be a domain name or \"*\" (every domain)");
+      }
+    }
+    if (check.GetString(*t, "relay", prefix + ".relay", true, &r.relay)) {
+      // "host", "host:port", "[v6]:port"; host may be a name.
+      std::string host = r.relay;
+      std::string port_text = "25";
+      if (!host.empty() && host.front() == '[') {
+        size_t close = host.find(']');
+        port_text = close != std::string::npos && close + 2 < host.size()
+                        ? host.substr(close + 2)
+                        : "25";
+        host = close == std::string::npos ? "" : host.substr(1, close - 1);
+      } else if (size_t colon = host.find(':'); colon != std::string::npos) {
+        port_text = host.substr(colon + 1);
+        host = host.substr(0, colon);
+      }
+      if ((!IsDomainName(host) && !IsIpv4(host) && !IsIpv6(host)) ||
+          !ParsePort(port_text, &r.relay_port)) {
+        check.Fail(t->get("relay")->source(), prefix + ".relay",
+                   "expected \"host:port\" (e.g. \"smtp.provider.test:587\")");
+      }
+      r.relay_host = ToLower(host);
+    }
+    if (check.GetString(*t, "tls", prefix + ".tls", false, &r.tls) &&
+        !tls_ok(r.tls)) {
+      check.Fail(t->get("tls")->source(), prefix + ".tls",
+                 "must be \"none\", \"opportunistic\" or \"required\"");
+    }
+    check.GetString(*t, "auth_user", prefix + ".auth_user", false,
+                    &r.auth_user);
+    check.GetString(*t, "auth_password", prefix + ".auth_password", false,
+                    &r.auth_password);
+    check.GetString(*t, "ca_file", prefix + ".ca_file", false, &r.ca_file);
+    if (!r.auth_user.empty() && r.tls == "none") {
+      check.Fail(t->get("tls")->source(), prefix + ".tls",
+                 "credentials are only sent over TLS; tls must not be \"none\"");
+    }
+    cfg->routes.push_back(std::move(r));
+  }
+}
+
 }  // namespace
 
 Result<Config> Parse(const std::string& text, const std::string& name) {
@@ -419,7 +642,8 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   check.RejectUnknown(
       root, "",
       {"hostname", "data_dir", "user", "domains", "trusted_networks", "threads",
-       "delivery_threads", "shutdown_grace", "log", "listen", "smtp"});
+       "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
+       "auth", "pop3", "delivery", "dns", "route"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -504,9 +728,33 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   }
 
   CheckListeners(check, root, &cfg);
+  CheckOutbound(check, root, &cfg);
 
   if (const toml::table* smtp = check.GetTable(root, "smtp")) {
     CheckSmtp(check, *smtp, &cfg.smtp);
+  }
+
+  if (const toml::table* tls = check.GetTable(root, "tls")) {
+    CheckTls(check, *tls, &cfg.tls);
+  }
+  if (const toml::table* auth = check.GetTable(root, "auth")) {
+    CheckAuth(check, *auth, &cfg.auth);
+  }
+  if (const toml::table* pop3 = check.GetTable(root, "pop3")) {
+    CheckPop3(check, *pop3, &cfg.pop3);
+  }
+  // Implicit TLS cannot work without a certificate (RFC 8314 3.3).
+  if (cfg.tls.certificates.empty() && !cfg.tls.self_signed) {
+    const toml::node* listen = root.get("listen");
+    const toml::array* array = listen ? listen->as_array() : nullptr;
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      const std::string& service = cfg.listeners[i].service;
+      if ((service != "submissions" && service != "pop3s") || array == nullptr) {
+        continue;
+      }
+      check.Fail((*array)[i].source(), "listen[" + std::to_string(i) + "].service",
+                 "\"" + service + "\" needs [tls] certificates or self_signed = true");
+    }
   }
 
   if (!check.ok()) return Err(check.Message());

@@ -13,9 +13,46 @@ namespace tern::config {
 // One listening socket. `service` says which protocol runs on it.
 struct Listener {
   std::string address;   // "127.0.0.1:2525", "[::1]:2525", "0.0.0.0:25"
-  std::string service;   // "smtp" (later: submission, submissions, pop3, pop3s)
+  // "smtp" (port 25, STARTTLS), "submission" (587, STARTTLS, AUTH before
+  // MAIL; RFC 6409) or "submissions" (465, implicit TLS; RFC 8314);
+  // "pop3" (110, STLS) or "pop3s" (995, implicit TLS).
+  std::string service;
   std::string host;      // parsed from address, brackets removed
   uint16_t port = 0;     // parsed from address
+  // AUTH without TLS; only for loopback listeners (a local webmail, say).
+  bool allow_plaintext_auth = false;
+};
+
+// One certificate chain and its key, PEM files (Let's Encrypt's
+// fullchain.pem and privkey.pem work as they are).
+struct Certificate {
+  std::string cert;
+  std::string key;
+};
+
+struct TlsSettings {
+  std::vector<Certificate> certificates;  // RSA and/or ECDSA, several names
+  // Generate a self-signed certificate for `hostname` under data_dir/tls
+  // when none exists (dev setups only).
+  bool self_signed = false;
+};
+
+// Brute-force defence for AUTH, per client IP.
+struct AuthSettings {
+  uint32_t max_failures = 10;      // failures within `window` before lockout
+  uint32_t window = 600;           // seconds
+  uint32_t lockout = 900;          // seconds refused after the limit
+  uint32_t delay_step_ms = 250;    // reply delay added per recent failure
+  uint32_t max_delay_ms = 5000;
+};
+
+// POP3 (RFC 1939) limits and the RFC 2449 capabilities that are policy.
+struct Pop3Settings {
+  uint32_t idle_timeout = 600;      // RFC 1939 3: autologout >= 10 minutes
+  uint32_t max_errors = 10;         // bad commands before disconnect
+  uint32_t max_connections_per_ip = 20;
+  std::string expire;               // RFC 2449 6.7: "", "NEVER" or days
+  int64_t login_delay = -1;         // RFC 2449 6.8 seconds; -1: not offered
 };
 
 struct SmtpLimits {
@@ -34,6 +71,46 @@ struct SmtpLimits {
   bool expn = false;                   // EXPN answers 502 when false
 };
 
+// Outbound delivery ([delivery]): MX port, TLS policy, retry schedule,
+// limits and RFC 5321 4.5.3.2 client timeouts (seconds).
+struct DeliverySettings {
+  uint16_t mx_port = 25;               // tests point this at a high port
+  std::string tls = "opportunistic";   // for MX hosts: none, opportunistic, required
+  std::string ca_file;                 // extra CAs for certificate checks
+  uint32_t retry_first = 300;          // first retry after a temporary failure
+  uint32_t retry_max = 3600;           // cap between tries
+  uint32_t max_lifetime = 5 * 86400;   // then bounce
+  uint32_t delay_warning = 4 * 3600;   // "delayed" DSN after this; 0 = never
+  uint32_t max_connections = 20;
+  uint32_t max_connections_per_destination = 4;
+  uint32_t max_messages_per_connection = 100;
+  uint32_t connect_timeout = 30;
+  uint32_t greeting_timeout = 300;
+  uint32_t command_timeout = 300;
+  uint32_t data_init_timeout = 120;
+  uint32_t data_block_timeout = 180;
+  uint32_t final_timeout = 600;
+};
+
+// [dns]: where outbound delivery resolves MX and address records.
+struct DnsSettings {
+  std::vector<std::string> upstream;   // "ip:port"; empty = /etc/resolv.conf
+  std::string trust_anchor;            // DNSSEC root key file; empty = none
+};
+
+// [[route]]: mail for `domain` ("*" = every remote domain) goes to `relay`
+// (a smarthost) instead of the domain's MX hosts.
+struct Route {
+  std::string domain;
+  std::string relay;                   // "host:port" as written
+  std::string relay_host;              // parsed
+  uint16_t relay_port = 25;
+  std::string tls = "opportunistic";   // none, opportunistic, required
+  std::string auth_user;
+  std::string auth_password;
+  std::string ca_file;
+};
+
 struct Config {
   std::string path;                    // the file it came from
   std::string hostname = "localhost";
@@ -43,10 +120,16 @@ struct Config {
   std::vector<std::string> trusted_networks;  // CIDR, may relay
   std::vector<Listener> listeners;
   SmtpLimits smtp;
+  Pop3Settings pop3;
+  TlsSettings tls;
+  AuthSettings auth;
   uint32_t threads = 1;                // io threads; 0 = number of cores
   std::string log_level = "info";
   uint32_t shutdown_grace = 10;        // seconds for transactions in flight
   uint32_t delivery_threads = 2;       // local delivery workers
+  DeliverySettings delivery;
+  DnsSettings dns;
+  std::vector<Route> routes;
 };
 
 // Loads and validates the file. Error text: "FILE:LINE:COL: key: reason",

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -116,7 +117,16 @@ TEST(ConfigTest, ShippedFilesParse) {
     if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
     auto cfg = Load(path.string());
     ASSERT_TRUE(cfg) << cfg.error().message;
-    EXPECT_EQ(cfg->listeners.size(), 2u) << name;
+    // Every shipped config offers SMTP, submission and implicit TLS, and
+    // none allows passwords without TLS.
+    for (const char* service : {"smtp", "submission", "submissions"}) {
+      EXPECT_TRUE(std::any_of(cfg->listeners.begin(), cfg->listeners.end(),
+                              [&](const Listener& l) { return l.service == service; }))
+          << name << " " << service;
+    }
+    for (const Listener& l : cfg->listeners) {
+      EXPECT_FALSE(l.allow_plaintext_auth) << name << " " << l.address;
+    }
   }
 }
 
@@ -145,8 +155,8 @@ TEST(ConfigTest, UnknownKeysAreRejected) {
             "t.toml:7:1: smtp.max_recipient: unknown key");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[log]\nlevl = \"info\"\n"),
             "t.toml:7:1: log.levl: unknown key");
-  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[pop3]\n"),
-            "t.toml:6:2: pop3: unknown key");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[imap]\n"),
+            "t.toml:6:2: imap: unknown key");
 }
 
 TEST(ConfigTest, WrongTypes) {
@@ -211,17 +221,89 @@ TEST(ConfigTest, DuplicateListenerRejected) {
       "t.toml:7:11: listen[1].address: \"127.0.0.1:2525\" is listed twice");
 }
 
-TEST(ConfigTest, OnlySmtpServiceForNow) {
+TEST(ConfigTest, Services) {
   std::string text = kMinimal;
-  text.replace(text.find("\"smtp\""), 6, "\"pop3\"");
+  text.replace(text.find("\"smtp\""), 6, "\"imap\"");
   EXPECT_EQ(ErrorOf(text),
-            "t.toml:5:11: listen[0].service: service \"pop3\" is not supported "
-            "yet (supported: smtp)");
+            "t.toml:5:11: listen[0].service: service \"imap\" is not supported "
+            "yet (supported: smtp, submission, submissions, pop3, pop3s)");
   text = kMinimal;
   text.replace(text.find("\"smtp\""), 6, "\"smtpd\"");
   EXPECT_EQ(ErrorOf(text),
             "t.toml:5:11: listen[0].service: unknown service \"smtpd\" "
-            "(supported: smtp)");
+            "(supported: smtp, submission, submissions, pop3, pop3s)");
+  text = std::string(kMinimal) +
+         "[[listen]]\naddress = \"127.0.0.1:2587\"\nservice = \"submission\"\n";
+  auto cfg = Parse(text, "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->listeners[1].service, "submission");
+  EXPECT_FALSE(cfg->listeners[1].allow_plaintext_auth);
+}
+
+TEST(ConfigTest, ImplicitTlsNeedsACertificate) {
+  std::string text = std::string(kMinimal) +
+                     "[[listen]]\naddress = \"127.0.0.1:2465\"\n"
+                     "service = \"submissions\"\n";
+  EXPECT_EQ(ErrorOf(text),
+            "t.toml:6:1: listen[1].service: \"submissions\" needs [tls] "
+            "certificates or self_signed = true");
+  EXPECT_EQ(ErrorOf(text + "[tls]\nself_signed = true\n"), "");
+  auto cfg = Parse(text +
+                       "[tls]\ncertificates = [{cert = \"a.pem\", key = \"a.key\"},"
+                       " {cert = \"b.pem\", key = \"b.key\"}]\n",
+                   "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->tls.certificates.size(), 2u);
+  EXPECT_EQ(cfg->tls.certificates[1].cert, "b.pem");
+  EXPECT_EQ(cfg->tls.certificates[1].key, "b.key");
+  EXPECT_FALSE(cfg->tls.self_signed);
+}
+
+TEST(ConfigTest, BadTlsSection) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "[tls]\ncertificates = [{cert = \"a.pem\"}]\n"),
+            "t.toml:7:17: tls.certificates[0].key: missing (required)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[tls]\ncertificates = \"a.pem\"\n"),
+            "t.toml:7:16: tls.certificates: expected an array of "
+            "{cert = \"...\", key = \"...\"} tables");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[tls]\nself_signed = 1\n"),
+            "t.toml:7:15: tls.self_signed: expected true or false");
+}
+
+TEST(ConfigTest, PlaintextAuthOnlyOnLoopback) {
+  std::string text = kMinimal;
+  text += "allow_plaintext_auth = true\n";
+  auto cfg = Parse(text, "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_TRUE(cfg->listeners[0].allow_plaintext_auth);
+  text.replace(text.find("127.0.0.1:2525"), 14, "192.0.2.1:25");
+  EXPECT_EQ(ErrorOf(text),
+            "t.toml:6:24: listen[0].allow_plaintext_auth: only allowed on a "
+            "loopback address (127.0.0.0/8, ::1)");
+  text.replace(text.find("192.0.2.1:25"), 12, "[::1]:25");
+  EXPECT_EQ(ErrorOf(text), "");
+}
+
+TEST(ConfigTest, AuthThrottleSettings) {
+  auto cfg = Parse(kMinimal, "t.toml");
+  ASSERT_TRUE(cfg);
+  EXPECT_EQ(cfg->auth.max_failures, 10u);
+  EXPECT_EQ(cfg->auth.window, 600u);
+  EXPECT_EQ(cfg->auth.lockout, 900u);
+  cfg = Parse(std::string(kMinimal) +
+                  "[auth]\nmax_failures = 5\nwindow = 60\nlockout = 30\n"
+                  "delay_step_ms = 0\nmax_delay_ms = 100\n",
+              "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->auth.max_failures, 5u);
+  EXPECT_EQ(cfg->auth.window, 60u);
+  EXPECT_EQ(cfg->auth.lockout, 30u);
+  EXPECT_EQ(cfg->auth.delay_step_ms, 0u);
+  EXPECT_EQ(cfg->auth.max_delay_ms, 100u);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[auth]\nmax_failures = 0\n"),
+            "t.toml:7:16: auth.max_failures: must be positive, got 0");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[auth]\nretries = 3\n"),
+            "t.toml:7:1: auth.retries: unknown key");
 }
 
 TEST(ConfigTest, BadCidr) {

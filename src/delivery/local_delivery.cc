@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <ctime>
 #include <map>
+#include <set>
 #include <system_error>
 #include <utility>
 
@@ -28,9 +29,8 @@ using queue::RecipientState;
 // Messages up to this size are converted to LF once and written to every
 // mailbox from memory; larger ones are converted while copied.
 constexpr uint64_t kMemoryBodyLimit = 1u << 20;
-constexpr int64_t kMaxRetryDelay = 3600;
 constexpr size_t kMaxStateFile = 64u << 20;
-constexpr char kRemotePending[] = "remote delivery not yet implemented";
+constexpr char kRemotePending[] = "waiting for remote delivery";
 
 struct Target {
   std::string mailbox;
@@ -54,15 +54,10 @@ struct Work {
   std::string lf_body;
   bool in_memory = false;
   std::vector<Plan> plans;
+  std::set<std::string> remote;  // pending addresses for remote delivery
 };
 
 std::string ErrnoText(int err) { return std::system_category().message(err); }
-
-int64_t RetryDelay(uint32_t base, uint32_t attempts) {
-  int64_t delay = base;
-  for (uint32_t i = 1; i < attempts && i < 7; ++i) delay *= 2;
-  return std::min<int64_t>(std::max<int64_t>(delay, 1), kMaxRetryDelay);
-}
 
 // Appends a recipient created by alias expansion unless the same address is
 // already among the recipients, so a target reached twice is queued once.
@@ -160,7 +155,8 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
           rerr != 0) {
         spdlog::error("queue {}: read: {}", id, ErrnoText(rerr));
         outcomes.back().retry = true;
-        outcomes.back().retry_at = std::time(nullptr) + options_.retry_seconds;
+        outcomes.back().retry_at =
+            std::time(nullptr) + options_.finisher->policy().first;
         continue;
       }
       LineEndConverter conv;
@@ -233,10 +229,9 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
       RecipientRecord rec = w.state.recipients[plan.rcpt];
       const std::string& rcpt = rec.recipient.address;
       if (plan.kind == Kind::kNotLocal) {
-        rec.error = kRemotePending;
-        last_error = kRemotePending;
-        spdlog::info("queue {}: <{}> stays queued: {}", w.id, rcpt,
-                     kRemotePending);
+        // Keeps the last remote reply, if any, for `tern queue list`.
+        if (rec.error.empty()) rec.error = kRemotePending;
+        w.remote.insert(rcpt);
         w.state.recipients[plan.rcpt] = std::move(rec);
         continue;
       }
@@ -244,6 +239,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
           (plan.targets.empty() && plan.remote.empty())) {
         rec.state = RecipientState::kFailed;
         rec.error = "user unknown";
+        rec.status = "5.1.1";  // RFC 3463: bad destination mailbox
         spdlog::warn("queue {}: <{}> failed: user unknown", w.id, rcpt);
         w.state.recipients[plan.rcpt] = std::move(rec);
         continue;
@@ -290,6 +286,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
         } else {
           rec.state = RecipientState::kFailed;
           rec.error = perm.front().error;
+          rec.status = "5.2.0";
         }
       } else {
         // Partly delivered alias expansion: mark the alias done and queue
@@ -308,47 +305,34 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
                           RecipientState::kFailed, d.error);
         }
         for (const std::string& remote : plan.remote) {
-          spdlog::info("queue {}: <{}> expands to <{}>: stays queued: {}", w.id,
-                       rcpt, remote, kRemotePending);
+          spdlog::info("queue {}: <{}> expands to <{}>: remote", w.id, rcpt,
+                       remote);
           AppendRecipient(w.state, rec, remote, RecipientState::kPending,
                           kRemotePending);
-          if (last_error.empty()) last_error = kRemotePending;
+          w.remote.insert(remote);
         }
       }
       w.state.recipients[plan.rcpt] = std::move(rec);
     }
 
-    bool pending =
-        std::any_of(w.state.recipients.begin(), w.state.recipients.end(),
-                    [](const RecipientRecord& r) {
-                      return r.state == RecipientState::kPending;
-                    });
-    if (!pending) {
-      // Message first: an orphaned state file is cleaned up at start, while
-      // a message without its state would be delivered again.
-      if (::unlinkat(options_.msg_dir_fd, w.id.c_str(), 0) != 0 &&
-          errno != ENOENT) {
-        spdlog::error("queue {}: remove: {}", w.id, ErrnoText(errno));
-      }
-      ::unlinkat(options_.state_dir_fd, w.id.c_str(), 0);
-      continue;
-    }
-    if (temp_failure) {
-      ++w.state.attempts;
-      w.state.next_attempt =
-          now + RetryDelay(options_.retry_seconds, w.state.attempts);
-      outcome.retry = true;
-      outcome.retry_at = w.state.next_attempt;
-    } else {
-      w.state.next_attempt = 0;  // only remote recipients left
-    }
     if (!last_error.empty()) w.state.last_error = last_error;
-    // Not synced: losing this update after a crash only means delivering
-    // again what it records as done (duplicates, never loss).
-    if (auto saved = io::AtomicWriteAt(options_.state_dir_fd, w.id,
-                                       queue::EncodeState(w.state), false);
-        !saved) {
-      spdlog::error("queue {}: saving state: {}", w.id, saved.error().message);
+    if (temp_failure) w.state.log.push_back({now, "local", last_error});
+    queue::FinishOutcome fin = options_.finisher->Finish(
+        w.id, w.fd.get(), w.file, w.state, temp_failure, now);
+    outcome.retry = fin.retry;
+    outcome.retry_at = fin.retry_at;
+    if (fin.removed) continue;
+    for (size_t i = 0; i < w.state.recipients.size(); ++i) {
+      const RecipientRecord& r = w.state.recipients[i];
+      if (r.state == RecipientState::kPending &&
+          w.remote.count(r.recipient.address)) {
+        outcome.remote.push_back({i, r.recipient});
+      }
+    }
+    if (!outcome.remote.empty()) {
+      outcome.envelope = w.file.envelope;
+      outcome.body_offset = w.file.body_offset;
+      outcome.body_len = w.file.body_len;
     }
   }
   return outcomes;

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "queue/finisher.h"
 #include "queue/queue.h"
+#include "queue/remote.h"
 
 namespace tern::delivery {
 
@@ -16,16 +18,22 @@ struct LocalDeliveryOptions {
   int msg_dir_fd = -1;          // data_dir/queue/msg
   int state_dir_fd = -1;        // data_dir/queue/state
   std::string hostname;         // for Maildir file names
-  uint32_t retry_seconds = 60;  // first delay after a temporary failure
+  // Bounces, retry schedule, removal: shared with remote delivery.
+  queue::Finisher* finisher = nullptr;
 };
 
 struct MessageOutcome {
   std::string id;
   // A local delivery failed temporarily; try again at retry_at (unix
   // seconds). When false the message is either finished (its queue files
-  // are gone) or only waits for remote delivery: nothing to schedule.
+  // are gone) or only waits for remote delivery.
   bool retry = false;
   int64_t retry_at = 0;
+  // Pending recipients that are not local: the job for remote delivery.
+  std::vector<queue::RemoteJob::Rcpt> remote;
+  queue::Envelope envelope;
+  uint64_t body_offset = 0;
+  uint64_t body_len = 0;
 };
 
 // Thread-safe as long as concurrent calls get different message ids.

@@ -117,7 +117,7 @@ TEST(LocalDeliveryTest, AliasFanOutToTwoMailboxesAndOneRemote) {
   EXPECT_EQ(e->envelope.recipients[1].orcpt, "rfc822;team@example.test");
   EXPECT_EQ(e->envelope.recipients[1].notify, "FAILURE");
   EXPECT_EQ(e->state[1], RecipientState::kPending);
-  EXPECT_EQ(e->last_error, "remote delivery not yet implemented");
+  EXPECT_EQ(e->last_error, "waiting for remote delivery");
   EXPECT_EQ(e->next_attempt, 0);
   EXPECT_EQ(e->attempts, 0u);
 

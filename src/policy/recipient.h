@@ -12,6 +12,9 @@ namespace tern::policy {
 // alone for RFC 5321 4.1.1.3's domain-less postmaster.
 std::string DirectoryAddress(const smtp::Mailbox& m);
 
+// True for local parts that would route onwards ('%', '!', a quoted '@').
+bool IsRelayTrick(const smtp::Mailbox& rcpt);
+
 smtp::RcptVerdict CheckRecipient(auth::Directory& directory,
                                  const smtp::ClientInfo& client,
                                  const smtp::Mailbox& rcpt);

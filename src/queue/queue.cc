@@ -17,8 +17,9 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <map>
 #include <mutex>
-#include <queue>
+#include <random>
 #include <set>
 #include <system_error>
 #include <thread>
@@ -28,7 +29,9 @@
 #include "delivery/local_delivery.h"
 #include "queue/crc32c.h"
 #include "queue/file_io.h"
+#include "queue/finisher.h"
 #include "queue/queue_id.h"
+#include "queue/remote.h"
 #include "queue/spool_format.h"
 #include "queue/unique_fd.h"
 
@@ -168,7 +171,28 @@ class QueueImpl final : public Queue {
   void Commit(std::unique_ptr<Writer> writer,
               std::function<void(Result<void>)> done) override;
 
+  Result<std::string> Flush() override;
+  Result<std::string> Retry(const std::string& id) override;
+  Result<std::string> Hold(const std::string& id) override;
+  Result<std::string> Release(const std::string& id) override;
+  Result<std::string> Delete(const std::string& id) override;
+  Result<std::string> Bounce(const std::string& id) override;
+
  private:
+  using Clock = std::chrono::steady_clock;
+  enum class Op { kNone, kHold, kRelease, kDelete, kBounce };
+
+  // Scheduler bookkeeping, all guarded by sched_mu_. A message id is in at
+  // most one of waiting_ (with its due time in due_), inflight_ (a delivery
+  // thread or the remote sender has it) and held_, so no two threads ever
+  // work on one message.
+  void ScheduleLocked(const std::string& id, Clock::time_point when);
+  void DoneLocked(const std::string& id, bool retry, int64_t retry_at);
+  Result<std::string> RequestOp(const std::string& id, Op op);
+  void RunOp(const std::string& id, Op op);
+  void ApplyRemote(RemoteReport report);
+  void SubmitRemote(const delivery::MessageOutcome& outcome);
+  Result<std::string> EnqueueInternal(Envelope env, std::string message);
   Result<void> OpenSpool();
   Result<void> Recover();
   void PickupOnce();
@@ -181,6 +205,7 @@ class QueueImpl final : public Queue {
   Options options_;
   Resolver resolver_;
   std::shared_ptr<Spool> spool_;
+  std::unique_ptr<Finisher> finisher_;
   std::unique_ptr<delivery::LocalDelivery> delivery_;
   bool started_ = false;
   bool stopped_ = false;
@@ -194,17 +219,17 @@ class QueueImpl final : public Queue {
   std::mutex pickup_mu_;
   std::condition_variable pickup_cv_;
   bool pickup_stop_ = false;  // guarded by pickup_mu_
+  bool pickup_now_ = false;   // guarded by pickup_mu_
 
-  using Clock = std::chrono::steady_clock;
-  using RetryItem = std::pair<Clock::time_point, std::string>;
   std::mutex sched_mu_;
   std::condition_variable sched_cv_;
-  std::deque<std::string> ready_;  // guarded by sched_mu_
-  // Ids ready, being delivered or waiting for a retry, so a message is
-  // never handled by two delivery threads at once.
-  std::unordered_set<std::string> known_;  // guarded by sched_mu_
-  std::priority_queue<RetryItem, std::vector<RetryItem>, std::greater<>> retry_;
-  bool delivery_stop_ = false;  // guarded by sched_mu_
+  std::map<std::string, Clock::time_point> waiting_;
+  std::set<std::pair<Clock::time_point, std::string>> due_;
+  std::unordered_set<std::string> inflight_;
+  std::unordered_set<std::string> held_;
+  std::map<std::string, Op> ops_;      // requested while in flight
+  std::deque<RemoteReport> reports_;   // from the remote sender
+  bool delivery_stop_ = false;
 
   std::thread committer_;
   std::thread pickup_;
@@ -282,7 +307,30 @@ Result<void> QueueImpl::Recover() {
   }
   if (!valid.empty())
     spdlog::info("queue: recovered {} message(s)", valid.size());
-  for (const std::string& id : valid) Schedule(id);
+  // Retry times and holds survive a restart: they are in the state files.
+  const int64_t now = std::time(nullptr);
+  size_t held = 0;
+  for (const std::string& id : valid) {
+    int err = 0;
+    auto raw = io::ReadSmallFileAt(spool_->state_fd.get(), id, 64u << 20, &err);
+    int64_t next = 0;
+    bool is_held = false;
+    if (raw) {
+      if (auto state = DecodeState(*raw)) {
+        next = state->next_attempt;
+        is_held = state->held;
+      }
+    }
+    std::lock_guard lock(sched_mu_);
+    if (is_held) {
+      held_.insert(id);
+      ++held;
+    } else {
+      ScheduleLocked(id, Clock::now() + std::chrono::seconds(
+                                            std::max<int64_t>(next - now, 0)));
+    }
+  }
+  if (held > 0) spdlog::info("queue: {} message(s) on hold", held);
   PickupOnce();
   return {};
 }
@@ -296,7 +344,17 @@ Result<void> QueueImpl::Start() {
   dopts.msg_dir_fd = spool_->msg_fd.get();
   dopts.state_dir_fd = spool_->state_fd.get();
   dopts.hostname = options_.hostname;
-  dopts.retry_seconds = options_.retry_seconds;
+  RetryPolicy policy;
+  policy.first = options_.retry_seconds;
+  policy.max = std::max(options_.max_retry_seconds, options_.retry_seconds);
+  policy.lifetime = options_.max_lifetime;
+  policy.delay_warning = options_.delay_warning;
+  finisher_ = std::make_unique<Finisher>(
+      spool_->msg_fd.get(), spool_->state_fd.get(), options_.hostname, policy,
+      [this](Envelope env, std::string message) {
+        return EnqueueInternal(std::move(env), std::move(message));
+      });
+  dopts.finisher = finisher_.get();
   delivery_ = std::make_unique<delivery::LocalDelivery>(dopts, resolver_);
   // Creates spdlog's default logger here, before our threads exist: its
   // lazy static initialisation in the (uninstrumented) shared library is
@@ -330,6 +388,8 @@ void QueueImpl::Stop() {
   }
   commit_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
+  // No remote report may arrive once the delivery threads are gone.
+  if (options_.remote != nullptr) options_.remote->Stop();
   {
     std::lock_guard lock(sched_mu_);
     delivery_stop_ = true;
@@ -512,61 +572,329 @@ void QueueImpl::PickupOnce() {
 
 void QueueImpl::PickupLoop() {
   std::unique_lock lock(pickup_mu_);
-  while (!pickup_cv_.wait_for(lock, kPickupInterval,
-                              [&] { return pickup_stop_; })) {
+  while (!pickup_stop_) {
+    pickup_cv_.wait_for(lock, kPickupInterval,
+                        [&] { return pickup_stop_ || pickup_now_; });
+    if (pickup_stop_) break;
+    pickup_now_ = false;
     lock.unlock();
     PickupOnce();
     lock.lock();
   }
 }
 
+// DSNs go through incoming/ like `tern sendmail` mail: written and synced
+// before the caller records them as sent, picked up at once.
+Result<std::string> QueueImpl::EnqueueInternal(Envelope env,
+                                               std::string message) {
+  auto id = Inject(options_.data_dir, std::move(env), message);
+  if (id) {
+    {
+      std::lock_guard lock(pickup_mu_);
+      pickup_now_ = true;
+    }
+    pickup_cv_.notify_all();
+  }
+  return id;
+}
+
 void QueueImpl::Schedule(const std::string& id) {
   {
     std::lock_guard lock(sched_mu_);
-    if (!known_.insert(id).second) return;
-    ready_.push_back(id);
+    ScheduleLocked(id, Clock::now());
   }
   sched_cv_.notify_one();
+}
+
+void QueueImpl::ScheduleLocked(const std::string& id, Clock::time_point when) {
+  if (inflight_.count(id) || held_.count(id)) return;
+  auto it = waiting_.find(id);
+  if (it != waiting_.end()) {
+    if (it->second <= when) return;
+    due_.erase({it->second, id});
+    it->second = when;
+  } else {
+    waiting_.emplace(id, when);
+  }
+  due_.emplace(when, id);
+}
+
+void QueueImpl::DoneLocked(const std::string& id, bool retry,
+                           int64_t retry_at) {
+  inflight_.erase(id);
+  if (ops_.count(id)) {
+    ScheduleLocked(id, Clock::now());  // the operator's request comes next
+  } else if (retry) {
+    int64_t wait = std::max<int64_t>(retry_at - std::time(nullptr), 0);
+    ScheduleLocked(id, Clock::now() + std::chrono::seconds(wait));
+  }
+  // Otherwise finished, or waiting for nothing we can do (no remote
+  // sender): forgotten until the next start or `tern queue retry`.
+}
+
+void QueueImpl::SubmitRemote(const delivery::MessageOutcome& o) {
+  RemoteJob job;
+  job.id = o.id;
+  job.envelope = o.envelope;
+  job.path = options_.data_dir + "/queue/msg/" + o.id;
+  job.body_offset = o.body_offset;
+  job.body_len = o.body_len;
+  job.rcpts = o.remote;
+  options_.remote->Send(std::move(job), [this](RemoteReport report) {
+    {
+      std::lock_guard lock(sched_mu_);
+      reports_.push_back(std::move(report));
+    }
+    sched_cv_.notify_one();
+  });
+}
+
+void QueueImpl::ApplyRemote(RemoteReport report) {
+  const std::string id = report.id;
+  bool retry = false;
+  int64_t retry_at = 0;
+  auto loaded =
+      LoadMessage(spool_->msg_fd.get(), spool_->state_fd.get(), report.id);
+  if (!loaded) {
+    spdlog::error("queue {}: cannot record remote results: {}", id,
+                  loaded.error().message);
+  } else {
+    UniqueFd fd(loaded->fd);
+    MessageState& state = loaded->state;
+    bool deferred = false;
+    for (const RemoteOutcome& o : report.rcpts) {
+      if (o.index >= state.recipients.size()) continue;
+      RecipientRecord& rec = state.recipients[o.index];
+      if (rec.recipient.address != o.address ||
+          rec.state != RecipientState::kPending) {
+        continue;
+      }
+      rec.state = o.state;
+      rec.error = o.reply;
+      rec.status = o.status;
+      rec.remote_mta = o.remote_mta;
+      rec.dsn_passed = o.dsn_passed;
+      if (o.state == RecipientState::kPending) {
+        deferred = true;
+        state.last_error = o.reply;
+      }
+    }
+    for (Attempt& a : report.attempts) state.log.push_back(std::move(a));
+    if (state.log.size() > kMaxAttemptLog) {
+      state.log.erase(state.log.begin(),
+                      state.log.end() - static_cast<long>(kMaxAttemptLog));
+    }
+    FinishOutcome fin = finisher_->Finish(id, fd.get(), loaded->file, state,
+                                          deferred, std::time(nullptr));
+    retry = fin.retry;
+    retry_at = fin.retry_at;
+  }
+  std::lock_guard lock(sched_mu_);
+  DoneLocked(id, retry, retry_at);
+}
+
+void QueueImpl::RunOp(const std::string& id, Op op) {
+  bool retry = false;
+  int64_t retry_at = 0;
+  auto loaded =
+      LoadMessage(spool_->msg_fd.get(), spool_->state_fd.get(), id);
+  if (!loaded) {
+    spdlog::warn("queue {}: operator request dropped: {}", id,
+                 loaded.error().message);
+    std::lock_guard lock(sched_mu_);
+    inflight_.erase(id);
+    return;
+  }
+  UniqueFd fd(loaded->fd);
+  MessageState& state = loaded->state;
+  const int64_t now = std::time(nullptr);
+  bool hold = false;
+  switch (op) {
+    case Op::kDelete:
+      ::unlinkat(spool_->msg_fd.get(), id.c_str(), 0);
+      ::unlinkat(spool_->state_fd.get(), id.c_str(), 0);
+      spdlog::warn("queue {}: deleted by the operator (from=<{}>)", id,
+                   loaded->file.envelope.sender);
+      break;
+    case Op::kBounce: {
+      spdlog::warn("queue {}: returned to the sender by the operator", id);
+      FinishOutcome fin = finisher_->FailAll(
+          id, fd.get(), loaded->file, state,
+          "550 5.0.0 message returned by the postmaster", now);
+      retry = fin.retry;
+      retry_at = fin.retry_at;
+      break;
+    }
+    case Op::kHold:
+    case Op::kRelease:
+      hold = op == Op::kHold;
+      state.held = hold;
+      if (!hold) state.next_attempt = now;
+      if (auto saved = io::AtomicWriteAt(spool_->state_fd.get(), id,
+                                         EncodeState(state), true);
+          !saved) {
+        spdlog::error("queue {}: saving state: {}", id, saved.error().message);
+      }
+      spdlog::info("queue {}: {} by the operator", id,
+                   hold ? "held" : "released");
+      retry = !hold;
+      retry_at = now;
+      break;
+    case Op::kNone:
+      break;
+  }
+  std::lock_guard lock(sched_mu_);
+  inflight_.erase(id);
+  if (hold) {
+    held_.insert(id);
+  } else if (retry) {
+    ScheduleLocked(id, Clock::now() + std::chrono::seconds(std::max<int64_t>(
+                                          retry_at - now, 0)));
+  }
 }
 
 void QueueImpl::DeliveryLoop() {
   std::unique_lock lock(sched_mu_);
   while (!delivery_stop_) {
-    auto now = Clock::now();
-    while (!retry_.empty() && retry_.top().first <= now) {
-      ready_.push_back(retry_.top().second);
-      retry_.pop();
+    if (!reports_.empty()) {
+      RemoteReport report = std::move(reports_.front());
+      reports_.pop_front();
+      lock.unlock();
+      ApplyRemote(std::move(report));
+      lock.lock();
+      continue;
     }
-    if (ready_.empty()) {
-      if (retry_.empty()) {
+    auto now = Clock::now();
+    std::vector<std::string> ids;
+    std::vector<std::pair<std::string, Op>> ops;
+    while (!due_.empty() && due_.begin()->first <= now &&
+           ids.size() < kDeliveryBatch) {
+      std::string id = due_.begin()->second;
+      due_.erase(due_.begin());
+      waiting_.erase(id);
+      inflight_.insert(id);
+      if (auto op = ops_.find(id); op != ops_.end()) {
+        ops.emplace_back(id, op->second);
+        ops_.erase(op);
+      } else {
+        ids.push_back(std::move(id));
+      }
+    }
+    if (ids.empty() && ops.empty()) {
+      if (due_.empty()) {
         sched_cv_.wait(lock);
       } else {
-        sched_cv_.wait_until(lock, retry_.top().first);
+        sched_cv_.wait_until(lock, due_.begin()->first);
       }
       continue;
     }
-    std::vector<std::string> ids;
-    while (!ready_.empty() && ids.size() < kDeliveryBatch) {
-      ids.push_back(std::move(ready_.front()));
-      ready_.pop_front();
-    }
     lock.unlock();
-    std::vector<delivery::MessageOutcome> outcomes =
-        delivery_->DeliverBatch(ids);
-    const int64_t wall_now = std::time(nullptr);
+    for (auto& [id, op] : ops) RunOp(id, op);
+    std::vector<delivery::MessageOutcome> outcomes;
+    if (!ids.empty()) outcomes = delivery_->DeliverBatch(ids);
+    std::vector<const delivery::MessageOutcome*> remote;
+    for (const delivery::MessageOutcome& o : outcomes) {
+      if (!o.remote.empty() && options_.remote != nullptr) remote.push_back(&o);
+    }
     lock.lock();
     for (const delivery::MessageOutcome& o : outcomes) {
-      if (o.retry) {
-        auto delay =
-            std::chrono::seconds(std::max<int64_t>(o.retry_at - wall_now, 0));
-        retry_.emplace(Clock::now() + delay, o.id);
-      } else {
-        known_.erase(o.id);
-      }
+      // Handed to the remote sender: stays in flight until its report.
+      if (!o.remote.empty() && options_.remote != nullptr) continue;
+      DoneLocked(o.id, o.retry, o.retry_at);
+    }
+    if (!remote.empty()) {
+      lock.unlock();
+      for (const delivery::MessageOutcome* o : remote) SubmitRemote(*o);
+      lock.lock();
     }
     // Retries may have become due for another thread's wait.
-    if (!ready_.empty() || !retry_.empty()) sched_cv_.notify_one();
+    if (!due_.empty() || !reports_.empty()) sched_cv_.notify_one();
   }
+}
+
+Result<std::string> QueueImpl::Flush() {
+  size_t n = 0;
+  {
+    std::lock_guard lock(sched_mu_);
+    std::vector<std::string> ids;
+    for (const auto& [id, when] : waiting_) ids.push_back(id);
+    for (const std::string& id : ids) {
+      auto it = waiting_.find(id);
+      due_.erase({it->second, id});
+      waiting_.erase(it);
+      ScheduleLocked(id, Clock::now());
+      ++n;
+    }
+  }
+  sched_cv_.notify_all();
+  return "flushing " + std::to_string(n) + " message(s)";
+}
+
+Result<std::string> QueueImpl::RequestOp(const std::string& id, Op op) {
+  if (!IsValidQueueId(id)) return Err("no such message: " + id);
+  struct stat st;
+  if (::fstatat(spool_->msg_fd.get(), id.c_str(), &st, 0) != 0)
+    return Err("no such message: " + id);
+  std::string note;
+  {
+    std::lock_guard lock(sched_mu_);
+    if (held_.count(id)) {
+      if (op == Op::kHold) return std::string("already on hold");
+      held_.erase(id);
+    } else if (op == Op::kRelease) {
+      return Err("message " + id + " is not on hold");
+    }
+    ops_[id] = op;
+    if (inflight_.count(id)) {
+      note = " (after the delivery attempt in progress)";
+    } else {
+      auto it = waiting_.find(id);
+      if (it != waiting_.end()) {
+        due_.erase({it->second, id});
+        waiting_.erase(it);
+      }
+      ScheduleLocked(id, Clock::now());
+    }
+  }
+  sched_cv_.notify_one();
+  const char* what = op == Op::kHold      ? "held"
+                     : op == Op::kRelease ? "released"
+                     : op == Op::kDelete  ? "deleted"
+                                          : "bounced";
+  return id + ": " + what + note;
+}
+
+Result<std::string> QueueImpl::Retry(const std::string& id) {
+  if (!IsValidQueueId(id)) return Err("no such message: " + id);
+  struct stat st;
+  if (::fstatat(spool_->msg_fd.get(), id.c_str(), &st, 0) != 0)
+    return Err("no such message: " + id);
+  {
+    std::lock_guard lock(sched_mu_);
+    if (held_.count(id)) return Err("message " + id + " is on hold (release it)");
+    if (inflight_.count(id)) return id + ": delivery in progress";
+    auto it = waiting_.find(id);
+    if (it != waiting_.end()) {
+      due_.erase({it->second, id});
+      waiting_.erase(it);
+    }
+    ScheduleLocked(id, Clock::now());
+  }
+  sched_cv_.notify_one();
+  return id + ": retrying now";
+}
+
+Result<std::string> QueueImpl::Hold(const std::string& id) {
+  return RequestOp(id, Op::kHold);
+}
+Result<std::string> QueueImpl::Release(const std::string& id) {
+  return RequestOp(id, Op::kRelease);
+}
+Result<std::string> QueueImpl::Delete(const std::string& id) {
+  return RequestOp(id, Op::kDelete);
+}
+Result<std::string> QueueImpl::Bounce(const std::string& id) {
+  return RequestOp(id, Op::kBounce);
 }
 
 }  // namespace
@@ -653,7 +981,10 @@ Result<std::vector<Entry>> List(const std::string& data_dir) {
     for (RecipientRecord& r : state.recipients) {
       entry.envelope.recipients.push_back(std::move(r.recipient));
       entry.state.push_back(r.state);
+      entry.errors.push_back(std::move(r.error));
     }
+    entry.held = state.held;
+    entry.log = std::move(state.log);
     entry.attempts = state.attempts;
     entry.next_attempt = state.next_attempt;
     entry.last_error = std::move(state.last_error);

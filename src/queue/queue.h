@@ -1,8 +1,9 @@
 // The durable mail queue. A message is acknowledged (250) only after its
 // data and envelope are on stable storage; many sessions share one sync
 // (group commit). Committed messages are routed: local recipients are
-// delivered to Maildir by delivery threads, remote ones stay queued for the
-// outbound delivery issue. On start the queue recovers what a crash left.
+// delivered to Maildir by delivery threads, remote ones are handed to the
+// RemoteSender (outbound SMTP). On start the queue recovers what a crash
+// left, with each message's retry time and hold flag.
 #pragma once
 
 #include <cstdint>
@@ -40,15 +41,27 @@ struct Envelope {
 
 enum class RecipientState { kPending, kDelivered, kFailed };
 
+// One delivery attempt as `tern queue show` lists it.
+struct Attempt {
+  int64_t time = 0;   // unix seconds
+  std::string host;   // "mx.example.org[192.0.2.1]:25", or "local"
+  std::string reply;  // what it answered, or why it failed
+};
+
 // A queued message as `tern queue list` shows it.
 struct Entry {
   Envelope envelope;
   uint64_t size = 0;                    // message bytes
   std::vector<RecipientState> state;    // parallel to envelope.recipients
+  std::vector<std::string> errors;      // parallel: last reply per recipient
   uint32_t attempts = 0;
   int64_t next_attempt = 0;             // unix seconds, 0 = none scheduled
   std::string last_error;
+  bool held = false;
+  std::vector<Attempt> log;             // recent attempts, oldest first
 };
+
+class RemoteSender;
 
 // One message being received. Data arrives already unstuffed, CRLF lines.
 class Writer {
@@ -63,7 +76,11 @@ struct Options {
   std::string data_dir;            // queue lives in data_dir/queue, mail in data_dir/mail
   uint32_t delivery_threads = 2;
   std::string hostname = "localhost";  // for Maildir file names
-  uint32_t retry_seconds = 60;     // first retry after a failed local delivery
+  uint32_t retry_seconds = 300;    // first retry after a temporary failure
+  uint32_t max_retry_seconds = 3600;    // cap between tries
+  uint32_t max_lifetime = 5 * 86400;    // then bounce
+  uint32_t delay_warning = 4 * 3600;    // "delayed" DSN; 0 = none
+  RemoteSender* remote = nullptr;  // null: remote recipients just wait
 };
 
 class Queue {
@@ -88,6 +105,16 @@ class Queue {
   // success or the error, then schedules delivery. `done` is always called.
   virtual void Commit(std::unique_ptr<Writer> writer,
                       std::function<void(Result<void>)> done) = 0;
+
+  // Queue control (`tern queue ...` through the control socket). Each
+  // returns what was done, or an error such as "no such message".
+  virtual Result<std::string> Flush() = 0;  // every waiting message now
+  virtual Result<std::string> Retry(const std::string& id) = 0;
+  virtual Result<std::string> Hold(const std::string& id) = 0;
+  virtual Result<std::string> Release(const std::string& id) = 0;
+  virtual Result<std::string> Delete(const std::string& id) = 0;
+  // Fails every pending recipient now, with a DSN to the sender.
+  virtual Result<std::string> Bounce(const std::string& id) = 0;
 };
 
 // Writes a complete message durably into data_dir/queue/incoming (used by

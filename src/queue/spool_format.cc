@@ -15,7 +15,8 @@ namespace tern::queue {
 namespace {
 
 constexpr char kMessageMagic[8] = {'T', 'e', 'r', 'n', 'M', 's', 'g', '1'};
-constexpr char kStateMagic[8] = {'T', 'e', 'r', 'n', 'S', 't', 'a', '1'};
+constexpr char kStateMagicV1[8] = {'T', 'e', 'r', 'n', 'S', 't', 'a', '1'};
+constexpr char kStateMagic[8] = {'T', 'e', 'r', 'n', 'S', 't', 'a', '2'};
 constexpr size_t kStateHeaderSize = 16;
 // Far above any real envelope (100 recipients); bounds what a damaged
 // length field can make us allocate.
@@ -213,6 +214,17 @@ std::string EncodeState(const MessageState& state) {
   PutU32(payload, state.attempts);
   PutU64(payload, static_cast<uint64_t>(state.next_attempt));
   PutStr(payload, state.last_error);
+  payload += static_cast<char>(state.held ? 1 : 0);
+  payload += static_cast<char>(state.delay_warned ? 1 : 0);
+  size_t skip = state.log.size() > kMaxAttemptLog
+                    ? state.log.size() - kMaxAttemptLog
+                    : 0;
+  PutU32(payload, static_cast<uint32_t>(state.log.size() - skip));
+  for (size_t i = skip; i < state.log.size(); ++i) {
+    PutU64(payload, static_cast<uint64_t>(state.log[i].time));
+    PutStr(payload, state.log[i].host);
+    PutStr(payload, state.log[i].reply);
+  }
   PutU32(payload, static_cast<uint32_t>(state.recipients.size()));
   for (const RecipientRecord& r : state.recipients) {
     payload += static_cast<char>(r.state);
@@ -220,6 +232,9 @@ std::string EncodeState(const MessageState& state) {
     PutStr(payload, r.recipient.notify);
     PutStr(payload, r.recipient.orcpt);
     PutStr(payload, r.error);
+    PutStr(payload, r.status);
+    PutStr(payload, r.remote_mta);
+    payload += static_cast<char>((r.notified ? 1 : 0) | (r.dsn_passed ? 2 : 0));
   }
   std::string out(kStateMagic, sizeof kStateMagic);
   PutU32(out, static_cast<uint32_t>(payload.size()));
@@ -229,8 +244,10 @@ std::string EncodeState(const MessageState& state) {
 }
 
 Result<MessageState> DecodeState(std::string_view data) {
-  if (data.size() < kStateHeaderSize ||
-      std::memcmp(data.data(), kStateMagic, sizeof kStateMagic) != 0) {
+  if (data.size() < kStateHeaderSize) return Err("state: bad magic");
+  bool v2 = std::memcmp(data.data(), kStateMagic, sizeof kStateMagic) == 0;
+  if (!v2 &&
+      std::memcmp(data.data(), kStateMagicV1, sizeof kStateMagicV1) != 0) {
     return Err("state: bad magic");
   }
   uint64_t len = LoadLe(data.data() + 8, 4);
@@ -244,6 +261,18 @@ Result<MessageState> DecodeState(std::string_view data) {
   state.attempts = static_cast<uint32_t>(r.Int(4));
   state.next_attempt = static_cast<int64_t>(r.Int(8));
   state.last_error = r.Str();
+  if (v2) {
+    state.held = r.Int(1) != 0;
+    state.delay_warned = r.Int(1) != 0;
+    uint64_t a = r.Int(4);
+    if (!r.ok() || a > payload.size() / 16) return Err("state: bad log count");
+    state.log.resize(a);
+    for (Attempt& at : state.log) {
+      at.time = static_cast<int64_t>(r.Int(8));
+      at.host = r.Str();
+      at.reply = r.Str();
+    }
+  }
   uint64_t n = r.Int(4);
   if (!r.ok() || n > payload.size() / 17)
     return Err("state: bad recipient count");
@@ -256,6 +285,13 @@ Result<MessageState> DecodeState(std::string_view data) {
     rec.recipient.notify = r.Str();
     rec.recipient.orcpt = r.Str();
     rec.error = r.Str();
+    if (v2) {
+      rec.status = r.Str();
+      rec.remote_mta = r.Str();
+      uint64_t flags = r.Int(1);
+      rec.notified = (flags & 1) != 0;
+      rec.dsn_passed = (flags & 2) != 0;
+    }
   }
   if (!r.done()) return Err("state: malformed");
   return state;

@@ -30,14 +30,19 @@
 //   str ret, str envid, str body, u8 smtputf8, str client_ip, str helo,
 //   str auth_user, i64 received_at
 //
-// State file: 8 bytes magic "TernSta1", u32 payload length P, u32 CRC-32C of
+// State file: 8 bytes magic "TernSta2", u32 payload length P, u32 CRC-32C of
 // the payload, then the payload:
-//   u32 attempts, i64 next_attempt, str last_error, u32 n,
-//   n x (u8 state (0 pending, 1 delivered, 2 failed), str address,
-//        str notify, str orcpt, str error)
-// The recipient list replaces the envelope's: alias expansion appends the
-// remote targets as new recipients. An invalid state file is ignored (the
-// message is then treated as all-pending: at worst a second delivery).
+//   u32 attempts, i64 next_attempt, str last_error, u8 held, u8 delay_warned,
+//   u32 a, a x (i64 time, str host, str reply)          -- attempt log
+//   u32 n, n x (u8 state (0 pending, 1 delivered, 2 failed), str address,
+//        str notify, str orcpt, str error, str status, str remote_mta,
+//        u8 flags (1 = DSN sent or not wanted, 2 = DSN duty passed to the
+//        next hop, RFC 3461 4.1))
+// Version 1 ("TernSta1") files lack held .. attempt log and status ..
+// flags; they are still read. The recipient list replaces the envelope's:
+// alias expansion appends the remote targets as new recipients. An invalid
+// state file is ignored (the message is then treated as all-pending: at
+// worst a second delivery).
 #pragma once
 
 #include <array>
@@ -79,7 +84,11 @@ Result<MessageFile> ReadAndVerifyMessage(int fd);
 struct RecipientRecord {
   Recipient recipient;
   RecipientState state = RecipientState::kPending;
-  std::string error;  // why it failed or is still pending
+  std::string error;       // why it failed or is still pending (reply text)
+  std::string status;      // RFC 3463 status for DSNs, empty: from `error`
+  std::string remote_mta;  // host that answered, for DSN Remote-MTA
+  bool notified = false;   // a DSN went out for it, or none is wanted
+  bool dsn_passed = false; // relayed to a DSN-capable host with NOTIFY
 };
 
 struct MessageState {
@@ -87,7 +96,13 @@ struct MessageState {
   uint32_t attempts = 0;
   int64_t next_attempt = 0;
   std::string last_error;
+  bool held = false;          // `tern queue hold`: not delivered until released
+  bool delay_warned = false;  // the RFC 3464 "delayed" DSN went out
+  std::vector<Attempt> log;   // recent attempts, oldest first
 };
+
+// Most recent attempts kept per message (`tern queue show`).
+inline constexpr size_t kMaxAttemptLog = 30;
 
 MessageState InitialState(const Envelope& env);
 std::string EncodeState(const MessageState& state);

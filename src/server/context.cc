@@ -21,6 +21,22 @@ std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
   return s;
 }
 
+Context::Context(std::shared_ptr<const Settings> settings,
+                 auth::Directory* directory, queue::Queue* queue)
+    : settings_(std::move(settings)), directory_(directory), queue_(queue) {
+  if (directory_ != nullptr) {
+    credentials_ = std::make_unique<auth::DirectoryCredentials>(*directory_);
+  }
+  const config::AuthSettings& a = settings_->config.auth;
+  auth::ThrottleConfig tc;
+  tc.max_failures = a.max_failures;
+  tc.window = std::chrono::seconds(a.window);
+  tc.lockout = std::chrono::seconds(a.lockout);
+  tc.delay_step = std::chrono::milliseconds(a.delay_step_ms);
+  tc.max_delay = std::chrono::milliseconds(a.max_delay_ms);
+  throttle_ = std::make_unique<auth::AuthThrottle>(tc);
+}
+
 bool ConnectionLimiter::Acquire(const std::string& ip, uint32_t max_total,
                                 uint32_t max_per_ip) {
   std::lock_guard lock(mu_);

@@ -9,8 +9,11 @@
 #include <string>
 #include <unordered_map>
 
+#include "auth/credentials.h"
 #include "auth/directory.h"
+#include "auth/throttle.h"
 #include "config/config.h"
+#include "net/tls.h"
 #include "policy/network.h"
 #include "queue/queue.h"
 #include "smtp/protocol/session.h"
@@ -52,8 +55,7 @@ class Stoppable {
 class Context {
  public:
   Context(std::shared_ptr<const Settings> settings, auth::Directory* directory,
-          queue::Queue* queue)
-      : settings_(std::move(settings)), directory_(directory), queue_(queue) {}
+          queue::Queue* queue);
 
   std::shared_ptr<const Settings> settings() const {
     std::lock_guard lock(mu_);
@@ -64,6 +66,19 @@ class Context {
     settings_ = std::move(s);
   }
   auth::Directory& directory() { return *directory_; }
+  auth::CredentialStore& credentials() { return *credentials_; }
+  // Failed AUTH attempts per client IP. Its limits are fixed at start-up:
+  // a SIGHUP must not forget who is locked out.
+  auth::AuthThrottle& throttle() { return *throttle_; }
+  // Certificates for STARTTLS and implicit TLS; null without [tls].
+  std::shared_ptr<net::TlsContexts> tls() const {
+    std::lock_guard lock(mu_);
+    return tls_;
+  }
+  void set_tls(std::shared_ptr<net::TlsContexts> tls) {
+    std::lock_guard lock(mu_);
+    tls_ = std::move(tls);
+  }
   queue::Queue& queue() { return *queue_; }
   ConnectionLimiter& limiter() { return limiter_; }
 
@@ -80,6 +95,9 @@ class Context {
   std::shared_ptr<const Settings> settings_;
   auth::Directory* directory_;
   queue::Queue* queue_;
+  std::unique_ptr<auth::DirectoryCredentials> credentials_;
+  std::unique_ptr<auth::AuthThrottle> throttle_;
+  std::shared_ptr<net::TlsContexts> tls_;
   ConnectionLimiter limiter_;
   std::atomic<bool> stopping_{false};
   uint64_t next_key_ = 1;

@@ -14,6 +14,10 @@
 #include <thread>
 
 #include "auth/directory.h"
+#include "control/control.h"
+#include "delivery/setup.h"
+#include "net/tls.h"
+#include "pop3/connection.h"
 #include "queue/queue.h"
 #include "server/context.h"
 #include "server/serve.h"
@@ -74,8 +78,32 @@ Result<void> DropPrivileges(const std::string& user, const std::string& data_dir
   return {};
 }
 
+// The TLS contexts the config asks for: its certificates, or the dev
+// self-signed one (made on first start). Null when TLS is not configured.
+Result<std::shared_ptr<net::TlsContexts>> LoadTls(const config::Config& cfg) {
+  std::vector<config::Certificate> certs = cfg.tls.certificates;
+  if (certs.empty() && cfg.tls.self_signed) {
+    bool created = false;
+    auto self = net::EnsureSelfSigned(cfg.data_dir + "/tls", cfg.hostname, &created);
+    if (!self) return Err(self.error().message);
+    if (created) {
+      spdlog::warn("generated a self-signed certificate for {} in {} "
+                   "(dev only: clients will not trust it)",
+                   cfg.hostname, self->cert);
+    }
+    certs.push_back(*self);
+  }
+  if (certs.empty()) return std::shared_ptr<net::TlsContexts>();
+  auto set = net::TlsContexts::Load(certs);
+  if (!set) return Err(set.error().message);
+  spdlog::info("tls: {} certificate(s) for {}", certs.size(),
+               fmt::join((*set)->names(), ","));
+  return *set;
+}
+
 asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
-                                 std::string name) {
+                                 config::Listener listener) {
+  const std::string& name = listener.service;
   auto& io = static_cast<asio::io_context&>(acceptor.get_executor().context());
   for (;;) {
     asio::error_code ec;
@@ -106,7 +134,7 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
       continue;
     }
     socket.set_option(tcp::no_delay(true), rec);
-    smtp::StartConnection(std::move(socket), ctx, name);
+    smtp::StartConnection(std::move(socket), ctx, listener);
   }
 }
 
@@ -174,6 +202,13 @@ int Serve(const config::Config& initial) {
     }
     listeners.push_back({l, std::move(*acc)});
   }
+  // Keys are often readable by root only (Let's Encrypt), so they are
+  // loaded before privileges go.
+  auto tls = LoadTls(cfg);
+  if (!tls) {
+    spdlog::critical("{}", tls.error().message);
+    return 1;
+  }
   if (auto r = DropPrivileges(cfg.user, cfg.data_dir); !r) {
     spdlog::critical("{}", r.error().message);
     return 1;
@@ -189,6 +224,14 @@ int Serve(const config::Config& initial) {
   qopt.data_dir = cfg.data_dir;
   qopt.delivery_threads = cfg.delivery_threads;
   qopt.hostname = cfg.hostname;
+  // Outbound delivery (issue 5); Queue::Stop stops it before itself.
+  delivery::ApplyDeliveryConfig(cfg, &qopt);
+  auto outbound = delivery::Outbound::Start(delivery::OutboundOptionsFrom(cfg));
+  if (!outbound) {
+    spdlog::critical("outbound: {}", outbound.error().message);
+    return 1;
+  }
+  qopt.remote = outbound->get();
   auto queue = queue::Queue::Open(
       qopt, [dir](const std::string& a) { return dir->Resolve(a); });
   if (!queue) {
@@ -199,8 +242,17 @@ int Serve(const config::Config& initial) {
     spdlog::critical("queue: {}", r.error().message);
     return 1;
   }
+  // `tern queue flush|retry|hold|...` reach the queue through this socket.
+  auto control = control::ControlServer::Start(io, cfg.data_dir, **queue);
+  if (!control) {
+    spdlog::critical("{}", control.error().message);
+    return 1;
+  }
 
   Context ctx(MakeSettings(cfg), dir, queue->get());
+  ctx.set_tls(std::move(*tls));
+  // POP3 reads the Maildirs that local delivery writes.
+  pop3::Service pop3_service(ctx, cfg.data_dir + "/mail");
 
   auto stop_signals_owner = std::make_unique<asio::signal_set>(io, SIGTERM, SIGINT);
   auto hup_owner = std::make_unique<asio::signal_set>(io, SIGHUP);
@@ -231,6 +283,15 @@ int Serve(const config::Config& initial) {
       fresh->data_dir = cfg.data_dir;  // the data folder cannot move at run time
       ctx.set_settings(MakeSettings(*fresh));
       spdlog::info("config reloaded from {} (listeners unchanged)", cfg.path);
+      // New certificates serve new connections; sessions keep theirs.
+      if (auto t = LoadTls(*fresh); !t) {
+        spdlog::error("tls reload failed, keeping the old certificates: {}",
+                      t.error().message);
+      } else if (*t || !ctx.tls()) {
+        ctx.set_tls(std::move(*t));
+      } else {
+        spdlog::warn("tls reload: no certificates configured, keeping the old ones");
+      }
     }
     if (auto r = dir->Reload(); !r) {
       spdlog::error("directory reload failed: {}", r.error().message);
@@ -241,7 +302,12 @@ int Serve(const config::Config& initial) {
 
   for (auto& l : listeners) {
     spdlog::info("listening on {} ({})", l.config.address, l.config.service);
-    asio::co_spawn(io, AcceptLoop(*l.acceptor, ctx, l.config.service), asio::detached);
+    if (l.config.service == "pop3" || l.config.service == "pop3s") {
+      asio::co_spawn(io, pop3::AcceptLoop(*l.acceptor, pop3_service, l.config),
+                     asio::detached);
+      continue;
+    }
+    asio::co_spawn(io, AcceptLoop(*l.acceptor, ctx, l.config), asio::detached);
   }
   spdlog::info("tern ready: hostname={} domains={} data_dir={}", cfg.hostname,
                fmt::join(cfg.domains, ","), cfg.data_dir);
@@ -256,6 +322,10 @@ int Serve(const config::Config& initial) {
   // The queue calls every pending commit callback (they post into the
   // stopped io context), then the io context is destroyed with the
   // connections it still holds; only then may the queue go.
+  // Password checks and expunges in flight finish before the io context
+  // they report to is destroyed.
+  pop3_service.Stop();
+  control->reset();  // its acceptor belongs to the io context
   (*queue)->Stop();
   listeners.clear();
   stop_signals_owner.reset();

@@ -35,6 +35,7 @@ void BodyReader::AddContent(const char* p, size_t n, std::string* out) {
   }
   size_ += n;
   if (size_ > limits_.max_size) too_big_ = true;  // RFC 1870
+  if (in_headers_ && limits_.capture_senders) CaptureHeader(p, n);
   if (in_headers_ && prefix_len_ < sizeof prefix_) {
     size_t k = std::min(n, sizeof prefix_ - prefix_len_);
     std::memcpy(prefix_ + prefix_len_, p, k);
@@ -43,7 +44,65 @@ void BodyReader::AddContent(const char* p, size_t n, std::string* out) {
   if (storing()) out->append(p, n);
 }
 
+// Follows the header section field by field (RFC 5322 2.2: a field starts
+// at a line that does not begin with whitespace; its name ends at ':',
+// RFC 5322 4.5 lets whitespace precede the colon) and keeps From/Sender.
+void BodyReader::CaptureHeader(const char* p, size_t n) {
+  size_t i = 0;
+  if (line_start_ && n > 0) {
+    line_start_ = false;
+    if (p[0] != ' ' && p[0] != '\t') {
+      field_ = Field::kName;
+      name_len_ = 0;
+    }
+  }
+  while (i < n && field_ == Field::kName) {
+    char c = p[i++];
+    if (c == ':') {
+      std::string_view name(name_, name_len_);
+      while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) {
+        name.remove_suffix(1);
+      }
+      if (IEquals(name, "from") || IEquals(name, "sender")) {
+        field_ = Field::kKeep;
+        std::string field(name);
+        field += ':';
+        if (capture_.size() + field.size() > kMaxCapture) {
+          capture_overflow_ = true;
+        } else {
+          capture_ += field;
+        }
+      } else {
+        field_ = Field::kSkip;
+      }
+    } else if (name_len_ < sizeof name_) {
+      name_[name_len_++] = c;
+    } else {
+      field_ = Field::kSkip;
+    }
+  }
+  if (field_ == Field::kKeep && i < n) {
+    if (capture_.size() + (n - i) > kMaxCapture) {
+      capture_overflow_ = true;
+    } else {
+      capture_.append(p + i, n - i);
+    }
+  }
+}
+
 void BodyReader::EndLine(std::string* out) {
+  if (in_headers_ && limits_.capture_senders) {
+    if (field_ == Field::kKeep) {
+      if (capture_.size() + 2 > kMaxCapture) {
+        capture_overflow_ = true;
+      } else {
+        capture_ += "\r\n";
+      }
+    } else if (field_ == Field::kName) {
+      field_ = Field::kSkip;  // a line without a colon is no field
+    }
+    line_start_ = true;
+  }
   if (in_headers_) {
     uint32_t content = line_len_ - (dot_line_ ? 1 : 0);
     if (content == 0) {

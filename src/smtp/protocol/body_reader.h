@@ -15,7 +15,13 @@ class BodyReader {
     uint64_t max_size = 0;    // octets of content, CRLFs included
     uint32_t line_limit = 0;  // octets per line including CRLF
     uint32_t max_hops = 0;    // Received: header fields allowed
+    // Keep the From: and Sender: fields of the header section (for sender
+    // identity checks on authenticated sessions).
+    bool capture_senders = false;
   };
+  // Captured From:/Sender: text is bounded; a message whose fields do not
+  // fit cannot be checked and is refused by the caller.
+  static constexpr size_t kMaxCapture = 16 * 1024;
   // Why a message must be refused, in the order the reply reports them
   // (the first that applies wins).
   enum class Fault { kNone, kBareEol, kLineTooLong, kTooBig, kTooManyHops };
@@ -37,10 +43,14 @@ class BodyReader {
   Fault fault() const;
   bool storing() const { return fault() == Fault::kNone; }
   uint64_t size() const { return size_; }
+  // The captured fields, "Name:value\r\n" with continuation lines kept.
+  const std::string& sender_fields() const { return capture_; }
+  bool capture_overflow() const { return capture_overflow_; }
 
  private:
   void AddContent(const char* p, size_t n, std::string* out);
   void EndLine(std::string* out);
+  void CaptureHeader(const char* p, size_t n);
 
   Limits limits_;
   uint64_t size_ = 0;
@@ -55,6 +65,14 @@ class BodyReader {
   bool too_big_ = false;
   uint8_t prefix_len_ = 0;
   char prefix_[9] = {};  // start of the current line, for "Received:"
+  // Header capture: where the current line stands.
+  enum class Field : uint8_t { kName, kKeep, kSkip };
+  Field field_ = Field::kSkip;
+  bool line_start_ = true;
+  bool capture_overflow_ = false;
+  uint8_t name_len_ = 0;
+  char name_[8] = {};
+  std::string capture_;
 };
 
 }  // namespace tern::smtp

@@ -1,6 +1,6 @@
 // SMTP server session (RFC 5321 with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
-// ENHANCEDSTATUSCODES, CHUNKING, DSN): turns client bytes into replies and
-// host calls. All framing decisions (what ends a line, a message, a chunk)
+// ENHANCEDSTATUSCODES, CHUNKING, DSN, STARTTLS, AUTH): turns client bytes
+// into replies and host calls. All framing decisions (what ends a line, a message, a chunk)
 // are made here, strictly, so that no input can be read two ways.
 #include "smtp/protocol/session.h"
 
@@ -10,9 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "common/base64.h"
 #include "common/strings.h"
 #include "smtp/protocol/body_reader.h"
 #include "smtp/protocol/params.h"
+#include "smtp/protocol/rfc5322.h"
 
 namespace tern::smtp {
 namespace {
@@ -26,6 +28,9 @@ constexpr size_t kMaxHelo = 255;
 // Message content is handed to the host in slices of at most this size so
 // that a large Feed() never needs a large copy.
 constexpr size_t kSlice = 64 * 1024;
+// RFC 4954 4: AUTH lines and SASL responses may be 12288 octets long,
+// CRLF included.
+constexpr size_t kSaslLine = 12288 - 2;
 
 enum class Mode : uint8_t { kCommand, kData, kBdat };
 
@@ -60,6 +65,7 @@ struct Session::Impl {
   bool bdat_used = false;     // this transaction's content comes by BDAT
   bool write_failed = false;  // host.MessageData() returned false
   uint32_t errors = 0;
+  std::chrono::milliseconds delay{0};
   Transaction t;
   std::string queue_id;
 
@@ -79,6 +85,13 @@ struct Session::Impl {
   bool bdat_last = false;
   bool bdat_reset_after = false;
   const char* bdat_discard = nullptr;  // set: drop the chunk, then reply this
+
+  // The SASL exchange in progress (RFC 4954 4); null outside AUTH.
+  std::unique_ptr<auth::SaslMechanism> sasl;
+  std::string sasl_name;
+  std::string sasl_done_user;  // success with final data: awaiting "" reply
+  std::string tls_version;     // "TLSv1.3", for the Received: header
+  std::string tls_cipher;
 
   size_t BaseLimit() const {
     // Content octets per command line; the limit includes the CRLF.
@@ -149,7 +162,21 @@ struct Session::Impl {
           break;
       }
     }
+    // RFC 3207 5 / CVE-2011-0411: whatever followed STARTTLS in plaintext
+    // is dropped, never executed once TLS is up.
+    if (need == Need::kStartTls) return data.size();
     return pos;
+  }
+
+  // How much of the current line to keep. Only AUTH lines and SASL
+  // responses may be long, so only they get the larger buffer.
+  size_t LineCap() const {
+    size_t cap = BaseLimit() + kExtensionAllowance;
+    if (sasl != nullptr ||
+        (line.size() >= 5 && IStartsWith(line, "AUTH "))) {
+      cap = std::max(cap, kSaslLine);
+    }
+    return cap;
   }
 
   // Collects one command line. RFC 5321 2.3.8: only CRLF ends a line; a
@@ -157,7 +184,7 @@ struct Session::Impl {
   // CRLF and then rejected whole. Octets beyond the longest allowed line
   // are counted but not kept, so memory stays bounded.
   size_t FeedCommand(std::string_view data) {
-    const size_t cap = BaseLimit() + kExtensionAllowance;
+    size_t cap = LineCap();
     for (size_t i = 0; i < data.size(); ++i) {
       char c = data[i];
       if (line_cr) {
@@ -180,7 +207,10 @@ struct Session::Impl {
       }
       if (c == '\0') line_nul = true;
       ++line_len;
-      if (line.size() < cap) line.push_back(c);
+      if (line.size() < cap) {
+        line.push_back(c);
+        if (line.size() == 5) cap = LineCap();
+      }
     }
     return data.size();
   }
@@ -220,15 +250,25 @@ struct Session::Impl {
   void ProcessLine() {
     bool bare = line_bare, nul = line_nul;
     size_t len = line_len;
+    const size_t cap = LineCap();
     line_bare = line_nul = false;
     line_len = 0;
     std::string text;
     text.swap(line);
-    if (bare) {
+    if (sasl != nullptr) {
+      if (bare || nul || len > kSaslLine) {
+        // RFC 4954 4: a response line that is too long ends the exchange.
+        EndSasl();
+        Reply(len > kSaslLine ? "500 5.5.6 Authentication exchange line is too long"
+                              : "501 5.5.2 Invalid authentication response");
+      } else {
+        SaslResponse(text);
+      }
+    } else if (bare) {
       Reply("500 5.5.2 Bare CR or LF not allowed");
     } else if (nul) {
       Reply("500 5.5.2 NUL character not allowed");
-    } else if (len > BaseLimit() + kExtensionAllowance) {
+    } else if (len > cap) {
       Reply("500 5.5.2 Line too long");
     } else {
       Dispatch(text, len);
@@ -246,9 +286,13 @@ struct Session::Impl {
     std::string_view arg =
         sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
     bool mail = IEquals(verb, "MAIL"), rcpt = IEquals(verb, "RCPT");
+    bool auth = IEquals(verb, "AUTH");
     // RFC 5321 4.5.3.1.4: 512 octets per command line, CRLF included;
-    // MAIL and RCPT get the extension allowance.
-    if (!mail && !rcpt && len > BaseLimit()) {
+    // MAIL and RCPT get the extension allowance, AUTH RFC 4954's 12288.
+    size_t limit = mail || rcpt ? BaseLimit() + kExtensionAllowance
+                   : auth       ? kSaslLine
+                                : BaseLimit();
+    if (len > limit) {
       Reply("500 5.5.2 Line too long");
     } else if (IEquals(verb, "EHLO")) {
       Helo(arg, true);
@@ -278,9 +322,16 @@ struct Session::Impl {
     } else if (IEquals(verb, "EXPN")) {
       Verify(arg, config.expn, "EXPN");
     } else if (IEquals(verb, "HELP")) {
-      Reply(
+      std::string help =
           "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP "
-          "QUIT VRFY EXPN HELP");
+          "QUIT VRFY EXPN HELP";
+      if (config.tls_available) help += " STARTTLS";
+      if (config.auth) help += " AUTH";
+      Reply(help);
+    } else if (IEquals(verb, "STARTTLS") && config.tls_available) {
+      StartTls(arg);
+    } else if (auth && config.auth) {
+      Auth(arg);
     } else {
       Reply("500 5.5.1 Error: command not recognized");
     }
@@ -318,14 +369,171 @@ struct Session::Impl {
     out += "250-8BITMIME\r\n";             // RFC 6152
     out += "250-DSN\r\n";                  // RFC 3461
     out += "250-SMTPUTF8\r\n";             // RFC 6531
+    if (config.tls_available && !client.tls) out += "250-STARTTLS\r\n";
+    if (AuthOffered() && client.auth_user.empty()) {
+      out += "250-AUTH " + std::string(auth::kSaslMechanisms) + "\r\n";
+    }
     out += "250-HELP\r\n";
     out += "250 CHUNKING\r\n";  // RFC 3030
+  }
+
+  // RFC 4954 4 and RFC 8314 / RFC 3207: passwords travel only inside TLS,
+  // unless the listener is loopback and explicitly allows it.
+  bool AuthOffered() const {
+    return config.auth && (client.tls || config.auth_allowed_plaintext);
+  }
+
+  // ---- STARTTLS (RFC 3207) --------------------------------------------
+
+  void StartTls(std::string_view arg) {
+    // RFC 3207 4: STARTTLS takes no parameters.
+    if (!Trim(arg).empty()) return Reply("501 5.5.4 Syntax: STARTTLS");
+    if (client.tls) return Reply("503 5.5.1 Error: TLS already active");
+    if (!helo_done) return Reply("503 5.5.1 Error: send HELO/EHLO first");
+    if (mail_open) return Reply("503 5.5.1 Error: MAIL transaction in progress");
+    Reply("220 2.0.0 Ready to start TLS");
+    need = Need::kStartTls;
+  }
+
+  void TlsStarted(std::string version, std::string cipher) {
+    // RFC 3207 4.2: discard all knowledge obtained from the client before
+    // TLS, including an AUTH made in plaintext.
+    EndSasl();
+    ResetTransaction();
+    t = Transaction();
+    helo_done = false;
+    client.tls = true;
+    client.auth_user.clear();
+    tls_version = std::move(version);
+    tls_cipher = std::move(cipher);
+    line.clear();
+    line_len = 0;
+    line_cr = line_bare = line_nul = false;
+    mode = Mode::kCommand;
+    if (need == Need::kStartTls) need = Need::kInput;
+  }
+
+  // ---- AUTH (RFC 4954) ------------------------------------------------
+
+  void Auth(std::string_view arg) {
+    if (!helo_done || !t.esmtp) return Reply("503 5.5.1 Error: send EHLO first");
+    // RFC 4954 4: no second AUTH, none inside a transaction.
+    if (!client.auth_user.empty()) {
+      return Reply("503 5.5.1 Error: already authenticated");
+    }
+    if (mail_open) {
+      return Reply("503 5.5.1 Error: AUTH not permitted during a mail transaction");
+    }
+    if (!AuthOffered()) {
+      return Reply(
+          "538 5.7.11 Encryption required for requested authentication "
+          "mechanism");
+    }
+    arg = Trim(arg);
+    size_t sp = arg.find(' ');
+    std::string_view name = arg.substr(0, sp);
+    std::string_view initial =
+        sp == std::string_view::npos ? std::string_view() : Trim(arg.substr(sp + 1));
+    if (name.empty() || initial.find(' ') != std::string_view::npos) {
+      return Reply("501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+    }
+    if (host.AuthBlocked()) {
+      return CloseWith("421 4.7.0 " + config.hostname +
+                       " Too many failed authentications, try again later");
+    }
+    sasl = host.MakeSaslMechanism(name);
+    if (sasl == nullptr) {
+      return Reply("504 5.5.4 Unrecognized authentication type");
+    }
+    sasl_name = std::string(name);
+    for (char& c : sasl_name) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    std::optional<std::string> first;
+    if (initial == "=") {
+      first = std::string();  // RFC 4954 4: "=" is an empty initial response
+    } else if (!initial.empty()) {
+      first = Base64Decode(initial);
+      if (!first) {
+        EndSasl();
+        return Reply("501 5.5.2 Invalid base64 data");
+      }
+    }
+    Step(sasl->Start(first));
+  }
+
+  void SaslResponse(std::string_view text) {
+    if (text == "*") {
+      EndSasl();
+      return Reply("501 5.0.0 Authentication cancelled");
+    }
+    if (!sasl_done_user.empty()) {
+      // Success data went out in a 334 (RFC 4954 4 has no "additional data
+      // with success"); the client acknowledges with an empty line.
+      if (!text.empty()) {
+        EndSasl();
+        return Reply("501 5.5.2 Invalid authentication response");
+      }
+      std::string user = std::move(sasl_done_user);
+      return Succeed(user);
+    }
+    std::optional<std::string> decoded =
+        text.empty() ? std::optional<std::string>(std::string())
+                     : Base64Decode(text);
+    if (!decoded) {
+      EndSasl();
+      return Reply("501 5.5.2 Invalid base64 data");
+    }
+    Step(sasl->Next(*decoded));
+  }
+
+  void Step(const auth::SaslStep& step) {
+    switch (step.kind) {
+      case auth::SaslStep::Kind::kChallenge:
+        // RFC 4954 4: "334" SP base64 challenge.
+        return Reply("334 " + Base64Encode(step.data));
+      case auth::SaslStep::Kind::kSuccess:
+        if (!step.data.empty()) {
+          sasl_done_user = step.user.empty() ? "?" : step.user;
+          return Reply("334 " + Base64Encode(step.data));
+        }
+        return Succeed(step.user);
+      case auth::SaslStep::Kind::kFailure: {
+        std::string name = sasl_name;
+        EndSasl();
+        delay = host.AuthFailed(name, step.user);
+        Reply("535 5.7.8 Authentication credentials invalid");
+        if (delay.count() > 0 && need == Need::kInput) need = Need::kDelay;
+        return;
+      }
+      case auth::SaslStep::Kind::kMalformed:
+        EndSasl();
+        return Reply("501 5.5.2 Invalid authentication exchange");
+    }
+  }
+
+  void Succeed(const std::string& user) {
+    std::string name = sasl_name;
+    EndSasl();
+    client.auth_user = user;
+    host.AuthSucceeded(name, user);
+    Reply("235 2.7.0 Authentication successful");
+  }
+
+  void EndSasl() {
+    sasl.reset();
+    std::string().swap(sasl_name);
+    std::string().swap(sasl_done_user);
   }
 
   // RFC 5321 4.1.1.2 MAIL FROM:<reverse-path> [SP Mail-parameters].
   void Mail(std::string_view rest) {
     if (!helo_done) return Reply("503 5.5.1 Error: send HELO/EHLO first");
     if (mail_open) return Reply("503 5.5.1 Error: nested MAIL command");
+    // RFC 6409 4.3 / RFC 4954 6: submission needs AUTH first.
+    if (config.submission && client.auth_user.empty()) {
+      return Reply("530 5.7.0 Authentication required");
+    }
     if (!IStartsWith(rest, " FROM:")) {
       return Reply("501 5.5.2 Syntax: MAIL FROM:<address>");
     }
@@ -354,6 +562,19 @@ struct Session::Impl {
     if (!params.smtputf8 && !IsAscii(path->mailbox)) {
       // RFC 6531 3.7.4.1.
       return Reply("553 5.6.7 Non-ASCII address requires SMTPUTF8");
+    }
+    std::string addr = "<" + path->mailbox.ToString() + ">";
+    switch (host.CheckMailFrom(path->mailbox).kind) {
+      case SenderVerdict::Kind::kAccept:
+        break;
+      case SenderVerdict::Kind::kNotOwned:
+        return Reply("553 5.7.1 " + addr +
+                     ": Sender address rejected: not owned by user " +
+                     client.auth_user);
+      case SenderVerdict::Kind::kLocalSpoof:
+        return Reply("550 5.7.1 " + addr +
+                     ": Sender address rejected: local domain needs "
+                     "authentication");
     }
     t.mail_from = std::move(path->mailbox);
     t.declared_size = params.size;
@@ -555,6 +776,7 @@ struct Session::Impl {
     l.max_size = config.max_message_size;
     l.line_limit = config.text_line_limit;
     l.max_hops = config.max_received_headers;
+    l.capture_senders = !client.auth_user.empty();
     return l;
   }
 
@@ -585,6 +807,12 @@ struct Session::Impl {
     std::string r = "Received: from " + t.helo + " (" + literal + ")\r\n";
     r +=
         "\tby " + config.hostname + " (Tern) with " + proto + " id " + queue_id;
+    if (client.tls && !tls_version.empty()) {
+      // RFC 8314 4.3 asks for the TLS facts in the trace; version and
+      // cipher names are short OpenSSL tokens.
+      r += "\r\n\t(using " + tls_version.substr(0, 32) + " with cipher " +
+           tls_cipher.substr(0, 64) + ")";
+    }
     // A single recipient may be named; more would disclose Bcc recipients
     // to each other.
     if (t.rcpts.size() == 1) r += "\r\n\tfor <" + t.rcpts[0].ToString() + ">";
@@ -617,7 +845,47 @@ struct Session::Impl {
       ResetTransaction();
       return Reply(refusal);
     }
+    if (!client.auth_user.empty()) {
+      std::string forged = HeaderSenderRefusal();
+      if (!forged.empty()) {
+        ResetTransaction();
+        return Reply(forged);
+      }
+    }
     need = Need::kCommit;
+  }
+
+  // RFC 5322 3.6.2: every mailbox in From: and the one in Sender: must
+  // belong to the authenticated user. Returns the refusal, or "".
+  std::string HeaderSenderRefusal() {
+    if (body.capture_overflow()) {
+      return "550 5.7.1 From:/Sender: header fields too large to check";
+    }
+    for (const HeaderField& f : SplitHeaderFields(body.sender_fields())) {
+      bool from = IEquals(f.name, "From");
+      const char* field = from ? "From" : "Sender";
+      auto list = ParseAddressList(f.value);
+      // From: needs one or more mailboxes, Sender: exactly one.
+      if (!list || list->empty() || (!from && list->size() != 1)) {
+        return std::string("550 5.7.1 Cannot verify the ") + field +
+               ": header field (RFC 5322 3.6.2)";
+      }
+      for (const HeaderMailbox& m : *list) {
+        if (!host.HeaderSenderAllowed(m.address(), field)) {
+          // The address is echoed only when it is short printable ASCII:
+          // header text must not shape our reply lines.
+          std::string shown = Mailbox{m.local, m.domain, m.quoted}.ToString();
+          bool printable = shown.size() <= 256 &&
+                           std::all_of(shown.begin(), shown.end(), [](char c) {
+                             return c >= 32 && c < 127;
+                           });
+          return std::string("550 5.7.1 ") + field + ": address " +
+                 (printable ? "<" + shown + "> " : std::string()) +
+                 "not owned by user " + client.auth_user;
+        }
+      }
+    }
+    return "";
   }
 
   void Committed(bool ok, bool no_space) {
@@ -654,6 +922,17 @@ size_t Session::Feed(std::string_view data) { return impl_->Feed(data); }
 Need Session::need() const { return impl_->need; }
 
 std::string& Session::output() { return impl_->out; }
+
+void Session::TlsStarted(std::string version, std::string cipher) {
+  impl_->TlsStarted(std::move(version), std::move(cipher));
+}
+
+std::chrono::milliseconds Session::delay() const { return impl_->delay; }
+
+void Session::DelayDone() {
+  if (impl_->need == Need::kDelay) impl_->need = Need::kInput;
+  impl_->delay = std::chrono::milliseconds(0);
+}
 
 void Session::Committed(bool ok, bool no_space) {
   impl_->Committed(ok, no_space);

@@ -3,12 +3,14 @@
 // connection coroutine (smtp/server) feeds it and carries out what it asks.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "auth/sasl.h"
 #include "smtp/protocol/address.h"
 
 namespace tern::smtp {
@@ -23,6 +25,12 @@ struct SessionConfig {
   uint32_t max_received_headers = 100;
   bool vrfy = false;
   bool expn = false;
+  // Per listener and connection, set by the connection:
+  bool tls_available = false;  // STARTTLS may be offered (RFC 3207)
+  bool auth = false;           // AUTH exists at all (RFC 4954)
+  // AUTH without TLS; config allows it only on loopback listeners.
+  bool auth_allowed_plaintext = false;
+  bool submission = false;     // AUTH required before MAIL (RFC 6409 4.3)
 };
 
 // Facts about the connection that policy and the Received: header need.
@@ -61,6 +69,16 @@ struct RcptVerdict {
   Kind kind = Kind::kAccept;
 };
 
+// The verdict of policy on MAIL FROM.
+struct SenderVerdict {
+  enum class Kind {
+    kAccept,
+    kNotOwned,     // authenticated user, address not theirs: 553 5.7.1
+    kLocalSpoof,   // unauthenticated outsider claiming our domain: 550 5.7.1
+  };
+  Kind kind = Kind::kAccept;
+};
+
 // What the session needs from its surroundings. Implemented by the server
 // glue (queue, directory, clock) and by fakes in tests.
 class SessionHost {
@@ -78,6 +96,32 @@ class SessionHost {
   virtual void AbortMessage() = 0;
   // RFC 5322 date for the Received: header.
   virtual std::string Now() = 0;
+
+  // Sender identity. The defaults accept everything, which suits the local
+  // `tern sendmail` (a trusted client without AUTH).
+  virtual SenderVerdict CheckMailFrom(const Mailbox& from) { return {}; }
+  // Authenticated sessions: may the message's From:/Sender: name this
+  // address? `field` is "From" or "Sender", for the log.
+  virtual bool HeaderSenderAllowed(const std::string& address,
+                                   std::string_view field) {
+    return true;
+  }
+
+  // AUTH (RFC 4954). The defaults offer no mechanism.
+  virtual std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) {
+    return nullptr;
+  }
+  // True when the client is locked out after too many failures.
+  virtual bool AuthBlocked() { return false; }
+  // A failed attempt (`user` may be empty when the mechanism did not get
+  // that far); returns how long to hold back the 535 reply.
+  virtual std::chrono::milliseconds AuthFailed(std::string_view mechanism,
+                                               std::string_view user) {
+    return {};
+  }
+  virtual void AuthSucceeded(std::string_view mechanism,
+                             const std::string& user) {}
 };
 
 // What the session needs the connection to do next.
@@ -85,6 +129,13 @@ enum class Need {
   kInput,   // feed more bytes (after writing output())
   kCommit,  // make the message durable, then call Committed()
   kClose,   // write output() and close the connection
+  // Write output() (the 220), then run the TLS handshake and call
+  // TlsStarted(). Input after the STARTTLS line was discarded (RFC 3207 5:
+  // it must not be read as if it came over TLS; CVE-2011-0411).
+  kStartTls,
+  // Wait delay(), then call DelayDone() and write output() (slows down
+  // password guessing).
+  kDelay,
 };
 
 class Session {
@@ -104,6 +155,13 @@ class Session {
   Need need() const;
   // Replies accumulated so far; the caller writes then clears them.
   std::string& output();
+
+  // The TLS handshake requested by Need::kStartTls succeeded (or, for
+  // implicit TLS, the connection began with one). RFC 3207 4.2: everything
+  // learnt before is forgotten; the client must send EHLO again.
+  void TlsStarted(std::string version, std::string cipher);
+  std::chrono::milliseconds delay() const;
+  void DelayDone();
 
   // Result of the commit requested by Need::kCommit: 250 with the queue id
   // or 451 4.3.0 / 452 4.3.1 (no space).

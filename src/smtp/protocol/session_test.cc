@@ -9,11 +9,45 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "common/base64.h"
+
 namespace tern::smtp {
 namespace {
+
+// A scripted SASL mechanism ("X-TEST"): "good" succeeds as u@example.test,
+// "final" succeeds with server data, "bad" fails, "junk" is malformed,
+// anything else (or no initial response) gets a "more?" challenge.
+class ScriptedMechanism : public auth::SaslMechanism {
+ public:
+  explicit ScriptedMechanism(std::vector<std::string>* seen) : seen_(seen) {}
+  auth::SaslStep Start(std::optional<std::string_view> initial) override {
+    seen_->push_back(initial ? "start:" + std::string(*initial) : "start");
+    if (!initial) return Challenge();
+    return Answer(*initial);
+  }
+  auth::SaslStep Next(std::string_view response) override {
+    seen_->push_back("next:" + std::string(response));
+    return Answer(response);
+  }
+
+ private:
+  static auth::SaslStep Challenge() {
+    return {auth::SaslStep::Kind::kChallenge, "more?", ""};
+  }
+  static auth::SaslStep Answer(std::string_view r) {
+    using K = auth::SaslStep::Kind;
+    if (r == "good") return {K::kSuccess, "", "u@example.test"};
+    if (r == "final") return {K::kSuccess, "v=proof", "u@example.test"};
+    if (r == "bad") return {K::kFailure, "", ""};
+    if (r == "junk") return {K::kMalformed, "", ""};
+    return Challenge();
+  }
+  std::vector<std::string>* seen_;
+};
 
 // Records what the session asks of its host; messages are collected whole.
 class FakeHost : public SessionHost {
@@ -43,6 +77,33 @@ class FakeHost : public SessionHost {
   void AbortMessage() override { ++aborts; }
   std::string Now() override { return "Thu, 01 Jan 2026 00:00:00 +0000"; }
 
+  SenderVerdict CheckMailFrom(const Mailbox& from) override {
+    SenderVerdict v;
+    auto it = sender_verdicts.find(from.ToString());
+    if (it != sender_verdicts.end()) v.kind = it->second;
+    return v;
+  }
+  bool HeaderSenderAllowed(const std::string& address,
+                           std::string_view field) override {
+    header_checks.push_back(std::string(field) + ":" + address);
+    return owned.count(address) > 0;
+  }
+  std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) override {
+    if (name != "X-TEST" && name != "x-test") return nullptr;
+    return std::make_unique<ScriptedMechanism>(&sasl_seen);
+  }
+  bool AuthBlocked() override { return blocked; }
+  std::chrono::milliseconds AuthFailed(std::string_view mechanism,
+                                       std::string_view user) override {
+    auth_events.push_back("fail:" + std::string(mechanism));
+    return failure_delay;
+  }
+  void AuthSucceeded(std::string_view mechanism,
+                     const std::string& user) override {
+    auth_events.push_back("ok:" + std::string(mechanism) + ":" + user);
+  }
+
   // The stored message without the Received: header (up to the first
   // line that does not start with TAB after it).
   std::string Body(size_t i = 0) const {
@@ -64,6 +125,13 @@ class FakeHost : public SessionHost {
   int data_calls = 0;
   bool fail_begin = false;
   bool fail_write = false;
+  std::map<std::string, SenderVerdict::Kind> sender_verdicts;
+  std::set<std::string> owned = {"u@example.test"};
+  std::vector<std::string> header_checks;
+  std::vector<std::string> sasl_seen;
+  std::vector<std::string> auth_events;
+  bool blocked = false;
+  std::chrono::milliseconds failure_delay{0};
 };
 
 // Heap bytes in use, mmap'd blocks included (glibc).
@@ -232,6 +300,7 @@ TEST_F(SessionTest, CommandStateTable) {
       {"EXPN list", {"502", "502", "502", "502", "502"}},
       {"HELP", {"214", "214", "214", "214", "214"}},
       {"STARTTLS", {"500", "500", "500", "500", "500"}},
+      {"AUTH PLAIN", {"500", "500", "500", "500", "500"}},
       {"FOO bar", {"500", "500", "500", "500", "500"}},
       {"", {"500", "500", "500", "500", "500"}},
       {"RSET now", {"501", "501", "501", "501", "501"}},
@@ -1009,6 +1078,418 @@ TEST_F(SessionTest, PipelinedAndByteByByteGiveSameReplies) {
     }
     EXPECT_EQ(session->need(), Need::kClose);
   }
+}
+
+// ---- STARTTLS (RFC 3207) ------------------------------------------------
+
+class TlsAuthTest : public SessionTest {
+ protected:
+  TlsAuthTest() {
+    config.tls_available = true;
+    config.auth = true;
+    Reset();
+  }
+  // TLS up and EHLO said again, as a real client does.
+  void StartTls() {
+    ASSERT_EQ(Send("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
+    ASSERT_EQ(session->need(), Need::kStartTls);
+    session->TlsStarted("TLSv1.3", "TLS_AES_256_GCM_SHA384");
+    ASSERT_EQ(session->need(), Need::kInput);
+    Ehlo();
+  }
+  static std::string B64(std::string_view s) { return Base64Encode(s); }
+};
+
+TEST_F(TlsAuthTest, EhloOffersStartTlsThenAuth) {
+  std::string out = Send("EHLO c.test\r\n");
+  EXPECT_NE(out.find("250-STARTTLS\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("AUTH"), std::string::npos) << out;
+  StartTls();
+  out = Send("EHLO c.test\r\n");
+  EXPECT_EQ(out.find("STARTTLS"), std::string::npos) << out;
+  EXPECT_NE(out.find("250-AUTH PLAIN LOGIN SCRAM-SHA-256\r\n"), std::string::npos)
+      << out;
+  EXPECT_EQ(Codes(out), "250");
+  // Once authenticated, AUTH is no longer offered.
+  EXPECT_EQ(Codes(Send("AUTH X-TEST " + B64("good") + "\r\n")), "235");
+  out = Send("EHLO c.test\r\n");
+  EXPECT_EQ(out.find("AUTH"), std::string::npos) << out;
+}
+
+TEST_F(TlsAuthTest, PlaintextAuthOnlyWhenAllowed) {
+  config.auth_allowed_plaintext = true;
+  Reset();
+  std::string out = Send("EHLO c.test\r\n");
+  EXPECT_NE(out.find("250-STARTTLS\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("250-AUTH "), std::string::npos) << out;
+  EXPECT_EQ(Codes(Send("AUTH X-TEST " + B64("good") + "\r\n")), "235");
+}
+
+TEST_F(TlsAuthTest, NothingOfferedWithoutConfig) {
+  config.tls_available = false;
+  config.auth = false;
+  Reset();
+  std::string out = Send("EHLO c.test\r\n");
+  EXPECT_EQ(out.find("STARTTLS"), std::string::npos);
+  EXPECT_EQ(out.find("AUTH"), std::string::npos);
+  EXPECT_EQ(Codes(Send("STARTTLS\r\nAUTH PLAIN\r\n")), "500 500");
+}
+
+// CVE-2011-0411: commands pipelined after STARTTLS in the same packet must
+// never run, neither before nor after the handshake.
+TEST_F(TlsAuthTest, StartTlsDiscardsPipelinedInput) {
+  Ehlo();
+  std::string in = "STARTTLS\r\nRSET\r\nMAIL FROM:<a@x.test>\r\n";
+  EXPECT_EQ(session->Feed(in), in.size());
+  EXPECT_EQ(Take(), "220 2.0.0 Ready to start TLS\r\n");
+  EXPECT_EQ(session->need(), Need::kStartTls);
+  session->TlsStarted("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256");
+  EXPECT_EQ(Take(), "");
+  EXPECT_FALSE(session->InTransaction());
+  // RFC 3207 4.2: the client must start again with EHLO.
+  EXPECT_EQ(Send("MAIL FROM:<a@x.test>\r\n"),
+            "503 5.5.1 Error: send HELO/EHLO first\r\n");
+  EXPECT_TRUE(session->client().tls);
+}
+
+TEST_F(TlsAuthTest, StartTlsDiscardsPartialLine) {
+  Ehlo();
+  // The injected command arrives split; its first half came with STARTTLS.
+  EXPECT_EQ(session->Feed("STARTTLS\r\nRS"), 12u);
+  session->TlsStarted("TLSv1.3", "TLS_AES_128_GCM_SHA256");
+  Take();
+  EXPECT_EQ(Codes(Send("ET\r\n")), "500");
+}
+
+TEST_F(TlsAuthTest, StartTlsInEveryState) {
+  Reset();
+  EXPECT_EQ(Send("STARTTLS\r\n"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
+  Reset();
+  ASSERT_EQ(Codes(Send("HELO c.test\r\n")), "250");
+  EXPECT_EQ(Send("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
+  Reset();
+  Ehlo();
+  EXPECT_EQ(Send("STARTTLS now\r\n"), "501 5.5.4 Syntax: STARTTLS\r\n");
+  ASSERT_EQ(Codes(Send("MAIL FROM:<a@x.test>\r\n")), "250");
+  EXPECT_EQ(Send("STARTTLS\r\n"),
+            "503 5.5.1 Error: MAIL transaction in progress\r\n");
+  ASSERT_EQ(Codes(Send("RCPT TO:<b@y.test>\r\n")), "250");
+  EXPECT_EQ(Codes(Send("STARTTLS\r\n")), "503");
+  Reset();
+  Ehlo();
+  StartTls();
+  EXPECT_EQ(Send("STARTTLS\r\n"), "503 5.5.1 Error: TLS already active\r\n");
+}
+
+TEST_F(TlsAuthTest, TlsForgetsPlaintextAuth) {
+  config.auth_allowed_plaintext = true;
+  Reset();
+  Ehlo();
+  ASSERT_EQ(Codes(Send("AUTH X-TEST " + B64("good") + "\r\n")), "235");
+  EXPECT_EQ(session->client().auth_user, "u@example.test");
+  StartTls();
+  EXPECT_EQ(session->client().auth_user, "");
+}
+
+TEST_F(TlsAuthTest, ReceivedHeaderNamesTlsVersionAndCipher) {
+  Ehlo();
+  StartTls();
+  ASSERT_EQ(Codes(Send("AUTH X-TEST " + B64("good") + "\r\n")), "235");
+  Send("MAIL FROM:<u@example.test>\r\nRCPT TO:<b@y.test>\r\n");
+  DataMessage("From: u@example.test\r\n\r\nhi\r\n.\r\n");
+  ASSERT_EQ(host->messages.size(), 1u);
+  EXPECT_EQ(host->messages[0].substr(0, host->messages[0].find("; Thu")),
+            "Received: from client.test ([192.0.2.7])\r\n"
+            "\tby localhost (Tern) with ESMTPSA id QID1\r\n"
+            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n"
+            "\tfor <b@y.test>");
+}
+
+// ---- AUTH (RFC 4954) ----------------------------------------------------
+
+TEST_F(TlsAuthTest, AuthInEveryState) {
+  const std::string good = "AUTH X-TEST " + B64("good") + "\r\n";
+  Reset();
+  EXPECT_EQ(Send(good), "503 5.5.1 Error: send EHLO first\r\n");
+  Reset();
+  Send("HELO c.test\r\n");
+  EXPECT_EQ(Send(good), "503 5.5.1 Error: send EHLO first\r\n");
+  Reset();
+  Ehlo();
+  EXPECT_EQ(Send(good),
+            "538 5.7.11 Encryption required for requested authentication "
+            "mechanism\r\n");
+  StartTls();
+  EXPECT_EQ(Send("AUTH\r\n"),
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
+  EXPECT_EQ(Send("AUTH X-TEST a b\r\n"),
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
+  EXPECT_EQ(Send("AUTH CRAM-MD5\r\n"),
+            "504 5.5.4 Unrecognized authentication type\r\n");
+  ASSERT_EQ(Codes(Send("MAIL FROM:<a@x.test>\r\n")), "250");
+  EXPECT_EQ(Send(good),
+            "503 5.5.1 Error: AUTH not permitted during a mail transaction\r\n");
+  Send("RSET\r\n");
+  EXPECT_EQ(Send(good), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(Send(good), "503 5.5.1 Error: already authenticated\r\n");
+  EXPECT_EQ(host->auth_events,
+            std::vector<std::string>{"ok:X-TEST:u@example.test"});
+}
+
+TEST_F(TlsAuthTest, ChallengeResponse) {
+  Ehlo();
+  StartTls();
+  EXPECT_EQ(Send("auth x-test\r\n"), "334 " + B64("more?") + "\r\n");
+  EXPECT_EQ(Send(B64("hello") + "\r\n"), "334 " + B64("more?") + "\r\n");
+  // An empty line is an empty response, not a cancellation.
+  EXPECT_EQ(Send("\r\n"), "334 " + B64("more?") + "\r\n");
+  EXPECT_EQ(Send(B64("good") + "\r\n"), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(host->sasl_seen,
+            (std::vector<std::string>{"start", "next:hello", "next:", "next:good"}));
+  EXPECT_EQ(session->client().auth_user, "u@example.test");
+}
+
+TEST_F(TlsAuthTest, InitialResponseForms) {
+  Ehlo();
+  StartTls();
+  // RFC 4954 4: "=" is an empty initial response.
+  EXPECT_EQ(Codes(Send("AUTH X-TEST =\r\n")), "334");
+  EXPECT_EQ(Send("*\r\n"), "501 5.0.0 Authentication cancelled\r\n");
+  EXPECT_EQ(Send("AUTH X-TEST not*base64\r\n"), "501 5.5.2 Invalid base64 data\r\n");
+  EXPECT_EQ(host->sasl_seen, std::vector<std::string>{"start:"});
+}
+
+TEST_F(TlsAuthTest, CancelAndBadResponses) {
+  Ehlo();
+  StartTls();
+  Send("AUTH X-TEST\r\n");
+  EXPECT_EQ(Send("*\r\n"), "501 5.0.0 Authentication cancelled\r\n");
+  // Commands work again after the exchange ended.
+  EXPECT_EQ(Codes(Send("NOOP\r\n")), "250");
+  Send("AUTH X-TEST\r\n");
+  EXPECT_EQ(Send("QUIT!\r\n"), "501 5.5.2 Invalid base64 data\r\n");
+  Send("AUTH X-TEST\r\n");
+  EXPECT_EQ(Send(B64("junk") + "\r\n"),
+            "501 5.5.2 Invalid authentication exchange\r\n");
+  Send("AUTH X-TEST\r\n");
+  EXPECT_EQ(Send("Zm9v\rYmFy\r\n"), "501 5.5.2 Invalid authentication response\r\n");
+  EXPECT_EQ(session->client().auth_user, "");
+  EXPECT_TRUE(host->auth_events.empty());
+}
+
+TEST_F(TlsAuthTest, FailureDelaysTheReply) {
+  host->failure_delay = std::chrono::milliseconds(750);
+  Ehlo();
+  StartTls();
+  std::string in = "AUTH X-TEST " + B64("bad") + "\r\nNOOP\r\n";
+  size_t used = session->Feed(in);
+  EXPECT_EQ(session->need(), Need::kDelay);
+  EXPECT_EQ(session->delay(), std::chrono::milliseconds(750));
+  EXPECT_EQ(Take(), "535 5.7.8 Authentication credentials invalid\r\n");
+  // The pipelined NOOP waits for the delay.
+  EXPECT_EQ(in.substr(used), "NOOP\r\n");
+  session->DelayDone();
+  EXPECT_EQ(session->need(), Need::kInput);
+  EXPECT_EQ(Send(in.substr(used)), "250 2.0.0 Ok\r\n");
+  EXPECT_EQ(host->auth_events, std::vector<std::string>{"fail:X-TEST"});
+  // No delay asked: no pause.
+  host->failure_delay = std::chrono::milliseconds(0);
+  EXPECT_EQ(Codes(Send("AUTH X-TEST " + B64("bad") + "\r\n")), "535");
+  EXPECT_EQ(session->need(), Need::kInput);
+}
+
+TEST_F(TlsAuthTest, LockedOutClientIsDisconnected) {
+  Ehlo();
+  StartTls();
+  host->blocked = true;
+  EXPECT_EQ(Send("AUTH X-TEST " + B64("good") + "\r\n"),
+            "421 4.7.0 localhost Too many failed authentications, try again "
+            "later\r\n");
+  EXPECT_EQ(session->need(), Need::kClose);
+  EXPECT_TRUE(host->sasl_seen.empty());
+}
+
+TEST_F(TlsAuthTest, SuccessWithServerData) {
+  Ehlo();
+  StartTls();
+  // RFC 4954 4: final server data goes in a 334; the client answers with
+  // an empty line and only then gets 235.
+  EXPECT_EQ(Send("AUTH X-TEST " + B64("final") + "\r\n"),
+            "334 " + B64("v=proof") + "\r\n");
+  EXPECT_EQ(session->client().auth_user, "");
+  EXPECT_EQ(Send("\r\n"), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(session->client().auth_user, "u@example.test");
+  Reset();
+  Ehlo();
+  StartTls();
+  Send("AUTH X-TEST " + B64("final") + "\r\n");
+  EXPECT_EQ(Send("*\r\n"), "501 5.0.0 Authentication cancelled\r\n");
+  EXPECT_EQ(session->client().auth_user, "");
+}
+
+TEST_F(TlsAuthTest, SaslLineLimit) {
+  Ehlo();
+  StartTls();
+  // RFC 4954 4: 12288 octets per line, CRLF included, for AUTH lines...
+  std::string longest = "AUTH X-TEST " + std::string(12288 - 14, 'A');
+  EXPECT_EQ(Codes(Send(longest + "\r\n")), "501");  // bad base64, not too long
+  EXPECT_EQ(Send(longest + "A\r\n"), "500 5.5.2 Line too long\r\n");
+  // ...and responses.
+  Send("AUTH X-TEST\r\n");
+  EXPECT_EQ(Codes(Send(std::string(12286, 'A') + "\r\n")), "501");
+  Send("AUTH X-TEST\r\n");
+  EXPECT_EQ(Send(std::string(12287, 'A') + "\r\n"),
+            "500 5.5.6 Authentication exchange line is too long\r\n");
+  // Other commands keep the RFC 5321 limit.
+  EXPECT_EQ(Send("NOOP " + std::string(600, 'x') + "\r\n"),
+            "500 5.5.2 Line too long\r\n");
+}
+
+TEST_F(TlsAuthTest, SubmissionNeedsAuthBeforeMail) {
+  config.submission = true;
+  Reset();
+  Ehlo();
+  EXPECT_EQ(Send("MAIL FROM:<u@example.test>\r\n"),
+            "530 5.7.0 Authentication required\r\n");
+  StartTls();
+  EXPECT_EQ(Codes(Send("MAIL FROM:<u@example.test>\r\n")), "530");
+  ASSERT_EQ(Codes(Send("AUTH X-TEST " + B64("good") + "\r\n")), "235");
+  EXPECT_EQ(Send("MAIL FROM:<u@example.test>\r\n"), "250 2.1.0 Ok\r\n");
+}
+
+// ---- Sender identity ----------------------------------------------------
+
+TEST_F(SessionTest, MailFromVerdicts) {
+  host->sender_verdicts["boss@example.test"] = SenderVerdict::Kind::kNotOwned;
+  host->sender_verdicts["u@example.test"] = SenderVerdict::Kind::kLocalSpoof;
+  ClientInfo client = DefaultClient();
+  client.auth_user = "me@example.test";
+  Reset(client);
+  host->sender_verdicts["boss@example.test"] = SenderVerdict::Kind::kNotOwned;
+  host->sender_verdicts["u@example.test"] = SenderVerdict::Kind::kLocalSpoof;
+  Ehlo();
+  EXPECT_EQ(Send("MAIL FROM:<boss@example.test>\r\n"),
+            "553 5.7.1 <boss@example.test>: Sender address rejected: not owned "
+            "by user me@example.test\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<u@example.test>\r\n"),
+            "550 5.7.1 <u@example.test>: Sender address rejected: local domain "
+            "needs authentication\r\n");
+  EXPECT_FALSE(session->InTransaction());
+  EXPECT_EQ(Send("MAIL FROM:<me@example.test>\r\n"), "250 2.1.0 Ok\r\n");
+}
+
+class HeaderSenderTest : public SessionTest {
+ protected:
+  HeaderSenderTest() {
+    ClientInfo client = DefaultClient();
+    client.tls = true;
+    client.auth_user = "u@example.test";
+    Reset(client);
+  }
+  // Sends one message with `headers`; returns the final reply.
+  std::string Message(const std::string& headers, size_t chunk = 0) {
+    Send("MAIL FROM:<u@example.test>\r\nRCPT TO:<b@y.test>\r\n");
+    std::string content = headers + "\r\nbody\r\n.\r\n";
+    if (chunk == 0) return DataMessage(content);
+    EXPECT_EQ(Codes(Send("DATA\r\n")), "354");
+    return Run(content, chunk);
+  }
+};
+
+TEST_F(HeaderSenderTest, OwnedFromIsAccepted) {
+  Ehlo();
+  EXPECT_EQ(Codes(Message("From: U <u@example.test>\r\nTo: b@y.test\r\n")), "250");
+  EXPECT_EQ(host->header_checks, std::vector<std::string>{"From:u@example.test"});
+  // A message without From: names nobody and is not refused here.
+  EXPECT_EQ(Codes(Message("Subject: no from\r\n")), "250");
+}
+
+TEST_F(HeaderSenderTest, ForgedFromIsRefused) {
+  Ehlo();
+  EXPECT_EQ(Message("From: Boss <boss@example.test>\r\n"),
+            "550 5.7.1 From: address <boss@example.test> not owned by user "
+            "u@example.test\r\n");
+  EXPECT_EQ(host->aborts, 1);
+  EXPECT_FALSE(session->InTransaction());
+  // One foreign mailbox among several is enough.
+  EXPECT_EQ(Codes(Message("From: u@example.test, other@remote.test\r\n")), "550");
+  // The display name may look like an address; the addr-spec counts.
+  EXPECT_EQ(Codes(Message("From: \"boss@example.test\" <u@example.test>\r\n")),
+            "250");
+  EXPECT_EQ(Codes(Message("From: \"u@example.test\" <boss@example.test>\r\n")),
+            "550");
+  // An encoded word cannot supply the address.
+  EXPECT_EQ(Codes(Message("From: =?utf-8?q?u=40example.test?=\r\n")), "550");
+  EXPECT_EQ(Codes(Message(
+                "From: =?utf-8?b?PHVAZXhhbXBsZS50ZXN0Pg==?= <boss@example.test>\r\n")),
+            "550");
+  // Obsolete "From :" and folding do not hide the field.
+  EXPECT_EQ(Codes(Message("from : u@example.test,\r\n boss@example.test\r\n")),
+            "550");
+  // Nor does a second From: field.
+  EXPECT_EQ(Codes(Message("From: u@example.test\r\nFrom: boss@example.test\r\n")),
+            "550");
+}
+
+TEST_F(HeaderSenderTest, SenderField) {
+  Ehlo();
+  EXPECT_EQ(Message("From: u@example.test\r\nSender: boss@example.test\r\n"),
+            "550 5.7.1 Sender: address <boss@example.test> not owned by user "
+            "u@example.test\r\n");
+  EXPECT_EQ(Codes(Message("From: u@example.test\r\nSender: <u@example.test>\r\n")),
+            "250");
+  // RFC 5322 3.6.2: Sender: holds exactly one mailbox.
+  EXPECT_EQ(Message("Sender: u@example.test, u@example.test\r\n"),
+            "550 5.7.1 Cannot verify the Sender: header field (RFC 5322 3.6.2)\r\n");
+}
+
+TEST_F(HeaderSenderTest, UnparseableOrHugeFromIsRefused) {
+  Ehlo();
+  EXPECT_EQ(Message("From: Just A Name\r\n"),
+            "550 5.7.1 Cannot verify the From: header field (RFC 5322 3.6.2)\r\n");
+  EXPECT_EQ(Codes(Message("From:\r\n")), "550");
+  std::string huge = "From: u@example.test";
+  while (huge.size() < 20000) huge += ",\r\n u@example.test";
+  EXPECT_EQ(Message(huge + "\r\n"),
+            "550 5.7.1 From:/Sender: header fields too large to check\r\n");
+}
+
+TEST_F(HeaderSenderTest, FieldsInTheBodyDoNotCount) {
+  Ehlo();
+  EXPECT_EQ(Codes(Message("From: u@example.test\r\n\r\nFrom: boss@example.test\r\n")),
+            "250");
+  // Nor does a similarly named field.
+  EXPECT_EQ(Codes(Message("From: u@example.test\r\nFromage: boss@example.test\r\n"
+                          "Resent-From: boss@example.test\r\n")),
+            "250");
+}
+
+TEST_F(HeaderSenderTest, ChunkingDoesNotMatter) {
+  Ehlo();
+  for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{7}}) {
+    std::string out =
+        Message("Subject: x\r\nFrom: u@example.test,\r\n\tBoss <boss@example.test>\r\n",
+                chunk);
+    EXPECT_EQ(Codes(out), "550") << chunk;
+    out = Message(".From: u@example.test\r\nFrom: U <u@example.test>\r\n", chunk);
+    EXPECT_EQ(Codes(out), "250") << chunk;
+  }
+}
+
+TEST_F(SessionTest, UnauthenticatedHeadersAreNotChecked) {
+  Ehlo();
+  Send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n");
+  EXPECT_EQ(Codes(DataMessage("From: boss@example.test\r\n\r\nx\r\n.\r\n")), "250");
+  EXPECT_TRUE(host->header_checks.empty());
+}
+
+TEST_F(HeaderSenderTest, BdatIsCheckedToo) {
+  Ehlo();
+  Send("MAIL FROM:<u@example.test>\r\nRCPT TO:<b@y.test>\r\n");
+  std::string content = "From: boss@example.test\r\n\r\nx\r\n";
+  EXPECT_EQ(Codes(Send("BDAT " + std::to_string(content.size()) + " LAST\r\n" +
+                       content)),
+            "550");
 }
 
 }  // namespace

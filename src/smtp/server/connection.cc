@@ -1,6 +1,7 @@
 // One SMTP connection: a coroutine reads bytes, feeds the session, writes its
-// replies and carries out its requests (group commit of a message), with a
-// watchdog coroutine enforcing the RFC 5321 4.5.3.2 timeouts.
+// replies and carries out its requests (group commit of a message, TLS
+// handshake, AUTH delays), with a watchdog coroutine enforcing the RFC 5321
+// 4.5.3.2 timeouts.
 #include "smtp/server/connection.h"
 
 #include <spdlog/spdlog.h>
@@ -10,7 +11,9 @@
 #include <ctime>
 
 #include "common/strings.h"
+#include "net/stream.h"
 #include "policy/recipient.h"
+#include "policy/sender.h"
 #include "smtp/protocol/session.h"
 #include "smtp/server/envelope.h"
 
@@ -20,28 +23,68 @@ namespace {
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+// A client gets this long for a TLS handshake (RFC 5321 sets none; this is
+// generous for any real client and short for a slow-loris).
+constexpr uint32_t kHandshakeTimeout = 30;
+
+// Passes credential lookups through and remembers the user name asked
+// about, so failures can be logged by name without looking at the SASL
+// payload (which may hold a password).
+class RecordingCredentials : public auth::CredentialStore {
+ public:
+  explicit RecordingCredentials(auth::CredentialStore& inner) : inner_(inner) {}
+  std::optional<std::string> CheckPassword(const std::string& user,
+                                           const std::string& password) override {
+    user_ = user;
+    return inner_.CheckPassword(user, password);
+  }
+  std::optional<std::pair<std::string, auth::ScramCredentials>> Scram(
+      const std::string& user) override {
+    user_ = user;
+    return inner_.Scram(user);
+  }
+  // Printable, bounded: it goes into a log line.
+  std::string user() const {
+    std::string u = user_.substr(0, 128);
+    for (char& c : u) {
+      if (static_cast<unsigned char>(c) < 32 || c == 127) c = '?';
+    }
+    return u;
+  }
+  void clear() { user_.clear(); }
+
+ private:
+  auth::CredentialStore& inner_;
+  std::string user_;
+};
+
 class Connection : public server::Stoppable,
                    public SessionHost,
                    public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, server::Context& ctx, ClientInfo client,
-             std::string listener)
-      : socket_(std::move(socket)),
-        timer_(socket_.get_executor(), Clock::time_point::max()),
+  Connection(tcp::socket socket, server::Context& ctx,
+             std::shared_ptr<const server::Settings> settings,
+             const SessionConfig& session_config, ClientInfo client,
+             std::string listener, bool implicit_tls)
+      : stream_(std::move(socket)),
+        timer_(stream_.socket().get_executor(), Clock::time_point::max()),
         ctx_(ctx),
-        settings_(ctx.settings()),
-        session_(settings_->session, *this, std::move(client)),
+        settings_(std::move(settings)),
+        tls_(ctx.tls()),
+        credentials_(ctx.credentials()),
+        session_(session_config, *this, std::move(client)),
         listener_(std::move(listener)),
+        implicit_tls_(implicit_tls),
         started_(Clock::now()) {}
 
   // --- server::Stoppable ---
   void RequestShutdown(bool force) override {
-    asio::post(socket_.get_executor(), [self = shared_from_this(), force] {
+    asio::post(stream_.socket().get_executor(), [self = shared_from_this(), force] {
       self->shutdown_ = true;
       if (force || !self->session_.InTransaction()) {
         self->force_ = force;
         asio::error_code ignored;
-        self->socket_.cancel(ignored);
+        self->stream_.socket().cancel(ignored);
       }
     });
   }
@@ -74,14 +117,59 @@ class Connection : public server::Stoppable,
 
   std::string Now() override { return Rfc5322Date(std::time(nullptr)); }
 
+  SenderVerdict CheckMailFrom(const Mailbox& from) override {
+    return policy::CheckMailFrom(ctx_.directory(), session_.client(), from);
+  }
+
+  bool HeaderSenderAllowed(const std::string& address,
+                           std::string_view field) override {
+    return policy::HeaderSenderAllowed(ctx_.directory(), session_.client(),
+                                       address, field);
+  }
+
+  std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) override {
+    credentials_.clear();
+    return auth::MakeMechanism(name, credentials_);
+  }
+
+  bool AuthBlocked() override {
+    if (!ctx_.throttle().Blocked(client_ip())) return false;
+    spdlog::warn("smtp auth refused client={} reason=too-many-failures",
+                 client_ip());
+    return true;
+  }
+
+  std::chrono::milliseconds AuthFailed(std::string_view mechanism,
+                                       std::string_view user) override {
+    auto delay = ctx_.throttle().Failure(client_ip());
+    // Never the password or the SASL payload: the name and the outcome.
+    spdlog::warn("smtp auth failed client={} listener={} mechanism={} user={} "
+                 "delay_ms={}",
+                 client_ip(), listener_, mechanism,
+                 user.empty() ? credentials_.user() : std::string(user),
+                 delay.count());
+    return delay;
+  }
+
+  void AuthSucceeded(std::string_view mechanism,
+                     const std::string& user) override {
+    ctx_.throttle().Success(client_ip());
+    spdlog::info("smtp auth ok client={} listener={} mechanism={} user={}",
+                 client_ip(), listener_, mechanism, user);
+  }
+
   friend asio::awaitable<void> Run(std::shared_ptr<Connection> c);
   friend asio::awaitable<void> Watchdog(std::shared_ptr<Connection> c);
+  friend asio::awaitable<bool> Handshake(std::shared_ptr<Connection> c);
+  friend asio::awaitable<void> Pause(std::shared_ptr<Connection> c,
+                                     std::chrono::milliseconds delay);
   friend asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
                                            asio::error_code& ec);
   friend asio::awaitable<void> RunAndRelease(std::shared_ptr<Connection> c,
                                              uint64_t key, std::string ip);
   friend void tern::smtp::StartConnection(tcp::socket, server::Context&,
-                                          std::string);
+                                          const config::Listener&);
 
  private:
   const std::string& client_ip() const { return session_.client().ip; }
@@ -92,14 +180,18 @@ class Connection : public server::Stoppable,
     if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
   }
 
-  tcp::socket socket_;
+  net::Stream stream_;
   asio::steady_timer timer_;
   server::Context& ctx_;
   std::shared_ptr<const server::Settings> settings_;
+  std::shared_ptr<net::TlsContexts> tls_;  // as at accept time
+  // Declared before the session: its SASL mechanism refers to it.
+  RecordingCredentials credentials_;
   // Declared before the session: ~Session may call AbortMessage().
   std::unique_ptr<queue::Writer> writer_;
   Session session_;
   std::string listener_;
+  bool implicit_tls_ = false;
   std::array<char, 4096> buf_;
   Clock::time_point started_;
   Clock::time_point deadline_ = Clock::time_point::max();
@@ -139,7 +231,7 @@ asio::awaitable<void> Watchdog(std::shared_ptr<Connection> c) {
       c->timed_out_ = true;
       c->deadline_ = Clock::time_point::max();
       asio::error_code ignored;
-      c->socket_.cancel(ignored);
+      c->stream_.socket().cancel(ignored);
     }
   }
 }
@@ -148,9 +240,38 @@ asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
                                   asio::error_code& ec) {
   std::string& out = c->session_.output();
   if (out.empty()) co_return;
-  co_await asio::async_write(c->socket_, asio::buffer(out),
-                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await c->stream_.AsyncWrite(asio::buffer(out),
+                                 asio::redirect_error(asio::use_awaitable, ec));
   out.clear();
+}
+
+// Runs the server side of a TLS handshake; true when TLS is up.
+asio::awaitable<bool> Handshake(std::shared_ptr<Connection> c) {
+  if (!c->tls_) co_return false;
+  asio::error_code ec;
+  c->ArmDeadline(kHandshakeTimeout);
+  co_await c->stream_.AsyncHandshake(c->tls_,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    spdlog::info("smtp tls handshake failed client={} listener={} error={}",
+                 c->client_ip(), c->listener_,
+                 c->timed_out_ ? std::string("timeout") : ec.message());
+    co_return false;
+  }
+  std::string version = c->stream_.version(), cipher = c->stream_.cipher();
+  spdlog::info("smtp tls client={} listener={} version={} cipher={} sni={}",
+               c->client_ip(), c->listener_, version, cipher,
+               c->stream_.server_name());
+  c->session_.TlsStarted(std::move(version), std::move(cipher));
+  co_return true;
+}
+
+// Holds back a reply (after a failed AUTH) without blocking the thread.
+asio::awaitable<void> Pause(std::shared_ptr<Connection> c,
+                            std::chrono::milliseconds delay) {
+  asio::steady_timer t(c->stream_.socket().get_executor(), delay);
+  asio::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
@@ -160,8 +281,15 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
   std::string pending;  // input the session has not consumed yet
   asio::error_code ec;
 
-  s.Greet();
-  for (;;) {
+  // RFC 8314 3.3: on the submissions port TLS comes first, then SMTP.
+  bool run = true;
+  if (c->implicit_tls_ && !co_await Handshake(c)) {
+    reason = "tls-handshake-failed";
+    run = false;
+  } else {
+    s.Greet();
+  }
+  while (run) {
     while (!pending.empty() && s.need() == Need::kInput) {
       size_t n = s.Feed(pending);
       pending.erase(0, n);
@@ -185,6 +313,12 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
       s.Committed(static_cast<bool>(r), no_space);
       continue;
     }
+    if (s.need() == Need::kDelay) {
+      c->ArmDeadline(limits.command_timeout);
+      co_await Pause(c, s.delay());
+      s.DelayDone();
+      continue;
+    }
     if (s.need() == Need::kInput && c->shutdown_ && !s.InTransaction()) {
       s.Shutdown();
       reason = "shutdown";
@@ -199,8 +333,18 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
       if (reason == "eof") reason = "closed";
       break;
     }
+    if (s.need() == Need::kStartTls) {
+      // The session dropped what followed STARTTLS; nothing read so far may
+      // reach the TLS session (CVE-2011-0411).
+      pending.clear();
+      if (!co_await Handshake(c)) {
+        reason = "tls-handshake-failed";
+        break;
+      }
+      continue;
+    }
     c->ArmDeadline(s.InData() ? limits.data_block_timeout : limits.command_timeout);
-    size_t n = co_await c->socket_.async_read_some(
+    size_t n = co_await c->stream_.AsyncReadSome(
         asio::buffer(c->buf_), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (c->timed_out_) {
@@ -228,11 +372,17 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
   }
 
   c->writer_.reset();
+  if (c->stream_.tls() && (reason == "closed" || reason == "shutdown")) {
+    // close_notify (RFC 8446 6.1), briefly: the peer may just hang up.
+    c->ArmDeadline(2);
+    co_await c->stream_.AsyncTlsShutdown(
+        asio::redirect_error(asio::use_awaitable, ec));
+  }
   c->closed_ = true;
   c->timer_.cancel();
   asio::error_code ignored;
-  c->socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  c->socket_.close(ignored);
+  c->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  c->stream_.socket().close(ignored);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 Clock::now() - c->started_).count();
   spdlog::info("smtp session client={} listener={} messages={} end={} ms={}",
@@ -249,7 +399,7 @@ asio::awaitable<void> RunAndRelease(std::shared_ptr<Connection> c, uint64_t key,
 }  // namespace
 
 void StartConnection(tcp::socket socket, server::Context& ctx,
-                     std::string listener_name) {
+                     const config::Listener& listener) {
   asio::error_code ec;
   ClientInfo client;
   auto remote = socket.remote_endpoint(ec);
@@ -265,10 +415,18 @@ void StartConnection(tcp::socket socket, server::Context& ctx,
   auto settings = ctx.settings();
   client.trusted = settings->trusted.Contains(client.ip);
   std::string ip = client.ip;
-  auto conn = std::make_shared<Connection>(std::move(socket), ctx,
-                                           std::move(client), std::move(listener_name));
+  SessionConfig sc = settings->session;
+  const bool implicit_tls = listener.service == "submissions";
+  sc.tls_available = ctx.tls() != nullptr && !implicit_tls;
+  sc.auth = true;
+  sc.auth_allowed_plaintext = listener.allow_plaintext_auth;
+  // RFC 6409 4.3 / RFC 8314: both submission ports require AUTH.
+  sc.submission = listener.service != "smtp";
+  auto conn = std::make_shared<Connection>(std::move(socket), ctx, settings, sc,
+                                           std::move(client), listener.service,
+                                           implicit_tls);
   uint64_t key = ctx.Register(conn);
-  auto ex = conn->socket_.get_executor();
+  auto ex = conn->stream_.socket().get_executor();
   asio::co_spawn(ex, Watchdog(conn), asio::detached);
   asio::co_spawn(ex, RunAndRelease(conn, key, std::move(ip)), asio::detached);
 }

@@ -9,10 +9,11 @@
 namespace tern::smtp {
 
 // Takes over an accepted socket (bound to its own strand) and serves it to
-// the end. The connection slot in ctx.limiter() must already be acquired;
-// it is released when the connection ends.
+// the end, as the listener's service says (smtp, submission, submissions).
+// The connection slot in ctx.limiter() must already be acquired; it is
+// released when the connection ends.
 void StartConnection(asio::ip::tcp::socket socket, server::Context& ctx,
-                     std::string listener_name);
+                     const config::Listener& listener);
 
 // Answers 421 and closes, for a connection over the limits.
 void RefuseConnection(asio::ip::tcp::socket socket, const std::string& hostname);

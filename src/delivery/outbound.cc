@@ -1,0 +1,837 @@
+// The outbound delivery engine: per-destination job queues, worker
+// coroutines that own one SMTP connection each (reused for many messages),
+// MX resolution, and the I/O around the sans-I/O smtp::client::ClientSession
+// (sockets, STARTTLS, deadlines).
+#include "delivery/outbound.h"
+
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <asio/ssl.hpp>
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/strings.h"
+#include "dns/cache.h"
+#include "dns/unbound_resolver.h"
+#include "queue/file_io.h"
+#include "queue/unique_fd.h"
+#include "smtp/client/reply.h"
+
+namespace tern::delivery {
+namespace {
+
+using asio::ip::tcp;
+using smtp::client::ClientSession;
+using smtp::client::LocalReply;
+using smtp::client::Reply;
+using smtp::client::TlsPolicy;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxHosts = 10;  // MX hosts tried per destination
+constexpr size_t kWriteChunk = 64 * 1024;
+
+struct Hop {
+  std::string host;     // name (for TLS checks, logs, Remote-MTA)
+  std::string address;  // IP literal
+  uint16_t port = 25;
+  std::string Key() const { return address + ":" + std::to_string(port); }
+  std::string Text() const {
+    return host + "[" + address + "]:" + std::to_string(port);
+  }
+};
+
+struct HopPlan {
+  std::vector<Hop> hops;
+  std::optional<Reply> error;  // the destination cannot be reached at all
+};
+
+// One message on its way; shared by its jobs (one per destination).
+struct Tracker {
+  queue::RemoteJob job;
+  queue::RemoteReport report;
+  std::function<void(queue::RemoteReport)> done;
+  int outstanding = 0;
+  bool loaded = false;
+  std::string body;
+  std::string load_error;
+};
+
+struct Job {
+  std::shared_ptr<Tracker> tracker;
+  std::vector<size_t> rcpts;  // indexes into tracker->job.rcpts
+};
+
+struct Destination {
+  std::string key;
+  std::string domain;
+  const RouteConfig* route = nullptr;  // null: MX
+  std::deque<Job> jobs;
+  uint32_t workers = 0;
+  // Hops that failed to connect or greet during this busy period: other
+  // jobs skip them instead of waiting for the same timeout again.
+  std::set<std::string> dead;
+};
+
+// One SMTP connection. Shared by its worker and its watchdog.
+struct Conn {
+  Conn(asio::io_context& io, asio::ssl::context& ctx, ClientSession s)
+      : stream(io, ctx), timer(io), session(std::move(s)) {}
+
+  void SetDeadline(uint32_t seconds) {
+    Clock::time_point d = Clock::now() + std::chrono::seconds(seconds);
+    bool earlier = d < deadline;
+    deadline = d;
+    if (earlier) timer.cancel();
+  }
+  void Close() {
+    if (closed) return;
+    closed = true;
+    asio::error_code ignored;
+    stream.next_layer().close(ignored);
+    timer.cancel();
+  }
+
+  asio::ssl::stream<tcp::socket> stream;
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  ClientSession session;
+  Hop hop;
+  bool tls = false;
+  std::string tls_info;  // "TLSv1.3 verified" / "... unverified (reason)"
+  bool closed = false;
+  bool timed_out = false;
+  uint32_t messages = 0;
+  std::array<char, 4096> buf;
+};
+
+asio::awaitable<void> Watchdog(std::shared_ptr<Conn> c) {
+  while (!c->closed) {
+    if (Clock::now() >= c->deadline) {
+      c->timed_out = true;
+      c->Close();
+      break;
+    }
+    c->timer.expires_at(c->deadline);
+    asio::error_code ec;
+    co_await c->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+class OutboundImpl final : public Outbound {
+ public:
+  explicit OutboundImpl(OutboundOptions options)
+      : options_(std::move(options)),
+        io_(std::make_unique<asio::io_context>(1)),
+        guard_(asio::make_work_guard(*io_)),
+        rng_(std::random_device{}()) {}
+
+  ~OutboundImpl() override { Stop(); }
+
+  Result<void> Init();
+  void Stop() override;
+  void Send(queue::RemoteJob job,
+            std::function<void(queue::RemoteReport)> done) override;
+
+  // Named coroutine bodies (g++ 12 and coroutine lambdas do not mix).
+  friend asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d);
+
+ private:
+  friend asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
+                                          const HopPlan* plan, Job job,
+                                          std::shared_ptr<Conn>* conn);
+  friend asio::awaitable<HopPlan> PlanHops(OutboundImpl* self,
+                                           Destination* d);
+  friend asio::awaitable<std::vector<std::string>> LookupHost(
+      OutboundImpl* self, std::string host, bool* temp, std::string* error);
+  friend asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
+                                        const RouteConfig* route,
+                                        std::shared_ptr<Conn>* out);
+  friend asio::awaitable<void> Drive(OutboundImpl* self,
+                                     std::shared_ptr<Conn> c,
+                                     const std::string* body,
+                                     TlsPolicy policy);
+
+  void Accept(std::shared_ptr<Tracker> t);
+  void MaybeSpawn(Destination& d);
+  void WorkerDone(Destination* d);
+  void Complete(const std::shared_ptr<Tracker>& t);
+  void LoadBody(Tracker& t);
+  asio::ssl::context& TlsContext(const RouteConfig* route);
+  uint32_t TimeoutFor(ClientSession::Phase phase) const;
+  TlsPolicy PolicyFor(const RouteConfig* route) const {
+    return route ? route->tls : options_.tls;
+  }
+
+  OutboundOptions options_;
+  std::unique_ptr<asio::io_context> io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::unique_ptr<dns::Resolver> raw_resolver_;
+  std::unique_ptr<dns::CachingResolver> resolver_;
+  std::unique_ptr<asio::ssl::context> mx_tls_;
+  std::map<const RouteConfig*, std::unique_ptr<asio::ssl::context>> route_tls_;
+  std::thread thread_;
+  std::mutex mu_;  // guards stopped_ against Send from queue threads
+  bool stopped_ = false;
+  bool started_ = false;
+
+  // Only touched on the io thread:
+  std::map<std::string, Destination> dests_;
+  uint32_t total_workers_ = 0;
+  std::mt19937 rng_;
+};
+
+Result<std::unique_ptr<asio::ssl::context>> MakeTlsContext(
+    const std::string& ca_file) {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  asio::error_code ec;
+  ctx->set_default_verify_paths(ec);
+  if (!ca_file.empty()) {
+    ctx->load_verify_file(ca_file, ec);
+    if (ec) return Err("ca_file " + ca_file + ": " + ec.message());
+  }
+  // Verification never aborts the handshake: its result is read afterwards
+  // and decides only when the policy requires it (opportunistic TLS with an
+  // unverifiable certificate still beats plain text, RFC 7435).
+  ctx->set_verify_mode(asio::ssl::verify_none);
+  ctx->set_options(asio::ssl::context::default_workarounds |
+                   asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3);
+  return ctx;
+}
+
+Result<void> OutboundImpl::Init() {
+  auto mx = MakeTlsContext(options_.ca_file);
+  if (!mx) return tl::unexpected(mx.error());
+  mx_tls_ = std::move(*mx);
+  for (const RouteConfig& r : options_.routes) {
+    auto ctx = MakeTlsContext(r.ca_file);
+    if (!ctx) return tl::unexpected(ctx.error());
+    route_tls_[&r] = std::move(*ctx);
+  }
+  if (options_.make_resolver) {
+    raw_resolver_ = options_.make_resolver(io_->get_executor());
+  } else {
+    dns::UnboundOptions uo;
+    uo.upstreams = options_.dns_upstreams;
+    uo.trust_anchor_file = options_.dns_trust_anchor;
+    auto r = dns::MakeUnboundResolver(io_->get_executor(), uo);
+    if (!r) return tl::unexpected(r.error());
+    raw_resolver_ = std::move(*r);
+  }
+  resolver_ = std::make_unique<dns::CachingResolver>(*raw_resolver_,
+                                                     io_->get_executor());
+  started_ = true;
+  thread_ = std::thread([this] { io_->run(); });
+  return {};
+}
+
+void OutboundImpl::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  if (!started_) return;
+  guard_.reset();
+  io_->stop();
+  if (thread_.joinable()) thread_.join();
+  // The resolver's descriptor belongs to the io_context: it goes first.
+  resolver_.reset();
+  raw_resolver_.reset();
+  io_.reset();
+}
+
+void OutboundImpl::Send(queue::RemoteJob job,
+                        std::function<void(queue::RemoteReport)> done) {
+  std::lock_guard lock(mu_);
+  if (stopped_) return;
+  auto t = std::make_shared<Tracker>();
+  t->job = std::move(job);
+  t->report.id = t->job.id;
+  t->done = std::move(done);
+  asio::post(*io_, [this, t] { Accept(t); });
+}
+
+asio::ssl::context& OutboundImpl::TlsContext(const RouteConfig* route) {
+  if (route != nullptr) {
+    if (auto it = route_tls_.find(route); it != route_tls_.end())
+      return *it->second;
+  }
+  return *mx_tls_;
+}
+
+uint32_t OutboundImpl::TimeoutFor(ClientSession::Phase phase) const {
+  switch (phase) {
+    case ClientSession::Phase::kGreeting:
+      return options_.greeting_timeout;
+    case ClientSession::Phase::kDataInit:
+      return options_.data_init_timeout;
+    case ClientSession::Phase::kBody:
+      return options_.data_block_timeout;
+    case ClientSession::Phase::kFinal:
+      return options_.final_timeout;
+    case ClientSession::Phase::kCommand:
+      break;
+  }
+  return options_.command_timeout;
+}
+
+void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
+  std::map<std::string, std::vector<size_t>> groups;
+  std::map<std::string, std::pair<std::string, const RouteConfig*>> where;
+  for (size_t i = 0; i < t->job.rcpts.size(); ++i) {
+    std::string domain = DomainOf(t->job.rcpts[i].recipient.address);
+    const RouteConfig* route = FindRoute(options_.routes, domain);
+    // A relay takes every domain routed to it in one transaction; without
+    // one, each domain is its own destination (RFC 5321 5.1).
+    std::string key = route ? "relay:" + route->relay_host + ":" +
+                                  std::to_string(route->relay_port)
+                            : "mx:" + domain;
+    groups[key].push_back(i);
+    where[key] = {domain, route};
+  }
+  t->outstanding = static_cast<int>(groups.size());
+  if (groups.empty()) {
+    Complete(t);
+    return;
+  }
+  for (auto& [key, idx] : groups) {
+    Destination& d = dests_[key];
+    if (d.key.empty()) {
+      d.key = key;
+      d.domain = where[key].first;
+      d.route = where[key].second;
+    }
+    d.jobs.push_back(Job{t, std::move(idx)});
+    MaybeSpawn(d);
+  }
+}
+
+void OutboundImpl::MaybeSpawn(Destination& d) {
+  while (!d.jobs.empty() && d.workers < options_.max_connections_per_destination &&
+         d.workers < d.jobs.size() && total_workers_ < options_.max_connections) {
+    ++d.workers;
+    ++total_workers_;
+    asio::co_spawn(*io_, RunWorker(this, &d), asio::detached);
+  }
+}
+
+void OutboundImpl::WorkerDone(Destination* d) {
+  --d->workers;
+  --total_workers_;
+  if (d->workers == 0 && d->jobs.empty()) d->dead.clear();
+  // A slot is free: destinations that waited for one may start a worker.
+  for (auto& [key, dest] : dests_) MaybeSpawn(dest);
+}
+
+void OutboundImpl::Complete(const std::shared_ptr<Tracker>& t) {
+  t->body.clear();
+  t->body.shrink_to_fit();
+  if (t->done) t->done(std::move(t->report));
+}
+
+void OutboundImpl::LoadBody(Tracker& t) {
+  if (t.loaded) return;
+  t.loaded = true;
+  UniqueFd fd(::open(t.job.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    t.load_error = "cannot open the queued message";
+    return;
+  }
+  t.body.assign(t.job.body_len, '\0');
+  if (io::PreadAll(fd.get(), t.body.data(), t.body.size(),
+                   static_cast<off_t>(t.job.body_offset)) != 0) {
+    t.load_error = "cannot read the queued message";
+    t.body.clear();
+  }
+}
+
+asio::awaitable<std::vector<std::string>> LookupHost(OutboundImpl* self,
+                                                     std::string host,
+                                                     bool* temp,
+                                                     std::string* error) {
+  std::vector<std::string> out;
+  if (IsIpLiteral(host)) {
+    out.push_back(host);
+    co_return out;
+  }
+  // IPv6 first, then IPv4: every address is tried until one answers.
+  for (dns::RrType type : {dns::RrType::kAaaa, dns::RrType::kA}) {
+    dns::Answer a = co_await dns::AsyncQuery(*self->resolver_, host, type,
+                                             asio::use_awaitable);
+    if (a.status == dns::Status::kTempFail) {
+      *temp = true;
+      *error = "DNS lookup of " + host + " failed: " + a.error;
+      continue;
+    }
+    if (a.status == dns::Status::kOk && !a.canonical_name.empty()) {
+      // RFC 2181 10.3 forbids MX targets that are aliases; following the
+      // alias is the common, liberal answer.
+      spdlog::debug("outbound: {} is an alias of {}", host, a.canonical_name);
+    }
+    for (std::string& addr : a.addresses) out.push_back(std::move(addr));
+  }
+  co_return out;
+}
+
+asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
+  HopPlan plan;
+  bool temp = false;
+  std::string error;
+  if (d->route != nullptr) {
+    const RouteConfig& r = *d->route;
+    std::vector<std::string> addrs =
+        co_await LookupHost(self, r.relay_host, &temp, &error);
+    for (const std::string& a : addrs)
+      plan.hops.push_back(Hop{r.relay_host, a, r.relay_port});
+    if (plan.hops.empty()) {
+      // A relay that does not resolve is our configuration's problem:
+      // defer rather than bounce.
+      plan.error = LocalReply(451, "4.4.3",
+                              error.empty() ? "relay host " + r.relay_host +
+                                                  " has no address"
+                                            : error);
+    }
+    co_return plan;
+  }
+  const std::string& domain = d->domain;
+  if (domain.empty()) {
+    plan.error = LocalReply(550, "5.1.2", "recipient address has no domain");
+    co_return plan;
+  }
+  if (domain.front() == '[' && domain.back() == ']') {
+    // RFC 5321 4.1.3 address literal: no DNS.
+    std::string lit = domain.substr(1, domain.size() - 2);
+    if (IStartsWith(lit, "ipv6:")) lit = lit.substr(5);
+    if (!IsIpLiteral(lit)) {
+      plan.error = LocalReply(550, "5.1.2", "bad address literal " + domain);
+    } else {
+      plan.hops.push_back(Hop{lit, lit, self->options_.mx_port});
+    }
+    co_return plan;
+  }
+  dns::Answer mx = co_await dns::AsyncQuery(*self->resolver_, domain,
+                                            dns::RrType::kMx,
+                                            asio::use_awaitable);
+  if (mx.status == dns::Status::kTempFail) {
+    plan.error = LocalReply(451, "4.4.3",
+                            "DNS lookup of MX for " + domain +
+                                " failed: " + mx.error);
+    co_return plan;
+  }
+  if (mx.status == dns::Status::kNxDomain) {
+    plan.error = LocalReply(550, "5.1.2",
+                            "domain " + domain + " does not exist (DNS)");
+    co_return plan;
+  }
+  MxPlan mxp = PlanMx(mx, domain, self->rng_);
+  if (mxp.kind == MxPlan::Kind::kNullMx) {
+    // RFC 7505 3.2 / 4.
+    plan.error = LocalReply(556, "5.1.10",
+                            "recipient domain " + domain +
+                                " does not accept mail (null MX)");
+    co_return plan;
+  }
+  if (mxp.kind == MxPlan::Kind::kUnusable) {
+    plan.error = LocalReply(554, "5.4.4", mxp.error);
+    co_return plan;
+  }
+  if (mxp.hosts.size() > kMaxHosts) mxp.hosts.resize(kMaxHosts);
+  for (const std::string& host : mxp.hosts) {
+    std::vector<std::string> addrs =
+        co_await LookupHost(self, host, &temp, &error);
+    for (const std::string& a : addrs)
+      plan.hops.push_back(Hop{host, a, self->options_.mx_port});
+  }
+  if (plan.hops.empty()) {
+    if (temp) {
+      plan.error = LocalReply(451, "4.4.3", error);
+    } else {
+      plan.error = LocalReply(
+          554, "5.4.4",
+          (mxp.implicit ? "domain " + domain + " has no MX and no address"
+                        : "the MX hosts of " + domain + " have no address"));
+    }
+  }
+  co_return plan;
+}
+
+// Runs the session until it is idle, has a result, or has ended: writes its
+// output, reads replies, does STARTTLS and sends the body.
+asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
+                            const std::string* body, TlsPolicy policy) {
+  ClientSession& s = c->session;
+  while (true) {
+    if (!s.output().empty() && !c->closed) {
+      c->SetDeadline(self->options_.command_timeout);
+      asio::error_code ec;
+      if (c->tls) {
+        co_await asio::async_write(c->stream, asio::buffer(s.output()),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        co_await asio::async_write(c->stream.next_layer(),
+                                   asio::buffer(s.output()),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
+      s.ClearOutput();
+      if (ec) {
+        s.ConnectionLost(c->timed_out ? "timeout" : ec.message());
+        c->Close();
+        continue;
+      }
+    }
+    switch (s.need()) {
+      case ClientSession::Need::kReply: {
+        if (c->closed) {
+          s.ConnectionLost(c->timed_out ? "timeout" : "connection closed");
+          continue;
+        }
+        c->SetDeadline(self->TimeoutFor(s.phase()));
+        asio::error_code ec;
+        size_t n;
+        if (c->tls) {
+          n = co_await c->stream.async_read_some(
+              asio::buffer(c->buf), asio::redirect_error(asio::use_awaitable, ec));
+        } else {
+          n = co_await c->stream.next_layer().async_read_some(
+              asio::buffer(c->buf), asio::redirect_error(asio::use_awaitable, ec));
+        }
+        if (ec) {
+          s.ConnectionLost(c->timed_out ? "timeout waiting for a reply"
+                                        : ec.message());
+          c->Close();
+          continue;
+        }
+        s.Feed(std::string_view(c->buf.data(), n));
+        continue;
+      }
+      case ClientSession::Need::kStartTls: {
+        SSL* ssl = c->stream.native_handle();
+        const std::string& host = c->hop.host;
+        if (!IsIpLiteral(host)) {
+          // RFC 6066 3 (SNI), and the name the certificate must match
+          // (RFC 6125, as RFC 7817 asks for SMTP).
+          SSL_set_tlsext_host_name(ssl, host.c_str());
+          SSL_set1_host(ssl, host.c_str());
+        }
+        c->SetDeadline(self->options_.command_timeout);
+        asio::error_code ec;
+        co_await c->stream.async_handshake(
+            asio::ssl::stream_base::client,
+            asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          s.TlsStarted(false, c->timed_out ? "timeout" : ec.message());
+          c->Close();
+          continue;
+        }
+        c->tls = true;
+        long vr = SSL_get_verify_result(ssl);
+        bool verified = SSL_get0_peer_certificate(ssl) != nullptr &&
+                        vr == X509_V_OK && !IsIpLiteral(host);
+        std::string why =
+            verified ? "" : X509_verify_cert_error_string(vr);
+        c->tls_info = std::string(SSL_get_version(ssl)) + " " +
+                      SSL_get_cipher_name(ssl) +
+                      (verified ? " verified" : " unverified (" + why + ")");
+        if (policy == TlsPolicy::kRequired && !verified) {
+          s.TlsStarted(false, "certificate of " + host +
+                                  " not verified: " + why);
+          c->Close();
+          continue;
+        }
+        s.TlsStarted(true, "");
+        continue;
+      }
+      case ClientSession::Need::kBody: {
+        std::string head;
+        std::string stuffed;
+        const std::string* payload = body;
+        if (s.use_bdat()) {
+          // RFC 3030 3: one chunk, the message as it is.
+          head = "BDAT " + std::to_string(body->size()) + " LAST\r\n";
+        } else {
+          smtp::client::DotStuffer stuffer;
+          stuffed.reserve(body->size() + body->size() / 64 + 8);
+          stuffer.Convert(*body, stuffed);
+          stuffer.Finish(stuffed);
+          payload = &stuffed;
+        }
+        asio::error_code ec;
+        if (!head.empty()) {
+          c->SetDeadline(self->options_.data_block_timeout);
+          if (c->tls) {
+            co_await asio::async_write(c->stream, asio::buffer(head),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          } else {
+            co_await asio::async_write(c->stream.next_layer(), asio::buffer(head),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          }
+        }
+        // RFC 5321 4.5.3.2.5: the timeout applies to each block sent.
+        for (size_t off = 0; !ec && off < payload->size(); off += kWriteChunk) {
+          size_t len = std::min(kWriteChunk, payload->size() - off);
+          c->SetDeadline(self->options_.data_block_timeout);
+          auto chunk = asio::buffer(payload->data() + off, len);
+          if (c->tls) {
+            co_await asio::async_write(c->stream, chunk,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          } else {
+            co_await asio::async_write(c->stream.next_layer(), chunk,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+          }
+        }
+        if (ec) {
+          s.ConnectionLost(c->timed_out ? "timeout sending the message"
+                                        : ec.message());
+          c->Close();
+          continue;
+        }
+        s.BodySent();
+        continue;
+      }
+      case ClientSession::Need::kReady:
+      case ClientSession::Need::kResult:
+        co_return;
+      case ClientSession::Need::kClosed:
+        c->Close();
+        co_return;
+    }
+  }
+}
+
+asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
+                               const RouteConfig* route,
+                               std::shared_ptr<Conn>* out) {
+  smtp::client::ClientOptions co;
+  co.helo_name = self->options_.hostname;
+  co.tls = self->PolicyFor(route);
+  if (route != nullptr) {
+    co.auth_user = route->auth_user;
+    co.auth_password = route->auth_password;
+  }
+  auto c = std::make_shared<Conn>(*self->io_, self->TlsContext(route),
+                                  ClientSession(co));
+  c->hop = hop;
+  asio::co_spawn(*self->io_, Watchdog(c), asio::detached);
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(hop.address, ec);
+  if (ec) {
+    c->Close();
+    co_return LocalReply(451, "4.4.1", "bad address " + hop.address);
+  }
+  c->SetDeadline(self->options_.connect_timeout);
+  co_await c->stream.next_layer().async_connect(
+      tcp::endpoint(addr, hop.port),
+      asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    bool timed_out = c->timed_out;
+    c->Close();
+    co_return LocalReply(451, "4.4.1",
+                         "connect to " + hop.Text() + " failed: " +
+                             (timed_out ? "timeout" : ec.message()));
+  }
+  asio::error_code ignored;
+  c->stream.next_layer().set_option(tcp::no_delay(true), ignored);
+  co_await Drive(self, c, nullptr, co.tls);
+  if (c->session.need() != ClientSession::Need::kReady) {
+    Reply why = c->session.failure().value_or(
+        LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed"));
+    c->Close();
+    co_return why;
+  }
+  *out = c;
+  co_return Reply{};
+}
+
+void Quit(std::shared_ptr<Conn>& conn) {
+  // QUIT is a courtesy: written without waiting for the answer.
+  if (!conn) return;
+  if (!conn->closed && conn->session.need() == ClientSession::Need::kReady) {
+    static const char kQuit[] = "QUIT\r\n";
+    asio::error_code ignored;
+    if (conn->tls) {
+      // A TLS write may need several records; skip it rather than block.
+    } else {
+      conn->stream.next_layer().write_some(asio::buffer(kQuit, 6), ignored);
+    }
+  }
+  conn->Close();
+  conn.reset();
+}
+
+asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
+                                 const HopPlan* plan, Job job,
+                                 std::shared_ptr<Conn>* conn) {
+  Tracker& t = *job.tracker;
+  self->LoadBody(t);
+  const queue::Envelope& env = t.job.envelope;
+  auto record = [&](const Reply& reply, const std::string& host,
+                    const std::vector<size_t>* which,
+                    const smtp::client::TxnResult* result, bool dsn_passed) {
+    for (size_t k = 0; k < job.rcpts.size(); ++k) {
+      const queue::RemoteJob::Rcpt& r = t.job.rcpts[job.rcpts[k]];
+      Reply rep = result ? result->For(k) : reply;
+      queue::RemoteOutcome o;
+      o.index = r.index;
+      o.address = r.recipient.address;
+      o.reply = rep.Text();
+      o.status = rep.Status();
+      o.remote_mta = host;
+      if (rep.positive()) {
+        o.state = queue::RecipientState::kDelivered;
+        o.dsn_passed = dsn_passed && !r.recipient.notify.empty();
+      } else if (rep.permanent()) {
+        o.state = queue::RecipientState::kFailed;
+      } else {
+        o.state = queue::RecipientState::kPending;
+      }
+      spdlog::info("outbound {}: <{}> {} via {}: {}", t.job.id, o.address,
+                   o.state == queue::RecipientState::kDelivered ? "sent"
+                   : o.state == queue::RecipientState::kFailed  ? "bounced"
+                                                                : "deferred",
+                   host.empty() ? "-" : host, o.reply);
+      t.report.rcpts.push_back(std::move(o));
+    }
+    (void)which;
+  };
+  auto attempt = [&](const std::string& host, const std::string& reply) {
+    t.report.attempts.push_back(
+        queue::Attempt{static_cast<int64_t>(std::time(nullptr)), host, reply});
+  };
+
+  if (!t.load_error.empty()) {
+    Reply r = LocalReply(451, "4.3.0", t.load_error);
+    attempt("local", r.Text());
+    record(r, "", nullptr, nullptr, false);
+  } else if (plan->error) {
+    attempt(d->route ? d->route->relay_host : d->domain, plan->error->Text());
+    record(*plan->error, "", nullptr, nullptr, false);
+  } else {
+    smtp::client::TxnRequest req;
+    req.sender = env.sender;
+    for (size_t idx : job.rcpts) {
+      const queue::Recipient& r = t.job.rcpts[idx].recipient;
+      req.rcpts.push_back({r.address, r.notify, r.orcpt});
+    }
+    req.size = t.body.size();
+    req.body_8bitmime = IEquals(env.body, "8BITMIME");
+    req.has_8bit = smtp::client::Has8Bit(t.body);
+    req.smtputf8 = env.smtputf8;
+    req.ret = env.ret;
+    req.envid = env.envid;
+
+    std::set<size_t> tried;
+    Reply last = LocalReply(451, "4.4.1", "no mail host could be reached");
+    std::string last_host;
+    bool done = false;
+    while (!done) {
+      if (*conn == nullptr) {
+        size_t pick = plan->hops.size();
+        for (size_t i = 0; i < plan->hops.size(); ++i) {
+          if (!tried.count(i) && !d->dead.count(plan->hops[i].Key())) {
+            pick = i;
+            break;
+          }
+        }
+        if (pick == plan->hops.size()) {
+          record(last, last_host, nullptr, nullptr, false);
+          break;
+        }
+        tried.insert(pick);
+        const Hop& hop = plan->hops[pick];
+        std::shared_ptr<Conn> fresh;
+        Reply failed = co_await Connect(self, hop, d->route, &fresh);
+        if (!fresh) {
+          attempt(hop.Text(), failed.Text());
+          spdlog::info("outbound {}: {}: {}", t.job.id, hop.Text(),
+                       failed.Text());
+          last = failed;
+          last_host = hop.host;
+          if (failed.permanent()) {
+            // RFC 5321 5.1 as the issue asks: a 5xx ends the attempt.
+            record(failed, hop.host, nullptr, nullptr, false);
+            done = true;
+          } else {
+            d->dead.insert(hop.Key());
+          }
+          continue;
+        }
+        *conn = fresh;
+      }
+      std::shared_ptr<Conn> c = *conn;
+      for (size_t i = 0; i < plan->hops.size(); ++i) {
+        if (plan->hops[i].Key() == c->hop.Key()) tried.insert(i);
+      }
+      c->session.StartTransaction(req);
+      co_await Drive(self, c, &t.body, self->PolicyFor(d->route));
+      smtp::client::TxnResult result;
+      if (c->session.need() == ClientSession::Need::kResult) {
+        result = c->session.TakeResult();
+        ++c->messages;
+        // RSET after a failed transaction.
+        co_await Drive(self, c, nullptr, self->PolicyFor(d->route));
+      } else {
+        result.mail = c->session.failure().value_or(
+            LocalReply(451, "4.4.2", "connection lost"));
+      }
+      if (c->session.need() != ClientSession::Need::kReady ||
+          c->messages >= self->options_.max_messages_per_connection) {
+        Quit(*conn);
+      }
+      std::string host = c->hop.Text() + (c->tls ? " " + c->tls_info : "");
+      // A transaction that failed as a whole with a temporary error moves
+      // on to the next host (RFC 5321 5.1); per-recipient 4xx stay for the
+      // next retry.
+      bool all_temp = !result.refused;
+      for (size_t k = 0; k < req.rcpts.size() && all_temp; ++k)
+        all_temp = result.For(k).transient();
+      Reply summary = result.refused ? *result.refused
+                      : !result.mail.positive() ? result.mail
+                      : result.final_reply.code ? result.final_reply
+                      : result.For(0);
+      attempt(host, summary.Text());
+      if (all_temp) {
+        last = summary;
+        last_host = c->hop.host;
+        Quit(*conn);
+        continue;
+      }
+      record(Reply{}, c->hop.host, nullptr, &result, result.dsn_passed);
+      done = true;
+    }
+  }
+  if (--t.outstanding == 0) self->Complete(job.tracker);
+}
+
+asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
+  HopPlan plan = co_await PlanHops(self, d);
+  std::shared_ptr<Conn> conn;
+  while (!d->jobs.empty()) {
+    Job job = std::move(d->jobs.front());
+    d->jobs.pop_front();
+    co_await DeliverJob(self, d, &plan, std::move(job), &conn);
+  }
+  Quit(conn);
+  self->WorkerDone(d);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Outbound>> Outbound::Start(OutboundOptions options) {
+  auto impl = std::make_unique<OutboundImpl>(std::move(options));
+  if (auto ok = impl->Init(); !ok) return tl::unexpected(ok.error());
+  return std::unique_ptr<Outbound>(std::move(impl));
+}
+
+}  // namespace tern::delivery

@@ -1,0 +1,54 @@
+// Outbound delivery: takes a message's remote recipients from the queue,
+// groups them by destination (MX domain or relay), and delivers them over
+// SMTP with connection reuse and concurrency limits, on its own thread and
+// io_context. The outcome goes back to the queue as a RemoteReport.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "common/result.h"
+#include "delivery/routing.h"
+#include "dns/resolver.h"
+#include "queue/remote.h"
+#include "smtp/client/session.h"
+
+namespace tern::delivery {
+
+struct OutboundOptions {
+  std::string hostname = "localhost";  // EHLO name
+  uint16_t mx_port = 25;               // tests use a high port
+  std::vector<std::string> dns_upstreams;  // empty: system resolvers
+  std::string dns_trust_anchor;
+  std::vector<RouteConfig> routes;
+  smtp::client::TlsPolicy tls = smtp::client::TlsPolicy::kOpportunistic;
+  std::string ca_file;                 // extra CAs for MX certificates
+  uint32_t max_connections = 20;
+  uint32_t max_connections_per_destination = 4;
+  uint32_t max_messages_per_connection = 100;
+  // RFC 5321 4.5.3.2 timeouts, in seconds.
+  uint32_t connect_timeout = 30;
+  uint32_t greeting_timeout = 300;     // 4.5.3.2.1
+  uint32_t command_timeout = 300;      // 4.5.3.2.2 / .3 (MAIL, RCPT, ...)
+  uint32_t data_init_timeout = 120;    // 4.5.3.2.4
+  uint32_t data_block_timeout = 180;   // 4.5.3.2.5
+  uint32_t final_timeout = 600;        // 4.5.3.2.6
+  // Tests: a resolver made on the outbound executor instead of libunbound.
+  std::function<std::unique_ptr<dns::Resolver>(asio::any_io_executor)>
+      make_resolver;
+};
+
+class Outbound : public queue::RemoteSender {
+ public:
+  static Result<std::unique_ptr<Outbound>> Start(OutboundOptions options);
+  ~Outbound() override = default;
+  // Stop() (from RemoteSender) ends the thread; jobs in progress are
+  // dropped (they stay queued and are retried after the next start).
+};
+
+}  // namespace tern::delivery

@@ -1,0 +1,119 @@
+// Unit tests of the DNS layer: RDATA decoding against hostile input, the
+// upstream notation, and the TTL cache (with a fake resolver and clock).
+#include <gtest/gtest.h>
+
+#include "dns/cache.h"
+#include "dns/fake_resolver.h"
+#include "dns/rdata.h"
+#include "dns/unbound_resolver.h"
+
+namespace tern::dns {
+namespace {
+
+std::string Wire(std::initializer_list<std::string> labels) {
+  std::string out;
+  for (const std::string& l : labels) {
+    out += static_cast<char>(l.size());
+    out += l;
+  }
+  out += '\0';
+  return out;
+}
+
+TEST(RdataTest, Mx) {
+  std::string rdata = std::string("\x00\x0a", 2) + Wire({"MX1", "Remote", "test"});
+  auto mx = ParseMx(rdata);
+  ASSERT_TRUE(mx);
+  EXPECT_EQ(mx->preference, 10);
+  EXPECT_EQ(mx->exchange, "mx1.remote.test");
+}
+
+TEST(RdataTest, NullMx) {
+  auto mx = ParseMx(std::string("\x00\x00\x00", 3));
+  ASSERT_TRUE(mx);
+  EXPECT_EQ(mx->preference, 0);
+  EXPECT_EQ(mx->exchange, "");
+}
+
+TEST(RdataTest, RejectsMalformedNames) {
+  EXPECT_FALSE(NameFromWire(""));
+  EXPECT_FALSE(NameFromWire(std::string("\x05" "ab", 3)));         // short label
+  EXPECT_FALSE(NameFromWire(std::string("\x02" "ab", 3)));         // no root
+  EXPECT_FALSE(NameFromWire(std::string("\xc0\x0c", 2)));          // pointer
+  EXPECT_FALSE(NameFromWire(std::string("\x01" "a\x00x", 4)));     // trailing
+  EXPECT_FALSE(NameFromWire(std::string("\x03" "a.b\x00", 5)));    // dot
+  EXPECT_FALSE(ParseMx(std::string("\x00", 1)));
+  std::string longname;
+  for (int i = 0; i < 60; ++i) longname += std::string("\x04" "abcd");
+  longname += '\0';
+  EXPECT_FALSE(NameFromWire(longname));  // > 255 octets
+}
+
+TEST(RdataTest, Addresses) {
+  EXPECT_EQ(ParseAddress(RrType::kA, std::string("\x7f\x00\x00\x05", 4)),
+            "127.0.0.5");
+  std::string v6(16, '\0');
+  v6[15] = 1;
+  EXPECT_EQ(ParseAddress(RrType::kAaaa, v6), "::1");
+  EXPECT_FALSE(ParseAddress(RrType::kA, "abc"));
+  EXPECT_FALSE(ParseAddress(RrType::kAaaa, "abcd"));
+}
+
+TEST(UpstreamTest, Notation) {
+  EXPECT_EQ(UnboundUpstream("127.0.0.1:5353").value(), "127.0.0.1@5353");
+  EXPECT_EQ(UnboundUpstream("127.0.0.1").value(), "127.0.0.1@53");
+  EXPECT_EQ(UnboundUpstream("[::1]:53").value(), "::1@53");
+  EXPECT_EQ(UnboundUpstream("::1").value(), "::1@53");
+  EXPECT_FALSE(UnboundUpstream("dns.example:53"));
+  EXPECT_FALSE(UnboundUpstream("127.0.0.1:0"));
+  EXPECT_FALSE(UnboundUpstream("127.0.0.1:x"));
+}
+
+TEST(CacheTest, AnswersLiveForTheirTtl) {
+  asio::io_context io;
+  FakeResolver fake(io.get_executor());
+  fake.SetMx("remote.test", {{10, "mx.remote.test"}}, 60);
+  auto now = CachingResolver::Clock::time_point{};
+  CachingResolver cache(fake, io.get_executor(), [&] { return now; });
+  int answers = 0;
+  auto ask = [&] {
+    cache.Query("Remote.Test", RrType::kMx, [&](Answer a) {
+      EXPECT_EQ(a.status, Status::kOk);
+      ASSERT_EQ(a.mx.size(), 1u);
+      ++answers;
+    });
+  };
+  ask();
+  ask();  // coalesced with the first
+  io.run();
+  io.restart();
+  EXPECT_EQ(fake.queries(), 1);
+  ask();
+  io.run();
+  io.restart();
+  EXPECT_EQ(fake.queries(), 1);
+  now += std::chrono::seconds(61);
+  ask();
+  io.run();
+  EXPECT_EQ(fake.queries(), 2);
+  EXPECT_EQ(answers, 4);
+}
+
+TEST(CacheTest, TemporaryFailuresAreNotCached) {
+  asio::io_context io;
+  FakeResolver fake(io.get_executor());
+  Answer fail;
+  fail.status = Status::kTempFail;
+  fail.ttl = 300;
+  fake.Set("down.test", RrType::kMx, fail);
+  CachingResolver cache(fake, io.get_executor());
+  for (int i = 0; i < 2; ++i) {
+    cache.Query("down.test", RrType::kMx, [](Answer) {});
+    io.run();
+    io.restart();
+  }
+  EXPECT_EQ(fake.queries(), 2);
+}
+
+}  // namespace
+}  // namespace tern::dns

@@ -1,0 +1,75 @@
+// Wire-format decoding of MX, A and AAAA record data; every length is checked
+// against the buffer because the data is remote input.
+#include "dns/rdata.h"
+
+#include <arpa/inet.h>
+
+#include "common/strings.h"
+
+namespace tern::dns {
+
+std::optional<std::string> NameFromWire(std::string_view data) {
+  std::string name;
+  size_t pos = 0;
+  // RFC 1035 2.3.4: 255 octets at most on the wire.
+  if (data.size() > 255) return std::nullopt;
+  while (true) {
+    if (pos >= data.size()) return std::nullopt;
+    auto len = static_cast<unsigned char>(data[pos++]);
+    if (len == 0) break;
+    // 0xC0 marks a compression pointer: libunbound hands out decompressed
+    // RDATA, so one here means the data is not what we think it is.
+    if (len > 63 || data.size() - pos < len) return std::nullopt;
+    if (!name.empty()) name += '.';
+    for (size_t i = 0; i < len; ++i) {
+      char c = data[pos + i];
+      // A dot or NUL inside a label cannot be written as a host name.
+      if (c == '.' || c == '\0') return std::nullopt;
+      name += c;
+    }
+    pos += len;
+  }
+  if (pos != data.size()) return std::nullopt;
+  return ToLower(name);
+}
+
+std::optional<MxRecord> ParseMx(std::string_view rdata) {
+  if (rdata.size() < 3) return std::nullopt;
+  MxRecord mx;
+  mx.preference = static_cast<uint16_t>(
+      (static_cast<unsigned char>(rdata[0]) << 8) |
+      static_cast<unsigned char>(rdata[1]));
+  auto name = NameFromWire(rdata.substr(2));
+  if (!name) return std::nullopt;
+  mx.exchange = std::move(*name);
+  return mx;
+}
+
+std::optional<std::string> ParseAddress(RrType type, std::string_view rdata) {
+  char text[INET6_ADDRSTRLEN];
+  if (type == RrType::kA && rdata.size() == 4) {
+    if (inet_ntop(AF_INET, rdata.data(), text, sizeof text) == nullptr)
+      return std::nullopt;
+    return std::string(text);
+  }
+  if (type == RrType::kAaaa && rdata.size() == 16) {
+    if (inet_ntop(AF_INET6, rdata.data(), text, sizeof text) == nullptr)
+      return std::nullopt;
+    return std::string(text);
+  }
+  return std::nullopt;
+}
+
+const char* SecurityName(Security s) {
+  switch (s) {
+    case Security::kSecure:
+      return "secure";
+    case Security::kBogus:
+      return "bogus";
+    case Security::kInsecure:
+      break;
+  }
+  return "insecure";
+}
+
+}  // namespace tern::dns

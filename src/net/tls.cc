@@ -1,0 +1,249 @@
+// TLS context construction and SNI selection, and the dev self-signed
+// certificate. All OpenSSL handles are owned by RAII wrappers; errors come
+// back as values naming the file and OpenSSL's reason.
+#include "net/tls.h"
+
+#include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "common/strings.h"
+
+namespace tern::net {
+namespace {
+
+// TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are
+// all acceptable and keep OpenSSL's defaults.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct FileClose {
+  void operator()(FILE* f) const { std::fclose(f); }
+};
+struct NamesFree {
+  void operator()(GENERAL_NAMES* n) const { GENERAL_NAMES_free(n); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using FilePtr = std::unique_ptr<FILE, FileClose>;
+
+// The most recent OpenSSL error, and the queue cleared.
+std::string SslError() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof buf);
+  return buf;
+}
+
+// DNS names a certificate is for: subjectAltName DNS entries, or the
+// subject CN when there are none (RFC 6125 6.4.4).
+std::vector<std::string> CertificateNames(X509* cert) {
+  std::vector<std::string> names;
+  std::unique_ptr<GENERAL_NAMES, NamesFree> sans(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  if (sans) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
+      const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans.get(), i);
+      if (gn->type != GEN_DNS) continue;
+      const ASN1_IA5STRING* s = gn->d.dNSName;
+      names.push_back(ToLower(std::string_view(
+          reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+          static_cast<size_t>(ASN1_STRING_length(s)))));
+    }
+  }
+  if (names.empty()) {
+    char cn[256];
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+                                      NID_commonName, cn, sizeof cn);
+    if (n > 0) names.push_back(ToLower(std::string_view(cn, n)));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<X509Ptr> ReadCertificate(const std::string& path) {
+  FilePtr f(std::fopen(path.c_str(), "r"));
+  if (!f) return Err("tls cert " + path + ": " + std::strerror(errno));
+  X509Ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+  if (!cert) return Err("tls cert " + path + ": " + SslError());
+  return cert;
+}
+
+// A fresh context with our protocol rules.
+Result<std::unique_ptr<asio::ssl::context>> NewContext() {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX* c = ctx->native_handle();
+  // RFC 8996 retires TLS 1.0/1.1; RFC 9325 4.1 recommends 1.2 and 1.3.
+  if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(c, kTls12Ciphers) != 1) {
+    return Err("tls: " + SslError());
+  }
+  SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
+                             SSL_OP_NO_RENEGOTIATION);
+  // Session resumption through tickets keeps repeat handshakes cheap; the
+  // id context is required once resumption is on.
+  static const unsigned char kSid[] = "tern-smtp";
+  SSL_CTX_set_session_id_context(c, kSid, sizeof kSid - 1);
+  return ctx;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<TlsContexts>> TlsContexts::Load(
+    const std::vector<config::Certificate>& certificates) {
+  if (certificates.empty()) return Err("tls: no certificates configured");
+  std::shared_ptr<TlsContexts> set(new TlsContexts());
+  std::vector<std::vector<std::string>> context_names;
+  for (const config::Certificate& c : certificates) {
+    auto cert = ReadCertificate(c.cert);
+    if (!cert) return Err(cert.error().message);
+    std::vector<std::string> names = CertificateNames(cert->get());
+    auto same = std::find(context_names.begin(), context_names.end(), names);
+    size_t index = static_cast<size_t>(same - context_names.begin());
+    if (same == context_names.end()) {
+      auto ctx = NewContext();
+      if (!ctx) return Err(ctx.error().message);
+      set->contexts_.push_back(std::move(*ctx));
+      context_names.push_back(names);
+    }
+    // A second pair for the same names adds its key type (RSA beside
+    // ECDSA); OpenSSL keeps one certificate per key type in a context.
+    SSL_CTX* ctx = set->contexts_[index]->native_handle();
+    if (SSL_CTX_use_certificate_chain_file(ctx, c.cert.c_str()) != 1) {
+      return Err("tls cert " + c.cert + ": " + SslError());
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, c.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return Err("tls key " + c.key + ": " + SslError());
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      return Err("tls key " + c.key + " does not match " + c.cert + ": " +
+                 SslError());
+    }
+    for (const std::string& n : names) {
+      if (set->by_name_.emplace(n, index).second) set->names_.push_back(n);
+    }
+  }
+  for (auto& ctx : set->contexts_) {
+    SSL_CTX_set_tlsext_servername_callback(ctx->native_handle(),
+                                           &TlsContexts::OnServerName);
+    SSL_CTX_set_tlsext_servername_arg(ctx->native_handle(), set.get());
+  }
+  return set;
+}
+
+SSL_CTX* TlsContexts::Find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  if (it == by_name_.end()) {
+    // RFC 6125 6.4.3: a wildcard matches exactly one leftmost label.
+    size_t dot = name.find('.');
+    if (dot != std::string::npos) it = by_name_.find("*" + name.substr(dot));
+  }
+  return it == by_name_.end() ? nullptr : contexts_[it->second]->native_handle();
+}
+
+int TlsContexts::OnServerName(SSL* ssl, int* alert, void* arg) {
+  const auto* self = static_cast<const TlsContexts*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  // No or unknown name: keep the default certificate rather than fail;
+  // SMTP clients rarely verify names, and a refusal helps nobody.
+  if (name == nullptr || self->contexts_.size() < 2) return SSL_TLSEXT_ERR_OK;
+  SSL_CTX* ctx = self->Find(ToLower(name));
+  if (ctx != nullptr && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+Result<config::Certificate> EnsureSelfSigned(const std::string& dir,
+                                             const std::string& hostname,
+                                             bool* created) {
+  *created = false;
+  config::Certificate out{dir + "/cert.pem", dir + "/key.pem"};
+  std::error_code ec;
+  if (std::filesystem::exists(out.cert, ec) && std::filesystem::exists(out.key, ec)) {
+    return out;
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Err("tls dir " + dir + ": " + ec.message());
+  chmod(dir.c_str(), 0700);
+
+  PkeyPtr key(EVP_EC_gen("P-256"));
+  X509Ptr cert(X509_new());
+  if (!key || !cert) return Err("tls self-signed: " + SslError());
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;  // RFC 5280 4.1.2.2: positive
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  bool ok = bn != nullptr && X509_set_version(cert.get(), 2) == 1 &&
+            BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) != nullptr;
+  BN_free(bn);
+  ok = ok && X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
+       X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3650L * 86400) != nullptr &&
+       X509_set_pubkey(cert.get(), key.get()) == 1;
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  ok = ok && X509_NAME_add_entry_by_txt(
+                 name, "CN", MBSTRING_ASC,
+                 reinterpret_cast<const unsigned char*>(hostname.c_str()), -1,
+                 -1, 0) == 1 &&
+       X509_set_issuer_name(cert.get(), name) == 1;
+  if (ok) {
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
+    std::string san = "DNS:" + hostname;
+    X509_EXTENSION* ext =
+        X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str());
+    ok = ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+  }
+  ok = ok && X509_sign(cert.get(), key.get(), EVP_sha256()) > 0;
+  if (!ok) return Err("tls self-signed: " + SslError());
+
+  // The key file is created 0600 before anything is written into it.
+  std::string key_tmp = out.key + ".tmp", cert_tmp = out.cert + ".tmp";
+  int fd = ::open(key_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Err("tls key " + key_tmp + ": " + std::strerror(errno));
+  FilePtr kf(fdopen(fd, "w"));
+  if (!kf) {
+    ::close(fd);
+    return Err("tls key " + key_tmp + ": " + std::strerror(errno));
+  }
+  FilePtr cf(std::fopen(cert_tmp.c_str(), "w"));
+  if (!cf) return Err("tls cert " + cert_tmp + ": " + std::strerror(errno));
+  if (PEM_write_PrivateKey(kf.get(), key.get(), nullptr, nullptr, 0, nullptr,
+                           nullptr) != 1 ||
+      PEM_write_X509(cf.get(), cert.get()) != 1 || std::fflush(kf.get()) != 0 ||
+      std::fflush(cf.get()) != 0) {
+    return Err("tls self-signed: cannot write " + dir);
+  }
+  kf.reset();
+  cf.reset();
+  std::filesystem::rename(key_tmp, out.key, ec);
+  if (!ec) std::filesystem::rename(cert_tmp, out.cert, ec);
+  if (ec) return Err("tls self-signed: " + ec.message());
+  *created = true;
+  return out;
+}
+
+}  // namespace tern::net

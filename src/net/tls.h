@@ -1,0 +1,53 @@
+// Server TLS contexts (OpenSSL 3 through asio::ssl): TLS 1.2 and 1.3 only,
+// server cipher preference, RSA and ECDSA certificates side by side, and
+// SNI choosing among certificates. A set is immutable once built; SIGHUP
+// builds a new one while sessions keep the set they started with.
+#pragma once
+
+#include <asio/ssl.hpp>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "config/config.h"
+
+namespace tern::net {
+
+class TlsContexts {
+ public:
+  // Loads every certificate/key pair. Pairs naming the same hosts share
+  // one context (OpenSSL then picks RSA or ECDSA per client); other pairs
+  // get their own context, chosen by SNI. The first pair is the default
+  // for clients that send no (or an unknown) server name.
+  static Result<std::shared_ptr<TlsContexts>> Load(
+      const std::vector<config::Certificate>& certificates);
+
+  TlsContexts(const TlsContexts&) = delete;
+  TlsContexts& operator=(const TlsContexts&) = delete;
+
+  // The context new connections start with; SNI may switch it.
+  asio::ssl::context& default_context() { return *contexts_.front(); }
+  // Names covered, for the log ("mx.example.test", "*.example.test").
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  TlsContexts() = default;
+  static int OnServerName(SSL* ssl, int* alert, void* arg);
+  SSL_CTX* Find(const std::string& name) const;
+
+  std::vector<std::unique_ptr<asio::ssl::context>> contexts_;
+  std::unordered_map<std::string, size_t> by_name_;  // lower-case names
+  std::vector<std::string> names_;
+};
+
+// Makes sure `dir` holds a self-signed ECDSA P-256 certificate for
+// `hostname` (cert.pem, key.pem with mode 0600), creating it if missing.
+// Sets *created when it made a new one.
+Result<config::Certificate> EnsureSelfSigned(const std::string& dir,
+                                             const std::string& hostname,
+                                             bool* created);
+
+}  // namespace tern::net
