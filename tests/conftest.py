@@ -311,6 +311,10 @@ class TernServer:
         self.listen = [(f"127.0.0.1:{self.port}", "smtp")] + list(extra_listen)
         # Extra TOML tables, e.g. {"tls": {"self_signed": True}, "pop3": {...}}.
         self.sections = dict(sections or {})
+        # Outbound delivery must never ask a resolver off this machine: by
+        # default DNS goes to a closed loopback port, so lookups fail and
+        # remote mail stays queued.
+        self.sections.setdefault("dns", {"upstream": ["127.0.0.1:9"]})
         self.proc = None
         self.expect_down = True
         self.exit_codes = []

@@ -231,6 +231,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
       if (plan.kind == Kind::kNotLocal) {
         // Keeps the last remote reply, if any, for `tern queue list`.
         if (rec.error.empty()) rec.error = kRemotePending;
+        if (last_error.empty()) last_error = rec.error;
         w.remote.insert(rcpt);
         w.state.recipients[plan.rcpt] = std::move(rec);
         continue;
@@ -310,6 +311,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
           AppendRecipient(w.state, rec, remote, RecipientState::kPending,
                           kRemotePending);
           w.remote.insert(remote);
+          if (last_error.empty()) last_error = kRemotePending;
         }
       }
       w.state.recipients[plan.rcpt] = std::move(rec);

@@ -152,10 +152,14 @@ TEST(LocalDeliveryTest, UnknownUserFails) {
   TempDir dir;
   FakeDirectory directory{{"bob@example.test"}, {}};
   auto q = StartQueue(dir.path(), directory.resolver());
-  // Unknown alone: the message is finished (no bounce yet) and removed.
+  // Unknown alone: the message is finished and removed; the bounce goes
+  // to the (local) sender's mailbox.
   ASSERT_TRUE(CommitMessage(
-      *q, MakeEnvelope("a@example.org", {"nobody@example.test"}), kMessage));
-  ASSERT_TRUE(WaitFor([&] { return QueueSize(dir.path()) == 0; }));
+      *q, MakeEnvelope("bob@example.test", {"nobody@example.test"}), kMessage));
+  ASSERT_TRUE(WaitFor([&] {
+    return QueueSize(dir.path()) == 0 &&
+           CountFiles(MaildirNew(dir.path(), "example.test", "bob")) == 1;
+  }));
   // Unknown next to a remote recipient: recorded as failed.
   auto id = CommitMessage(*q,
                           MakeEnvelope("a@example.org", {"nobody@example.test",
@@ -216,8 +220,9 @@ TEST(LocalDeliveryTest, PathTraversalRefused) {
   auto q = StartQueue(dir.path(), directory.resolver());
   auto id = CommitMessage(
       *q,
-      MakeEnvelope("a@example.org", {"evil@example.test", "dots@example.test",
-                                     "mixed@example.test"}),
+      // A null sender: the failures are logged, not bounced.
+      MakeEnvelope("", {"evil@example.test", "dots@example.test",
+                        "mixed@example.test"}),
       kMessage);
   ASSERT_TRUE(id);
   ASSERT_TRUE(WaitFor([&] { return QueueSize(dir.path()) == 0; }));
