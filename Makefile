@@ -48,3 +48,20 @@ install: build
 
 clean:
 	rm -rf $(BUILD)
+
+# libFuzzer targets (fuzz/README.md), built with clang in $(FUZZ_BUILD): each
+# runs FUZZ_SECONDS from a scratch copy of its seeds; FUZZ_TARGETS picks some.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+.PHONY: fuzz fuzz-smoke
+
+fuzz:
+	@scripts/deps.sh fuzz
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) fuzz/run.sh $(FUZZ_TARGETS)
+
+# The same, 20 s per target (for CI).
+fuzz-smoke:
+	@scripts/deps.sh fuzz
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=20 JOBS=$(JOBS) fuzz/run.sh $(FUZZ_TARGETS)

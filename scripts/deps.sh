@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tern needs that are missing.
-# Usage: scripts/deps.sh build|test|bench   (test and bench include build)
+# Usage: scripts/deps.sh build|test|bench|fuzz   (all include build)
 set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
@@ -9,13 +9,16 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 test_pkgs=(python3 python3-pytest python3-aiosmtpd python3-dnslib swaks curl
   msmtp mutt openssl procps fetchmail getmail6 postfix)
 bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)
+# libFuzzer comes with clang's runtime libraries.
+fuzz_pkgs=(clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
   build) ;;
   test) want+=("${test_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+  fuzz) want+=("${fuzz_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -756,9 +756,11 @@ def test_smarthost_with_starttls_and_auth(dns, sinks, tern, selfsigned):
 def test_smarthost_wrong_password_defers(dns, sinks, tern, selfsigned):
     ctx, cert = selfsigned
     dns.a("smtp.provider.test", "127.0.0.41")
+    def refuse(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=False, handled=False)
+
     sink = sinks.smtp("127.0.0.41", name="smtp.provider.test", tls_context=ctx,
-                      require_starttls=True,
-                      authenticator=lambda *a: AuthResult(success=False))
+                      require_starttls=True, authenticator=refuse)
     srv = tern(routes=[{"domain": "*",
                         "relay": f"smtp.provider.test:{sinks.port}",
                         "ca_file": cert, "auth_user": "home",
@@ -784,7 +786,7 @@ def test_queue_survives_restart_and_control(dns, sinks, tern):
     sink = sinks.smtp("127.0.0.42", {"DATA": ["451 4.3.0 not now"]})
     srv = tern(delivery={"retry_first": 3600, "retry_max": 3600})
     m = unique("ctl")
-    submit(srv, "u@example.test", ["x@ctl.test"], m)
+    submit(srv, "u@example.test", [f"{m}@ctl.test"], m)
     wait_for(lambda: (entry(srv, m) or {}).get("attempts") == 1,
              what="first attempt", srv=srv)
     before = entry(srv, m)

@@ -90,6 +90,8 @@ def test_unauthenticated_battery(srv):
         assert f"relay trick refused client=127.0.0.1 user= rcpt=<{trick}>" in log, trick
     assert "rcpt=<far@remote.test>" in log
     assert "rcpt=<u@[192.0.2.1]> reason=address-literal" in log
+    assert "arg=<u@remote.test@example.test> reason=syntax" in log
+    assert "arg=<u@example.test.> reason=syntax" in log
 
 
 def test_unauthenticated_over_tls_is_still_unauthenticated(srv):

@@ -465,7 +465,9 @@ def test_quoted_local_part(srv):
     marker = unique("quoted")
     with srv.connect() as c:
         c.start()
-        r = c.send_message('"u"@example.test', ['"u"@example.test'],
+        # The sender is remote: unauthenticated clients may not claim a
+        # local domain in MAIL FROM (issue 4, sender identity).
+        r = c.send_message('"s"@remote.test', ['"u"@example.test'],
                            build_message(marker, ["quoted"]))
         assert r.code == 250, r
     srv.wait_message("u@example.test", marker)

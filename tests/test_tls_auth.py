@@ -522,3 +522,13 @@ def test_dev_self_signed_certificate_is_generated_once(tls_server):
     s.stop()
     s.start()
     assert cert.read_bytes() == before
+
+
+def test_silent_client_gets_no_endless_handshake(tls_server):
+    s = tls_server(users=[USER], smtp={"command_timeout": 2})
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", s.subs_port), timeout=10) as raw:
+        assert raw.recv(100) == b""  # closed without a byte, no TLS, no 220
+    assert time.monotonic() - t0 < 6
+    assert "smtp tls handshake failed client=127.0.0.1 listener=submissions error=timeout" \
+        in s.log_text()

@@ -544,6 +544,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         c->tls_info = std::string(SSL_get_version(ssl)) + " " +
                       SSL_get_cipher_name(ssl) +
                       (verified ? " verified" : " unverified (" + why + ")");
+        spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +
                                   " not verified: " + why);

@@ -206,6 +206,13 @@ Result<std::unique_ptr<Resolver>> MakeUnboundResolver(
       return tl::unexpected(r.error());
     ub_ctx_hosts(ctx.get(), nullptr);  // best effort
   } else {
+    // unbound answers NXDOMAIN itself for the RFC 6761 names (test.,
+    // invalid., ...). With a configured upstream, that upstream decides:
+    // test zones (and split-horizon setups) live there.
+    for (const char* zone : {"test.", "invalid.", "local."}) {
+      ub_ctx_set_option(ctx.get(), "local-zone:",
+                        (std::string(zone) + " transparent").c_str());
+    }
     for (const std::string& up : options.upstreams) {
       auto addr = UnboundUpstream(up);
       if (!addr) return Err("dns: upstream " + addr.error().message);

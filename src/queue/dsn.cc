@@ -186,6 +186,8 @@ std::string BuildDsn(const DsnInput& in) {
   if (full) {
     line("Content-Type: message/rfc822");
     line("Content-Description: Undelivered message");
+    // RFC 2046 5.2.1: 7bit unless the original carries 8-bit octets.
+    if (IEquals(env.body, "8BITMIME")) line("Content-Transfer-Encoding: 8bit");
     line("");
     m.append(in.message);
     if (!in.message.empty() && !in.message.ends_with("\r\n")) m += "\r\n";

@@ -130,7 +130,12 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
     if (!ctx.limiter().Acquire(ip, smtp.max_connections, smtp.max_connections_per_ip)) {
       spdlog::warn("smtp connection refused client={} reason=limit total={}", ip,
                    ctx.limiter().total());
-      smtp::RefuseConnection(std::move(socket), settings->config.hostname);
+      if (listener.service == "submissions") {
+        // A plaintext 421 means nothing to a client expecting TLS.
+        socket.close(rec);
+      } else {
+        smtp::RefuseConnection(std::move(socket), settings->config.hostname);
+      }
       continue;
     }
     socket.set_option(tcp::no_delay(true), rec);

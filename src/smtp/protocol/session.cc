@@ -606,7 +606,10 @@ struct Session::Impl {
       params_text = arg.substr(kPostmaster.size());
     } else {
       std::optional<PathParse> path = ParsePath(arg, false, true);
-      if (!path) return Reply("501 5.1.3 Bad recipient address syntax");
+      if (!path) {
+        host.RcptSyntaxError(arg);
+        return Reply("501 5.1.3 Bad recipient address syntax");
+      }
       rcpt = std::move(path->mailbox);
       params_text = path->rest;
     }

@@ -107,6 +107,10 @@ class SessionHost {
     return true;
   }
 
+  // A RCPT argument that does not parse ("a@b@c", "a@b.", ...); some of
+  // these are old relay tricks, so the host may want them in its log.
+  virtual void RcptSyntaxError(std::string_view arg) {}
+
   // AUTH (RFC 4954). The defaults offer no mechanism.
   virtual std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
       std::string_view name) {

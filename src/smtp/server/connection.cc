@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <ctime>
@@ -125,6 +126,18 @@ class Connection : public server::Stoppable,
                            std::string_view field) override {
     return policy::HeaderSenderAllowed(ctx_.directory(), session_.client(),
                                        address, field);
+  }
+
+  void RcptSyntaxError(std::string_view arg) override {
+    // Bounded and printable: the text comes straight from the client.
+    std::string shown(arg.substr(0, 300));
+    for (char& ch : shown) {
+      if (static_cast<unsigned char>(ch) < 32 || static_cast<unsigned char>(ch) >= 127) {
+        ch = '?';
+      }
+    }
+    spdlog::info("smtp rcpt rejected client={} user={} arg={} reason=syntax",
+                 client_ip(), session_.client().auth_user, shown);
   }
 
   std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
@@ -249,7 +262,8 @@ asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
 asio::awaitable<bool> Handshake(std::shared_ptr<Connection> c) {
   if (!c->tls_) co_return false;
   asio::error_code ec;
-  c->ArmDeadline(kHandshakeTimeout);
+  c->ArmDeadline(std::min(kHandshakeTimeout,
+                          c->settings_->config.smtp.command_timeout));
   co_await c->stream_.AsyncHandshake(c->tls_,
                                      asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
