@@ -266,7 +266,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       while (!chunk.empty()) {
         FUZZ_CHECK(++rounds < 100000, "no progress feeding %zu octets",
                    chunk.size());
-        FUZZ_CHECK(s.need() == Need::kInput, "fed while need() is not kInput");
+        FUZZ_CHECK(s.need() == Need::kInput, "fed while need() is %d",
+                   static_cast<int>(s.need()));
         size_t used = s.Feed(chunk);
         FUZZ_CHECK(used <= chunk.size(), "consumed %zu of %zu", used,
                    chunk.size());
@@ -298,9 +299,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             s.DelayDone();
             break;
           case Need::kClose:
-            closed = true;
-            chunk = {};
             break;
+        }
+        // Acting on a request may end the session too (a failed commit
+        // can be the error that reaches max_errors).
+        if (s.need() == Need::kClose) {
+          closed = true;
+          chunk = {};
         }
         replies.Drain(s.output());
       }

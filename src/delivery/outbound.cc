@@ -40,6 +40,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxHosts = 10;  // MX hosts tried per destination
 constexpr size_t kWriteChunk = 64 * 1024;
+// An idle connection waits up to kIdleChecks x kIdleCheck for more mail.
+constexpr int kIdleChecks = 10;
+constexpr auto kIdleCheck = std::chrono::milliseconds(100);
 
 struct Hop {
   std::string host;     // name (for TLS checks, logs, Remote-MTA)
@@ -818,7 +821,18 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
 asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
   HopPlan plan = co_await PlanHops(self, d);
   std::shared_ptr<Conn> conn;
-  while (!d->jobs.empty()) {
+  asio::steady_timer idle(*self->io_);
+  while (true) {
+    if (d->jobs.empty() && conn && !conn->closed) {
+      // The queue hands over messages in batches: an open connection
+      // waits a moment for the next one instead of a new TCP+TLS setup.
+      for (int i = 0; i < kIdleChecks && d->jobs.empty(); ++i) {
+        idle.expires_after(kIdleCheck);
+        asio::error_code ec;
+        co_await idle.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+    if (d->jobs.empty()) break;
     Job job = std::move(d->jobs.front());
     d->jobs.pop_front();
     co_await DeliverJob(self, d, &plan, std::move(job), &conn);
