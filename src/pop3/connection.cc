@@ -15,6 +15,7 @@
 #include "auth/sasl.h"
 #include "common/strings.h"
 #include "delivery/maildir.h"
+#include "net/off_thread.h"
 #include "net/stream.h"
 #include "pop3/session.h"
 #include "store/crlf.h"
@@ -45,24 +46,7 @@ class MaildirDrop : public Maildrop {
   const store::Maildir& md_;
 };
 
-// Runs job->Run() on the service's pool and resumes on the caller's
-// executor. The job lives in the caller's frame; only pointers are
-// captured (g++ 12 mishandles lambdas with non-trivial captures made in
-// coroutines, see DESIGN.md).
-template <class Job>
-asio::awaitable<void> OffThread(asio::thread_pool& pool, Job* job) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-      [&pool, job](auto handler) {
-        using Handler = decltype(handler);
-        auto h = std::make_shared<Handler>(std::move(handler));
-        asio::post(pool, [job, h] {
-          job->Run();
-          auto ex = asio::get_associated_executor(*h);
-          asio::post(ex, [h] { (*h)(); });
-        });
-      },
-      asio::use_awaitable);
-}
+using net::OffThread;
 
 struct AuthJob;
 

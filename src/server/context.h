@@ -2,6 +2,8 @@
 // SIGHUP may replace, the directory and queue, connection accounting.
 #pragma once
 
+#include <asio/thread_pool.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -57,6 +59,11 @@ class Context {
   Context(std::shared_ptr<const Settings> settings, auth::Directory* directory,
           queue::Queue* queue);
 
+  // Threads for work that must not run on an io thread (SASL password
+  // checks). Joined by StopBlocking() before the io context goes away.
+  asio::thread_pool& blocking() { return blocking_; }
+  void StopBlocking() { blocking_.join(); }
+
   std::shared_ptr<const Settings> settings() const {
     std::lock_guard lock(mu_);
     return settings_;
@@ -100,6 +107,7 @@ class Context {
   std::shared_ptr<net::TlsContexts> tls_;
   ConnectionLimiter limiter_;
   std::atomic<bool> stopping_{false};
+  asio::thread_pool blocking_{2};
   uint64_t next_key_ = 1;
   std::unordered_map<uint64_t, std::weak_ptr<Stoppable>> live_;
 };

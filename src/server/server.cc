@@ -330,6 +330,7 @@ int Serve(const config::Config& initial) {
   // Password checks and expunges in flight finish before the io context
   // they report to is destroyed.
   pop3_service.Stop();
+  ctx.StopBlocking();
   control->reset();  // its acceptor belongs to the io context
   (*queue)->Stop();
   listeners.clear();

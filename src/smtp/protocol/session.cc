@@ -90,6 +90,8 @@ struct Session::Impl {
   std::unique_ptr<auth::SaslMechanism> sasl;
   std::string sasl_name;
   std::string sasl_done_user;  // success with final data: awaiting "" reply
+  bool sasl_start = false;      // the pending step is Start, not Next
+  std::optional<std::string> sasl_input;  // its input
   std::string tls_version;     // "TLSv1.3", for the Received: header
   std::string tls_cipher;
 
@@ -459,7 +461,32 @@ struct Session::Impl {
         return Reply("501 5.5.2 Invalid base64 data");
       }
     }
-    Step(sasl->Start(first));
+    RunOrPend(true, std::move(first));
+  }
+
+  // Runs the mechanism now, or (async_sasl) leaves it to the connection.
+  void RunOrPend(bool start, std::optional<std::string> input) {
+    sasl_start = start;
+    sasl_input = std::move(input);
+    if (config.async_sasl) {
+      need = Need::kSaslStep;
+      return;
+    }
+    Step(RunSaslStep());
+  }
+
+  auth::SaslStep RunSaslStep() {
+    if (sasl == nullptr) return auth::SaslStep{auth::SaslStep::Kind::kMalformed, {}, {}};
+    std::optional<std::string> input = std::move(sasl_input);
+    sasl_input.reset();
+    if (sasl_start) return sasl->Start(input);
+    return sasl->Next(input ? *input : std::string());
+  }
+
+  void SaslStepDone(const auth::SaslStep& step) {
+    if (need != Need::kSaslStep) return;
+    need = Need::kInput;
+    Step(step);
   }
 
   void SaslResponse(std::string_view text) {
@@ -484,7 +511,7 @@ struct Session::Impl {
       EndSasl();
       return Reply("501 5.5.2 Invalid base64 data");
     }
-    Step(sasl->Next(*decoded));
+    RunOrPend(false, std::move(decoded));
   }
 
   void Step(const auth::SaslStep& step) {
@@ -522,6 +549,7 @@ struct Session::Impl {
 
   void EndSasl() {
     sasl.reset();
+    sasl_input.reset();
     std::string().swap(sasl_name);
     std::string().swap(sasl_done_user);
   }
@@ -931,6 +959,12 @@ void Session::TlsStarted(std::string version, std::string cipher) {
 }
 
 std::chrono::milliseconds Session::delay() const { return impl_->delay; }
+
+auth::SaslStep Session::RunSaslStep() { return impl_->RunSaslStep(); }
+
+void Session::SaslStepDone(const auth::SaslStep& step) {
+  impl_->SaslStepDone(step);
+}
 
 void Session::DelayDone() {
   if (impl_->need == Need::kDelay) impl_->need = Need::kInput;

@@ -31,6 +31,10 @@ struct SessionConfig {
   // AUTH without TLS; config allows it only on loopback listeners.
   bool auth_allowed_plaintext = false;
   bool submission = false;     // AUTH required before MAIL (RFC 6409 4.3)
+  // When set, each SASL step is handed to the connection (Need::kSaslStep)
+  // instead of running inside Feed(): a password check costs tens of
+  // milliseconds of Argon2id and must not stall an io thread.
+  bool async_sasl = false;
 };
 
 // Facts about the connection that policy and the Received: header need.
@@ -140,6 +144,10 @@ enum class Need {
   // Wait delay(), then call DelayDone() and write output() (slows down
   // password guessing).
   kDelay,
+  // Only with SessionConfig::async_sasl: call RunSaslStep() (on any
+  // thread, nothing else touches the session meanwhile), then
+  // SaslStepDone() with its result back on the connection's executor.
+  kSaslStep,
 };
 
 class Session {
@@ -166,6 +174,10 @@ class Session {
   void TlsStarted(std::string version, std::string cipher);
   std::chrono::milliseconds delay() const;
   void DelayDone();
+
+  // The SASL mechanism step requested by Need::kSaslStep, and its result.
+  auth::SaslStep RunSaslStep();
+  void SaslStepDone(const auth::SaslStep& step);
 
   // Result of the commit requested by Need::kCommit: 250 with the queue id
   // or 451 4.3.0 / 452 4.3.1 (no space).

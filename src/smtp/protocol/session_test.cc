@@ -1277,6 +1277,36 @@ TEST_F(TlsAuthTest, CancelAndBadResponses) {
   EXPECT_TRUE(host->auth_events.empty());
 }
 
+// With async_sasl each mechanism step is handed to the connection, and
+// pipelined input waits until its result is in.
+TEST_F(TlsAuthTest, AsyncSaslStepsWaitForTheConnection) {
+  config.async_sasl = true;
+  Reset();
+  Ehlo();
+  StartTls();
+  std::string in = "AUTH X-TEST\r\n" + B64("good") + "\r\nNOOP\r\n";
+  size_t used = session->Feed(in);
+  EXPECT_EQ(session->need(), Need::kSaslStep);
+  EXPECT_EQ(Take(), "");
+  EXPECT_TRUE(host->sasl_seen.empty());  // nothing ran inside Feed
+  session->SaslStepDone(session->RunSaslStep());
+  EXPECT_EQ(session->need(), Need::kInput);
+  EXPECT_EQ(Take(), "334 " + B64("more?") + "\r\n");
+  std::string rest = in.substr(used);
+  used = session->Feed(rest);
+  EXPECT_EQ(session->need(), Need::kSaslStep);
+  EXPECT_EQ(rest.substr(used), "NOOP\r\n");
+  session->SaslStepDone(session->RunSaslStep());
+  EXPECT_EQ(Take(), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(Send(rest.substr(used)), "250 2.0.0 Ok\r\n");
+  EXPECT_EQ(host->sasl_seen, (std::vector<std::string>{"start", "next:good"}));
+  EXPECT_EQ(session->client().auth_user, "u@example.test");
+  // A stray result when no step is pending changes nothing.
+  session->SaslStepDone(auth::SaslStep{auth::SaslStep::Kind::kSuccess, {}, "x"});
+  EXPECT_EQ(session->client().auth_user, "u@example.test");
+  EXPECT_EQ(Take(), "");
+}
+
 TEST_F(TlsAuthTest, FailureDelaysTheReply) {
   host->failure_delay = std::chrono::milliseconds(750);
   Ehlo();

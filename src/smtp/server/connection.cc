@@ -12,6 +12,7 @@
 #include <ctime>
 
 #include "common/strings.h"
+#include "net/off_thread.h"
 #include "net/stream.h"
 #include "policy/recipient.h"
 #include "policy/sender.h"
@@ -288,6 +289,13 @@ asio::awaitable<void> Pause(std::shared_ptr<Connection> c,
   co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
+// One SASL mechanism step, run off the io thread.
+struct SaslJob {
+  Session* session;
+  auth::SaslStep step;
+  void Run() { step = session->RunSaslStep(); }
+};
+
 asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
   const auto& limits = c->settings_->config.smtp;
   Session& s = c->session_;
@@ -325,6 +333,15 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
                       r.error().message);
       }
       s.Committed(static_cast<bool>(r), no_space);
+      continue;
+    }
+    if (s.need() == Need::kSaslStep) {
+      // Argon2id or PBKDF2 work runs on the blocking pool; the session is
+      // untouched by this coroutine until the step is done.
+      SaslJob job{&s, {}};
+      c->ArmDeadline(limits.command_timeout);
+      co_await net::OffThread(c->ctx_.blocking(), &job);
+      s.SaslStepDone(job.step);
       continue;
     }
     if (s.need() == Need::kDelay) {
@@ -436,6 +453,7 @@ void StartConnection(tcp::socket socket, server::Context& ctx,
   sc.auth_allowed_plaintext = listener.allow_plaintext_auth;
   // RFC 6409 4.3 / RFC 8314: both submission ports require AUTH.
   sc.submission = listener.service != "smtp";
+  sc.async_sasl = true;
   auto conn = std::make_shared<Connection>(std::move(socket), ctx, settings, sc,
                                            std::move(client), listener.service,
                                            implicit_tls);
