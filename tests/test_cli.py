@@ -1,6 +1,7 @@
 # The `tern` command line: users and aliases (also while the server runs),
 # `tern sendmail` in its usual forms, and reading a Maildir with mailbox.
 import mailbox
+import re
 import time
 
 from conftest import PASSWORD, build_message, to_lf, unique
@@ -81,6 +82,10 @@ def test_sendmail_basic(server):
     parsed = mailbox.MaildirMessage(raw)
     assert parsed["Subject"] == m
     assert parsed.get_payload().strip() == f"body {m}"
+    # The Received: header names the queue id the server logs delivery under.
+    found = re.search(rb"with ESMTP id ([0-9A-Z]{16})\n", raw)
+    assert found, raw[:300]
+    assert found.group(1).decode() in server.log_text()
 
 
 def test_sendmail_crlf_input(server):

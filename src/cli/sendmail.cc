@@ -18,6 +18,7 @@
 #include "common/strings.h"
 #include "policy/recipient.h"
 #include "queue/queue.h"
+#include "queue/queue_id.h"
 #include "smtp/protocol/session.h"
 #include "smtp/server/envelope.h"
 
@@ -212,7 +213,8 @@ class LocalHost : public smtp::SessionHost {
     // Local submission: the login name stands where SMTP AUTH would.
     if (struct passwd* pw = getpwuid(getuid())) env_.auth_user = pw->pw_name;
     data_.clear();
-    return "sendmail";
+    env_.id = queue::NewQueueId();  // Inject keeps it: Received: names it
+    return env_.id;
   }
   bool MessageData(std::string_view d) override {
     data_.append(d);

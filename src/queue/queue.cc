@@ -914,7 +914,9 @@ Result<std::string> Inject(const std::string& data_dir, Envelope env,
     return tl::unexpected(made.error());
   auto dir_fd = io::OpenDir(dir);
   if (!dir_fd) return tl::unexpected(dir_fd.error());
-  env.id = NewQueueId();
+  // A caller may name the id beforehand (sendmail writes it into the
+  // Received: header before the message is injected).
+  if (!IsValidQueueId(env.id)) env.id = NewQueueId();
   if (env.received_at == 0) env.received_at = std::time(nullptr);
   std::string encoded = EncodeEnvelope(env);
   auto header =

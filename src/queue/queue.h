@@ -118,7 +118,8 @@ class Queue {
 };
 
 // Writes a complete message durably into data_dir/queue/incoming (used by
-// `tern sendmail`); the running server picks it up. Returns the queue id.
+// `tern sendmail`); the running server picks it up. Uses env.id when it is a
+// valid queue id (see queue_id.h), else assigns one. Returns the queue id.
 Result<std::string> Inject(const std::string& data_dir, Envelope env,
                            std::string_view message);
 
