@@ -67,3 +67,26 @@ fuzz:
 fuzz-smoke:
 	@scripts/deps.sh fuzz
 	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=20 JOBS=$(JOBS) fuzz/run.sh $(FUZZ_TARGETS)
+
+# Sanitizer runs (issue 7): every test, unit and integration, against a build
+# with ASan+UBSan ($(ASAN_BUILD)) or ThreadSanitizer ($(TSAN_BUILD)). Any
+# report fails the run: a unit test binary exits non-zero, and the
+# integration tests look for reports in every server log and command's stderr
+# at teardown (tests/conftest.py), after the SIGTERM that makes LSan run.
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+ASAN_ENV = ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1:check_initialization_order=1:strict_init_order=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TSAN_ENV = TSAN_OPTIONS=halt_on_error=0:exitcode=66:second_deadlock_stack=1
+
+.PHONY: test-asan test-tsan
+
+test-asan: deps-test
+	cmake -S . -B $(ASAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_SANITIZE=ON -DTERN_TSAN=OFF
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest --output-on-failure --timeout 900
+
+test-tsan: deps-test
+	cmake -S . -B $(TSAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TSAN=ON -DTERN_SANITIZE=OFF
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && $(TSAN_ENV) ctest --output-on-failure --timeout 900

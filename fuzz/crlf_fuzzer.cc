@@ -59,8 +59,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   std::string plain = Encode(msg, false, -1, seed, max_chunk);
-  FUZZ_CHECK(plain == plain_ref, "CRLF form differs\n  in:  %s\n  got: %s\n  "
-             "want: %s", Printable(msg).c_str(), Printable(plain).c_str(),
+  FUZZ_CHECK(plain == plain_ref,
+             "CRLF form differs\n  in:  %s\n  got: %s\n  "
+             "want: %s",
+             Printable(msg).c_str(), Printable(plain).c_str(),
              Printable(plain_ref).c_str());
   FUZZ_CHECK(plain == Encode(msg, false, -1, 0, 0), "chunking changes output");
   std::string stuffed = Encode(msg, true, -1, seed, max_chunk);

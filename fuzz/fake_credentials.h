@@ -25,8 +25,8 @@ inline const auth::ScramCredentials& AliceScram() {
 
 class FakeCredentials : public auth::CredentialStore {
  public:
-  std::optional<std::string> CheckPassword(const std::string& user,
-                                           const std::string& password) override {
+  std::optional<std::string> CheckPassword(
+      const std::string& user, const std::string& password) override {
     ++checks;
     if (Known(user) && password == kPassword) {
       ++granted;

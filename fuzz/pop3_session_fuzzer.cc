@@ -132,9 +132,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               sasl = tern::auth::MakeMechanism(req.mechanism, store);
               FUZZ_CHECK(sasl != nullptr, "unknown mechanism %s passed on",
                          Printable(req.mechanism).c_str());
-              step = sasl->Start(req.has_initial
-                                     ? std::optional<std::string_view>(req.secret)
-                                     : std::nullopt);
+              step = sasl->Start(
+                  req.has_initial ? std::optional<std::string_view>(req.secret)
+                                  : std::nullopt);
             } else if (sasl) {
               step = sasl->Next(req.secret);
             }
@@ -152,9 +152,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           }
           if (account) {
             switch (outcome % 8) {
-              case 5: r.kind = AuthResult::Kind::kInUse; break;
-              case 6: r.kind = AuthResult::Kind::kLoginDelay; break;
-              case 7: r.kind = AuthResult::Kind::kTempFail; break;
+              case 5:
+                r.kind = AuthResult::Kind::kInUse;
+                break;
+              case 6:
+                r.kind = AuthResult::Kind::kLoginDelay;
+                break;
+              case 7:
+                r.kind = AuthResult::Kind::kTempFail;
+                break;
               default:
                 r.kind = AuthResult::Kind::kOk;
                 r.user = *account;

@@ -49,10 +49,10 @@ std::string Sha256(std::string_view msg) {
 
 std::string Salted(std::string_view password) {
   std::string out(32, '\0');
-  PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
-                    reinterpret_cast<const unsigned char*>(tern::fuzz::kScramSalt),
-                    16, 4096, EVP_sha256(), 32,
-                    reinterpret_cast<unsigned char*>(out.data()));
+  PKCS5_PBKDF2_HMAC(
+      password.data(), static_cast<int>(password.size()),
+      reinterpret_cast<const unsigned char*>(tern::fuzz::kScramSalt), 16, 4096,
+      EVP_sha256(), 32, reinterpret_cast<unsigned char*>(out.data()));
   return out;
 }
 
@@ -175,11 +175,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     switch (step.kind) {
       case Kind::kSuccess:
-        FUZZ_CHECK(step.user == tern::fuzz::kAccount,
-                   "success as '%s'", Printable(step.user).c_str());
+        FUZZ_CHECK(step.user == tern::fuzz::kAccount, "success as '%s'",
+                   Printable(step.user).c_str());
         FUZZ_CHECK(mode >= 2 || store.granted > 0,
-                   "%s success without a granted password check",
-                   kNames[mode]);
+                   "%s success without a granted password check", kNames[mode]);
         break;
       case Kind::kChallenge:
         if (mode == 0) FUZZ_CHECK(step.data.empty(), "PLAIN challenge");

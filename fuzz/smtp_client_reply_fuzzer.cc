@@ -44,8 +44,9 @@ void CheckReply(const Reply& r) {
                "enhanced code %s for %d", Printable(e).c_str(), r.code);
   }
   std::string status = r.Status();
-  FUZZ_CHECK(status.size() >= 5 && (status[0] == '2' || status[0] == '4' ||
-                                    status[0] == '5' || status[0] == '3') &&
+  FUZZ_CHECK(status.size() >= 5 &&
+                 (status[0] == '2' || status[0] == '4' || status[0] == '5' ||
+                  status[0] == '3') &&
                  status[1] == '.',
              "status %s", Printable(status).c_str());
 }
@@ -78,7 +79,8 @@ void ParserOnly(std::string_view text, uint8_t seed, uint8_t max_chunk) {
     FUZZ_CHECK(SameReply(got[i], expected[i]), "reply %zu differs", i);
     CheckReply(got[i]);
   }
-  if (parts.failed()) FUZZ_CHECK(!parts.Feed("250 ok\r\n"), "fed after failure");
+  if (parts.failed())
+    FUZZ_CHECK(!parts.Feed("250 ok\r\n"), "fed after failure");
 }
 
 // Client commands: CRLF lines, no control octets (addresses and names come
@@ -119,6 +121,7 @@ void DriveSession(std::string_view text, const tern::fuzz::Input& in) {
   tern::fuzz::Chunker chunks(text, in.byte(2), in.byte(3));
   int transactions = 0;
   bool tls_tried = false;
+  bool body_sent = false;  // the I/O layer was asked to send the message
   // RFC 3207 / our policy: nothing after the EHLO goes out in clear text
   // when TLS is required, and credentials never do. Checked after every
   // step, before the next one can start TLS.
@@ -137,8 +140,19 @@ void DriveSession(std::string_view text, const tern::fuzz::Input& in) {
     }
     s.ClearOutput();
   };
-  while (!chunks.done() && s.need() != ClientSession::Need::kClosed) {
-    s.Feed(chunks.Next());
+  // Server data is also cut after each LF: a real server answers only what
+  // it was asked, so whole lines never run ahead of the client's commands
+  // (the fuzzer still moves the cuts inside lines).
+  std::string_view piece;
+  while (s.need() != ClientSession::Need::kClosed) {
+    if (piece.empty()) {
+      if (chunks.done()) break;
+      piece = chunks.Next();
+    }
+    size_t lf = piece.find('\n');
+    size_t n = lf == std::string_view::npos ? piece.size() : lf + 1;
+    s.Feed(piece.substr(0, n));
+    piece.remove_prefix(n);
     drain();
     for (int rounds = 0; s.need() != ClientSession::Need::kReply &&
                          s.need() != ClientSession::Need::kClosed;
@@ -151,10 +165,12 @@ void DriveSession(std::string_view text, const tern::fuzz::Input& in) {
           s.TlsStarted(!(bits & 16), "handshake failure");
           break;
         case ClientSession::Need::kBody:
+          body_sent = true;
           s.BodySent();
           break;
         case ClientSession::Need::kReady:
           if (transactions++ < 2) {
+            body_sent = false;
             s.StartTransaction(req);
           } else {
             s.Quit();
@@ -164,16 +180,25 @@ void DriveSession(std::string_view text, const tern::fuzz::Input& in) {
           TxnResult r = s.TakeResult();
           FUZZ_CHECK(r.rcpt.size() == req.rcpts.size(), "%zu rcpt replies",
                      r.rcpt.size());
+          // Known finding "data-250": a 2xx answer to DATA is taken as the
+          // final reply (regressions/smtp_client_reply/data-answered-250*).
+          if (!body_sent && tern::fuzz::Known("data-250")) break;
           bool any = false;
           for (const Reply& rr : r.rcpt) any |= rr.positive();
           if (r.final_reply.positive() && !r.refused) {
             FUZZ_CHECK(r.mail.positive() && any,
                        "delivery reported without MAIL and a recipient");
           }
+          // outbound.cc marks a recipient delivered when For(i) is
+          // positive: that must mean the server took the message itself.
           for (size_t i = 0; i < req.rcpts.size(); ++i) {
             if (r.For(i).positive()) {
               FUZZ_CHECK(r.rcpt[i].positive() && r.final_reply.positive(),
                          "recipient %zu delivered without acceptance", i);
+              FUZZ_CHECK(body_sent,
+                         "recipient %zu reported delivered (%s) but the "
+                         "message was never sent",
+                         i, r.final_reply.Text().c_str());
             }
           }
           break;

@@ -9,7 +9,6 @@
 //   [1] chunk seed, [2] max chunk length (0: everything at once)
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -49,11 +48,11 @@ class RecordingHost : public SessionHost {
 constexpr size_t kLineLimit = 1000;
 
 // RFC 5321 4.5.3.1.6 does not count the dot added for transparency. With
-// TERN_FUZZ_COUNT_STUFFED_DOT set, lines starting with '.' are cut one
-// octet shorter, so that fuzzing can go on past that known finding
+// the known finding "stuffed-dot-counted" listed in TERN_FUZZ_KNOWN, lines
+// starting with '.' are cut one octet shorter so fuzzing can go on past it
 // (regressions/smtp_data/dot-line-998-octets).
 bool CountStuffedDot() {
-  static const bool set = std::getenv("TERN_FUZZ_COUNT_STUFFED_DOT") != nullptr;
+  static const bool set = tern::fuzz::Known("stuffed-dot-counted");
   return set;
 }
 

@@ -2,7 +2,7 @@
 // client bytes, cut into Feed() chunks at input-chosen places, against a
 // fake host; checks reply framing, consumption and message-size invariants.
 //
-// Input: 4 header bytes, then the client's bytes.
+// Input: 5 header bytes, then the client's bytes.
 //   [0] config bits: 1 tls_available, 2 auth, 4 auth_allowed_plaintext,
 //       8 submission, 16 vrfy+expn, 32 implicit TLS, 64 small limits,
 //       128 trusted client (relays anywhere)
@@ -10,6 +10,7 @@
 //       8 BeginMessage fails, 16 AUTH failure delay, 32 lockout after one
 //       failure, 64 end with Timeout(), 128 end with Shutdown()
 //   [2] chunk seed, [3] max chunk length (0: one Feed for everything)
+//   [4] more config bits: 1 async_sasl (SASL steps via Need::kSaslStep)
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -36,7 +37,8 @@ class FakeHost : public SessionHost {
   FakeHost(uint8_t bits, const SessionConfig& config)
       : bits_(bits), config_(config) {}
 
-  RcptVerdict CheckRecipient(const Transaction& t, const Mailbox& rcpt) override {
+  RcptVerdict CheckRecipient(const Transaction& t,
+                             const Mailbox& rcpt) override {
     FUZZ_CHECK(!rcpt.local.empty(), "empty local part reached policy");
     FUZZ_CHECK(!rcpt.domain.empty() || rcpt.local == "postmaster",
                "domainless recipient other than postmaster: %s",
@@ -189,11 +191,12 @@ struct ReplyChecker {
 // and no more Received: fields in the header section than allowed.
 void CheckCommitted(const FakeHost& host, const SessionConfig& config) {
   FUZZ_CHECK(host.open, "commit requested without an open message");
-  FUZZ_CHECK(host.received.rfind("Received: from ", 0) == 0 &&
-                 host.received.size() >= 2 &&
-                 host.received.compare(host.received.size() - 2, 2, "\r\n") == 0 &&
-                 OnlyCrlfLineEnds(host.received),
-             "bad Received: header: %s", Printable(host.received).c_str());
+  FUZZ_CHECK(
+      host.received.rfind("Received: from ", 0) == 0 &&
+          host.received.size() >= 2 &&
+          host.received.compare(host.received.size() - 2, 2, "\r\n") == 0 &&
+          OnlyCrlfLineEnds(host.received),
+      "bad Received: header: %s", Printable(host.received).c_str());
   const std::string& b = host.body;
   FUZZ_CHECK(OnlyCrlfLineEnds(b), "bare CR or LF in committed content: %s",
              Printable(b).c_str());
@@ -227,7 +230,7 @@ void CheckCommitted(const FakeHost& host, const SessionConfig& config) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  tern::fuzz::Input in(data, size, 4);
+  tern::fuzz::Input in(data, size, 5);
   uint8_t cbits = in.byte(0), hbits = in.byte(1);
 
   SessionConfig config;
@@ -237,6 +240,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.auth_allowed_plaintext = cbits & 4;
   config.submission = cbits & 8;
   config.vrfy = config.expn = cbits & 16;
+  config.async_sasl = in.byte(4) & 1;
   if (cbits & 64) {
     config.max_message_size = 300;
     config.max_recipients = 3;
@@ -278,28 +282,42 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (host.open) {
           FUZZ_CHECK(s.InTransaction(), "message open outside a transaction");
         }
-        switch (s.need()) {
-          case Need::kInput:
-            break;
-          case Need::kCommit: {
-            CheckCommitted(host, config);
-            bool ok = !(hbits & 1) || host.messages % 2 == 0;
-            if (ok) host.open = false;  // durable: the session forgets it
-            s.Committed(ok, (hbits & 2) != 0);
-            FUZZ_CHECK(s.need() != Need::kCommit, "still kCommit after Committed");
-            break;
+        // One request may lead to another (a failed SASL step asks for a
+        // delay), so act until the session wants input or is done.
+        for (int acts = 0; s.need() != Need::kInput && s.need() != Need::kClose;
+             ++acts) {
+          FUZZ_CHECK(acts < 10, "requests do not settle: need %d",
+                     static_cast<int>(s.need()));
+          switch (s.need()) {
+            case Need::kInput:
+              break;
+            case Need::kCommit: {
+              CheckCommitted(host, config);
+              bool ok = !(hbits & 1) || host.messages % 2 == 0;
+              if (ok) host.open = false;  // durable: the session forgets it
+              s.Committed(ok, (hbits & 2) != 0);
+              FUZZ_CHECK(s.need() != Need::kCommit,
+                         "still kCommit after Committed");
+              break;
+            }
+            case Need::kStartTls:
+              FUZZ_CHECK(chunk.empty(), "input after STARTTLS was kept");
+              replies.Drain(s.output());
+              s.TlsStarted("TLSv1.3", "TLS_AES_128_GCM_SHA256");
+              FUZZ_CHECK(!s.InTransaction(), "transaction survived STARTTLS");
+              break;
+            case Need::kDelay:
+              s.DelayDone();
+              break;
+            case Need::kSaslStep: {
+              FUZZ_CHECK(config.async_sasl, "kSaslStep without async_sasl");
+              tern::auth::SaslStep step = s.RunSaslStep();
+              s.SaslStepDone(step);
+              break;
+            }
+            case Need::kClose:
+              break;
           }
-          case Need::kStartTls:
-            FUZZ_CHECK(chunk.empty(), "input after STARTTLS was kept");
-            replies.Drain(s.output());
-            s.TlsStarted("TLSv1.3", "TLS_AES_128_GCM_SHA256");
-            FUZZ_CHECK(!s.InTransaction(), "transaction survived STARTTLS");
-            break;
-          case Need::kDelay:
-            s.DelayDone();
-            break;
-          case Need::kClose:
-            break;
         }
         // Acting on a request may end the session too (a failed commit
         // can be the error that reaches max_errors).
@@ -316,7 +334,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(s.need() == Need::kClose, "Timeout/Shutdown did not close");
     }
     replies.Drain(s.output());
-    FUZZ_CHECK(replies.continuing == 0, "session ended inside a multi-line reply");
+    FUZZ_CHECK(replies.continuing == 0,
+               "session ended inside a multi-line reply");
   }
   FUZZ_CHECK(!host.open, "message neither committed nor aborted");
   return 0;

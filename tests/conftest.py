@@ -7,6 +7,7 @@ import email.utils
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +41,18 @@ DEFAULT_SMTP = {
 
 # Servers alive right now; their log tails are attached to failing reports.
 _LIVE = []
+
+# What ASan, LSan, UBSan and TSan print (make test-asan, make test-tsan): one
+# in a server's log or a command's stderr fails the test.
+_SANITIZER = re.compile(
+    r"(ERROR|WARNING|FATAL): (Address|Leak|Thread|UndefinedBehavior)Sanitizer"
+    r"|runtime error:")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in `text` (a log or stderr), or None."""
+    m = _SANITIZER.search(text)
+    return text[max(0, m.start() - 300):m.start() + 8000] if m else None
 
 
 # ---------------------------------------------------------------- helpers
@@ -357,6 +370,9 @@ class TernServer:
                            timeout=timeout)
         p.stdout = p.stdout.decode("utf-8", "replace")
         p.stderr = p.stderr.decode("utf-8", "replace")
+        report = sanitizer_report(p.stderr)
+        if report:
+            raise AssertionError(f"{' '.join(cmd)}: sanitizer report\n{report}")
         if check and p.returncode != 0:
             raise AssertionError(
                 f"{' '.join(cmd)} exited {p.returncode}\n"
@@ -563,6 +579,10 @@ def shutdown(srv):
         if died:
             raise AssertionError(
                 f"tern serve died during the test with exit code {rc}\n{srv.log_tail()}")
+        # Leaks are reported at exit, so only after the SIGTERM above.
+        report = sanitizer_report(srv.log_text())
+        if report:
+            raise AssertionError(f"sanitizer report in {srv.log_path}:\n{report}")
     finally:
         if srv in _LIVE:
             _LIVE.remove(srv)

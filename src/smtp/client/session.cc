@@ -475,9 +475,15 @@ void ClientSession::OnTxnReply(const Reply& reply) {
           Send(".");
           expect_.push_back(Expect::kDot);
         }
-      } else {
+      } else if (reply.code / 100 == 4 || reply.code / 100 == 5) {
         result_.final_reply = reply;
         FinishTxn();
+      } else {
+        // RFC 5321 4.3.2: DATA is answered 354 or refused with 4yz/5yz.
+        // Any other success would read as "delivered" although the body
+        // was never sent; such a server cannot be trusted with the mail.
+        ConnectionLost("protocol error: DATA answered with " +
+                       std::to_string(reply.code));
       }
       return;
     case Expect::kDot:

@@ -169,6 +169,22 @@ TEST(ClientSessionTest, AllRecipientsRefusedWithPipelinedData) {
   EXPECT_EQ(s.TakeResult().For(0).code, 550);
 }
 
+// A server that answers DATA with 250 never received the body: that must
+// not count as delivered (found by the smtp_client_reply fuzzer).
+TEST(ClientSessionTest, DataAnsweredWithSuccessIsAProtocolError) {
+  ClientSession s(ClientOptions{"me.test"});
+  Step(s, "220 hi\r\n");
+  Step(s, "250-mx\r\n250 PIPELINING\r\n");
+  ASSERT_EQ(s.need(), ClientSession::Need::kReady);
+  s.StartTransaction(Txn({"b@y.test"}));
+  s.ClearOutput();
+  Step(s, "250 ok\r\n250 ok\r\n250 2.0.0 Ok\r\n");
+  ASSERT_EQ(s.need(), ClientSession::Need::kResult);
+  auto r = s.TakeResult();
+  EXPECT_FALSE(r.For(0).positive());
+  EXPECT_EQ(r.For(0).code / 100, 4);
+}
+
 TEST(ClientSessionTest, HeloFallback) {
   ClientSession s(ClientOptions{"me.test"});
   Step(s, "220 hi\r\n");

@@ -30,7 +30,10 @@ void BodyReader::AddContent(const char* p, size_t n, std::string* out) {
   // line_len_ saturates far above any sane limit so it cannot wrap.
   uint64_t len = static_cast<uint64_t>(line_len_) + n;
   line_len_ = len > 0x7fffffff ? 0x7fffffff : static_cast<uint32_t>(len);
-  if (static_cast<uint64_t>(line_len_) + 2 > limits_.line_limit) {
+  // The transparency dot stripped by Scan (RFC 5321 4.5.2) is not part of
+  // the line, so it does not count against the limit either.
+  uint64_t content = static_cast<uint64_t>(line_len_) - (dot_line_ ? 1 : 0);
+  if (content + 2 > limits_.line_limit) {
     too_long_ = true;
   }
   size_ += n;

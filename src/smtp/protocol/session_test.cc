@@ -741,9 +741,12 @@ TEST_F(SessionTest, BodyLineLimit) {
   Send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n");
   EXPECT_EQ(DataMessage(std::string(999, 'x') + "\r\n.\r\n"),
             "554 5.6.0 Message line too long (RFC 5321 4.5.3.1.6)\r\n");
-  // The stuffed dot counts: it was on the wire.
+  // RFC 5321 4.5.3.1.6: the dot added for transparency does not count.
   Send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n");
-  EXPECT_EQ(Codes(DataMessage("." + std::string(998, 'x') + "\r\n.\r\n")),
+  EXPECT_EQ(Codes(DataMessage(".." + std::string(997, 'x') + "\r\n.\r\n")),
+            "250");
+  Send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n");
+  EXPECT_EQ(Codes(DataMessage(".." + std::string(998, 'x') + "\r\n.\r\n")),
             "554");
 }
 
