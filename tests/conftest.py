@@ -493,7 +493,11 @@ class TernServer:
             return ""
 
     def log_tail(self, n=60):
-        lines = self.log_text().splitlines()
+        text = self.log_text()
+        report = sanitizer_report(text)
+        if report:  # its start says what went wrong; the tail would not
+            return report
+        lines = text.splitlines()
         return "\n".join(lines[-n:])
 
     # -- mail store

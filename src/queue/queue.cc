@@ -784,7 +784,10 @@ void QueueImpl::DeliveryLoop() {
       if (due_.empty()) {
         sched_cv_.wait(lock);
       } else {
-        sched_cv_.wait_until(lock, due_.begin()->first);
+        // A copy: wait_until reads the time point again after waking, when
+        // another delivery thread may have erased that node of due_.
+        const auto when = due_.begin()->first;
+        sched_cv_.wait_until(lock, when);
       }
       continue;
     }
