@@ -65,7 +65,7 @@ def main():
                     help="move delivered messages into a new folder under this one")
     ap.add_argument("--cpu", default="none", help="benchlib.cpu_seconds spec of the server")
     ap.add_argument("--load-cpus", default="", help="taskset CPU list for smtp-source")
-    ap.add_argument("--sender", default="sender@bench.test")
+    ap.add_argument("--sender", default="sender@client.test")
     ap.add_argument("--rcpt", default="user@bench.test")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--delivery-timeout", type=float, default=180.0)

@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds not sampled")
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--sender", default="sender@bench.test")
+    ap.add_argument("--sender", default="sender@client.test")
     ap.add_argument("--rcpt", default="user@bench.test")
     ap.add_argument("--maildir", default="", help="check that every accepted message arrives")
     ap.add_argument("--delivery-timeout", type=float, default=120.0)
