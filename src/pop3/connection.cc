@@ -15,6 +15,7 @@
 #include "auth/sasl.h"
 #include "common/strings.h"
 #include "delivery/maildir.h"
+#include "net/address.h"
 #include "net/off_thread.h"
 #include "net/stream.h"
 #include "pop3/session.h"
@@ -547,10 +548,7 @@ void Service::Start(tcp::socket socket, std::string listener_name, bool implicit
                     bool allow_plaintext) {
   asio::error_code ec;
   auto remote = socket.remote_endpoint(ec);
-  auto addr = remote.address();
-  if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-  }
+  const auto addr = net::ClientAddress(remote.address());
   auto settings = ctx_.settings();
   const auto& p = settings->config.pop3;
   SessionConfig config;
@@ -594,11 +592,7 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Service& service,
     }
     auto remote = socket.remote_endpoint(ec);
     if (ec) continue;
-    auto addr = remote.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    }
-    std::string ip = addr.to_string();
+    std::string ip = net::ClientIp(remote.address());
     auto settings = ctx.settings();
     if (!ctx.limiter().Acquire(ip, settings->config.smtp.max_connections,
                                settings->config.pop3.max_connections_per_ip)) {

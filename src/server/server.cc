@@ -16,6 +16,7 @@
 #include "auth/directory.h"
 #include "control/control.h"
 #include "delivery/setup.h"
+#include "net/address.h"
 #include "net/tls.h"
 #include "pop3/connection.h"
 #include "queue/queue.h"
@@ -121,11 +122,7 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
     asio::error_code rec;
     auto remote = socket.remote_endpoint(rec);
     if (rec) continue;
-    auto addr = remote.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    }
-    std::string ip = addr.to_string();
+    std::string ip = net::ClientIp(remote.address());
     const auto& smtp = settings->config.smtp;
     if (!ctx.limiter().Acquire(ip, smtp.max_connections, smtp.max_connections_per_ip)) {
       spdlog::warn("smtp connection refused client={} reason=limit total={}", ip,

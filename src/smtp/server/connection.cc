@@ -12,6 +12,7 @@
 #include <ctime>
 
 #include "common/strings.h"
+#include "net/address.h"
 #include "net/off_thread.h"
 #include "net/stream.h"
 #include "policy/recipient.h"
@@ -435,11 +436,7 @@ void StartConnection(tcp::socket socket, server::Context& ctx,
   ClientInfo client;
   auto remote = socket.remote_endpoint(ec);
   auto local = socket.local_endpoint(ec);
-  auto addr = remote.address();
-  if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-  }
-  client.ip = addr.to_string();
+  client.ip = net::ClientIp(remote.address());
   client.port = remote.port();
   client.local_ip = local.address().to_string();
   client.local_port = local.port();
