@@ -1,6 +1,7 @@
 // The end of every delivery step: expiry, DSNs, retry schedule, removal.
 // DSNs are queued (durably) before the records that say they were sent, so
 // a crash can repeat a report but never lose one.
+#include "queue/file_pool.h"
 #include "queue/finisher.h"
 
 #include <fcntl.h>
@@ -80,12 +81,13 @@ Result<LoadedMessage> LoadMessage(int msg_dir_fd, int state_dir_fd,
 }
 
 Finisher::Finisher(int msg_dir_fd, int state_dir_fd, std::string hostname,
-                   RetryPolicy policy, Enqueue enqueue)
+                   RetryPolicy policy, Enqueue enqueue, FilePool* pool)
     : msg_dir_fd_(msg_dir_fd),
       state_dir_fd_(state_dir_fd),
       hostname_(std::move(hostname)),
       policy_(policy),
-      enqueue_(std::move(enqueue)) {}
+      enqueue_(std::move(enqueue)),
+      pool_(pool) {}
 
 bool Finisher::SendReports(const std::string& id, int msg_fd,
                            const MessageFile& file, MessageState& state,
@@ -236,8 +238,11 @@ FinishOutcome Finisher::Finish(const std::string& id, int msg_fd,
   if (!pending && !unreported) {
     // Message first: an orphaned state file is cleaned up at start, while
     // a message without its state would be delivered again.
-    if (::unlinkat(msg_dir_fd_, id.c_str(), 0) != 0 && errno != ENOENT) {
-      spdlog::error("queue {}: remove failed (errno {})", id, errno);
+    int err = pool_ != nullptr ? pool_->Remove(id)
+              : ::unlinkat(msg_dir_fd_, id.c_str(), 0) == 0 ? 0
+                                                            : errno;
+    if (err != 0 && err != ENOENT) {
+      spdlog::error("queue {}: remove failed (errno {})", id, err);
     }
     ::unlinkat(state_dir_fd_, id.c_str(), 0);
     out.removed = true;

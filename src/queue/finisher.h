@@ -13,6 +13,8 @@
 
 namespace tern::queue {
 
+class FilePool;
+
 struct RetryPolicy {
   int64_t first = 300;           // seconds before the first retry
   int64_t max = 3600;            // cap on the time between tries
@@ -38,8 +40,9 @@ class Finisher {
   using Enqueue =
       std::function<Result<std::string>(Envelope env, std::string message)>;
 
+  // `pool` (may be null: plain deletion) takes finished message files.
   Finisher(int msg_dir_fd, int state_dir_fd, std::string hostname,
-           RetryPolicy policy, Enqueue enqueue);
+           RetryPolicy policy, Enqueue enqueue, FilePool* pool = nullptr);
 
   // `temp_failure`: some recipient was deferred in this step, so a retry
   // must be scheduled; pending recipients without it are waiting for
@@ -65,6 +68,7 @@ class Finisher {
   std::string hostname_;
   RetryPolicy policy_;
   Enqueue enqueue_;
+  FilePool* pool_;
 };
 
 // Loads a message's meta data and its state (or the initial state when the

@@ -28,6 +28,7 @@
 
 #include "delivery/local_delivery.h"
 #include "queue/crc32c.h"
+#include "queue/file_pool.h"
 #include "queue/file_io.h"
 #include "queue/finisher.h"
 #include "queue/queue_id.h"
@@ -61,21 +62,24 @@ struct Spool {
   UniqueFd state_fd;
   UniqueFd incoming_fd;
   UniqueFd mail_fd;
+  UniqueFd free_fd;
+  std::unique_ptr<FilePool> pool;  // thread-safe; set once in OpenSpool
 };
 
 class WriterImpl final : public Writer {
  public:
   WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
-             std::string encoded_envelope, UniqueFd fd)
+             std::string encoded_envelope, UniqueFd fd, uint64_t old_size)
       : spool_(std::move(spool)),
         id_(std::move(id)),
         envelope_(std::move(encoded_envelope)),
-        fd_(std::move(fd)) {}
+        fd_(std::move(fd)),
+        old_size_(old_size) {}
 
   ~WriterImpl() override {
     // Not committed (RSET, dropped connection, failed write): the file was
     // never acknowledged, so it must not be delivered.
-    if (!committed_) ::unlinkat(spool_->msg_fd.get(), id_.c_str(), 0);
+    if (!committed_) spool_->pool->Remove(id_);
   }
 
   const std::string& id() const override { return id_; }
@@ -124,6 +128,14 @@ class WriterImpl final : public Writer {
       // The valid header goes last: until it is written the file is invalid.
       error_ = io::PwriteAll(fd_.get(), header.data(), header.size(), 0);
     }
+    // A reused file may be longer than this message: cut the old tail (the
+    // header's lengths must match the file size).
+    const uint64_t total = kMessageHeaderSize + envelope_.size() + size_;
+    if (error_ == 0 && old_size_ > total &&
+        ::ftruncate(fd_.get(), static_cast<off_t>(total)) != 0) {
+      error_ = errno;
+    }
+    if (error_ == ENOSPC || error_ == EDQUOT) spool_->pool->Drain();
     return error_;
   }
 
@@ -137,6 +149,7 @@ class WriterImpl final : public Writer {
   int Flush() {
     int err = io::WriteAll(fd_.get(), buffer_.data(), buffer_.size());
     buffer_.clear();
+    if (err == ENOSPC || err == EDQUOT) spool_->pool->Drain();
     return err;
   }
 
@@ -146,6 +159,7 @@ class WriterImpl final : public Writer {
   UniqueFd fd_;
   std::string buffer_;
   bool spilled_ = false;
+  uint64_t old_size_ = 0;  // size of the reused file before this message
   bool committed_ = false;
   int error_ = 0;
   uint64_t size_ = 0;
@@ -196,6 +210,7 @@ class QueueImpl final : public Queue {
   Result<void> OpenSpool();
   Result<void> Recover();
   void PickupOnce();
+  bool Reinject(int fd, const MessageFile& file);
   void CommitterLoop();
   void SyncBatch(std::vector<PendingCommit>& batch);
   void PickupLoop();
@@ -238,7 +253,7 @@ class QueueImpl final : public Queue {
 
 Result<void> QueueImpl::OpenSpool() {
   const std::string queue_dir = options_.data_dir + "/queue";
-  for (const char* sub : {"/msg", "/state", "/incoming"}) {
+  for (const char* sub : {"/msg", "/state", "/incoming", "/free"}) {
     if (auto made = io::MkdirAll(queue_dir + sub, kDirMode); !made) return made;
   }
   if (auto made = io::MkdirAll(options_.data_dir + "/mail", kDirMode); !made)
@@ -250,12 +265,16 @@ Result<void> QueueImpl::OpenSpool() {
   } dirs[] = {{&spool->msg_fd, queue_dir + "/msg"},
               {&spool->state_fd, queue_dir + "/state"},
               {&spool->incoming_fd, queue_dir + "/incoming"},
-              {&spool->mail_fd, options_.data_dir + "/mail"}};
+              {&spool->mail_fd, options_.data_dir + "/mail"},
+              {&spool->free_fd, queue_dir + "/free"}};
   for (auto& d : dirs) {
     auto fd = io::OpenDir(d.path);
     if (!fd) return tl::unexpected(fd.error());
     *d.fd = std::move(*fd);
   }
+  spool->pool = std::make_unique<FilePool>(
+      spool->msg_fd.get(), spool->free_fd.get(), FilePool::Limits{});
+  spool->pool->Load();
   spool_ = std::move(spool);
   return {};
 }
@@ -274,11 +293,13 @@ Result<void> QueueImpl::Recover() {
         ::openat(spool_->msg_fd.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return io::ErrnoErr("queue: open msg/" + name, errno);
     auto file = ReadAndVerifyMessage(fd.get());
-    if (!file) {
-      // Torn by a crash before its commit sync: never acknowledged.
+    if (!file || file->envelope.id != name) {
+      // Torn by a crash before its commit sync, or a reused file whose new
+      // bytes never reached the disk (it still holds an earlier message
+      // under another id): never acknowledged.
       spdlog::warn("queue: discarding incomplete message {}: {}", name,
-                   file.error().message);
-      ::unlinkat(spool_->msg_fd.get(), name.c_str(), 0);
+                   file ? "reused file not rewritten" : file.error().message);
+      spool_->pool->Remove(name);
       ::unlinkat(spool_->state_fd.get(), name.c_str(), 0);
       continue;
     }
@@ -353,7 +374,8 @@ Result<void> QueueImpl::Start() {
       spool_->msg_fd.get(), spool_->state_fd.get(), options_.hostname, policy,
       [this](Envelope env, std::string message) {
         return EnqueueInternal(std::move(env), std::move(message));
-      });
+      },
+      spool_->pool.get());
   dopts.finisher = finisher_.get();
   delivery_ = std::make_unique<delivery::LocalDelivery>(dopts, resolver_);
   // Creates spdlog's default logger here, before our threads exist: its
@@ -402,23 +424,27 @@ void QueueImpl::Stop() {
 Result<std::unique_ptr<Writer>> QueueImpl::Begin(Envelope env) {
   if (!accepting_.load(std::memory_order_acquire))
     return Err("queue is not running");
-  UniqueFd fd;
+  FilePool::Created file;
   std::string id;
-  // O_EXCL makes a clash with another process's id an error, not an
-  // overwrite; a fresh id then almost surely differs.
-  for (int attempt = 0; attempt < 4 && !fd; ++attempt) {
+  // Exclusive creation makes a clash with another process's id an error,
+  // not an overwrite; a fresh id then almost surely differs.
+  for (int attempt = 0; attempt < 4 && !file.fd; ++attempt) {
     id = NewQueueId();
-    fd.Reset(::openat(spool_->msg_fd.get(), id.c_str(),
-                      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd && errno != EEXIST) {
-      return io::ErrnoErr("queue: create message file", errno);
+    file = spool_->pool->Create(id);
+    if (!file.fd && errno != EEXIST) {
+      int err = errno;
+      if (err == ENOSPC || err == EDQUOT) spool_->pool->Drain();
+      return io::ErrnoErr("queue: create message file", err);
     }
   }
-  if (!fd) return io::ErrnoErr("queue: create message file", EEXIST);
+  if (!file.fd) return io::ErrnoErr("queue: create message file", EEXIST);
+  // The id in the envelope is what tells a rewritten reused file from a
+  // stale one after a crash (see file_pool.h).
   env.id = id;
   if (env.received_at == 0) env.received_at = std::time(nullptr);
   return std::make_unique<WriterImpl>(spool_, std::move(id),
-                                      EncodeEnvelope(env), std::move(fd));
+                                      EncodeEnvelope(env), std::move(file.fd),
+                                      file.old_size);
 }
 
 void QueueImpl::Commit(std::unique_ptr<Writer> writer,
@@ -448,7 +474,7 @@ void QueueImpl::Commit(std::unique_ptr<Writer> writer,
     }
   }
   // Not running: no queue thread is left to answer, so answer here.
-  if (pc.fd) ::unlinkat(spool_->msg_fd.get(), pc.id.c_str(), 0);
+  if (pc.fd) spool_->pool->Remove(pc.id);
   pc.done(Err("queue is not running"));
 }
 
@@ -499,6 +525,7 @@ void QueueImpl::CommitterLoop() {
       if (!pc.error.empty()) {
         spdlog::error("queue: commit failed: {}", pc.error);
         ::unlinkat(spool_->msg_fd.get(), pc.id.c_str(), 0);
+        spool_->pool->Drain();  // a failed sync: likely no space
       }
       pc.fd.Reset();
     }
@@ -541,21 +568,32 @@ void QueueImpl::PickupOnce() {
                  spool_->incoming_fd.get(), bad.c_str());
       continue;
     }
-    // The file name is the id; on a clash with a queued message pick a new
-    // one (the name, not the envelope copy, is authoritative).
-    std::string id = name;
-    int rc = -1;
-    for (int attempt = 0; attempt < 4; ++attempt) {
-      rc = ::renameat2(spool_->incoming_fd.get(), name.c_str(),
-                       spool_->msg_fd.get(), id.c_str(), RENAME_NOREPLACE);
-      if (rc == 0 || errno != EEXIST) break;
-      id = NewQueueId();
-    }
-    if (rc != 0) {
-      spdlog::error("queue: moving incoming/{}: {}", name, ErrnoText(errno));
+    // The file name is the id, and the envelope must say the same (that is
+    // how recovery tells reused spool files apart, see file_pool.h).
+    if (file->envelope.id != name) {
+      spdlog::error("queue: incoming/{} names another id ({}); renamed to .bad-{}",
+                    name, file->envelope.id, name);
+      std::string bad = ".bad-" + name;
+      ::renameat(spool_->incoming_fd.get(), name.c_str(),
+                 spool_->incoming_fd.get(), bad.c_str());
       continue;
     }
-    moved.push_back(id);
+    if (::renameat2(spool_->incoming_fd.get(), name.c_str(),
+                    spool_->msg_fd.get(), name.c_str(),
+                    RENAME_NOREPLACE) != 0) {
+      int err = errno;
+      if (err == EEXIST) {
+        // The id is taken by a queued message: copy the message under a
+        // fresh id (through incoming/, synced) and drop this file.
+        if (Reinject(fd.get(), *file)) {
+          ::unlinkat(spool_->incoming_fd.get(), name.c_str(), 0);
+        }
+        continue;
+      }
+      spdlog::error("queue: moving incoming/{}: {}", name, ErrnoText(err));
+      continue;
+    }
+    moved.push_back(name);
   }
   if (moved.empty()) return;
   // Make the moves durable before delivery can remove the files; otherwise
@@ -568,6 +606,29 @@ void QueueImpl::PickupOnce() {
     spdlog::info("queue {}: picked up from incoming", id);
     Schedule(id);
   }
+}
+
+bool QueueImpl::Reinject(int fd, const MessageFile& file) {
+  std::string body(file.body_len, '\0');
+  if (int err = io::PreadAll(fd, body.data(), body.size(),
+                             static_cast<off_t>(file.body_offset));
+      err != 0) {
+    spdlog::error("queue: reading incoming/{}: {}", file.envelope.id,
+                  ErrnoText(err));
+    return false;
+  }
+  Envelope env = file.envelope;
+  const std::string old_id = env.id;
+  env.id = NewQueueId();
+  auto id = Inject(options_.data_dir, std::move(env), body);
+  if (!id) {
+    spdlog::error("queue: re-queueing incoming/{}: {}", old_id,
+                  id.error().message);
+    return false;
+  }
+  spdlog::warn("queue: incoming/{} clashed with a queued id; re-queued as {}",
+               old_id, *id);
+  return true;
 }
 
 void QueueImpl::PickupLoop() {
@@ -711,7 +772,7 @@ void QueueImpl::RunOp(const std::string& id, Op op) {
   bool hold = false;
   switch (op) {
     case Op::kDelete:
-      ::unlinkat(spool_->msg_fd.get(), id.c_str(), 0);
+      spool_->pool->Remove(id);
       ::unlinkat(spool_->state_fd.get(), id.c_str(), 0);
       spdlog::warn("queue {}: deleted by the operator (from=<{}>)", id,
                    loaded->file.envelope.sender);
@@ -970,7 +1031,8 @@ Result<std::vector<Entry>> List(const std::string& data_dir) {
     if (!fd) continue;  // delivered meanwhile
     // Messages still being received (or torn) fail this check: skip them.
     auto file = ReadMessageMeta(fd.get());
-    if (!file) continue;
+    // A reused file still holding an earlier message: not written yet.
+    if (!file || file->envelope.id != name) continue;
     Entry entry;
     entry.envelope = std::move(file->envelope);
     entry.envelope.id = name;

@@ -206,6 +206,9 @@ TEST(QueueTest, TornFilesAreDiscardedAtRecovery) {
   std::string zero_tail = good;
   std::fill(zero_tail.end() - 5, zero_tail.end(), '\0');
   write("0000000000000004", zero_tail);
+  // A reused spool file whose new bytes never reached the disk: a complete,
+  // valid message, but the envelope names another id (file_pool.h).
+  write("0000000000000005", good);
   // A leftover state file for a torn message goes as well.
   std::ofstream(dir.path() + "/queue/state/0000000000000001") << "junk";
 
@@ -215,6 +218,80 @@ TEST(QueueTest, TornFilesAreDiscardedAtRecovery) {
   EXPECT_EQ(CountFiles(dir.path() + "/queue/msg"), 0u);
   EXPECT_EQ(CountFiles(dir.path() + "/queue/state"), 0u);
   EXPECT_EQ(CountFiles(MaildirNew(dir.path(), "example.test", "bob")), 1u);
+}
+
+TEST(QueueTest, DeliveredFilesAreReusedOverwrittenAndTruncated) {
+  TempDir dir;
+  FakeDirectory directory{{"bob@example.test"}, {}};
+  auto q = StartQueue(dir.path(), directory.resolver(), 1);
+  const std::string new_dir = MaildirNew(dir.path(), "example.test", "bob");
+  const std::string big = "Subject: big\r\n\r\n" + std::string(30000, 'B') +
+                          "\r\n";
+  ASSERT_TRUE(CommitMessage(
+      *q, MakeEnvelope("a@example.org", {"bob@example.test"}), big));
+  ASSERT_TRUE(WaitFor([&] { return CountFiles(new_dir) == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return QueueSize(dir.path()) == 0; }));
+  EXPECT_EQ(CountFiles(dir.path() + "/queue/free"), 1u);
+  q->Stop();
+  // Reopen with no delivery threads so the reused file can be inspected.
+  q = StartQueue(dir.path(), directory.resolver(), 0);
+  auto id = CommitMessage(
+      *q, MakeEnvelope("a@example.org", {"bob@example.test"}), kMessage);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(CountFiles(dir.path() + "/queue/free"), 0u);
+  q->Stop();
+  auto entries = List(dir.path());
+  ASSERT_TRUE(entries);
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ(entries->front().envelope.id, *id);
+  EXPECT_EQ(entries->front().size, sizeof kMessage - 1);
+  // The old, longer content is gone: the file is exactly the new message.
+  std::string file = ReadFile(dir.path() + "/queue/msg/" + *id);
+  EXPECT_TRUE(file.ends_with(kMessage));
+  EXPECT_EQ(file.find("BBBB"), std::string::npos);
+  q = StartQueue(dir.path(), directory.resolver(), 1);
+  ASSERT_TRUE(WaitFor([&] { return CountFiles(new_dir) == 2; }));
+  q->Stop();
+  size_t small = 0;
+  for (const std::string& f : FilesIn(new_dir)) {
+    small += ReadFile(f).ends_with("\nHello\n") ? 1 : 0;
+  }
+  EXPECT_EQ(small, 1u);
+}
+
+TEST(QueueTest, PickupOfAnIdAlreadyQueuedKeepsBothMessages) {
+  TempDir dir;
+  FakeDirectory directory{{"bob@example.test"}, {}};
+  std::string id;
+  {
+    auto q = StartQueue(dir.path(), directory.resolver(), 0);
+    auto committed = CommitMessage(
+        *q, MakeEnvelope("first@example.org", {"bob@example.test"}), kMessage);
+    ASSERT_TRUE(committed);
+    id = *committed;
+    Envelope env = MakeEnvelope("second@example.org", {"bob@example.test"});
+    env.id = id;  // the clash
+    auto injected = Inject(dir.path(), env, kMessage);
+    ASSERT_TRUE(injected);
+    EXPECT_EQ(*injected, id);
+    ASSERT_TRUE(WaitFor([&] { return QueueSize(dir.path()) == 2; },
+                        std::chrono::seconds(5)));
+    q->Stop();
+  }
+  auto entries = List(dir.path());
+  ASSERT_TRUE(entries);
+  ASSERT_EQ(entries->size(), 2u);
+  std::set<std::string> senders;
+  for (const Entry& e : *entries) {
+    senders.insert(e.envelope.sender);
+    if (e.envelope.id == id) EXPECT_EQ(e.envelope.sender, "first@example.org");
+  }
+  EXPECT_EQ(senders.size(), 2u);
+  EXPECT_EQ(CountFiles(dir.path() + "/queue/incoming"), 0u);
+  auto q = StartQueue(dir.path(), directory.resolver(), 1);
+  ASSERT_TRUE(WaitFor([&] { return QueueSize(dir.path()) == 0; }));
+  q->Stop();
+  EXPECT_EQ(CountFiles(MaildirNew(dir.path(), "example.test", "bob")), 2u);
 }
 
 TEST(QueueTest, InjectBeforeStartAndWhileRunningIsPickedUp) {
