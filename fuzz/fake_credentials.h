@@ -25,7 +25,7 @@ inline const auth::ScramCredentials& AliceScram() {
 
 class FakeCredentials : public auth::CredentialStore {
  public:
-  std::optional<std::string> CheckPassword(
+  auth::PasswordCheck CheckPassword(
       const std::string& user, const std::string& password) override {
     ++checks;
     if (Known(user) && password == kPassword) {
@@ -34,7 +34,7 @@ class FakeCredentials : public auth::CredentialStore {
     }
     return std::nullopt;
   }
-  std::optional<std::pair<std::string, auth::ScramCredentials>> Scram(
+  auth::ScramAnswer Scram(
       const std::string& user) override {
     ++scram_lookups;
     if (!Known(user)) return std::nullopt;

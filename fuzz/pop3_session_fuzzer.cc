@@ -120,7 +120,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           AuthResult r;
           std::optional<std::string> account;
           if (req.kind == AuthRequest::Kind::kPass) {
-            account = store.CheckPassword(req.user, req.secret);
+            account = store.CheckPassword(req.user, req.secret).value();
           } else if (req.kind == AuthRequest::Kind::kApop) {
             FUZZ_CHECK(config.apop, "APOP request while APOP is off");
             r.kind = AuthResult::Kind::kPermFail;

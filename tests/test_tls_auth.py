@@ -3,6 +3,7 @@
 # and SCRAM-SHA-256, the STARTTLS injection defence, brute-force throttling,
 # SNI and RSA/ECDSA certificates, and certificate reload on SIGHUP.
 import base64
+import os
 import pathlib
 import signal
 import smtplib
@@ -532,3 +533,42 @@ def test_silent_client_gets_no_endless_handshake(tls_server):
     assert time.monotonic() - t0 < 6
     assert "smtp tls handshake failed client=127.0.0.1 listener=submissions error=timeout" \
         in s.log_text()
+
+
+def test_directory_unavailable_gives_454_not_a_strike(srv):
+    """RFC 4954 6: when the account database cannot be read the client gets
+    454 4.7.0 (try later), not 535, and it does not count towards lockout."""
+    import sqlite3
+    path = srv.data_dir / "tern.db"
+    db = sqlite3.connect(str(path))
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    saved = path.read_bytes()
+    try:
+        # The file emptied under the running server: its queries now fail
+        # ("no such table"), as with a damaged or vanished database.
+        os.truncate(path, 0)
+        for _ in range(3):  # three would be strikes if they counted
+            with smtplib.SMTP_SSL("127.0.0.1", srv.subs_port, local_hostname="client.test",
+                                  context=client_context(), timeout=30) as s:
+                s.ehlo()
+                code, msg = s.docmd("AUTH", "PLAIN " + base64.b64encode(
+                    b"\0u@example.test\0" + PASSWORD.encode()).decode())
+                assert (code, msg[:5]) == (454, b"4.7.0"), msg
+    finally:
+        path.write_bytes(saved)
+        # A write through SQLite moves the schema cookie and the WAL index,
+        # so the server's connection reads the restored file afresh.
+        db = sqlite3.connect(str(path))
+        db.execute("CREATE TABLE test_touch (x)")
+        db.execute("DROP TABLE test_touch")
+        db.commit()
+        db.close()
+    assert "password check failed" in srv.log_text()
+    assert PASSWORD not in srv.log_text()
+    # The database is back: the same login works at once (no strike, no delay).
+    start = time.monotonic()
+    with smtplib.SMTP_SSL("127.0.0.1", srv.subs_port, local_hostname="client.test",
+                          context=client_context()) as s:
+        s.login(USER, PASSWORD)
+    assert time.monotonic() - start < 5

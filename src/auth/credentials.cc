@@ -6,24 +6,22 @@
 
 namespace tern::auth {
 
-std::optional<std::string> DirectoryCredentials::CheckPassword(
+PasswordCheck DirectoryCredentials::CheckPassword(
     const std::string& user, const std::string& password) {
   auto account = directory_.Authenticate(user, password);
   if (!account) {
     spdlog::error("auth: password check failed: {}", account.error().message);
-    return std::nullopt;
   }
-  return std::move(*account);
+  return account;
 }
 
-std::optional<std::pair<std::string, ScramCredentials>>
+ScramAnswer
 DirectoryCredentials::Scram(const std::string& user) {
   auto found = directory_.ScramLookup(user);
   if (!found) {
     spdlog::error("auth: SCRAM lookup failed: {}", found.error().message);
-    return std::nullopt;
   }
-  return std::move(*found);
+  return found;
 }
 
 }  // namespace tern::auth

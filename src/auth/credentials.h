@@ -20,9 +20,9 @@ class DirectoryCredentials : public CredentialStore {
 
   // Argon2id verification: ~50-100 ms of CPU on the calling thread. Fine
   // for now; a busy server would move it to a worker pool.
-  std::optional<std::string> CheckPassword(
+  PasswordCheck CheckPassword(
       const std::string& user, const std::string& password) override;
-  std::optional<std::pair<std::string, ScramCredentials>> Scram(
+  ScramAnswer Scram(
       const std::string& user) override;
 
  private:

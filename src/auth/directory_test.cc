@@ -415,17 +415,19 @@ TEST_F(DirectoryTest, CredentialsAdapterForSasl) {
   ASSERT_TRUE(dirs_->AddUser("alice@example.test", "secret"));
   AddAlias("a@example.test", {"alice@example.test"});
   DirectoryCredentials store(*dirs_);
-  EXPECT_EQ(store.CheckPassword("ALICE@example.test", "secret"),
+  EXPECT_EQ(store.CheckPassword("ALICE@example.test", "secret").value(),
             std::optional<std::string>("alice@example.test"));
-  EXPECT_EQ(store.CheckPassword("alice@example.test", "Secret"), std::nullopt);
-  // Aliases and tags deliver to the account but are not login names.
-  EXPECT_EQ(store.CheckPassword("a@example.test", "secret"), std::nullopt);
-  EXPECT_EQ(store.CheckPassword("alice+x@example.test", "secret"),
+  EXPECT_EQ(store.CheckPassword("alice@example.test", "Secret").value(),
             std::nullopt);
-  auto scram = store.Scram("Alice@Example.Test");
+  // Aliases and tags deliver to the account but are not login names.
+  EXPECT_EQ(store.CheckPassword("a@example.test", "secret").value(),
+            std::nullopt);
+  EXPECT_EQ(store.CheckPassword("alice+x@example.test", "secret").value(),
+            std::nullopt);
+  auto scram = store.Scram("Alice@Example.Test").value();
   ASSERT_TRUE(scram);
   EXPECT_EQ(scram->first, "alice@example.test");
-  EXPECT_EQ(store.Scram("a@example.test"), std::nullopt);
+  EXPECT_EQ(store.Scram("a@example.test").value(), std::nullopt);
 
   // And through a mechanism, end to end.
   auto plain = MakeMechanism("PLAIN", store);
@@ -483,8 +485,8 @@ TEST_F(DirectoryTest, MigratesSchemaOneDatabase) {
   ASSERT_TRUE(scram);
   EXPECT_FALSE(scram->has_value());
   DirectoryCredentials store(*dirs_);
-  EXPECT_EQ(store.Scram("old@example.test"), std::nullopt);
-  EXPECT_EQ(store.CheckPassword("old@example.test", "old secret"),
+  EXPECT_EQ(store.Scram("old@example.test").value(), std::nullopt);
+  EXPECT_EQ(store.CheckPassword("old@example.test", "old secret").value(),
             std::optional<std::string>("old@example.test"));
   ASSERT_TRUE(dirs_->Grant("old@example.test", "*@elsewhere.test"));
   ASSERT_TRUE(dirs_->SetPassword("old@example.test", "new secret"));

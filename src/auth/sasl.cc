@@ -35,6 +35,9 @@ SaslStep Success(std::string user, std::string data = {}) {
   return SaslStep{SaslStep::Kind::kSuccess, std::move(data), std::move(user)};
 }
 SaslStep Failure() { return SaslStep{SaslStep::Kind::kFailure, {}, {}}; }
+SaslStep TempFailure() {
+  return SaslStep{SaslStep::Kind::kTempFailure, {}, {}};
+}
 SaslStep Malformed() { return SaslStep{SaslStep::Kind::kMalformed, {}, {}}; }
 
 // Overwrites a copy of a secret before its memory is released.
@@ -166,9 +169,10 @@ class PlainMechanism : public SaslMechanism {
       Wipe(password);
       return Malformed();
     }
-    std::optional<std::string> user =
-        store_.CheckPassword(std::string(authcid), password);
+    PasswordCheck checked = store_.CheckPassword(std::string(authcid), password);
     Wipe(password);
+    if (!checked) return TempFailure();
+    std::optional<std::string>& user = *checked;
     if (!user) return Failure();
     // RFC 4616 2: acting as someone else needs authorization we never
     // grant, so an authzid is only accepted when it names the same account.
@@ -213,10 +217,11 @@ class LoginMechanism : public SaslMechanism {
         }
         std::string password(response);
         if (password.empty()) return Failure();
-        std::optional<std::string> user = store_.CheckPassword(user_, password);
+        PasswordCheck checked = store_.CheckPassword(user_, password);
         Wipe(password);
-        if (!user) return Failure();
-        return Success(std::move(*user));
+        if (!checked) return TempFailure();
+        if (!*checked) return Failure();
+        return Success(std::move(**checked));
       }
       case State::kInitial:
       case State::kDone:
@@ -385,7 +390,9 @@ class ScramSha256Mechanism : public SaslMechanism {
     if (!IsPrintableNonce(client_nonce)) return Malformed();
     // Later attributes are extensions (RFC 5802 7), ignored.
 
-    auto found = store_.Scram(*user);
+    ScramAnswer answer = store_.Scram(*user);
+    if (!answer) return TempFailure();
+    auto& found = *answer;
     if (found && found->second.iterations >= kMinIterations &&
         found->second.stored_key.size() == kSha256Size &&
         found->second.server_key.size() == kSha256Size &&

@@ -34,16 +34,21 @@ ScramCredentials MakeScramCredentialsWithSalt(std::string_view password,
                                               std::string_view salt,
                                               uint32_t iterations);
 
+// Answers of the account store. An error (the directory could not be read)
+// is a temporary failure, told apart from a wrong password: the client gets
+// 454 4.7.0 (RFC 4954 6) or -ERR [SYS/TEMP] (RFC 3206 4), not a strike.
+using PasswordCheck = Result<std::optional<std::string>>;
+using ScramAnswer = Result<std::optional<std::pair<std::string, ScramCredentials>>>;
+
 // What the mechanisms need from the account store.
 class CredentialStore {
  public:
   virtual ~CredentialStore() = default;
   // Canonical account address when the password is right, nullopt otherwise.
-  virtual std::optional<std::string> CheckPassword(
-      const std::string& user, const std::string& password) = 0;
+  virtual PasswordCheck CheckPassword(const std::string& user,
+                                      const std::string& password) = 0;
   // Canonical address and SCRAM credentials of an account, nullopt if none.
-  virtual std::optional<std::pair<std::string, ScramCredentials>> Scram(
-      const std::string& user) = 0;
+  virtual ScramAnswer Scram(const std::string& user) = 0;
 };
 
 struct SaslStep {
@@ -52,6 +57,7 @@ struct SaslStep {
     kSuccess,    // authenticated as `user`; `data` is optional final data
     kFailure,    // wrong credentials (535 5.7.8)
     kMalformed,  // protocol error in the client message (501 5.5.2)
+    kTempFailure,  // the account store failed (454 4.7.0); not a strike
   };
   Kind kind = Kind::kFailure;
   std::string data;  // raw bytes

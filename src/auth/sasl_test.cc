@@ -32,18 +32,20 @@ class FakeStore : public CredentialStore {
     users_[ToLower(address)].scram = ScramCredentials{};
   }
 
-  std::optional<std::string> CheckPassword(
+  PasswordCheck CheckPassword(
       const std::string& user, const std::string& password) override {
     ++password_checks;
+    if (broken) return Err("database is locked");
     auto it = users_.find(ToLower(user));
     if (it == users_.end() || it->second.password != password) {
       return std::nullopt;
     }
     return it->second.address;
   }
-  std::optional<std::pair<std::string, ScramCredentials>> Scram(
+  ScramAnswer Scram(
       const std::string& user) override {
     last_scram_user = user;
+    if (broken) return Err("database is locked");
     auto it = users_.find(ToLower(user));
     if (it == users_.end() || it->second.scram.stored_key.empty()) {
       return std::nullopt;
@@ -53,6 +55,7 @@ class FakeStore : public CredentialStore {
 
   int password_checks = 0;
   std::string last_scram_user;
+  bool broken = false;  // every lookup fails as if the database did
 
  private:
   struct User {
@@ -344,6 +347,24 @@ TEST(SaslScramTest, UnknownUserLooksLikeWrongPassword) {
   SaslStep old_first = old->Start(std::string_view(client.First()));
   ASSERT_EQ(old_first.kind, Kind::kChallenge);
   EXPECT_EQ(old->Next(client.Final(old_first.data).first).kind, Kind::kFailure);
+}
+
+TEST(SaslTest, StoreFailureIsTemporaryForEveryMechanism) {
+  FakeStore store;
+  store.Add("alice@example.test", "secret");
+  store.broken = true;
+  auto plain = MakeMechanism("PLAIN", store);
+  EXPECT_EQ(plain->Start(std::string_view("\0alice@example.test\0secret", 26))
+                .kind,
+            Kind::kTempFailure);
+  auto login = MakeMechanism("LOGIN", store);
+  ASSERT_EQ(login->Start(std::string_view("alice@example.test")).kind,
+            Kind::kChallenge);
+  EXPECT_EQ(login->Next("secret").kind, Kind::kTempFailure);
+  auto scram = MakeMechanism("SCRAM-SHA-256", store);
+  EXPECT_EQ(scram->Start(std::string_view("n,,n=alice@example.test,r=abcdefgh"))
+                .kind,
+            Kind::kTempFailure);
 }
 
 TEST(SaslScramTest, CredentialsDerivation) {

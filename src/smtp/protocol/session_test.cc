@@ -20,7 +20,7 @@ namespace {
 
 // A scripted SASL mechanism ("X-TEST"): "good" succeeds as u@example.test,
 // "final" succeeds with server data, "bad" fails, "junk" is malformed,
-// anything else (or no initial response) gets a "more?" challenge.
+// "down" is a failure of the account store, anything else (or no initial response) gets a "more?" challenge.
 class ScriptedMechanism : public auth::SaslMechanism {
  public:
   explicit ScriptedMechanism(std::vector<std::string>* seen) : seen_(seen) {}
@@ -44,6 +44,7 @@ class ScriptedMechanism : public auth::SaslMechanism {
     if (r == "final") return {K::kSuccess, "v=proof", "u@example.test"};
     if (r == "bad") return {K::kFailure, "", ""};
     if (r == "junk") return {K::kMalformed, "", ""};
+    if (r == "down") return {K::kTempFailure, "", ""};
     return Challenge();
   }
   std::vector<std::string>* seen_;
@@ -1250,6 +1251,17 @@ TEST_F(TlsAuthTest, ChallengeResponse) {
   EXPECT_EQ(host->sasl_seen,
             (std::vector<std::string>{"start", "next:hello", "next:", "next:good"}));
   EXPECT_EQ(session->client().auth_user, "u@example.test");
+}
+
+TEST_F(TlsAuthTest, StoreFailureIsTemporaryAndNoStrike) {
+  Ehlo();
+  StartTls();
+  // RFC 4954 6: 454 4.7.0 when the server cannot check the credentials now.
+  EXPECT_EQ(Send("AUTH X-TEST " + B64("down") + "\r\n"),
+            "454 4.7.0 Temporary authentication failure\r\n");
+  EXPECT_TRUE(host->auth_events.empty());  // not counted as a failure
+  EXPECT_EQ(session->client().auth_user, "");
+  EXPECT_EQ(Codes(Send("AUTH X-TEST " + B64("good") + "\r\n")), "235");
 }
 
 TEST_F(TlsAuthTest, InitialResponseForms) {
