@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
   libsqlite3-dev libsodium-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-  libcli11-dev libexpected-dev libgtest-dev googletest libunbound-dev)
+  libcli11-dev libexpected-dev libgtest-dev googletest librapidcheck-dev libunbound-dev)
 test_pkgs=(python3 python3-pytest python3-aiosmtpd python3-dnslib swaks curl
   msmtp mutt openssl procps fetchmail getmail6 postfix)
 bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)
