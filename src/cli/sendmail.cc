@@ -373,8 +373,14 @@ int Sendmail(const config::Config& cfg, const std::vector<std::string>& args) {
   }
   auto id = queue::Inject(cfg.data_dir, host.envelope(), host.data());
   if (!id) {
+    // The session's 451/452 is in its output (Exchange() would clear it
+    // first, leaving no code: the failure then looked permanent, EX_DATAERR,
+    // to the caller instead of EX_TEMPFAIL).
+    session.output().clear();
     session.Committed(false, id.error().message.find("No space") != std::string::npos);
-    return Fail(Exchange(session, "") + " (" + id.error().message + ")");
+    reply = session.output();
+    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
+    return Fail(reply + " (" + id.error().message + ")");
   }
   return 0;
 }

@@ -475,8 +475,16 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
 asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
                             const std::string* body, TlsPolicy policy) {
   ClientSession& s = c->session;
+  // RFC 5321 4.5.3.2: each timeout bounds the wait for a whole reply. The
+  // deadline is set when a wait starts (after a command, the body, TLS or
+  // a complete reply), not on every read: otherwise a peer trickling an
+  // endless reply an octet at a time would hold the connection for as
+  // long as the reply parser's limits allow (hours).
+  constexpr uint64_t kNoWait = ~uint64_t{0};
+  uint64_t wait_from = kNoWait;  // s.replies() when the deadline was set
   while (true) {
     if (!s.output().empty() && !c->closed) {
+      wait_from = kNoWait;
       c->SetDeadline(self->options_.command_timeout);
       asio::error_code ec;
       if (c->tls) {
@@ -500,7 +508,10 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
           s.ConnectionLost(c->timed_out ? "timeout" : "connection closed");
           continue;
         }
-        c->SetDeadline(self->TimeoutFor(s.phase()));
+        if (wait_from != s.replies()) {
+          wait_from = s.replies();
+          c->SetDeadline(self->TimeoutFor(s.phase()));
+        }
         asio::error_code ec;
         size_t n;
         if (c->tls) {
@@ -539,6 +550,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
           continue;
         }
         c->tls = true;
+        wait_from = kNoWait;
         long vr = SSL_get_verify_result(ssl);
         bool verified = SSL_get0_peer_certificate(ssl) != nullptr &&
                         vr == X509_V_OK && !IsIpLiteral(host);
@@ -602,6 +614,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
           continue;
         }
         s.BodySent();
+        wait_from = kNoWait;
         continue;
       }
       case ClientSession::Need::kReady:

@@ -84,6 +84,7 @@ class WriterImpl final : public Writer {
 
   const std::string& id() const override { return id_; }
   uint64_t size() const override { return size_; }
+  int error() const override { return error_; }
 
   bool Write(std::string_view data) override {
     if (error_ != 0) return false;

@@ -70,6 +70,9 @@ class Writer {
   virtual const std::string& id() const = 0;
   virtual bool Write(std::string_view data) = 0;  // false on I/O error
   virtual uint64_t size() const = 0;
+  // The errno of the failed Write (ENOSPC: the SMTP session answers 452
+  // 4.3.1 instead of 451), or 0 when none failed or it is not known.
+  virtual int error() const { return 0; }
 };
 
 struct Options {

@@ -114,7 +114,10 @@ bool ClientSession::Feed(std::string_view data) {
     ConnectionLost("protocol error: " + parser_.error());
     return false;
   }
-  while (parser_.HasReply() && need_ == Need::kReply) OnReply(parser_.Pop());
+  while (parser_.HasReply() && need_ == Need::kReply) {
+    ++replies_;
+    OnReply(parser_.Pop());
+  }
   if (parser_.HasReply() && state_ != State::kClosed &&
       state_ != State::kResult) {
     // Replies nobody asked for: a server that does not follow the

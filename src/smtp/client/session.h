@@ -114,6 +114,10 @@ class ClientSession {
   // the next host / later; 5xx: permanent for this destination).
   const std::optional<Reply>& failure() const { return failure_; }
   const std::string& peer_greeting() const { return greeting_; }
+  // Complete replies taken so far: the I/O layer times each wait for a
+  // reply from the last one, not from the last octet read (RFC 5321
+  // 4.5.3.2), so a peer that trickles an endless reply cannot hold on.
+  uint64_t replies() const { return replies_; }
 
  private:
   enum class State {
@@ -153,6 +157,7 @@ class ClientSession {
   size_t rcpt_sent_ = 0;      // unpipelined: recipients sent so far
   bool rset_after_ = false;
   bool closed_after_result_ = false;
+  uint64_t replies_ = 0;
 };
 
 // Dot-stuffing for DATA (RFC 5321 4.5.2), across chunk boundaries; the

@@ -139,6 +139,21 @@ TEST(ClientSessionTest, PipelinedTransaction) {
   EXPECT_EQ(s.output(), "QUIT\r\n");
 }
 
+// The I/O layer times each reply from the last complete one (RFC 5321
+// 4.5.3.2): octets of an unfinished reply must not count as progress.
+TEST(ClientSessionTest, RepliesCountsOnlyCompleteReplies) {
+  ClientSession s(ClientOptions{"me.test"});
+  EXPECT_EQ(s.replies(), 0u);
+  Step(s, "220 hi\r\n");
+  EXPECT_EQ(s.replies(), 1u);
+  Step(s, "250-mx\r\n250-PIPELINING\r\n");
+  Step(s, "250-SIZE");
+  EXPECT_EQ(s.replies(), 1u);
+  Step(s, "\r\n250 8BITMIME\r\n");
+  EXPECT_EQ(s.replies(), 2u);
+  ASSERT_EQ(s.need(), ClientSession::Need::kReady);
+}
+
 TEST(ClientSessionTest, UnpipelinedStopsAfterMailRefusal) {
   ClientSession s(ClientOptions{"me.test"});
   Step(s, "220 hi\r\n");
