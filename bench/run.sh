@@ -11,7 +11,7 @@
 #   LAT_SECS, LAT_RATE (msgs/s; default half of Tern's peak), IDLE_CONNS,
 #   TERN_PORT/POSTFIX_PORT/SINK_PORT (2727/2626/2828), BUILD (build dir),
 #   TERN, PARSER_BENCH (binaries; default $BUILD/tern, $BUILD/tern_parser_bench),
-#   KEEP=1 (keep the temp dir), DELIVERY_TIMEOUT, RUN_TIMEOUT (seconds),
+#   KEEP=1 (keep the temp dir), SETTLE (seconds of quiet before each run), DELIVERY_TIMEOUT, RUN_TIMEOUT (seconds),
 #   NICE=-10 (priority over other work on a shared machine).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
@@ -435,6 +435,23 @@ FAILED=0
 declare -A DEAD=()
 RUNS_FILE=$RUNS
 
+# Each run starts on a quiet file system. On ext4 without a journal the
+# inode allocator skips every inode freed in the last 5 seconds (300 while
+# its inode table block is dirty: recently_deleted() in fs/ext4/ialloc.c),
+# checking each one, so a server creating files right after another one
+# deleted thousands pays for the other's deletions: measured here, Tern's
+# CPU per message tripled right after the previous bench's clean-up. So:
+# flush (clean blocks), then wait out the 5 seconds. Journaled ext4 skips
+# that check; there a short pause is enough. SETTLE=seconds overrides.
+settle_fs() {
+  local secs=${SETTLE:-}
+  if [ -z "$secs" ]; then
+    case $(fs_journal "$WORK") in *"NO journal"*) secs=6 ;; *) secs=1 ;; esac
+  fi
+  sync -f "$WORK" 2>/dev/null || sync
+  sleep "$secs"
+}
+
 # One smtp-source run; failures are recorded, not fatal.
 run_cell() {  # server size sessions mode round [count]
   local server=$1 size=$2 sessions=$3 mode=$4 round=$5 count=${6:-auto}
@@ -451,6 +468,7 @@ run_cell() {  # server size sessions mode round [count]
   fi
   local maildir; maildir=$(server_maildir "$server")
   local rc=0
+  settle_fs
   "${PIN_LOAD[@]}" "$PY" "$BENCH/cell.py" --server "$server" --port "$(server_port "$server")" \
     --size "$size" --sessions "$sessions" --mode "$mode" --round "$round" \
     --count "$count" --target-secs "$TARGET_SECS" \
@@ -520,6 +538,7 @@ if has_server tern || has_server postfix; then
     fi
     f=$WORK/latency_$server.json
     rc=0
+    settle_fs
     "${PIN_LOAD[@]}" "$PY" "$BENCH/latency.py" --server "$server" --port "$(server_port "$server")" \
       --rate "$rate" --duration "$LAT_SECS" --conns "$LAT_CONNS" --peak "$PEAK" \
       --maildir "$(server_maildir "$server")" --out "$f" || rc=$?
