@@ -44,6 +44,15 @@ bench: build
 	@scripts/deps.sh bench
 	QUICK=$(QUICK) bench/run.sh
 
+# Abuse under load (issue 7): a slowloris crowd larger than the connection
+# limit, garbage, brute force, relay tricks and a well-behaved client sending
+# and reading back 1,000 messages, all at once against one server; several
+# minutes. `make test` runs the short form (tests/test_abuse.py).
+# Writes $(BUILD)/abuse/abuse-long.json.
+.PHONY: abuse
+abuse: build
+	TERN_BIN=$(BUILD)/tern /usr/bin/python3 tests/abuse/abuse.py --out $(BUILD)/abuse/abuse-long.json
+
 install: build
 	install -m 0755 $(BUILD)/tern /usr/local/sbin/tern
 	@echo "To serve as the system's sendmail: ln -sf /usr/local/sbin/tern /usr/sbin/sendmail"

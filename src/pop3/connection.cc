@@ -236,10 +236,17 @@ AuthResult Connection::FinishLogin(const std::string& account) {
 void AuthJob::Run() {
   out.result.kind = AuthResult::Kind::kBadCredentials;
   switch (req.kind) {
-    case AuthRequest::Kind::kPass:
-      out.account = store->CheckPassword(req.user, req.secret);
+    case AuthRequest::Kind::kPass: {
+      auth::PasswordCheck checked = store->CheckPassword(req.user, req.secret);
+      if (!checked) {
+        // The directory failed: RFC 3206 4 [SYS/TEMP], not a strike.
+        out.result.kind = AuthResult::Kind::kTempFail;
+        return;
+      }
+      out.account = std::move(*checked);
       out.failed_user = req.user;
       break;
+    }
     case AuthRequest::Kind::kApop:
       // APOP needs the plain password on the server; Tern keeps only
       // Argon2id hashes, so the session never offers it.
@@ -275,6 +282,10 @@ void AuthJob::Run() {
         case auth::SaslStep::Kind::kMalformed:
           conn->sasl_.reset();
           out.result.kind = AuthResult::Kind::kMalformed;
+          return;
+        case auth::SaslStep::Kind::kTempFailure:
+          conn->sasl_.reset();
+          out.result.kind = AuthResult::Kind::kTempFail;
           return;
       }
       break;
@@ -391,6 +402,10 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
   std::string reason = "eof";
   std::string pending;
   asio::error_code ec;
+  // RFC 1939 3: "the receipt of any command" resets the autologout timer,
+  // not any byte: a client that sends a byte every few seconds and never
+  // ends the line is logged out like an idle one.
+  bool awaiting_command = true;
 
   // RFC 8314 3.3 (and long practice on port 995): TLS first, then POP3.
   bool run = true;
@@ -417,6 +432,7 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
         reason = c->timed_out_ ? "write-timeout" : "write-error";
         break;
       }
+      awaiting_command = true;
       continue;
     }
     if (need == Need::kUpdate) {
@@ -439,6 +455,7 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
       s.Shutdown();
       reason = "shutdown";
     }
+    if (!s.output().empty()) awaiting_command = true;
     co_await Write(c, s.output(), ec);
     if (ec) {
       reason = c->timed_out_ ? "write-timeout" : "write-error";
@@ -456,9 +473,13 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
         reason = "tls-handshake-failed";
         break;
       }
+      awaiting_command = true;
       continue;
     }
-    c->ArmDeadline(c->idle_timeout_);
+    if (awaiting_command) {
+      c->ArmDeadline(c->idle_timeout_);
+      awaiting_command = false;
+    }
     c->reading_ = true;
     size_t n = co_await c->stream_.AsyncReadSome(
         asio::buffer(c->buf_), asio::redirect_error(asio::use_awaitable, ec));
@@ -569,7 +590,7 @@ void Service::Start(tcp::socket socket, std::string listener_name, bool implicit
   auto conn = std::make_shared<Connection>(std::move(socket), *this, std::move(config),
                                            std::move(client), std::move(listener_name),
                                            p.idle_timeout, std::move(tls), implicit_tls);
-  uint64_t key = ctx_.Register(conn);
+  uint64_t key = ctx_.Register(conn, ip);
   auto ex = conn->stream_.socket().get_executor();
   asio::co_spawn(ex, Watchdog(conn), asio::detached);
   asio::co_spawn(ex, RunAndRelease(conn, key, std::move(ip)), asio::detached);
@@ -594,8 +615,8 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Service& service,
     if (ec) continue;
     std::string ip = net::ClientIp(remote.address());
     auto settings = ctx.settings();
-    if (!ctx.limiter().Acquire(ip, settings->config.smtp.max_connections,
-                               settings->config.pop3.max_connections_per_ip)) {
+    if (!ctx.Admit(ip, settings->config.smtp.max_connections,
+                   settings->config.pop3.max_connections_per_ip)) {
       spdlog::warn("pop3 connection refused client={} reason=limit", ip);
       Refuse(std::move(socket));
       continue;

@@ -1,6 +1,9 @@
 // State shared by every connection of a running server.
 #include "server/context.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <vector>
 
 namespace tern::server {
@@ -38,17 +41,37 @@ Context::Context(std::shared_ptr<const Settings> settings,
 }
 
 bool ConnectionLimiter::Acquire(const std::string& ip, uint32_t max_total,
-                                uint32_t max_per_ip) {
+                                uint32_t max_per_ip, std::string* evict) {
   std::lock_guard lock(mu_);
-  if (total_.load() >= max_total) return false;
-  uint32_t& n = per_ip_[ip];
-  if (n >= max_per_ip) {
-    if (n == 0) per_ip_.erase(ip);
-    return false;
+  auto it = per_ip_.find(ip);
+  uint32_t mine = it == per_ip_.end() ? 0 : it->second;
+  if (mine >= max_per_ip) return false;
+  if (total_.load() >= max_total) {
+    // Full. Only a client below the busiest address's share gets in, and
+    // only within a small overshoot while evicted connections close.
+    if (evict == nullptr || total_.load() >= max_total + std::max(1u, max_total / 16)) {
+      return false;
+    }
+    const std::string* busiest = nullptr;
+    uint32_t most = 0;
+    for (const auto& [addr, n] : per_ip_) {
+      if (n > most) {
+        most = n;
+        busiest = &addr;
+      }
+    }
+    if (busiest == nullptr || most < mine + 2) return false;
+    *evict = *busiest;
   }
-  ++n;
+  ++per_ip_[ip];
   ++total_;
   return true;
+}
+
+uint32_t ConnectionLimiter::count(const std::string& ip) {
+  std::lock_guard lock(mu_);
+  auto it = per_ip_.find(ip);
+  return it == per_ip_.end() ? 0 : it->second;
 }
 
 void ConnectionLimiter::Release(const std::string& ip) {
@@ -59,10 +82,37 @@ void ConnectionLimiter::Release(const std::string& ip) {
   --total_;
 }
 
-uint64_t Context::Register(std::weak_ptr<Stoppable> c) {
+bool Context::Admit(const std::string& ip, uint32_t max_total,
+                    uint32_t max_per_ip) {
+  std::string busiest;
+  if (!limiter_.Acquire(ip, max_total, max_per_ip, &busiest)) return false;
+  if (busiest.empty()) return true;
+  std::shared_ptr<Stoppable> victim;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, live] : live_) {
+      if (live.evicted || live.ip != busiest) continue;
+      if (auto s = live.conn.lock()) {
+        live.evicted = true;
+        victim = std::move(s);
+        break;
+      }
+    }
+  }
+  if (victim) {
+    spdlog::warn("connection evicted client={} held={} for client={} "
+                 "reason=fair-share total={}",
+                 busiest, limiter_.count(busiest), ip, limiter_.total());
+    // An idle session closes at once (421); one in a transaction finishes it.
+    victim->RequestShutdown(false);
+  }
+  return true;
+}
+
+uint64_t Context::Register(std::weak_ptr<Stoppable> c, std::string ip) {
   std::lock_guard lock(mu_);
   uint64_t key = next_key_++;
-  live_.emplace(key, std::move(c));
+  live_.emplace(key, Live{std::move(c), std::move(ip)});
   return key;
 }
 
@@ -81,8 +131,8 @@ void Context::ShutdownAll(bool force) {
   std::vector<std::shared_ptr<Stoppable>> all;
   {
     std::lock_guard lock(mu_);
-    for (auto& [k, w] : live_) {
-      if (auto s = w.lock()) all.push_back(std::move(s));
+    for (auto& [k, live] : live_) {
+      if (auto s = live.conn.lock()) all.push_back(std::move(s));
     }
   }
   for (auto& s : all) s->RequestShutdown(force);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,9 +37,19 @@ std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
 class ConnectionLimiter {
  public:
   // Takes a slot, or returns false when a limit is reached.
-  bool Acquire(const std::string& ip, uint32_t max_total, uint32_t max_per_ip);
+  //
+  // Fair share when the server is full: a client whose address holds at
+  // least two connections fewer than the busiest address still gets a slot
+  // (up to a sixteenth over `max_total`), and `*evict` names that busiest
+  // address so the caller can close one of its connections. Without this,
+  // a crowd of idle connections from a few dozen addresses, each under
+  // `max_per_ip`, locks every other client out for as long as it stays.
+  // Without `evict` the total is a hard limit.
+  bool Acquire(const std::string& ip, uint32_t max_total, uint32_t max_per_ip,
+               std::string* evict = nullptr);
   void Release(const std::string& ip);
   uint32_t total() const { return total_.load(); }
+  uint32_t count(const std::string& ip);
 
  private:
   std::mutex mu_;
@@ -90,8 +101,12 @@ class Context {
   ConnectionLimiter& limiter() { return limiter_; }
 
   bool stopping() const { return stopping_.load(); }
-  // Registers a live connection; returns its key for Unregister.
-  uint64_t Register(std::weak_ptr<Stoppable> c);
+  // Takes a connection slot for `ip` (limiter().Acquire with fair share);
+  // when that needs room, the oldest connection of the busiest address is
+  // asked to close (Stoppable::RequestShutdown(false)).
+  bool Admit(const std::string& ip, uint32_t max_total, uint32_t max_per_ip);
+  // Registers a live connection from `ip`; returns its key for Unregister.
+  uint64_t Register(std::weak_ptr<Stoppable> c, std::string ip = {});
   void Unregister(uint64_t key);
   size_t live() const;
   // Sets stopping() and asks every live connection to finish.
@@ -109,7 +124,12 @@ class Context {
   std::atomic<bool> stopping_{false};
   asio::thread_pool blocking_{2};
   uint64_t next_key_ = 1;
-  std::unordered_map<uint64_t, std::weak_ptr<Stoppable>> live_;
+  struct Live {
+    std::weak_ptr<Stoppable> conn;
+    std::string ip;
+    bool evicted = false;
+  };
+  std::map<uint64_t, Live> live_;  // by key: oldest first
 };
 
 }  // namespace tern::server

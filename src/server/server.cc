@@ -124,7 +124,7 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
     if (rec) continue;
     std::string ip = net::ClientIp(remote.address());
     const auto& smtp = settings->config.smtp;
-    if (!ctx.limiter().Acquire(ip, smtp.max_connections, smtp.max_connections_per_ip)) {
+    if (!ctx.Admit(ip, smtp.max_connections, smtp.max_connections_per_ip)) {
       spdlog::warn("smtp connection refused client={} reason=limit total={}", ip,
                    ctx.limiter().total());
       if (listener.service == "submissions") {

@@ -31,6 +31,9 @@ constexpr size_t kSlice = 64 * 1024;
 // RFC 4954 4: AUTH lines and SASL responses may be 12288 octets long,
 // CRLF included.
 constexpr size_t kSaslLine = 12288 - 2;
+// RFC 5321 4.2.2 / 4.3.2 (452 to DATA and after the data), RFC 3463 X.3.1
+// "mail system full": the spool has no room; the client should try later.
+constexpr char kNoStorage[] = "452 4.3.1 Insufficient system storage";
 
 enum class Mode : uint8_t { kCommand, kData, kBdat };
 
@@ -536,6 +539,11 @@ struct Session::Impl {
       case auth::SaslStep::Kind::kMalformed:
         EndSasl();
         return Reply("501 5.5.2 Invalid authentication exchange");
+      case auth::SaslStep::Kind::kTempFailure:
+        // RFC 4954 6: the account store could not answer; the client may
+        // try again later. Not counted as a failed attempt.
+        EndSasl();
+        return Reply("454 4.7.0 Temporary authentication failure");
     }
   }
 
@@ -692,8 +700,11 @@ struct Session::Impl {
     // RFC 3030 3: DATA and BDAT are not mixed in one transaction.
     if (bdat_used) return Reply("503 5.5.1 Error: DATA not allowed after BDAT");
     if (!BeginMessage()) {
+      const char* refusal = host.StorageFull()
+                                ? kNoStorage
+                                : "451 4.3.0 Error: temporary failure";
       ResetTransaction();
-      return Reply("451 4.3.0 Error: temporary failure");
+      return Reply(refusal);
     }
     body.Start(true, Limits());
     mode = Mode::kData;
@@ -732,7 +743,9 @@ struct Session::Impl {
         bdat_used = true;
         body.Start(false, Limits());
       } else {
-        bdat_discard = "451 4.3.0 Error: temporary failure";
+        bdat_discard = host.StorageFull()
+                           ? kNoStorage
+                           : "451 4.3.0 Error: temporary failure";
         bdat_reset_after = true;
       }
     }
@@ -869,7 +882,11 @@ struct Session::Impl {
         refusal = "554 5.4.6 Too many hops";  // RFC 5321 6.3
         break;
       case BodyReader::Fault::kNone:
-        if (write_failed) refusal = "451 4.3.0 Error: queue file write error";
+        if (write_failed) {
+          refusal = host.StorageFull()
+                        ? kNoStorage
+                        : "451 4.3.0 Error: queue file write error";
+        }
         break;
     }
     if (refusal != nullptr) {
@@ -929,8 +946,7 @@ struct Session::Impl {
       return Reply(reply);
     }
     ResetTransaction();
-    Reply(no_space ? "452 4.3.1 Insufficient system storage"
-                   : "451 4.3.0 Error: queue file write error");
+    Reply(no_space ? kNoStorage : "451 4.3.0 Error: queue file write error");
   }
 };
 

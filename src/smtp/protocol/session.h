@@ -91,13 +91,18 @@ class SessionHost {
   // Policy on a recipient (relay control, unknown users).
   virtual RcptVerdict CheckRecipient(const Transaction& t, const Mailbox& rcpt) = 0;
   // A message body is about to start. Returns the queue id, or empty on
-  // failure (the session answers 451 4.3.0 and drops the data).
+  // failure (the session answers 451 4.3.0, or 452 4.3.1 when
+  // StorageFull(), and drops the data).
   virtual std::string BeginMessage(const Transaction& t) = 0;
   // Message bytes, unstuffed, CRLF line ends. Starts with the Received:
   // header the session builds. False on a write error.
   virtual bool MessageData(std::string_view data) = 0;
   // The transaction ended without commit (error, RSET, disconnect).
   virtual void AbortMessage() = 0;
+  // True when the last BeginMessage or MessageData failed for want of
+  // space (ENOSPC, EDQUOT): the session then answers 452 4.3.1 (RFC 5321
+  // 4.2.2 "insufficient system storage", RFC 3463 X.3.1) instead of 451.
+  virtual bool StorageFull() { return false; }
   // RFC 5322 date for the Received: header.
   virtual std::string Now() = 0;
 

@@ -76,6 +76,7 @@ class FakeHost : public SessionHost {
     return true;
   }
   void AbortMessage() override { ++aborts; }
+  bool StorageFull() override { return no_space; }
   std::string Now() override { return "Thu, 01 Jan 2026 00:00:00 +0000"; }
 
   SenderVerdict CheckMailFrom(const Mailbox& from) override {
@@ -126,6 +127,7 @@ class FakeHost : public SessionHost {
   int data_calls = 0;
   bool fail_begin = false;
   bool fail_write = false;
+  bool no_space = false;  // the failures above are for want of space
   std::map<std::string, SenderVerdict::Kind> sender_verdicts;
   std::set<std::string> owned = {"u@example.test"};
   std::vector<std::string> header_checks;
@@ -787,6 +789,25 @@ TEST_F(SessionTest, WriteFailure) {
             "451 4.3.0 Error: queue file write error\r\n");
   EXPECT_EQ(host->aborts, 1);
   EXPECT_FALSE(session->InTransaction());
+}
+
+// RFC 5321 4.2.2, RFC 3463 X.3.1: a full spool is 452 4.3.1, whether it
+// shows when the message starts, while it is written or at the commit.
+TEST_F(SessionTest, NoSpaceIs452) {
+  host->no_space = true;
+  host->fail_begin = true;
+  MailRcpt();
+  EXPECT_EQ(Send("DATA\r\n"), "452 4.3.1 Insufficient system storage\r\n");
+  MailRcpt();
+  EXPECT_EQ(Send("BDAT 3 LAST\r\nabc"),
+            "452 4.3.1 Insufficient system storage\r\n");
+  host->fail_begin = false;
+  host->fail_write = true;
+  MailRcpt();
+  EXPECT_EQ(DataMessage("a\r\nb\r\n.\r\n"),
+            "452 4.3.1 Insufficient system storage\r\n");
+  EXPECT_FALSE(session->InTransaction());
+  EXPECT_EQ(Codes(Send("NOOP\r\n")), "250");
 }
 
 TEST_F(SessionTest, CommitFailure) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <ctime>
 
@@ -30,18 +31,25 @@ using Clock = std::chrono::steady_clock;
 // generous for any real client and short for a slow-loris).
 constexpr uint32_t kHandshakeTimeout = 30;
 
+// An error text from the queue that says the spool is out of space (the
+// queue reports errno texts: ENOSPC, EDQUOT).
+bool IsNoSpace(const std::string& text) {
+  return text.find("No space left") != std::string::npos ||
+         text.find("quota exceeded") != std::string::npos;
+}
+
 // Passes credential lookups through and remembers the user name asked
 // about, so failures can be logged by name without looking at the SASL
 // payload (which may hold a password).
 class RecordingCredentials : public auth::CredentialStore {
  public:
   explicit RecordingCredentials(auth::CredentialStore& inner) : inner_(inner) {}
-  std::optional<std::string> CheckPassword(const std::string& user,
+  auth::PasswordCheck CheckPassword(const std::string& user,
                                            const std::string& password) override {
     user_ = user;
     return inner_.CheckPassword(user, password);
   }
-  std::optional<std::pair<std::string, auth::ScramCredentials>> Scram(
+  auth::ScramAnswer Scram(
       const std::string& user) override {
     user_ = user;
     return inner_.Scram(user);
@@ -103,9 +111,11 @@ class Connection : public server::Stoppable,
     summary_sender_ = env.sender;
     summary_rcpts_ = env.recipients.size();
     auto w = ctx_.queue().Begin(std::move(env));
+    no_space_ = false;
     if (!w) {
       spdlog::error("smtp queue unavailable client={} error={}", client_ip(),
                     w.error().message);
+      no_space_ = IsNoSpace(w.error().message);
       return {};
     }
     writer_ = std::move(*w);
@@ -113,8 +123,17 @@ class Connection : public server::Stoppable,
   }
 
   bool MessageData(std::string_view data) override {
-    return writer_ && writer_->Write(data);
+    if (writer_ && writer_->Write(data)) return true;
+    if (writer_ && !no_space_) {
+      int err = writer_->error();
+      no_space_ = err == ENOSPC || err == EDQUOT;
+      spdlog::error("smtp queue write failed client={} errno={}", client_ip(),
+                    err);
+    }
+    return false;
   }
+
+  bool StorageFull() override { return no_space_; }
 
   void AbortMessage() override { writer_.reset(); }
 
@@ -204,6 +223,7 @@ class Connection : public server::Stoppable,
   RecordingCredentials credentials_;
   // Declared before the session: ~Session may call AbortMessage().
   std::unique_ptr<queue::Writer> writer_;
+  bool no_space_ = false;  // the last Begin or Write failed for want of space
   Session session_;
   std::string listener_;
   bool implicit_tls_ = false;
@@ -303,6 +323,10 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
   std::string reason = "eof";
   std::string pending;  // input the session has not consumed yet
   asio::error_code ec;
+  // RFC 5321 4.5.3.2.7: the command timeout runs from our reply to the end
+  // of the next command, not from byte to byte, so a client that sends a
+  // byte every few seconds and never ends the line does not stay for ever.
+  bool awaiting_command = true;
 
   // RFC 8314 3.3: on the submissions port TLS comes first, then SMTP.
   bool run = true;
@@ -323,7 +347,7 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
       std::string id = c->writer_ ? c->writer_->id() : std::string();
       uint64_t size = c->writer_ ? c->writer_->size() : 0;
       auto r = co_await CommitMessage(c->ctx_.queue(), std::move(c->writer_));
-      bool no_space = !r && r.error().message.find("No space") != std::string::npos;
+      bool no_space = !r && IsNoSpace(r.error().message);
       if (r) {
         ++c->messages_;
         spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
@@ -355,7 +379,10 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
       s.Shutdown();
       reason = "shutdown";
     }
-    c->ArmDeadline(limits.command_timeout);
+    if (!s.output().empty()) {
+      awaiting_command = true;
+      c->ArmDeadline(limits.command_timeout);
+    }
     co_await WriteOutput(c, ec);
     if (ec) {
       reason = c->timed_out_ ? "write-timeout" : "write-error";
@@ -373,9 +400,15 @@ asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
         reason = "tls-handshake-failed";
         break;
       }
+      awaiting_command = true;
       continue;
     }
-    c->ArmDeadline(s.InData() ? limits.data_block_timeout : limits.command_timeout);
+    if (s.InData()) {
+      c->ArmDeadline(limits.data_block_timeout);  // 4.5.3.2.6: per chunk
+    } else if (awaiting_command) {
+      c->ArmDeadline(limits.command_timeout);
+      awaiting_command = false;
+    }
     size_t n = co_await c->stream_.AsyncReadSome(
         asio::buffer(c->buf_), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
@@ -454,7 +487,7 @@ void StartConnection(tcp::socket socket, server::Context& ctx,
   auto conn = std::make_shared<Connection>(std::move(socket), ctx, settings, sc,
                                            std::move(client), listener.service,
                                            implicit_tls);
-  uint64_t key = ctx.Register(conn);
+  uint64_t key = ctx.Register(conn, ip);
   auto ex = conn->stream_.socket().get_executor();
   asio::co_spawn(ex, Watchdog(conn), asio::detached);
   asio::co_spawn(ex, RunAndRelease(conn, key, std::move(ip)), asio::detached);
