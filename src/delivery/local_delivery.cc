@@ -168,7 +168,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
   }
 
   // Phase 2: resolve pending recipients and write every copy into tmp/.
-  MaildirBatch batch(options_.mail_root_fd, options_.hostname);
+  MaildirBatch batch(options_.mail_root_fd, options_.hostname, options_.sync);
   for (Work& w : works) {
     MessageSource source;
     if (w.in_memory) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "delivery/maildir.h"
 #include "queue/finisher.h"
 #include "queue/queue.h"
 #include "queue/remote.h"
@@ -20,6 +21,8 @@ struct LocalDeliveryOptions {
   std::string hostname;         // for Maildir file names
   // Bounces, retry schedule, removal: shared with remote delivery.
   queue::Finisher* finisher = nullptr;
+  // Flushes for the Maildir steps (default: syncfs() per call).
+  SyncFs sync;
 };
 
 struct MessageOutcome {

@@ -148,8 +148,13 @@ struct MaildirBatch::Copy {
   Result<std::string> result;
 };
 
-MaildirBatch::MaildirBatch(int mail_root_fd, std::string hostname)
-    : mail_root_fd_(mail_root_fd), hostname_(std::move(hostname)) {}
+MaildirBatch::MaildirBatch(int mail_root_fd, std::string hostname,
+                           SyncFs sync)
+    : mail_root_fd_(mail_root_fd),
+      hostname_(std::move(hostname)),
+      sync_(std::move(sync)) {
+  if (!sync_) sync_ = [](int fd) { return ::syncfs(fd) == 0 ? 0 : errno; };
+}
 
 MaildirBatch::~MaildirBatch() {
   // Copies that never made it into new/ leave nothing behind in tmp/.
@@ -261,7 +266,7 @@ void MaildirBatch::SyncAll(bool after_rename) {
     auto it = devices.begin();
     while (it != devices.end() && it->first != c.dev) ++it;
     if (it == devices.end()) {
-      bool ok = ::syncfs(c.file_fd.get()) == 0;
+      bool ok = sync_(c.file_fd.get()) == 0;
       devices.emplace_back(c.dev, ok);
       it = devices.end() - 1;
     }

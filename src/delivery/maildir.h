@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,10 +57,14 @@ struct MessageSource {
   uint64_t length = 0;
 };
 
+// syncfs() for the file system of an open file: 0 or an errno value. The
+// queue passes one that shares its group-commit flush (see queue.cc).
+using SyncFs = std::function<int(int fd)>;
+
 // A set of copies delivered together so they share syncs.
 class MaildirBatch {
  public:
-  MaildirBatch(int mail_root_fd, std::string hostname);
+  MaildirBatch(int mail_root_fd, std::string hostname, SyncFs sync = {});
   ~MaildirBatch();
   MaildirBatch(const MaildirBatch&) = delete;
   MaildirBatch& operator=(const MaildirBatch&) = delete;
@@ -85,6 +90,7 @@ class MaildirBatch {
 
   int mail_root_fd_;
   std::string hostname_;
+  SyncFs sync_;
   std::vector<Copy> copies_;
 };
 

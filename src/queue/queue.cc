@@ -213,7 +213,8 @@ class QueueImpl final : public Queue {
   void PickupOnce();
   bool Reinject(int fd, const MessageFile& file);
   void CommitterLoop();
-  void SyncBatch(std::vector<PendingCommit>& batch);
+  int SyncBatch(std::vector<PendingCommit>& batch);
+  int SharedSync(int fd);
   void PickupLoop();
   void DeliveryLoop();
   void Schedule(const std::string& id);
@@ -231,6 +232,15 @@ class QueueImpl final : public Queue {
   std::condition_variable commit_cv_;
   std::vector<PendingCommit> commits_;  // guarded by commit_mu_
   bool committer_stop_ = false;         // guarded by commit_mu_
+  // Flushes shared with the Maildir writer (SharedSync), guarded by
+  // commit_mu_: flushes started and finished (numbered), the last result,
+  // and how many callers wait.
+  std::condition_variable synced_cv_;
+  uint64_t syncs_started_ = 0;
+  uint64_t syncs_done_ = 0;
+  int sync_error_ = 0;
+  size_t sync_waiters_ = 0;
+  dev_t spool_dev_ = 0;
 
   std::mutex pickup_mu_;
   std::condition_variable pickup_cv_;
@@ -378,6 +388,11 @@ Result<void> QueueImpl::Start() {
       },
       spool_->pool.get());
   dopts.finisher = finisher_.get();
+  struct stat spool_st;
+  if (::fstat(spool_->msg_fd.get(), &spool_st) == 0) {
+    spool_dev_ = spool_st.st_dev;
+    dopts.sync = [this](int fd) { return SharedSync(fd); };
+  }
   delivery_ = std::make_unique<delivery::LocalDelivery>(dopts, resolver_);
   // Creates spdlog's default logger here, before our threads exist: its
   // lazy static initialisation in the (uninstrumented) shared library is
@@ -479,14 +494,34 @@ void QueueImpl::Commit(std::unique_ptr<Writer> writer,
   pc.done(Err("queue is not running"));
 }
 
-void QueueImpl::SyncBatch(std::vector<PendingCommit>& batch) {
-  bool any = std::any_of(batch.begin(), batch.end(),
-                         [](const PendingCommit& pc) { return pc.fd.valid(); });
-  if (!any) return;
+// Maildir copies on the spool's file system are flushed by the committer's
+// next syncfs() rather than one of their own: a delivery step and a commit
+// batch then share one flush (measured: about 3 syncfs() per message
+// before, with small batches at a few thousand messages per second).
+// Blocks until a flush that started after this call has finished.
+int QueueImpl::SharedSync(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_dev != spool_dev_) {
+    return ::syncfs(fd) == 0 ? 0 : errno;
+  }
+  std::unique_lock lock(commit_mu_);
+  if (committer_stop_) {
+    lock.unlock();
+    return ::syncfs(fd) == 0 ? 0 : errno;
+  }
+  const uint64_t want = syncs_started_ + 1;
+  ++sync_waiters_;
+  commit_cv_.notify_one();
+  synced_cv_.wait(lock, [&] { return syncs_done_ >= want; });
+  --sync_waiters_;
+  return sync_error_;
+}
+
+int QueueImpl::SyncBatch(std::vector<PendingCommit>& batch) {
   // One syncfs() makes every file of the batch durable, data and directory
   // entries (ext4: writeback plus a journal commit). Since Linux 5.8 it
   // reports writeback errors seen since this descriptor was opened.
-  if (::syncfs(spool_->msg_fd.get()) == 0) return;
+  if (::syncfs(spool_->msg_fd.get()) == 0) return 0;
   int err = errno;
   spdlog::warn("queue: syncfs: {}; syncing {} file(s) one by one",
                ErrnoText(err), batch.size());
@@ -509,19 +544,29 @@ void QueueImpl::SyncBatch(std::vector<PendingCommit>& batch) {
       pc.fd.Reset();
     }
   }
+  return err;
 }
 
 void QueueImpl::CommitterLoop() {
   std::vector<PendingCommit> batch;
   while (true) {
+    uint64_t number = 0;
     {
       std::unique_lock lock(commit_mu_);
-      commit_cv_.wait(lock,
-                      [&] { return !commits_.empty() || committer_stop_; });
-      if (commits_.empty()) return;  // stopping and drained
+      commit_cv_.wait(lock, [&] {
+        return !commits_.empty() || sync_waiters_ > 0 || committer_stop_;
+      });
+      if (commits_.empty() && sync_waiters_ == 0) return;  // stopping, drained
       batch.swap(commits_);
+      number = ++syncs_started_;
     }
-    SyncBatch(batch);
+    const int err = SyncBatch(batch);
+    {
+      std::lock_guard lock(commit_mu_);
+      syncs_done_ = number;
+      sync_error_ = err;
+    }
+    synced_cv_.notify_all();
     for (PendingCommit& pc : batch) {
       if (!pc.error.empty()) {
         spdlog::error("queue: commit failed: {}", pc.error);
