@@ -435,14 +435,15 @@ FAILED=0
 declare -A DEAD=()
 RUNS_FILE=$RUNS
 
-# Each run starts on a quiet file system. On ext4 without a journal the
-# inode allocator skips every inode freed in the last 5 seconds (300 while
-# its inode table block is dirty: recently_deleted() in fs/ext4/ialloc.c),
-# checking each one, so a server creating files right after another one
-# deleted thousands pays for the other's deletions: measured here, Tern's
-# CPU per message tripled right after the previous bench's clean-up. So:
-# flush (clean blocks), then wait out the 5 seconds. Journaled ext4 skips
-# that check; there a short pause is enough. SETTLE=seconds overrides.
+# Each run starts on a flushed file system. On ext4 without a journal the
+# inode allocator skips, checking each one, every inode freed in the last
+# 60 seconds (300 while its inode table block is dirty: recently_deleted()
+# in fs/ext4/ialloc.c), so a server creating files soon after another one
+# deleted thousands pays for the other's deletions (measured here: Tern's
+# CPU per message tripled right after the previous bench's clean-up). A
+# flush before each run at least makes those blocks clean (60 s, not 300).
+# SETTLE=61 waits the window out completely (slow: a minute per run).
+# Journaled ext4 skips the check; there a short pause is enough.
 settle_fs() {
   local secs=${SETTLE:-}
   if [ -z "$secs" ]; then
