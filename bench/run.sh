@@ -4,7 +4,7 @@
 # then writes build/bench/results.{md,json} and throughput.png.
 #
 # Usage (as root, after `scripts/deps.sh bench` and a build):
-#   bench/run.sh              full run: 3 rounds of 16 cells, ~20-30 min
+#   bench/run.sh              full run: 3 rounds of 16 cells, ~35-45 min
 #   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min
 # Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
 #   SERVERS="tern postfix sink", TARGET_SECS (length of one run),
