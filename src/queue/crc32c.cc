@@ -1,8 +1,15 @@
-// CRC-32C (Castagnoli, RFC 3720 B.4), table driven, eight bytes per step so
-// verifying a large spooled message at recovery stays cheap.
+// CRC-32C (Castagnoli, RFC 3720 B.4): the SSE4.2 CRC32 instruction where
+// the CPU has it (chosen once at run time), else table driven, eight bytes
+// per step. Every accepted message is checksummed as it arrives; at 100 KiB
+// the table version was ~6% of Tern's CPU in the benchmark profile.
 #include "queue/crc32c.h"
 
 #include <array>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 namespace tern {
 namespace {
@@ -26,9 +33,7 @@ struct Tables {
 
 constexpr Tables kTables;
 
-}  // namespace
-
-uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
+uint32_t Crc32cTable(uint32_t crc, const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
   const auto& t = kTables.t;
   crc = ~crc;
@@ -46,6 +51,46 @@ uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
   }
   while (size-- > 0) crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
   return ~crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc,
+                                                           const void* data,
+                                                           size_t size) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t c = ~crc;
+  while (size >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);  // unaligned load
+    c = _mm_crc32_u64(c, word);
+    p += 8;
+    size -= 8;
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  while (size-- > 0) c32 = _mm_crc32_u8(c32, *p++);
+  return ~c32;
+}
+#endif
+
+using Crc32cFn = uint32_t (*)(uint32_t, const void*, size_t);
+
+Crc32cFn ChooseCrc32c() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("sse4.2")) return Crc32cHardware;
+#endif
+  return Crc32cTable;
+}
+
+}  // namespace
+
+uint32_t Crc32c(uint32_t crc, const void* data, size_t size) {
+  static const Crc32cFn fn = ChooseCrc32c();
+  return fn(crc, data, size);
+}
+
+uint32_t Crc32cPortable(uint32_t crc, const void* data, size_t size) {
+  return Crc32cTable(crc, data, size);
 }
 
 }  // namespace tern

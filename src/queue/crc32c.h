@@ -10,6 +10,8 @@ namespace tern {
 
 // Extends `crc` (0 to start) over `data`.
 uint32_t Crc32c(uint32_t crc, const void* data, size_t size);
+// The table-driven version, whatever the CPU (tests compare the two).
+uint32_t Crc32cPortable(uint32_t crc, const void* data, size_t size);
 inline uint32_t Crc32c(uint32_t crc, std::string_view data) {
   return Crc32c(crc, data.data(), data.size());
 }
