@@ -6,9 +6,35 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "common/strings.h"
 
 namespace tern::smtp {
+namespace {
+
+// Index of the first CR or LF in p[0, n), or n. Sixteen bytes per step with
+// SSE2 (part of every x86-64 CPU): the byte loop was the DATA scanner's
+// main cost (~8% of the server's CPU at 100 KiB messages).
+size_t FindLineEnd(const char* p, size_t n) {
+  size_t j = 0;
+#if defined(__SSE2__)
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i lf = _mm_set1_epi8('\n');
+  for (; j + 16 <= n; j += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j));
+    int mask = _mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+    if (mask != 0) return j + static_cast<size_t>(__builtin_ctz(mask));
+  }
+#endif
+  while (j < n && p[j] != '\r' && p[j] != '\n') ++j;
+  return j;
+}
+
+}  // namespace
 
 void BodyReader::Start(bool dot_stuffed, const Limits& limits) {
   *this = BodyReader();
@@ -163,8 +189,7 @@ size_t BodyReader::Scan(std::string_view data, std::string* out, bool* done) {
       ++i;
       continue;
     }
-    size_t j = i;
-    while (j < n && data[j] != '\r' && data[j] != '\n') ++j;
+    const size_t j = i + FindLineEnd(data.data() + i, n - i);
     if (dot_stuffed_ && line_len_ == 0 && data[i] == '.') {
       // RFC 5321 4.5.2: a leading "." was added by the client; drop it.
       dot_line_ = true;
