@@ -93,7 +93,7 @@ TSAN_ENV = TSAN_OPTIONS=halt_on_error=0:exitcode=66:second_deadlock_stack=1
 test-asan: deps-test
 	cmake -S . -B $(ASAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_SANITIZE=ON -DTERN_TSAN=OFF
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest --output-on-failure --timeout 900
+	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest -j $(JOBS) --output-on-failure --timeout 900
 
 test-tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TSAN=ON -DTERN_SANITIZE=OFF
