@@ -141,6 +141,10 @@ cleanup() {
       log "keeping $WORK (KEEP=1)"
     else
       rm -rf "$WORK"
+      # Flushed, the freed inodes stay "recently deleted" for 60 s (see
+      # settle_fs); the next bench waits that out (wait_for_last_cleanup).
+      sync -f "$(dirname "$WORK")" 2>/dev/null || sync
+      date +%s >"$OUT/.last-cleanup" 2>/dev/null
     fi
   fi
   exit $rc
@@ -482,6 +486,17 @@ run_cell() {  # server size sessions mode round [count]
 # === main ======================================================================
 log "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $NCPU cores; kernel $(uname -r)"
 log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy)"
+# A bench run right after another one would pay for the previous run's
+# clean-up (tens of thousands of freed inodes; see settle_fs): wait until
+# the window has passed.
+if [ -f "$OUT/.last-cleanup" ] && [ -z "${SETTLE:-}" ]; then
+  last=$(cat "$OUT/.last-cleanup" 2>/dev/null || echo 0)
+  wait_s=$(( last + 62 - $(date +%s) ))
+  if [ "$wait_s" -gt 0 ] && [ "$wait_s" -le 62 ]; then
+    log "waiting ${wait_s}s: the previous bench's clean-up is under a minute old"
+    sleep "$wait_s"
+  fi
+fi
 has_server sink && start_sink
 has_server postfix && start_postfix
 has_server tern && start_tern
