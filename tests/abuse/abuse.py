@@ -218,7 +218,7 @@ class Server:
                 raise RuntimeError(f"tern serve exited with {self.proc.returncode}:\n"
                                    + self.log_text()[-3000:])
             try:
-                if probe_smtp(self.ports["smtp"]).startswith("220"):
+                if probe_greeting(self.ports["smtp"]).startswith("220"):
                     return
             except OSError:
                 pass
@@ -246,25 +246,8 @@ class Server:
             return ""
 
 
-def probe_smtp(port, source=GOOD_IP, timeout=10):
-    """Greeting line of a fresh SMTP connection (then QUIT)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                  source_address=(source, 0)) as s:
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        try:
-            s.sendall(b"QUIT\r\n")
-            s.recv(4096)
-        except OSError:
-            pass
-        return buf.split(b"\r\n")[0].decode(errors="replace")
-
-
-def probe_pop3(port, source=GOOD_IP, timeout=10):
+def probe_greeting(port, source=GOOD_IP, timeout=10):
+    """Greeting line of a fresh connection (then QUIT: SMTP and POP3 alike)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                   source_address=(source, 0)) as s:
         buf = b""
@@ -1624,11 +1607,11 @@ def main():
         time.sleep(1.0)
         result["alive_at_end"] = srv.alive()
         try:
-            result["fresh_smtp"] = probe_smtp(srv.ports["smtp"])
+            result["fresh_smtp"] = probe_greeting(srv.ports["smtp"])
         except OSError as e:
             result["fresh_smtp"] = f"error {e}"
         try:
-            result["fresh_pop3"] = probe_pop3(srv.ports["pop3"])
+            result["fresh_pop3"] = probe_greeting(srv.ports["pop3"])
         except OSError as e:
             result["fresh_pop3"] = f"error {e}"
     finally:
