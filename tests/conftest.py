@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,62 @@ def sanitizer_report(text):
 
 
 # ---------------------------------------------------------------- helpers
+
+# ---------------------------------------------------------------- tools
+
+# Every outside program the tests call, with the Debian package that ships
+# it (scripts/deps.sh test installs them all).
+_PACKAGE_OF = {
+    "swaks": "swaks", "curl": "curl", "msmtp": "msmtp", "fetchmail": "fetchmail",
+    "getmail": "getmail6", "mount": "mount", "umount": "mount",
+    "postfix": "postfix", "openssl": "openssl",
+}
+# swaks features (as `swaks --support` names them) and the Perl modules'
+# packages they need; swaks only Recommends these.
+_SWAKS_FEATURE_PACKAGE = {
+    "TLS": "libnet-ssleay-perl libio-socket-ssl-perl",
+    "IPv6": "libio-socket-inet6-perl",
+}
+_checked_tools = {}
+
+
+def need_tool(name, *features):
+    """Fail the test with the package to install when `name` (or one of
+    its `features`, for swaks) is missing: never an obscure error later."""
+    key = (name, features)
+    if key in _checked_tools:
+        problem = _checked_tools[key]
+    else:
+        problem = None
+        if shutil.which(name) is None:
+            problem = (f"{name} is not installed: install the Debian package "
+                       f"{_PACKAGE_OF.get(name, name)} (scripts/deps.sh test does)")
+        elif name == "swaks" and features:
+            support = subprocess.run(["swaks", "--support"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True).stdout
+            for f in features:
+                if not re.search(rf"^=== {re.escape(f)} supported", support, re.M):
+                    problem = (f"swaks has no {f} support: install the Debian "
+                               f"packages {_SWAKS_FEATURE_PACKAGE[f]} "
+                               f"(scripts/deps.sh test does)")
+                    break
+        _checked_tools[key] = problem
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+def run_tool(argv, **kwargs):
+    """subprocess.run for an outside program, after need_tool()."""
+    features = ()
+    if argv[0] == "swaks":
+        if any(a in ("--tls", "--tlsc", "--tls-on-connect", "--tls-optional")
+               for a in argv):
+            features += ("TLS",)
+        if any(a.startswith("::") or a.startswith("[") for a in argv):
+            features += ("IPv6",)
+    need_tool(argv[0], *features)
+    return subprocess.run(argv, **kwargs)
+
 
 def free_port(host="127.0.0.1"):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -20,7 +20,7 @@ import pytest
 from dnslib import MX, QTYPE, RCODE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 
-from conftest import free_port
+from conftest import free_port, need_tool
 
 
 def wait_for(pred, timeout=15, what="condition", srv=None, interval=0.05):
@@ -47,6 +47,7 @@ class Tmpfs:
     def __init__(self, path, size):
         self.path = str(path)
         os.makedirs(self.path, exist_ok=True)
+        need_tool("mount")
         p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700",
                             "tmpfs", self.path],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import AuthResult
 from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 
-from conftest import (_LIVE, PASSWORD, TernServer, build_message, free_port,
+from conftest import (run_tool, _LIVE, PASSWORD, TernServer, build_message, free_port,
                       shutdown, unique)
 
 TTL = 1
@@ -688,8 +688,7 @@ def test_8bit_to_peer_without_8bitmime_bounces(dns, sinks, tern):
 def selfsigned(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
     key, cert = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+    run_tool(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "2",
          "-subj", "/CN=smtp.provider.test",
          "-addext", "subjectAltName=DNS:smtp.provider.test,DNS:mx.tls.test"],

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, build_message, free_port, unique
+from conftest import PASSWORD, build_message, free_port, need_tool, unique
 from test_outbound import (dns, dsn_of, mx_port, sinks, submit,  # noqa: F401
                            tern, wait_for, wait_queue_empty)
 
@@ -43,8 +43,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 @pytest.fixture
 def postfix(tmp_path, mx_port):  # noqa: F811
-    if shutil.which("postfix") is None or os.geteuid() != 0:
-        pytest.skip("needs the postfix binaries and root")
+    if os.geteuid() != 0:
+        pytest.skip("a private Postfix instance needs root")
+    need_tool("postfix")
     # Postfix's daemons run as user postfix: pytest's tmp dirs (mode 0700,
     # root's) are out of their reach, so the instance lives in /tmp itself.
     import tempfile

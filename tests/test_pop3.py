@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, build_message, free_port, unique
+from conftest import run_tool, PASSWORD, build_message, free_port, unique
 from scram_client import ScramSha256Client
 
 
@@ -436,22 +436,19 @@ def test_curl_pop3_and_pop3s(srv):
     user = new_user(srv)
     marker, sent = deliver(srv, user)
     creds = f"{user}:{PASSWORD}"
-    out = subprocess.run(
-        ["curl", "-s", "-S", "--max-time", "20", "-u", creds,
+    out = run_tool(["curl", "-s", "-S", "--max-time", "20", "-u", creds,
          f"pop3://127.0.0.1:{srv.pop3_ports['plain']}/"],
         capture_output=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [b"1", str(len(body_of(
         poplib_retr(srv, user)))).encode()]
-    out = subprocess.run(
-        ["curl", "-s", "-S", "-k", "--max-time", "20", "-u", creds,
+    out = run_tool(["curl", "-s", "-S", "-k", "--max-time", "20", "-u", creds,
          f"pop3s://127.0.0.1:{srv.pop3_ports['ssl']}/1"],
         capture_output=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.endswith(sent)
     # STLS on the strict port (curl's --ssl-reqd).
-    out = subprocess.run(
-        ["curl", "-s", "-S", "-k", "--ssl-reqd", "--max-time", "20", "-u", creds,
+    out = run_tool(["curl", "-s", "-S", "-k", "--ssl-reqd", "--max-time", "20", "-u", creds,
          f"pop3://127.0.0.1:{srv.pop3_ports['strict']}/1"],
         capture_output=True, timeout=30)
     assert out.returncode == 0, out.stderr

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from conftest import PASSWORD, build_message, free_port, unique
+from conftest import run_tool, PASSWORD, build_message, free_port, unique
 
 
 @pytest.fixture
@@ -28,8 +28,7 @@ def srv(make_server):
 
 
 def swaks(srv, to, marker):
-    out = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{srv.port}", "--to", to,
+    out = run_tool(["swaks", "--server", f"127.0.0.1:{srv.port}", "--to", to,
          "--from", "sender@remote.test", "--header", f"Subject: {marker}",
          "--body", f"sent with swaks {marker}\n.leading dot line\n"],
         capture_output=True, timeout=60)
@@ -62,7 +61,7 @@ def test_fetchmail_pop3s_into_mbox(srv, tmp_path):
         f'  mda "/usr/bin/python3 {mda}"\n')
     rc.chmod(0o600)
     env = dict(os.environ, HOME=str(home))
-    out = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "-v"],
+    out = run_tool(["fetchmail", "-f", str(rc), "--nodetach", "-v"],
                          capture_output=True, env=env, timeout=120)
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     got = [m.as_bytes() for m in mailbox.mbox(str(mbox))]
@@ -113,7 +112,7 @@ def test_getmail_into_maildir(srv, tmp_path, retriever, port):
         "verbose = 2\n")
     state = tmp_path / "getmail-state"
     state.mkdir()
-    out = subprocess.run(["getmail", f"--rcfile={rc}", f"--getmaildir={state}"],
+    out = run_tool(["getmail", f"--rcfile={rc}", f"--getmaildir={state}"],
                          capture_output=True, timeout=120)
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
     got = [p.read_bytes() for p in (md / "new").iterdir()]

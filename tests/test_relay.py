@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from conftest import PASSWORD, TernServer, free_port, shutdown, unique, _LIVE
+from conftest import run_tool, PASSWORD, TernServer, free_port, shutdown, unique, _LIVE
 
 USER = "u@example.test"
 
@@ -124,8 +124,7 @@ def test_trusted_network_may_relay_but_not_use_tricks(make_server):
 def test_swaks_without_login_cannot_relay(srv):
     import subprocess
     m = unique("openrelay")
-    p = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{srv.port}", "--tls", "--from",
+    p = run_tool(["swaks", "--server", f"127.0.0.1:{srv.port}", "--tls", "--from",
          "spammer@remote.test", "--to", "victim@elsewhere.test",
          "--header", f"Subject: {m}"],
         capture_output=True, text=True, timeout=30)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import (HOSTNAME, Delivered, build_message, check_trace, to_lf,
+from conftest import (run_tool, HOSTNAME, Delivered, build_message, check_trace, to_lf,
                       unique)
 
 
@@ -97,8 +97,7 @@ def test_two_recipients_two_copies(srv):
 
 def test_swaks(srv):
     marker = unique("swaks")
-    p = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{srv.port}", "--to", "u@example.test",
+    p = run_tool(["swaks", "--server", f"127.0.0.1:{srv.port}", "--to", "u@example.test",
          "--from", "swaks@remote.test", "--helo", "swaks.test",
          "--header", f"Subject: {marker}", "--body", f"body {marker}",
          "--timeout", "10"],
@@ -112,8 +111,7 @@ def test_swaks(srv):
 
 def test_swaks_pipelining(srv):
     marker = unique("swakspipe")
-    p = subprocess.run(
-        ["swaks", "--pipeline", "--server", f"127.0.0.1:{srv.port}",
+    p = run_tool(["swaks", "--pipeline", "--server", f"127.0.0.1:{srv.port}",
          "--to", "u@example.test,v@example.test", "--from", "swaks@remote.test",
          "--helo", "swaks.test", "--header", f"Subject: {marker}",
          "--body", f"pipelined {marker}", "--timeout", "10"],
@@ -130,8 +128,7 @@ def test_curl(srv, tmp_path):
                          sender="curl@remote.test")
     f = tmp_path / "mail.eml"
     f.write_bytes(data)
-    p = subprocess.run(
-        ["curl", "-sS", "--max-time", "15", f"smtp://127.0.0.1:{srv.port}/curl.test",
+    p = run_tool(["curl", "-sS", "--max-time", "15", f"smtp://127.0.0.1:{srv.port}/curl.test",
          "--mail-from", "curl@remote.test", "--mail-rcpt", "u@example.test",
          "--upload-file", str(f)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
@@ -147,8 +144,7 @@ def test_msmtp(srv, tmp_path):
     rc = tmp_path / "msmtprc"
     rc.write_text("")
     rc.chmod(0o600)
-    p = subprocess.run(
-        ["msmtp", f"--file={rc}", "--host=127.0.0.1", f"--port={srv.port}",
+    p = run_tool(["msmtp", f"--file={rc}", "--host=127.0.0.1", f"--port={srv.port}",
          "--auth=off", "--tls=off", "--domain=msmtp.test",
          "--from=msmtp@remote.test", "u@example.test"],
         input=data.replace(b"\r\n", b"\n"),

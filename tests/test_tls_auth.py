@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from conftest import (PASSWORD, TernServer, build_message, free_port, shutdown,
+from conftest import (run_tool, PASSWORD, TernServer, build_message, free_port, shutdown,
                       unique, _LIVE)
 from scram_client import ScramSha256Client
 
@@ -157,8 +157,7 @@ def test_port25_plain_starttls_without_auth(srv):
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_swaks_starttls_auth(srv, mech):
     m = unique("swaks" + mech)
-    p = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{srv.sub_port}", "--tls",
+    p = run_tool(["swaks", "--server", f"127.0.0.1:{srv.sub_port}", "--tls",
          "--auth", mech, "--auth-user", USER, "--auth-password", PASSWORD,
          "--from", USER, "--to", "v@example.test", "--header", f"Subject: {m}",
          "--helo", "client.test"],
@@ -173,8 +172,7 @@ def test_swaks_starttls_auth(srv, mech):
 
 def test_swaks_implicit_tls(srv):
     m = unique("tlsc")
-    p = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{srv.subs_port}", "--tlsc",
+    p = run_tool(["swaks", "--server", f"127.0.0.1:{srv.subs_port}", "--tlsc",
          "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
          "--from", USER, "--to", "v@example.test", "--header", f"Subject: {m}"],
         capture_output=True, text=True, timeout=30)
@@ -195,7 +193,7 @@ def test_msmtp_thunderbird_style(srv, tmp_path):
         f"user {USER}\npassword {PASSWORD}\n"
         f"from {USER}\ndomain client.test\n")
     conf.chmod(0o600)
-    p = subprocess.run(["msmtp", "-C", str(conf), "v@example.test"],
+    p = run_tool(["msmtp", "-C", str(conf), "v@example.test"],
                        input=build_message(m, ["via msmtp"], sender=USER,
                                            to="v@example.test"),
                        capture_output=True, timeout=30)
@@ -205,8 +203,7 @@ def test_msmtp_thunderbird_style(srv, tmp_path):
 
 def test_curl_ssl_reqd(srv):
     m = unique("curl")
-    p = subprocess.run(
-        ["curl", "-sS", "--ssl-reqd", "-k", f"smtp://127.0.0.1:{srv.sub_port}/client.test",
+    p = run_tool(["curl", "-sS", "--ssl-reqd", "-k", f"smtp://127.0.0.1:{srv.sub_port}/client.test",
          "--user", f"{USER}:{PASSWORD}", "--mail-from", USER,
          "--mail-rcpt", "v@example.test", "--upload-file", "-"],
         input=build_message(m, ["via curl"], sender=USER, to="v@example.test"),
@@ -216,8 +213,7 @@ def test_curl_ssl_reqd(srv):
 
 
 def test_openssl_s_client_starttls(srv):
-    p = subprocess.run(
-        ["openssl", "s_client", "-starttls", "smtp", "-connect",
+    p = run_tool(["openssl", "s_client", "-starttls", "smtp", "-connect",
          f"127.0.0.1:{srv.port}", "-quiet"],
         input=b"EHLO client.test\r\nQUIT\r\n", capture_output=True, timeout=30)
     out = p.stdout.decode("utf-8", "replace")
@@ -436,7 +432,7 @@ def make_cert(directory, name, kind, cn):
     key, cert = directory / f"{name}.key", directory / f"{name}.pem"
     alg = ["-newkey", "rsa:2048"] if kind == "rsa" else \
         ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-    subprocess.run(["openssl", "req", "-x509", *alg, "-nodes", "-days", "2",
+    run_tool(["openssl", "req", "-x509", *alg, "-nodes", "-days", "2",
                     "-subj", f"/CN={cn}", "-addext", f"subjectAltName=DNS:{cn}",
                     "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
@@ -515,7 +511,7 @@ def test_dev_self_signed_certificate_is_generated_once(tls_server):
     assert key.stat().st_mode & 0o077 == 0
     assert "generated a self-signed certificate for mx.example.test" in s.log_text()
     assert peer_cert(s.subs_port) == cert_pem(cert)
-    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(cert)],
+    text = run_tool(["openssl", "x509", "-noout", "-text", "-in", str(cert)],
                           capture_output=True, text=True, check=True).stdout
     assert "DNS:mx.example.test" in text
     assert "prime256v1" in text or "P-256" in text
