@@ -52,8 +52,8 @@ debs=$dir/debs-$today
 if [[ ! -s $tarball ]]; then
   find "$dir" -maxdepth 1 -name 'rootfs-*.tar*' ! -name "rootfs-$today.tar" -delete
   echo "fresh-root: building a bookworm minbase root (cached for today in $dir)"
-  if ! mmdebstrap --variant=minbase --include=make,git,ca-certificates bookworm \
-      "$tarball.part" >"$dir/mmdebstrap.log" 2>&1; then
+  if ! mmdebstrap --variant=minbase --format=tar --include=make,git,ca-certificates \
+      bookworm "$tarball.part" >"$dir/mmdebstrap.log" 2>&1; then
     tail -20 "$dir/mmdebstrap.log" >&2
     echo "fresh-root: mmdebstrap failed (log: $dir/mmdebstrap.log)" >&2
     rm -f "$tarball.part"
