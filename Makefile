@@ -6,7 +6,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CONFIG ?= etc/tern.dev.toml
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps-build deps-test run test unit bench install clean
+.PHONY: all build deps-build deps-test run test test-fresh unit bench install clean
 
 all: build
 
@@ -27,6 +27,7 @@ run: build
 	@echo "Tern dev server (data in ./var): SMTP 127.0.0.1:2525 and [::1]:2525,"
 	@echo "  submission 2587 (STARTTLS) and 2465 (TLS), POP3 2110 (STLS) and 2995 (TLS)"
 	@echo "Add a mailbox:   echo secret | $(BUILD)/tern user add someone@example.test"
+	@echo "  the postmaster: echo secret | $(BUILD)/tern user add admin@example.test"
 	@echo "Send a message:  swaks --server 127.0.0.1:2525 --to someone@example.test"
 	@echo "Read it:         mutt -f var/mail/example.test/someone/Maildir"
 	@echo "  or by POP3:    curl -k pop3s://127.0.0.1:2995/1 -u someone@example.test:secret"
@@ -34,6 +35,11 @@ run: build
 
 test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
+
+# `make test` in a clean Debian bookworm root (what CI runs): catches an
+# install step that only works because this machine has a package already.
+test-fresh:
+	scripts/fresh-root.sh make test
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -R '^[A-Z]'

@@ -14,6 +14,19 @@ def rcpt_reply(srv, address):
         return c.cmd(f"RCPT TO:<{address}>")
 
 
+def test_version(server):
+    """`tern --version`: version and git revision, exit 0; the server logs
+    the same line when it starts."""
+    import subprocess
+    from conftest import TERN_BIN
+    p = subprocess.run([TERN_BIN, "--version"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    line = p.stdout.strip()
+    assert re.fullmatch(r"tern \d+\.\d+\.\d+ \((unknown|[0-9a-f]{7,}(-dirty)?)\)", line), line
+    assert f"{line} ready:" in server.log_text()
+
+
 def test_user_list(server):
     out = server.cli("user", "list").stdout
     for u in ("u@example.test", "v@example.test", "w@example.test"):

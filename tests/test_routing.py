@@ -49,7 +49,7 @@ def test_unknown_user_with_tag(srv):
     with srv.connect() as c:
         c.start()
         assert c.cmd("MAIL FROM:<s@remote.test>").code == 250
-        r = c.cmd("RCPT TO:<nobody+tag@example.test>")
+        r = c.cmd("RCPT TO:<nosuchuser+tag@example.test>")
         assert (r.code, r.enhanced) == (550, "5.1.1"), r
 
 

@@ -5,6 +5,7 @@
 #include "auth/directory.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
@@ -243,6 +244,18 @@ struct Snapshot {
   std::unordered_map<std::string, std::vector<std::string>> grants;
 };
 
+// Role addresses and system users, ready for lookups (LocalRouting).
+struct Roles {
+  std::string postmaster;           // as configured, may be empty
+  std::string fallback;             // postmaster@<first local domain>
+  std::unordered_set<std::string> names;  // lower case
+};
+
+// RFC 5321 4.5.1 (postmaster), RFC 2142 2 and 4 (abuse), and the sender
+// name of our own bounces, where people reply to them.
+constexpr std::string_view kRoleNames[] = {"postmaster", "abuse",
+                                           "mailer-daemon"};
+
 }  // namespace
 
 struct Directory::Impl {
@@ -257,6 +270,7 @@ struct Directory::Impl {
 
   mutable std::shared_mutex snapshot_mu;
   std::shared_ptr<const Snapshot> snapshot = std::make_shared<Snapshot>();
+  std::shared_ptr<const Roles> roles = std::make_shared<Roles>();
 
   // Hash checked against when the user does not exist, so that a wrong
   // address takes as long as a wrong password.
@@ -266,6 +280,23 @@ struct Directory::Impl {
   std::shared_ptr<const Snapshot> Current() const {
     std::shared_lock lock(snapshot_mu);
     return snapshot;
+  }
+
+  std::shared_ptr<const Roles> CurrentRoles() const {
+    std::shared_lock lock(snapshot_mu);
+    return roles;
+  }
+
+  void SetRoles(LocalRouting routing) {
+    auto fresh = std::make_shared<Roles>();
+    fresh->postmaster = std::move(routing.postmaster);
+    if (!domains.empty()) fresh->fallback = "postmaster@" + domains.front();
+    for (std::string_view name : kRoleNames) fresh->names.emplace(name);
+    for (const std::string& user : routing.system_users) {
+      fresh->names.insert(ToLower(user));
+    }
+    std::unique_lock lock(snapshot_mu);
+    roles = std::move(fresh);
   }
 
   Result<int64_t> DataVersionLocked() {
@@ -342,15 +373,30 @@ namespace {
 class Expander {
  public:
   // `quiet` silences the warnings about broken aliases, for callers that
-  // walk every alias and are not about delivering anything.
+  // walk every alias and are not about delivering anything. Without `roles`
+  // role addresses and system users resolve only through explicit entries
+  // (ownership checks: they must not make the postmaster own root@).
   Expander(const Snapshot& snapshot,
            const std::unordered_set<std::string>& local_domains,
-           bool quiet = false)
-      : snapshot_(snapshot), local_domains_(local_domains), quiet_(quiet) {}
+           bool quiet = false, const Roles* roles = nullptr)
+      : snapshot_(snapshot),
+        local_domains_(local_domains),
+        quiet_(quiet),
+        roles_(roles) {}
 
-  // Returns false when nothing at all matched `local@domain`.
+  // The whole lookup of an address at one of our domains: explicit
+  // entries, then a role or system user name (to the postmaster), then
+  // the catch-all.
+  void ResolveTop(const std::string& local, const std::string& domain) {
+    if (ResolveLocal(local, domain, 0)) return;
+    if (ResolveRole(local, 0)) return;
+    ResolveCatchAll(domain, 0);
+  }
+
+  // Explicit entries only (an alias or an account, "user+tag" as "user");
+  // false when none matched `local@domain`.
   bool ResolveLocal(const std::string& local, const std::string& domain,
-                    int depth, bool top_level) {
+                    int depth) {
     std::vector<std::string> candidates{local};
     size_t plus = local.find('+');
     if (plus != std::string::npos && plus > 0) {
@@ -378,18 +424,36 @@ class Expander {
         return true;
       }
     }
-    if (top_level) {
-      std::string key = "@" + domain;
-      if (auto alias = snapshot_.aliases.find(key);
-          alias != snapshot_.aliases.end()) {
-        expanded_.insert(key);
-        for (const std::string& target : alias->second) {
-          Expand(target, depth + 1);
-        }
-        return true;
-      }
-    }
     return false;
+  }
+
+  bool ResolveCatchAll(const std::string& domain, int depth) {
+    std::string key = "@" + domain;
+    auto alias = snapshot_.aliases.find(key);
+    if (alias == snapshot_.aliases.end()) return false;
+    expanded_.insert(key);
+    for (const std::string& target : alias->second) {
+      Expand(target, depth + 1);
+    }
+    return true;
+  }
+
+  // A role or system user name (its +tag ignored) goes to the postmaster:
+  // the configured address, or the fallback mailbox when that is unset or
+  // leads nowhere. Once per lookup, so a postmaster setting that names a
+  // role itself cannot loop.
+  bool ResolveRole(const std::string& local, int depth) {
+    if (roles_ == nullptr || postmaster_done_) return false;
+    std::string name = ToLower(local.substr(0, local.find('+')));
+    if (roles_->names.count(name) == 0) return false;
+    postmaster_done_ = true;
+    size_t before = mailboxes_.size() + remote_.size();
+    if (!roles_->postmaster.empty()) Expand(roles_->postmaster, depth + 1);
+    if (mailboxes_.size() + remote_.size() == before) {
+      if (roles_->fallback.empty()) return false;
+      AddMailbox(roles_->fallback);
+    }
+    return true;
   }
 
   Resolution Finish() {
@@ -422,7 +486,8 @@ class Expander {
       if (seen_remote_.insert(remote).second) remote_.push_back(remote);
       return;
     }
-    if (!ResolveLocal(parts->local, parts->domain, depth, false) && !quiet_) {
+    if (!ResolveLocal(parts->local, parts->domain, depth) &&
+        !ResolveRole(parts->local, depth) && !quiet_) {
       spdlog::warn("directory: alias target {} is not a local mailbox; skipped",
                    target);
     }
@@ -437,6 +502,8 @@ class Expander {
   const Snapshot& snapshot_;
   const std::unordered_set<std::string>& local_domains_;
   const bool quiet_;
+  const Roles* roles_;
+  bool postmaster_done_ = false;
   std::unordered_set<std::string> expanded_;
   std::unordered_set<std::string> seen_mailboxes_;
   std::unordered_set<std::string> seen_remote_;
@@ -452,7 +519,7 @@ bool AliasReaches(const Snapshot& snapshot,
                   const std::string& local, const std::string& domain,
                   const std::string& account) {
   Expander expander(snapshot, local_domains, /*quiet=*/true);
-  expander.ResolveLocal(local, domain, 0, /*top_level=*/false);
+  expander.ResolveLocal(local, domain, 0);
   Resolution result = expander.Finish();
   return std::find(result.mailboxes.begin(), result.mailboxes.end(), account) !=
          result.mailboxes.end();
@@ -468,8 +535,31 @@ bool GrantMatches(std::string_view pattern, const std::string& lower_address,
 
 }  // namespace
 
+LocalRouting LocalRouting::FromSystem(std::string postmaster) {
+  LocalRouting routing;
+  routing.postmaster = std::move(postmaster);
+  // getpwent() walks the passwd database (files, or whatever NSS says).
+  setpwent();
+  while (struct passwd* pw = getpwent()) {
+    if (pw->pw_name != nullptr && pw->pw_name[0] != '\0') {
+      routing.system_users.emplace_back(pw->pw_name);
+    }
+  }
+  endpwent();
+  return routing;
+}
+
+void Directory::SetRouting(LocalRouting routing) {
+  impl_->SetRoles(std::move(routing));
+}
+
+std::string Directory::FallbackPostmaster() const {
+  return impl_->CurrentRoles()->fallback;
+}
+
 Result<std::unique_ptr<Directory>> Directory::Open(
-    const std::string& db_path, std::vector<std::string> local_domains) {
+    const std::string& db_path, std::vector<std::string> local_domains,
+    LocalRouting routing) {
   // Thread-safe and idempotent; needed before any other libsodium call.
   if (sodium_init() < 0) return Err("libsodium initialisation failed");
 
@@ -480,6 +570,7 @@ Result<std::unique_ptr<Directory>> Directory::Open(
       impl->domains.push_back(domain);
     }
   }
+  impl->SetRoles(std::move(routing));
 
   // The file holds password hashes: create it private before SQLite does
   // (SQLite would use the umask, and gives its -wal/-shm files the same mode).
@@ -984,8 +1075,9 @@ Resolution Directory::Resolve(const std::string& address) {
   if (parts->local.empty())
     return Resolution{Resolution::Kind::kUnknown, {}, {}};
 
-  Expander expander(*snapshot, impl_->domain_set);
-  expander.ResolveLocal(parts->local, parts->domain, 0, true);
+  std::shared_ptr<const Roles> roles = impl_->CurrentRoles();
+  Expander expander(*snapshot, impl_->domain_set, false, roles.get());
+  expander.ResolveTop(parts->local, parts->domain);
   Resolution result = expander.Finish();
   if (result.kind == Resolution::Kind::kUnknown &&
       (snapshot->aliases.count(ToLower(parts->local) + "@" + parts->domain) ||

@@ -41,11 +41,33 @@ struct Resolution {
   std::vector<std::string> remote;     // non-local addresses (alias targets)
 };
 
+// Where mail for addresses that name no account or alias goes when they
+// must still reach a person: the role addresses every mail domain has to
+// accept (RFC 5321 4.5.1 postmaster, RFC 2142 abuse; MAILER-DAEMON, where
+// replies to bounces land) and the Unix accounts of the machine (root,
+// cron's MAILTO, daemons), as /etc/aliases sends them to an administrator.
+struct LocalRouting {
+  // The config's `postmaster`: a local or remote address. Empty, or a local
+  // address that leads nowhere: the fallback mailbox postmaster@<first
+  // local domain> (its Maildir is made on first delivery).
+  std::string postmaster;
+  std::vector<std::string> system_users;  // login names, matched ignoring case
+
+  // `postmaster` plus every name of the passwd database.
+  static LocalRouting FromSystem(std::string postmaster);
+};
+
 class Directory {
  public:
   // Opens (creating if needed) `db_path`. `local_domains` come from config.
   static Result<std::unique_ptr<Directory>> Open(
-      const std::string& db_path, std::vector<std::string> local_domains);
+      const std::string& db_path, std::vector<std::string> local_domains,
+      LocalRouting routing = {});
+  // Replaces the routing of role addresses and system users (SIGHUP).
+  void SetRouting(LocalRouting routing);
+  // The mailbox that takes postmaster mail when no `postmaster` is set (or
+  // it leads nowhere); empty when there is no local domain.
+  std::string FallbackPostmaster() const;
   ~Directory();
 
   // --- management (CLI) ---
@@ -94,7 +116,9 @@ class Directory {
   // Address is "local@domain" as received (local part may be quoted form
   // content, UTF-8). Domain compare is case-insensitive, account lookup is
   // case-insensitive, "user+tag" falls back to "user". Aliases expand
-  // recursively (depth-limited, loops cut), catch-all "@domain" last.
+  // recursively (depth-limited, loops cut). A local part with neither an
+  // account nor an alias that is a role or system user name (LocalRouting)
+  // goes to the postmaster; then the catch-all "@domain"; else unknown.
   Resolution Resolve(const std::string& address);
   bool IsLocalDomain(const std::string& domain) const;
   // Whether the authenticated `account` may use `address` as a sender:

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <string>
@@ -292,6 +293,82 @@ TEST_F(DirectoryTest, PostmasterWithoutDomain) {
   AddAlias("postmaster@example.test", {"alice@example.test"});
   EXPECT_EQ(dirs_->Resolve("postmaster").mailboxes,
             Strings{"alice@example.test"});
+}
+
+// RFC 5321 4.5.1 and RFC 2142: role addresses and the machine's users reach
+// the postmaster with nothing configured, and explicit entries still win.
+TEST_F(DirectoryTest, RoleAddressesAndSystemUsersGoToThePostmaster) {
+  dirs_->SetRouting(LocalRouting{"", {"root", "Daemon"}});
+  EXPECT_EQ(dirs_->FallbackPostmaster(), "postmaster@example.test");
+  for (const char* address :
+       {"postmaster", "postmaster@example.test", "PostMaster@SECOND.test",
+        "abuse@second.test", "mailer-daemon@example.test", "root@example.test",
+        "daemon@second.test", "root+cron@example.test"}) {
+    Resolution r = dirs_->Resolve(address);
+    EXPECT_EQ(r.kind, Kind::kLocal) << address;
+    EXPECT_EQ(r.mailboxes, Strings{"postmaster@example.test"}) << address;
+  }
+  EXPECT_EQ(dirs_->Resolve("nosuchuser@example.test").kind, Kind::kUnknown);
+  EXPECT_EQ(dirs_->Resolve("root@remote.test").kind, Kind::kNotLocal);
+
+  // The setting: a local account, then a remote address.
+  AddUser("admin@example.test");
+  dirs_->SetRouting(LocalRouting{"admin@example.test", {"root"}});
+  EXPECT_EQ(dirs_->Resolve("root@second.test").mailboxes,
+            Strings{"admin@example.test"});
+  dirs_->SetRouting(LocalRouting{"ops@remote.test", {"root"}});
+  Resolution remote = dirs_->Resolve("abuse@example.test");
+  EXPECT_EQ(remote.kind, Kind::kLocal);
+  EXPECT_TRUE(remote.mailboxes.empty());
+  EXPECT_EQ(remote.remote, Strings{"ops@remote.test"});
+  // A setting that leads nowhere falls back to the postmaster mailbox.
+  dirs_->SetRouting(LocalRouting{"gone@example.test", {"root"}});
+  EXPECT_EQ(dirs_->Resolve("root@example.test").mailboxes,
+            Strings{"postmaster@example.test"});
+  // ... as does one naming a role itself, without looping.
+  dirs_->SetRouting(LocalRouting{"root@example.test", {"root"}});
+  EXPECT_EQ(dirs_->Resolve("postmaster").mailboxes,
+            Strings{"postmaster@example.test"});
+
+  // Explicit accounts and aliases come first; then roles; then catch-alls.
+  dirs_->SetRouting(LocalRouting{"admin@example.test", {"root"}});
+  AddUser("root@second.test");
+  AddAlias("abuse@example.test", {"bob@remote.test"});
+  AddAlias("@example.test", {"admin@example.test"});
+  EXPECT_EQ(dirs_->Resolve("root@second.test").mailboxes,
+            Strings{"root@second.test"});
+  EXPECT_EQ(dirs_->Resolve("abuse@example.test").remote,
+            Strings{"bob@remote.test"});
+  AddUser("carol@example.test");
+  AddAlias("@second.test", {"carol@example.test"});
+  EXPECT_EQ(dirs_->Resolve("postmaster@second.test").mailboxes,
+            Strings{"admin@example.test"});
+  EXPECT_EQ(dirs_->Resolve("anyone@second.test").mailboxes,
+            Strings{"carol@example.test"});
+  // An alias pointing at a system user reaches the postmaster too.
+  AddAlias("ops@second.test", {"root@example.test"});
+  EXPECT_EQ(dirs_->Resolve("ops@second.test").mailboxes,
+            Strings{"admin@example.test"});
+}
+
+// Role routing is for delivery: it never makes the postmaster the owner of
+// root@ or abuse@ as a sender address.
+TEST_F(DirectoryTest, RoleRoutingGrantsNoSenderAddresses) {
+  AddUser("admin@example.test");
+  dirs_->SetRouting(LocalRouting{"admin@example.test", {"root"}});
+  EXPECT_FALSE(dirs_->Owns("admin@example.test", "root@example.test"));
+  EXPECT_FALSE(dirs_->Owns("admin@example.test", "postmaster@example.test"));
+  auto owned = dirs_->OwnedAddresses("admin@example.test");
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(*owned, Strings{"admin@example.test"});
+}
+
+TEST(LocalRoutingTest, FromSystemReadsThePasswdDatabase) {
+  LocalRouting r = LocalRouting::FromSystem("pm@example.test");
+  EXPECT_EQ(r.postmaster, "pm@example.test");
+  // Every Unix system has root.
+  EXPECT_NE(std::find(r.system_users.begin(), r.system_users.end(), "root"),
+            r.system_users.end());
 }
 
 TEST_F(DirectoryTest, ChangesFromAnotherInstanceBecomeVisible) {

@@ -28,6 +28,7 @@
 #include "cli/sendmail.h"
 #include "common/result.h"
 #include "common/strings.h"
+#include "common/version.h"
 #include "config/config.h"
 #include "queue/queue.h"
 #include "server/serve.h"
@@ -75,7 +76,8 @@ Result<std::unique_ptr<auth::Directory>> OpenDirectory(
     const GlobalOptions& options) {
   auto cfg = LoadConfig(options);
   if (!cfg) return tl::unexpected(cfg.error());
-  return auth::Directory::Open(cfg->data_dir + "/tern.db", cfg->domains);
+  return auth::Directory::Open(cfg->data_dir + "/tern.db", cfg->domains,
+                               auth::LocalRouting::FromSystem(cfg->postmaster));
 }
 
 // The form the directory stores: domain lower-cased, local part as given.
@@ -363,6 +365,7 @@ int Main(int argc, char** argv) {
   options = GlobalOptions();
 
   CLI::App app("Tern mail server", "tern");
+  app.set_version_flag("--version", VersionLine(), "print the version and exit");
   app.require_subcommand(1);
   // Lets --config/--data-dir appear after the subcommand as well.
   app.fallthrough();
@@ -632,6 +635,8 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);  // prints the version line, exit status 0
   } catch (const CLI::ParseError& e) {
     std::cerr << "tern: " << e.what() << "\n"
               << "Run 'tern --help' for usage.\n";

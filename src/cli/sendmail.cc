@@ -190,11 +190,19 @@ std::vector<std::string> AddressesOf(const std::string& value) {
   return out;
 }
 
+// A bare login name ("root", cron's MAILTO) means that user on this
+// machine, as with every sendmail: the first local domain, where the
+// directory routes system users to the postmaster.
+std::string Qualify(const std::string& address, const config::Config& cfg) {
+  if (address.empty() || address.find('@') != std::string::npos) return address;
+  return address + "@" +
+         (cfg.domains.empty() ? cfg.hostname : cfg.domains.front());
+}
+
 std::string DefaultSender(const config::Config& cfg) {
   std::string user = "root";
   if (struct passwd* pw = getpwuid(getuid())) user = pw->pw_name;
-  std::string domain = cfg.domains.empty() ? cfg.hostname : cfg.domains.front();
-  return user + "@" + domain;
+  return Qualify(user, cfg);
 }
 
 // The session's surroundings for local submission: the message is kept in
@@ -293,7 +301,8 @@ int Sendmail(const config::Config& cfg, const std::vector<std::string>& args) {
     std::cerr << "tern sendmail: no recipients\n";
     return EX_USAGE;
   }
-  std::string sender = opts->sender_given ? opts->sender : DefaultSender(cfg);
+  std::string sender =
+      opts->sender_given ? Qualify(opts->sender, cfg) : DefaultSender(cfg);
 
   // Headers a message must have (RFC 5322 3.6): From and Date; Message-ID
   // is added as submission servers do (RFC 6409 8).
@@ -315,7 +324,8 @@ int Sendmail(const config::Config& cfg, const std::vector<std::string>& args) {
   }
   msg = add + msg;
 
-  auto dir = auth::Directory::Open(cfg.data_dir + "/tern.db", cfg.domains);
+  auto dir = auth::Directory::Open(cfg.data_dir + "/tern.db", cfg.domains,
+                                   auth::LocalRouting::FromSystem(cfg.postmaster));
   if (!dir) {
     std::cerr << "tern sendmail: " << dir.error().message << "\n";
     return EX_TEMPFAIL;
@@ -347,6 +357,7 @@ int Sendmail(const config::Config& cfg, const std::vector<std::string>& args) {
     if (addr.size() >= 2 && addr.front() == '<' && addr.back() == '>') {
       addr = addr.substr(1, addr.size() - 2);
     }
+    addr = Qualify(addr, cfg);
     reply = Exchange(session, "RCPT TO:<" + addr + ">\r\n");
     if (reply.rfind("250", 0) != 0) return Fail(reply);
   }

@@ -672,7 +672,8 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   Checker check(name);
   check.RejectUnknown(
       root, "",
-      {"hostname", "data_dir", "user", "domains", "trusted_networks", "threads",
+      {"hostname", "data_dir", "user", "domains", "postmaster",
+       "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
        "auth", "pop3", "delivery", "dns", "route"});
 
@@ -714,6 +715,24 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
       } else {
         cfg.domains.push_back(domain);
       }
+    }
+  }
+
+  // RFC 5321 4.5.1: where postmaster@ (and abuse@, system users) go.
+  if (check.GetString(root, "postmaster", "postmaster", false,
+                      &cfg.postmaster)) {
+    size_t at = cfg.postmaster.rfind('@');
+    bool ok = at != std::string::npos && at > 0 &&
+              IsDomainName(cfg.postmaster.substr(at + 1)) &&
+              std::none_of(cfg.postmaster.begin(), cfg.postmaster.begin() + at,
+                           [](char c) { return c <= ' ' || c == '<' || c == '>'; });
+    if (!ok) {
+      check.Fail(root.get("postmaster")->source(), "postmaster",
+                 "\"" + cfg.postmaster +
+                     "\" is not an address (local-part@domain)");
+    } else {
+      cfg.postmaster = cfg.postmaster.substr(0, at + 1) +
+                       ToLower(cfg.postmaster.substr(at + 1));
     }
   }
 

@@ -117,6 +117,9 @@ struct Config {
   std::string data_dir = "var";        // relative paths are from the cwd
   std::string user;                    // drop privileges to this user if set
   std::vector<std::string> domains;    // local domains, lower case
+  // Who reads mail for postmaster@, abuse@ and the machine's system users
+  // (auth::LocalRouting); empty: the Maildir of postmaster@<first domain>.
+  std::string postmaster;
   std::vector<std::string> trusted_networks;  // CIDR, may relay
   std::vector<Listener> listeners;
   SmtpLimits smtp;

@@ -75,14 +75,15 @@ std::string_view HeaderSection(std::string_view message) {
   return message.substr(0, end + 4);
 }
 
-Envelope DsnEnvelope(const Envelope& original, int64_t now) {
+Envelope DsnEnvelope(const DsnInput& in) {
   Envelope env;
   env.sender = "";
-  env.recipients.push_back(Recipient{original.sender, "", ""});
+  env.recipients.push_back(Recipient{
+      in.postmaster.empty() ? in.original.sender : in.postmaster, "", ""});
   // The report may carry the original 8-bit or UTF-8 content.
-  env.body = original.body;
-  env.smtputf8 = original.smtputf8;
-  env.received_at = now;
+  env.body = in.original.body;
+  env.smtputf8 = in.original.smtputf8;
+  env.received_at = in.now;
   return env;
 }
 
@@ -94,8 +95,10 @@ std::string BuildDsn(const DsnInput& in) {
     any_delayed |= r.action == "delayed";
   }
   const Envelope& env = in.original;
+  const bool double_bounce = !in.postmaster.empty();
   const std::string boundary = env.id + "/" + in.reporting_mta;
-  std::string subject = any_failed    ? "Undelivered Mail Returned to Sender"
+  std::string subject = double_bounce ? "Postmaster notify: undeliverable bounce"
+                        : any_failed  ? "Undelivered Mail Returned to Sender"
                         : any_delayed ? "Delayed Mail (still being retried)"
                                       : "Successful Mail Delivery Report";
   std::string m;
@@ -104,7 +107,7 @@ std::string BuildDsn(const DsnInput& in) {
     m += "\r\n";
   };
   line("From: Mail Delivery System <MAILER-DAEMON@" + in.reporting_mta + ">");
-  line("To: <" + Clean(env.sender) + ">");
+  line("To: <" + Clean(double_bounce ? in.postmaster : env.sender) + ">");
   line("Subject: " + subject);
   line("Date: " + Rfc5322Date(in.now));
   line("Message-ID: <" + env.id + ".dsn." + std::to_string(in.now) + "@" +
@@ -125,7 +128,13 @@ std::string BuildDsn(const DsnInput& in) {
   line("");
   line("This is the mail system at " + in.reporting_mta + ".");
   line("");
-  if (any_failed) {
+  if (double_bounce) {
+    // Postfix's 2bounce notice: a report that had nowhere to go.
+    line("A message with the null sender <> (a bounce or other delivery");
+    line("report) could not be delivered, and there is no sender to return");
+    line("it to. The reason given for each recipient is below; the message");
+    line("is attached.");
+  } else if (any_failed) {
     line("Your message could not be delivered to one or more recipients.");
     line("The reason given for each is below; the message is attached.");
   } else if (any_delayed) {

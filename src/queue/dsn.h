@@ -29,6 +29,9 @@ struct DsnInput {
   std::vector<DsnRecipient> recipients;
   int64_t now = 0;
   int64_t retry_until = 0;    // for "delayed": when we give up
+  // Set for a bounce that could not be delivered (its sender is <>): the
+  // report goes to this postmaster address instead, as a double bounce.
+  std::string postmaster;
 };
 
 // The complete DSN message (CRLF lines), addressed to the original sender.
@@ -36,8 +39,9 @@ struct DsnInput {
 // header only; otherwise the whole message unless it is very large.
 std::string BuildDsn(const DsnInput& in);
 
-// The envelope for a DSN: null sender (RFC 5321 4.5.5), one recipient.
-Envelope DsnEnvelope(const Envelope& original, int64_t now);
+// The envelope for a DSN: null sender (RFC 5321 4.5.5), one recipient:
+// the original sender, or `in.postmaster` for a double bounce.
+Envelope DsnEnvelope(const DsnInput& in);
 
 // The RFC 3463 status of a reply or local error text: the enhanced code it
 // carries, else one derived from its reply code, else `fallback`.

@@ -43,10 +43,33 @@ TEST(DsnTest, FailureReport) {
   ASSERT_NE(part, std::string::npos);
   EXPECT_NE(dsn.find("\r\n\r\nSubject: hi\r\n\r\nbody\r\n", part),
             std::string::npos);
-  Envelope env = DsnEnvelope(in.original, in.now);
+  Envelope env = DsnEnvelope(in);
   EXPECT_EQ(env.sender, "");
   ASSERT_EQ(env.recipients.size(), 1u);
   EXPECT_EQ(env.recipients[0].address, "a@example.test");
+}
+
+TEST(DsnTest, DoubleBounceGoesToThePostmaster) {
+  DsnInput in;
+  in.reporting_mta = "mx.example.test";
+  in.original.id = "ID2";
+  in.original.sender = "";  // a bounce
+  std::string msg = "Subject: Undelivered Mail\r\n\r\nreport\r\n";
+  in.message = msg;
+  in.postmaster = "postmaster@example.test";
+  in.recipients.push_back({"gone@remote.test", "", "failed", "5.1.1",
+                           "mx.remote.test", "550 5.1.1 no such user", 0});
+  std::string dsn = BuildDsn(in);
+  EXPECT_NE(dsn.find("To: <postmaster@example.test>\r\n"), std::string::npos);
+  EXPECT_NE(dsn.find("Subject: Postmaster notify: undeliverable bounce\r\n"),
+            std::string::npos);
+  EXPECT_NE(dsn.find("Final-Recipient: rfc822; gone@remote.test\r\n"),
+            std::string::npos);
+  EXPECT_NE(dsn.find("\r\n\r\nSubject: Undelivered Mail\r\n"), std::string::npos);
+  Envelope env = DsnEnvelope(in);
+  EXPECT_EQ(env.sender, "");
+  ASSERT_EQ(env.recipients.size(), 1u);
+  EXPECT_EQ(env.recipients[0].address, "postmaster@example.test");
 }
 
 TEST(DsnTest, HeadersOnlyForRetHdrs) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 
 #include "common/strings.h"
@@ -30,6 +31,30 @@ bool AnyPending(const MessageState& state) {
                      [](const RecipientRecord& r) {
                        return r.state == RecipientState::kPending;
                      });
+}
+
+// Whether `rec` is, or was expanded from, `address`: an alias expansion
+// keeps the address the sender used as its RFC 3461 ORCPT ("rfc822;" and
+// xtext, where "+XX" stands for one octet).
+bool AddressedTo(const RecipientRecord& rec, const std::string& address) {
+  if (IEquals(rec.recipient.address, address)) return true;
+  std::string_view orcpt = rec.recipient.orcpt;
+  constexpr std::string_view kType = "rfc822;";
+  if (orcpt.size() < kType.size() || !IEquals(orcpt.substr(0, kType.size()), kType))
+    return false;
+  std::string decoded;
+  for (size_t i = kType.size(); i < orcpt.size(); ++i) {
+    if (orcpt[i] == '+' && i + 2 < orcpt.size() &&
+        std::isxdigit(static_cast<unsigned char>(orcpt[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(orcpt[i + 2]))) {
+      decoded += static_cast<char>(
+          std::stoi(std::string(orcpt.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      decoded += orcpt[i];
+    }
+  }
+  return IEquals(Trim(decoded), address);
 }
 
 }  // namespace
@@ -81,13 +106,15 @@ Result<LoadedMessage> LoadMessage(int msg_dir_fd, int state_dir_fd,
 }
 
 Finisher::Finisher(int msg_dir_fd, int state_dir_fd, std::string hostname,
-                   RetryPolicy policy, Enqueue enqueue, FilePool* pool)
+                   RetryPolicy policy, Enqueue enqueue, FilePool* pool,
+                   std::string postmaster)
     : msg_dir_fd_(msg_dir_fd),
       state_dir_fd_(state_dir_fd),
       hostname_(std::move(hostname)),
       policy_(policy),
       enqueue_(std::move(enqueue)),
-      pool_(pool) {}
+      pool_(pool),
+      postmaster_(std::move(postmaster)) {}
 
 bool Finisher::SendReports(const std::string& id, int msg_fd,
                            const MessageFile& file, MessageState& state,
@@ -102,15 +129,18 @@ bool Finisher::SendReports(const std::string& id, int msg_fd,
     const std::string& notify = rec.recipient.notify;
     if (rec.state == RecipientState::kFailed) {
       if (env.sender.empty()) {
-        // RFC 5321 4.5.5 / 6.1: never bounce a bounce (mail loops).
-        spdlog::warn(
-            "queue {}: <{}> failed and the sender is <>: dropped, no DSN "
-            "({})",
-            id, rec.recipient.address, rec.error);
-        rec.notified = true;
-        continue;
-      }
-      if (!NotifyWants(notify, "FAILURE")) {
+        // RFC 5321 4.5.5 / 6.1: never bounce a bounce (mail loops). It goes
+        // to the postmaster instead (a double bounce, sender <> again);
+        // only one that fails on its way there is dropped.
+        if (postmaster_.empty() || AddressedTo(rec, postmaster_)) {
+          spdlog::error(
+              "queue {}: <{}> failed and the sender is <>: the postmaster "
+              "cannot be told either; dropped ({})",
+              id, rec.recipient.address, rec.error);
+          rec.notified = true;
+          continue;
+        }
+      } else if (!NotifyWants(notify, "FAILURE")) {
         rec.notified = true;
         continue;
       }
@@ -194,7 +224,10 @@ bool Finisher::SendReports(const std::string& id, int msg_fd,
   in.recipients = report;
   in.now = now;
   in.retry_until = env.received_at + policy_.lifetime;
-  auto queued = enqueue_(DsnEnvelope(env, now), BuildDsn(in));
+  if (env.sender.empty()) in.postmaster = postmaster_;
+  Envelope report_env = DsnEnvelope(in);
+  const std::string report_to = report_env.recipients[0].address;
+  auto queued = enqueue_(std::move(report_env), BuildDsn(in));
   if (!queued) {
     spdlog::error("queue {}: cannot queue a DSN: {}", id,
                   queued.error().message);
@@ -206,7 +239,9 @@ bool Finisher::SendReports(const std::string& id, int msg_fd,
   for (const DsnRecipient& d : report) {
     what += (what.empty() ? "" : ", ") + d.action + " <" + d.address + ">";
   }
-  spdlog::info("queue {}: DSN {} to <{}>: {}", id, *queued, env.sender, what);
+  spdlog::info("queue {}: {} {} to <{}>: {}", id,
+               env.sender.empty() ? "double bounce" : "DSN", *queued,
+               report_to, what);
   return true;
 }
 

@@ -41,8 +41,11 @@ class Finisher {
       std::function<Result<std::string>(Envelope env, std::string message)>;
 
   // `pool` (may be null: plain deletion) takes finished message files.
+  // `postmaster` receives bounces that cannot be delivered (double
+  // bounces); empty: they are dropped with an error in the log.
   Finisher(int msg_dir_fd, int state_dir_fd, std::string hostname,
-           RetryPolicy policy, Enqueue enqueue, FilePool* pool = nullptr);
+           RetryPolicy policy, Enqueue enqueue, FilePool* pool = nullptr,
+           std::string postmaster = "");
 
   // `temp_failure`: some recipient was deferred in this step, so a retry
   // must be scheduled; pending recipients without it are waiting for
@@ -69,6 +72,7 @@ class Finisher {
   RetryPolicy policy_;
   Enqueue enqueue_;
   FilePool* pool_;
+  std::string postmaster_;
 };
 
 // Loads a message's meta data and its state (or the initial state when the

@@ -386,7 +386,7 @@ Result<void> QueueImpl::Start() {
       [this](Envelope env, std::string message) {
         return EnqueueInternal(std::move(env), std::move(message));
       },
-      spool_->pool.get());
+      spool_->pool.get(), options_.postmaster);
   dopts.finisher = finisher_.get();
   struct stat spool_st;
   if (::fstat(spool_->msg_fd.get(), &spool_st) == 0) {

@@ -84,6 +84,9 @@ struct Options {
   uint32_t max_lifetime = 5 * 86400;    // then bounce
   uint32_t delay_warning = 4 * 3600;    // "delayed" DSN; 0 = none
   RemoteSender* remote = nullptr;  // null: remote recipients just wait
+  // Where undeliverable bounces go ("postmaster@<first local domain>",
+  // which the directory routes); empty: dropped with an error logged.
+  std::string postmaster;
 };
 
 class Queue {

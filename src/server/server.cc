@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "auth/directory.h"
+#include "common/version.h"
 #include "control/control.h"
 #include "delivery/setup.h"
 #include "net/address.h"
@@ -52,6 +53,20 @@ Result<std::unique_ptr<tcp::acceptor>> Bind(asio::io_context& io,
 
 // Drops root to `user` (RFC-less but essential: nothing parses network input
 // with privileges). The data folder is handed to that user first.
+// RFC 5321 4.5.1: postmaster mail is always accepted; someone should read it.
+void WarnIfNoPostmaster(const config::Config& cfg, auth::Directory& dir) {
+  if (!cfg.postmaster.empty()) return;
+  std::string fallback = dir.FallbackPostmaster();
+  auth::Resolution r = dir.Resolve(fallback);
+  if (r.mailboxes.size() == 1 && r.remote.empty() && r.mailboxes[0] == fallback) {
+    spdlog::warn(
+        "postmaster is not set in {}: mail for postmaster@, abuse@ and system "
+        "users (root, ...) is delivered to the Maildir of {} under {}/mail; "
+        "set postmaster = \"you@domain\" to read it elsewhere",
+        cfg.path, fallback, cfg.data_dir);
+  }
+}
+
 Result<void> DropPrivileges(const std::string& user, const std::string& data_dir) {
   if (user.empty()) return {};
   if (geteuid() != 0) {
@@ -216,16 +231,20 @@ int Serve(const config::Config& initial) {
     return 1;
   }
 
-  auto directory = auth::Directory::Open(cfg.data_dir + "/tern.db", cfg.domains);
+  auto directory = auth::Directory::Open(
+      cfg.data_dir + "/tern.db", cfg.domains,
+      auth::LocalRouting::FromSystem(cfg.postmaster));
   if (!directory) {
     spdlog::critical("directory: {}", directory.error().message);
     return 1;
   }
   auth::Directory* dir = directory->get();
+  WarnIfNoPostmaster(cfg, *dir);
   queue::Options qopt;
   qopt.data_dir = cfg.data_dir;
   qopt.delivery_threads = cfg.delivery_threads;
   qopt.hostname = cfg.hostname;
+  qopt.postmaster = dir->FallbackPostmaster();
   // Outbound delivery (issue 5); Queue::Stop stops it before itself.
   delivery::ApplyDeliveryConfig(cfg, &qopt);
   auto outbound = delivery::Outbound::Start(delivery::OutboundOptionsFrom(cfg));
@@ -295,6 +314,10 @@ int Serve(const config::Config& initial) {
         spdlog::warn("tls reload: no certificates configured, keeping the old ones");
       }
     }
+    if (fresh) {
+      dir->SetRouting(auth::LocalRouting::FromSystem(fresh->postmaster));
+      WarnIfNoPostmaster(*fresh, *dir);
+    }
     if (auto r = dir->Reload(); !r) {
       spdlog::error("directory reload failed: {}", r.error().message);
     }
@@ -311,8 +334,8 @@ int Serve(const config::Config& initial) {
     }
     asio::co_spawn(io, AcceptLoop(*l.acceptor, ctx, l.config), asio::detached);
   }
-  spdlog::info("tern ready: hostname={} domains={} data_dir={}", cfg.hostname,
-               fmt::join(cfg.domains, ","), cfg.data_dir);
+  spdlog::info("{} ready: hostname={} domains={} data_dir={}", VersionLine(),
+               cfg.hostname, fmt::join(cfg.domains, ","), cfg.data_dir);
 
   unsigned n = cfg.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                 : cfg.threads;
