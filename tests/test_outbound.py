@@ -552,18 +552,23 @@ def test_delay_warning(dns, sinks, tern):
     assert len(srv.messages("u@example.test", m)) == 1
 
 
-def test_null_sender_failure_is_dropped_not_bounced(dns, sinks, tern):
+def test_null_sender_failure_is_not_bounced_but_told_the_postmaster(dns, sinks, tern):
+    """RFC 5321 4.5.5: a bounce is never bounced; with no `postmaster` set
+    the double bounce lands in the fallback postmaster mailbox, once, and
+    nothing goes back out (tests/test_postmaster.py has the rest)."""
     dns.mx("nobounce.test", (10, "mx.nobounce.test"))
     dns.a("mx.nobounce.test", "127.0.0.29")
-    sinks.smtp("127.0.0.29", {"RCPT": "550 5.1.1 no such user"})
+    sink = sinks.smtp("127.0.0.29", {"RCPT": "550 5.1.1 no such user"})
     srv = tern()
     m = unique("nullsender")
     submit(srv, "", ["x@nobounce.test"], m)
+    got = srv.wait_messages("postmaster@example.test", m, timeout=15)
     wait_queue_empty(srv)
-    wait_for(lambda: "dropped, no DSN" in srv.log_text(), what="drop log",
-             srv=srv)
+    assert len(got) == 1
+    assert b"Subject: Postmaster notify: undeliverable bounce" in got[0]
+    assert sink.calls["RCPT"] == 1 and sink.envelopes == []
     for p in (srv.data_dir / "mail").rglob("*"):
-        if p.is_file():
+        if p.is_file() and "/postmaster/" not in str(p):
             assert m.encode() not in p.read_bytes(), p
 
 
