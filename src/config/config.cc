@@ -467,11 +467,13 @@ void CheckAuth(Checker& check, const toml::table& auth, AuthSettings* out) {
 
 void CheckPop3(Checker& check, const toml::table& pop3, Pop3Settings* out) {
   check.RejectUnknown(pop3, "pop3.",
-                      {"idle_timeout", "max_errors", "max_connections_per_ip",
-                       "expire", "login_delay"});
+                      {"idle_timeout", "max_errors", "max_connections",
+                       "max_connections_per_ip", "expire", "login_delay"});
   check.GetUint(pop3, "idle_timeout", "pop3.idle_timeout", 1, 86400,
                 &out->idle_timeout);
   check.GetUint(pop3, "max_errors", "pop3.max_errors", 1, kU32Max, &out->max_errors);
+  check.GetUint(pop3, "max_connections", "pop3.max_connections", 1, kU32Max,
+                &out->max_connections);
   check.GetUint(pop3, "max_connections_per_ip", "pop3.max_connections_per_ip", 1,
                 kU32Max, &out->max_connections_per_ip);
   check.GetUint(pop3, "login_delay", "pop3.login_delay", 0, 86400 * 365,

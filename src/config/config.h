@@ -50,6 +50,7 @@ struct AuthSettings {
 struct Pop3Settings {
   uint32_t idle_timeout = 600;      // RFC 1939 3: autologout >= 10 minutes
   uint32_t max_errors = 10;         // bad commands before disconnect
+  uint32_t max_connections = 1000;  // POP3 listeners together
   uint32_t max_connections_per_ip = 20;
   std::string expire;               // RFC 2449 6.7: "", "NEVER" or days
   int64_t login_delay = -1;         // RFC 2449 6.8 seconds; -1: not offered

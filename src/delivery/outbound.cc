@@ -24,6 +24,7 @@
 #include "common/strings.h"
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
+#include "net/deadline.h"
 #include "queue/file_io.h"
 #include "queue/unique_fd.h"
 #include "smtp/client/reply.h"
@@ -89,47 +90,30 @@ struct Destination {
 // One SMTP connection. Shared by its worker and its watchdog.
 struct Conn {
   Conn(asio::io_context& io, asio::ssl::context& ctx, ClientSession s)
-      : stream(io, ctx), timer(io), session(std::move(s)) {}
+      : stream(io, ctx),
+        deadline(stream.next_layer(), net::Deadline::OnExpiry::kClose),
+        session(std::move(s)) {}
 
-  void SetDeadline(uint32_t seconds) {
-    Clock::time_point d = Clock::now() + std::chrono::seconds(seconds);
-    bool earlier = d < deadline;
-    deadline = d;
-    if (earlier) timer.cancel();
-  }
+  // RFC 5321 4.5.3.2: each wait (connect, reply, data block) has its own.
+  void SetDeadline(uint32_t seconds) { deadline.ExpiresAfter(seconds); }
+  bool timed_out() const { return deadline.timed_out(); }
+  // Closed by us or by the deadline.
+  bool closed() { return !stream.next_layer().is_open(); }
   void Close() {
-    if (closed) return;
-    closed = true;
     asio::error_code ignored;
     stream.next_layer().close(ignored);
-    timer.cancel();
+    deadline.Stop();
   }
 
   asio::ssl::stream<tcp::socket> stream;
-  asio::steady_timer timer;
-  Clock::time_point deadline = Clock::time_point::max();
+  net::Deadline deadline;
   ClientSession session;
   Hop hop;
   bool tls = false;
   std::string tls_info;  // "TLSv1.3 verified" / "... unverified (reason)"
-  bool closed = false;
-  bool timed_out = false;
   uint32_t messages = 0;
   std::array<char, 4096> buf;
 };
-
-asio::awaitable<void> Watchdog(std::shared_ptr<Conn> c) {
-  while (!c->closed) {
-    if (Clock::now() >= c->deadline) {
-      c->timed_out = true;
-      c->Close();
-      break;
-    }
-    c->timer.expires_at(c->deadline);
-    asio::error_code ec;
-    co_await c->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-}
 
 class OutboundImpl final : public Outbound {
  public:
@@ -483,7 +467,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
   constexpr uint64_t kNoWait = ~uint64_t{0};
   uint64_t wait_from = kNoWait;  // s.replies() when the deadline was set
   while (true) {
-    if (!s.output().empty() && !c->closed) {
+    if (!s.output().empty() && !c->closed()) {
       wait_from = kNoWait;
       c->SetDeadline(self->options_.command_timeout);
       asio::error_code ec;
@@ -497,15 +481,15 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
       }
       s.ClearOutput();
       if (ec) {
-        s.ConnectionLost(c->timed_out ? "timeout" : ec.message());
+        s.ConnectionLost(c->timed_out() ? "timeout" : ec.message());
         c->Close();
         continue;
       }
     }
     switch (s.need()) {
       case ClientSession::Need::kReply: {
-        if (c->closed) {
-          s.ConnectionLost(c->timed_out ? "timeout" : "connection closed");
+        if (c->closed()) {
+          s.ConnectionLost(c->timed_out() ? "timeout" : "connection closed");
           continue;
         }
         if (wait_from != s.replies()) {
@@ -522,7 +506,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
               asio::buffer(c->buf), asio::redirect_error(asio::use_awaitable, ec));
         }
         if (ec) {
-          s.ConnectionLost(c->timed_out ? "timeout waiting for a reply"
+          s.ConnectionLost(c->timed_out() ? "timeout waiting for a reply"
                                         : ec.message());
           c->Close();
           continue;
@@ -545,7 +529,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
             asio::ssl::stream_base::client,
             asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
-          s.TlsStarted(false, c->timed_out ? "timeout" : ec.message());
+          s.TlsStarted(false, c->timed_out() ? "timeout" : ec.message());
           c->Close();
           continue;
         }
@@ -608,7 +592,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
           }
         }
         if (ec) {
-          s.ConnectionLost(c->timed_out ? "timeout sending the message"
+          s.ConnectionLost(c->timed_out() ? "timeout sending the message"
                                         : ec.message());
           c->Close();
           continue;
@@ -640,7 +624,7 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
   auto c = std::make_shared<Conn>(*self->io_, self->TlsContext(route),
                                   ClientSession(co));
   c->hop = hop;
-  asio::co_spawn(*self->io_, Watchdog(c), asio::detached);
+  asio::co_spawn(*self->io_, net::Deadline::Watch(c, &c->deadline), asio::detached);
   asio::error_code ec;
   auto addr = asio::ip::make_address(hop.address, ec);
   if (ec) {
@@ -652,7 +636,7 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
       tcp::endpoint(addr, hop.port),
       asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    bool timed_out = c->timed_out;
+    bool timed_out = c->timed_out();
     c->Close();
     co_return LocalReply(451, "4.4.1",
                          "connect to " + hop.Text() + " failed: " +
@@ -674,7 +658,7 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
 void Quit(std::shared_ptr<Conn>& conn) {
   // QUIT is a courtesy: written without waiting for the answer.
   if (!conn) return;
-  if (!conn->closed && conn->session.need() == ClientSession::Need::kReady) {
+  if (!conn->closed() && conn->session.need() == ClientSession::Need::kReady) {
     static const char kQuit[] = "QUIT\r\n";
     asio::error_code ignored;
     if (conn->tls) {
@@ -836,7 +820,7 @@ asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
   std::shared_ptr<Conn> conn;
   asio::steady_timer idle(*self->io_);
   while (true) {
-    if (d->jobs.empty() && conn && !conn->closed) {
+    if (d->jobs.empty() && conn && !conn->closed()) {
       // The queue hands over messages in batches: an open connection
       // waits a moment for the next one instead of a new TCP+TLS setup.
       for (int i = 0; i < kIdleChecks && d->jobs.empty(); ++i) {

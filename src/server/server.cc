@@ -17,13 +17,16 @@
 #include "common/version.h"
 #include "control/control.h"
 #include "delivery/setup.h"
-#include "net/address.h"
+#include "auth/credentials.h"
+#include "auth/throttle.h"
+#include "common/current.h"
+#include "net/accept.h"
+#include "net/registry.h"
 #include "net/tls.h"
-#include "pop3/connection.h"
+#include "pop3/server.h"
 #include "queue/queue.h"
-#include "server/context.h"
 #include "server/serve.h"
-#include "smtp/server/connection.h"
+#include "smtp/server/server.h"
 
 namespace tern::server {
 namespace {
@@ -51,8 +54,6 @@ Result<std::unique_ptr<tcp::acceptor>> Bind(asio::io_context& io,
   return acc;
 }
 
-// Drops root to `user` (RFC-less but essential: nothing parses network input
-// with privileges). The data folder is handed to that user first.
 // RFC 5321 4.5.1: postmaster mail is always accepted; someone should read it.
 void WarnIfNoPostmaster(const config::Config& cfg, auth::Directory& dir) {
   if (!cfg.postmaster.empty()) return;
@@ -67,6 +68,8 @@ void WarnIfNoPostmaster(const config::Config& cfg, auth::Directory& dir) {
   }
 }
 
+// Drops root to `user` (RFC-less but essential: nothing parses network input
+// with privileges). The data folder is handed to that user first.
 Result<void> DropPrivileges(const std::string& user, const std::string& data_dir) {
   if (user.empty()) return {};
   if (geteuid() != 0) {
@@ -117,54 +120,29 @@ Result<std::shared_ptr<net::TlsContexts>> LoadTls(const config::Config& cfg) {
   return *set;
 }
 
-asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Context& ctx,
-                                 config::Listener listener) {
-  const std::string& name = listener.service;
-  auto& io = static_cast<asio::io_context&>(acceptor.get_executor().context());
-  for (;;) {
-    asio::error_code ec;
-    tcp::socket socket(asio::make_strand(io));
-    co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
-    if (ctx.stopping() || ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      // EMFILE and friends: pause instead of spinning.
-      spdlog::warn("accept on {} failed: {}", name, ec.message());
-      asio::steady_timer t(io, std::chrono::milliseconds(100));
-      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
-    auto settings = ctx.settings();
-    asio::error_code rec;
-    auto remote = socket.remote_endpoint(rec);
-    if (rec) continue;
-    std::string ip = net::ClientIp(remote.address());
-    const auto& smtp = settings->config.smtp;
-    if (!ctx.Admit(ip, smtp.max_connections, smtp.max_connections_per_ip)) {
-      spdlog::warn("smtp connection refused client={} reason=limit total={}", ip,
-                   ctx.limiter().total());
-      if (listener.service == "submissions") {
-        // A plaintext 421 means nothing to a client expecting TLS.
-        socket.close(rec);
-      } else {
-        smtp::RefuseConnection(std::move(socket), settings->config.hostname);
-      }
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), rec);
-    smtp::StartConnection(std::move(socket), ctx, listener);
-  }
+// The AUTH brute-force defence's limits. Fixed at start-up: a SIGHUP must
+// not forget who is locked out.
+auth::ThrottleConfig ThrottleConfigFrom(const config::AuthSettings& a) {
+  auth::ThrottleConfig tc;
+  tc.max_failures = a.max_failures;
+  tc.window = std::chrono::seconds(a.window);
+  tc.lockout = std::chrono::seconds(a.lockout);
+  tc.delay_step = std::chrono::milliseconds(a.delay_step_ms);
+  tc.max_delay = std::chrono::milliseconds(a.max_delay_ms);
+  return tc;
 }
 
 // Waits for connections to finish after a shutdown request, forcing them
 // closed after the grace period, then stops the queue and the io context.
-asio::awaitable<void> Drain(Context& ctx, asio::io_context& io, uint32_t grace) {
+asio::awaitable<void> Drain(net::Registry& registry, asio::io_context& io,
+                            uint32_t grace) {
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(grace);
   asio::steady_timer t(io);
   bool forced = false;
-  while (ctx.live() > 0) {
+  while (registry.live() > 0) {
     if (!forced && std::chrono::steady_clock::now() >= until) {
-      spdlog::warn("shutdown grace over, closing {} connections", ctx.live());
-      ctx.ShutdownAll(true);
+      spdlog::warn("shutdown grace over, closing {} connections", registry.live());
+      registry.ShutdownAll(true);
       forced = true;
       until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     } else if (forced && std::chrono::steady_clock::now() >= until) {
@@ -270,10 +248,26 @@ int Serve(const config::Config& initial) {
     return 1;
   }
 
-  Context ctx(MakeSettings(cfg), dir, queue->get());
-  ctx.set_tls(std::move(*tls));
+  // What the connections share. Certificates and settings are replaced on
+  // SIGHUP; a connection keeps those it started with.
+  Current<net::TlsContexts> tls_now(std::move(*tls));
+  auth::DirectoryCredentials credentials(*dir);
+  auth::AuthThrottle throttle(ThrottleConfigFrom(cfg.auth));  // SMTP and POP3
+  // SASL steps (Argon2id) and POP3 expunges: never on an io thread.
+  asio::thread_pool blocking(2);
+  net::Registry registry;
+  smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now},
+                           cfg);
   // POP3 reads the Maildirs that local delivery writes.
-  pop3::Service pop3_service(ctx, cfg.data_dir + "/mail");
+  pop3::Server pop3_server(
+      {credentials, throttle, blocking, tls_now, cfg.data_dir + "/mail"}, cfg);
+  std::vector<std::unique_ptr<net::Service>> services;
+  for (auto& l : listeners) {
+    bool pop3 = l.config.service == "pop3" || l.config.service == "pop3s";
+    services.push_back(pop3 ? pop3_server.MakeListener(l.config)
+                            : smtp_server.MakeListener(l.config));
+  }
+  uint32_t grace = cfg.shutdown_grace;
 
   auto stop_signals_owner = std::make_unique<asio::signal_set>(io, SIGTERM, SIGINT);
   auto hup_owner = std::make_unique<asio::signal_set>(io, SIGHUP);
@@ -283,16 +277,14 @@ int Serve(const config::Config& initial) {
   stop_signals.async_wait([&](const asio::error_code& ec, int sig) {
     if (ec || stopping) return;
     stopping = true;
-    spdlog::info("signal {}: shutting down (grace {}s)", sig,
-                 ctx.settings()->config.shutdown_grace);
+    spdlog::info("signal {}: shutting down (grace {}s)", sig, grace);
     hup.cancel();
     for (auto& l : listeners) {
       asio::error_code ignored;
       l.acceptor->close(ignored);
     }
-    ctx.ShutdownAll(false);
-    asio::co_spawn(io, Drain(ctx, io, ctx.settings()->config.shutdown_grace),
-                   asio::detached);
+    registry.ShutdownAll(false);
+    asio::co_spawn(io, Drain(registry, io, grace), asio::detached);
   });
   std::function<void(const asio::error_code&, int)> on_hup;
   on_hup = [&](const asio::error_code& ec, int) {
@@ -302,19 +294,19 @@ int Serve(const config::Config& initial) {
       spdlog::error("reload failed, keeping the old config: {}", fresh.error().message);
     } else {
       fresh->data_dir = cfg.data_dir;  // the data folder cannot move at run time
-      ctx.set_settings(MakeSettings(*fresh));
+      smtp_server.Reload(*fresh);
+      pop3_server.Reload(*fresh);
+      grace = fresh->shutdown_grace;
       spdlog::info("config reloaded from {} (listeners unchanged)", cfg.path);
       // New certificates serve new connections; sessions keep theirs.
       if (auto t = LoadTls(*fresh); !t) {
         spdlog::error("tls reload failed, keeping the old certificates: {}",
                       t.error().message);
-      } else if (*t || !ctx.tls()) {
-        ctx.set_tls(std::move(*t));
+      } else if (*t || !tls_now.get()) {
+        tls_now.set(std::move(*t));
       } else {
         spdlog::warn("tls reload: no certificates configured, keeping the old ones");
       }
-    }
-    if (fresh) {
       dir->SetRouting(auth::LocalRouting::FromSystem(fresh->postmaster));
       WarnIfNoPostmaster(*fresh, *dir);
     }
@@ -325,14 +317,11 @@ int Serve(const config::Config& initial) {
   };
   hup.async_wait(on_hup);
 
-  for (auto& l : listeners) {
-    spdlog::info("listening on {} ({})", l.config.address, l.config.service);
-    if (l.config.service == "pop3" || l.config.service == "pop3s") {
-      asio::co_spawn(io, pop3::AcceptLoop(*l.acceptor, pop3_service, l.config),
-                     asio::detached);
-      continue;
-    }
-    asio::co_spawn(io, AcceptLoop(*l.acceptor, ctx, l.config), asio::detached);
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    spdlog::info("listening on {} ({})", listeners[i].config.address,
+                 listeners[i].config.service);
+    asio::co_spawn(io, net::AcceptLoop(*listeners[i].acceptor, registry, *services[i]),
+                   asio::detached);
   }
   spdlog::info("{} ready: hostname={} domains={} data_dir={}", VersionLine(),
                cfg.hostname, fmt::join(cfg.domains, ","), cfg.data_dir);
@@ -349,8 +338,7 @@ int Serve(const config::Config& initial) {
   // connections it still holds; only then may the queue go.
   // Password checks and expunges in flight finish before the io context
   // they report to is destroyed.
-  pop3_service.Stop();
-  ctx.StopBlocking();
+  blocking.join();
   control->reset();  // its acceptor belongs to the io context
   (*queue)->Stop();
   listeners.clear();

@@ -1,21 +1,19 @@
-// One SMTP connection: a coroutine reads bytes, feeds the session, writes its
-// replies and carries out its requests (group commit of a message, TLS
-// handshake, AUTH delays), with a watchdog coroutine enforcing the RFC 5321
-// 4.5.3.2 timeouts.
-#include "smtp/server/connection.h"
+// SMTP connections on the shared connection core (net::LineConnection):
+// the session's view of the queue, the directory and the AUTH throttle,
+// and its own requests (group commit of a message, a SASL step off the io
+// thread, the delay after a failed AUTH); and the listeners that make them.
+#include "smtp/server/server.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
 
 #include "common/strings.h"
 #include "net/address.h"
-#include "net/off_thread.h"
-#include "net/stream.h"
+#include "net/line_connection.h"
 #include "policy/recipient.h"
 #include "policy/sender.h"
 #include "smtp/protocol/session.h"
@@ -25,11 +23,6 @@ namespace tern::smtp {
 namespace {
 
 using asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
-
-// A client gets this long for a TLS handshake (RFC 5321 sets none; this is
-// generous for any real client and short for a slow-loris).
-constexpr uint32_t kHandshakeTimeout = 30;
 
 // An error text from the queue that says the spool is out of space (the
 // queue reports errno texts: ENOSPC, EDQUOT).
@@ -69,40 +62,20 @@ class RecordingCredentials : public auth::CredentialStore {
   std::string user_;
 };
 
-class Connection : public server::Stoppable,
-                   public SessionHost,
-                   public std::enable_shared_from_this<Connection> {
+class Connection : public net::LineConnection, public SessionHost {
  public:
-  Connection(tcp::socket socket, server::Context& ctx,
-             std::shared_ptr<const server::Settings> settings,
-             const SessionConfig& session_config, ClientInfo client,
-             std::string listener, bool implicit_tls)
-      : stream_(std::move(socket)),
-        timer_(stream_.socket().get_executor(), Clock::time_point::max()),
-        ctx_(ctx),
+  Connection(tcp::socket socket, net::LineConnection::Options options,
+             const ServerDeps& deps, std::shared_ptr<const Settings> settings,
+             const SessionConfig& session_config, ClientInfo client)
+      : net::LineConnection(std::move(socket), std::move(options)),
+        deps_(deps),
         settings_(std::move(settings)),
-        tls_(ctx.tls()),
-        credentials_(ctx.credentials()),
-        session_(session_config, *this, std::move(client)),
-        listener_(std::move(listener)),
-        implicit_tls_(implicit_tls),
-        started_(Clock::now()) {}
-
-  // --- server::Stoppable ---
-  void RequestShutdown(bool force) override {
-    asio::post(stream_.socket().get_executor(), [self = shared_from_this(), force] {
-      self->shutdown_ = true;
-      if (force || !self->session_.InTransaction()) {
-        self->force_ = force;
-        asio::error_code ignored;
-        self->stream_.socket().cancel(ignored);
-      }
-    });
-  }
+        credentials_(deps.credentials),
+        session_(session_config, *this, std::move(client)) {}
 
   // --- SessionHost ---
   RcptVerdict CheckRecipient(const Transaction& t, const Mailbox& rcpt) override {
-    return policy::CheckRecipient(ctx_.directory(), session_.client(), rcpt);
+    return policy::CheckRecipient(deps_.directory, session_.client(), rcpt);
   }
 
   std::string BeginMessage(const Transaction& t) override {
@@ -110,7 +83,7 @@ class Connection : public server::Stoppable,
                                        static_cast<int64_t>(std::time(nullptr)));
     summary_sender_ = env.sender;
     summary_rcpts_ = env.recipients.size();
-    auto w = ctx_.queue().Begin(std::move(env));
+    auto w = deps_.queue.Begin(std::move(env));
     no_space_ = false;
     if (!w) {
       spdlog::error("smtp queue unavailable client={} error={}", client_ip(),
@@ -140,12 +113,12 @@ class Connection : public server::Stoppable,
   std::string Now() override { return Rfc5322Date(std::time(nullptr)); }
 
   SenderVerdict CheckMailFrom(const Mailbox& from) override {
-    return policy::CheckMailFrom(ctx_.directory(), session_.client(), from);
+    return policy::CheckMailFrom(deps_.directory, session_.client(), from);
   }
 
   bool HeaderSenderAllowed(const std::string& address,
                            std::string_view field) override {
-    return policy::HeaderSenderAllowed(ctx_.directory(), session_.client(),
+    return policy::HeaderSenderAllowed(deps_.directory, session_.client(),
                                        address, field);
   }
 
@@ -168,7 +141,7 @@ class Connection : public server::Stoppable,
   }
 
   bool AuthBlocked() override {
-    if (!ctx_.throttle().Blocked(client_ip())) return false;
+    if (!deps_.throttle.Blocked(client_ip())) return false;
     spdlog::warn("smtp auth refused client={} reason=too-many-failures",
                  client_ip());
     return true;
@@ -176,11 +149,11 @@ class Connection : public server::Stoppable,
 
   std::chrono::milliseconds AuthFailed(std::string_view mechanism,
                                        std::string_view user) override {
-    auto delay = ctx_.throttle().Failure(client_ip());
+    auto delay = deps_.throttle.Failure(client_ip());
     // Never the password or the SASL payload: the name and the outcome.
     spdlog::warn("smtp auth failed client={} listener={} mechanism={} user={} "
                  "delay_ms={}",
-                 client_ip(), listener_, mechanism,
+                 client_ip(), options().listener, mechanism,
                  user.empty() ? credentials_.user() : std::string(user),
                  delay.count());
     return delay;
@@ -188,52 +161,59 @@ class Connection : public server::Stoppable,
 
   void AuthSucceeded(std::string_view mechanism,
                      const std::string& user) override {
-    ctx_.throttle().Success(client_ip());
+    deps_.throttle.Success(client_ip());
     spdlog::info("smtp auth ok client={} listener={} mechanism={} user={}",
-                 client_ip(), listener_, mechanism, user);
+                 client_ip(), options().listener, mechanism, user);
   }
 
-  friend asio::awaitable<void> Run(std::shared_ptr<Connection> c);
-  friend asio::awaitable<void> Watchdog(std::shared_ptr<Connection> c);
-  friend asio::awaitable<bool> Handshake(std::shared_ptr<Connection> c);
-  friend asio::awaitable<void> Pause(std::shared_ptr<Connection> c,
-                                     std::chrono::milliseconds delay);
-  friend asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
-                                           asio::error_code& ec);
-  friend asio::awaitable<void> RunAndRelease(std::shared_ptr<Connection> c,
-                                             uint64_t key, std::string ip);
-  friend void tern::smtp::StartConnection(tcp::socket, server::Context&,
-                                          const config::Listener&);
+ protected:
+  // --- net::LineConnection ---
+  void Greet() override { session_.Greet(); }
+  size_t Feed(std::string_view data) override { return session_.Feed(data); }
+  Want want() override {
+    switch (session_.need()) {
+      case Need::kInput: return Want::kInput;
+      case Need::kClose: return Want::kClose;
+      case Need::kStartTls: return Want::kStartTls;
+      case Need::kCommit:
+      case Need::kDelay:
+      case Need::kSaslStep: return Want::kWork;
+    }
+    return Want::kClose;
+  }
+  std::string& output() override { return session_.output(); }
+  bool Busy() override { return session_.InTransaction(); }
+  void SayShutdown() override { session_.Shutdown(); }
+  void SayTimeout() override { session_.Timeout(); }
+  void TlsStarted() override {
+    session_.TlsStarted(stream().version(), stream().cipher());
+  }
+  uint32_t CommandTimeout() override { return limits().command_timeout; }
+  // RFC 5321 4.5.3.2.6: the data block timeout bounds each read of content.
+  uint32_t ReadTimeout() override {
+    return session_.InData() ? limits().data_block_timeout : 0;
+  }
+  asio::awaitable<bool> Work() override;
+  void Ended(net::EndReason reason, std::chrono::milliseconds elapsed) override {
+    writer_.reset();
+    spdlog::info("smtp session client={} listener={} messages={} end={} ms={}",
+                 client_ip(), options().listener, messages_,
+                 net::EndReasonName(reason), elapsed.count());
+  }
 
  private:
   const std::string& client_ip() const { return session_.client().ip; }
-  // Moving the deadline later costs nothing: the watchdog wakes at the old
-  // one and waits again. Only an earlier deadline re-arms the timer.
-  void ArmDeadline(uint32_t seconds) {
-    deadline_ = Clock::now() + std::chrono::seconds(seconds);
-    if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
-  }
+  const config::SmtpLimits& limits() const { return settings_->limits; }
+  asio::awaitable<void> Commit();
 
-  net::Stream stream_;
-  asio::steady_timer timer_;
-  server::Context& ctx_;
-  std::shared_ptr<const server::Settings> settings_;
-  std::shared_ptr<net::TlsContexts> tls_;  // as at accept time
+  const ServerDeps& deps_;
+  std::shared_ptr<const Settings> settings_;
   // Declared before the session: its SASL mechanism refers to it.
   RecordingCredentials credentials_;
   // Declared before the session: ~Session may call AbortMessage().
   std::unique_ptr<queue::Writer> writer_;
   bool no_space_ = false;  // the last Begin or Write failed for want of space
   Session session_;
-  std::string listener_;
-  bool implicit_tls_ = false;
-  std::array<char, 4096> buf_;
-  Clock::time_point started_;
-  Clock::time_point deadline_ = Clock::time_point::max();
-  bool timed_out_ = false;
-  bool closed_ = false;
-  bool shutdown_ = false;
-  bool force_ = false;
   uint32_t messages_ = 0;
   std::string summary_sender_;
   size_t summary_rcpts_ = 0;
@@ -255,59 +235,22 @@ asio::awaitable<Result<void>> CommitMessage(queue::Queue& queue,
       asio::use_awaitable);
 }
 
-// Closes the socket when the deadline passes; reads and writes set it.
-asio::awaitable<void> Watchdog(std::shared_ptr<Connection> c) {
-  while (!c->closed_) {
-    c->timer_.expires_at(c->deadline_);
-    asio::error_code ec;
-    co_await c->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (c->closed_) break;
-    if (c->deadline_ <= Clock::now()) {
-      c->timed_out_ = true;
-      c->deadline_ = Clock::time_point::max();
-      asio::error_code ignored;
-      c->stream_.socket().cancel(ignored);
-    }
+asio::awaitable<void> Connection::Commit() {
+  // RFC 5321 4.5.3.2.8: the client waits up to 10 minutes here.
+  deadline().ExpiresAfter(limits().final_timeout);
+  std::string id = writer_ ? writer_->id() : std::string();
+  uint64_t size = writer_ ? writer_->size() : 0;
+  auto r = co_await CommitMessage(deps_.queue, std::move(writer_));
+  bool no_space = !r && IsNoSpace(r.error().message);
+  if (r) {
+    ++messages_;
+    spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
+                 id, size, summary_sender_, summary_rcpts_, client_ip());
+  } else {
+    spdlog::error("smtp commit failed client={} error={}", client_ip(),
+                  r.error().message);
   }
-}
-
-asio::awaitable<void> WriteOutput(std::shared_ptr<Connection> c,
-                                  asio::error_code& ec) {
-  std::string& out = c->session_.output();
-  if (out.empty()) co_return;
-  co_await c->stream_.AsyncWrite(asio::buffer(out),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-  out.clear();
-}
-
-// Runs the server side of a TLS handshake; true when TLS is up.
-asio::awaitable<bool> Handshake(std::shared_ptr<Connection> c) {
-  if (!c->tls_) co_return false;
-  asio::error_code ec;
-  c->ArmDeadline(std::min(kHandshakeTimeout,
-                          c->settings_->config.smtp.command_timeout));
-  co_await c->stream_.AsyncHandshake(c->tls_,
-                                     asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    spdlog::info("smtp tls handshake failed client={} listener={} error={}",
-                 c->client_ip(), c->listener_,
-                 c->timed_out_ ? std::string("timeout") : ec.message());
-    co_return false;
-  }
-  std::string version = c->stream_.version(), cipher = c->stream_.cipher();
-  spdlog::info("smtp tls client={} listener={} version={} cipher={} sni={}",
-               c->client_ip(), c->listener_, version, cipher,
-               c->stream_.server_name());
-  c->session_.TlsStarted(std::move(version), std::move(cipher));
-  co_return true;
-}
-
-// Holds back a reply (after a failed AUTH) without blocking the thread.
-asio::awaitable<void> Pause(std::shared_ptr<Connection> c,
-                            std::chrono::milliseconds delay) {
-  asio::steady_timer t(c->stream_.socket().get_executor(), delay);
-  asio::error_code ec;
-  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  session_.Committed(static_cast<bool>(r), no_space);
 }
 
 // One SASL mechanism step, run off the io thread.
@@ -317,192 +260,112 @@ struct SaslJob {
   void Run() { step = session->RunSaslStep(); }
 };
 
-asio::awaitable<void> Run(std::shared_ptr<Connection> c) {
-  const auto& limits = c->settings_->config.smtp;
-  Session& s = c->session_;
-  std::string reason = "eof";
-  std::string pending;  // input the session has not consumed yet
-  asio::error_code ec;
-  // RFC 5321 4.5.3.2.7: the command timeout runs from our reply to the end
-  // of the next command, not from byte to byte, so a client that sends a
-  // byte every few seconds and never ends the line does not stay for ever.
-  bool awaiting_command = true;
-
-  // RFC 8314 3.3: on the submissions port TLS comes first, then SMTP.
-  bool run = true;
-  if (c->implicit_tls_ && !co_await Handshake(c)) {
-    reason = "tls-handshake-failed";
-    run = false;
-  } else {
-    s.Greet();
+// g++ 12 and coroutines: no co_await inside a switch (see pop3).
+asio::awaitable<bool> Connection::Work() {
+  Need need = session_.need();
+  if (need == Need::kCommit) {
+    co_await Commit();
+  } else if (need == Need::kSaslStep) {
+    // Argon2id or PBKDF2 work runs on the blocking pool; the session is
+    // untouched by this coroutine until the step is done.
+    SaslJob job{&session_, {}};
+    deadline().ExpiresAfter(limits().command_timeout);
+    co_await Blocking(&job);
+    session_.SaslStepDone(job.step);
+  } else if (need == Need::kDelay) {
+    deadline().ExpiresAfter(limits().command_timeout);
+    co_await Sleep(session_.delay());
+    session_.DelayDone();
   }
-  while (run) {
-    while (!pending.empty() && s.need() == Need::kInput) {
-      size_t n = s.Feed(pending);
-      pending.erase(0, n);
-    }
-    if (s.need() == Need::kCommit) {
-      // RFC 5321 4.5.3.2.8: the client waits up to 10 minutes here.
-      c->ArmDeadline(limits.final_timeout);
-      std::string id = c->writer_ ? c->writer_->id() : std::string();
-      uint64_t size = c->writer_ ? c->writer_->size() : 0;
-      auto r = co_await CommitMessage(c->ctx_.queue(), std::move(c->writer_));
-      bool no_space = !r && IsNoSpace(r.error().message);
-      if (r) {
-        ++c->messages_;
-        spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
-                     id, size, c->summary_sender_, c->summary_rcpts_,
-                     c->client_ip());
-      } else {
-        spdlog::error("smtp commit failed client={} error={}", c->client_ip(),
-                      r.error().message);
-      }
-      s.Committed(static_cast<bool>(r), no_space);
-      continue;
-    }
-    if (s.need() == Need::kSaslStep) {
-      // Argon2id or PBKDF2 work runs on the blocking pool; the session is
-      // untouched by this coroutine until the step is done.
-      SaslJob job{&s, {}};
-      c->ArmDeadline(limits.command_timeout);
-      co_await net::OffThread(c->ctx_.blocking(), &job);
-      s.SaslStepDone(job.step);
-      continue;
-    }
-    if (s.need() == Need::kDelay) {
-      c->ArmDeadline(limits.command_timeout);
-      co_await Pause(c, s.delay());
-      s.DelayDone();
-      continue;
-    }
-    if (s.need() == Need::kInput && c->shutdown_ && !s.InTransaction()) {
-      s.Shutdown();
-      reason = "shutdown";
-    }
-    if (!s.output().empty()) {
-      awaiting_command = true;
-      c->ArmDeadline(limits.command_timeout);
-    }
-    co_await WriteOutput(c, ec);
-    if (ec) {
-      reason = c->timed_out_ ? "write-timeout" : "write-error";
-      break;
-    }
-    if (s.need() == Need::kClose) {
-      if (reason == "eof") reason = "closed";
-      break;
-    }
-    if (s.need() == Need::kStartTls) {
-      // The session dropped what followed STARTTLS; nothing read so far may
-      // reach the TLS session (CVE-2011-0411).
-      pending.clear();
-      if (!co_await Handshake(c)) {
-        reason = "tls-handshake-failed";
-        break;
-      }
-      awaiting_command = true;
-      continue;
-    }
-    if (s.InData()) {
-      c->ArmDeadline(limits.data_block_timeout);  // 4.5.3.2.6: per chunk
-    } else if (awaiting_command) {
-      c->ArmDeadline(limits.command_timeout);
-      awaiting_command = false;
-    }
-    size_t n = co_await c->stream_.AsyncReadSome(
-        asio::buffer(c->buf_), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (c->timed_out_) {
-        reason = "timeout";
-        s.Timeout();
-        c->timed_out_ = false;
-        c->ArmDeadline(5);
-        co_await WriteOutput(c, ec);
-        break;
-      }
-      if (ec == asio::error::operation_aborted && c->shutdown_ && !c->force_) {
-        ec = {};
-        continue;  // the loop top answers 421 when no transaction is open
-      }
-      reason = ec == asio::error::eof ? "eof" : "read-error";
-      break;
-    }
-    std::string_view in(c->buf_.data(), n);
-    if (pending.empty()) {
-      size_t used = s.Feed(in);
-      if (used < in.size()) pending.assign(in.substr(used));
-    } else {
-      pending.append(in);
-    }
-  }
-
-  c->writer_.reset();
-  if (c->stream_.tls() && (reason == "closed" || reason == "shutdown")) {
-    // close_notify (RFC 8446 6.1), briefly: the peer may just hang up.
-    c->ArmDeadline(2);
-    co_await c->stream_.AsyncTlsShutdown(
-        asio::redirect_error(asio::use_awaitable, ec));
-  }
-  c->closed_ = true;
-  c->timer_.cancel();
-  asio::error_code ignored;
-  c->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  c->stream_.socket().close(ignored);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                Clock::now() - c->started_).count();
-  spdlog::info("smtp session client={} listener={} messages={} end={} ms={}",
-               c->client_ip(), c->listener_, c->messages_, reason, ms);
+  co_return true;
 }
 
-asio::awaitable<void> RunAndRelease(std::shared_ptr<Connection> c, uint64_t key,
-                                    std::string ip) {
-  co_await Run(c);
-  c->ctx_.Unregister(key);
-  c->ctx_.limiter().Release(ip);
-}
+// One smtp, submission or submissions listener.
+class Listener : public net::Service {
+ public:
+  Listener(Server& server, config::Listener listener)
+      : server_(server), listener_(std::move(listener)) {}
+
+  std::string_view protocol() const override { return "smtp"; }
+  std::string_view listener() const override { return listener_.service; }
+  net::ConnectionLimiter& limiter() override { return server_.limiter(); }
+  Limits limits() override {
+    auto s = server_.settings();
+    return {s->limits.max_connections, s->limits.max_connections_per_ip};
+  }
+  std::string RefusalLine() override {
+    // A plaintext 421 means nothing to a client expecting TLS.
+    if (implicit_tls()) return {};
+    return "421 4.7.0 " + server_.settings()->hostname +
+           " Too many connections, try again later\r\n";
+  }
+  std::shared_ptr<net::LineConnection> Make(tcp::socket socket,
+                                            const std::string& ip) override;
+
+ private:
+  // RFC 8314: submissions begins with TLS.
+  bool implicit_tls() const { return listener_.service == "submissions"; }
+
+  Server& server_;
+  config::Listener listener_;
+};
 
 }  // namespace
 
-void StartConnection(tcp::socket socket, server::Context& ctx,
-                     const config::Listener& listener) {
+std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
+  auto s = std::make_shared<Settings>();
+  s->limits = cfg.smtp;
+  s->hostname = cfg.hostname;
+  s->session.hostname = cfg.hostname;
+  s->session.max_message_size = cfg.smtp.max_message_size;
+  s->session.max_recipients = cfg.smtp.max_recipients;
+  s->session.max_errors = cfg.smtp.max_errors;
+  s->session.command_line_limit = cfg.smtp.command_line_limit;
+  s->session.text_line_limit = cfg.smtp.text_line_limit;
+  s->session.max_received_headers = cfg.smtp.max_received_headers;
+  s->session.vrfy = cfg.smtp.vrfy;
+  s->session.expn = cfg.smtp.expn;
+  s->trusted = policy::NetworkList(cfg.trusted_networks);
+  return s;
+}
+
+std::shared_ptr<net::LineConnection> Listener::Make(tcp::socket socket,
+                                                    const std::string& ip) {
   asio::error_code ec;
   ClientInfo client;
   auto remote = socket.remote_endpoint(ec);
   auto local = socket.local_endpoint(ec);
-  client.ip = net::ClientIp(remote.address());
+  client.ip = ip;
   client.port = remote.port();
   client.local_ip = local.address().to_string();
   client.local_port = local.port();
-  auto settings = ctx.settings();
+  auto settings = server_.settings();
   client.trusted = settings->trusted.Contains(client.ip);
-  std::string ip = client.ip;
+  net::LineConnection::Options options;
+  options.protocol = "smtp";
+  options.listener = listener_.service;
+  options.client_ip = client.ip;
+  options.implicit_tls = implicit_tls();
+  options.tls = server_.deps().tls.get();
+  options.blocking = &server_.deps().blocking;
   SessionConfig sc = settings->session;
-  const bool implicit_tls = listener.service == "submissions";
-  sc.tls_available = ctx.tls() != nullptr && !implicit_tls;
+  sc.tls_available = options.tls != nullptr && !options.implicit_tls;
   sc.auth = true;
-  sc.auth_allowed_plaintext = listener.allow_plaintext_auth;
+  sc.auth_allowed_plaintext = listener_.allow_plaintext_auth;
   // RFC 6409 4.3 / RFC 8314: both submission ports require AUTH.
-  sc.submission = listener.service != "smtp";
+  sc.submission = listener_.service != "smtp";
   sc.async_sasl = true;
-  auto conn = std::make_shared<Connection>(std::move(socket), ctx, settings, sc,
-                                           std::move(client), listener.service,
-                                           implicit_tls);
-  uint64_t key = ctx.Register(conn, ip);
-  auto ex = conn->stream_.socket().get_executor();
-  asio::co_spawn(ex, Watchdog(conn), asio::detached);
-  asio::co_spawn(ex, RunAndRelease(conn, key, std::move(ip)), asio::detached);
+  return std::make_shared<Connection>(std::move(socket), std::move(options),
+                                      server_.deps(), std::move(settings), sc,
+                                      std::move(client));
 }
 
-void RefuseConnection(tcp::socket socket, const std::string& hostname) {
-  // The reply is far smaller than a socket buffer: one non-blocking write
-  // either fits or the client is not worth waiting for.
-  std::string line =
-      "421 4.7.0 " + hostname + " Too many connections, try again later\r\n";
-  asio::error_code ec;
-  socket.non_blocking(true, ec);
-  socket.write_some(asio::buffer(line), ec);
-  socket.shutdown(tcp::socket::shutdown_both, ec);
-  socket.close(ec);
+Server::Server(ServerDeps deps, const config::Config& cfg)
+    : deps_(deps), settings_(MakeSettings(cfg)) {}
+
+std::unique_ptr<net::Service> Server::MakeListener(
+    const config::Listener& listener) {
+  return std::make_unique<Listener>(*this, listener);
 }
 
 }  // namespace tern::smtp

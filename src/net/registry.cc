@@ -1,44 +1,12 @@
-// State shared by every connection of a running server.
-#include "server/context.h"
+// Connection limits, fair share and the live list: see registry.h.
+#include "net/registry.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <vector>
 
-namespace tern::server {
-
-std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
-  auto s = std::make_shared<Settings>();
-  s->config = cfg;
-  s->session.hostname = cfg.hostname;
-  s->session.max_message_size = cfg.smtp.max_message_size;
-  s->session.max_recipients = cfg.smtp.max_recipients;
-  s->session.max_errors = cfg.smtp.max_errors;
-  s->session.command_line_limit = cfg.smtp.command_line_limit;
-  s->session.text_line_limit = cfg.smtp.text_line_limit;
-  s->session.max_received_headers = cfg.smtp.max_received_headers;
-  s->session.vrfy = cfg.smtp.vrfy;
-  s->session.expn = cfg.smtp.expn;
-  s->trusted = policy::NetworkList(cfg.trusted_networks);
-  return s;
-}
-
-Context::Context(std::shared_ptr<const Settings> settings,
-                 auth::Directory* directory, queue::Queue* queue)
-    : settings_(std::move(settings)), directory_(directory), queue_(queue) {
-  if (directory_ != nullptr) {
-    credentials_ = std::make_unique<auth::DirectoryCredentials>(*directory_);
-  }
-  const config::AuthSettings& a = settings_->config.auth;
-  auth::ThrottleConfig tc;
-  tc.max_failures = a.max_failures;
-  tc.window = std::chrono::seconds(a.window);
-  tc.lockout = std::chrono::seconds(a.lockout);
-  tc.delay_step = std::chrono::milliseconds(a.delay_step_ms);
-  tc.max_delay = std::chrono::milliseconds(a.max_delay_ms);
-  throttle_ = std::make_unique<auth::AuthThrottle>(tc);
-}
+namespace tern::net {
 
 bool ConnectionLimiter::Acquire(const std::string& ip, uint32_t max_total,
                                 uint32_t max_per_ip, std::string* evict) {
@@ -82,16 +50,16 @@ void ConnectionLimiter::Release(const std::string& ip) {
   --total_;
 }
 
-bool Context::Admit(const std::string& ip, uint32_t max_total,
-                    uint32_t max_per_ip) {
+bool Registry::Admit(ConnectionLimiter& limiter, const std::string& ip,
+                     uint32_t max_total, uint32_t max_per_ip) {
   std::string busiest;
-  if (!limiter_.Acquire(ip, max_total, max_per_ip, &busiest)) return false;
+  if (!limiter.Acquire(ip, max_total, max_per_ip, &busiest)) return false;
   if (busiest.empty()) return true;
   std::shared_ptr<Stoppable> victim;
   {
     std::lock_guard lock(mu_);
     for (auto& [key, live] : live_) {
-      if (live.evicted || live.ip != busiest) continue;
+      if (live.evicted || live.limiter != &limiter || live.ip != busiest) continue;
       if (auto s = live.conn.lock()) {
         live.evicted = true;
         victim = std::move(s);
@@ -102,31 +70,39 @@ bool Context::Admit(const std::string& ip, uint32_t max_total,
   if (victim) {
     spdlog::warn("connection evicted client={} held={} for client={} "
                  "reason=fair-share total={}",
-                 busiest, limiter_.count(busiest), ip, limiter_.total());
-    // An idle session closes at once (421); one in a transaction finishes it.
+                 busiest, limiter.count(busiest), ip, limiter.total());
+    // An idle session closes at once; one in a transaction finishes it.
     victim->RequestShutdown(false);
   }
   return true;
 }
 
-uint64_t Context::Register(std::weak_ptr<Stoppable> c, std::string ip) {
+uint64_t Registry::Register(std::weak_ptr<Stoppable> c, std::string ip,
+                            ConnectionLimiter* limiter) {
   std::lock_guard lock(mu_);
   uint64_t key = next_key_++;
-  live_.emplace(key, Live{std::move(c), std::move(ip)});
+  live_.emplace(key, Live{std::move(c), std::move(ip), limiter});
   return key;
 }
 
-void Context::Unregister(uint64_t key) {
-  std::lock_guard lock(mu_);
-  live_.erase(key);
+void Registry::Unregister(uint64_t key) {
+  Live gone;
+  {
+    std::lock_guard lock(mu_);
+    auto it = live_.find(key);
+    if (it == live_.end()) return;
+    gone = std::move(it->second);
+    live_.erase(it);
+  }
+  if (gone.limiter != nullptr) gone.limiter->Release(gone.ip);
 }
 
-size_t Context::live() const {
+size_t Registry::live() const {
   std::lock_guard lock(mu_);
   return live_.size();
 }
 
-void Context::ShutdownAll(bool force) {
+void Registry::ShutdownAll(bool force) {
   stopping_ = true;
   std::vector<std::shared_ptr<Stoppable>> all;
   {
@@ -138,4 +114,4 @@ void Context::ShutdownAll(bool force) {
   for (auto& s : all) s->RequestShutdown(force);
 }
 
-}  // namespace tern::server
+}  // namespace tern::net

@@ -2,7 +2,7 @@
 // share that keeps a full server open to clients with few connections
 // (found by tests/abuse/abuse.py: a slowloris crowd from a few dozen
 // addresses, each under the per-IP limit, locked every user out).
-#include "server/context.h"
+#include "net/registry.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace tern::server {
+namespace tern::net {
 namespace {
 
 TEST(ConnectionLimiterTest, PerIpAndTotalLimits) {
@@ -83,14 +83,14 @@ class FakeConnection : public Stoppable {
   bool forced = false;
 };
 
-TEST(ContextTest, AdmitAsksTheBusiestAddressesOldestConnectionToClose) {
-  config::Config cfg;
-  Context ctx(MakeSettings(cfg), nullptr, nullptr);
+TEST(RegistryTest, AdmitAsksTheBusiestAddressesOldestConnectionToClose) {
+  Registry registry;
+  ConnectionLimiter limiter;
   std::vector<std::shared_ptr<FakeConnection>> conns;
   auto add = [&](const std::string& ip) {
-    if (!ctx.Admit(ip, 4, 50)) return false;
+    if (!registry.Admit(limiter, ip, 4, 50)) return false;
     conns.push_back(std::make_shared<FakeConnection>());
-    ctx.Register(conns.back(), ip);
+    registry.Register(conns.back(), ip, &limiter);
     return true;
   };
   ASSERT_TRUE(add("10.0.0.1"));
@@ -105,11 +105,35 @@ TEST(ContextTest, AdmitAsksTheBusiestAddressesOldestConnectionToClose) {
   EXPECT_EQ(conns[0]->requests + conns[2]->requests + conns[3]->requests, 0);
   // Once it has gone, a second newcomer evicts the next one, not the same
   // one again.
-  ctx.limiter().Release("10.0.0.2");
+  limiter.Release("10.0.0.2");
   EXPECT_TRUE(add("192.0.2.8"));
   EXPECT_EQ(conns[2]->requests, 1);
   EXPECT_EQ(conns[1]->requests, 1);
 }
 
+// Limits are per protocol: a crowd on one limiter neither fills nor evicts
+// from another, and a connection's end gives its own slot back.
+TEST(RegistryTest, LimitersAreSeparateAndUnregisterReleases) {
+  Registry registry;
+  ConnectionLimiter smtp, pop3;
+  auto a = std::make_shared<FakeConnection>();
+  auto b = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(registry.Admit(smtp, "10.0.0.1", 1, 50));
+  uint64_t ka = registry.Register(a, "10.0.0.1", &smtp);
+  EXPECT_FALSE(registry.Admit(smtp, "10.0.0.1", 1, 50));
+  ASSERT_TRUE(registry.Admit(pop3, "10.0.0.1", 1, 50));
+  uint64_t kb = registry.Register(b, "10.0.0.1", &pop3);
+  EXPECT_EQ(registry.live(), 2u);
+  registry.Unregister(ka);
+  EXPECT_EQ(smtp.total(), 0u);
+  EXPECT_EQ(pop3.total(), 1u);
+  EXPECT_TRUE(registry.Admit(smtp, "10.0.0.1", 1, 50));
+  registry.Unregister(kb);
+  EXPECT_EQ(pop3.total(), 0u);
+  registry.ShutdownAll(true);
+  EXPECT_TRUE(registry.stopping());
+  EXPECT_EQ(a->requests + b->requests, 0);  // both gone already
+}
+
 }  // namespace
-}  // namespace tern::server
+}  // namespace tern::net

@@ -1,0 +1,47 @@
+// The accept loop: see accept.h.
+#include "net/accept.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "net/address.h"
+
+namespace tern::net {
+
+using asio::ip::tcp;
+
+asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Registry& registry,
+                                 Service& service) {
+  auto& io = static_cast<asio::io_context&>(acceptor.get_executor().context());
+  for (;;) {
+    asio::error_code ec;
+    tcp::socket socket(asio::make_strand(io));
+    co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (registry.stopping() || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // EMFILE and friends: pause instead of spinning.
+      spdlog::warn("accept on {} failed: {}", service.listener(), ec.message());
+      asio::steady_timer t(io, std::chrono::milliseconds(100));
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    auto remote = socket.remote_endpoint(ec);
+    if (ec) continue;
+    std::string ip = ClientIp(remote.address());
+    Service::Limits limits = service.limits();
+    if (!registry.Admit(service.limiter(), ip, limits.max_total, limits.max_per_ip)) {
+      spdlog::warn("{} connection refused client={} reason=limit listener={} total={}",
+                   service.protocol(), ip, service.listener(),
+                   service.limiter().total());
+      Refuse(std::move(socket), service.RefusalLine());
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    std::shared_ptr<LineConnection> conn = service.Make(std::move(socket), ip);
+    uint64_t key = registry.Register(conn, ip, &service.limiter());
+    conn->Start([&registry, key] { registry.Unregister(key); });
+  }
+}
+
+}  // namespace tern::net

@@ -1,0 +1,224 @@
+// The serve loop shared by the line protocols: see line_connection.h.
+#include "net/line_connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace tern::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using asio::ip::tcp;
+
+// A client gets this long for a TLS handshake (the protocols set none; it
+// is generous for any real client and short for a slow-loris), and never
+// longer than its command timeout.
+constexpr uint32_t kHandshakeTimeout = 30;
+// After a timeout or for close_notify: a short last chance to be heard.
+constexpr uint32_t kGoodbyeTimeout = 5;
+constexpr uint32_t kCloseNotifyTimeout = 2;
+
+}  // namespace
+
+std::string_view EndReasonName(EndReason reason) {
+  switch (reason) {
+    case EndReason::kEof: return "eof";
+    case EndReason::kClosed: return "closed";
+    case EndReason::kShutdown: return "shutdown";
+    case EndReason::kTimeout: return "timeout";
+    case EndReason::kWriteTimeout: return "write-timeout";
+    case EndReason::kReadError: return "read-error";
+    case EndReason::kWriteError: return "write-error";
+    case EndReason::kTlsHandshakeFailed: return "tls-handshake-failed";
+  }
+  return "unknown";
+}
+
+LineConnection::LineConnection(tcp::socket socket, Options options)
+    : stream_(std::move(socket)),
+      deadline_(stream_.socket()),
+      options_(std::move(options)),
+      started_(Clock::now()) {}
+
+LineConnection::~LineConnection() = default;
+
+asio::awaitable<void> RunLineConnection(std::shared_ptr<LineConnection> c,
+                                        std::function<void()> finished) {
+  co_await c->Run();
+  if (finished) finished();
+}
+
+void LineConnection::Start(std::function<void()> finished) {
+  auto self = shared_from_this();
+  auto ex = stream_.socket().get_executor();
+  asio::co_spawn(ex, Deadline::Watch(self, &deadline_), asio::detached);
+  asio::co_spawn(ex, RunLineConnection(self, std::move(finished)),
+                 asio::detached);
+}
+
+void LineConnection::RequestShutdown(bool force) {
+  asio::post(stream_.socket().get_executor(),
+             [self = shared_from_this(), force] {
+               self->shutdown_ = true;
+               // A reader waiting for a command is stopped at once (the loop
+               // then says goodbye); anything else finishes first unless
+               // the grace period is over.
+               if (force || (self->reading_ && !self->Busy())) {
+                 self->force_ = force;
+                 asio::error_code ignored;
+                 self->stream_.socket().cancel(ignored);
+               }
+             });
+}
+
+asio::awaitable<bool> LineConnection::Write(std::string& data) {
+  if (data.empty()) co_return true;
+  deadline_.ExpiresAfter(CommandTimeout());
+  asio::error_code ec;
+  co_await stream_.AsyncWrite(asio::buffer(data),
+                              asio::redirect_error(asio::use_awaitable, ec));
+  data.clear();
+  if (ec) {
+    end_ = deadline_.timed_out() ? EndReason::kWriteTimeout : EndReason::kWriteError;
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> LineConnection::Sleep(std::chrono::milliseconds delay) {
+  asio::steady_timer t(stream_.socket().get_executor(), delay);
+  asio::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+asio::awaitable<bool> LineConnection::Handshake() {
+  if (!options_.tls) co_return false;
+  asio::error_code ec;
+  deadline_.ExpiresAfter(std::min(kHandshakeTimeout, CommandTimeout()));
+  co_await stream_.AsyncHandshake(options_.tls,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    spdlog::info("{} tls handshake failed client={} listener={} error={}",
+                 options_.protocol, options_.client_ip, options_.listener,
+                 deadline_.timed_out() ? std::string("timeout") : ec.message());
+    co_return false;
+  }
+  spdlog::info("{} tls client={} listener={} version={} cipher={} sni={}",
+               options_.protocol, options_.client_ip, options_.listener,
+               stream_.version(), stream_.cipher(), stream_.server_name());
+  TlsStarted();
+  co_return true;
+}
+
+asio::awaitable<void> LineConnection::Run() {
+  std::string pending;  // input the session has not consumed yet
+  // The command deadline runs from our reply to the end of the next
+  // command, not from byte to byte (see CommandTimeout()).
+  bool awaiting_command = true;
+
+  // RFC 8314 3.3: on implicit-TLS ports TLS comes first, then the protocol.
+  bool run = true;
+  if (options_.implicit_tls && !co_await Handshake()) {
+    end_ = EndReason::kTlsHandshakeFailed;
+    run = false;
+  } else {
+    Greet();
+  }
+  while (run) {
+    while (!pending.empty() && want() == Want::kInput) {
+      size_t n = Feed(pending);
+      pending.erase(0, n);
+    }
+    if (want() == Want::kWork) {
+      if (!co_await Work()) break;
+      awaiting_command = true;
+      continue;
+    }
+    if (want() == Want::kInput && shutdown_ && !Busy()) {
+      SayShutdown();
+      end_ = EndReason::kShutdown;
+    }
+    if (!output().empty()) awaiting_command = true;
+    if (!co_await Write(output())) break;
+    if (want() == Want::kClose) {
+      if (end_ == EndReason::kEof) end_ = EndReason::kClosed;
+      break;
+    }
+    if (want() == Want::kStartTls) {
+      // The session dropped what followed STARTTLS/STLS; nothing read so
+      // far may reach the TLS session (RFC 3207 5, RFC 2595 4;
+      // CVE-2011-0411).
+      pending.clear();
+      if (!co_await Handshake()) {
+        end_ = EndReason::kTlsHandshakeFailed;
+        break;
+      }
+      awaiting_command = true;
+      continue;
+    }
+    if (uint32_t per_read = ReadTimeout(); per_read > 0) {
+      deadline_.ExpiresAfter(per_read);
+    } else if (awaiting_command) {
+      deadline_.ExpiresAfter(CommandTimeout());
+      awaiting_command = false;
+    }
+    asio::error_code ec;
+    reading_ = true;
+    size_t n = co_await stream_.AsyncReadSome(
+        asio::buffer(buf_), asio::redirect_error(asio::use_awaitable, ec));
+    reading_ = false;
+    if (ec) {
+      if (deadline_.timed_out()) {
+        end_ = EndReason::kTimeout;
+        SayTimeout();
+        deadline_.ClearTimeout();
+        deadline_.ExpiresAfter(kGoodbyeTimeout);
+        co_await stream_.AsyncWrite(asio::buffer(output()),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+        output().clear();
+        break;
+      }
+      if (ec == asio::error::operation_aborted && shutdown_ && !force_) {
+        continue;  // the loop top says goodbye once the session is idle
+      }
+      end_ = ec == asio::error::eof ? EndReason::kEof : EndReason::kReadError;
+      break;
+    }
+    std::string_view in(buf_.data(), n);
+    if (pending.empty()) {
+      size_t used = Feed(in);
+      if (used < in.size()) pending.assign(in.substr(used));
+    } else {
+      pending.append(in);
+    }
+  }
+
+  if (stream_.tls() &&
+      (end_ == EndReason::kClosed || end_ == EndReason::kShutdown)) {
+    // close_notify (RFC 8446 6.1), briefly: the peer may just hang up.
+    deadline_.ExpiresAfter(kCloseNotifyTimeout);
+    asio::error_code ec;
+    co_await stream_.AsyncTlsShutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  deadline_.Stop();
+  asio::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.socket().close(ignored);
+  Ended(end_, std::chrono::duration_cast<std::chrono::milliseconds>(
+                  Clock::now() - started_));
+}
+
+void Refuse(tcp::socket socket, std::string_view line) {
+  // The reply is far smaller than a socket buffer: one non-blocking write
+  // either fits or the client is not worth waiting for.
+  asio::error_code ec;
+  if (!line.empty()) {
+    socket.non_blocking(true, ec);
+    socket.write_some(asio::buffer(line.data(), line.size()), ec);
+  }
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
+}  // namespace tern::net
