@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "common/cidr.h"
 #include "common/strings.h"
 
 namespace tern::config {
@@ -279,46 +280,16 @@ std::string ParseListenAddress(const std::string& address, Listener* out) {
   return "";
 }
 
-// Validates "addr/prefix" (or a bare address, taken as a single host) and
-// returns the normalized form, or an error reason in `reason`.
+// Validates "addr/prefix" (or a bare address, taken as a single host) by
+// the rules of common/cidr.h and returns the canonical form, or an error
+// reason in `reason`.
 std::string NormalizeCidr(const std::string& text, std::string* reason) {
-  size_t slash = text.find('/');
-  std::string host = ToLower(text.substr(0, slash));
-  unsigned char bytes[16];
-  int bits;
-  if (inet_pton(AF_INET, host.c_str(), bytes) == 1) {
-    bits = 32;
-  } else if (inet_pton(AF_INET6, host.c_str(), bytes) == 1) {
-    bits = 128;
-  } else {
-    *reason = "\"" + text + "\" is not a CIDR network (e.g. 192.0.2.0/24)";
+  Result<Cidr> net = ParseCidr(text);
+  if (!net) {
+    *reason = "\"" + text + "\": " + net.error().message;
     return "";
   }
-  int prefix = bits;
-  if (slash != std::string::npos) {
-    std::string_view digits = std::string_view(text).substr(slash + 1);
-    if (digits.empty() || digits.size() > 3 ||
-        !std::all_of(digits.begin(), digits.end(),
-                     [](char c) { return c >= '0' && c <= '9'; })) {
-      *reason = "\"" + text + "\" has a bad prefix length";
-      return "";
-    }
-    prefix = std::stoi(std::string(digits));
-    if (prefix > bits) {
-      *reason = "\"" + text + "\": prefix length must be at most " +
-                std::to_string(bits);
-      return "";
-    }
-  }
-  // Host bits set usually means a mistyped network; refuse rather than guess.
-  for (int bit = prefix; bit < bits; ++bit) {
-    if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
-      *reason = "\"" + text + "\" has host bits set beyond /" +
-                std::to_string(prefix);
-      return "";
-    }
-  }
-  return host + "/" + std::to_string(prefix);
+  return net->ToString();
 }
 
 void CheckListeners(Checker& check, const toml::table& root, Config* cfg) {

@@ -332,7 +332,8 @@ TEST(ConfigTest, AuthThrottleSettings) {
 
 TEST(ConfigTest, BadCidr) {
   for (const char* cidr : {"10.0.0.0/33", "10.0.0.1/8", "10.0.0/8", "10.0.0.0/",
-                           "10.0.0.0/a", "::/129", "2001:db8::1/32", "x"}) {
+                           "10.0.0.0/a", "::/129", "2001:db8::1/32", "x",
+                           "010.0.0.0/8", " 10.0.0.0/8", "fe80::1%eth0", ""}) {
     std::string text =
         std::string("trusted_networks = [\"") + cidr + "\"]\n" + kMinimal;
     std::string error = ErrorOf(text);
@@ -344,7 +345,34 @@ TEST(ConfigTest, BadCidr) {
                        kMinimal,
                    "t.toml");
   ASSERT_TRUE(cfg) << cfg.error().message;
-  EXPECT_EQ(cfg->trusted_networks.size(), 3u);
+  EXPECT_EQ(cfg->trusted_networks,
+            (std::vector<std::string>{"0.0.0.0/0", "::/0", "10.1.2.0/23"}));
+}
+
+// The reasons come from common/cidr.h, after the value they are about.
+TEST(ConfigTest, CidrReasons) {
+  auto error_for = [](const std::string& cidr) {
+    return ErrorOf("trusted_networks = [\"192.0.2.0/24\", \"" + cidr +
+                   "\"]\n" + kMinimal);
+  };
+  EXPECT_EQ(error_for("10.0.0.1/8"),
+            "t.toml:1:37: trusted_networks[1]: \"10.0.0.1/8\": host bits "
+            "set: did you mean 10.0.0.0/8?");
+  EXPECT_EQ(error_for("10.0.0.0/33"),
+            "t.toml:1:37: trusted_networks[1]: \"10.0.0.0/33\": prefix "
+            "length 33 is out of range for IPv4 (0-32)");
+  EXPECT_EQ(error_for("mx.example.test"),
+            "t.toml:1:37: trusted_networks[1]: \"mx.example.test\": not an "
+            "IP address (host names are not allowed)");
+  // Written forms are normalized (RFC 5952 for IPv6).
+  auto cfg = Parse(std::string("trusted_networks = [\"2001:0DB8:0::/48\", "
+                               "\"::FFFF:10.0.0.0/104\", \"10.0.0.0/08\"]\n") +
+                       kMinimal,
+                   "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->trusted_networks,
+            (std::vector<std::string>{"2001:db8::/48", "::ffff:10.0.0.0/104",
+                                      "10.0.0.0/8"}));
 }
 
 TEST(ConfigTest, BadLogLevel) {
