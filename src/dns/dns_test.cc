@@ -59,6 +59,14 @@ TEST(RdataTest, Addresses) {
   EXPECT_FALSE(ParseAddress(RrType::kAaaa, "abcd"));
 }
 
+TEST(RdataTest, Txt) {
+  // RFC 1035 3.3.14: character-strings, joined (RFC 7208 3.3).
+  EXPECT_EQ(ParseTxt(std::string("\x06v=spf1\x04 -all", 12)), "v=spf1 -all");
+  EXPECT_EQ(ParseTxt(std::string("\x00", 1)), "");
+  EXPECT_EQ(ParseTxt(""), "");
+  EXPECT_FALSE(ParseTxt(std::string("\x05abc", 4)));  // length past the end
+}
+
 TEST(UpstreamTest, Notation) {
   EXPECT_EQ(UnboundUpstream("127.0.0.1:5353").value(), "127.0.0.1@5353");
   EXPECT_EQ(UnboundUpstream("127.0.0.1").value(), "127.0.0.1@53");

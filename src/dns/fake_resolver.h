@@ -37,6 +37,14 @@ class FakeResolver final : public Resolver {
     Set(name, RrType::kA, std::move(a));
   }
 
+  void SetTxt(const std::string& name, std::vector<std::string> txt,
+              uint32_t ttl = 300) {
+    Answer a;
+    a.status = Status::kOk;
+    a.txt = std::move(txt);
+    a.ttl = ttl;
+    Set(name, RrType::kTxt, std::move(a));
+  }
   void Query(const std::string& name, RrType type, Callback done) override {
     ++queries_;
     Answer a;

@@ -72,4 +72,16 @@ const char* SecurityName(Security s) {
   return "insecure";
 }
 
+std::optional<std::string> ParseTxt(std::string_view rdata) {
+  std::string out;
+  size_t i = 0;
+  while (i < rdata.size()) {
+    size_t len = static_cast<unsigned char>(rdata[i]);
+    if (i + 1 + len > rdata.size()) return std::nullopt;
+    out.append(rdata.substr(i + 1, len));
+    i += 1 + len;
+  }
+  return out;
+}
+
 }  // namespace tern::dns

@@ -22,4 +22,8 @@ std::optional<MxRecord> ParseMx(std::string_view rdata);
 // RFC 1035 3.4.1 (A) and RFC 3596 2.2 (AAAA) RDATA to a textual address.
 std::optional<std::string> ParseAddress(RrType type, std::string_view rdata);
 
+// RFC 1035 3.3.14 TXT RDATA: one or more <character-string>s (a length
+// octet, then that many octets), joined without separators.
+std::optional<std::string> ParseTxt(std::string_view rdata);
+
 }  // namespace tern::dns

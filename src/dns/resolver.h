@@ -13,7 +13,14 @@
 
 namespace tern::dns {
 
-enum class RrType : uint16_t { kA = 1, kCname = 5, kMx = 15, kAaaa = 28 };
+enum class RrType : uint16_t {
+  kA = 1,
+  kCname = 5,
+  kPtr = 12,
+  kMx = 15,
+  kTxt = 16,
+  kAaaa = 28,
+};
 
 // RFC 4035 4.3: kept with every answer so that DANE (RFC 7672) can later
 // insist on "secure" before trusting TLSA records.
@@ -39,6 +46,10 @@ struct Answer {
   std::string canonical_name;          // after CNAMEs; empty when none
   std::vector<MxRecord> mx;            // for kMx
   std::vector<std::string> addresses;  // for kA / kAaaa, textual
+  // For kTxt: one entry per record, its character-strings joined (RFC
+  // 7208 3.3, RFC 6376 3.6.2.2 read a record that way).
+  std::vector<std::string> txt;
+  std::vector<std::string> names;      // for kPtr: lower case, no dot
   std::string error;                   // for kTempFail, human readable
 };
 

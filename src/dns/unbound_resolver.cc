@@ -72,6 +72,14 @@ Answer ToAnswer(RrType type, int err, ub_result* raw) {
       } else {
         spdlog::warn("dns: malformed MX record for {} ignored", result->qname);
       }
+    } else if (type == RrType::kTxt) {
+      if (auto txt = ParseTxt(rdata)) {
+        a.txt.push_back(std::move(*txt));
+      } else {
+        spdlog::warn("dns: malformed TXT record for {} ignored", result->qname);
+      }
+    } else if (type == RrType::kPtr) {
+      if (auto name = NameFromWire(rdata)) a.names.push_back(std::move(*name));
     } else if (auto addr = ParseAddress(type, rdata)) {
       a.addresses.push_back(std::move(*addr));
     }

@@ -116,11 +116,11 @@ Result<std::unique_ptr<asio::ssl::context>> NewContext() {
 }  // namespace
 
 Result<std::shared_ptr<TlsContexts>> TlsContexts::Load(
-    const std::vector<config::Certificate>& certificates) {
+    const std::vector<CertificateFiles>& certificates) {
   if (certificates.empty()) return Err("tls: no certificates configured");
   std::shared_ptr<TlsContexts> set(new TlsContexts());
   std::vector<std::vector<std::string>> context_names;
-  for (const config::Certificate& c : certificates) {
+  for (const CertificateFiles& c : certificates) {
     auto cert = ReadCertificate(c.cert);
     if (!cert) return Err(cert.error().message);
     std::vector<std::string> names = CertificateNames(cert->get());
@@ -178,11 +178,11 @@ int TlsContexts::OnServerName(SSL* ssl, int* alert, void* arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-Result<config::Certificate> EnsureSelfSigned(const std::string& dir,
+Result<CertificateFiles> EnsureSelfSigned(const std::string& dir,
                                              const std::string& hostname,
                                              bool* created) {
   *created = false;
-  config::Certificate out{dir + "/cert.pem", dir + "/key.pem"};
+  CertificateFiles out{dir + "/cert.pem", dir + "/key.pem"};
   std::error_code ec;
   if (std::filesystem::exists(out.cert, ec) && std::filesystem::exists(out.key, ec)) {
     return out;

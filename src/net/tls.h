@@ -12,9 +12,14 @@
 #include <vector>
 
 #include "common/result.h"
-#include "config/config.h"
 
 namespace tern::net {
+
+// One certificate chain and its key, as PEM file names.
+struct CertificateFiles {
+  std::string cert;
+  std::string key;
+};
 
 class TlsContexts {
  public:
@@ -23,7 +28,7 @@ class TlsContexts {
   // get their own context, chosen by SNI. The first pair is the default
   // for clients that send no (or an unknown) server name.
   static Result<std::shared_ptr<TlsContexts>> Load(
-      const std::vector<config::Certificate>& certificates);
+      const std::vector<CertificateFiles>& certificates);
 
   TlsContexts(const TlsContexts&) = delete;
   TlsContexts& operator=(const TlsContexts&) = delete;
@@ -46,7 +51,7 @@ class TlsContexts {
 // Makes sure `dir` holds a self-signed ECDSA P-256 certificate for
 // `hostname` (cert.pem, key.pem with mode 0600), creating it if missing.
 // Sets *created when it made a new one.
-Result<config::Certificate> EnsureSelfSigned(const std::string& dir,
+Result<CertificateFiles> EnsureSelfSigned(const std::string& dir,
                                              const std::string& hostname,
                                              bool* created);
 

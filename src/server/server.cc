@@ -100,7 +100,10 @@ Result<void> DropPrivileges(const std::string& user, const std::string& data_dir
 // The TLS contexts the config asks for: its certificates, or the dev
 // self-signed one (made on first start). Null when TLS is not configured.
 Result<std::shared_ptr<net::TlsContexts>> LoadTls(const config::Config& cfg) {
-  std::vector<config::Certificate> certs = cfg.tls.certificates;
+  std::vector<net::CertificateFiles> certs;
+  for (const config::Certificate& c : cfg.tls.certificates) {
+    certs.push_back({c.cert, c.key});
+  }
   if (certs.empty() && cfg.tls.self_signed) {
     bool created = false;
     auto self = net::EnsureSelfSigned(cfg.data_dir + "/tls", cfg.hostname, &created);
