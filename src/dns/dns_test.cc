@@ -61,7 +61,7 @@ TEST(RdataTest, Addresses) {
 
 TEST(RdataTest, Txt) {
   // RFC 1035 3.3.14: character-strings, joined (RFC 7208 3.3).
-  EXPECT_EQ(ParseTxt(std::string("\x06v=spf1\x04 -all", 12)), "v=spf1 -all");
+  EXPECT_EQ(ParseTxt(std::string("\x06v=spf1\x05 -all", 13)), "v=spf1 -all");
   EXPECT_EQ(ParseTxt(std::string("\x00", 1)), "");
   EXPECT_EQ(ParseTxt(""), "");
   EXPECT_FALSE(ParseTxt(std::string("\x05abc", 4)));  // length past the end
