@@ -343,6 +343,31 @@ TEST_F(SessionTest, EnhancedCodesOnEveryReplyButGreetingAndHelo) {
   EXPECT_EQ(session->Feed("NOOP\r\n"), 0u);
 }
 
+// RFC 5321 4.1.1.8: HELP lists the verbs on offer, "HELP verb" explains one.
+TEST_F(SessionTest, HelpComesFromTheCommandTable) {
+  const std::string list =
+      "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT "
+      "VRFY EXPN HELP\r\n";
+  EXPECT_EQ(Send("HELP\r\n"), list);
+  EXPECT_EQ(Send("HELP rset\r\n"), "214 2.0.0 RSET\r\n");
+  EXPECT_EQ(Send("HELP BDAT 10\r\n"),
+            "214 2.0.0 BDAT octets [LAST], then exactly that many octets of "
+            "the message\r\n");
+  // A verb that is switched off is neither listed nor explained; other
+  // words get the list, as before the table.
+  EXPECT_EQ(Send("HELP STARTTLS\r\n"), list);
+  EXPECT_EQ(Send("HELP FOO\r\n"), list);
+  config.tls_available = true;
+  config.auth = true;
+  Reset();
+  EXPECT_EQ(Send("HELP\r\n"),
+            "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT "
+            "VRFY EXPN HELP STARTTLS AUTH\r\n");
+  EXPECT_EQ(Send("help auth\r\n"),
+            "214 2.0.0 AUTH mechanism [initial-response]\r\n");
+  EXPECT_EQ(session->need(), Need::kInput);
+}
+
 TEST_F(SessionTest, VrfyAndExpnWhenEnabled) {
   config.vrfy = true;
   config.expn = true;
