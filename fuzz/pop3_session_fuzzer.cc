@@ -3,12 +3,14 @@
 // SASL with the real mechanisms and serves a fake maildrop.
 //
 // Input: 5 header bytes, then the client's bytes.
-//   [0] bits: 1 TLS, 2 STLS available, 4 plaintext allowed, 8 SASL, 16 APOP,
-//       32 no USER command, 64 odd messages cannot be opened, 128 UPDATE fails
+//   [0] bits: 1 TLS, 2 STLS available, 4 plaintext allowed, 8 SASL,
+//       16 failures are delayed, 32 no USER command, 64 odd messages cannot
+//       be opened, 128 UPDATE fails
 //   [1] login outcome for right credentials: %8 = 0-4 ok, 5 in use,
-//       6 login delay, 7 temporary failure; 8: bad credentials are
-//       "blocked"; 16 EXPIRE, 32 LOGIN-DELAY; 64 SASL success carries data
+//       6 login delay, 7 temporary failure; 8: the second failure locks
+//       the client out; 16 EXPIRE, 32 LOGIN-DELAY
 //   [2] chunk seed, [3] max chunk length (0: one Feed), [4] messages (%8)
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -68,6 +70,25 @@ void Drain(std::string& out) {
   out.clear();
 }
 
+// The connection's side of AUTH, with the real mechanisms.
+class Host : public SessionHost {
+ public:
+  std::unique_ptr<tern::auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) override {
+    return tern::auth::MakeMechanism(name, store);
+  }
+  bool AuthBlocked() override { return blocked; }
+  std::chrono::milliseconds AuthFailed(std::string_view, std::string_view) override {
+    if (++failures >= 2 && lock_out) blocked = true;
+    return std::chrono::milliseconds(delay ? 100 : 0);
+  }
+  tern::fuzz::FakeCredentials store;
+  bool blocked = false;
+  bool lock_out = false;
+  bool delay = false;
+  int failures = 0;
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -78,7 +99,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.hostname = "mx.example.test";
   config.sasl = bits & 8;
   config.sasl_mechanisms = "PLAIN LOGIN SCRAM-SHA-256";
-  config.apop = bits & 16;
   config.user_command = !(bits & 32);
   config.expire = (outcome & 16) ? "NEVER" : "";
   config.login_delay = (outcome & 32) ? 900 : -1;
@@ -89,12 +109,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   client.plaintext_ok = bits & 4;
 
   FakeDrop drop(in.byte(4) % 8);
-  tern::fuzz::FakeCredentials store;
-  std::unique_ptr<tern::auth::SaslMechanism> sasl;
+  Host host;
+  host.lock_out = outcome & 8;
+  host.delay = bits & 16;
   bool logged_in = false;
 
-  Session s(config, client);
-  s.Greet("<1896.697170952@mx.example.test>");
+  Session s(config, host, client);
+  s.Greet();
   Drain(s.output());
   tern::fuzz::Chunker chunks(in.body(), in.byte(2), in.byte(3));
   bool closed = false;
@@ -113,71 +134,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       switch (s.need()) {
         case Need::kInput:
           break;
-        case Need::kAuth: {
-          // What pop3/connection.cc does, with fakes.
+        case Need::kSaslStep:
+          // What pop3/connection.cc does, on its pool.
           FUZZ_CHECK(!s.InTransaction(), "authentication after login");
-          const AuthRequest& req = s.auth_request();
-          AuthResult r;
-          std::optional<std::string> account;
-          if (req.kind == AuthRequest::Kind::kPass) {
-            account = store.CheckPassword(req.user, req.secret).value();
-          } else if (req.kind == AuthRequest::Kind::kApop) {
-            FUZZ_CHECK(config.apop, "APOP request while APOP is off");
-            r.kind = AuthResult::Kind::kPermFail;
-          } else {
-            FUZZ_CHECK(config.sasl, "SASL request while SASL is off");
-            tern::auth::SaslStep step;
-            step.kind = tern::auth::SaslStep::Kind::kMalformed;
-            if (req.kind == AuthRequest::Kind::kSaslStart) {
-              sasl = tern::auth::MakeMechanism(req.mechanism, store);
-              FUZZ_CHECK(sasl != nullptr, "unknown mechanism %s passed on",
-                         Printable(req.mechanism).c_str());
-              step = sasl->Start(
-                  req.has_initial ? std::optional<std::string_view>(req.secret)
-                                  : std::nullopt);
-            } else if (sasl) {
-              step = sasl->Next(req.secret);
-            }
-            using K = tern::auth::SaslStep::Kind;
-            if (step.kind == K::kChallenge) {
-              r.kind = AuthResult::Kind::kChallenge;
-              r.data = step.data;
-            } else if (step.kind == K::kSuccess) {
-              account = step.user;
-              r.data = step.data;
-            } else if (step.kind == K::kMalformed) {
-              r.kind = AuthResult::Kind::kMalformed;
-            }
-            if (step.kind != K::kChallenge) sasl.reset();
+          s.SaslStepDone(s.RunSaslStep());
+          break;
+        case Need::kDelay:
+          FUZZ_CHECK(host.delay, "a delay nobody asked for");
+          s.DelayDone();
+          break;
+        case Need::kLogin: {
+          // No login without a password check that really succeeded (the
+          // fuzzer cannot forge a SCRAM proof).
+          FUZZ_CHECK(host.store.granted > 0, "login of %s without a good password",
+                     Printable(s.login_user()).c_str());
+          FUZZ_CHECK(s.login_user() == tern::fuzz::kAccount, "login as %s",
+                     Printable(s.login_user()).c_str());
+          LoginResult r;
+          switch (outcome % 8) {
+            case 5:
+              r.kind = LoginResult::Kind::kInUse;
+              break;
+            case 6:
+              r.kind = LoginResult::Kind::kLoginDelay;
+              break;
+            case 7:
+              r.kind = LoginResult::Kind::kTempFail;
+              break;
+            default:
+              r.kind = LoginResult::Kind::kOk;
+              r.maildrop = &drop;
+              logged_in = true;
           }
-          if (account) {
-            switch (outcome % 8) {
-              case 5:
-                r.kind = AuthResult::Kind::kInUse;
-                break;
-              case 6:
-                r.kind = AuthResult::Kind::kLoginDelay;
-                break;
-              case 7:
-                r.kind = AuthResult::Kind::kTempFail;
-                break;
-              default:
-                r.kind = AuthResult::Kind::kOk;
-                r.user = *account;
-                r.maildrop = &drop;
-                // Success data (as SCRAM sends) exercises the empty-answer
-                // step, which the fuzzer cannot reach with a real proof.
-                if ((outcome & 64) && r.data.empty() &&
-                    req.kind != AuthRequest::Kind::kPass) {
-                  r.data = "v=fuzz";
-                }
-                logged_in = true;
-            }
-          } else if (r.kind == AuthResult::Kind::kBadCredentials &&
-                     (outcome & 8) && store.checks > 1) {
-            r.kind = AuthResult::Kind::kBlocked;
-          }
-          s.AuthDone(std::move(r));
+          s.LoginDone(r);
           break;
         }
         case Need::kSend: {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 
+#include "auth/recording_credentials.h"
 #include "auth/sasl.h"
 #include "common/strings.h"
 #include "delivery/maildir.h"
@@ -42,9 +43,8 @@ class MaildirDrop : public Maildrop {
   const store::Maildir& md_;
 };
 
-struct AuthJob;
 
-class Connection : public net::LineConnection {
+class Connection : public net::LineConnection, public SessionHost {
  public:
   Connection(tcp::socket socket, net::LineConnection::Options options,
              Server& server, std::shared_ptr<const Settings> settings,
@@ -52,9 +52,34 @@ class Connection : public net::LineConnection {
       : net::LineConnection(std::move(socket), std::move(options)),
         server_(server),
         settings_(std::move(settings)),
-        session_(config, std::move(client)) {}
+        credentials_(server.deps().credentials),
+        session_(config, *this, std::move(client)) {}
 
-  friend struct AuthJob;
+  // --- SessionHost ---
+  std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) override {
+    credentials_.clear();
+    return auth::MakeMechanism(name, credentials_);
+  }
+  bool AuthBlocked() override {
+    if (!server_.deps().throttle.Blocked(ip())) return false;
+    spdlog::warn("pop3 auth refused client={} reason=throttled", ip());
+    return true;
+  }
+  std::chrono::milliseconds AuthFailed(std::string_view mechanism,
+                                       std::string_view user) override {
+    auto wait = server_.deps().throttle.Failure(ip());
+    // Never the password or the SASL payload: the name and the outcome.
+    spdlog::warn("pop3 auth failed client={} mechanism={} user={} delay_ms={}",
+                 ip(), mechanism, user.empty() ? credentials_.user() : std::string(user),
+                 wait.count());
+    return wait;
+  }
+  void AuthSucceeded(std::string_view mechanism, const std::string& user) override {
+    server_.deps().throttle.Success(ip());
+  }
+
+  friend struct LoginJob;
 
  protected:
   // --- net::LineConnection ---
@@ -65,7 +90,9 @@ class Connection : public net::LineConnection {
       case Need::kInput: return Want::kInput;
       case Need::kClose: return Want::kClose;
       case Need::kStartTls: return Want::kStartTls;
-      case Need::kAuth:
+      case Need::kSaslStep:
+      case Need::kDelay:
+      case Need::kLogin:
       case Need::kSend:
       case Need::kUpdate: return Want::kWork;
     }
@@ -93,8 +120,7 @@ class Connection : public net::LineConnection {
  private:
   const std::string& ip() const { return session_.client().ip; }
   // After a successful login: maildrop opened and locked.
-  AuthResult FinishLogin(const std::string& account);
-  asio::awaitable<void> Authenticate();
+  LoginResult FinishLogin(const std::string& account);
   asio::awaitable<bool> SendMessage();
   asio::awaitable<void> Update();
 
@@ -104,35 +130,19 @@ class Connection : public net::LineConnection {
   std::unique_ptr<store::Maildir> maildir_;
   std::optional<store::MailboxLock> lock_;
   std::unique_ptr<MaildirDrop> drop_;
-  std::unique_ptr<auth::SaslMechanism> sasl_;
+  // Declared before the session: its SASL mechanism refers to it.
+  auth::RecordingCredentials credentials_;
   Session session_;
   uint32_t deleted_ = 0;
 };
 
-// What the pool thread works out for one authentication step.
-struct AuthOutcome {
-  AuthResult result;
-  std::optional<std::string> account;  // credentials were right
-  std::string failed_user;             // for the log
-};
-
-// One authentication step, run on the pool: password or SASL check, then
-// (on success) the maildrop is opened and locked.
-struct AuthJob {
-  Connection* conn = nullptr;
-  auth::CredentialStore* store = nullptr;
-  AuthRequest req;
-  AuthOutcome out;
-  void Run();
-};
-
-AuthResult Connection::FinishLogin(const std::string& account) {
-  AuthResult r;
+LoginResult Connection::FinishLogin(const std::string& account) {
+  LoginResult r;
   int64_t delay = settings_->pop3.login_delay;
   auto path = delivery::MailboxPathFor(account);
   if (!path) {
     spdlog::error("pop3 mailbox path for {}: {}", account, path.error().message);
-    r.kind = AuthResult::Kind::kPermFail;
+    r.kind = LoginResult::Kind::kPermFail;
     return r;
   }
   std::string dir = server_.deps().mail_root + "/" + path->domain + "/" + path->local +
@@ -140,137 +150,52 @@ AuthResult Connection::FinishLogin(const std::string& account) {
   auto md = store::Maildir::Open(dir);
   if (!md) {
     spdlog::error("pop3 open {}: {}", dir, md.error().message);
-    r.kind = AuthResult::Kind::kTempFail;
+    r.kind = LoginResult::Kind::kTempFail;
     return r;
   }
   auto lock = store::MailboxLock::TryAcquire((*md)->fd());
   if (!lock) {
     spdlog::error("pop3 lock {}: {}", dir, lock.error().message);
-    r.kind = AuthResult::Kind::kTempFail;
+    r.kind = LoginResult::Kind::kTempFail;
     return r;
   }
   if (!lock->has_value()) {
-    r.kind = AuthResult::Kind::kInUse;
+    r.kind = LoginResult::Kind::kInUse;
     return r;
   }
   // RFC 2449 6.8: checked after the lock so a refused session does not
   // count as a login.
   if (delay > 0 && !server_.CheckLoginDelay(account, static_cast<uint32_t>(delay))) {
-    r.kind = AuthResult::Kind::kLoginDelay;
+    r.kind = LoginResult::Kind::kLoginDelay;
     return r;
   }
   if (auto s = (*md)->Scan(); !s) {
     spdlog::error("pop3 scan {}: {}", dir, s.error().message);
-    r.kind = AuthResult::Kind::kTempFail;
+    r.kind = LoginResult::Kind::kTempFail;
     return r;
   }
   maildir_ = std::move(*md);
   lock_ = std::move(**lock);
   drop_ = std::make_unique<MaildirDrop>(*maildir_);
-  r.kind = AuthResult::Kind::kOk;
-  r.user = account;
+  r.kind = LoginResult::Kind::kOk;
   r.maildrop = drop_.get();
   return r;
 }
 
-void AuthJob::Run() {
-  out.result.kind = AuthResult::Kind::kBadCredentials;
-  switch (req.kind) {
-    case AuthRequest::Kind::kPass: {
-      auth::PasswordCheck checked = store->CheckPassword(req.user, req.secret);
-      if (!checked) {
-        // The directory failed: RFC 3206 4 [SYS/TEMP], not a strike.
-        out.result.kind = AuthResult::Kind::kTempFail;
-        return;
-      }
-      out.account = std::move(*checked);
-      out.failed_user = req.user;
-      break;
-    }
-    case AuthRequest::Kind::kApop:
-      // APOP needs the plain password on the server; Tern keeps only
-      // Argon2id hashes, so the session never offers it.
-      out.result.kind = AuthResult::Kind::kPermFail;
-      return;
-    case AuthRequest::Kind::kSaslStart:
-    case AuthRequest::Kind::kSaslNext: {
-      auth::SaslStep step;
-      if (req.kind == AuthRequest::Kind::kSaslStart) {
-        conn->sasl_ = auth::MakeMechanism(req.mechanism, *store);
-        if (!conn->sasl_) return;
-        step = conn->sasl_->Start(
-            req.has_initial ? std::optional<std::string_view>(req.secret)
-                            : std::nullopt);
-      } else {
-        if (!conn->sasl_) return;
-        step = conn->sasl_->Next(req.secret);
-      }
-      switch (step.kind) {
-        case auth::SaslStep::Kind::kChallenge:
-          out.result.kind = AuthResult::Kind::kChallenge;
-          out.result.data = std::move(step.data);
-          return;
-        case auth::SaslStep::Kind::kSuccess:
-          conn->sasl_.reset();
-          out.account = step.user;
-          out.result.data = std::move(step.data);
-          break;
-        case auth::SaslStep::Kind::kFailure:
-          conn->sasl_.reset();
-          out.failed_user = req.mechanism;
-          return;
-        case auth::SaslStep::Kind::kMalformed:
-          conn->sasl_.reset();
-          out.result.kind = AuthResult::Kind::kMalformed;
-          return;
-        case auth::SaslStep::Kind::kTempFailure:
-          conn->sasl_.reset();
-          out.result.kind = AuthResult::Kind::kTempFail;
-          return;
-      }
-      break;
-    }
-  }
-  if (!out.account) return;
-  std::string data = std::move(out.result.data);
-  out.result = conn->FinishLogin(*out.account);
-  out.result.data = std::move(data);
-}
+// The blocking parts of a login, on the pool: a SASL step (Argon2id,
+// PBKDF2), or opening and locking the maildrop once the account is known.
+struct SaslStepJob {
+  Session* session;
+  auth::SaslStep step;
+  void Run() { step = session->RunSaslStep(); }
+};
 
-asio::awaitable<void> Connection::Authenticate() {
-  AuthRequest req = session_.auth_request();
-  auth::AuthThrottle& throttle = server_.deps().throttle;
-  if (throttle.Blocked(ip())) {
-    spdlog::warn("pop3 auth refused client={} reason=throttled", ip());
-    AuthResult r;
-    r.kind = AuthResult::Kind::kBlocked;
-    session_.AuthDone(std::move(r));
-    co_return;
-  }
-  AuthJob job;
-  job.conn = this;
-  job.store = &server_.deps().credentials;
-  job.req = std::move(req);
-  co_await Blocking(&job);
-  AuthOutcome& out = job.out;
-  if (out.result.kind == AuthResult::Kind::kBadCredentials) {
-    auto wait = throttle.Failure(ip());
-    spdlog::warn("pop3 auth failed client={} user={} delay_ms={}", ip(),
-                 out.failed_user, wait.count());
-    if (throttle.Blocked(ip())) out.result.kind = AuthResult::Kind::kBlocked;
-    if (wait.count() > 0) co_await Sleep(wait);
-  } else if (out.account) {
-    throttle.Success(ip());
-    if (out.result.kind == AuthResult::Kind::kOk) {
-      spdlog::info("pop3 login client={} user={} messages={}", ip(),
-                   out.result.user, drop_->count());
-    } else {
-      spdlog::warn("pop3 login refused client={} user={} kind={}", ip(),
-                   *out.account, static_cast<int>(out.result.kind));
-    }
-  }
-  session_.AuthDone(std::move(out.result));
-}
+struct LoginJob {
+  Connection* conn;
+  std::string account;
+  LoginResult result;
+  void Run() { result = conn->FinishLogin(account); }
+};
 
 // Streams the requested message (RETR/TOP) after the +OK line. False when
 // the connection failed (the session cannot go on).
@@ -350,8 +275,24 @@ asio::awaitable<void> Connection::Update() {
 asio::awaitable<bool> Connection::Work() {
   bool ok = true;
   Need need = session_.need();
-  if (need == Need::kAuth) {
-    co_await Authenticate();
+  if (need == Need::kSaslStep) {
+    SaslStepJob job{&session_, {}};
+    co_await Blocking(&job);
+    session_.SaslStepDone(job.step);
+  } else if (need == Need::kDelay) {
+    co_await Sleep(session_.delay());
+    session_.DelayDone();
+  } else if (need == Need::kLogin) {
+    LoginJob job{this, session_.login_user(), {}};
+    co_await Blocking(&job);
+    if (job.result.kind == LoginResult::Kind::kOk) {
+      spdlog::info("pop3 login client={} user={} messages={}", ip(), job.account,
+                   drop_->count());
+    } else {
+      spdlog::warn("pop3 login refused client={} user={} kind={}", ip(), job.account,
+                   static_cast<int>(job.result.kind));
+    }
+    session_.LoginDone(job.result);
   } else if (need == Need::kSend) {
     // Replies to commands before RETR go out first, in order.
     ok = co_await Write(session_.output());

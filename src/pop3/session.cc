@@ -1,6 +1,8 @@
 // POP3 session state machine: AUTHORIZATION -> TRANSACTION -> UPDATE
 // (RFC 1939 3). Every reply text is built here; the connection only carries
-// out the requests (check a password, stream a message, delete files).
+// out the requests (a SASL step, open the maildrop, stream a message,
+// delete files). USER/PASS and AUTH share one SASL exchange
+// (auth::SaslExchange, as SMTP and IMAP).
 #include "pop3/session.h"
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <optional>
 #include <utility>
 
+#include "auth/sasl_exchange.h"
 #include "common/base64.h"
 #include "common/strings.h"
 
@@ -18,6 +21,7 @@ enum class State : uint8_t {
   kAuthorization,
   kSasl,         // inside an AUTH exchange, the next line is a response
   kSaslFinal,    // SASL success data sent, waiting for the empty answer
+  kLoggingIn,    // credentials checked or being checked, maildrop not open
   kTransaction,
   kDone,
 };
@@ -60,15 +64,16 @@ std::vector<std::string_view> Words(std::string_view s) {
 }  // namespace
 
 struct Session::Impl {
-  Impl(const SessionConfig& c, ClientInfo ci) : config(c), client(std::move(ci)) {}
+  Impl(const SessionConfig& c, SessionHost& h, ClientInfo ci)
+      : config(c), host(h), client(std::move(ci)) {}
 
   SessionConfig config;
+  SessionHost& host;
   ClientInfo client;
   std::string out;
   Need need = Need::kInput;
   State state = State::kAuthorization;
   uint32_t errors = 0;
-  std::string apop_stamp;
   std::string pending_user;  // USER accepted, waiting for PASS
   bool user_given = false;
 
@@ -76,7 +81,9 @@ struct Session::Impl {
   size_t line_len = 0;       // octets seen, including those not buffered
   bool line_overflow = false;
 
-  AuthRequest auth;
+  auth::SaslExchange sasl;
+  std::chrono::milliseconds delay{0};
+  bool blocked_after_delay = false;  // the failure was the last allowed
   std::string user;
   const Maildrop* drop = nullptr;
   std::vector<bool> deleted;
@@ -163,6 +170,10 @@ struct Session::Impl {
   void Transaction(const std::string& verb, std::string_view rest,
                    const std::vector<std::string_view>& args);
   void SaslResponse(std::string_view line_text);
+  // Before USER/PASS (as PLAIN) or AUTH; false after the lockout reply.
+  bool BeginAuth();
+  void OnSasl(auth::SaslExchange::Event event);
+  void AuthFailedReply();
 };
 
 void Session::Impl::Command(std::string_view text) {
@@ -231,25 +242,17 @@ void Session::Impl::Authorization(const std::string& verb, std::string_view rest
     if (!user_given) return Error("-ERR USER first");
     user_given = false;
     // RFC 1939 7: the password may contain spaces; all of the rest is it.
-    auth = AuthRequest{};
-    auth.kind = AuthRequest::Kind::kPass;
-    auth.user = std::move(pending_user);
-    auth.secret = std::string(rest);
+    // Checked as SASL PLAIN (RFC 4616 2: authzid, authcid, passwd) so that
+    // every login goes through one exchange.
+    std::string message = '\0' + pending_user + '\0' + std::string(rest);
     pending_user.clear();
-    need = Need::kAuth;
+    if (!BeginAuth()) return;
+    OnSasl(sasl.StartRaw(host.MakeSaslMechanism("PLAIN"), "USER", std::move(message)));
     return;
   }
   if (verb == "apop") {
     user_given = false;
-    if (!config.apop || apop_stamp.empty()) return Error("-ERR APOP not available");
-    if (args.size() != 2) return Error("-ERR APOP needs a name and a digest");
-    auth = AuthRequest{};
-    auth.kind = AuthRequest::Kind::kApop;
-    auth.user = std::string(args[0]);
-    auth.secret = ToLower(args[1]);
-    auth.timestamp = apop_stamp;
-    need = Need::kAuth;
-    return;
+    return Error("-ERR APOP not available");
   }
   if (verb == "auth") {
     user_given = false;
@@ -270,19 +273,18 @@ void Session::Impl::Authorization(const std::string& verb, std::string_view rest
     for (char& c : mech) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     bool known = false;
     for (std::string_view m : Words(config.sasl_mechanisms)) known |= (m == mech);
-    if (!known) return Error("-ERR Unsupported authentication mechanism");
-    auth = AuthRequest{};
-    auth.kind = AuthRequest::Kind::kSaslStart;
-    auth.mechanism = mech;
-    if (args.size() == 2) {
-      auth.has_initial = true;
-      if (args[1] != "=") {  // RFC 5034 4: "=" is an empty initial response
-        auto decoded = Base64Decode(args[1]);
-        if (!decoded) return Error("-ERR Invalid base64 in initial response");
-        auth.secret = std::move(*decoded);
-      }
+    std::unique_ptr<auth::SaslMechanism> mechanism;
+    if (known) mechanism = host.MakeSaslMechanism(mech);
+    if (mechanism == nullptr) return Error("-ERR Unsupported authentication mechanism");
+    if (!BeginAuth()) return;
+    auto event = sasl.Start(std::move(mechanism), mech,
+                            args.size() == 2 ? std::optional<std::string_view>(args[1])
+                                             : std::nullopt);
+    if (event == auth::SaslExchange::Event::kBadBase64) {
+      state = State::kAuthorization;
+      return Error("-ERR Invalid base64 in initial response");
     }
-    need = Need::kAuth;
+    OnSasl(event);
     return;
   }
   static constexpr std::string_view kTransactionOnly[] = {
@@ -295,40 +297,95 @@ void Session::Impl::Authorization(const std::string& verb, std::string_view rest
   Error("-ERR Unknown command");
 }
 
+// Before an exchange: the lockout (RFC 5034 doesn't say; SMTP's rule).
+bool Session::Impl::BeginAuth() {
+  if (host.AuthBlocked()) {
+    state = State::kDone;
+    Reply("-ERR [AUTH] Too many failed logins, try again later");
+    need = Need::kClose;
+    return false;
+  }
+  state = State::kSasl;
+  return true;
+}
+
+// What the exchange asks for, in POP3 words (RFC 5034 4, RFC 3206).
+void Session::Impl::OnSasl(auth::SaslExchange::Event event) {
+  using Event = auth::SaslExchange::Event;
+  switch (event) {
+    case Event::kStep:
+      state = State::kLoggingIn;
+      need = Need::kSaslStep;
+      return;
+    case Event::kChallenge:
+      // RFC 5034 4 has no room for data with +OK, so success data goes out
+      // as a challenge too; the client answers it with an empty line.
+      state = sasl.final_challenge() ? State::kSaslFinal : State::kSasl;
+      Reply("+ " + sasl.challenge());
+      return;
+    case Event::kSuccess:
+      host.AuthSucceeded(sasl.mechanism(), sasl.user());
+      user = sasl.user();
+      state = State::kLoggingIn;
+      need = Need::kLogin;
+      return;
+    case Event::kFailure:
+      delay = host.AuthFailed(sasl.mechanism(), sasl.user());
+      sasl.Reset();
+      blocked_after_delay = true;
+      if (delay.count() > 0) {
+        need = Need::kDelay;
+        return;
+      }
+      AuthFailedReply();
+      return;
+    case Event::kCancelled:  // RFC 5034 4: the client cancels
+      sasl.Reset();
+      state = State::kAuthorization;
+      return Error("-ERR Authentication cancelled");
+    case Event::kBadBase64:
+      sasl.Reset();
+      state = State::kAuthorization;
+      return Error("-ERR Invalid base64 in response");
+    case Event::kBadFinalAck:
+      sasl.Reset();
+      state = State::kAuthorization;
+      return Error("-ERR Expected an empty response");
+    case Event::kMalformed:
+      sasl.Reset();
+      state = State::kAuthorization;
+      return Error("-ERR Malformed authentication message");
+    case Event::kTempFailure:
+      // RFC 3206 4: the account store failed; not the client's fault, and
+      // not a strike.
+      sasl.Reset();
+      state = State::kAuthorization;
+      return Reply("-ERR [SYS/TEMP] Mailbox unavailable, try again later");
+  }
+}
+
+// After a wrong password (and its delay): the answer, or the lockout when
+// that was one failure too many.
+void Session::Impl::AuthFailedReply() {
+  blocked_after_delay = false;
+  if (host.AuthBlocked()) {
+    state = State::kDone;
+    Reply("-ERR [AUTH] Too many failed logins, try again later");
+    need = Need::kClose;
+    return;
+  }
+  state = State::kAuthorization;
+  Error("-ERR [AUTH] Authentication failed");
+}
+
 void Session::Impl::SaslResponse(std::string_view text) {
   if (line_len > config.auth_line_limit) {
+    sasl.Reset();
     state = State::kAuthorization;
     Error("-ERR Authentication line too long");
     return;
   }
-  if (text == "*") {  // RFC 5034 4: the client cancels
-    state = State::kAuthorization;
-    Error("-ERR Authentication cancelled");
-    return;
-  }
-  if (state == State::kSaslFinal) {
-    // RFC 5034 4 has no room for data with +OK, so the success data went
-    // out as a challenge; the client answers it with an empty line.
-    state = State::kTransaction;
-    if (!text.empty()) {
-      state = State::kAuthorization;
-      Error("-ERR Expected an empty response");
-      return;
-    }
-    Reply("+OK Logged in, maildrop has " + DropSummary());
-    return;
-  }
-  auto decoded = text.empty() ? std::optional<std::string>("") : Base64Decode(text);
-  if (!decoded) {
-    state = State::kAuthorization;
-    Error("-ERR Invalid base64 in response");
-    return;
-  }
-  auth = AuthRequest{};
-  auth.kind = AuthRequest::Kind::kSaslNext;
-  auth.secret = std::move(*decoded);
-  state = State::kAuthorization;  // back to kSasl if another challenge comes
-  need = Need::kAuth;
+  OnSasl(sasl.Respond(text));
 }
 
 void Session::Impl::Transaction(const std::string& verb, std::string_view rest,
@@ -417,15 +474,12 @@ void Session::Impl::Transaction(const std::string& verb, std::string_view rest,
   Error("-ERR Unknown command");
 }
 
-Session::Session(const SessionConfig& config, ClientInfo client)
-    : impl_(std::make_unique<Impl>(config, std::move(client))) {}
+Session::Session(const SessionConfig& config, SessionHost& host, ClientInfo client)
+    : impl_(std::make_unique<Impl>(config, host, std::move(client))) {}
 Session::~Session() = default;
 
-void Session::Greet(std::string apop_stamp) {
-  impl_->apop_stamp = impl_->config.apop ? std::move(apop_stamp) : std::string();
-  std::string text = "+OK " + impl_->config.hostname + " POP3 server ready";
-  if (!impl_->apop_stamp.empty()) text += " " + impl_->apop_stamp;  // RFC 1939 7
-  impl_->Reply(text);
+void Session::Greet() {
+  impl_->Reply("+OK " + impl_->config.hostname + " POP3 server ready");
 }
 
 size_t Session::Feed(std::string_view data) {
@@ -456,6 +510,7 @@ size_t Session::Feed(std::string_view data) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (overflow) {
       if (s.state == State::kSasl || s.state == State::kSaslFinal) {
+        s.sasl.Reset();
         s.state = State::kAuthorization;
       }
       s.Error("-ERR Line too long");
@@ -474,60 +529,56 @@ size_t Session::Feed(std::string_view data) {
 
 Need Session::need() const { return impl_->need; }
 std::string& Session::output() { return impl_->out; }
-const AuthRequest& Session::auth_request() const { return impl_->auth; }
+auth::SaslStep Session::RunSaslStep() { return impl_->sasl.Run(); }
 
-void Session::AuthDone(AuthResult r) {
+void Session::SaslStepDone(const auth::SaslStep& step) {
   Impl& s = *impl_;
+  if (s.need != Need::kSaslStep) return;
   s.need = Need::kInput;
-  s.auth.secret.assign(s.auth.secret.size(), '\0');  // do not keep passwords
-  s.auth = AuthRequest{};
-  using K = AuthResult::Kind;
+  s.OnSasl(s.sasl.Stepped(step));
+}
+
+std::chrono::milliseconds Session::delay() const { return impl_->delay; }
+
+void Session::DelayDone() {
+  Impl& s = *impl_;
+  if (s.need != Need::kDelay) return;
+  s.need = Need::kInput;
+  s.delay = std::chrono::milliseconds(0);
+  s.AuthFailedReply();
+}
+
+const std::string& Session::login_user() const { return impl_->user; }
+
+void Session::LoginDone(LoginResult r) {
+  Impl& s = *impl_;
+  if (s.need != Need::kLogin) return;
+  s.need = Need::kInput;
+  s.sasl.Reset();
+  using K = LoginResult::Kind;
+  if (r.kind == K::kOk) {
+    s.drop = r.maildrop;
+    s.deleted.assign(s.drop->count(), false);
+    s.errors = 0;
+    s.state = State::kTransaction;
+    s.Reply("+OK Logged in, maildrop has " + s.DropSummary());
+    return;
+  }
+  s.user.clear();
+  s.state = State::kAuthorization;
   switch (r.kind) {
-    case K::kOk:
-      s.user = std::move(r.user);
-      s.drop = r.maildrop;
-      s.deleted.assign(s.drop->count(), false);
-      s.errors = 0;
-      if (!r.data.empty()) {
-        s.state = State::kSaslFinal;
-        s.Reply("+ " + Base64Encode(r.data));
-        return;
-      }
-      s.state = State::kTransaction;
-      s.Reply("+OK Logged in, maildrop has " + s.DropSummary());
-      return;
-    case K::kChallenge:
-      s.state = State::kSasl;
-      s.Reply("+ " + Base64Encode(r.data));
-      return;
-    case K::kBadCredentials:
-      s.state = State::kAuthorization;
-      s.Error("-ERR [AUTH] Authentication failed");
-      return;
-    case K::kMalformed:
-      s.state = State::kAuthorization;
-      s.Error("-ERR Malformed authentication message");
-      return;
     case K::kInUse:
-      s.state = State::kAuthorization;
       s.Error("-ERR [IN-USE] Mailbox is in use by another session");
       return;
     case K::kLoginDelay:
-      s.state = State::kAuthorization;
       s.Error("-ERR [LOGIN-DELAY] Logged in too recently, wait before trying again");
       return;
     case K::kTempFail:
-      s.state = State::kAuthorization;
       s.Reply("-ERR [SYS/TEMP] Mailbox unavailable, try again later");
       return;
     case K::kPermFail:
-      s.state = State::kAuthorization;
+    case K::kOk:
       s.Reply("-ERR [SYS/PERM] Mailbox unavailable");
-      return;
-    case K::kBlocked:
-      s.state = State::kDone;
-      s.Reply("-ERR [AUTH] Too many failed logins, try again later");
-      s.need = Need::kClose;
       return;
   }
 }
@@ -577,6 +628,7 @@ void Session::TlsStarted() {
   s.client.tls = true;
   s.client.stls_available = false;
   s.state = State::kAuthorization;
+  s.sasl.Reset();  // RFC 2595 4: nothing said before TLS counts
   s.user_given = false;
   s.pending_user.clear();
   s.line.clear();
@@ -601,7 +653,7 @@ void Session::Shutdown() {
 }
 
 bool Session::InTransaction() const {
-  return impl_->state == State::kTransaction || impl_->state == State::kSaslFinal;
+  return impl_->state == State::kTransaction;
 }
 const std::string& Session::user() const { return impl_->user; }
 const ClientInfo& Session::client() const { return impl_->client; }

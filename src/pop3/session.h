@@ -4,11 +4,14 @@
 // passwords, opens the maildrop, streams messages and runs UPDATE.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "auth/sasl.h"
 
 namespace tern::pop3 {
 
@@ -22,7 +25,8 @@ struct SessionConfig {
   bool user_command = true;        // USER/PASS offered (when allowed)
   bool sasl = false;               // AUTH offered (mechanisms exist)
   std::string sasl_mechanisms;     // "PLAIN LOGIN SCRAM-SHA-256"
-  bool apop = false;               // RFC 1939 7 APOP (needs shared secrets)
+  // RFC 1939 7 APOP is not offered: it needs the plain password on the
+  // server, and the directory keeps only hashes.
   std::string expire;              // RFC 2449 6.7 "NEVER" or days; "" = none
   int64_t login_delay = -1;        // RFC 2449 6.8 seconds; < 0 = not offered
   std::string implementation = "Tern";
@@ -45,44 +49,47 @@ class Maildrop {
   virtual std::string uidl(size_t i) const = 0;
 };
 
-// What the connection must check when Need::kAuth is set.
-struct AuthRequest {
-  enum class Kind {
-    kPass,       // USER + PASS: `user`, `secret` = password
-    kApop,       // `user`, `secret` = hex digest, `timestamp` = greeting stamp
-    kSaslStart,  // `mechanism`, `secret` = initial response if has_initial
-    kSaslNext,   // `secret` = decoded client response
-  };
-  Kind kind = Kind::kPass;
-  std::string user;
-  std::string secret;
-  std::string mechanism;
-  bool has_initial = false;
-  std::string timestamp;
+// What the session needs from its surroundings for AUTH, as the SMTP
+// session has it: mechanisms and the failure throttle. Implemented by the
+// connection, and by fakes in tests.
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  // "PLAIN", "LOGIN", "SCRAM-SHA-256" (any case); null when unknown. USER
+  // and PASS run as PLAIN through it.
+  virtual std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) = 0;
+  // True when this client is locked out after too many failures.
+  virtual bool AuthBlocked() { return false; }
+  // A failed attempt; returns how long to hold back the reply.
+  virtual std::chrono::milliseconds AuthFailed(std::string_view mechanism,
+                                               std::string_view user) {
+    return {};
+  }
+  virtual void AuthSucceeded(std::string_view mechanism,
+                             const std::string& user) {}
 };
 
-// The connection's answer to an AuthRequest.
-struct AuthResult {
+// The connection's answer to Need::kLogin.
+struct LoginResult {
   enum class Kind {
-    kOk,         // logged in, maildrop locked and open
-    kChallenge,  // SASL: send `data` (raw) as "+ base64", await the answer
-    kBadCredentials,  // -ERR [AUTH]
-    kMalformed,  // SASL client message malformed
-    kInUse,      // -ERR [IN-USE]: another session has the maildrop
-    kLoginDelay, // -ERR [LOGIN-DELAY]
-    kTempFail,   // -ERR [SYS/TEMP]
-    kPermFail,   // -ERR [SYS/PERM]
-    kBlocked,    // too many failures from this client: -ERR [AUTH], close
+    kOk,          // maildrop locked and open
+    kInUse,       // -ERR [IN-USE]: another session has the maildrop
+    kLoginDelay,  // -ERR [LOGIN-DELAY]
+    kTempFail,    // -ERR [SYS/TEMP]
+    kPermFail,    // -ERR [SYS/PERM]
   };
-  Kind kind = Kind::kBadCredentials;
-  std::string data;           // challenge, or SASL success data
-  std::string user;           // canonical account on kOk
+  Kind kind = Kind::kTempFail;
   const Maildrop* maildrop = nullptr;  // on kOk; must outlive the session
 };
 
 enum class Need {
   kInput,     // feed more bytes (after writing output())
-  kAuth,      // check auth_request(), then call AuthDone()
+  // Call RunSaslStep() (on any thread; nothing else touches the session
+  // meanwhile), then SaslStepDone() with its result.
+  kSaslStep,
+  kDelay,     // wait delay() (after a failed login), then call DelayDone()
+  kLogin,     // open and lock login_user()'s maildrop, then LoginDone()
   kSend,      // open message send_index(); call SendOpened()
   kUpdate,    // RFC 1939 6: delete the marked messages; call UpdateDone()
   kStartTls,  // write output(), run the TLS handshake, call TlsStarted()
@@ -91,14 +98,13 @@ enum class Need {
 
 class Session {
  public:
-  Session(const SessionConfig& config, ClientInfo client);
+  Session(const SessionConfig& config, SessionHost& host, ClientInfo client);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Queues the +OK greeting; with APOP, the RFC 1939 7 timestamp
-  // ("<unique@host>") is `apop_stamp`.
-  void Greet(std::string apop_stamp = {});
+  // Queues the +OK greeting.
+  void Greet();
   // Consumes input; returns how many bytes it took. Stops early when
   // need() is no longer kInput (the caller keeps the rest; after STLS the
   // rest must be dropped, RFC 2595 4).
@@ -106,8 +112,15 @@ class Session {
   Need need() const;
   std::string& output();
 
-  const AuthRequest& auth_request() const;
-  void AuthDone(AuthResult result);
+  // Need::kSaslStep: the mechanism's step (Argon2id, PBKDF2) and its result.
+  auth::SaslStep RunSaslStep();
+  void SaslStepDone(const auth::SaslStep& step);
+  std::chrono::milliseconds delay() const;
+  void DelayDone();
+  // Need::kLogin: the authenticated account, and the outcome of opening
+  // its maildrop.
+  const std::string& login_user() const;
+  void LoginDone(LoginResult result);
 
   // Need::kSend: which message (0-based), and how many body lines
   // (< 0: all, RETR; >= 0: TOP).

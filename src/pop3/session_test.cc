@@ -5,10 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "auth/sasl.h"
 #include "common/base64.h"
+#include "common/result.h"
 
 namespace tern::pop3 {
 namespace {
@@ -21,13 +27,56 @@ class FakeDrop : public Maildrop {
   std::string uidl(size_t i) const override { return "uid" + std::to_string(i + 1); }
 };
 
+// Accounts for the real SASL mechanisms: u@example.test / "secret", and
+// "broken" whose lookup fails like an unreadable directory.
+class FakeStore : public auth::CredentialStore {
+ public:
+  auth::PasswordCheck CheckPassword(const std::string& user,
+                                    const std::string& password) override {
+    last_password = password;
+    if (user == "broken") return Err("database is locked");
+    if (user == "u@example.test" && password == "secret") {
+      return std::optional<std::string>("u@example.test");
+    }
+    return std::optional<std::string>();
+  }
+  auth::ScramAnswer Scram(const std::string&) override {
+    return std::optional<std::pair<std::string, auth::ScramCredentials>>();
+  }
+  std::string last_password;
+};
+
+class FakeHost : public SessionHost {
+ public:
+  std::unique_ptr<auth::SaslMechanism> MakeSaslMechanism(
+      std::string_view name) override {
+    return auth::MakeMechanism(name, store);
+  }
+  bool AuthBlocked() override { return blocked; }
+  std::chrono::milliseconds AuthFailed(std::string_view mechanism,
+                                       std::string_view user) override {
+    failures.push_back(std::string(mechanism));
+    if (failures.size() >= block_after) blocked = true;
+    return delay;
+  }
+  void AuthSucceeded(std::string_view mechanism, const std::string& user) override {
+    successes.push_back(std::string(mechanism) + " " + user);
+  }
+  FakeStore store;
+  bool blocked = false;
+  size_t block_after = 1000;
+  std::chrono::milliseconds delay{0};
+  std::vector<std::string> failures;
+  std::vector<std::string> successes;
+};
+
 class Pop3SessionTest : public ::testing::Test {
  protected:
   void Make(ClientInfo client = {"127.0.0.1", false, false, true}) {
     config.hostname = "mx.test";
     config.sasl = true;
     config.sasl_mechanisms = "PLAIN LOGIN SCRAM-SHA-256";
-    session = std::make_unique<Session>(config, client);
+    session = std::make_unique<Session>(config, host, client);
     session->Greet();
     Take();
   }
@@ -42,36 +91,41 @@ class Pop3SessionTest : public ::testing::Test {
     EXPECT_EQ(n, line.size() + 2);
     return Take();
   }
+  // Runs the SASL step the session asked for, as the connection does.
+  void Step() {
+    ASSERT_EQ(session->need(), Need::kSaslStep);
+    session->SaslStepDone(session->RunSaslStep());
+  }
+  // Answers the login request.
+  void Open(LoginResult::Kind kind) {
+    ASSERT_EQ(session->need(), Need::kLogin);
+    EXPECT_EQ(session->login_user(), "u@example.test");
+    LoginResult r;
+    r.kind = kind;
+    if (kind == LoginResult::Kind::kOk) r.maildrop = &drop;
+    session->LoginDone(r);
+  }
   void Login() {
     EXPECT_EQ(Send("USER u@example.test"), "+OK Send PASS\r\n");
-    Send("PASS secret");
-    ASSERT_EQ(session->need(), Need::kAuth);
-    EXPECT_EQ(session->auth_request().kind, AuthRequest::Kind::kPass);
-    EXPECT_EQ(session->auth_request().user, "u@example.test");
-    EXPECT_EQ(session->auth_request().secret, "secret");
-    AuthResult r;
-    r.kind = AuthResult::Kind::kOk;
-    r.user = "u@example.test";
-    r.maildrop = &drop;
-    session->AuthDone(r);
+    EXPECT_EQ(Send("PASS secret"), "");
+    Step();
+    EXPECT_EQ(host.store.last_password, "secret");
+    Open(LoginResult::Kind::kOk);
     EXPECT_EQ(Take(), "+OK Logged in, maildrop has 3 messages (325 octets)\r\n");
     EXPECT_TRUE(session->InTransaction());
   }
 
   SessionConfig config;
+  FakeHost host;
   FakeDrop drop;
   std::unique_ptr<Session> session;
 };
 
 TEST_F(Pop3SessionTest, Greeting) {
   config.hostname = "mx.test";
-  Session s(config, {});
-  s.Greet("<1.2@mx.test>");
+  Session s(config, host, {});
+  s.Greet();
   EXPECT_EQ(s.output(), "+OK mx.test POP3 server ready\r\n");  // no APOP
-  config.apop = true;
-  Session a(config, {});
-  a.Greet("<1.2@mx.test>");
-  EXPECT_EQ(a.output(), "+OK mx.test POP3 server ready <1.2@mx.test>\r\n");
 }
 
 TEST_F(Pop3SessionTest, CapaDependsOnStateAndTls) {
@@ -140,17 +194,26 @@ TEST_F(Pop3SessionTest, PasswordMayContainSpaces) {
   Make();
   Send("user u");
   Send("pass  two words ");
-  EXPECT_EQ(session->auth_request().secret, " two words ");
+  Step();
+  EXPECT_EQ(host.store.last_password, " two words ");
 }
 
 TEST_F(Pop3SessionTest, AuthFailures) {
   Make();
-  using K = AuthResult::Kind;
+  Send("USER u@example.test");
+  Send("PASS wrong");
+  Step();
+  EXPECT_EQ(Take(), "-ERR [AUTH] Authentication failed\r\n");
+  EXPECT_EQ(host.failures, std::vector<std::string>{"USER"});
+  EXPECT_FALSE(session->InTransaction());
+  // RFC 1939 7: after a failed PASS, USER starts again.
+  EXPECT_EQ(Send("PASS p"), "-ERR USER first\r\n");
+
+  using K = LoginResult::Kind;
   struct Case {
     K kind;
     const char* reply;
   } cases[] = {
-      {K::kBadCredentials, "-ERR [AUTH] Authentication failed\r\n"},
       {K::kInUse, "-ERR [IN-USE] Mailbox is in use by another session\r\n"},
       {K::kLoginDelay,
        "-ERR [LOGIN-DELAY] Logged in too recently, wait before trying again\r\n"},
@@ -158,23 +221,45 @@ TEST_F(Pop3SessionTest, AuthFailures) {
       {K::kPermFail, "-ERR [SYS/PERM] Mailbox unavailable\r\n"},
   };
   for (const Case& c : cases) {
-    Send("USER u");
-    Send("PASS p");
-    ASSERT_EQ(session->need(), Need::kAuth);
-    AuthResult r;
-    r.kind = c.kind;
-    session->AuthDone(r);
+    Send("USER u@example.test");
+    Send("PASS secret");
+    Step();
+    Open(c.kind);
     EXPECT_EQ(Take(), c.reply);
     EXPECT_FALSE(session->InTransaction());
-    // RFC 1939 7: after a failed PASS, USER starts again.
-    EXPECT_EQ(Send("PASS p"), "-ERR USER first\r\n");
+    EXPECT_EQ(session->user(), "");
   }
-  Send("USER u");
-  Send("PASS p");
-  AuthResult r;
-  r.kind = K::kBlocked;
-  session->AuthDone(r);
+  // RFC 3206 4: an account store failure is temporary and no strike.
+  size_t strikes = host.failures.size();
+  Send("USER broken");
+  Send("PASS x");
+  Step();
+  EXPECT_EQ(Take(), "-ERR [SYS/TEMP] Mailbox unavailable, try again later\r\n");
+  EXPECT_EQ(host.failures.size(), strikes);
+}
+
+TEST_F(Pop3SessionTest, FailureDelayThenLockout) {
+  host.delay = std::chrono::milliseconds(250);
+  host.block_after = 2;
+  Make();
+  Send("USER u@example.test");
+  Send("PASS wrong");
+  Step();
+  ASSERT_EQ(session->need(), Need::kDelay);
+  EXPECT_EQ(session->delay(), std::chrono::milliseconds(250));
+  EXPECT_EQ(Take(), "");  // the reply waits for the delay
+  session->DelayDone();
+  EXPECT_EQ(Take(), "-ERR [AUTH] Authentication failed\r\n");
+  // The second failure is one too many: the lockout, and the end.
+  Send("AUTH PLAIN " + Base64Encode(std::string("\0u@example.test\0bad", 19)));
+  Step();
+  session->DelayDone();
   EXPECT_EQ(Take(), "-ERR [AUTH] Too many failed logins, try again later\r\n");
+  EXPECT_EQ(session->need(), Need::kClose);
+  // A locked-out client is refused before any password is checked.
+  Make();
+  Send("USER u@example.test");
+  EXPECT_EQ(Send("PASS secret"), "-ERR [AUTH] Too many failed logins, try again later\r\n");
   EXPECT_EQ(session->need(), Need::kClose);
 }
 
@@ -305,62 +390,52 @@ TEST_F(Pop3SessionTest, SaslExchange) {
   Make();
   EXPECT_EQ(Send("AUTH"), "+OK Mechanisms follow\r\nPLAIN\r\nLOGIN\r\nSCRAM-SHA-256\r\n.\r\n");
   EXPECT_EQ(Send("AUTH CRAM-MD5"), "-ERR Unsupported authentication mechanism\r\n");
-  Send("AUTH login");
-  ASSERT_EQ(session->need(), Need::kAuth);
-  EXPECT_EQ(session->auth_request().kind, AuthRequest::Kind::kSaslStart);
-  EXPECT_EQ(session->auth_request().mechanism, "LOGIN");
-  EXPECT_FALSE(session->auth_request().has_initial);
-  AuthResult c;
-  c.kind = AuthResult::Kind::kChallenge;
-  c.data = "Username:";
-  session->AuthDone(c);
-  EXPECT_EQ(Take(), "+ VXNlcm5hbWU6\r\n");
-  Send(Base64Encode("u"));
-  ASSERT_EQ(session->need(), Need::kAuth);
-  EXPECT_EQ(session->auth_request().kind, AuthRequest::Kind::kSaslNext);
-  EXPECT_EQ(session->auth_request().secret, "u");
-  session->AuthDone(c);
-  Take();
+  EXPECT_EQ(Send("AUTH login"), "");
+  Step();
+  EXPECT_EQ(Take(), "+ VXNlcm5hbWU6\r\n");  // "Username:"
+  Send(Base64Encode("u@example.test"));
+  Step();
+  EXPECT_EQ(Take(), "+ UGFzc3dvcmQ6\r\n");  // "Password:"
   EXPECT_EQ(Send("*"), "-ERR Authentication cancelled\r\n");
   EXPECT_FALSE(session->InTransaction());
+  EXPECT_TRUE(host.failures.empty());  // cancelling is no strike
 
-  // Initial response, "=" for empty, and success data as a last challenge.
-  Send("AUTH PLAIN =");
-  EXPECT_TRUE(session->auth_request().has_initial);
-  EXPECT_EQ(session->auth_request().secret, "");
-  AuthResult ok;
-  ok.kind = AuthResult::Kind::kOk;
-  ok.maildrop = &drop;
-  ok.data = "v=xyz";
-  session->AuthDone(ok);
-  EXPECT_EQ(Take(), "+ dj14eXo=\r\n");
-  EXPECT_EQ(Send(""), "+OK Logged in, maildrop has 3 messages (325 octets)\r\n");
+  // LOGIN to the end.
+  Send("AUTH LOGIN " + Base64Encode("u@example.test"));
+  Step();
+  EXPECT_EQ(Take(), "+ UGFzc3dvcmQ6\r\n");
+  Send(Base64Encode("secret"));
+  Step();
+  EXPECT_EQ(host.successes, std::vector<std::string>{"LOGIN u@example.test"});
+  Open(LoginResult::Kind::kOk);
+  EXPECT_EQ(Take(), "+OK Logged in, maildrop has 3 messages (325 octets)\r\n");
   EXPECT_TRUE(session->InTransaction());
+}
+
+TEST_F(Pop3SessionTest, SaslInitialResponseAndEmptyChallenge) {
+  Make();
+  // "=" is an empty initial response (RFC 5034 4), which PLAIN takes as
+  // none: it asks with an empty challenge, as without one.
+  Send("AUTH PLAIN =");
+  Step();
+  EXPECT_EQ(Take(), "+ \r\n");
+  EXPECT_EQ(Send("*"), "-ERR Authentication cancelled\r\n");
+  Send("AUTH PLAIN");
+  Step();
+  EXPECT_EQ(Take(), "+ \r\n");
+  Send(Base64Encode(std::string("\0u@example.test\0secret", 22)));
+  Step();
+  Open(LoginResult::Kind::kOk);
+  EXPECT_EQ(Take(), "+OK Logged in, maildrop has 3 messages (325 octets)\r\n");
 }
 
 TEST_F(Pop3SessionTest, SaslBadBase64) {
   Make();
   EXPECT_EQ(Send("AUTH PLAIN !!!"), "-ERR Invalid base64 in initial response\r\n");
   Send("AUTH PLAIN");
-  AuthResult c;
-  c.kind = AuthResult::Kind::kChallenge;
-  session->AuthDone(c);
+  Step();
   EXPECT_EQ(Take(), "+ \r\n");
   EXPECT_EQ(Send("@@@"), "-ERR Invalid base64 in response\r\n");
-}
-
-TEST_F(Pop3SessionTest, ApopWhenEnabled) {
-  config.apop = true;
-  config.hostname = "mx.test";
-  Session s(config, {"127.0.0.1", false, false, true});
-  s.Greet("<9.9@mx.test>");
-  s.output().clear();
-  std::string line = "APOP u@example.test C4C9334BAC560ECC979E58001B3E22FB\r\n";
-  s.Feed(line);
-  ASSERT_EQ(s.need(), Need::kAuth);
-  EXPECT_EQ(s.auth_request().kind, AuthRequest::Kind::kApop);
-  EXPECT_EQ(s.auth_request().secret, "c4c9334bac560ecc979e58001b3e22fb");
-  EXPECT_EQ(s.auth_request().timestamp, "<9.9@mx.test>");
 }
 
 TEST_F(Pop3SessionTest, TimeoutAndShutdown) {

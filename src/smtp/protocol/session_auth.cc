@@ -48,93 +48,36 @@ void Session::Impl::Auth(std::string_view arg) {
     return CloseWith("421 4.7.0 " + config.hostname +
                      " Too many failed authentications, try again later");
   }
-  sasl = host.MakeSaslMechanism(name);
-  if (sasl == nullptr) {
+  std::unique_ptr<auth::SaslMechanism> mechanism = host.MakeSaslMechanism(name);
+  if (mechanism == nullptr) {
     return Reply("504 5.5.4 Unrecognized authentication type");
   }
   SetState(State::kSasl);
-  sasl_name = std::string(name);
-  for (char& c : sasl_name) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  std::optional<std::string> first;
-  if (initial == "=") {
-    first = std::string();  // RFC 4954 4: "=" is an empty initial response
-  } else if (!initial.empty()) {
-    first = Base64Decode(initial);
-    if (!first) {
+  OnSasl(sasl.Start(std::move(mechanism), name,
+                    initial.empty() ? std::nullopt
+                                    : std::optional<std::string_view>(initial)));
+}
+
+// What the exchange asks for, in SMTP words (RFC 4954 4 and 6).
+void Session::Impl::OnSasl(auth::SaslExchange::Event event) {
+  using Event = auth::SaslExchange::Event;
+  switch (event) {
+    case Event::kStep:
+      // The mechanism runs now, or (async_sasl) on the connection's pool.
+      if (config.async_sasl) return SetState(State::kSaslStep);
+      return OnSasl(sasl.Stepped(sasl.Run()));
+    case Event::kChallenge:
+      // RFC 4954 4: "334" SP base64 challenge. Success data goes out the
+      // same way (no "additional data with success" in SMTP).
+      SetState(sasl.final_challenge() ? State::kSaslFinal : State::kSasl);
+      return Reply("334 " + sasl.challenge());
+    case Event::kSuccess:
+      return Succeed(sasl.user().empty() ? "?" : sasl.user());
+    case Event::kFailure: {
+      std::string name = sasl.mechanism();
+      std::string user = sasl.user();
       EndSasl();
-      return Reply("501 5.5.2 Invalid base64 data");
-    }
-  }
-  RunOrPend(true, std::move(first));
-}
-
-// Runs the mechanism now, or (async_sasl) leaves it to the connection.
-void Session::Impl::RunOrPend(bool start, std::optional<std::string> input) {
-  sasl_start = start;
-  sasl_input = std::move(input);
-  if (config.async_sasl) return SetState(State::kSaslStep);
-  Step(RunSaslStep());
-}
-
-auth::SaslStep Session::Impl::RunSaslStep() {
-  if (sasl == nullptr) {
-    return auth::SaslStep{auth::SaslStep::Kind::kMalformed, {}, {}};
-  }
-  std::optional<std::string> input = std::move(sasl_input);
-  sasl_input.reset();
-  if (sasl_start) return sasl->Start(input);
-  return sasl->Next(input ? *input : std::string());
-}
-
-void Session::Impl::SaslStepDone(const auth::SaslStep& step) {
-  if (state != State::kSaslStep) return;
-  SetState(State::kSasl);
-  Step(step);
-}
-
-void Session::Impl::SaslResponse(std::string_view text) {
-  if (text == "*") {
-    EndSasl();
-    return Reply("501 5.0.0 Authentication cancelled");
-  }
-  if (state == State::kSaslFinal) {
-    // Success data went out in a 334 (RFC 4954 4 has no "additional data
-    // with success"); the client acknowledges with an empty line.
-    if (!text.empty()) {
-      EndSasl();
-      return Reply("501 5.5.2 Invalid authentication response");
-    }
-    std::string user = std::move(sasl_done_user);
-    return Succeed(user);
-  }
-  std::optional<std::string> decoded =
-      text.empty() ? std::optional<std::string>(std::string())
-                   : Base64Decode(text);
-  if (!decoded) {
-    EndSasl();
-    return Reply("501 5.5.2 Invalid base64 data");
-  }
-  RunOrPend(false, std::move(decoded));
-}
-
-void Session::Impl::Step(const auth::SaslStep& step) {
-  switch (step.kind) {
-    case auth::SaslStep::Kind::kChallenge:
-      // RFC 4954 4: "334" SP base64 challenge.
-      return Reply("334 " + Base64Encode(step.data));
-    case auth::SaslStep::Kind::kSuccess:
-      if (!step.data.empty()) {
-        sasl_done_user = step.user.empty() ? "?" : step.user;
-        SetState(State::kSaslFinal);
-        return Reply("334 " + Base64Encode(step.data));
-      }
-      return Succeed(step.user);
-    case auth::SaslStep::Kind::kFailure: {
-      std::string name = sasl_name;
-      EndSasl();
-      delay = host.AuthFailed(name, step.user);
+      delay = host.AuthFailed(name, user);
       Reply("535 5.7.8 Authentication credentials invalid");
       // Unless that reply was one error too many and closed the session.
       if (delay.count() > 0 && state == State::kReady) {
@@ -142,10 +85,19 @@ void Session::Impl::Step(const auth::SaslStep& step) {
       }
       return;
     }
-    case auth::SaslStep::Kind::kMalformed:
+    case Event::kCancelled:
+      EndSasl();
+      return Reply("501 5.0.0 Authentication cancelled");
+    case Event::kBadBase64:
+      EndSasl();
+      return Reply("501 5.5.2 Invalid base64 data");
+    case Event::kBadFinalAck:
+      EndSasl();
+      return Reply("501 5.5.2 Invalid authentication response");
+    case Event::kMalformed:
       EndSasl();
       return Reply("501 5.5.2 Invalid authentication exchange");
-    case auth::SaslStep::Kind::kTempFailure:
+    case Event::kTempFailure:
       // RFC 4954 6: the account store could not answer; the client may
       // try again later. Not counted as a failed attempt.
       EndSasl();
@@ -153,8 +105,20 @@ void Session::Impl::Step(const auth::SaslStep& step) {
   }
 }
 
+auth::SaslStep Session::Impl::RunSaslStep() { return sasl.Run(); }
+
+void Session::Impl::SaslStepDone(const auth::SaslStep& step) {
+  if (state != State::kSaslStep) return;
+  SetState(State::kSasl);
+  OnSasl(sasl.Stepped(step));
+}
+
+void Session::Impl::SaslResponse(std::string_view text) {
+  OnSasl(sasl.Respond(text));
+}
+
 void Session::Impl::Succeed(const std::string& user) {
-  std::string name = sasl_name;
+  std::string name = sasl.mechanism();
   EndSasl();
   client.auth_user = user;
   host.AuthSucceeded(name, user);
@@ -164,10 +128,7 @@ void Session::Impl::Succeed(const std::string& user) {
 // Ends the exchange, successful or not; also when TLS starts (RFC 3207
 // 4.2 forgets everything said before).
 void Session::Impl::EndSasl() {
-  sasl.reset();
-  sasl_input.reset();
-  std::string().swap(sasl_name);
-  std::string().swap(sasl_done_user);
+  sasl.Reset();
   if (state == State::kSasl || state == State::kSaslFinal ||
       state == State::kSaslStep) {
     SetState(State::kReady);

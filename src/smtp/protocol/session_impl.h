@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "auth/sasl.h"
+#include "auth/sasl_exchange.h"
 #include "smtp/protocol/body_reader.h"
 #include "smtp/protocol/session.h"
 
@@ -109,15 +110,9 @@ struct Session::Impl {
   State bdat_resume = State::kNoHelo;
   bool bdat_reset_after = false;
 
-  // The SASL exchange (RFC 4954 4); set exactly in kSasl, kSaslFinal and
-  // kSaslStep.
-  std::unique_ptr<auth::SaslMechanism> sasl;
-  std::string sasl_name;
-  std::string sasl_done_user;  // kSaslFinal: who succeeded
-  // The next mechanism step, Start or Next, and its input; run at once, or
-  // by the connection in kSaslStep.
-  bool sasl_start = false;
-  std::optional<std::string> sasl_input;
+  // The SASL exchange (RFC 4954 4), active exactly in kSasl, kSaslFinal
+  // and kSaslStep (where the connection runs its step).
+  auth::SaslExchange sasl;
 
   std::string tls_version;  // "TLSv1.3", for the Received: header
   std::string tls_cipher;
@@ -168,11 +163,10 @@ struct Session::Impl {
   bool AuthOffered() const;
   const char* CheckAuth(std::string_view arg) const;
   void Auth(std::string_view arg);
-  void RunOrPend(bool start, std::optional<std::string> input);
+  void OnSasl(auth::SaslExchange::Event event);
   auth::SaslStep RunSaslStep();
   void SaslStepDone(const auth::SaslStep& step);
   void SaslResponse(std::string_view text);
-  void Step(const auth::SaslStep& step);
   void Succeed(const std::string& user);
   void EndSasl();
 

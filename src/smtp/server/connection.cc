@@ -11,6 +11,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "auth/recording_credentials.h"
 #include "common/strings.h"
 #include "net/address.h"
 #include "net/line_connection.h"
@@ -31,36 +32,7 @@ bool IsNoSpace(const std::string& text) {
          text.find("quota exceeded") != std::string::npos;
 }
 
-// Passes credential lookups through and remembers the user name asked
-// about, so failures can be logged by name without looking at the SASL
-// payload (which may hold a password).
-class RecordingCredentials : public auth::CredentialStore {
- public:
-  explicit RecordingCredentials(auth::CredentialStore& inner) : inner_(inner) {}
-  auth::PasswordCheck CheckPassword(const std::string& user,
-                                           const std::string& password) override {
-    user_ = user;
-    return inner_.CheckPassword(user, password);
-  }
-  auth::ScramAnswer Scram(
-      const std::string& user) override {
-    user_ = user;
-    return inner_.Scram(user);
-  }
-  // Printable, bounded: it goes into a log line.
-  std::string user() const {
-    std::string u = user_.substr(0, 128);
-    for (char& c : u) {
-      if (static_cast<unsigned char>(c) < 32 || c == 127) c = '?';
-    }
-    return u;
-  }
-  void clear() { user_.clear(); }
-
- private:
-  auth::CredentialStore& inner_;
-  std::string user_;
-};
+using auth::RecordingCredentials;
 
 class Connection : public net::LineConnection, public SessionHost {
  public:
