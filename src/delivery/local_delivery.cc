@@ -14,10 +14,11 @@
 #include <system_error>
 #include <utility>
 
+#include "common/file_io.h"
+#include "common/unique_fd.h"
 #include "delivery/maildir.h"
-#include "queue/file_io.h"
 #include "queue/spool_format.h"
-#include "queue/unique_fd.h"
+#include "store/mailbox_path.h"
 
 namespace tern::delivery {
 namespace {
@@ -189,7 +190,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
         for (std::string& mailbox : res.mailboxes) {
           Target t;
           t.mailbox = std::move(mailbox);
-          auto path = MailboxPathFor(t.mailbox);
+          auto path = store::MailboxPathFor(t.mailbox);
           if (!path) {
             t.error = path.error().message;
           } else {

@@ -13,8 +13,7 @@
 #include <memory>
 #include <utility>
 
-#include "common/strings.h"
-#include "queue/file_io.h"
+#include "common/file_io.h"
 
 namespace tern::delivery {
 namespace {
@@ -64,26 +63,6 @@ std::string EscapeHost(std::string_view host) {
 }
 
 }  // namespace
-
-bool IsSafePathComponent(std::string_view s) {
-  if (s.empty() || s == "." || s == ".." || s.front() == '.') return false;
-  for (char c : s) {
-    if (c == '/' || c == '\0') return false;
-  }
-  return true;
-}
-
-Result<MailboxPath> MailboxPathFor(std::string_view mailbox) {
-  size_t at = mailbox.rfind('@');
-  if (at == std::string_view::npos)
-    return Err("mailbox has no domain: " + std::string(mailbox));
-  MailboxPath path{ToLower(mailbox.substr(at + 1)),
-                   std::string(mailbox.substr(0, at))};
-  if (!IsSafePathComponent(path.domain) || !IsSafePathComponent(path.local)) {
-    return Err("unsafe mailbox path refused");
-  }
-  return path;
-}
 
 std::string DeliveryHeaders(std::string_view sender, std::string_view mailbox) {
   std::string out;
@@ -175,7 +154,8 @@ void MaildirBatch::Fail(Copy& copy, tl::unexpected<Error> error) {
   copy.result = std::move(error);
 }
 
-size_t MaildirBatch::Add(const MailboxPath& mailbox, std::string_view headers,
+size_t MaildirBatch::Add(const store::MailboxPath& mailbox,
+                         std::string_view headers,
                          const MessageSource& source) {
   copies_.emplace_back();
   Copy& c = copies_.back();
@@ -188,7 +168,7 @@ size_t MaildirBatch::Add(const MailboxPath& mailbox, std::string_view headers,
   return copies_.size() - 1;
 }
 
-Result<void> MaildirBatch::WriteCopy(Copy& c, const MailboxPath& mailbox,
+Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
                                      std::string_view headers,
                                      const MessageSource& source) {
   auto domain_fd =

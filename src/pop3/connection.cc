@@ -14,7 +14,7 @@
 
 #include "auth/sasl.h"
 #include "common/strings.h"
-#include "delivery/maildir.h"
+#include "store/mailbox_path.h"
 #include "net/address.h"
 #include "net/off_thread.h"
 #include "net/stream.h"
@@ -189,7 +189,7 @@ AuthResult Connection::FinishLogin(const std::string& account) {
   AuthResult r;
   auto settings = service_.ctx().settings();
   int64_t delay = settings->config.pop3.login_delay;
-  auto path = delivery::MailboxPathFor(account);
+  auto path = store::MailboxPathFor(account);
   if (!path) {
     spdlog::error("pop3 mailbox path for {}: {}", account, path.error().message);
     r.kind = AuthResult::Kind::kPermFail;

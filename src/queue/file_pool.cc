@@ -10,7 +10,7 @@
 #include <charconv>
 #include <system_error>
 
-#include "queue/file_io.h"
+#include "common/file_io.h"
 
 namespace tern::queue {
 namespace {

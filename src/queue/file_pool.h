@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "queue/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace tern::queue {
 

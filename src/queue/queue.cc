@@ -26,15 +26,15 @@
 #include <unordered_set>
 #include <utility>
 
+#include "common/file_io.h"
+#include "common/unique_fd.h"
 #include "delivery/local_delivery.h"
 #include "queue/crc32c.h"
 #include "queue/file_pool.h"
-#include "queue/file_io.h"
 #include "queue/finisher.h"
 #include "queue/queue_id.h"
 #include "queue/remote.h"
 #include "queue/spool_format.h"
-#include "queue/unique_fd.h"
 
 namespace tern::queue {
 namespace {

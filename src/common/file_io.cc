@@ -1,6 +1,6 @@
-// Small POSIX file helpers for the spool and Maildir code: whole writes that
-// survive short writes and EINTR, directory creation and listing.
-#include "queue/file_io.h"
+// Small POSIX file helpers for the spool, Maildir and store code: whole
+// writes that survive short writes and EINTR, directory creation and listing.
+#include "common/file_io.h"
 
 #include <dirent.h>
 #include <fcntl.h>
