@@ -7,13 +7,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <memory>
 #include <utility>
 
 #include "common/file_io.h"
+#include "common/unique_name.h"
 
 namespace tern::delivery {
 namespace {
@@ -104,14 +104,13 @@ void LineEndConverter::Finish(std::string& out) {
 }
 
 std::string MaildirUniqueName(std::string_view hostname) {
-  static std::atomic<uint64_t> counter{0};
   auto now = std::chrono::system_clock::now().time_since_epoch();
   auto usec_total =
       std::chrono::duration_cast<std::chrono::microseconds>(now).count();
   std::string name =
       std::to_string(usec_total / 1000000) + ".M" +
       std::to_string(usec_total % 1000000) + "P" + std::to_string(::getpid()) +
-      "Q" + std::to_string(counter.fetch_add(1)) + "." + EscapeHost(hostname);
+      "Q" + std::to_string(NextUniqueNumber()) + "." + EscapeHost(hostname);
   return name;
 }
 
