@@ -28,10 +28,10 @@
 
 #include "common/file_io.h"
 #include "common/unique_fd.h"
-#include "delivery/local_delivery.h"
 #include "queue/crc32c.h"
 #include "queue/file_pool.h"
 #include "queue/finisher.h"
+#include "queue/local.h"
 #include "queue/queue_id.h"
 #include "queue/remote.h"
 #include "queue/spool_format.h"
@@ -61,7 +61,6 @@ struct Spool {
   UniqueFd msg_fd;
   UniqueFd state_fd;
   UniqueFd incoming_fd;
-  UniqueFd mail_fd;
   UniqueFd free_fd;
   std::unique_ptr<FilePool> pool;  // thread-safe; set once in OpenSpool
 };
@@ -176,8 +175,7 @@ struct PendingCommit {
 
 class QueueImpl final : public Queue {
  public:
-  QueueImpl(Options options, Resolver resolver)
-      : options_(std::move(options)), resolver_(std::move(resolver)) {}
+  explicit QueueImpl(Options options) : options_(std::move(options)) {}
   ~QueueImpl() override { Stop(); }
 
   Result<void> Start() override;
@@ -206,7 +204,7 @@ class QueueImpl final : public Queue {
   Result<std::string> RequestOp(const std::string& id, Op op);
   void RunOp(const std::string& id, Op op);
   void ApplyRemote(RemoteReport report);
-  void SubmitRemote(const delivery::MessageOutcome& outcome);
+  void SubmitRemote(const LocalOutcome& outcome);
   Result<std::string> EnqueueInternal(Envelope env, std::string message);
   Result<void> OpenSpool();
   Result<void> Recover();
@@ -220,10 +218,9 @@ class QueueImpl final : public Queue {
   void Schedule(const std::string& id);
 
   Options options_;
-  Resolver resolver_;
   std::shared_ptr<Spool> spool_;
   std::unique_ptr<Finisher> finisher_;
-  std::unique_ptr<delivery::LocalDelivery> delivery_;
+  LocalSpool local_spool_;  // lent to options_.local, set in Start
   bool started_ = false;
   bool stopped_ = false;
   std::atomic<bool> accepting_{false};
@@ -267,8 +264,6 @@ Result<void> QueueImpl::OpenSpool() {
   for (const char* sub : {"/msg", "/state", "/incoming", "/free"}) {
     if (auto made = io::MkdirAll(queue_dir + sub, kDirMode); !made) return made;
   }
-  if (auto made = io::MkdirAll(options_.data_dir + "/mail", kDirMode); !made)
-    return made;
   auto spool = std::make_shared<Spool>();
   struct {
     UniqueFd* fd;
@@ -276,7 +271,6 @@ Result<void> QueueImpl::OpenSpool() {
   } dirs[] = {{&spool->msg_fd, queue_dir + "/msg"},
               {&spool->state_fd, queue_dir + "/state"},
               {&spool->incoming_fd, queue_dir + "/incoming"},
-              {&spool->mail_fd, options_.data_dir + "/mail"},
               {&spool->free_fd, queue_dir + "/free"}};
   for (auto& d : dirs) {
     auto fd = io::OpenDir(d.path);
@@ -371,11 +365,8 @@ Result<void> QueueImpl::Start() {
   if (started_) return Err("queue: already started");
   started_ = true;
   if (auto opened = OpenSpool(); !opened) return opened;
-  delivery::LocalDeliveryOptions dopts;
-  dopts.mail_root_fd = spool_->mail_fd.get();
-  dopts.msg_dir_fd = spool_->msg_fd.get();
-  dopts.state_dir_fd = spool_->state_fd.get();
-  dopts.hostname = options_.hostname;
+  local_spool_.msg_dir_fd = spool_->msg_fd.get();
+  local_spool_.state_dir_fd = spool_->state_fd.get();
   RetryPolicy policy;
   policy.first = options_.retry_seconds;
   policy.max = std::max(options_.max_retry_seconds, options_.retry_seconds);
@@ -387,13 +378,12 @@ Result<void> QueueImpl::Start() {
         return EnqueueInternal(std::move(env), std::move(message));
       },
       spool_->pool.get(), options_.postmaster);
-  dopts.finisher = finisher_.get();
+  local_spool_.finisher = finisher_.get();
   struct stat spool_st;
   if (::fstat(spool_->msg_fd.get(), &spool_st) == 0) {
     spool_dev_ = spool_st.st_dev;
-    dopts.sync = [this](int fd) { return SharedSync(fd); };
+    local_spool_.sync = [this](int fd) { return SharedSync(fd); };
   }
-  delivery_ = std::make_unique<delivery::LocalDelivery>(dopts, resolver_);
   // Creates spdlog's default logger here, before our threads exist: its
   // lazy static initialisation in the (uninstrumented) shared library is
   // otherwise reported as a race by ThreadSanitizer.
@@ -739,7 +729,7 @@ void QueueImpl::DoneLocked(const std::string& id, bool retry,
   // sender): forgotten until the next start or `tern queue retry`.
 }
 
-void QueueImpl::SubmitRemote(const delivery::MessageOutcome& o) {
+void QueueImpl::SubmitRemote(const LocalOutcome& o) {
   RemoteJob job;
   job.id = o.id;
   job.envelope = o.envelope;
@@ -900,21 +890,22 @@ void QueueImpl::DeliveryLoop() {
     }
     lock.unlock();
     for (auto& [id, op] : ops) RunOp(id, op);
-    std::vector<delivery::MessageOutcome> outcomes;
-    if (!ids.empty()) outcomes = delivery_->DeliverBatch(ids);
-    std::vector<const delivery::MessageOutcome*> remote;
-    for (const delivery::MessageOutcome& o : outcomes) {
+    std::vector<LocalOutcome> outcomes;
+    if (!ids.empty())
+      outcomes = options_.local->DeliverBatch(local_spool_, ids);
+    std::vector<const LocalOutcome*> remote;
+    for (const LocalOutcome& o : outcomes) {
       if (!o.remote.empty() && options_.remote != nullptr) remote.push_back(&o);
     }
     lock.lock();
-    for (const delivery::MessageOutcome& o : outcomes) {
+    for (const LocalOutcome& o : outcomes) {
       // Handed to the remote sender: stays in flight until its report.
       if (!o.remote.empty() && options_.remote != nullptr) continue;
       DoneLocked(o.id, o.retry, o.retry_at);
     }
     if (!remote.empty()) {
       lock.unlock();
-      for (const delivery::MessageOutcome* o : remote) SubmitRemote(*o);
+      for (const LocalOutcome* o : remote) SubmitRemote(*o);
       lock.lock();
     }
     // Retries may have become due for another thread's wait.
@@ -1009,12 +1000,10 @@ Result<std::string> QueueImpl::Bounce(const std::string& id) {
 
 }  // namespace
 
-Result<std::unique_ptr<Queue>> Queue::Open(const Options& options,
-                                           Resolver resolver) {
+Result<std::unique_ptr<Queue>> Queue::Open(const Options& options) {
   if (options.data_dir.empty()) return Err("queue: data_dir is empty");
-  if (!resolver) return Err("queue: no resolver");
-  return std::unique_ptr<Queue>(
-      std::make_unique<QueueImpl>(options, std::move(resolver)));
+  if (options.local == nullptr) return Err("queue: no local deliverer");
+  return std::unique_ptr<Queue>(std::make_unique<QueueImpl>(options));
 }
 
 Result<std::string> Inject(const std::string& data_dir, Envelope env,
