@@ -46,7 +46,7 @@ struct MessageSource {
 };
 
 // syncfs() for the file system of an open file: 0 or an errno value. The
-// queue passes one that shares its group-commit flush (see queue.cc).
+// queue passes one that shares its group-commit flush (queue/committer.cc).
 using SyncFs = std::function<int(int fd)>;
 
 // A set of copies delivered together so they share syncs.

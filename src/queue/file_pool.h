@@ -13,7 +13,7 @@
 // its old bytes (a complete, valid earlier message) are still there. Every
 // writer puts the message's id into its envelope, so recovery and listing
 // treat a file whose envelope id differs from its name as never written
-// (see Recover() in queue.cc).
+// (see Recover() in recovery.cc).
 #pragma once
 
 #include <sys/types.h>
