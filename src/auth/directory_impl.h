@@ -1,0 +1,105 @@
+// The account directory's insides, shared by the files that implement it
+// (not for use outside src/auth/). The directory lives in SQLite:
+// management calls write the database, lookups read an immutable in-memory
+// snapshot that is swapped whenever the database changes (here or in
+// another process such as `tern user add`). Password hashes and SCRAM keys
+// stay in the database, never in the snapshot.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "auth/directory.h"
+#include "auth/sqlite_util.h"
+#include "common/result.h"
+
+namespace tern::auth {
+namespace internal {
+
+// Bounds the work an overlong password can cause in the hash function.
+inline constexpr size_t kMaxPasswordLength = 4096;
+
+struct Address {
+  std::string local;
+  std::string domain;  // lower case
+};
+
+// Immutable once published; readers hold a shared_ptr so a refresh never
+// changes data under a Resolve in progress.
+struct Snapshot {
+  // lower-cased address -> canonical address as stored
+  std::unordered_map<std::string, std::string> accounts;
+  // lower-cased alias ("list@d" or "@d") -> targets in insertion order
+  std::unordered_map<std::string, std::vector<std::string>> aliases;
+  // lower-cased alias -> alias as stored
+  std::unordered_map<std::string, std::string> alias_names;
+  // lower-cased account -> grant patterns as stored, in insertion order
+  std::unordered_map<std::string, std::vector<std::string>> grants;
+};
+
+// Role addresses and system users, ready for lookups (LocalRouting).
+struct Roles {
+  std::string postmaster;                 // as configured, may be empty
+  std::string fallback;                   // postmaster@<first local domain>
+  std::unordered_set<std::string> names;  // lower case
+};
+
+// An Argon2id hash of a password that passes the length and NUL checks
+// (directory_manage.cc).
+Result<std::string> HashPassword(const std::string& password);
+
+}  // namespace internal
+
+struct Directory::Impl {
+  std::vector<std::string> domains;  // lower case, config order
+  std::unordered_set<std::string> domain_set;
+
+  // Guards the connection and everything read through it.
+  std::mutex db_mu;
+  internal::DbPtr db;
+  // Declared after db: finalized before the connection closes.
+  internal::StmtPtr data_version_stmt;
+  int64_t data_version = -1;
+
+  mutable std::shared_mutex snapshot_mu;
+  std::shared_ptr<const internal::Snapshot> snapshot =
+      std::make_shared<internal::Snapshot>();
+  std::shared_ptr<const internal::Roles> roles =
+      std::make_shared<internal::Roles>();
+
+  // Hash checked against when the user does not exist, so that a wrong
+  // address takes as long as a wrong password.
+  std::once_flag dummy_once;
+  std::string dummy_hash;
+
+  std::shared_ptr<const internal::Snapshot> Current() const {
+    std::shared_lock lock(snapshot_mu);
+    return snapshot;
+  }
+
+  std::shared_ptr<const internal::Roles> CurrentRoles() const {
+    std::shared_lock lock(snapshot_mu);
+    return roles;
+  }
+
+  // Role addresses and system users (directory_resolve.cc).
+  void SetRoles(LocalRouting routing);
+
+  // The database (directory_store.cc); db_mu held.
+  Result<int64_t> DataVersionLocked();
+  Result<void> LoadLocked();
+  void AfterWriteLocked();
+
+  bool IsLocal(const std::string& lower_domain) const {
+    return domain_set.count(lower_domain) != 0;
+  }
+};
+
+}  // namespace tern::auth
