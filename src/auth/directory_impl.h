@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -18,7 +17,9 @@
 
 #include "auth/directory.h"
 #include "auth/sqlite_util.h"
+#include "common/mutex.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 
 namespace tern::auth {
 namespace internal {
@@ -61,17 +62,20 @@ struct Directory::Impl {
   std::vector<std::string> domains;  // lower case, config order
   std::unordered_set<std::string> domain_set;
 
-  // Guards the connection and everything read through it.
-  std::mutex db_mu;
-  internal::DbPtr db;
+  // Guards the connection and everything read through it (SQLite runs
+  // with SQLITE_OPEN_NOMUTEX: this is its only lock).
+  Mutex db_mu;
+  internal::DbPtr db GUARDED_BY(db_mu);
   // Declared after db: finalized before the connection closes.
-  internal::StmtPtr data_version_stmt;
-  int64_t data_version = -1;
+  internal::StmtPtr data_version_stmt GUARDED_BY(db_mu);
+  int64_t data_version GUARDED_BY(db_mu) = -1;
 
-  mutable std::shared_mutex snapshot_mu;
-  std::shared_ptr<const internal::Snapshot> snapshot =
+  // Guards only the swap of the two pointers: readers copy a pointer under
+  // a shared lock and then read the immutable object without any lock.
+  mutable SharedMutex snapshot_mu;
+  std::shared_ptr<const internal::Snapshot> snapshot GUARDED_BY(snapshot_mu) =
       std::make_shared<internal::Snapshot>();
-  std::shared_ptr<const internal::Roles> roles =
+  std::shared_ptr<const internal::Roles> roles GUARDED_BY(snapshot_mu) =
       std::make_shared<internal::Roles>();
 
   // Hash checked against when the user does not exist, so that a wrong
@@ -79,23 +83,25 @@ struct Directory::Impl {
   std::once_flag dummy_once;
   std::string dummy_hash;
 
-  std::shared_ptr<const internal::Snapshot> Current() const {
-    std::shared_lock lock(snapshot_mu);
+  std::shared_ptr<const internal::Snapshot> Current() const
+      EXCLUDES(snapshot_mu) {
+    ReaderMutexLock lock(snapshot_mu);
     return snapshot;
   }
 
-  std::shared_ptr<const internal::Roles> CurrentRoles() const {
-    std::shared_lock lock(snapshot_mu);
+  std::shared_ptr<const internal::Roles> CurrentRoles() const
+      EXCLUDES(snapshot_mu) {
+    ReaderMutexLock lock(snapshot_mu);
     return roles;
   }
 
   // Role addresses and system users (directory_resolve.cc).
-  void SetRoles(LocalRouting routing);
+  void SetRoles(LocalRouting routing) EXCLUDES(snapshot_mu);
 
-  // The database (directory_store.cc); db_mu held.
-  Result<int64_t> DataVersionLocked();
-  Result<void> LoadLocked();
-  void AfterWriteLocked();
+  // The database (directory_store.cc).
+  Result<int64_t> DataVersionLocked() REQUIRES(db_mu);
+  Result<void> LoadLocked() REQUIRES(db_mu) EXCLUDES(snapshot_mu);
+  void AfterWriteLocked() REQUIRES(db_mu) EXCLUDES(snapshot_mu);
 
   bool IsLocal(const std::string& lower_domain) const {
     return domain_set.count(lower_domain) != 0;

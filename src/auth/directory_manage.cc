@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <ctime>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +16,7 @@
 #include "auth/directory_impl.h"
 #include "auth/sasl.h"
 #include "auth/sqlite_util.h"
+#include "common/mutex.h"
 #include "common/strings.h"
 
 namespace tern::auth {
@@ -153,7 +153,7 @@ Result<void> Directory::AddUser(const std::string& address,
   if (!hash) return tl::unexpected(hash.error());
   ScramCredentials scram = MakeScramCredentials(password);
 
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto stmt =
       Prepare(db,
@@ -180,7 +180,7 @@ Result<void> Directory::AddUser(const std::string& address,
 Result<void> Directory::DeleteUser(const std::string& address) {
   // No syntax or domain check: a row must stay deletable even after its
   // domain left the configuration.
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto txn = Transaction::Begin(db, true);
   if (!txn) return tl::unexpected(txn.error());
@@ -208,7 +208,7 @@ Result<void> Directory::SetPassword(const std::string& address,
   auto hash = HashPassword(password);
   if (!hash) return tl::unexpected(hash.error());
   ScramCredentials scram = MakeScramCredentials(password);
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto stmt = Prepare(db,
                       "UPDATE accounts SET password = ?, scram_salt = ?,"
@@ -229,7 +229,7 @@ Result<void> Directory::SetPassword(const std::string& address,
 }
 
 Result<std::vector<Account>> Directory::ListUsers() {
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto stmt = Prepare(
       db,
@@ -279,7 +279,7 @@ Result<void> Directory::AddAlias(const std::string& alias,
     if (seen.insert(ToLower(normal)).second) clean.push_back(normal);
   }
 
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto txn = Transaction::Begin(db, true);
   if (!txn) return tl::unexpected(txn.error());
@@ -310,7 +310,7 @@ Result<void> Directory::AddAlias(const std::string& alias,
 }
 
 Result<void> Directory::DeleteAlias(const std::string& alias) {
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto stmt = Prepare(db, "DELETE FROM aliases WHERE alias = ?");
   if (!stmt) return tl::unexpected(stmt.error());
@@ -324,7 +324,7 @@ Result<void> Directory::DeleteAlias(const std::string& alias) {
 }
 
 Result<std::vector<Alias>> Directory::ListAliases() {
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   // Grouped by alias, targets in the order they were given.
   auto stmt = Prepare(db,
@@ -349,7 +349,7 @@ Result<void> Directory::Grant(const std::string& account,
   auto canonical_pattern = CanonicalPattern(pattern);
   if (!canonical_pattern) return tl::unexpected(canonical_pattern.error());
 
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto txn = Transaction::Begin(db, true);
   if (!txn) return tl::unexpected(txn.error());
@@ -379,7 +379,7 @@ Result<void> Directory::Grant(const std::string& account,
 Result<void> Directory::Revoke(const std::string& account,
                                const std::string& pattern) {
   // No validation: whatever is stored must stay removable.
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto stmt =
       Prepare(db, "DELETE FROM grants WHERE account = ? AND pattern = ?");

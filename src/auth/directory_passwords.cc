@@ -13,6 +13,7 @@
 #include "auth/directory_impl.h"
 #include "auth/sasl.h"
 #include "auth/sqlite_util.h"
+#include "common/mutex.h"
 
 namespace tern::auth {
 namespace {
@@ -38,7 +39,7 @@ Result<std::optional<std::string>> Directory::Authenticate(
     const std::string& address, const std::string& password) {
   std::optional<std::pair<std::string, std::string>> row;  // address, hash
   {
-    std::lock_guard lock(impl_->db_mu);
+    MutexLock lock(impl_->db_mu);
     sqlite3* db = impl_->db.get();
     auto stmt =
         Prepare(db, "SELECT address, password FROM accounts WHERE address = ?");
@@ -76,7 +77,7 @@ Result<std::optional<std::string>> Directory::Authenticate(
 
 Result<std::optional<std::pair<std::string, ScramCredentials>>>
 Directory::ScramLookup(const std::string& address) {
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   sqlite3* db = impl_->db.get();
   auto stmt = Prepare(db,
                       "SELECT address, scram_salt, scram_iterations,"

@@ -7,9 +7,7 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -18,6 +16,7 @@
 
 #include "auth/directory.h"
 #include "auth/directory_impl.h"
+#include "common/mutex.h"
 #include "common/strings.h"
 
 namespace tern::auth {
@@ -218,7 +217,7 @@ void Directory::Impl::SetRoles(LocalRouting routing) {
   for (const std::string& user : routing.system_users) {
     fresh->names.insert(ToLower(user));
   }
-  std::unique_lock lock(snapshot_mu);
+  WriterMutexLock lock(snapshot_mu);
   roles = std::move(fresh);
 }
 

@@ -10,8 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +17,7 @@
 #include "auth/directory.h"
 #include "auth/directory_impl.h"
 #include "auth/sqlite_util.h"
+#include "common/mutex.h"
 #include "common/strings.h"
 
 namespace tern::auth {
@@ -85,7 +84,7 @@ Result<void> Directory::Impl::LoadLocked() {
   if (auto ok = txn->Commit(); !ok) return ok;
 
   data_version = *version;
-  std::unique_lock lock(snapshot_mu);
+  WriterMutexLock lock(snapshot_mu);
   snapshot = std::move(fresh);
   return {};
 }
@@ -122,6 +121,9 @@ Result<std::unique_ptr<Directory>> Directory::Open(
   }
   ::close(fd);
 
+  // Nobody else sees the Impl yet; the lock costs nothing and lets the
+  // thread-safety analysis check the connection's uses here as well.
+  MutexLock lock(impl->db_mu);
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(
       db_path.c_str(), &raw,
@@ -203,7 +205,7 @@ Result<std::unique_ptr<Directory>> Directory::Open(
 Directory::~Directory() = default;
 
 void Directory::RefreshIfChanged() {
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   auto version = impl_->DataVersionLocked();
   if (!version) {
     spdlog::warn("directory: {}", version.error().message);
@@ -217,7 +219,7 @@ void Directory::RefreshIfChanged() {
 }
 
 Result<void> Directory::Reload() {
-  std::lock_guard lock(impl_->db_mu);
+  MutexLock lock(impl_->db_mu);
   return impl_->LoadLocked();
 }
 

@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "queue/file_pool.h"
 #include "queue/queue_impl.h"
 
@@ -25,15 +25,15 @@ int QueueImpl::SharedSync(int fd) {
   if (::fstat(fd, &st) != 0 || st.st_dev != spool_dev_) {
     return ::syncfs(fd) == 0 ? 0 : errno;
   }
-  std::unique_lock lock(commit_mu_);
+  MutexLock lock(commit_mu_);
   if (committer_stop_) {
-    lock.unlock();
+    lock.Unlock();
     return ::syncfs(fd) == 0 ? 0 : errno;
   }
   const uint64_t want = syncs_started_ + 1;
   ++sync_waiters_;
-  commit_cv_.notify_one();
-  synced_cv_.wait(lock, [&] { return syncs_done_ >= want; });
+  commit_cv_.NotifyOne();
+  while (syncs_done_ < want) synced_cv_.Wait(commit_mu_);
   --sync_waiters_;
   return sync_error_;
 }
@@ -73,21 +73,21 @@ void QueueImpl::CommitterLoop() {
   while (true) {
     uint64_t number = 0;
     {
-      std::unique_lock lock(commit_mu_);
-      commit_cv_.wait(lock, [&] {
-        return !commits_.empty() || sync_waiters_ > 0 || committer_stop_;
-      });
+      MutexLock lock(commit_mu_);
+      while (commits_.empty() && sync_waiters_ == 0 && !committer_stop_) {
+        commit_cv_.Wait(commit_mu_);
+      }
       if (commits_.empty() && sync_waiters_ == 0) return;  // stopping, drained
       batch.swap(commits_);
       number = ++syncs_started_;
     }
     const int err = SyncBatch(batch);
     {
-      std::lock_guard lock(commit_mu_);
+      MutexLock lock(commit_mu_);
       syncs_done_ = number;
       sync_error_ = err;
     }
-    synced_cv_.notify_all();
+    synced_cv_.NotifyAll();
     for (PendingCommit& pc : batch) {
       if (!pc.error.empty()) {
         spdlog::error("queue: commit failed: {}", pc.error);

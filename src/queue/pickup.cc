@@ -8,14 +8,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <ctime>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/file_io.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "queue/crc32c.h"
 #include "queue/queue.h"
@@ -116,15 +118,20 @@ bool QueueImpl::Reinject(int fd, const MessageFile& file) {
 }
 
 void QueueImpl::PickupLoop() {
-  std::unique_lock lock(pickup_mu_);
+  MutexLock lock(pickup_mu_);
   while (!pickup_stop_) {
-    pickup_cv_.wait_for(lock, kPickupInterval,
-                        [&] { return pickup_stop_ || pickup_now_; });
+    const auto deadline = std::chrono::steady_clock::now() + kPickupInterval;
+    while (!pickup_stop_ && !pickup_now_) {
+      if (pickup_cv_.WaitUntil(pickup_mu_, deadline) ==
+          std::cv_status::timeout) {
+        break;
+      }
+    }
     if (pickup_stop_) break;
     pickup_now_ = false;
-    lock.unlock();
+    lock.Unlock();
     PickupOnce();
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -135,10 +142,10 @@ Result<std::string> QueueImpl::EnqueueInternal(Envelope env,
   auto id = Inject(options_.data_dir, std::move(env), message);
   if (id) {
     {
-      std::lock_guard lock(pickup_mu_);
+      MutexLock lock(pickup_mu_);
       pickup_now_ = true;
     }
-    pickup_cv_.notify_all();
+    pickup_cv_.NotifyAll();
   }
   return id;
 }

@@ -9,10 +9,10 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <utility>
 
+#include "common/mutex.h"
 #include "queue/finisher.h"
 #include "queue/queue_impl.h"
 #include "queue/remote.h"
@@ -63,25 +63,25 @@ void QueueImpl::Stop() {
   stopped_ = true;
   accepting_.store(false, std::memory_order_release);
   {
-    std::lock_guard lock(pickup_mu_);
+    MutexLock lock(pickup_mu_);
     pickup_stop_ = true;
   }
-  pickup_cv_.notify_all();
+  pickup_cv_.NotifyAll();
   if (pickup_.joinable()) pickup_.join();
   {
     // Commits already handed over are still synced and answered.
-    std::lock_guard lock(commit_mu_);
+    MutexLock lock(commit_mu_);
     committer_stop_ = true;
   }
-  commit_cv_.notify_all();
+  commit_cv_.NotifyAll();
   if (committer_.joinable()) committer_.join();
   // No remote report may arrive once the delivery threads are gone.
   if (options_.remote != nullptr) options_.remote->Stop();
   {
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     delivery_stop_ = true;
   }
-  sched_cv_.notify_all();
+  sched_cv_.NotifyAll();
   for (std::thread& t : delivery_threads_) t.join();
   delivery_threads_.clear();
 }

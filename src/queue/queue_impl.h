@@ -7,13 +7,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -23,7 +21,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "common/unique_fd.h"
 #include "queue/file_pool.h"
 #include "queue/finisher.h"
@@ -118,8 +118,8 @@ class QueueImpl final : public Queue {
   void Commit(std::unique_ptr<Writer> writer,
               std::function<void(Result<void>)> done) override;
 
-  Result<std::string> Flush() override;
-  Result<std::string> Retry(const std::string& id) override;
+  Result<std::string> Flush() override EXCLUDES(sched_mu_);
+  Result<std::string> Retry(const std::string& id) override EXCLUDES(sched_mu_);
   Result<std::string> Hold(const std::string& id) override;
   Result<std::string> Release(const std::string& id) override;
   Result<std::string> Delete(const std::string& id) override;
@@ -134,65 +134,74 @@ class QueueImpl final : public Queue {
   Result<void> Recover();
 
   // The committer (committer.cc).
-  void CommitterLoop();
+  void CommitterLoop() EXCLUDES(commit_mu_);
   int SyncBatch(std::vector<PendingCommit>& batch);
-  int SharedSync(int fd);
+  int SharedSync(int fd) EXCLUDES(commit_mu_);
 
   // Pickup from incoming/ (pickup.cc).
-  void PickupLoop();
+  void PickupLoop() EXCLUDES(pickup_mu_);
   void PickupOnce();
   bool Reinject(int fd, const MessageFile& file);
-  Result<std::string> EnqueueInternal(Envelope env, std::string message);
+  Result<std::string> EnqueueInternal(Envelope env, std::string message)
+      EXCLUDES(pickup_mu_);
 
   // The scheduler (scheduler.cc). Its bookkeeping is all guarded by
   // sched_mu_. A message id is in at most one of waiting_ (with its due
   // time in due_), inflight_ (a delivery thread or the remote sender has it)
   // and held_, so no two threads ever work on one message.
-  void DeliveryLoop();
-  void Schedule(const std::string& id);
-  void ScheduleLocked(const std::string& id, Clock::time_point when);
-  void DoneLocked(const std::string& id, bool retry, int64_t retry_at);
-  Result<std::string> RequestOp(const std::string& id, Op op);
-  void RunOp(const std::string& id, Op op);
-  void ApplyRemote(RemoteReport report);
-  void SubmitRemote(const LocalOutcome& outcome);
+  void DeliveryLoop() EXCLUDES(sched_mu_);
+  void Schedule(const std::string& id) EXCLUDES(sched_mu_);
+  void ScheduleLocked(const std::string& id, Clock::time_point when)
+      REQUIRES(sched_mu_);
+  void DoneLocked(const std::string& id, bool retry, int64_t retry_at)
+      REQUIRES(sched_mu_);
+  Result<std::string> RequestOp(const std::string& id, Op op)
+      EXCLUDES(sched_mu_);
+  void RunOp(const std::string& id, Op op) EXCLUDES(sched_mu_);
+  void ApplyRemote(RemoteReport report) EXCLUDES(sched_mu_);
+  void SubmitRemote(const LocalOutcome& outcome) EXCLUDES(sched_mu_);
 
+  // Set by Start before any queue thread exists, then only read (the
+  // spool, finisher and local spool) or used by the thread that calls
+  // Start and Stop (started_, stopped_): no lock.
   Options options_;
   std::shared_ptr<Spool> spool_;
   std::unique_ptr<Finisher> finisher_;
   LocalSpool local_spool_;  // lent to options_.local, set in Start
   bool started_ = false;
   bool stopped_ = false;
+  dev_t spool_dev_ = 0;  // the spool's file system, for SharedSync
   std::atomic<bool> accepting_{false};
 
-  std::mutex commit_mu_;
-  std::condition_variable commit_cv_;
-  std::vector<PendingCommit> commits_;  // guarded by commit_mu_
-  bool committer_stop_ = false;         // guarded by commit_mu_
-  // Flushes shared with the Maildir writer (SharedSync), guarded by
-  // commit_mu_: flushes started and finished (numbered), the last result,
-  // and how many callers wait.
-  std::condition_variable synced_cv_;
-  uint64_t syncs_started_ = 0;
-  uint64_t syncs_done_ = 0;
-  int sync_error_ = 0;
-  size_t sync_waiters_ = 0;
-  dev_t spool_dev_ = 0;
+  Mutex commit_mu_;
+  CondVar commit_cv_;
+  std::vector<PendingCommit> commits_ GUARDED_BY(commit_mu_);
+  bool committer_stop_ GUARDED_BY(commit_mu_) = false;
+  // Flushes shared with the Maildir writer (SharedSync): flushes started
+  // and finished (numbered), the last result, and how many callers wait.
+  CondVar synced_cv_;
+  uint64_t syncs_started_ GUARDED_BY(commit_mu_) = 0;
+  uint64_t syncs_done_ GUARDED_BY(commit_mu_) = 0;
+  int sync_error_ GUARDED_BY(commit_mu_) = 0;
+  size_t sync_waiters_ GUARDED_BY(commit_mu_) = 0;
 
-  std::mutex pickup_mu_;
-  std::condition_variable pickup_cv_;
-  bool pickup_stop_ = false;  // guarded by pickup_mu_
-  bool pickup_now_ = false;   // guarded by pickup_mu_
+  Mutex pickup_mu_;
+  CondVar pickup_cv_;
+  bool pickup_stop_ GUARDED_BY(pickup_mu_) = false;
+  bool pickup_now_ GUARDED_BY(pickup_mu_) = false;
 
-  std::mutex sched_mu_;
-  std::condition_variable sched_cv_;
-  std::map<std::string, Clock::time_point> waiting_;
-  std::set<std::pair<Clock::time_point, std::string>> due_;
-  std::unordered_set<std::string> inflight_;
-  std::unordered_set<std::string> held_;
-  std::map<std::string, Op> ops_;     // requested while in flight
-  std::deque<RemoteReport> reports_;  // from the remote sender
-  bool delivery_stop_ = false;
+  Mutex sched_mu_;
+  CondVar sched_cv_;
+  std::map<std::string, Clock::time_point> waiting_ GUARDED_BY(sched_mu_);
+  std::set<std::pair<Clock::time_point, std::string>> due_
+      GUARDED_BY(sched_mu_);
+  std::unordered_set<std::string> inflight_ GUARDED_BY(sched_mu_);
+  std::unordered_set<std::string> held_ GUARDED_BY(sched_mu_);
+  // Requested while in flight.
+  std::map<std::string, Op> ops_ GUARDED_BY(sched_mu_);
+  // From the remote sender.
+  std::deque<RemoteReport> reports_ GUARDED_BY(sched_mu_);
+  bool delivery_stop_ GUARDED_BY(sched_mu_) = false;
 
   std::thread committer_;
   std::thread pickup_;

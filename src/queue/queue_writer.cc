@@ -8,12 +8,12 @@
 #include <cerrno>
 #include <ctime>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "common/file_io.h"
+#include "common/mutex.h"
 #include "queue/crc32c.h"
 #include "queue/queue_id.h"
 #include "queue/queue_impl.h"
@@ -140,11 +140,11 @@ void QueueImpl::Commit(std::unique_ptr<Writer> writer,
     pc.fd = impl->Take();
   }
   {
-    std::unique_lock lock(commit_mu_);
+    MutexLock lock(commit_mu_);
     if (!committer_stop_ && started_) {
       commits_.push_back(std::move(pc));
-      lock.unlock();
-      commit_cv_.notify_one();
+      lock.Unlock();
+      commit_cv_.NotifyOne();
       return;
     }
   }

@@ -11,11 +11,11 @@
 #include <cerrno>
 #include <chrono>
 #include <ctime>
-#include <mutex>
 #include <set>
 #include <string>
 
 #include "common/file_io.h"
+#include "common/mutex.h"
 #include "queue/file_pool.h"
 #include "queue/queue_id.h"
 #include "queue/queue_impl.h"
@@ -111,7 +111,7 @@ Result<void> QueueImpl::Recover() {
         is_held = state->held;
       }
     }
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     if (is_held) {
       held_.insert(id);
       ++held;

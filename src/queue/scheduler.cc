@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/file_io.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "queue/file_pool.h"
 #include "queue/finisher.h"
@@ -27,10 +27,10 @@ namespace tern::queue::internal {
 
 void QueueImpl::Schedule(const std::string& id) {
   {
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     ScheduleLocked(id, Clock::now());
   }
-  sched_cv_.notify_one();
+  sched_cv_.NotifyOne();
 }
 
 void QueueImpl::ScheduleLocked(const std::string& id, Clock::time_point when) {
@@ -69,10 +69,10 @@ void QueueImpl::SubmitRemote(const LocalOutcome& o) {
   job.rcpts = o.remote;
   options_.remote->Send(std::move(job), [this](RemoteReport report) {
     {
-      std::lock_guard lock(sched_mu_);
+      MutexLock lock(sched_mu_);
       reports_.push_back(std::move(report));
     }
-    sched_cv_.notify_one();
+    sched_cv_.NotifyOne();
   });
 }
 
@@ -116,7 +116,7 @@ void QueueImpl::ApplyRemote(RemoteReport report) {
     retry = fin.retry;
     retry_at = fin.retry_at;
   }
-  std::lock_guard lock(sched_mu_);
+  MutexLock lock(sched_mu_);
   DoneLocked(id, retry, retry_at);
 }
 
@@ -127,7 +127,7 @@ void QueueImpl::RunOp(const std::string& id, Op op) {
   if (!loaded) {
     spdlog::warn("queue {}: operator request dropped: {}", id,
                  loaded.error().message);
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     inflight_.erase(id);
     return;
   }
@@ -169,7 +169,7 @@ void QueueImpl::RunOp(const std::string& id, Op op) {
     case Op::kNone:
       break;
   }
-  std::lock_guard lock(sched_mu_);
+  MutexLock lock(sched_mu_);
   inflight_.erase(id);
   if (hold) {
     held_.insert(id);
@@ -180,14 +180,14 @@ void QueueImpl::RunOp(const std::string& id, Op op) {
 }
 
 void QueueImpl::DeliveryLoop() {
-  std::unique_lock lock(sched_mu_);
+  MutexLock lock(sched_mu_);
   while (!delivery_stop_) {
     if (!reports_.empty()) {
       RemoteReport report = std::move(reports_.front());
       reports_.pop_front();
-      lock.unlock();
+      lock.Unlock();
       ApplyRemote(std::move(report));
-      lock.lock();
+      lock.Lock();
       continue;
     }
     auto now = Clock::now();
@@ -208,16 +208,16 @@ void QueueImpl::DeliveryLoop() {
     }
     if (ids.empty() && ops.empty()) {
       if (due_.empty()) {
-        sched_cv_.wait(lock);
+        sched_cv_.Wait(sched_mu_);
       } else {
         // A copy: wait_until reads the time point again after waking, when
         // another delivery thread may have erased that node of due_.
         const auto when = due_.begin()->first;
-        sched_cv_.wait_until(lock, when);
+        sched_cv_.WaitUntil(sched_mu_, when);
       }
       continue;
     }
-    lock.unlock();
+    lock.Unlock();
     for (auto& [id, op] : ops) RunOp(id, op);
     std::vector<LocalOutcome> outcomes;
     if (!ids.empty())
@@ -226,26 +226,26 @@ void QueueImpl::DeliveryLoop() {
     for (const LocalOutcome& o : outcomes) {
       if (!o.remote.empty() && options_.remote != nullptr) remote.push_back(&o);
     }
-    lock.lock();
+    lock.Lock();
     for (const LocalOutcome& o : outcomes) {
       // Handed to the remote sender: stays in flight until its report.
       if (!o.remote.empty() && options_.remote != nullptr) continue;
       DoneLocked(o.id, o.retry, o.retry_at);
     }
     if (!remote.empty()) {
-      lock.unlock();
+      lock.Unlock();
       for (const LocalOutcome* o : remote) SubmitRemote(*o);
-      lock.lock();
+      lock.Lock();
     }
     // Retries may have become due for another thread's wait.
-    if (!due_.empty() || !reports_.empty()) sched_cv_.notify_one();
+    if (!due_.empty() || !reports_.empty()) sched_cv_.NotifyOne();
   }
 }
 
 Result<std::string> QueueImpl::Flush() {
   size_t n = 0;
   {
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     std::vector<std::string> ids;
     for (const auto& [id, when] : waiting_) ids.push_back(id);
     for (const std::string& id : ids) {
@@ -256,7 +256,7 @@ Result<std::string> QueueImpl::Flush() {
       ++n;
     }
   }
-  sched_cv_.notify_all();
+  sched_cv_.NotifyAll();
   return "flushing " + std::to_string(n) + " message(s)";
 }
 
@@ -267,7 +267,7 @@ Result<std::string> QueueImpl::RequestOp(const std::string& id, Op op) {
     return Err("no such message: " + id);
   std::string note;
   {
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     if (held_.count(id)) {
       if (op == Op::kHold) return std::string("already on hold");
       held_.erase(id);
@@ -286,7 +286,7 @@ Result<std::string> QueueImpl::RequestOp(const std::string& id, Op op) {
       ScheduleLocked(id, Clock::now());
     }
   }
-  sched_cv_.notify_one();
+  sched_cv_.NotifyOne();
   const char* what = op == Op::kHold      ? "held"
                      : op == Op::kRelease ? "released"
                      : op == Op::kDelete  ? "deleted"
@@ -300,7 +300,7 @@ Result<std::string> QueueImpl::Retry(const std::string& id) {
   if (::fstatat(spool_->msg_fd.get(), id.c_str(), &st, 0) != 0)
     return Err("no such message: " + id);
   {
-    std::lock_guard lock(sched_mu_);
+    MutexLock lock(sched_mu_);
     if (held_.count(id))
       return Err("message " + id + " is on hold (release it)");
     if (inflight_.count(id)) return id + ": delivery in progress";
@@ -311,7 +311,7 @@ Result<std::string> QueueImpl::Retry(const std::string& id) {
     }
     ScheduleLocked(id, Clock::now());
   }
-  sched_cv_.notify_one();
+  sched_cv_.NotifyOne();
   return id + ": retrying now";
 }
 
