@@ -105,3 +105,18 @@ test-tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TSAN=ON -DTERN_SANITIZE=OFF
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && $(TSAN_ENV) ctest --output-on-failure --timeout 900
+
+# Clang's thread-safety analysis: every GUARDED_BY, REQUIRES and EXCLUDES
+# (common/thread_annotations.h, with the annotated locks of common/mutex.h)
+# is checked at compile time, and a violation fails the build. A separate
+# clang build in $(TSA_BUILD) of the library, the binary and the unit tests.
+TSA_BUILD ?= build-tsa
+
+.PHONY: check-thread-safety
+
+check-thread-safety:
+	@scripts/deps.sh fuzz
+	CXX=clang++ cmake -S . -B $(TSA_BUILD) -G Ninja $(CMAKE_FLAGS) \
+		-DTERN_SANITIZE=OFF -DTERN_TSAN=OFF \
+		-DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety"
+	cmake --build $(TSA_BUILD) -j $(JOBS) --target tern_core tern tern_unit_tests

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/mutex.h"
+
 namespace tern::auth {
 
 AuthThrottle::AuthThrottle(ThrottleConfig config) : config_(config) {}
 
 bool AuthThrottle::Blocked(const std::string& ip, Clock::time_point now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(ip);
   if (it == entries_.end()) return false;
   return now < it->second.blocked_until;
@@ -18,7 +20,7 @@ bool AuthThrottle::Blocked(const std::string& ip, Clock::time_point now) {
 
 std::chrono::milliseconds AuthThrottle::Failure(const std::string& ip,
                                                 Clock::time_point now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   SweepLocked(now);
   Entry& entry = entries_[ip];
   bool blocked = now < entry.blocked_until;
@@ -40,7 +42,7 @@ std::chrono::milliseconds AuthThrottle::Failure(const std::string& ip,
 }
 
 void AuthThrottle::Success(const std::string& ip) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   entries_.erase(ip);
 }
 
@@ -60,7 +62,7 @@ void AuthThrottle::SweepLocked(Clock::time_point now) {
 }
 
 size_t AuthThrottle::TrackedForTest() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return entries_.size();
 }
 

@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 
 namespace tern::auth {
 
@@ -26,15 +28,17 @@ class AuthThrottle {
   explicit AuthThrottle(ThrottleConfig config = {});
 
   // True when the IP is locked out (answer 421 4.7.0 / -ERR [AUTH] and close).
-  bool Blocked(const std::string& ip, Clock::time_point now = Clock::now());
+  bool Blocked(const std::string& ip, Clock::time_point now = Clock::now())
+      EXCLUDES(mu_);
   // Records a failure; returns how long to wait before answering it.
   std::chrono::milliseconds Failure(const std::string& ip,
-                                    Clock::time_point now = Clock::now());
+                                    Clock::time_point now = Clock::now())
+      EXCLUDES(mu_);
   // A success clears the IP's record.
-  void Success(const std::string& ip);
+  void Success(const std::string& ip) EXCLUDES(mu_);
 
   // Number of IPs with a record (tests check that old ones are dropped).
-  size_t TrackedForTest();
+  size_t TrackedForTest() EXCLUDES(mu_);
 
  private:
   struct Entry {
@@ -43,12 +47,13 @@ class AuthThrottle {
     Clock::time_point blocked_until{};
   };
   static constexpr size_t kMinSweep = 1024;
-  void SweepLocked(Clock::time_point now);
+  void SweepLocked(Clock::time_point now) REQUIRES(mu_);
 
   ThrottleConfig config_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;
-  size_t next_sweep_ = kMinSweep;  // table size that triggers the next sweep
+  Mutex mu_;
+  std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mu_);
+  // The table size that triggers the next sweep.
+  size_t next_sweep_ GUARDED_BY(mu_) = kMinSweep;
 };
 
 }  // namespace tern::auth

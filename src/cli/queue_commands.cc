@@ -9,14 +9,14 @@
 #include <ctime>
 #include <iostream>
 
+#include "common/file_io.h"
 #include "common/strings.h"
+#include "common/unique_fd.h"
 #include "control/control.h"
 #include "queue/dsn.h"
-#include "queue/file_io.h"
 #include "queue/queue.h"
 #include "queue/queue_id.h"
 #include "queue/spool_format.h"
-#include "queue/unique_fd.h"
 
 namespace tern::cli {
 namespace {

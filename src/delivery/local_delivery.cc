@@ -14,18 +14,22 @@
 #include <system_error>
 #include <utility>
 
+#include "common/file_io.h"
+#include "common/unique_fd.h"
 #include "delivery/maildir.h"
-#include "queue/file_io.h"
+#include "queue/finisher.h"
 #include "queue/spool_format.h"
-#include "queue/unique_fd.h"
+#include "store/mailbox_path.h"
 
 namespace tern::delivery {
 namespace {
 
 using Kind = auth::Resolution::Kind;
+using queue::LocalOutcome;
 using queue::RecipientRecord;
 using queue::RecipientState;
 
+constexpr mode_t kDirMode = 0700;
 // Messages up to this size are converted to LF once and written to every
 // mailbox from memory; larger ones are converted while copied.
 constexpr uint64_t kMemoryBodyLimit = 1u << 20;
@@ -100,22 +104,35 @@ std::string OrcptFor(const std::string& address) {
   return out;
 }
 
-LocalDelivery::LocalDelivery(LocalDeliveryOptions options,
-                             queue::Queue::Resolver resolver)
-    : options_(std::move(options)), resolver_(std::move(resolver)) {}
+Result<std::unique_ptr<LocalDelivery>> LocalDelivery::Open(
+    LocalDeliveryOptions options, Resolver resolver) {
+  if (!resolver) return Err("local delivery: no resolver");
+  if (auto made = io::MkdirAll(options.mail_dir, kDirMode); !made)
+    return tl::unexpected(made.error());
+  auto root = io::OpenDir(options.mail_dir);
+  if (!root) return tl::unexpected(root.error());
+  return std::unique_ptr<LocalDelivery>(new LocalDelivery(
+      std::move(*root), std::move(options.hostname), std::move(resolver)));
+}
 
-std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
-    const std::vector<std::string>& ids) {
-  std::vector<MessageOutcome> outcomes;
+LocalDelivery::LocalDelivery(UniqueFd mail_root, std::string hostname,
+                             Resolver resolver)
+    : mail_root_(std::move(mail_root)),
+      hostname_(std::move(hostname)),
+      resolver_(std::move(resolver)) {}
+
+std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
+    const queue::LocalSpool& spool, const std::vector<std::string>& ids) {
+  std::vector<LocalOutcome> outcomes;
   std::vector<Work> works;
   works.reserve(ids.size());
 
   // Phase 1: load each message and its state.
   for (const std::string& id : ids) {
-    outcomes.push_back(MessageOutcome{id, false, 0});
+    outcomes.push_back(LocalOutcome{id, false, 0});
     Work w;
     w.id = id;
-    w.fd.Reset(::openat(options_.msg_dir_fd, id.c_str(), O_RDONLY | O_CLOEXEC));
+    w.fd.Reset(::openat(spool.msg_dir_fd, id.c_str(), O_RDONLY | O_CLOEXEC));
     if (!w.fd) {
       // Removed meanwhile (e.g. by an operator): nothing left to deliver.
       if (errno != ENOENT)
@@ -130,8 +147,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
     }
     w.file = std::move(*file);
     int err = 0;
-    auto raw =
-        io::ReadSmallFileAt(options_.state_dir_fd, id, kMaxStateFile, &err);
+    auto raw = io::ReadSmallFileAt(spool.state_dir_fd, id, kMaxStateFile, &err);
     if (raw) {
       auto state = queue::DecodeState(*raw);
       if (state) {
@@ -156,7 +172,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
         spdlog::error("queue {}: read: {}", id, ErrnoText(rerr));
         outcomes.back().retry = true;
         outcomes.back().retry_at =
-            std::time(nullptr) + options_.finisher->policy().first;
+            std::time(nullptr) + spool.finisher->policy().first;
         continue;
       }
       LineEndConverter conv;
@@ -168,7 +184,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
   }
 
   // Phase 2: resolve pending recipients and write every copy into tmp/.
-  MaildirBatch batch(options_.mail_root_fd, options_.hostname, options_.sync);
+  MaildirBatch batch(mail_root_.get(), hostname_, spool.sync);
   for (Work& w : works) {
     MessageSource source;
     if (w.in_memory) {
@@ -189,7 +205,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
         for (std::string& mailbox : res.mailboxes) {
           Target t;
           t.mailbox = std::move(mailbox);
-          auto path = MailboxPathFor(t.mailbox);
+          auto path = store::MailboxPathFor(t.mailbox);
           if (!path) {
             t.error = path.error().message;
           } else {
@@ -219,9 +235,9 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
   const int64_t now = std::time(nullptr);
   for (size_t wi = 0; wi < works.size(); ++wi) {
     Work& w = works[wi];
-    MessageOutcome& outcome =
+    LocalOutcome& outcome =
         *std::find_if(outcomes.begin(), outcomes.end(),
-                      [&](const MessageOutcome& o) { return o.id == w.id; });
+                      [&](const LocalOutcome& o) { return o.id == w.id; });
     bool temp_failure = false;
     std::string last_error;
     for (const Plan& plan : w.plans) {
@@ -319,7 +335,7 @@ std::vector<MessageOutcome> LocalDelivery::DeliverBatch(
 
     if (!last_error.empty()) w.state.last_error = last_error;
     if (temp_failure) w.state.log.push_back({now, "local", last_error});
-    queue::FinishOutcome fin = options_.finisher->Finish(
+    queue::FinishOutcome fin = spool.finisher->Finish(
         w.id, w.fd.get(), w.file, w.state, temp_failure, now);
     outcome.retry = fin.retry;
     outcome.retry_at = fin.retry_at;

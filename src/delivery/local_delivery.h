@@ -1,57 +1,50 @@
 // Local delivery of queued messages: resolves each pending recipient, writes
 // Maildir copies for local mailboxes (batched syncs), records what stays
 // queued (remote targets, temporary failures) and removes finished messages.
+// The queue calls it through queue::LocalDeliverer (queue/local.h).
 #pragma once
 
-#include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "delivery/maildir.h"
-#include "queue/finisher.h"
-#include "queue/queue.h"
-#include "queue/remote.h"
+#include "auth/directory.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "queue/local.h"
 
 namespace tern::delivery {
 
 struct LocalDeliveryOptions {
-  int mail_root_fd = -1;        // data_dir/mail
-  int msg_dir_fd = -1;          // data_dir/queue/msg
-  int state_dir_fd = -1;        // data_dir/queue/state
-  std::string hostname;         // for Maildir file names
-  // Bounces, retry schedule, removal: shared with remote delivery.
-  queue::Finisher* finisher = nullptr;
-  // Flushes for the Maildir steps (default: syncfs() per call).
-  SyncFs sync;
-};
-
-struct MessageOutcome {
-  std::string id;
-  // A local delivery failed temporarily; try again at retry_at (unix
-  // seconds). When false the message is either finished (its queue files
-  // are gone) or only waits for remote delivery.
-  bool retry = false;
-  int64_t retry_at = 0;
-  // Pending recipients that are not local: the job for remote delivery.
-  std::vector<queue::RemoteJob::Rcpt> remote;
-  queue::Envelope envelope;
-  uint64_t body_offset = 0;
-  uint64_t body_len = 0;
+  std::string mail_dir;  // the mail root, data_dir/mail; made when missing
+  std::string hostname;  // for Maildir file names
 };
 
 // Thread-safe as long as concurrent calls get different message ids.
-class LocalDelivery {
+class LocalDelivery final : public queue::LocalDeliverer {
  public:
-  LocalDelivery(LocalDeliveryOptions options, queue::Queue::Resolver resolver);
+  // Resolves a recipient address at delivery time (auth::Directory::Resolve
+  // in the server; a fake in tests). Called from delivery threads.
+  using Resolver = std::function<auth::Resolution(const std::string& address)>;
+
+  // Creates (mode 0700) and opens the mail root.
+  static Result<std::unique_ptr<LocalDelivery>> Open(
+      LocalDeliveryOptions options, Resolver resolver);
 
   // Delivers the messages together: all their copies share one sync before
   // and one after the renames into new/. The queue files are updated or
   // removed only after that, so a crash can duplicate but never lose mail.
-  std::vector<MessageOutcome> DeliverBatch(const std::vector<std::string>& ids);
+  std::vector<queue::LocalOutcome> DeliverBatch(
+      const queue::LocalSpool& spool,
+      const std::vector<std::string>& ids) override;
 
  private:
-  LocalDeliveryOptions options_;
-  queue::Queue::Resolver resolver_;
+  LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver);
+
+  const UniqueFd mail_root_;
+  const std::string hostname_;
+  const Resolver resolver_;
 };
 
 // RFC 3461 4.2 ORCPT value for an address: "rfc822;" + xtext (RFC 3461 4),

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "delivery/delivery_test_util.h"
 #include "queue/queue_test_util.h"
 
 namespace tern::delivery {
@@ -14,22 +15,24 @@ namespace {
 
 using namespace queue::testing;  // NOLINT: test helpers
 using auth::Resolution;
+using delivery::testing::FakeDirectory;
+using delivery::testing::OpenQueue;
+using delivery::testing::QueueWithDelivery;
 using queue::Entry;
 using queue::Envelope;
 using queue::Options;
-using queue::Queue;
 using queue::RecipientState;
 
 constexpr char kMessage[] = "Subject: hello\r\n\r\nline one\r\nline two\r\n";
 
-std::unique_ptr<Queue> StartQueue(const std::string& data_dir,
-                                  Queue::Resolver resolver,
-                                  uint32_t retry_seconds = 60) {
+QueueWithDelivery StartQueue(const std::string& data_dir,
+                             LocalDelivery::Resolver resolver,
+                             uint32_t retry_seconds = 60) {
   Options options;
   options.data_dir = data_dir;
   options.delivery_threads = 1;
   options.retry_seconds = retry_seconds;
-  auto q = Queue::Open(options, std::move(resolver));
+  auto q = OpenQueue(options, std::move(resolver));
   EXPECT_TRUE(q);
   auto started = (*q)->Start();
   EXPECT_TRUE(started) << started.error().message;

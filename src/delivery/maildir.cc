@@ -7,14 +7,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <memory>
 #include <utility>
 
-#include "common/strings.h"
-#include "queue/file_io.h"
+#include "common/file_io.h"
+#include "common/unique_name.h"
 
 namespace tern::delivery {
 namespace {
@@ -65,26 +64,6 @@ std::string EscapeHost(std::string_view host) {
 
 }  // namespace
 
-bool IsSafePathComponent(std::string_view s) {
-  if (s.empty() || s == "." || s == ".." || s.front() == '.') return false;
-  for (char c : s) {
-    if (c == '/' || c == '\0') return false;
-  }
-  return true;
-}
-
-Result<MailboxPath> MailboxPathFor(std::string_view mailbox) {
-  size_t at = mailbox.rfind('@');
-  if (at == std::string_view::npos)
-    return Err("mailbox has no domain: " + std::string(mailbox));
-  MailboxPath path{ToLower(mailbox.substr(at + 1)),
-                   std::string(mailbox.substr(0, at))};
-  if (!IsSafePathComponent(path.domain) || !IsSafePathComponent(path.local)) {
-    return Err("unsafe mailbox path refused");
-  }
-  return path;
-}
-
 std::string DeliveryHeaders(std::string_view sender, std::string_view mailbox) {
   std::string out;
   out.reserve(40 + sender.size() + mailbox.size());
@@ -125,14 +104,13 @@ void LineEndConverter::Finish(std::string& out) {
 }
 
 std::string MaildirUniqueName(std::string_view hostname) {
-  static std::atomic<uint64_t> counter{0};
   auto now = std::chrono::system_clock::now().time_since_epoch();
   auto usec_total =
       std::chrono::duration_cast<std::chrono::microseconds>(now).count();
   std::string name =
       std::to_string(usec_total / 1000000) + ".M" +
       std::to_string(usec_total % 1000000) + "P" + std::to_string(::getpid()) +
-      "Q" + std::to_string(counter.fetch_add(1)) + "." + EscapeHost(hostname);
+      "Q" + std::to_string(NextUniqueNumber()) + "." + EscapeHost(hostname);
   return name;
 }
 
@@ -175,7 +153,8 @@ void MaildirBatch::Fail(Copy& copy, tl::unexpected<Error> error) {
   copy.result = std::move(error);
 }
 
-size_t MaildirBatch::Add(const MailboxPath& mailbox, std::string_view headers,
+size_t MaildirBatch::Add(const store::MailboxPath& mailbox,
+                         std::string_view headers,
                          const MessageSource& source) {
   copies_.emplace_back();
   Copy& c = copies_.back();
@@ -188,7 +167,7 @@ size_t MaildirBatch::Add(const MailboxPath& mailbox, std::string_view headers,
   return copies_.size() - 1;
 }
 
-Result<void> MaildirBatch::WriteCopy(Copy& c, const MailboxPath& mailbox,
+Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
                                      std::string_view headers,
                                      const MessageSource& source) {
   auto domain_fd =

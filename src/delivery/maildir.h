@@ -10,22 +10,10 @@
 #include <vector>
 
 #include "common/result.h"
-#include "queue/unique_fd.h"
+#include "common/unique_fd.h"
+#include "store/mailbox_path.h"
 
 namespace tern::delivery {
-
-// True when `s` may be used as one path component under data_dir/mail:
-// not empty, not "." or "..", no leading '.', no '/' and no NUL.
-bool IsSafePathComponent(std::string_view s);
-
-struct MailboxPath {
-  std::string domain;  // lower case
-  std::string local;   // as given by the directory
-};
-// Splits an account address "local@domain" at the last '@' and checks both
-// parts with IsSafePathComponent, so no address can reach outside the mail
-// root.
-Result<MailboxPath> MailboxPathFor(std::string_view mailbox);
 
 // The trace fields prepended to each copy (RFC 5321 4.4: Return-Path is
 // added at final delivery; Delivered-To is the common loop-detection field).
@@ -58,7 +46,7 @@ struct MessageSource {
 };
 
 // syncfs() for the file system of an open file: 0 or an errno value. The
-// queue passes one that shares its group-commit flush (see queue.cc).
+// queue passes one that shares its group-commit flush (queue/committer.cc).
 using SyncFs = std::function<int(int fd)>;
 
 // A set of copies delivered together so they share syncs.
@@ -71,7 +59,7 @@ class MaildirBatch {
 
   // Writes one copy into the mailbox's tmp/, creating the Maildir (mode
   // 0700) when missing. Returns the copy's index for result().
-  size_t Add(const MailboxPath& mailbox, std::string_view headers,
+  size_t Add(const store::MailboxPath& mailbox, std::string_view headers,
              const MessageSource& source);
   // Syncs the written copies, renames them into new/ and syncs the renames.
   // A copy is reported delivered only when its file in new/ is durable.
@@ -83,7 +71,7 @@ class MaildirBatch {
 
  private:
   struct Copy;
-  Result<void> WriteCopy(Copy& copy, const MailboxPath& mailbox,
+  Result<void> WriteCopy(Copy& copy, const store::MailboxPath& mailbox,
                          std::string_view headers, const MessageSource& source);
   void Fail(Copy& copy, tl::unexpected<Error> error);
   void SyncAll(bool after_rename);

@@ -24,9 +24,9 @@
 #include "common/strings.h"
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
+#include "common/file_io.h"
+#include "common/unique_fd.h"
 #include "net/deadline.h"
-#include "queue/file_io.h"
-#include "queue/unique_fd.h"
 #include "smtp/client/reply.h"
 
 namespace tern::delivery {

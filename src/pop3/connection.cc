@@ -15,7 +15,7 @@
 #include "auth/recording_credentials.h"
 #include "auth/sasl.h"
 #include "common/strings.h"
-#include "delivery/maildir.h"
+#include "store/mailbox_path.h"
 #include "net/address.h"
 #include "net/line_connection.h"
 #include "pop3/session.h"
@@ -139,7 +139,7 @@ class Connection : public net::LineConnection, public SessionHost {
 LoginResult Connection::FinishLogin(const std::string& account) {
   LoginResult r;
   int64_t delay = settings_->pop3.login_delay;
-  auto path = delivery::MailboxPathFor(account);
+  auto path = store::MailboxPathFor(account);
   if (!path) {
     spdlog::error("pop3 mailbox path for {}: {}", account, path.error().message);
     r.kind = LoginResult::Kind::kPermFail;

@@ -1,3 +1,5 @@
+// The pool of spent spool files: renames between queue/msg/ and
+// queue/free/ under one mutex for the bookkeeping (why: file_pool.h).
 #include "queue/file_pool.h"
 
 #include <fcntl.h>
@@ -10,7 +12,8 @@
 #include <charconv>
 #include <system_error>
 
-#include "queue/file_io.h"
+#include "common/file_io.h"
+#include "common/mutex.h"
 
 namespace tern::queue {
 namespace {
@@ -34,7 +37,7 @@ void FilePool::Load() {
     spdlog::warn("queue: listing free/: {}", names.error().message);
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const std::string& name : *names) {
     uint64_t n = 0;
     struct stat st;
@@ -56,7 +59,7 @@ FilePool::Created FilePool::Create(const std::string& id) {
   while (true) {
     Entry e;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (free_.empty()) break;
       e = std::move(free_.back());
       free_.pop_back();
@@ -66,7 +69,7 @@ FilePool::Created FilePool::Create(const std::string& id) {
                     RENAME_NOREPLACE) != 0) {
       int err = errno;
       if (err == EEXIST) {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         free_.push_back(std::move(e));
         bytes_ += free_.back().size;
         errno = EEXIST;
@@ -99,7 +102,7 @@ int FilePool::Remove(const std::string& id) {
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   std::string name;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (S_ISREG(st.st_mode) && st.st_nlink == 1 &&
         size <= limits_.max_file_bytes && free_.size() < limits_.max_files &&
         bytes_ + size <= limits_.max_bytes) {
@@ -111,11 +114,11 @@ int FilePool::Remove(const std::string& id) {
   if (!name.empty()) {
     if (::renameat2(msg_dir_fd_, id.c_str(), free_dir_fd_, name.c_str(),
                     RENAME_NOREPLACE) == 0) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       free_.push_back({std::move(name), size});
       return 0;
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     bytes_ -= size;
   }
   return ::unlinkat(msg_dir_fd_, id.c_str(), 0) == 0 ? 0 : errno;
@@ -124,7 +127,7 @@ int FilePool::Remove(const std::string& id) {
 void FilePool::Drain() {
   std::vector<Entry> drained;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     drained.swap(free_);
     bytes_ = 0;
   }
@@ -135,7 +138,7 @@ void FilePool::Drain() {
 }
 
 size_t FilePool::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return free_.size();
 }
 

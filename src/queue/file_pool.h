@@ -13,17 +13,18 @@
 // its old bytes (a complete, valid earlier message) are still there. Every
 // writer puts the message's id into its envelope, so recovery and listing
 // treat a file whose envelope id differs from its name as never written
-// (see Recover() in queue.cc).
+// (see Recover() in recovery.cc).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "queue/unique_fd.h"
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
+#include "common/unique_fd.h"
 
 namespace tern::queue {
 
@@ -41,7 +42,7 @@ class FilePool {
 
   // Takes stock of free/ (at start, before any other call). Files that do
   // not look like ours are removed.
-  void Load();
+  void Load() EXCLUDES(mu_);
 
   struct Created {
     UniqueFd fd;           // open for writing at offset 0
@@ -50,16 +51,16 @@ class FilePool {
   // Creates msg/<id> exclusively: a pooled file renamed into place, or a
   // new file. On failure `fd` is invalid and errno tells why (EEXIST: the
   // name is taken).
-  Created Create(const std::string& id);
+  Created Create(const std::string& id) EXCLUDES(mu_);
 
   // Removes msg/<id>, keeping its inode when the pool has room. Returns 0
   // or an errno value (ENOENT when it was already gone).
-  int Remove(const std::string& id);
+  int Remove(const std::string& id) EXCLUDES(mu_);
 
   // Deletes every pooled file (the disk is full: give the space back).
-  void Drain();
+  void Drain() EXCLUDES(mu_);
 
-  size_t size() const;
+  size_t size() const EXCLUDES(mu_);
 
  private:
   struct Entry {
@@ -69,10 +70,10 @@ class FilePool {
   int msg_dir_fd_;
   int free_dir_fd_;
   Limits limits_;
-  mutable std::mutex mu_;
-  std::vector<Entry> free_;  // guarded by mu_
-  uint64_t bytes_ = 0;       // guarded by mu_
-  uint64_t next_ = 0;        // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<Entry> free_ GUARDED_BY(mu_);
+  uint64_t bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t next_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tern::queue

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "queue/file_io.h"
+#include "common/file_io.h"
 #include "queue/queue_test_util.h"
 
 namespace tern::queue {

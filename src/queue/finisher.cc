@@ -1,7 +1,6 @@
 // The end of every delivery step: expiry, DSNs, retry schedule, removal.
 // DSNs are queued (durably) before the records that say they were sent, so
 // a crash can repeat a report but never lose one.
-#include "queue/file_pool.h"
 #include "queue/finisher.h"
 
 #include <fcntl.h>
@@ -12,10 +11,11 @@
 #include <cctype>
 #include <cerrno>
 
+#include "common/file_io.h"
 #include "common/strings.h"
+#include "common/unique_fd.h"
 #include "queue/dsn.h"
-#include "queue/file_io.h"
-#include "queue/unique_fd.h"
+#include "queue/file_pool.h"
 
 namespace tern::queue {
 namespace {

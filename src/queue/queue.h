@@ -1,9 +1,9 @@
 // The durable mail queue. A message is acknowledged (250) only after its
 // data and envelope are on stable storage; many sessions share one sync
-// (group commit). Committed messages are routed: local recipients are
-// delivered to Maildir by delivery threads, remote ones are handed to the
-// RemoteSender (outbound SMTP). On start the queue recovers what a crash
-// left, with each message's retry time and hold flag.
+// (group commit). Committed messages are routed: delivery threads hand
+// them to the LocalDeliverer (local.h), and the remote recipients it leaves
+// to the RemoteSender (remote.h, outbound SMTP). On start the queue
+// recovers what a crash left, with each message's retry time and hold flag.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +14,6 @@
 #include <vector>
 
 #include "common/result.h"
-
-#include "auth/directory.h"
 
 namespace tern::queue {
 
@@ -61,6 +59,7 @@ struct Entry {
   std::vector<Attempt> log;             // recent attempts, oldest first
 };
 
+class LocalDeliverer;
 class RemoteSender;
 
 // One message being received. Data arrives already unstuffed, CRLF lines.
@@ -76,13 +75,14 @@ class Writer {
 };
 
 struct Options {
-  std::string data_dir;            // queue lives in data_dir/queue, mail in data_dir/mail
+  std::string data_dir;  // the queue lives in data_dir/queue
   uint32_t delivery_threads = 2;
-  std::string hostname = "localhost";  // for Maildir file names
+  std::string hostname = "localhost";  // for DSNs (Reporting-MTA)
   uint32_t retry_seconds = 300;    // first retry after a temporary failure
   uint32_t max_retry_seconds = 3600;    // cap between tries
   uint32_t max_lifetime = 5 * 86400;    // then bounce
   uint32_t delay_warning = 4 * 3600;    // "delayed" DSN; 0 = none
+  LocalDeliverer* local = nullptr;      // required; outlives the queue
   RemoteSender* remote = nullptr;  // null: remote recipients just wait
   // Where undeliverable bounces go ("postmaster@<first local domain>",
   // which the directory routes); empty: dropped with an error logged.
@@ -91,11 +91,7 @@ struct Options {
 
 class Queue {
  public:
-  // Resolves a recipient address at delivery time (auth::Directory::Resolve
-  // in the server; a fake in tests). Called from delivery threads.
-  using Resolver = std::function<auth::Resolution(const std::string& address)>;
-  static Result<std::unique_ptr<Queue>> Open(const Options& options,
-                                             Resolver resolver);
+  static Result<std::unique_ptr<Queue>> Open(const Options& options);
   virtual ~Queue() = default;
 
   // Recovers the spool and starts the committer, pickup and delivery threads.

@@ -4,9 +4,10 @@
 
 #include <sys/random.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
+
+#include "common/unique_name.h"
 
 namespace tern::queue {
 namespace {
@@ -34,12 +35,12 @@ void AppendBase32(std::string& out, uint64_t value, size_t digits) {
 
 std::string NewQueueId() {
   static const uint32_t random_offset = ProcessRandom();
-  static std::atomic<uint32_t> counter{0};
   uint64_t usec = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::system_clock::now().time_since_epoch())
           .count());
-  uint32_t tail = (random_offset + counter.fetch_add(1)) & ((1u << 25) - 1);
+  uint32_t tail = (random_offset + static_cast<uint32_t>(NextUniqueNumber())) &
+                  ((1u << 25) - 1);
   std::string id;
   id.reserve(kTimeDigits + kTailDigits);
   AppendBase32(id, usec, kTimeDigits);

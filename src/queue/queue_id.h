@@ -9,8 +9,8 @@ namespace tern::queue {
 
 // 16 characters of Crockford base32 (digits and upper-case letters, ordered
 // as in ASCII): 11 for the microseconds since the epoch, then 5 for a
-// per-process counter offset by a random value, so ids from the server and
-// from `tern sendmail` processes do not collide.
+// per-process counter (common/unique_name.h) offset by a random value, so
+// ids from the server and from `tern sendmail` processes do not collide.
 std::string NewQueueId();
 
 // True for strings NewQueueId could have produced (used to ignore stray

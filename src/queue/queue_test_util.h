@@ -1,5 +1,6 @@
 // Helpers shared by the queue and delivery unit tests: a temporary data
-// directory, a fake resolver, synchronous commit and polling waits.
+// directory, synchronous commit, polling waits and reading back files (the
+// fake directory and the wired-up local delivery: delivery_test_util.h).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,7 +11,6 @@
 #include <fstream>
 #include <functional>
 #include <future>
-#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -37,34 +37,6 @@ class TempDir {
 
  private:
   std::string path_;
-};
-
-// Addresses in `users` at example.test are mailboxes of their own, `aliases`
-// expand as given, other example.test addresses are unknown and every other
-// domain is not local.
-struct FakeDirectory {
-  std::vector<std::string> users;
-  std::map<std::string, auth::Resolution> aliases;
-
-  auth::Resolution Resolve(const std::string& address) const {
-    if (auto it = aliases.find(address); it != aliases.end()) return it->second;
-    auth::Resolution r;
-    size_t at = address.rfind('@');
-    std::string domain = at == std::string::npos ? "" : address.substr(at + 1);
-    if (domain != "example.test") return r;  // kNotLocal
-    for (const std::string& u : users) {
-      if (u == address) {
-        r.kind = auth::Resolution::Kind::kLocal;
-        r.mailboxes = {u};
-        return r;
-      }
-    }
-    r.kind = auth::Resolution::Kind::kUnknown;
-    return r;
-  }
-  Queue::Resolver resolver() const {
-    return [this](const std::string& a) { return Resolve(a); };
-  }
 };
 
 inline Envelope MakeEnvelope(std::string sender,

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <memory>
 
+#include "common/file_io.h"
 #include "queue/crc32c.h"
-#include "queue/file_io.h"
 
 namespace tern::queue {
 namespace {

@@ -9,10 +9,10 @@
 #include <set>
 #include <string>
 
+#include "common/unique_fd.h"
 #include "queue/crc32c.h"
 #include "queue/queue_id.h"
 #include "queue/queue_test_util.h"
-#include "queue/unique_fd.h"
 
 namespace tern::queue {
 namespace {

@@ -16,6 +16,7 @@
 #include "auth/directory.h"
 #include "common/version.h"
 #include "control/control.h"
+#include "delivery/local_delivery.h"
 #include "delivery/setup.h"
 #include "auth/credentials.h"
 #include "auth/throttle.h"
@@ -234,8 +235,15 @@ int Serve(const config::Config& initial) {
     return 1;
   }
   qopt.remote = outbound->get();
-  auto queue = queue::Queue::Open(
-      qopt, [dir](const std::string& a) { return dir->Resolve(a); });
+  auto local = delivery::LocalDelivery::Open(
+      {cfg.data_dir + "/mail", cfg.hostname},
+      [dir](const std::string& a) { return dir->Resolve(a); });
+  if (!local) {
+    spdlog::critical("queue: {}", local.error().message);
+    return 1;
+  }
+  qopt.local = local->get();
+  auto queue = queue::Queue::Open(qopt);
   if (!queue) {
     spdlog::critical("queue: {}", queue.error().message);
     return 1;

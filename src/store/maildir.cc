@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "queue/file_io.h"
+#include "common/file_io.h"
 #include "store/crlf.h"
 
 namespace tern::store {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "queue/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace tern::store {
 

@@ -1,6 +1,7 @@
-// Small POSIX file helpers for the spool and Maildir code: whole writes that
-// survive short writes and EINTR, directory creation and listing, and errno
-// to tern::Error conversion (the strerror text reaches SMTP replies/logs).
+// Small POSIX file helpers for the spool, Maildir and store code: whole
+// writes that survive short writes and EINTR, directory creation and
+// listing, and errno to tern::Error conversion (the strerror text reaches
+// SMTP replies/logs).
 #pragma once
 
 #include <sys/types.h>
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "queue/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace tern::io {
 

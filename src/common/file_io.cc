@@ -1,15 +1,16 @@
-// Small POSIX file helpers for the spool and Maildir code: whole writes that
-// survive short writes and EINTR, directory creation and listing.
-#include "queue/file_io.h"
+// Small POSIX file helpers for the spool, Maildir and store code: whole
+// writes that survive short writes and EINTR, directory creation and listing.
+#include "common/file_io.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <system_error>
+
+#include "common/unique_name.h"
 
 namespace tern::io {
 
@@ -143,9 +144,8 @@ Result<std::vector<std::string>> ListDir(int dir_fd) {
 
 Result<void> AtomicWriteAt(int dir_fd, const std::string& name,
                            std::string_view data, bool sync) {
-  static std::atomic<uint64_t> counter{0};
   std::string tmp = "." + name + "." + std::to_string(::getpid()) + "." +
-                    std::to_string(counter.fetch_add(1)) + ".tmp";
+                    std::to_string(NextUniqueNumber()) + ".tmp";
   UniqueFd fd(::openat(dir_fd, tmp.c_str(),
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return ErrnoErr("create " + tmp, errno);

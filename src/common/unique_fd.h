@@ -1,5 +1,6 @@
-// A move-only owner of a POSIX file descriptor, so every descriptor the queue
-// and delivery code open is closed on every path (RAII, no manual close()).
+// A move-only owner of a POSIX file descriptor, so every descriptor the
+// spool, delivery and mail store code open is closed on every path (RAII, no
+// manual close()).
 #pragma once
 
 #include <unistd.h>

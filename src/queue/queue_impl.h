@@ -1,0 +1,211 @@
+// The queue's insides, shared by the files that implement its parts (not
+// for use outside src/queue/): the spool directories, the message writer
+// and QueueImpl, whose members are grouped by the part that uses them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "common/mutex.h"
+#include "common/result.h"
+#include "common/thread_annotations.h"
+#include "common/unique_fd.h"
+#include "queue/file_pool.h"
+#include "queue/finisher.h"
+#include "queue/local.h"
+#include "queue/queue.h"
+#include "queue/remote.h"
+#include "queue/spool_format.h"
+
+namespace tern::queue::internal {
+
+// Messages up to this size stay in memory until Commit writes them with one
+// writev(); beyond it the writer streams to the spool file.
+inline constexpr size_t kMemoryLimit = 64 * 1024;
+inline constexpr size_t kDeliveryBatch = 32;
+inline constexpr auto kPickupInterval = std::chrono::seconds(1);
+// Hidden temp files in incoming/ older than this belong to a `tern
+// sendmail` that died before its rename; younger ones may still be written.
+inline constexpr int64_t kStaleIncomingSeconds = 24 * 3600;
+inline constexpr mode_t kDirMode = 0700;
+
+inline std::string ErrnoText(int err) {
+  return std::system_category().message(err);
+}
+
+inline bool IsHidden(const std::string& name) {
+  return !name.empty() && name[0] == '.';
+}
+
+// The spool directories, shared by the queue and its writers so a writer
+// that outlives Stop() can still remove its file.
+struct Spool {
+  UniqueFd msg_fd;
+  UniqueFd state_fd;
+  UniqueFd incoming_fd;
+  UniqueFd free_fd;
+  std::unique_ptr<FilePool> pool;  // thread-safe; set once in OpenSpool
+};
+
+// One message being received (queue_writer.cc).
+class WriterImpl final : public Writer {
+ public:
+  WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
+             std::string encoded_envelope, UniqueFd fd, uint64_t old_size);
+  ~WriterImpl() override;
+
+  const std::string& id() const override { return id_; }
+  uint64_t size() const override { return size_; }
+  int error() const override { return error_; }
+
+  bool Write(std::string_view data) override;
+
+  // Completes the file; returns 0 or an errno value.
+  int Finish();
+
+  // Hands the file over to the committer, which removes it on failure.
+  UniqueFd Take() {
+    committed_ = true;
+    return std::move(fd_);
+  }
+
+ private:
+  int Flush();
+
+  std::shared_ptr<const Spool> spool_;
+  std::string id_;
+  std::string envelope_;  // encoded
+  UniqueFd fd_;
+  std::string buffer_;
+  bool spilled_ = false;
+  uint64_t old_size_ = 0;  // size of the reused file before this message
+  bool committed_ = false;
+  int error_ = 0;
+  uint64_t size_ = 0;
+  uint32_t crc_ = 0;
+};
+
+struct PendingCommit {
+  std::string id;
+  UniqueFd fd;  // invalid when `error` is set
+  std::function<void(Result<void>)> done;
+  std::string error;
+};
+
+class QueueImpl final : public Queue {
+ public:
+  explicit QueueImpl(Options options) : options_(std::move(options)) {}
+  ~QueueImpl() override { Stop(); }
+
+  Result<void> Start() override;
+  void Stop() override;
+  Result<std::unique_ptr<Writer>> Begin(Envelope env) override;
+  void Commit(std::unique_ptr<Writer> writer,
+              std::function<void(Result<void>)> done) override;
+
+  Result<std::string> Flush() override EXCLUDES(sched_mu_);
+  Result<std::string> Retry(const std::string& id) override EXCLUDES(sched_mu_);
+  Result<std::string> Hold(const std::string& id) override;
+  Result<std::string> Release(const std::string& id) override;
+  Result<std::string> Delete(const std::string& id) override;
+  Result<std::string> Bounce(const std::string& id) override;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum class Op { kNone, kHold, kRelease, kDelete, kBounce };
+
+  // Recovery (recovery.cc).
+  Result<void> OpenSpool();
+  Result<void> Recover();
+
+  // The committer (committer.cc).
+  void CommitterLoop() EXCLUDES(commit_mu_);
+  int SyncBatch(std::vector<PendingCommit>& batch);
+  int SharedSync(int fd) EXCLUDES(commit_mu_);
+
+  // Pickup from incoming/ (pickup.cc).
+  void PickupLoop() EXCLUDES(pickup_mu_);
+  void PickupOnce();
+  bool Reinject(int fd, const MessageFile& file);
+  Result<std::string> EnqueueInternal(Envelope env, std::string message)
+      EXCLUDES(pickup_mu_);
+
+  // The scheduler (scheduler.cc). Its bookkeeping is all guarded by
+  // sched_mu_. A message id is in at most one of waiting_ (with its due
+  // time in due_), inflight_ (a delivery thread or the remote sender has it)
+  // and held_, so no two threads ever work on one message.
+  void DeliveryLoop() EXCLUDES(sched_mu_);
+  void Schedule(const std::string& id) EXCLUDES(sched_mu_);
+  void ScheduleLocked(const std::string& id, Clock::time_point when)
+      REQUIRES(sched_mu_);
+  void DoneLocked(const std::string& id, bool retry, int64_t retry_at)
+      REQUIRES(sched_mu_);
+  Result<std::string> RequestOp(const std::string& id, Op op)
+      EXCLUDES(sched_mu_);
+  void RunOp(const std::string& id, Op op) EXCLUDES(sched_mu_);
+  void ApplyRemote(RemoteReport report) EXCLUDES(sched_mu_);
+  void SubmitRemote(const LocalOutcome& outcome) EXCLUDES(sched_mu_);
+
+  // Set by Start before any queue thread exists, then only read (the
+  // spool, finisher and local spool) or used by the thread that calls
+  // Start and Stop (started_, stopped_): no lock.
+  Options options_;
+  std::shared_ptr<Spool> spool_;
+  std::unique_ptr<Finisher> finisher_;
+  LocalSpool local_spool_;  // lent to options_.local, set in Start
+  bool started_ = false;
+  bool stopped_ = false;
+  dev_t spool_dev_ = 0;  // the spool's file system, for SharedSync
+  std::atomic<bool> accepting_{false};
+
+  Mutex commit_mu_;
+  CondVar commit_cv_;
+  std::vector<PendingCommit> commits_ GUARDED_BY(commit_mu_);
+  bool committer_stop_ GUARDED_BY(commit_mu_) = false;
+  // Flushes shared with the Maildir writer (SharedSync): flushes started
+  // and finished (numbered), the last result, and how many callers wait.
+  CondVar synced_cv_;
+  uint64_t syncs_started_ GUARDED_BY(commit_mu_) = 0;
+  uint64_t syncs_done_ GUARDED_BY(commit_mu_) = 0;
+  int sync_error_ GUARDED_BY(commit_mu_) = 0;
+  size_t sync_waiters_ GUARDED_BY(commit_mu_) = 0;
+
+  Mutex pickup_mu_;
+  CondVar pickup_cv_;
+  bool pickup_stop_ GUARDED_BY(pickup_mu_) = false;
+  bool pickup_now_ GUARDED_BY(pickup_mu_) = false;
+
+  Mutex sched_mu_;
+  CondVar sched_cv_;
+  std::map<std::string, Clock::time_point> waiting_ GUARDED_BY(sched_mu_);
+  std::set<std::pair<Clock::time_point, std::string>> due_
+      GUARDED_BY(sched_mu_);
+  std::unordered_set<std::string> inflight_ GUARDED_BY(sched_mu_);
+  std::unordered_set<std::string> held_ GUARDED_BY(sched_mu_);
+  // Requested while in flight.
+  std::map<std::string, Op> ops_ GUARDED_BY(sched_mu_);
+  // From the remote sender.
+  std::deque<RemoteReport> reports_ GUARDED_BY(sched_mu_);
+  bool delivery_stop_ GUARDED_BY(sched_mu_) = false;
+
+  std::thread committer_;
+  std::thread pickup_;
+  std::vector<std::thread> delivery_threads_;
+};
+
+}  // namespace tern::queue::internal

@@ -1,0 +1,156 @@
+// Receiving a message into the spool: the writer keeps small messages in
+// memory and streams large ones to their file; Begin creates the file (from
+// the pool of spent ones) and Commit hands the finished file to the committer.
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/file_io.h"
+#include "common/mutex.h"
+#include "queue/crc32c.h"
+#include "queue/queue_id.h"
+#include "queue/queue_impl.h"
+#include "queue/spool_format.h"
+
+namespace tern::queue::internal {
+
+WriterImpl::WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
+                       std::string encoded_envelope, UniqueFd fd,
+                       uint64_t old_size)
+    : spool_(std::move(spool)),
+      id_(std::move(id)),
+      envelope_(std::move(encoded_envelope)),
+      fd_(std::move(fd)),
+      old_size_(old_size) {}
+
+WriterImpl::~WriterImpl() {
+  // Not committed (RSET, dropped connection, failed write): the file was
+  // never acknowledged, so it must not be delivered.
+  if (!committed_) spool_->pool->Remove(id_);
+}
+
+bool WriterImpl::Write(std::string_view data) {
+  if (error_ != 0) return false;
+  crc_ = Crc32c(crc_, data);
+  size_ += data.size();
+  if (!spilled_) {
+    if (buffer_.size() + data.size() <= kMemoryLimit) {
+      buffer_.append(data);
+      return true;
+    }
+    // Too big for memory: a zeroed header (so the file is invalid until
+    // Finish writes the real one), the envelope and what we have so far.
+    spilled_ = true;
+    char zero[kMessageHeaderSize] = {};
+    struct iovec iov[3] = {{zero, sizeof zero},
+                           {envelope_.data(), envelope_.size()},
+                           {buffer_.data(), buffer_.size()}};
+    if ((error_ = io::WritevAll(fd_.get(), iov, 3)) != 0) return false;
+    buffer_.clear();
+  }
+  if (buffer_.size() + data.size() > kMemoryLimit) {
+    if ((error_ = Flush()) != 0) return false;
+    if (data.size() >= kMemoryLimit) {
+      error_ = io::WriteAll(fd_.get(), data.data(), data.size());
+      return error_ == 0;
+    }
+  }
+  buffer_.append(data);
+  return true;
+}
+
+int WriterImpl::Finish() {
+  if (error_ != 0) return error_;
+  auto header = EncodeMessageHeader(envelope_, size_, crc_);
+  if (!spilled_) {
+    struct iovec iov[3] = {{header.data(), header.size()},
+                           {envelope_.data(), envelope_.size()},
+                           {buffer_.data(), buffer_.size()}};
+    error_ = io::WritevAll(fd_.get(), iov, 3);
+  } else if ((error_ = Flush()) == 0) {
+    // The valid header goes last: until it is written the file is invalid.
+    error_ = io::PwriteAll(fd_.get(), header.data(), header.size(), 0);
+  }
+  // A reused file may be longer than this message: cut the old tail (the
+  // header's lengths must match the file size).
+  const uint64_t total = kMessageHeaderSize + envelope_.size() + size_;
+  if (error_ == 0 && old_size_ > total &&
+      ::ftruncate(fd_.get(), static_cast<off_t>(total)) != 0) {
+    error_ = errno;
+  }
+  if (error_ == ENOSPC || error_ == EDQUOT) spool_->pool->Drain();
+  return error_;
+}
+
+int WriterImpl::Flush() {
+  int err = io::WriteAll(fd_.get(), buffer_.data(), buffer_.size());
+  buffer_.clear();
+  if (err == ENOSPC || err == EDQUOT) spool_->pool->Drain();
+  return err;
+}
+
+Result<std::unique_ptr<Writer>> QueueImpl::Begin(Envelope env) {
+  if (!accepting_.load(std::memory_order_acquire))
+    return Err("queue is not running");
+  FilePool::Created file;
+  std::string id;
+  // Exclusive creation makes a clash with another process's id an error,
+  // not an overwrite; a fresh id then almost surely differs.
+  for (int attempt = 0; attempt < 4 && !file.fd; ++attempt) {
+    id = NewQueueId();
+    file = spool_->pool->Create(id);
+    if (!file.fd && errno != EEXIST) {
+      int err = errno;
+      if (err == ENOSPC || err == EDQUOT) spool_->pool->Drain();
+      return io::ErrnoErr("queue: create message file", err);
+    }
+  }
+  if (!file.fd) return io::ErrnoErr("queue: create message file", EEXIST);
+  // The id in the envelope is what tells a rewritten reused file from a
+  // stale one after a crash (see file_pool.h).
+  env.id = id;
+  if (env.received_at == 0) env.received_at = std::time(nullptr);
+  return std::make_unique<WriterImpl>(spool_, std::move(id),
+                                      EncodeEnvelope(env), std::move(file.fd),
+                                      file.old_size);
+}
+
+void QueueImpl::Commit(std::unique_ptr<Writer> writer,
+                       std::function<void(Result<void>)> done) {
+  auto* impl = dynamic_cast<WriterImpl*>(writer.get());
+  if (impl == nullptr) {
+    done(Err("queue: commit of a writer this queue did not create"));
+    return;
+  }
+  PendingCommit pc;
+  pc.id = impl->id();
+  pc.done = std::move(done);
+  // The session thread writes the bytes (to the page cache: cheap); only
+  // the sync is left to the committer.
+  if (int err = impl->Finish(); err != 0) {
+    pc.error = "queue write " + pc.id + ": " + ErrnoText(err);
+  } else {
+    pc.fd = impl->Take();
+  }
+  {
+    MutexLock lock(commit_mu_);
+    if (!committer_stop_ && started_) {
+      commits_.push_back(std::move(pc));
+      lock.Unlock();
+      commit_cv_.NotifyOne();
+      return;
+    }
+  }
+  // Not running: no queue thread is left to answer, so answer here.
+  if (pc.fd) spool_->pool->Remove(pc.id);
+  pc.done(Err("queue is not running"));
+}
+
+}  // namespace tern::queue::internal

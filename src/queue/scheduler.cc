@@ -1,0 +1,331 @@
+// The delivery scheduler: which message is due when, the delivery threads
+// that hand due messages to the local deliverer and remote recipients to
+// the remote sender, its reports, and the operator's requests.
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/file_io.h"
+#include "common/mutex.h"
+#include "common/unique_fd.h"
+#include "queue/file_pool.h"
+#include "queue/finisher.h"
+#include "queue/local.h"
+#include "queue/queue_id.h"
+#include "queue/queue_impl.h"
+#include "queue/remote.h"
+#include "queue/spool_format.h"
+
+namespace tern::queue::internal {
+
+void QueueImpl::Schedule(const std::string& id) {
+  {
+    MutexLock lock(sched_mu_);
+    ScheduleLocked(id, Clock::now());
+  }
+  sched_cv_.NotifyOne();
+}
+
+void QueueImpl::ScheduleLocked(const std::string& id, Clock::time_point when) {
+  if (inflight_.count(id) || held_.count(id)) return;
+  auto it = waiting_.find(id);
+  if (it != waiting_.end()) {
+    if (it->second <= when) return;
+    due_.erase({it->second, id});
+    it->second = when;
+  } else {
+    waiting_.emplace(id, when);
+  }
+  due_.emplace(when, id);
+}
+
+void QueueImpl::DoneLocked(const std::string& id, bool retry,
+                           int64_t retry_at) {
+  inflight_.erase(id);
+  if (ops_.count(id)) {
+    ScheduleLocked(id, Clock::now());  // the operator's request comes next
+  } else if (retry) {
+    int64_t wait = std::max<int64_t>(retry_at - std::time(nullptr), 0);
+    ScheduleLocked(id, Clock::now() + std::chrono::seconds(wait));
+  }
+  // Otherwise finished, or waiting for nothing we can do (no remote
+  // sender): forgotten until the next start or `tern queue retry`.
+}
+
+void QueueImpl::SubmitRemote(const LocalOutcome& o) {
+  RemoteJob job;
+  job.id = o.id;
+  job.envelope = o.envelope;
+  job.path = options_.data_dir + "/queue/msg/" + o.id;
+  job.body_offset = o.body_offset;
+  job.body_len = o.body_len;
+  job.rcpts = o.remote;
+  options_.remote->Send(std::move(job), [this](RemoteReport report) {
+    {
+      MutexLock lock(sched_mu_);
+      reports_.push_back(std::move(report));
+    }
+    sched_cv_.NotifyOne();
+  });
+}
+
+void QueueImpl::ApplyRemote(RemoteReport report) {
+  const std::string id = report.id;
+  bool retry = false;
+  int64_t retry_at = 0;
+  auto loaded =
+      LoadMessage(spool_->msg_fd.get(), spool_->state_fd.get(), report.id);
+  if (!loaded) {
+    spdlog::error("queue {}: cannot record remote results: {}", id,
+                  loaded.error().message);
+  } else {
+    UniqueFd fd(loaded->fd);
+    MessageState& state = loaded->state;
+    bool deferred = false;
+    for (const RemoteOutcome& o : report.rcpts) {
+      if (o.index >= state.recipients.size()) continue;
+      RecipientRecord& rec = state.recipients[o.index];
+      if (rec.recipient.address != o.address ||
+          rec.state != RecipientState::kPending) {
+        continue;
+      }
+      rec.state = o.state;
+      rec.error = o.reply;
+      rec.status = o.status;
+      rec.remote_mta = o.remote_mta;
+      rec.dsn_passed = o.dsn_passed;
+      if (o.state == RecipientState::kPending) {
+        deferred = true;
+        state.last_error = o.reply;
+      }
+    }
+    for (Attempt& a : report.attempts) state.log.push_back(std::move(a));
+    if (state.log.size() > kMaxAttemptLog) {
+      state.log.erase(state.log.begin(),
+                      state.log.end() - static_cast<long>(kMaxAttemptLog));
+    }
+    FinishOutcome fin = finisher_->Finish(id, fd.get(), loaded->file, state,
+                                          deferred, std::time(nullptr));
+    retry = fin.retry;
+    retry_at = fin.retry_at;
+  }
+  MutexLock lock(sched_mu_);
+  DoneLocked(id, retry, retry_at);
+}
+
+void QueueImpl::RunOp(const std::string& id, Op op) {
+  bool retry = false;
+  int64_t retry_at = 0;
+  auto loaded = LoadMessage(spool_->msg_fd.get(), spool_->state_fd.get(), id);
+  if (!loaded) {
+    spdlog::warn("queue {}: operator request dropped: {}", id,
+                 loaded.error().message);
+    MutexLock lock(sched_mu_);
+    inflight_.erase(id);
+    return;
+  }
+  UniqueFd fd(loaded->fd);
+  MessageState& state = loaded->state;
+  const int64_t now = std::time(nullptr);
+  bool hold = false;
+  switch (op) {
+    case Op::kDelete:
+      spool_->pool->Remove(id);
+      ::unlinkat(spool_->state_fd.get(), id.c_str(), 0);
+      spdlog::warn("queue {}: deleted by the operator (from=<{}>)", id,
+                   loaded->file.envelope.sender);
+      break;
+    case Op::kBounce: {
+      spdlog::warn("queue {}: returned to the sender by the operator", id);
+      FinishOutcome fin = finisher_->FailAll(
+          id, fd.get(), loaded->file, state,
+          "550 5.0.0 message returned by the postmaster", now);
+      retry = fin.retry;
+      retry_at = fin.retry_at;
+      break;
+    }
+    case Op::kHold:
+    case Op::kRelease:
+      hold = op == Op::kHold;
+      state.held = hold;
+      if (!hold) state.next_attempt = now;
+      if (auto saved = io::AtomicWriteAt(spool_->state_fd.get(), id,
+                                         EncodeState(state), true);
+          !saved) {
+        spdlog::error("queue {}: saving state: {}", id, saved.error().message);
+      }
+      spdlog::info("queue {}: {} by the operator", id,
+                   hold ? "held" : "released");
+      retry = !hold;
+      retry_at = now;
+      break;
+    case Op::kNone:
+      break;
+  }
+  MutexLock lock(sched_mu_);
+  inflight_.erase(id);
+  if (hold) {
+    held_.insert(id);
+  } else if (retry) {
+    ScheduleLocked(id, Clock::now() + std::chrono::seconds(std::max<int64_t>(
+                                          retry_at - now, 0)));
+  }
+}
+
+void QueueImpl::DeliveryLoop() {
+  MutexLock lock(sched_mu_);
+  while (!delivery_stop_) {
+    if (!reports_.empty()) {
+      RemoteReport report = std::move(reports_.front());
+      reports_.pop_front();
+      lock.Unlock();
+      ApplyRemote(std::move(report));
+      lock.Lock();
+      continue;
+    }
+    auto now = Clock::now();
+    std::vector<std::string> ids;
+    std::vector<std::pair<std::string, Op>> ops;
+    while (!due_.empty() && due_.begin()->first <= now &&
+           ids.size() < kDeliveryBatch) {
+      std::string id = due_.begin()->second;
+      due_.erase(due_.begin());
+      waiting_.erase(id);
+      inflight_.insert(id);
+      if (auto op = ops_.find(id); op != ops_.end()) {
+        ops.emplace_back(id, op->second);
+        ops_.erase(op);
+      } else {
+        ids.push_back(std::move(id));
+      }
+    }
+    if (ids.empty() && ops.empty()) {
+      if (due_.empty()) {
+        sched_cv_.Wait(sched_mu_);
+      } else {
+        // A copy: wait_until reads the time point again after waking, when
+        // another delivery thread may have erased that node of due_.
+        const auto when = due_.begin()->first;
+        sched_cv_.WaitUntil(sched_mu_, when);
+      }
+      continue;
+    }
+    lock.Unlock();
+    for (auto& [id, op] : ops) RunOp(id, op);
+    std::vector<LocalOutcome> outcomes;
+    if (!ids.empty())
+      outcomes = options_.local->DeliverBatch(local_spool_, ids);
+    std::vector<const LocalOutcome*> remote;
+    for (const LocalOutcome& o : outcomes) {
+      if (!o.remote.empty() && options_.remote != nullptr) remote.push_back(&o);
+    }
+    lock.Lock();
+    for (const LocalOutcome& o : outcomes) {
+      // Handed to the remote sender: stays in flight until its report.
+      if (!o.remote.empty() && options_.remote != nullptr) continue;
+      DoneLocked(o.id, o.retry, o.retry_at);
+    }
+    if (!remote.empty()) {
+      lock.Unlock();
+      for (const LocalOutcome* o : remote) SubmitRemote(*o);
+      lock.Lock();
+    }
+    // Retries may have become due for another thread's wait.
+    if (!due_.empty() || !reports_.empty()) sched_cv_.NotifyOne();
+  }
+}
+
+Result<std::string> QueueImpl::Flush() {
+  size_t n = 0;
+  {
+    MutexLock lock(sched_mu_);
+    std::vector<std::string> ids;
+    for (const auto& [id, when] : waiting_) ids.push_back(id);
+    for (const std::string& id : ids) {
+      auto it = waiting_.find(id);
+      due_.erase({it->second, id});
+      waiting_.erase(it);
+      ScheduleLocked(id, Clock::now());
+      ++n;
+    }
+  }
+  sched_cv_.NotifyAll();
+  return "flushing " + std::to_string(n) + " message(s)";
+}
+
+Result<std::string> QueueImpl::RequestOp(const std::string& id, Op op) {
+  if (!IsValidQueueId(id)) return Err("no such message: " + id);
+  struct stat st;
+  if (::fstatat(spool_->msg_fd.get(), id.c_str(), &st, 0) != 0)
+    return Err("no such message: " + id);
+  std::string note;
+  {
+    MutexLock lock(sched_mu_);
+    if (held_.count(id)) {
+      if (op == Op::kHold) return std::string("already on hold");
+      held_.erase(id);
+    } else if (op == Op::kRelease) {
+      return Err("message " + id + " is not on hold");
+    }
+    ops_[id] = op;
+    if (inflight_.count(id)) {
+      note = " (after the delivery attempt in progress)";
+    } else {
+      auto it = waiting_.find(id);
+      if (it != waiting_.end()) {
+        due_.erase({it->second, id});
+        waiting_.erase(it);
+      }
+      ScheduleLocked(id, Clock::now());
+    }
+  }
+  sched_cv_.NotifyOne();
+  const char* what = op == Op::kHold      ? "held"
+                     : op == Op::kRelease ? "released"
+                     : op == Op::kDelete  ? "deleted"
+                                          : "bounced";
+  return id + ": " + what + note;
+}
+
+Result<std::string> QueueImpl::Retry(const std::string& id) {
+  if (!IsValidQueueId(id)) return Err("no such message: " + id);
+  struct stat st;
+  if (::fstatat(spool_->msg_fd.get(), id.c_str(), &st, 0) != 0)
+    return Err("no such message: " + id);
+  {
+    MutexLock lock(sched_mu_);
+    if (held_.count(id))
+      return Err("message " + id + " is on hold (release it)");
+    if (inflight_.count(id)) return id + ": delivery in progress";
+    auto it = waiting_.find(id);
+    if (it != waiting_.end()) {
+      due_.erase({it->second, id});
+      waiting_.erase(it);
+    }
+    ScheduleLocked(id, Clock::now());
+  }
+  sched_cv_.NotifyOne();
+  return id + ": retrying now";
+}
+
+Result<std::string> QueueImpl::Hold(const std::string& id) {
+  return RequestOp(id, Op::kHold);
+}
+Result<std::string> QueueImpl::Release(const std::string& id) {
+  return RequestOp(id, Op::kRelease);
+}
+Result<std::string> QueueImpl::Delete(const std::string& id) {
+  return RequestOp(id, Op::kDelete);
+}
+Result<std::string> QueueImpl::Bounce(const std::string& id) {
+  return RequestOp(id, Op::kBounce);
+}
+
+}  // namespace tern::queue::internal
