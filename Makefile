@@ -3,6 +3,10 @@
 
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# WERROR=1 (CI) makes every compiler warning an error.
+ifeq ($(WERROR),1)
+CMAKE_FLAGS += -DTERN_WERROR=ON
+endif
 CONFIG ?= etc/tern.dev.toml
 JOBS ?= $(shell nproc)
 
@@ -33,7 +37,10 @@ run: build
 	@echo "  or by POP3:    curl -k pop3s://127.0.0.1:2995/1 -u someone@example.test:secret"
 	$(BUILD)/tern serve --config $(CONFIG)
 
-test: deps-test build
+# The unit tests need googletest and RapidCheck, which `make run` does not.
+test: deps-test deps-build
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TESTS=ON
+	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
 
 # `make test` in a clean Debian bookworm root (what CI runs): catches an
@@ -41,7 +48,9 @@ test: deps-test build
 test-fresh:
 	scripts/fresh-root.sh make test
 
-unit: build
+unit: deps-test deps-build
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TESTS=ON
+	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -R '^[A-Z]'
 
 # Side by side with Postfix and smtp-sink; QUICK=1 for a short run.
@@ -97,19 +106,20 @@ TSAN_ENV = TSAN_OPTIONS=halt_on_error=0:exitcode=66:second_deadlock_stack=1
 .PHONY: test-asan test-tsan
 
 test-asan: deps-test
-	cmake -S . -B $(ASAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_SANITIZE=ON -DTERN_TSAN=OFF
+	cmake -S . -B $(ASAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_SANITIZE=ON -DTERN_TSAN=OFF -DTERN_TESTS=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest -j $(JOBS) --output-on-failure --timeout 900
 
 test-tsan: deps-test
-	cmake -S . -B $(TSAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TSAN=ON -DTERN_SANITIZE=OFF
+	cmake -S . -B $(TSAN_BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TSAN=ON -DTERN_SANITIZE=OFF -DTERN_TESTS=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && $(TSAN_ENV) ctest --output-on-failure --timeout 900
 
 # Clang's thread-safety analysis: every GUARDED_BY, REQUIRES and EXCLUDES
 # (common/thread_annotations.h, with the annotated locks of common/mutex.h)
 # is checked at compile time, and a violation fails the build. A separate
-# clang build in $(TSA_BUILD) of the library, the binary and the unit tests.
+# clang build in $(TSA_BUILD) of every layer and the binary (the tests add
+# no locking of their own).
 TSA_BUILD ?= build-tsa
 
 .PHONY: check-thread-safety
@@ -117,6 +127,6 @@ TSA_BUILD ?= build-tsa
 check-thread-safety:
 	@scripts/deps.sh fuzz
 	CXX=clang++ cmake -S . -B $(TSA_BUILD) -G Ninja $(CMAKE_FLAGS) \
-		-DTERN_SANITIZE=OFF -DTERN_TSAN=OFF \
+		-DTERN_SANITIZE=OFF -DTERN_TSAN=OFF -DTERN_TESTS=OFF \
 		-DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety"
-	cmake --build $(TSA_BUILD) -j $(JOBS) --target tern_core tern tern_unit_tests
+	cmake --build $(TSA_BUILD) -j $(JOBS) --target tern

@@ -5,13 +5,14 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
   libsqlite3-dev libsodium-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-  libcli11-dev libexpected-dev libgtest-dev googletest librapidcheck-dev libunbound-dev)
+  libcli11-dev libexpected-dev libunbound-dev)
 # What the tests call, with what each needs at run time that Debian ships only
 # as a Recommends (--no-install-recommends leaves those out): swaks speaks TLS
 # through Net::SSLeay and IO::Socket::SSL, SASL through Authen::SASL and IPv6
 # through IO::Socket::INET6; fetchmail and msmtp check certificates against
 # ca-certificates; the fault tests mount tmpfs with util-linux's mount.
-test_pkgs=(python3 python3-pytest python3-aiosmtpd python3-dnslib
+# The unit tests (not the server) need googletest and RapidCheck.
+test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest python3-aiosmtpd python3-dnslib
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount)
 bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)

@@ -249,7 +249,9 @@ TEST(QueueTest, PickupOfAnIdAlreadyQueuedKeepsBothMessages) {
   std::set<std::string> senders;
   for (const Entry& e : *entries) {
     senders.insert(e.envelope.sender);
-    if (e.envelope.id == id) EXPECT_EQ(e.envelope.sender, "first@example.org");
+    if (e.envelope.id == id) {
+      EXPECT_EQ(e.envelope.sender, "first@example.org");
+    }
   }
   EXPECT_EQ(senders.size(), 2u);
   EXPECT_EQ(CountFiles(dir.path() + "/queue/incoming"), 0u);

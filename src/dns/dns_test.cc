@@ -64,7 +64,7 @@ TEST(RdataTest, Txt) {
   EXPECT_EQ(ParseTxt(std::string("\x06v=spf1\x05 -all", 13)), "v=spf1 -all");
   EXPECT_EQ(ParseTxt(std::string("\x00", 1)), "");
   EXPECT_EQ(ParseTxt(""), "");
-  EXPECT_FALSE(ParseTxt(std::string("\x05abc", 4)));  // length past the end
+  EXPECT_FALSE(ParseTxt(std::string("\x05" "abc", 4)));  // length past the end
 }
 
 TEST(UpstreamTest, Notation) {
