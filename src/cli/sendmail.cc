@@ -388,7 +388,7 @@ int Sendmail(const config::Config& cfg, const std::vector<std::string>& args) {
     // first, leaving no code: the failure then looked permanent, EX_DATAERR,
     // to the caller instead of EX_TEMPFAIL).
     session.output().clear();
-    session.Committed(false, id.error().message.find("No space") != std::string::npos);
+    session.Committed(false, id.error().NoSpace());
     reply = session.output();
     while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
     return Fail(reply + " (" + id.error().message + ")");

@@ -19,7 +19,7 @@ tl::unexpected<Error> ErrnoErr(std::string_view what, int err) {
   message += ": ";
   // std::system_category().message is thread-safe, unlike strerror().
   message += std::system_category().message(err);
-  return Err(std::move(message));
+  return Err(std::move(message), err);
 }
 
 int WriteAll(int fd, const void* data, size_t size) {

@@ -359,6 +359,7 @@ TEST(QueueTest, NoSpaceReachesCallbackAndDeliveryWaits) {
   (*q)->Commit(std::move(*w), [&](Result<void> r) { p1.set_value(r); });
   Result<void> r1 = p1.get_future().get();
   ASSERT_FALSE(r1);
+  EXPECT_TRUE(r1.error().NoSpace()) << r1.error().message;
   EXPECT_NE(r1.error().message.find("No space"), std::string::npos)
       << r1.error().message;
 
@@ -372,6 +373,7 @@ TEST(QueueTest, NoSpaceReachesCallbackAndDeliveryWaits) {
       CommitMessage(**q, MakeEnvelope("a@example.org", {"bob@example.test"}),
                     std::string(8000, 'x'));
   ASSERT_FALSE(id);
+  EXPECT_TRUE(id.error().NoSpace()) << id.error().message;
   EXPECT_NE(id.error().message.find("No space"), std::string::npos)
       << id.error().message;
   std::filesystem::remove(filler);

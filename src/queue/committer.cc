@@ -51,16 +51,19 @@ int QueueImpl::SyncBatch(std::vector<PendingCommit>& batch) {
   for (PendingCommit& pc : batch) {
     if (!pc.fd) continue;
     if (::fsync(pc.fd.get()) != 0) {
-      pc.error = "queue sync " + pc.id + ": " + ErrnoText(errno);
+      pc.error_code = errno;
+      pc.error = "queue sync " + pc.id + ": " + ErrnoText(pc.error_code);
       pc.fd.Reset();
     } else {
       some_ok = true;
     }
   }
   if (some_ok && ::fsync(spool_->msg_fd.get()) != 0) {
-    std::string text = ErrnoText(errno);
+    const int code = errno;
+    std::string text = ErrnoText(code);
     for (PendingCommit& pc : batch) {
       if (!pc.fd) continue;
+      pc.error_code = code;
       pc.error = "queue sync " + pc.id + ": " + text;
       pc.fd.Reset();
     }
@@ -100,7 +103,7 @@ void QueueImpl::CommitterLoop() {
       if (pc.error.empty()) {
         pc.done(Result<void>{});
       } else {
-        pc.done(Err(pc.error));
+        pc.done(Err(pc.error, pc.error_code));
       }
     }
     for (PendingCommit& pc : batch) {

@@ -105,6 +105,7 @@ struct PendingCommit {
   UniqueFd fd;  // invalid when `error` is set
   std::function<void(Result<void>)> done;
   std::string error;
+  int error_code = 0;  // errno of the failure, for Error::code
 };
 
 class QueueImpl final : public Queue {

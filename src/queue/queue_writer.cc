@@ -135,6 +135,7 @@ void QueueImpl::Commit(std::unique_ptr<Writer> writer,
   // The session thread writes the bytes (to the page cache: cheap); only
   // the sync is left to the committer.
   if (int err = impl->Finish(); err != 0) {
+    pc.error_code = err;
     pc.error = "queue write " + pc.id + ": " + ErrnoText(err);
   } else {
     pc.fd = impl->Take();

@@ -25,13 +25,6 @@ namespace {
 
 using asio::ip::tcp;
 
-// An error text from the queue that says the spool is out of space (the
-// queue reports errno texts: ENOSPC, EDQUOT).
-bool IsNoSpace(const std::string& text) {
-  return text.find("No space left") != std::string::npos ||
-         text.find("quota exceeded") != std::string::npos;
-}
-
 using auth::RecordingCredentials;
 
 class Connection : public net::LineConnection, public SessionHost {
@@ -60,7 +53,7 @@ class Connection : public net::LineConnection, public SessionHost {
     if (!w) {
       spdlog::error("smtp queue unavailable client={} error={}", client_ip(),
                     w.error().message);
-      no_space_ = IsNoSpace(w.error().message);
+      no_space_ = w.error().NoSpace();
       return {};
     }
     writer_ = std::move(*w);
@@ -213,7 +206,7 @@ asio::awaitable<void> Connection::Commit() {
   std::string id = writer_ ? writer_->id() : std::string();
   uint64_t size = writer_ ? writer_->size() : 0;
   auto r = co_await CommitMessage(deps_.queue, std::move(writer_));
-  bool no_space = !r && IsNoSpace(r.error().message);
+  bool no_space = !r && r.error().NoSpace();
   if (r) {
     ++messages_;
     spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
