@@ -10,9 +10,12 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # as a Recommends (--no-install-recommends leaves those out): swaks speaks TLS
 # through Net::SSLeay and IO::Socket::SSL, SASL through Authen::SASL and IPv6
 # through IO::Socket::INET6; fetchmail and msmtp check certificates against
-# ca-certificates; the fault tests mount tmpfs with util-linux's mount.
-# The unit tests (not the server) need googletest and RapidCheck.
-test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest python3-aiosmtpd python3-dnslib
+# ca-certificates; the fault tests mount tmpfs with util-linux's mount;
+# the SPF tests read the RFC 7208 suite that python3-spf ships (YAML, read
+# with python3-yaml). The unit tests (not the server) need googletest and
+# RapidCheck.
+test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
+  python3-aiosmtpd python3-dnslib python3-spf python3-yaml
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount)
 bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)
