@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "auth/directory.h"
+#include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
 #include "cli/sendmail.h"
 #include "common/result.h"
@@ -623,6 +624,18 @@ int Main(int argc, char** argv) {
       };
     });
   }
+
+  // `tern check ...` groups the checks of a message's authentication; the
+  // group is made by whichever check registers first.
+  auto checks = app.get_subcommands(
+      [](CLI::App* sub) { return sub->get_name() == "check"; });
+  CLI::App* check = checks.empty() ? nullptr : checks.front();
+  if (check == nullptr) {
+    check = app.add_subcommand("check", "check a message's authentication");
+    check->require_subcommand(1);
+  }
+  RegisterDkimCommands(app, *check, [&] { return LoadConfig(options); },
+                       &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",
