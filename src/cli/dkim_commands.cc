@@ -18,6 +18,7 @@
 #include "common/strings.h"
 #include "dns/unbound_resolver.h"
 #include "mailauth/dkim_keys.h"
+#include "mailauth/dkim_lookup.h"
 #include "mailauth/dkim_sign.h"
 #include "mailauth/dkim_verify.h"
 

@@ -18,6 +18,7 @@
 #include "mailauth/dkim_canon.h"
 #include "mailauth/dkim_crypto.h"
 #include "mailauth/dkim_keys.h"
+#include "mailauth/dkim_lookup.h"
 #include "mailauth/dkim_record.h"
 #include "mailauth/dkim_sign.h"
 #include "mailauth/dkim_tags.h"

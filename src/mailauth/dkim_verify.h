@@ -1,8 +1,9 @@
-// DKIM verification (RFC 6376 6, RFC 8463, RFC 8301). The message streams
-// through DkimVerifier::Feed as it arrives (during SMTP DATA, header section
-// included); Finish() settles what it can without DNS (syntax, policy, body
-// hashes) and hands back the rest, which VerifyDkim completes with one key
-// lookup per selector.
+// DKIM verification (RFC 6376 6, RFC 8463, RFC 8301), the part without I/O.
+// The message streams through DkimVerifier::Feed as it arrives (during SMTP
+// DATA, header section included); Finish() settles what it can without DNS
+// (syntax, policy, body hashes) and hands back the rest, which
+// CheckDkimWithKey completes given a key query's answer (dkim_lookup.h
+// does the queries).
 #pragma once
 
 #include <cstddef>
@@ -11,8 +12,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <asio.hpp>
 
 #include "dns/resolver.h"
 #include "mailauth/dkim_canon.h"
@@ -94,16 +93,5 @@ class DkimVerifier {
 // 6.1.2, 6.1.3): key record rules, RFC 8301 key sizes, the signature check.
 DkimResult CheckDkimWithKey(const DkimPending& pending, const dns::Answer& answer,
                             const DkimVerifyOptions& options = {});
-
-// The results for what DkimVerifier::Finish gave, in the same order. One
-// TXT query per distinct key name, one after the other.
-asio::awaitable<std::vector<DkimResult>> VerifyDkim(
-    dns::Resolver& resolver, std::vector<DkimPending> pending,
-    DkimVerifyOptions options = {});
-
-// A whole message in memory (the CLI, tests).
-asio::awaitable<std::vector<DkimResult>> VerifyDkimMessage(
-    dns::Resolver& resolver, std::string message, int64_t now,
-    DkimVerifyOptions options = {});
 
 }  // namespace tern::mailauth
