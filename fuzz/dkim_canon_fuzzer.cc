@@ -81,12 +81,15 @@ std::string Streamed(std::string_view body, DkimCanon canon, uint8_t seed,
 
 void CheckHeaderField(std::string_view field) {
   std::string simple;
-  tern::mailauth::CanonicalizeDkimHeaderField(field, DkimCanon::kSimple, &simple);
+  tern::mailauth::CanonicalizeDkimHeaderField(field, DkimCanon::kSimple,
+                                              &simple);
   FUZZ_CHECK(simple == std::string(field) + "\r\n", "simple header changed");
 
   std::string relaxed;
-  tern::mailauth::CanonicalizeDkimHeaderField(field, DkimCanon::kRelaxed, &relaxed);
-  FUZZ_CHECK(relaxed.size() >= 3 && relaxed.compare(relaxed.size() - 2, 2, "\r\n") == 0,
+  tern::mailauth::CanonicalizeDkimHeaderField(field, DkimCanon::kRelaxed,
+                                              &relaxed);
+  FUZZ_CHECK(relaxed.size() >= 3 &&
+                 relaxed.compare(relaxed.size() - 2, 2, "\r\n") == 0,
              "relaxed header without final CRLF");
   std::string_view body(relaxed.data(), relaxed.size() - 2);
   size_t colon = body.find(':');
@@ -104,7 +107,8 @@ void CheckHeaderField(std::string_view field) {
              "whitespace not reduced: %s", Printable(relaxed).c_str());
   // Stable: the relaxed form of the relaxed form is itself.
   std::string twice;
-  tern::mailauth::CanonicalizeDkimHeaderField(body, DkimCanon::kRelaxed, &twice);
+  tern::mailauth::CanonicalizeDkimHeaderField(body, DkimCanon::kRelaxed,
+                                              &twice);
   FUZZ_CHECK(twice == relaxed, "relaxed not stable:\n  once:  %s\n  twice: %s",
              Printable(relaxed).c_str(), Printable(twice).c_str());
 }
@@ -120,7 +124,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (DkimCanon canon : {DkimCanon::kSimple, DkimCanon::kRelaxed}) {
     std::string want = ReferenceBody(text, canon);
     std::string got = Streamed(text, canon, seed, max_chunk);
-    FUZZ_CHECK(got == want, "%s body differs\n  in:   %s\n  got:  %s\n  want: %s",
+    FUZZ_CHECK(got == want,
+               "%s body differs\n  in:   %s\n  got:  %s\n  want: %s",
                tern::mailauth::DkimCanonName(canon), Printable(text).c_str(),
                Printable(got).c_str(), Printable(want).c_str());
     std::optional<uint64_t> limit;
@@ -139,12 +144,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Header fields: the text as a header section.
   size_t end = text.find("\r\n\r\n");
-  std::string_view header = text.substr(0, end == std::string_view::npos
-                                               ? text.size()
-                                               : end + 2);
+  std::string_view header =
+      text.substr(0, end == std::string_view::npos ? text.size() : end + 2);
   auto fields = tern::mailauth::SplitDkimHeader(header);
   for (const auto& field : fields) {
-    if (field.text.find(':') != std::string_view::npos) CheckHeaderField(field.text);
+    if (field.text.find(':') != std::string_view::npos)
+      CheckHeaderField(field.text);
   }
 
   // The verifier's settled part does not depend on chunking.

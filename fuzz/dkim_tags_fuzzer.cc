@@ -20,7 +20,9 @@ using tern::fuzz::Printable;
 using tern::mailauth::DkimTagList;
 using tern::mailauth::ParseDkimTagList;
 
-bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool IsAlpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
 void CheckGrammar(std::string_view text, const DkimTagList& list) {

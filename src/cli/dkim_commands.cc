@@ -3,6 +3,7 @@
 // "tern: ..." on stderr with exit status 1.
 #include "cli/dkim_commands.h"
 
+#include <asio.hpp>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -12,8 +13,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <asio.hpp>
 
 #include "common/strings.h"
 #include "dns/unbound_resolver.h"
@@ -98,8 +97,8 @@ int Keygen(const config::Config& cfg, const Options& o) {
     std::string selector = o.selector.empty()
                                ? mailauth::DefaultDkimSelector(type, now)
                                : o.selector;
-    auto made = mailauth::CreateDkimKey(cfg.data_dir, o.domain, selector, type,
-                                        o.bits);
+    auto made =
+        mailauth::CreateDkimKey(cfg.data_dir, o.domain, selector, type, o.bits);
     if (!made) return Fail(made.error().message);
     std::cout << "; " << mailauth::DkimKeyTypeName(type) << " key "
               << made->file.path << "\n"
@@ -136,7 +135,8 @@ int List(const config::Config& cfg) {
     std::string line;
     for (size_t c = 0; c < row.size(); ++c) {
       line += row[c];
-      if (c + 1 < row.size()) line += std::string(widths[c] - row[c].size() + 2, ' ');
+      if (c + 1 < row.size())
+        line += std::string(widths[c] - row[c].size() + 2, ' ');
     }
     std::cout << line << "\n";
   }
@@ -161,11 +161,13 @@ int Dns(const config::Config& cfg, const std::string& domain) {
               << "\n";
     any = true;
   }
-  if (!any) return Fail("no DKIM keys" + (domain.empty() ? "" : " for " + domain));
+  if (!any)
+    return Fail("no DKIM keys" + (domain.empty() ? "" : " for " + domain));
   return 0;
 }
 
-// --- sign ----------------------------------------------------------------------
+// --- sign
+// ----------------------------------------------------------------------
 
 int Sign(const Options& o) {
   std::ifstream in(o.key_file, std::ios::binary);
@@ -207,7 +209,8 @@ int Sign(const Options& o) {
   return 0;
 }
 
-// --- check dkim ------------------------------------------------------------------
+// --- check dkim
+// ------------------------------------------------------------------
 
 void PrintResults(std::vector<mailauth::DkimResult> results) {
   if (results.empty()) {
@@ -271,10 +274,12 @@ void RegisterDkimCommands(CLI::App& app, CLI::App& check,
       "keygen",
       "create signing keys for a domain (Ed25519 and RSA-2048 by default) and "
       "print the DNS records to publish");
-  keygen->add_option("domain", o->domain, "the signing domain (d=)")->required();
+  keygen->add_option("domain", o->domain, "the signing domain (d=)")
+      ->required();
   keygen->add_option("--selector", o->selector,
                      "selector name (default: t + year and month + e|r)");
-  keygen->add_option("--algorithm", o->algorithm, "ed25519, rsa or both (default)");
+  keygen->add_option("--algorithm", o->algorithm,
+                     "ed25519, rsa or both (default)");
   keygen->add_option("--bits", o->bits, "RSA key size (default 2048)");
   keygen->callback([o, load_config, action] {
     *action = [o, load_config] {
@@ -312,7 +317,8 @@ void RegisterDkimCommands(CLI::App& app, CLI::App& check,
     *action = [o, load_config] {
       auto cfg = load_config();
       if (!cfg) return Fail(cfg.error().message);
-      if (auto ok = mailauth::RemoveDkimKey(cfg->data_dir, o->domain, o->selector);
+      if (auto ok =
+              mailauth::RemoveDkimKey(cfg->data_dir, o->domain, o->selector);
           !ok) {
         return Fail(ok.error().message);
       }
@@ -328,9 +334,7 @@ void RegisterDkimCommands(CLI::App& app, CLI::App& check,
   sign->add_option("--key", o->key_file, "private key, PEM")->required();
   sign->add_option("--algorithm", o->algorithm,
                    "rsa-sha256 or ed25519-sha256 (default: from the key)");
-  sign->callback([o, action] {
-    *action = [o] { return Sign(*o); };
-  });
+  sign->callback([o, action] { *action = [o] { return Sign(*o); }; });
 
   auto* check_dkim = check.add_subcommand(
       "dkim",

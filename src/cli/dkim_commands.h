@@ -3,9 +3,8 @@
 // with the configured DNS. Registered by one call from main.cc.
 #pragma once
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
 
 #include "common/result.h"
 #include "config/config.h"

@@ -105,20 +105,26 @@ std::string DkimHeaderHashInput(const std::vector<DkimHeaderField>& fields,
                                 const std::vector<std::string>& signed_names,
                                 std::string_view signature_field,
                                 DkimCanon canon) {
+  // The instances of each name, bottom first, and how many are used up:
+  // an index keeps a long h= over a long header linear, not a product.
+  struct Instances {
+    std::vector<size_t> bottom_up;
+    size_t used = 0;
+  };
+  std::map<std::string, Instances> by_name;
+  for (size_t i = fields.size(); i-- > 0;) {
+    if (!fields[i].name.empty()) {
+      by_name[ToLower(fields[i].name)].bottom_up.push_back(i);
+    }
+  }
   std::string out;
-  // For each name, how many instances (from the bottom) are used up.
-  std::map<std::string, size_t> used;
   for (const std::string& wanted : signed_names) {
-    std::string key = ToLower(wanted);
-    size_t skip = used[key]++;
-    for (size_t i = fields.size(); i-- > 0;) {
-      if (!IEquals(fields[i].name, wanted)) continue;
-      if (skip > 0) {
-        --skip;
-        continue;
-      }
-      CanonicalizeDkimHeaderField(fields[i].text, canon, &out);
-      break;
+    auto it = by_name.find(ToLower(wanted));
+    if (it == by_name.end()) continue;
+    Instances& inst = it->second;
+    if (inst.used < inst.bottom_up.size()) {
+      CanonicalizeDkimHeaderField(fields[inst.bottom_up[inst.used++]].text,
+                                  canon, &out);
     }
   }
   CanonicalizeDkimHeaderField(signature_field, canon, &out);
@@ -168,8 +174,7 @@ void DkimBodyCanonicalizer::EndLine(DkimBodySink& sink) {
   space_ = false;  // relaxed: whitespace at the end of a line goes
 }
 
-void DkimBodyCanonicalizer::Update(std::string_view data,
-                                   DkimBodySink& sink) {
+void DkimBodyCanonicalizer::Update(std::string_view data, DkimBodySink& sink) {
   bool relaxed = canon_ == DkimCanon::kRelaxed;
   for (char c : data) {
     if (cr_) {
@@ -253,7 +258,8 @@ std::string_view DkimMessageSplitter::Feed(std::string_view chunk) {
   }
   // The empty line may begin in what was kept and end in this chunk.
   size_t keep = std::min<size_t>(old, 3);
-  std::string edge = header_.substr(old - keep) + std::string(chunk.substr(0, 3));
+  std::string edge =
+      header_.substr(old - keep) + std::string(chunk.substr(0, 3));
   size_t body_at = std::string_view::npos;  // offset in `chunk`
   if (size_t e = edge.find("\r\n\r\n"); e != std::string::npos) {
     body_at = e + 4 - keep;
@@ -284,7 +290,8 @@ void DkimMessageSplitter::Finish() {
   done_ = true;
   // A message without an empty line is all header (RFC 5322 2.1: the body
   // is optional).
-  if (header_.size() < 2 || header_.compare(header_.size() - 2, 2, "\r\n") != 0) {
+  if (header_.size() < 2 ||
+      header_.compare(header_.size() - 2, 2, "\r\n") != 0) {
     if (!header_.empty()) header_.append("\r\n");
   }
 }

@@ -83,8 +83,8 @@ class DkimBodyCanonicalizer {
   std::string out_;           // canonical octets not yet written
   uint64_t empty_lines_ = 0;  // held back
   bool line_has_content_ = false;
-  bool cr_ = false;      // the previous octet was a CR
-  bool space_ = false;   // relaxed: whitespace seen, written only before content
+  bool cr_ = false;     // the previous octet was a CR
+  bool space_ = false;  // relaxed: whitespace seen, written only before content
   bool wrote_any_ = false;
 };
 

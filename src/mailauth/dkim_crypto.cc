@@ -44,7 +44,9 @@ int NoPassphrase(char*, int, int, void*) { return -1; }
 
 }  // namespace
 
-void EvpMdCtxDeleter::operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
+void EvpMdCtxDeleter::operator()(EVP_MD_CTX* ctx) const {
+  EVP_MD_CTX_free(ctx);
+}
 void EvpPkeyDeleter::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 
 const char* DkimKeyTypeName(DkimKeyType type) {
@@ -120,13 +122,14 @@ Result<DkimKey> ParseDkimPublicKey(DkimKeyType type, std::string_view data) {
 
 Result<DkimKey> ParseDkimPrivateKeyPem(std::string_view pem) {
   if (pem.find("ENCRYPTED") != std::string_view::npos) {
-    return Err("the key is encrypted; DKIM keys must be stored unencrypted "
-               "(mode 0600)");
+    return Err(
+        "the key is encrypted; DKIM keys must be stored unencrypted "
+        "(mode 0600)");
   }
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return Err("out of memory: " + OpensslError());
-  EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase,
-                                         nullptr));
+  EvpPkeyPtr key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   if (!key) return Err("no PEM private key found: " + OpensslError());
   auto type = TypeOf(key.get());
   if (!type) return tl::unexpected(type.error());
@@ -138,8 +141,8 @@ Result<DkimKey> GenerateDkimKey(DkimKeyType type, int bits) {
   if (type == DkimKeyType::kEd25519) {
     key.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   } else {
-    key.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA",
-                                static_cast<size_t>(bits)));
+    key.reset(
+        EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(bits)));
   }
   if (!key) return Err("key generation failed: " + OpensslError());
   return DkimKey(std::move(key), type);

@@ -36,7 +36,8 @@ Result<void> MakePrivateDir(const std::string& dir) {
   return {};
 }
 
-Result<void> WritePrivateFile(const std::string& path, const std::string& data) {
+Result<void> WritePrivateFile(const std::string& path,
+                              const std::string& data) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Err("cannot create " + path + ": " + std::strerror(errno));
   size_t done = 0;
@@ -98,7 +99,8 @@ Result<std::vector<DkimKeyFile>> ListDomain(const std::string& data_dir,
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
     DkimKeyFile f;
     if (!entry.is_regular_file(ec)) continue;
-    if (!ParseKeyFileName(entry.path().filename().string(), &f.selector, &f.type)) {
+    if (!ParseKeyFileName(entry.path().filename().string(), &f.selector,
+                          &f.type)) {
       continue;
     }
     f.domain = domain;
@@ -108,15 +110,19 @@ Result<std::vector<DkimKeyFile>> ListDomain(const std::string& data_dir,
     out.push_back(std::move(f));
   }
   if (ec) return Err("cannot list " + dir.string() + ": " + ec.message());
-  std::sort(out.begin(), out.end(), [](const DkimKeyFile& a, const DkimKeyFile& b) {
-    return std::tie(a.created, a.selector) < std::tie(b.created, b.selector);
-  });
+  std::sort(out.begin(), out.end(),
+            [](const DkimKeyFile& a, const DkimKeyFile& b) {
+              return std::tie(a.created, a.selector) <
+                     std::tie(b.created, b.selector);
+            });
   return out;
 }
 
 }  // namespace
 
-std::string DkimKeyRoot(const std::string& data_dir) { return data_dir + "/dkim"; }
+std::string DkimKeyRoot(const std::string& data_dir) {
+  return data_dir + "/dkim";
+}
 
 std::string DefaultDkimSelector(DkimKeyType type, int64_t now) {
   time_t t = static_cast<time_t>(now);
@@ -201,7 +207,8 @@ Result<std::vector<DkimKeyFile>> ListDkimKeys(const std::string& data_dir) {
   if (!fs::is_directory(root, ec)) return out;
   std::vector<std::string> domains;
   for (const fs::directory_entry& entry : fs::directory_iterator(root, ec)) {
-    if (entry.is_directory(ec)) domains.push_back(entry.path().filename().string());
+    if (entry.is_directory(ec))
+      domains.push_back(entry.path().filename().string());
   }
   if (ec) return Err("cannot list " + root.string() + ": " + ec.message());
   std::sort(domains.begin(), domains.end());

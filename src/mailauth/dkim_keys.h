@@ -19,11 +19,11 @@
 namespace tern::mailauth {
 
 struct DkimKeyFile {
-  std::string domain;    // lower case
+  std::string domain;  // lower case
   std::string selector;
   DkimKeyType type = DkimKeyType::kEd25519;
   std::string path;
-  int64_t created = 0;   // the file's modification time, Unix seconds
+  int64_t created = 0;  // the file's modification time, Unix seconds
 };
 
 // DATA_DIR/dkim.

@@ -4,11 +4,10 @@
 // (asio leaves its coroutine support out of the clang fuzz build).
 #pragma once
 
+#include <asio.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <asio.hpp>
 
 #include "dns/resolver.h"
 #include "mailauth/dkim_verify.h"

@@ -84,8 +84,7 @@ Result<DkimSignature> ParseDkimSignature(const DkimTagList& tags) {
   // RFC 6376 3.5 v=: "MUST have the value "1"" and 6.1.1: anything else
   // is an incompatible version.
   if (tags.Find("v")->value != "1") {
-    return Err("v=" + std::string(tags.Find("v")->value) +
-               " is not version 1");
+    return Err("v=" + std::string(tags.Find("v")->value) + " is not version 1");
   }
 
   std::string_view a = tags.Find("a")->value;
@@ -113,7 +112,8 @@ Result<DkimSignature> ParseDkimSignature(const DkimTagList& tags) {
       return std::nullopt;
     };
     auto h = canon(header), b = canon(body);
-    if (!h || !b) return Err("unknown canonicalization c=" + std::string(value));
+    if (!h || !b)
+      return Err("unknown canonicalization c=" + std::string(value));
     sig.header_canon = *h;
     sig.body_canon = *b;
   }

@@ -25,9 +25,9 @@ struct DkimSignature {
   DkimAlgorithm algorithm = DkimAlgorithm::kRsaSha256;
   DkimCanon header_canon = DkimCanon::kSimple;  // c= defaults (3.5)
   DkimCanon body_canon = DkimCanon::kSimple;
-  std::string domain;    // d=, lower case
-  std::string selector;  // s=, lower case
-  std::string identity;  // i=; "@" + d= when absent (3.5)
+  std::string domain;                       // d=, lower case
+  std::string selector;                     // s=, lower case
+  std::string identity;                     // i=; "@" + d= when absent (3.5)
   std::vector<std::string> signed_headers;  // h=, as written
   std::string body_hash;                    // bh=, decoded
   std::string signature;                    // b=, decoded
@@ -51,12 +51,12 @@ Result<DkimSignature> ParseDkimSignature(const DkimTagList& tags);
 bool IsDkimDomainName(std::string_view name);
 
 struct DkimKeyRecord {
-  DkimKeyType type = DkimKeyType::kRsa;        // k=, rsa by default
-  std::string public_key;                      // p=, decoded; empty: revoked
-  std::vector<std::string> hash_algorithms;    // h=; empty: any
-  bool testing = false;                        // t=y
-  bool strict = false;                         // t=s: i= domain must be d=
-  bool email = true;                           // s= is "*" or has "email"
+  DkimKeyType type = DkimKeyType::kRsa;      // k=, rsa by default
+  std::string public_key;                    // p=, decoded; empty: revoked
+  std::vector<std::string> hash_algorithms;  // h=; empty: any
+  bool testing = false;                      // t=y
+  bool strict = false;                       // t=s: i= domain must be d=
+  bool email = true;                         // s= is "*" or has "email"
 };
 
 // Parses one TXT record as a key record (RFC 6376 3.6.1). A v= tag must

@@ -18,7 +18,8 @@ constexpr size_t kLineWidth = 78;  // RFC 5322 2.1.1 "SHOULD be no more than 78"
 // the line width starts a continuation line instead.
 class Folder {
  public:
-  explicit Folder(std::string start) : text_(std::move(start)), column_(text_.size()) {}
+  explicit Folder(std::string start)
+      : text_(std::move(start)), column_(text_.size()) {}
   void Add(std::string_view piece, std::string_view sep) {
     if (column_ + sep.size() + piece.size() > kLineWidth && column_ > 1) {
       text_ += "\r\n ";
@@ -58,9 +59,9 @@ class Folder {
 
 const std::vector<std::string>& DefaultDkimSignedHeaders() {
   static const std::vector<std::string> kHeaders = {
-      "From",        "To",         "Cc",         "Subject",
-      "Date",        "Message-ID", "Reply-To",   "In-Reply-To",
-      "References",  "MIME-Version", "Content-Type"};
+      "From",       "To",           "Cc",          "Subject",
+      "Date",       "Message-ID",   "Reply-To",    "In-Reply-To",
+      "References", "MIME-Version", "Content-Type"};
   return kHeaders;
 }
 
@@ -116,19 +117,20 @@ Result<std::string> DkimSigner::Finish() {
       f.Add("x=" + std::to_string(now_ + *options_.expire_after) + ";", " ");
     }
     for (size_t i = 0; i < names.size(); ++i) {
-      std::string piece = (i == 0 ? "h=" : "") + names[i] +
-                          (i + 1 < names.size() ? ":" : ";");
+      std::string piece =
+          (i == 0 ? "h=" : "") + names[i] + (i + 1 < names.size() ? ":" : ";");
       f.Add(piece, i == 0 ? " " : "");
     }
     f.Add("bh=" + bh + ";", " ");
     f.NewLine();
     f.Add("b=", "");
     // RFC 6376 3.7: what b= signs ends with this field, b= still empty.
-    std::string data = DkimHeaderHashInput(fields, names, f.text(),
-                                           DkimCanon::kRelaxed);
+    std::string data =
+        DkimHeaderHashInput(fields, names, f.text(), DkimCanon::kRelaxed);
     auto signature = DkimSign(k.key, data);
     if (!signature) {
-      return Err("signing with " + k.selector + ": " + signature.error().message);
+      return Err("signing with " + k.selector + ": " +
+                 signature.error().message);
     }
     f.AddBase64(Base64Encode(*signature));
     out += f.text();

@@ -4,11 +4,14 @@
 
 #include <cstdio>
 #include <string>
+#include <unordered_set>
 
 namespace tern::mailauth {
 namespace {
 
-bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool IsAlpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 // RFC 6376 3.2 VALCHAR: %x21-3A / %x3C-7E (printable ASCII but ';'), plus
@@ -59,6 +62,8 @@ size_t DkimWhitespaceAt(std::string_view text, size_t pos) {
 
 Result<DkimTagList> ParseDkimTagList(std::string_view text) {
   DkimTagList list;
+  // Names seen so far: a set keeps a list of many tags linear.
+  std::unordered_set<std::string_view> names;
   size_t pos = 0;
   while (true) {
     pos = SkipWhitespace(text, pos);
@@ -81,8 +86,9 @@ Result<DkimTagList> ParseDkimTagList(std::string_view text) {
     pos = SkipWhitespace(text, pos);
     if (pos == text.size() || text[pos] != '=') {
       return Err("'=' expected after tag \"" + std::string(name) + "\"" +
-                 (pos == text.size() ? std::string(" at the end")
-                                     : ", found " + Describe(text[pos]) + At(pos)));
+                 (pos == text.size()
+                      ? std::string(" at the end")
+                      : ", found " + Describe(text[pos]) + At(pos)));
     }
     ++pos;
     DkimTag tag;
@@ -106,8 +112,9 @@ Result<DkimTagList> ParseDkimTagList(std::string_view text) {
     }
     tag.value = text.substr(value_begin, value_end - value_begin);
     tag.value_end = pos;
-    if (list.Find(name) != nullptr) {
-      return Err("duplicate tag \"" + std::string(name) + "\"" + At(name_begin));
+    if (!names.insert(name).second) {
+      return Err("duplicate tag \"" + std::string(name) + "\"" +
+                 At(name_begin));
     }
     list.tags.push_back(tag);
     if (pos == text.size()) break;
@@ -130,9 +137,9 @@ std::vector<std::string_view> SplitDkimList(std::string_view value) {
   size_t start = 0;
   while (true) {
     size_t colon = value.find(':', start);
-    std::string_view item = value.substr(
-        start, colon == std::string_view::npos ? std::string_view::npos
-                                               : colon - start);
+    std::string_view item = value.substr(start, colon == std::string_view::npos
+                                                    ? std::string_view::npos
+                                                    : colon - start);
     size_t b = 0, e = item.size();
     auto ws = [](char c) {
       return c == ' ' || c == '\t' || c == '\r' || c == '\n';

@@ -68,17 +68,22 @@ void DkimVerifier::StartBody() {
     if (tags) {
       // Shown even when the signature is unusable, so that the report
       // names the domain that (apparently) signed.
-      if (const DkimTag* d = tags->Find("d")) p.result.domain = ToLower(d->value);
-      if (const DkimTag* s = tags->Find("s")) p.result.selector = ToLower(s->value);
-      if (const DkimTag* a = tags->Find("a")) p.result.algorithm = std::string(a->value);
+      if (const DkimTag* d = tags->Find("d"))
+        p.result.domain = ToLower(d->value);
+      if (const DkimTag* s = tags->Find("s"))
+        p.result.selector = ToLower(s->value);
+      if (const DkimTag* a = tags->Find("a"))
+        p.result.algorithm = std::string(a->value);
       if (const DkimTag* b = tags->Find("b")) {
-        p.result.header_b = StripDkimWhitespace(b->value).substr(0, kHeaderBLength);
+        p.result.header_b =
+            StripDkimWhitespace(b->value).substr(0, kHeaderBLength);
       }
     }
     if (pending_.size() >= options_.max_signatures) {
-      p.result = Decided(p.result, DkimStatus::kPolicy,
-                         "more than " + std::to_string(options_.max_signatures) +
-                             " signatures; not checked");
+      p.result =
+          Decided(p.result, DkimStatus::kPolicy,
+                  "more than " + std::to_string(options_.max_signatures) +
+                      " signatures; not checked");
     } else if (splitter_.overflow()) {
       p.result = Decided(p.result, DkimStatus::kPermError,
                          "header section longer than " +
@@ -99,8 +104,8 @@ void DkimVerifier::StartBody() {
                            "rsa-sha1 is not accepted (RFC 8301)");
       } else if (s.expiration && *s.expiration < now_) {
         // RFC 6376 6.1.1: PERMFAIL (signature expired).
-        p.result = Decided(p.result, DkimStatus::kPermError,
-                           "signature expired (x=)");
+        p.result =
+            Decided(p.result, DkimStatus::kPermError, "signature expired (x=)");
       } else if (s.timestamp &&
                  *s.timestamp > now_ + options_.future_tolerance) {
         p.result = Decided(p.result, DkimStatus::kPolicy,
@@ -143,8 +148,8 @@ std::vector<DkimPending> DkimVerifier::Finish() {
     if (p.signature.body_length &&
         *p.signature.body_length > h.canonical_length()) {
       p.needs_key = false;
-      p.result = Decided(p.result, DkimStatus::kFail,
-                         "l= is longer than the body");
+      p.result =
+          Decided(p.result, DkimStatus::kFail, "l= is longer than the body");
     } else if (h.digest() != p.signature.body_hash) {
       p.needs_key = false;
       p.result = Decided(p.result, DkimStatus::kFail, "body hash mismatch");
@@ -223,15 +228,16 @@ DkimResult CheckWithRecord(const DkimPending& pending,
 
 }  // namespace
 
-DkimResult CheckDkimWithKey(const DkimPending& pending, const dns::Answer& answer,
+DkimResult CheckDkimWithKey(const DkimPending& pending,
+                            const dns::Answer& answer,
                             const DkimVerifyOptions& options) {
   if (!pending.needs_key) return pending.result;
   // RFC 6376 6.1.2: a failed query is TEMPFAIL, no record is PERMFAIL.
   if (answer.status == dns::Status::kTempFail) {
-    return Decided(pending.result, DkimStatus::kTempError,
-                   "key lookup failed: " +
-                       (answer.error.empty() ? std::string("no answer")
-                                             : answer.error));
+    return Decided(
+        pending.result, DkimStatus::kTempError,
+        "key lookup failed: " +
+            (answer.error.empty() ? std::string("no answer") : answer.error));
   }
   if (answer.status == dns::Status::kNxDomain || answer.txt.empty()) {
     return Decided(pending.result, DkimStatus::kPermError,

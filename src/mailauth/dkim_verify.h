@@ -20,7 +20,14 @@
 namespace tern::mailauth {
 
 // The result words of RFC 8601 2.7.1.
-enum class DkimStatus { kPass, kFail, kNeutral, kPolicy, kPermError, kTempError };
+enum class DkimStatus {
+  kPass,
+  kFail,
+  kNeutral,
+  kPolicy,
+  kPermError,
+  kTempError
+};
 
 const char* DkimStatusName(DkimStatus status);
 
@@ -91,7 +98,8 @@ class DkimVerifier {
 
 // Completes one signature with the answer to its key query (RFC 6376
 // 6.1.2, 6.1.3): key record rules, RFC 8301 key sizes, the signature check.
-DkimResult CheckDkimWithKey(const DkimPending& pending, const dns::Answer& answer,
+DkimResult CheckDkimWithKey(const DkimPending& pending,
+                            const dns::Answer& answer,
                             const DkimVerifyOptions& options = {});
 
 }  // namespace tern::mailauth
