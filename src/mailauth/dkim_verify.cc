@@ -67,13 +67,17 @@ void DkimVerifier::StartBody() {
     auto tags = ParseDkimTagList(value);
     if (tags) {
       // Shown even when the signature is unusable, so that the report
-      // names the domain that (apparently) signed.
-      if (const DkimTag* d = tags->Find("d"))
-        p.result.domain = ToLower(d->value);
-      if (const DkimTag* s = tags->Find("s"))
-        p.result.selector = ToLower(s->value);
-      if (const DkimTag* a = tags->Find("a"))
-        p.result.algorithm = std::string(a->value);
+      // names the domain that (apparently) signed; without whitespace, so
+      // that a folded value cannot break a one-line report.
+      if (const DkimTag* d = tags->Find("d")) {
+        p.result.domain = ToLower(StripDkimWhitespace(d->value));
+      }
+      if (const DkimTag* s = tags->Find("s")) {
+        p.result.selector = ToLower(StripDkimWhitespace(s->value));
+      }
+      if (const DkimTag* a = tags->Find("a")) {
+        p.result.algorithm = StripDkimWhitespace(a->value);
+      }
       if (const DkimTag* b = tags->Find("b")) {
         p.result.header_b =
             StripDkimWhitespace(b->value).substr(0, kHeaderBLength);

@@ -19,7 +19,10 @@
 
 namespace tern::mailauth {
 
-// The result words of RFC 8601 2.7.1.
+// The result words of RFC 8601 2.7.1. Malformed signatures and unusable key
+// records are permerror (as OpenDKIM reports them); refused crypto (rsa-sha1,
+// short RSA keys) and timestamps in the future are policy; kNeutral is not
+// produced by this verifier.
 enum class DkimStatus {
   kPass,
   kFail,
