@@ -12,12 +12,16 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # through IO::Socket::INET6; fetchmail and msmtp check certificates against
 # ca-certificates; the fault tests mount tmpfs with util-linux's mount;
 # the SPF tests read the RFC 7208 suite that python3-spf ships (YAML, read
-# with python3-yaml). The unit tests (not the server) need googletest and
+# with python3-yaml). The DKIM tests sign and verify with dkimpy
+# (python3-dkim; python3-nacl for its Ed25519) and OpenDKIM (opendkim in
+# test mode; opendkim-tools' opendkim-genkey, which runs openssl without
+# depending on it). The unit tests (not the server) need googletest and
 # RapidCheck.
 test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   python3-aiosmtpd python3-dnslib python3-spf python3-yaml
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
-  curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount)
+  curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
+  python3-dkim python3-nacl opendkim opendkim-tools)
 bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)
 # libFuzzer comes with clang's runtime libraries.
 fuzz_pkgs=(clang libclang-rt-14-dev)

@@ -25,6 +25,7 @@
 
 #include "auth/directory.h"
 #include "cli/check_spf.h"
+#include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
 #include "cli/sendmail.h"
 #include "common/result.h"
@@ -626,14 +627,11 @@ int Main(int argc, char** argv) {
   }
 
   // `tern check ...`: mail authentication from the shell, one file each.
-  auto found = app.get_subcommands(
-      [](CLI::App* sub) { return sub->get_name() == "check"; });
-  CLI::App* check = found.empty() ? nullptr : found.front();
-  if (check == nullptr) {
-    check = app.add_subcommand("check", "check mail authentication in DNS");
-    check->require_subcommand(1);
-  }
+  CLI::App* check = app.add_subcommand("check", "check mail authentication");
+  check->require_subcommand(1);
   RegisterCheckSpf(check, [&options] { return LoadConfig(options); }, &action);
+  RegisterDkimCommands(app, *check, [&] { return LoadConfig(options); },
+                       &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",

@@ -215,11 +215,22 @@ Result<std::unique_ptr<Resolver>> MakeUnboundResolver(
     ub_ctx_hosts(ctx.get(), nullptr);  // best effort
   } else {
     // unbound answers NXDOMAIN itself for the RFC 6761 names (test.,
-    // invalid., ...). With a configured upstream, that upstream decides:
-    // test zones (and split-horizon setups) live there.
-    for (const char* zone : {"test.", "invalid.", "local."}) {
-      ub_ctx_set_option(ctx.get(), "local-zone:",
-                        (std::string(zone) + " transparent").c_str());
+    // invalid., ...) and for the reverse zones of private and
+    // documentation addresses (RFC 6303). With a configured upstream, that
+    // upstream decides: test zones and split-horizon setups live there
+    // (SPF's ptr and %{p} look such names up).
+    std::vector<std::string> zones = {"test.", "invalid.", "local.",
+                                      "10.in-addr.arpa.", "168.192.in-addr.arpa.",
+                                      "254.169.in-addr.arpa.",
+                                      "2.0.192.in-addr.arpa.",
+                                      "100.51.198.in-addr.arpa.",
+                                      "113.0.203.in-addr.arpa.",
+                                      "8.b.d.0.1.0.0.2.ip6.arpa.", "d.f.ip6.arpa."};
+    for (int i = 16; i <= 31; ++i) {
+      zones.push_back(std::to_string(i) + ".172.in-addr.arpa.");
+    }
+    for (const std::string& zone : zones) {
+      ub_ctx_set_option(ctx.get(), "local-zone:", (zone + " transparent").c_str());
     }
     for (const std::string& up : options.upstreams) {
       auto addr = UnboundUpstream(up);
