@@ -95,10 +95,8 @@ int QueueShow(const std::string& data_dir, const std::string& id) {
                      O_RDONLY | O_CLOEXEC));
   if (fd && queue::IsValidQueueId(id)) {
     if (auto file = queue::ReadMessageMeta(fd.get())) {
-      std::string head(std::min<uint64_t>(file->body_len, kHeaderProbe), '\0');
-      if (io::PreadAll(fd.get(), head.data(), head.size(),
-                       static_cast<off_t>(file->body_offset)) == 0) {
-        std::string_view h = queue::HeaderSection(head);
+      if (auto head = queue::ReadMessageText(fd.get(), *file, kHeaderProbe)) {
+        std::string_view h = queue::HeaderSection(*head);
         std::cout << "headers:\n";
         for (const std::string& line : Split(h, '\n')) {
           std::string l = line;

@@ -57,6 +57,9 @@ struct Work {
   queue::MessageState state;
   std::string lf_body;
   bool in_memory = false;
+  // Header fields added at commit (queue::Envelope::prepend), LF lines:
+  // they go after our Return-Path and Delivered-To.
+  std::string lf_prepend;
   std::vector<Plan> plans;
   std::set<std::string> remote;  // pending addresses for remote delivery
 };
@@ -164,6 +167,11 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
       }
       w.state = queue::InitialState(w.file.envelope);
     }
+    if (!w.file.envelope.prepend.empty()) {
+      LineEndConverter conv;
+      conv.Convert(w.file.envelope.prepend, w.lf_prepend);
+      conv.Finish(w.lf_prepend);
+    }
     if (w.file.body_len <= kMemoryBodyLimit) {
       std::string body(w.file.body_len, '\0');
       if (int rerr = io::PreadAll(w.fd.get(), body.data(), body.size(),
@@ -215,7 +223,8 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
               t.copy = it->second;
             } else {
               t.copy = static_cast<int>(batch.Add(
-                  *path, DeliveryHeaders(w.file.envelope.sender, t.mailbox),
+                  *path,
+                  DeliveryHeaders(w.file.envelope.sender, t.mailbox) + w.lf_prepend,
                   source));
               copies.emplace(key, t.copy);
             }

@@ -336,8 +336,11 @@ void OutboundImpl::LoadBody(Tracker& t) {
     t.load_error = "cannot open the queued message";
     return;
   }
-  t.body.assign(t.job.body_len, '\0');
-  if (io::PreadAll(fd.get(), t.body.data(), t.body.size(),
+  // The header fields added at commit (DKIM-Signature) come first.
+  const std::string& prepend = t.job.envelope.prepend;
+  t.body.assign(prepend.size() + t.job.body_len, '\0');
+  t.body.replace(0, prepend.size(), prepend);
+  if (io::PreadAll(fd.get(), t.body.data() + prepend.size(), t.job.body_len,
                    static_cast<off_t>(t.job.body_offset)) != 0) {
     t.load_error = "cannot read the queued message";
     t.body.clear();

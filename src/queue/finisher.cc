@@ -201,18 +201,16 @@ bool Finisher::SendReports(const std::string& id, int msg_fd,
   if (report.empty()) return true;
 
   // The original, or enough of it for its header.
-  uint64_t want = file.body_len <= kMaxReturnedRead
-                      ? file.body_len
-                      : std::min<uint64_t>(file.body_len, kHeaderProbe);
-  std::string message(want, '\0');
-  if (int err = io::PreadAll(msg_fd, message.data(), message.size(),
-                             static_cast<off_t>(file.body_offset));
-      err != 0) {
-    spdlog::error("queue {}: reading for a DSN failed (errno {})", id, err);
+  uint64_t want = file.size() <= kMaxReturnedRead ? file.size() : kHeaderProbe;
+  auto text = ReadMessageText(msg_fd, file, want);
+  if (!text) {
+    spdlog::error("queue {}: reading for a DSN failed: {}", id,
+                  text.error().message);
     if (warned_now) state.delay_warned = false;
     return false;
   }
-  if (file.body_len > kMaxReturnedRead) {
+  std::string message = std::move(*text);
+  if (file.size() > kMaxReturnedRead) {
     // Keep only whole header lines.
     message = std::string(HeaderSection(message));
   }

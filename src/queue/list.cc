@@ -44,7 +44,7 @@ Result<std::vector<Entry>> List(const std::string& data_dir) {
     Entry entry;
     entry.envelope = std::move(file->envelope);
     entry.envelope.id = name;
-    entry.size = file->body_len;
+    entry.size = file->size();
     MessageState state = InitialState(entry.envelope);
     if (state_fd) {
       auto raw = io::ReadSmallFileAt(state_fd->get(), name, 64u << 20);

@@ -172,8 +172,8 @@ Result<std::string> Inject(const std::string& data_dir, Envelope env,
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return io::ErrnoErr("inject: create " + tmp, errno);
   struct iovec iov[3] = {{header.data(), header.size()},
-                         {encoded.data(), encoded.size()},
-                         {const_cast<char*>(message.data()), message.size()}};
+                         {const_cast<char*>(message.data()), message.size()},
+                         {encoded.data(), encoded.size()}};
   int err = io::WritevAll(fd.get(), iov, 3);
   // Data durable before the name becomes visible, and the name durable
   // before we report success.

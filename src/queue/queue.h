@@ -35,6 +35,11 @@ struct Envelope {
   std::string helo;
   std::string auth_user;
   int64_t received_at = 0;  // unix seconds
+  // Header fields added once the whole message had arrived
+  // (Authentication-Results, DKIM-Signature): CRLF lines that every
+  // reader puts before the message bytes. The bytes themselves are never
+  // rewritten.
+  std::string prepend;
 };
 
 enum class RecipientState { kPending, kDelivered, kFailed };
@@ -72,6 +77,10 @@ class Writer {
   // The errno of the failed Write (ENOSPC: the SMTP session answers 452
   // 4.3.1 instead of 451), or 0 when none failed or it is not known.
   virtual int error() const { return 0; }
+  // Header fields (CRLF lines) that go before the message, known only
+  // after its last byte (signatures, authentication results). Before
+  // Commit; replaces what an earlier call gave.
+  virtual void SetPrepend(std::string header_lines) = 0;
 };
 
 struct Options {

@@ -66,7 +66,7 @@ struct Spool {
 class WriterImpl final : public Writer {
  public:
   WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
-             std::string encoded_envelope, UniqueFd fd, uint64_t old_size);
+             Envelope envelope, UniqueFd fd, uint64_t old_size);
   ~WriterImpl() override;
 
   const std::string& id() const override { return id_; }
@@ -74,6 +74,9 @@ class WriterImpl final : public Writer {
   int error() const override { return error_; }
 
   bool Write(std::string_view data) override;
+  void SetPrepend(std::string header_lines) override {
+    envelope_.prepend = std::move(header_lines);
+  }
 
   // Completes the file; returns 0 or an errno value.
   int Finish();
@@ -89,7 +92,7 @@ class WriterImpl final : public Writer {
 
   std::shared_ptr<const Spool> spool_;
   std::string id_;
-  std::string envelope_;  // encoded
+  Envelope envelope_;  // encoded at Finish, after the message (format 2)
   UniqueFd fd_;
   std::string buffer_;
   bool spilled_ = false;

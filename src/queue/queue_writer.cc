@@ -22,11 +22,10 @@
 namespace tern::queue::internal {
 
 WriterImpl::WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
-                       std::string encoded_envelope, UniqueFd fd,
-                       uint64_t old_size)
+                       Envelope envelope, UniqueFd fd, uint64_t old_size)
     : spool_(std::move(spool)),
       id_(std::move(id)),
-      envelope_(std::move(encoded_envelope)),
+      envelope_(std::move(envelope)),
       fd_(std::move(fd)),
       old_size_(old_size) {}
 
@@ -46,13 +45,12 @@ bool WriterImpl::Write(std::string_view data) {
       return true;
     }
     // Too big for memory: a zeroed header (so the file is invalid until
-    // Finish writes the real one), the envelope and what we have so far.
+    // Finish writes the real one) and what we have so far; the envelope
+    // follows the message.
     spilled_ = true;
     char zero[kMessageHeaderSize] = {};
-    struct iovec iov[3] = {{zero, sizeof zero},
-                           {envelope_.data(), envelope_.size()},
-                           {buffer_.data(), buffer_.size()}};
-    if ((error_ = io::WritevAll(fd_.get(), iov, 3)) != 0) return false;
+    struct iovec iov[2] = {{zero, sizeof zero}, {buffer_.data(), buffer_.size()}};
+    if ((error_ = io::WritevAll(fd_.get(), iov, 2)) != 0) return false;
     buffer_.clear();
   }
   if (buffer_.size() + data.size() > kMemoryLimit) {
@@ -68,19 +66,21 @@ bool WriterImpl::Write(std::string_view data) {
 
 int WriterImpl::Finish() {
   if (error_ != 0) return error_;
-  auto header = EncodeMessageHeader(envelope_, size_, crc_);
+  const std::string envelope = EncodeEnvelope(envelope_);
+  auto header = EncodeMessageHeader(envelope, size_, crc_);
   if (!spilled_) {
     struct iovec iov[3] = {{header.data(), header.size()},
-                           {envelope_.data(), envelope_.size()},
-                           {buffer_.data(), buffer_.size()}};
+                           {buffer_.data(), buffer_.size()},
+                           {const_cast<char*>(envelope.data()), envelope.size()}};
     error_ = io::WritevAll(fd_.get(), iov, 3);
-  } else if ((error_ = Flush()) == 0) {
+  } else if ((error_ = Flush()) == 0 &&
+             (error_ = io::WriteAll(fd_.get(), envelope.data(), envelope.size())) == 0) {
     // The valid header goes last: until it is written the file is invalid.
     error_ = io::PwriteAll(fd_.get(), header.data(), header.size(), 0);
   }
   // A reused file may be longer than this message: cut the old tail (the
   // header's lengths must match the file size).
-  const uint64_t total = kMessageHeaderSize + envelope_.size() + size_;
+  const uint64_t total = kMessageHeaderSize + envelope.size() + size_;
   if (error_ == 0 && old_size_ > total &&
       ::ftruncate(fd_.get(), static_cast<off_t>(total)) != 0) {
     error_ = errno;
@@ -117,9 +117,8 @@ Result<std::unique_ptr<Writer>> QueueImpl::Begin(Envelope env) {
   // stale one after a crash (see file_pool.h).
   env.id = id;
   if (env.received_at == 0) env.received_at = std::time(nullptr);
-  return std::make_unique<WriterImpl>(spool_, std::move(id),
-                                      EncodeEnvelope(env), std::move(file.fd),
-                                      file.old_size);
+  return std::make_unique<WriterImpl>(spool_, std::move(id), std::move(env),
+                                      std::move(file.fd), file.old_size);
 }
 
 void QueueImpl::Commit(std::unique_ptr<Writer> writer,

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -91,10 +92,11 @@ std::string EncodeEnvelope(const Envelope& env) {
   PutStr(out, env.helo);
   PutStr(out, env.auth_user);
   PutU64(out, static_cast<uint64_t>(env.received_at));
+  PutStr(out, env.prepend);
   return out;
 }
 
-Result<Envelope> DecodeEnvelope(std::string_view data) {
+Result<Envelope> DecodeEnvelope(std::string_view data, uint32_t version) {
   Reader r(data);
   Envelope env;
   env.id = r.Str();
@@ -117,6 +119,7 @@ Result<Envelope> DecodeEnvelope(std::string_view data) {
   env.helo = r.Str();
   env.auth_user = r.Str();
   env.received_at = static_cast<int64_t>(r.Int(8));
+  if (version >= 2) env.prepend = r.Str();
   if (!r.done()) return Err("envelope: malformed");
   return env;
 }
@@ -143,29 +146,38 @@ Result<MessageFile> ReadMessageMeta(int fd) {
   if (std::memcmp(h, kMessageMagic, sizeof kMessageMagic) != 0) {
     return Err("bad magic (incomplete or foreign file)");
   }
-  if (LoadLe(h + 8, 4) != kFormatVersion) return Err("unknown format version");
+  const uint32_t version = static_cast<uint32_t>(LoadLe(h + 8, 4));
+  if (version != 1 && version != 2) return Err("unknown format version");
   uint64_t env_len = LoadLe(h + 12, 4);
   MessageFile file;
   file.body_len = LoadLe(h + 16, 8);
   file.body_crc = static_cast<uint32_t>(LoadLe(h + 24, 4));
   uint32_t head_crc = static_cast<uint32_t>(LoadLe(h + 28, 4));
   if (env_len > kMaxEnvelope) return Err("envelope too large");
-  file.body_offset = kMessageHeaderSize + env_len;
   struct stat st;
   if (::fstat(fd, &st) != 0) return io::ErrnoErr("fstat", errno);
-  if (file.body_len > UINT64_MAX - file.body_offset ||
-      static_cast<uint64_t>(st.st_size) != file.body_offset + file.body_len) {
+  if (file.body_len > UINT64_MAX - kMessageHeaderSize - env_len ||
+      static_cast<uint64_t>(st.st_size) !=
+          kMessageHeaderSize + env_len + file.body_len) {
     return Err("size does not match header (torn file)");
   }
+  // Version 1: envelope, then message; version 2: message, then envelope.
+  uint64_t env_offset = kMessageHeaderSize;
+  file.body_offset = kMessageHeaderSize + env_len;
+  if (version == 2) {
+    file.body_offset = kMessageHeaderSize;
+    env_offset = kMessageHeaderSize + file.body_len;
+  }
   std::string env(env_len, '\0');
-  if (int err = io::PreadAll(fd, env.data(), env.size(), kMessageHeaderSize);
+  if (int err = io::PreadAll(fd, env.data(), env.size(),
+                             static_cast<off_t>(env_offset));
       err != 0) {
     return io::ErrnoErr("read envelope", err);
   }
   if (Crc32c(Crc32c(0, h, 28), env) != head_crc) {
     return Err("header checksum mismatch (torn file)");
   }
-  auto decoded = DecodeEnvelope(env);
+  auto decoded = DecodeEnvelope(env, version);
   if (!decoded) return tl::unexpected(decoded.error());
   file.envelope = std::move(*decoded);
   return file;
@@ -188,6 +200,21 @@ Result<void> VerifyMessageBody(int fd, const MessageFile& file) {
   }
   if (crc != file.body_crc) return Err("message checksum mismatch (torn file)");
   return {};
+}
+
+Result<std::string> ReadMessageText(int fd, const MessageFile& file,
+                                    uint64_t max) {
+  const std::string& prepend = file.envelope.prepend;
+  std::string out = prepend.substr(0, std::min<uint64_t>(prepend.size(), max));
+  uint64_t want = std::min<uint64_t>(file.body_len, max - out.size());
+  size_t head = out.size();
+  out.resize(head + want);
+  if (int err = io::PreadAll(fd, out.data() + head, want,
+                             static_cast<off_t>(file.body_offset));
+      err != 0) {
+    return io::ErrnoErr("read message", err);
+  }
+  return out;
 }
 
 Result<MessageFile> ReadAndVerifyMessage(int fd) {

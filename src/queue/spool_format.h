@@ -12,13 +12,17 @@
 //
 // Message file (all integers little-endian):
 //   0  8 bytes  magic "TernMsg1"
-//   8  u32      format version (1)
+//   8  u32      format version (2; version 1 files are still read)
 //   12 u32      envelope length E
 //   16 u64      message length B
 //   24 u32      CRC-32C of the message bytes
 //   28 u32      CRC-32C of bytes 0..27 followed by the envelope bytes
-//   32 E bytes  envelope (below)
-//   32+E        B message bytes, exactly as received (CRLF lines)
+//   32 B bytes  message bytes, exactly as received (CRLF lines)
+//   32+B        E bytes envelope (below)
+// Version 1 had the envelope before the message (32: envelope, 32+E:
+// message). Version 2 writes it last because it may learn fields from the
+// whole message (`prepend`: header fields added after the last byte, such
+// as DKIM-Signature and Authentication-Results).
 // A file is valid only when the magic, version and both CRCs match and its
 // size is exactly 32+E+B. A writer whose message outgrew memory writes a
 // zeroed header first and the real one last, so until the commit sync a
@@ -28,7 +32,7 @@
 // Envelope encoding: a sequence of fields, strings as u32 length + bytes:
 //   str id, str sender, u32 n, n x (str address, str notify, str orcpt),
 //   str ret, str envid, str body, u8 smtputf8, str client_ip, str helo,
-//   str auth_user, i64 received_at
+//   str auth_user, i64 received_at, (version 2:) str prepend
 //
 // State file: 8 bytes magic "TernSta2", u32 payload length P, u32 CRC-32C of
 // the payload, then the payload:
@@ -57,10 +61,12 @@
 namespace tern::queue {
 
 inline constexpr size_t kMessageHeaderSize = 32;
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 
 std::string EncodeEnvelope(const Envelope& env);
-Result<Envelope> DecodeEnvelope(std::string_view data);
+// `version` 1 envelopes end at received_at (no `prepend`).
+Result<Envelope> DecodeEnvelope(std::string_view data,
+                                uint32_t version = kFormatVersion);
 
 // The final header for an envelope encoding and a message of body_len bytes.
 std::array<char, kMessageHeaderSize> EncodeMessageHeader(
@@ -68,9 +74,12 @@ std::array<char, kMessageHeaderSize> EncodeMessageHeader(
 
 struct MessageFile {
   Envelope envelope;
-  uint64_t body_offset = 0;
+  uint64_t body_offset = 0;  // of the message bytes as received
   uint64_t body_len = 0;
   uint32_t body_crc = 0;
+  // The message as delivered: envelope.prepend, then body_len bytes at
+  // body_offset.
+  uint64_t size() const { return envelope.prepend.size() + body_len; }
 };
 
 // Reads and checks the header and envelope and that the file size matches;
@@ -80,6 +89,10 @@ Result<MessageFile> ReadMessageMeta(int fd);
 Result<void> VerifyMessageBody(int fd, const MessageFile& file);
 // Both of the above.
 Result<MessageFile> ReadAndVerifyMessage(int fd);
+// The message as delivered (prepend, then the bytes received), at most
+// `max` octets of it.
+Result<std::string> ReadMessageText(int fd, const MessageFile& file,
+                                    uint64_t max = UINT64_MAX);
 
 struct RecipientRecord {
   Recipient recipient;

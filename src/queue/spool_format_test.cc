@@ -40,7 +40,20 @@ Envelope SampleEnvelope() {
 std::string MessageFileBytes(const Envelope& env, const std::string& body) {
   std::string encoded = EncodeEnvelope(env);
   auto header = EncodeMessageHeader(encoded, body.size(), Crc32c(0, body));
-  return std::string(header.data(), header.size()) + encoded + body;
+  return std::string(header.data(), header.size()) + body + encoded;
+}
+
+// A file as format version 1 wrote it: envelope (without `prepend`) before
+// the message.
+std::string VersionOneFileBytes(const Envelope& env, const std::string& body) {
+  std::string encoded = EncodeEnvelope(env);
+  encoded.resize(encoded.size() - 4);  // the empty prepend's length field
+  auto header = EncodeMessageHeader(encoded, body.size(), Crc32c(0, body));
+  std::string h(header.data(), header.size());
+  h[8] = 1;  // version 1, with the header checksum to match
+  uint32_t crc = Crc32c(Crc32c(0, h.data(), 28), encoded);
+  for (int i = 0; i < 4; ++i) h[28 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  return h + encoded + body;
 }
 
 UniqueFd WriteTemp(const TempDir& dir, const std::string& bytes) {
@@ -121,6 +134,38 @@ TEST(SpoolFormatTest, ValidFileReadsBack) {
   EXPECT_EQ(file->envelope.sender, "a@example.org");
 }
 
+// Files queued by an older Tern (format 1) are still delivered after an
+// upgrade; files written now carry the prepended header fields.
+TEST(SpoolFormatTest, VersionOneFilesAndPrepend) {
+  TempDir dir;
+  std::string body = "Subject: x\r\n\r\nhello\r\n";
+  UniqueFd old_fd = WriteTemp(dir, VersionOneFileBytes(SampleEnvelope(), body));
+  auto old_file = ReadAndVerifyMessage(old_fd.get());
+  ASSERT_TRUE(old_file) << old_file.error().message;
+  EXPECT_EQ(old_file->body_offset, kMessageHeaderSize + EncodeEnvelope(SampleEnvelope()).size() - 4);
+  EXPECT_EQ(old_file->envelope.sender, "a@example.org");
+  auto old_text = ReadMessageText(old_fd.get(), *old_file);
+  ASSERT_TRUE(old_text);
+  EXPECT_EQ(*old_text, body);
+
+  Envelope env = SampleEnvelope();
+  env.prepend = "DKIM-Signature: v=1; d=example.org\r\n";
+  UniqueFd fd = WriteTemp(dir, MessageFileBytes(env, body));
+  auto file = ReadAndVerifyMessage(fd.get());
+  ASSERT_TRUE(file) << file.error().message;
+  EXPECT_EQ(file->body_offset, kMessageHeaderSize);
+  EXPECT_EQ(file->size(), env.prepend.size() + body.size());
+  auto text = ReadMessageText(fd.get(), *file);
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, env.prepend + body);
+  auto head = ReadMessageText(fd.get(), *file, 20);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(*head, env.prepend.substr(0, 20));
+  auto more = ReadMessageText(fd.get(), *file, env.prepend.size() + 7);
+  ASSERT_TRUE(more);
+  EXPECT_EQ(*more, env.prepend + body.substr(0, 7));
+}
+
 TEST(SpoolFormatTest, TornFilesAreRejected) {
   TempDir dir;
   std::string body(5000, 'm');
@@ -141,9 +186,9 @@ TEST(SpoolFormatTest, TornFilesAreRejected) {
   std::fill(unfinished.begin(), unfinished.begin() + kMessageHeaderSize, '\0');
   UniqueFd fd2 = WriteTemp(dir, unfinished);
   EXPECT_FALSE(ReadMessageMeta(fd2.get()));
-  // Damaged envelope.
+  // Damaged envelope (after the message).
   std::string env_damaged = good;
-  env_damaged[kMessageHeaderSize + 5] ^= 1;
+  env_damaged[good.size() - 5] ^= 1;
   UniqueFd fd3 = WriteTemp(dir, env_damaged);
   EXPECT_FALSE(ReadMessageMeta(fd3.get()));
 }
