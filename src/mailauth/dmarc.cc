@@ -194,6 +194,8 @@ std::optional<DmarcRecord> ParseDmarcRecord(std::string_view txt) {
       continue;
     }
     if (name == "p") {
+      // 6.3 wants p right after v; a p further on is still taken, as
+      // common receivers do, rather than dropping the owner's policy.
       p = ParsePolicy(value);
       if (!p) r.problems.push_back("p: invalid policy \"" + std::string(value) + "\"");
     } else if (name == "sp") {
@@ -342,7 +344,9 @@ bool Aligned(std::string_view authenticated_domain,
              std::string_view from_domain, Alignment mode) {
   std::string a = Normalize(authenticated_domain);
   std::string f = Normalize(from_domain);
-  if (a.empty() || f.empty()) return false;
+  // A malformed name must not reach the list lookup, where "x..example.com"
+  // would still end in example.com.
+  if (!IsDnsDomainName(a) || !IsDnsDomainName(f)) return false;
   // 3.1.1, 3.1.2: strict is an exact match of the names.
   if (mode == Alignment::kStrict) return a == f;
   if (a == f) return true;
@@ -399,8 +403,13 @@ DmarcOutcome EvaluateDmarc(const DmarcInput& input, const DmarcLookup& lookup,
   }
 
   // 4.2: a pass of either mechanism for an aligned identifier suffices.
+  // The SPF identity may come as the whole MAIL FROM address.
+  std::string_view spf_domain = input.spf_domain;
+  if (size_t at = spf_domain.rfind('@'); at != std::string_view::npos) {
+    spf_domain.remove_prefix(at + 1);
+  }
   out.spf_aligned = IEquals(input.spf_result, "pass") &&
-                    Aligned(input.spf_domain, out.from_domain, record.aspf);
+                    Aligned(spf_domain, out.from_domain, record.aspf);
   for (const DkimVerdict& d : input.dkim) {
     if (IEquals(d.result, "pass") &&
         Aligned(d.domain, out.from_domain, record.adkim)) {

@@ -113,7 +113,7 @@ struct DmarcInput {
   // identity when the reverse-path is null (RFC 7208 2.4), and the domain
   // it was checked for.
   std::string spf_result;   // "pass", "fail", ..., or "" when not checked
-  std::string spf_domain;
+  std::string spf_domain;   // a domain, or an address (its domain is used)
   std::vector<DkimVerdict> dkim;
 };
 

@@ -156,12 +156,8 @@ Result<std::string> AddrSpecDomain(const std::vector<Token>& t, size_t begin,
   if (domain.back() == '.') return Err("invalid domain in the From address");
   // Only ASCII names can be looked up as they are; U-labels would need
   // IDNA (RFC 5891) first, which this layer does not have.
-  if (domain.size() > 253) return Err("the From domain is too long");
-  for (char c : domain) {
-    unsigned char u = static_cast<unsigned char>(c);
-    bool ok = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-              (u >= '0' && u <= '9') || u == '-' || u == '_' || u == '.';
-    if (!ok) return Err("the From domain is not an ASCII DNS name");
+  if (!IsDnsDomainName(domain)) {
+    return Err("the From domain is not an ASCII DNS name");
   }
   return ToLower(domain);
 }

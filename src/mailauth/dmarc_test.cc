@@ -147,6 +147,14 @@ TEST(DmarcRecordTest, TagSyntaxErrorsFallBackToDefaults) {
   EXPECT_EQ(ParseDmarcRecord("v=DMARC1; p=none; pct=050")->pct, 50);
 }
 
+TEST(DmarcRecordTest, PolicyAfterOtherTags) {
+  auto r = ParseDmarcRecord("v=DMARC1; rua=mailto:d@example.com; p=quarantine");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->has_policy);
+  EXPECT_FALSE(r->policy_from_rua_fallback);
+  EXPECT_EQ(r->p, DmarcPolicy::kQuarantine);
+}
+
 TEST(DmarcRecordTest, UnknownAndRepeatedTags) {
   auto r = ParseDmarcRecord("v=DMARC1; p=reject; np=none; x_future=1; p=none; ;;");
   ASSERT_TRUE(r);
@@ -216,6 +224,10 @@ TEST(DmarcAlignmentTest, StrictAndRelaxed) {
   EXPECT_TRUE(Aligned("a.example.co.uk", "b.example.co.uk", Alignment::kRelaxed));
   EXPECT_FALSE(Aligned("example.co.uk", "other.co.uk", Alignment::kRelaxed));
   EXPECT_FALSE(Aligned("co.uk", "example.co.uk", Alignment::kRelaxed));
+  // Malformed names align with nothing.
+  EXPECT_FALSE(Aligned("x..example.com", "example.com", Alignment::kRelaxed));
+  EXPECT_FALSE(Aligned("example.com", ".example.com", Alignment::kRelaxed));
+  EXPECT_FALSE(Aligned("ex ample.com", "ex ample.com", Alignment::kStrict));
   // A look-alike suffix is not a subdomain.
   EXPECT_FALSE(Aligned("notexample.com", "example.com", Alignment::kRelaxed));
 }
@@ -280,6 +292,11 @@ TEST_F(DmarcCheckTest, RelaxedAndStrictSpf) {
   EXPECT_EQ(o.result, DmarcResult::kFail);
   EXPECT_EQ(o.policy, DmarcPolicy::kReject);
   EXPECT_FALSE(o.spf_aligned);
+  // The SPF identity as a whole address.
+  EXPECT_EQ(Check(Input("example.com", "pass", "bounce+x@example.com")).result,
+            DmarcResult::kPass);
+  EXPECT_EQ(Check(Input("example.com", "pass", "x@example.com@evil.example")).result,
+            DmarcResult::kFail);
   // Only "pass" counts, whatever the domain.
   fake_.SetTxt("_dmarc.example.com", {"v=DMARC1; p=reject"});
   EXPECT_EQ(Check(Input("example.com", "softfail", "example.com")).result,
@@ -539,6 +556,9 @@ TEST(DmarcFromTest, MalformedForDmarc) {
   for (const char* h : bad) {
     EXPECT_FALSE(FromDomainOfHeader(h)) << h;
   }
+  // RFC 1035 2.3.4: labels of at most 63 octets.
+  EXPECT_FALSE(FromDomainOfHeader("From: a@" + std::string(64, 'x') + ".example\r\n"));
+  EXPECT_TRUE(FromDomainOfHeader("From: a@" + std::string(63, 'x') + ".example\r\n"));
 }
 
 }  // namespace
