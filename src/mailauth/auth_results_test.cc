@@ -115,7 +115,9 @@ TEST(AuthResultsTest, LongValuesFold) {
   ASSERT_GT(lines.size(), 4u);
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_LE(lines[i].size(), 79u) << lines[i];  // 78 and the ';'
-    if (i > 0) EXPECT_EQ(lines[i][0], '\t');
+    if (i > 0) {
+      EXPECT_EQ(lines[i][0], '\t');
+    }
   }
   // Unfolding gives back single spaces between the parts.
   std::string unfolded;
