@@ -10,7 +10,9 @@
 //       8 BeginMessage fails, 16 AUTH failure delay, 32 lockout after one
 //       failure, 64 end with Timeout(), 128 end with Shutdown()
 //   [2] chunk seed, [3] max chunk length (0: one Feed for everything)
-//   [4] more config bits: 1 async_sasl (SASL steps via Need::kSaslStep)
+//   [4] more config bits: 1 async_sasl (SASL steps via Need::kSaslStep),
+//       2 sender_check (MAIL waits for Need::kSenderCheck; odd messages
+//       refused)
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -241,6 +243,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.submission = cbits & 8;
   config.vrfy = config.expn = cbits & 16;
   config.async_sasl = in.byte(4) & 1;
+  config.sender_check = in.byte(4) & 2;
   if (cbits & 64) {
     config.max_message_size = 300;
     config.max_recipients = 3;
@@ -308,6 +311,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               break;
             case Need::kDelay:
               s.DelayDone();
+              break;
+            case Need::kSenderCheck:
+              // The host refuses every other sender (an SPF reject).
+              FUZZ_CHECK(config.sender_check, "kSenderCheck without sender_check");
+              FUZZ_CHECK(s.InTransaction(), "sender check outside a transaction");
+              s.SenderChecked(host.messages % 2 == 1
+                                  ? "550 5.7.23 SPF validation failed"
+                                  : "");
               break;
             case Need::kSaslStep: {
               FUZZ_CHECK(config.async_sasl, "kSaslStep without async_sasl");

@@ -85,6 +85,8 @@ Need Session::Impl::need() const {
       return Need::kSaslStep;
     case State::kAuthDelay:
       return Need::kDelay;
+    case State::kSenderCheck:
+      return Need::kSenderCheck;
     case State::kCommit:
       return Need::kCommit;
     case State::kStartTls:
@@ -105,6 +107,7 @@ bool Session::Impl::InTransaction() const {
     case State::kChunking:
     case State::kData:
     case State::kChunk:
+    case State::kSenderCheck:
     case State::kCommit:
       return true;
     default:
@@ -474,6 +477,16 @@ void Session::DelayDone() {
     impl_->SetState(Impl::State::kReady);
   }
   impl_->delay = std::chrono::milliseconds(0);
+}
+
+const Transaction& Session::transaction() const { return impl_->t; }
+
+void Session::SenderChecked(std::string_view refusal) {
+  impl_->SenderChecked(refusal);
+}
+
+void Session::CommitRefused(std::string_view reply) {
+  impl_->CommitRefused(reply);
 }
 
 void Session::Committed(bool ok, bool no_space) {

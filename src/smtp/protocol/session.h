@@ -35,6 +35,9 @@ struct SessionConfig {
   // instead of running inside Feed(): a password check costs tens of
   // milliseconds of Argon2id and must not stall an io thread.
   bool async_sasl = false;
+  // When set, a MAIL that passed policy waits for Need::kSenderCheck (the
+  // connection's SPF check, which asks DNS) before its 250.
+  bool sender_check = false;
 };
 
 // Facts about the connection that policy and the Received: header need.
@@ -153,6 +156,9 @@ enum class Need {
   // thread, nothing else touches the session meanwhile), then
   // SaslStepDone() with its result back on the connection's executor.
   kSaslStep,
+  // Only with SessionConfig::sender_check: check the MAIL FROM of the
+  // current transaction, then call SenderChecked().
+  kSenderCheck,
 };
 
 class Session {
@@ -187,6 +193,14 @@ class Session {
   // Result of the commit requested by Need::kCommit: 250 with the queue id
   // or 451 4.3.0 / 452 4.3.1 (no space).
   void Committed(bool ok, bool no_space = false);
+  // The message is refused after all (a DMARC reject): `reply` (a full
+  // reply line without CRLF) instead of committing; the message is dropped.
+  void CommitRefused(std::string_view reply);
+  // The answer to Need::kSenderCheck: empty to accept (250), else the full
+  // refusal reply line, which ends the transaction.
+  void SenderChecked(std::string_view refusal);
+  // The transaction, for the sender check and the commit (MAIL FROM, HELO).
+  const Transaction& transaction() const;
   // The connection timed out: 421 4.4.2 and close.
   void Timeout();
   // The server is shutting down: 421 4.3.2 and close (idle sessions only).

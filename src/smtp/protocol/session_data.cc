@@ -283,4 +283,11 @@ void Session::Impl::Committed(bool ok, bool no_space) {
   Reply(no_space ? kNoStorage : "451 4.3.0 Error: queue file write error");
 }
 
+void Session::Impl::CommitRefused(std::string_view reply) {
+  if (state != State::kCommit) return;
+  SetState(State::kReady);
+  ResetTransaction();  // the message is dropped: AbortMessage()
+  Reply(reply);
+}
+
 }  // namespace tern::smtp

@@ -95,8 +95,22 @@ void Session::Impl::Mail(std::string_view arg) {
   t.ret = std::move(params.ret);
   t.envid = std::move(params.envid);
   t.smtputf8 = params.smtputf8;
+  // The host may want to check the sender outside (SPF queries DNS): the
+  // 250 waits for SenderChecked().
+  if (config.sender_check) return SetState(State::kSenderCheck);
   SetState(State::kMail);
   Reply("250 2.1.0 Ok");
+}
+
+void Session::Impl::SenderChecked(std::string_view refusal) {
+  if (state != State::kSenderCheck) return;
+  if (refusal.empty()) {
+    SetState(State::kMail);
+    return Reply("250 2.1.0 Ok");
+  }
+  SetState(State::kReady);
+  ResetTransaction();
+  Reply(refusal);
 }
 
 const char* Session::Impl::CheckRcpt(std::string_view) const {

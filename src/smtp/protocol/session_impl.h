@@ -23,6 +23,8 @@ struct Session::Impl {
   // InData() are read from it, and every change goes through SetState():
   //
   //   kNoHelo -EHLO/HELO-> kReady -MAIL-> kMail -RCPT-> kRcpt
+  //   (with sender checks: kReady -MAIL-> kSenderCheck -SenderChecked()->
+  //   kMail, or kReady when refused)
   //   kRcpt -DATA-> kData -"."-> kCommit -Committed()-> kReady
   //   kRcpt -BDAT-> kChunk -> kChunking -BDAT-> kChunk ... -LAST-> kCommit
   //   kReady -AUTH-> kSasl <-> kSaslStep, kSaslFinal; then kReady, or
@@ -50,6 +52,7 @@ struct Session::Impl {
     // Waiting for the connection (need() is not kInput):
     kSaslStep,   // a SASL step runs outside (Need::kSaslStep)
     kAuthDelay,  // the reply to a failed AUTH is held back (Need::kDelay)
+    kSenderCheck,  // MAIL passed policy; the host checks it (SPF) outside
     kCommit,     // the message is complete; the host makes it durable
     kStartTls,   // 220 to STARTTLS queued; the handshake comes next
     kClosed,     // the last reply is queued
@@ -185,6 +188,8 @@ struct Session::Impl {
   void FinishMessage();
   std::string HeaderSenderRefusal();
   void Committed(bool ok, bool no_space);
+  void CommitRefused(std::string_view reply);
+  void SenderChecked(std::string_view refusal);
 };
 
 }  // namespace tern::smtp

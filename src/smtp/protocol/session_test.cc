@@ -1583,5 +1583,49 @@ TEST_F(HeaderSenderTest, BdatIsCheckedToo) {
             "550");
 }
 
+// SPF at MAIL time: the 250 waits for the connection's check, pipelined
+// commands wait behind it, and a refusal ends the transaction.
+TEST_F(SessionTest, SenderCheckHoldsTheMailReply) {
+  config.sender_check = true;
+  Reset();
+  Ehlo();
+  std::string in = "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n";
+  size_t used = session->Feed(in);
+  EXPECT_LT(used, in.size());  // stops after MAIL
+  EXPECT_EQ(session->need(), Need::kSenderCheck);
+  EXPECT_EQ(Take(), "");
+  EXPECT_TRUE(session->InTransaction());
+  EXPECT_EQ(session->transaction().mail_from.ToString(), "a@x.test");
+  session->SenderChecked("");
+  EXPECT_EQ(Codes(Take()), "250");
+  EXPECT_EQ(Codes(Send(in.substr(used))), "250");
+
+  Reset();
+  Ehlo();
+  Send("MAIL FROM:<a@x.test>\r\n");
+  ASSERT_EQ(session->need(), Need::kSenderCheck);
+  session->SenderChecked("550 5.7.23 SPF validation failed");
+  EXPECT_EQ(Take(), "550 5.7.23 SPF validation failed\r\n");
+  EXPECT_FALSE(session->InTransaction());
+  EXPECT_EQ(Codes(Send("RCPT TO:<b@y.test>\r\n")), "503");
+  EXPECT_EQ(Codes(Send("MAIL FROM:<c@x.test>\r\n")), "");
+  EXPECT_EQ(session->need(), Need::kSenderCheck);
+}
+
+// A DMARC reject after the final dot: the refusal replaces the 250 and the
+// message is dropped.
+TEST_F(SessionTest, CommitRefusedDropsTheMessage) {
+  MailRcpt();
+  EXPECT_EQ(Codes(Send("DATA\r\n")), "354");
+  Send("Subject: x\r\n\r\nbody\r\n.\r\n");
+  ASSERT_EQ(session->need(), Need::kCommit);
+  int aborts = host->aborts;
+  session->CommitRefused("550 5.7.1 Email rejected per DMARC policy for x.test");
+  EXPECT_EQ(Take(), "550 5.7.1 Email rejected per DMARC policy for x.test\r\n");
+  EXPECT_EQ(host->aborts, aborts + 1);
+  EXPECT_FALSE(session->InTransaction());
+  EXPECT_EQ(Codes(Send("MAIL FROM:<a@x.test>\r\n")), "250");
+}
+
 }  // namespace
 }  // namespace tern::smtp

@@ -142,7 +142,8 @@ class Connection : public net::LineConnection, public SessionHost {
       case Need::kStartTls: return Want::kStartTls;
       case Need::kCommit:
       case Need::kDelay:
-      case Need::kSaslStep: return Want::kWork;
+      case Need::kSaslStep:
+      case Need::kSenderCheck: return Want::kWork;
     }
     return Want::kClose;
   }
