@@ -285,8 +285,7 @@ void Session::Impl::Committed(bool ok, bool no_space) {
 
 void Session::Impl::CommitRefused(std::string_view reply) {
   if (state != State::kCommit) return;
-  SetState(State::kReady);
-  ResetTransaction();  // the message is dropped: AbortMessage()
+  ResetTransaction();  // the message is dropped (AbortMessage); kReady
   Reply(reply);
 }
 

@@ -108,8 +108,7 @@ void Session::Impl::SenderChecked(std::string_view refusal) {
     SetState(State::kMail);
     return Reply("250 2.1.0 Ok");
   }
-  SetState(State::kReady);
-  ResetTransaction();
+  ResetTransaction();  // back to kReady
   Reply(refusal);
 }
 
