@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "auth/directory.h"
+#include "cli/check_message.h"
 #include "cli/check_spf.h"
 #include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
@@ -630,6 +631,7 @@ int Main(int argc, char** argv) {
   CLI::App* check = app.add_subcommand("check", "check mail authentication");
   check->require_subcommand(1);
   RegisterCheckSpf(check, [&options] { return LoadConfig(options); }, &action);
+  RegisterCheckMessage(check, [&options] { return LoadConfig(options); }, &action);
   RegisterDkimCommands(app, *check, [&] { return LoadConfig(options); },
                        &action);
 

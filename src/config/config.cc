@@ -462,6 +462,39 @@ void CheckPop3(Checker& check, const toml::table& pop3, Pop3Settings* out) {
   }
 }
 
+void CheckMailauth(Checker& check, const toml::table& t, MailauthSettings* out) {
+  check.RejectUnknown(t, "mailauth.",
+                      {"verify", "dmarc_reject", "dmarc_quarantine", "spf_fail",
+                       "arc_trusted_sealers", "sign", "srs", "srs_max_age_days"});
+  check.GetBool(t, "verify", "mailauth.verify", &out->verify);
+  check.GetBool(t, "dmarc_reject", "mailauth.dmarc_reject", &out->dmarc_reject);
+  check.GetBool(t, "dmarc_quarantine", "mailauth.dmarc_quarantine",
+                &out->dmarc_quarantine);
+  if (check.GetString(t, "spf_fail", "mailauth.spf_fail", false, &out->spf_fail) &&
+      out->spf_fail != "record" && out->spf_fail != "reject") {
+    check.Fail(t.get("spf_fail")->source(), "mailauth.spf_fail",
+               "\"" + out->spf_fail + "\" is not one of record, reject");
+  }
+  std::vector<std::pair<std::string, const toml::node*>> items;
+  if (check.GetStringArray(t, "arc_trusted_sealers", "mailauth.arc_trusted_sealers",
+                           false, &items)) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string domain = ToLower(items[i].first);
+      if (!IsDomainName(domain)) {
+        check.Fail(items[i].second->source(),
+                   "mailauth.arc_trusted_sealers[" + std::to_string(i) + "]",
+                   "\"" + items[i].first + "\" is not a valid domain name");
+      } else {
+        out->arc_trusted_sealers.push_back(domain);
+      }
+    }
+  }
+  check.GetBool(t, "sign", "mailauth.sign", &out->sign);
+  check.GetBool(t, "srs", "mailauth.srs", &out->srs);
+  check.GetUint(t, "srs_max_age_days", "mailauth.srs_max_age_days", 1, 365,
+                &out->srs_max_age_days);
+}
+
 // [delivery], [dns] and [[route]]: outbound delivery (issue 5).
 void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
   auto tls_ok = [](const std::string& v) {
@@ -648,7 +681,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
       {"hostname", "data_dir", "user", "domains", "postmaster",
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
-       "auth", "pop3", "delivery", "dns", "route"});
+       "auth", "pop3", "delivery", "dns", "route", "mailauth"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -762,6 +795,9 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   }
   if (const toml::table* auth = check.GetTable(root, "auth")) {
     CheckAuth(check, *auth, &cfg.auth);
+  }
+  if (const toml::table* mailauth = check.GetTable(root, "mailauth")) {
+    CheckMailauth(check, *mailauth, &cfg.mailauth);
   }
   if (const toml::table* pop3 = check.GetTable(root, "pop3")) {
     CheckPop3(check, *pop3, &cfg.pop3);

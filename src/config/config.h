@@ -99,6 +99,31 @@ struct DnsSettings {
   std::string trust_anchor;            // DNSSEC root key file; empty = none
 };
 
+// [mailauth]: SPF, DKIM, DMARC and ARC for mail that arrives (RFC 7208,
+// 6376, 7489, 8617), DKIM signatures and SRS for mail that leaves.
+struct MailauthSettings {
+  // Check SPF, DKIM and DMARC for clients that are neither authenticated
+  // nor in trusted_networks, and record the results in an
+  // Authentication-Results header (RFC 8601).
+  bool verify = true;
+  bool dmarc_reject = true;      // p=reject: 550 5.7.1 after the final dot
+  bool dmarc_quarantine = true;  // p=quarantine: delivered marked as junk
+  // An SPF "fail" for a domain without DMARC: "record" it only, or
+  // "reject" the MAIL (550 5.7.23, RFC 7372).
+  std::string spf_fail = "record";
+  // Domains whose valid ARC chain (the last seal's d=) may override a
+  // DMARC failure: mailing lists and forwarders trusted to check.
+  std::vector<std::string> arc_trusted_sealers;
+  // DKIM-sign mail from authenticated and trusted clients and `tern
+  // sendmail`, for every domain with keys under data_dir/dkim.
+  bool sign = true;
+  // Rewrite the envelope sender of mail forwarded by aliases to remote
+  // addresses (SRS), so the next hop's SPF check passes; the key is kept
+  // in data_dir/srs.key.
+  bool srs = true;
+  uint32_t srs_max_age_days = 21;
+};
+
 // [[route]]: mail for `domain` ("*" = every remote domain) goes to `relay`
 // (a smarthost) instead of the domain's MX hosts.
 struct Route {
@@ -134,6 +159,7 @@ struct Config {
   DeliverySettings delivery;
   DnsSettings dns;
   std::vector<Route> routes;
+  MailauthSettings mailauth;
 };
 
 // Loads and validates the file. Error text: "FILE:LINE:COL: key: reason",

@@ -18,6 +18,11 @@
 #include "control/control.h"
 #include "delivery/local_delivery.h"
 #include "delivery/setup.h"
+#include "dns/cache.h"
+#include "dns/serial_resolver.h"
+#include "dns/unbound_resolver.h"
+#include "mailauth/dkim_keys.h"
+#include "mailauth/outbound_signer.h"
 #include "auth/credentials.h"
 #include "auth/throttle.h"
 #include "common/current.h"
@@ -122,6 +127,23 @@ Result<std::shared_ptr<net::TlsContexts>> LoadTls(const config::Config& cfg) {
   spdlog::info("tls: {} certificate(s) for {}", certs.size(),
                fmt::join((*set)->names(), ","));
   return *set;
+}
+
+// DKIM signing keys under data_dir/dkim (tern dkim keygen), when [mailauth]
+// sign is on; an unreadable key is logged and its domain left unsigned.
+std::shared_ptr<const mailauth::DkimKeyMap> LoadDkimKeys(const config::Config& cfg) {
+  auto keys = std::make_shared<mailauth::DkimKeyMap>();
+  if (!cfg.mailauth.sign) return keys;
+  auto loaded = mailauth::LoadAllDkimSigningKeys(cfg.data_dir);
+  if (!loaded) {
+    spdlog::error("dkim: {}", loaded.error().message);
+    return keys;
+  }
+  *keys = std::move(*loaded);
+  for (const auto& [domain, list] : *keys) {
+    spdlog::info("dkim: {} key(s) for {}", list.size(), domain);
+  }
+  return keys;
 }
 
 // The AUTH brute-force defence's limits. Fixed at start-up: a SIGHUP must
@@ -267,7 +289,27 @@ int Serve(const config::Config& initial) {
   // SASL steps (Argon2id) and POP3 expunges: never on an io thread.
   asio::thread_pool blocking(2);
   net::Registry registry;
-  smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now},
+  // Inbound mail authentication resolves on one strand of the io context
+  // (libunbound and its cache are not thread-safe); connections ask from
+  // theirs.
+  std::unique_ptr<dns::Resolver> mailauth_resolver;
+  if (cfg.mailauth.verify) {
+    auto strand = asio::make_strand(io.get_executor());
+    dns::UnboundOptions uo;
+    uo.upstreams = cfg.dns.upstream;
+    uo.trust_anchor_file = cfg.dns.trust_anchor;
+    auto unbound = dns::MakeUnboundResolver(strand, uo);
+    if (!unbound) {
+      spdlog::critical("mailauth: {}", unbound.error().message);
+      return 1;
+    }
+    auto cache = std::make_unique<dns::CachingResolver>(**unbound, strand);
+    mailauth_resolver = std::make_unique<dns::SerialResolver>(
+        strand, std::move(cache), std::move(*unbound));
+  }
+  Current<const mailauth::DkimKeyMap> dkim_keys(LoadDkimKeys(cfg));
+  smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now,
+                            mailauth_resolver.get(), &dkim_keys},
                            cfg);
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(
@@ -318,6 +360,7 @@ int Serve(const config::Config& initial) {
       } else {
         spdlog::warn("tls reload: no certificates configured, keeping the old ones");
       }
+      dkim_keys.set(LoadDkimKeys(*fresh));
       dir->SetRouting(auth::LocalRouting::FromSystem(fresh->postmaster));
       WarnIfNoPostmaster(*fresh, *dir);
     }
@@ -355,6 +398,9 @@ int Serve(const config::Config& initial) {
   listeners.clear();
   stop_signals_owner.reset();
   hup_owner.reset();
+  // Its descriptor belongs to the io context; queries still pending are
+  // cancelled and never call back.
+  mailauth_resolver.reset();
   io_owner.reset();
   spdlog::info("tern stopped");
   return 0;

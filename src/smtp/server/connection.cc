@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <ctime>
+#include <optional>
 
 #include "auth/recording_credentials.h"
 #include "common/strings.h"
@@ -44,8 +45,9 @@ class Connection : public net::LineConnection, public SessionHost {
   }
 
   std::string BeginMessage(const Transaction& t) override {
-    queue::Envelope env = MakeEnvelope(t, session_.client(),
-                                       static_cast<int64_t>(std::time(nullptr)));
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
+    queue::Envelope env = MakeEnvelope(t, session_.client(), now);
+    StartMailauth(now);
     summary_sender_ = env.sender;
     summary_rcpts_ = env.recipients.size();
     auto w = deps_.queue.Begin(std::move(env));
@@ -61,6 +63,14 @@ class Connection : public net::LineConnection, public SessionHost {
   }
 
   bool MessageData(std::string_view data) override {
+    if (inbound_) {
+      // Our own Authentication-Results claims go (RFC 8601 5); DKIM sees
+      // the message as it came.
+      filtered_.clear();
+      inbound_->Feed(data, &filtered_);
+      data = filtered_;
+    }
+    if (signer_) signer_->Feed(data);
     if (writer_ && writer_->Write(data)) return true;
     if (writer_ && !no_space_) {
       int err = writer_->error();
@@ -73,7 +83,11 @@ class Connection : public net::LineConnection, public SessionHost {
 
   bool StorageFull() override { return no_space_; }
 
-  void AbortMessage() override { writer_.reset(); }
+  void AbortMessage() override {
+    writer_.reset();
+    inbound_.reset();
+    signer_.reset();
+  }
 
   std::string Now() override { return Rfc5322Date(std::time(nullptr)); }
 
@@ -170,6 +184,19 @@ class Connection : public net::LineConnection, public SessionHost {
  private:
   const std::string& client_ip() const { return session_.client().ip; }
   const config::SmtpLimits& limits() const { return settings_->limits; }
+  // Clients that authenticated or are trusted get their mail signed; the
+  // others, on port 25, get it checked.
+  bool Vouched() const {
+    return !session_.client().auth_user.empty() || session_.client().trusted;
+  }
+  bool Verifies() const {
+    return settings_->verify && deps_.resolver != nullptr &&
+           options().listener == "smtp" && !Vouched();
+  }
+  void StartMailauth(int64_t now);
+  asio::awaitable<void> CheckSender();
+  // False when the message was refused (DMARC) instead of committed.
+  asio::awaitable<bool> FinishMailauth();
   asio::awaitable<void> Commit();
 
   const ServerDeps& deps_;
@@ -179,6 +206,13 @@ class Connection : public net::LineConnection, public SessionHost {
   // Declared before the session: ~Session may call AbortMessage().
   std::unique_ptr<queue::Writer> writer_;
   bool no_space_ = false;  // the last Begin or Write failed for want of space
+  // Mail authentication of the current transaction.
+  mailauth::SmtpIdentity who_;
+  std::optional<mailauth::SpfOutcome> spf_;
+  std::unique_ptr<mailauth::InboundMessage> inbound_;
+  std::shared_ptr<const mailauth::DkimKeyMap> keys_;  // kept for signer_
+  std::unique_ptr<mailauth::OutboundSigner> signer_;
+  std::string filtered_;
   Session session_;
   uint32_t messages_ = 0;
   std::string summary_sender_;
@@ -201,9 +235,85 @@ asio::awaitable<Result<void>> CommitMessage(queue::Queue& queue,
       asio::use_awaitable);
 }
 
+void Connection::StartMailauth(int64_t now) {
+  inbound_.reset();
+  signer_.reset();
+  if (Verifies()) {
+    inbound_ = std::make_unique<mailauth::InboundMessage>(settings_->inbound, now);
+  } else if (Vouched() && settings_->sign && deps_.dkim_keys != nullptr) {
+    keys_ = deps_.dkim_keys->get();
+    if (keys_ && !keys_->empty()) {
+      signer_ = std::make_unique<mailauth::OutboundSigner>(*keys_, now);
+    }
+  }
+}
+
+// RFC 7208 2.3/2.4 at MAIL time: SPF for MAIL FROM (or HELO for <>).
+asio::awaitable<void> Connection::CheckSender() {
+  spf_.reset();
+  std::string refusal;
+  if (Verifies()) {
+    const Transaction& t = session_.transaction();
+    who_ = {client_ip(), t.helo,
+            t.mail_from.null() ? std::string() : t.mail_from.ToString()};
+    mailauth::SpfOutcome spf =
+        co_await mailauth::CheckSender(*deps_.resolver, who_, settings_->hostname);
+    spdlog::info("smtp spf client={} helo={} from=<{}> result={} reason={}",
+                 client_ip(), who_.helo, who_.mail_from,
+                 mailauth::SpfResultName(spf.result), spf.reason);
+    refusal = mailauth::SpfRefusal(spf, settings_->inbound);
+    if (!refusal.empty()) {
+      // Only "SPF fail without DMARC": a domain with a DMARC record has
+      // its say after the message (an aligned DKIM signature may pass).
+      mailauth::DmarcLookup dmarc =
+          co_await mailauth::DiscoverDmarc(*deps_.resolver, spf.domain);
+      if (dmarc.status != mailauth::DmarcLookup::Status::kNone) refusal.clear();
+    }
+    spf_ = std::move(spf);
+  }
+  session_.SenderChecked(refusal);
+}
+
+asio::awaitable<bool> Connection::FinishMailauth() {
+  if (inbound_) {
+    std::string tail;
+    inbound_->End(&tail);
+    if (!tail.empty() && writer_) writer_->Write(tail);
+    mailauth::InboundVerdict v =
+        co_await inbound_->Finish(*deps_.resolver, who_, spf_);
+    spdlog::info("smtp mailauth client={} id={} {} action={}{}", client_ip(),
+                 writer_ ? writer_->id() : std::string("-"), v.summary,
+                 v.action == mailauth::InboundVerdict::Action::kReject ? "reject"
+                 : v.action == mailauth::InboundVerdict::Action::kJunk ? "junk"
+                                                                       : "accept",
+                 inbound_->removed() > 0 ? " removed-auth-results=" +
+                                               std::to_string(inbound_->removed())
+                                         : std::string());
+    inbound_.reset();
+    if (v.action == mailauth::InboundVerdict::Action::kReject) {
+      session_.CommitRefused(v.reply);
+      co_return false;
+    }
+    if (writer_) writer_->SetPrepend(std::move(v.header_fields));
+  } else if (signer_) {
+    auto signatures = signer_->Finish();
+    if (!signatures) {
+      spdlog::warn("smtp dkim not signed client={} reason={}", client_ip(),
+                   signatures.error().message);
+    } else if (!signatures->empty()) {
+      spdlog::info("smtp dkim signed client={} domain={}", client_ip(),
+                   signer_->domain());
+      if (writer_) writer_->SetPrepend(std::move(*signatures));
+    }
+    signer_.reset();
+  }
+  co_return true;
+}
+
 asio::awaitable<void> Connection::Commit() {
   // RFC 5321 4.5.3.2.8: the client waits up to 10 minutes here.
   deadline().ExpiresAfter(limits().final_timeout);
+  if (!co_await FinishMailauth()) co_return;
   std::string id = writer_ ? writer_->id() : std::string();
   uint64_t size = writer_ ? writer_->size() : 0;
   auto r = co_await CommitMessage(deps_.queue, std::move(writer_));
@@ -231,6 +341,9 @@ asio::awaitable<bool> Connection::Work() {
   Need need = session_.need();
   if (need == Need::kCommit) {
     co_await Commit();
+  } else if (need == Need::kSenderCheck) {
+    deadline().ExpiresAfter(limits().command_timeout);
+    co_await CheckSender();
   } else if (need == Need::kSaslStep) {
     // Argon2id or PBKDF2 work runs on the blocking pool; the session is
     // untouched by this coroutine until the step is done.
@@ -292,6 +405,13 @@ std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
   s->session.vrfy = cfg.smtp.vrfy;
   s->session.expn = cfg.smtp.expn;
   s->trusted = policy::NetworkList(cfg.trusted_networks);
+  s->verify = cfg.mailauth.verify;
+  s->inbound.authserv_id = cfg.hostname;
+  s->inbound.dmarc_reject = cfg.mailauth.dmarc_reject;
+  s->inbound.dmarc_quarantine = cfg.mailauth.dmarc_quarantine;
+  s->inbound.spf_reject = cfg.mailauth.spf_fail == "reject";
+  s->inbound.arc_trusted_sealers = cfg.mailauth.arc_trusted_sealers;
+  s->sign = cfg.mailauth.sign;
   return s;
 }
 
@@ -321,6 +441,9 @@ std::shared_ptr<net::LineConnection> Listener::Make(tcp::socket socket,
   // RFC 6409 4.3 / RFC 8314: both submission ports require AUTH.
   sc.submission = listener_.service != "smtp";
   sc.async_sasl = true;
+  // SPF waits at MAIL where it may apply (port 25, a resolver to ask).
+  sc.sender_check = settings->verify && server_.deps().resolver != nullptr &&
+                    listener_.service == "smtp";
   return std::make_shared<Connection>(std::move(socket), std::move(options),
                                       server_.deps(), std::move(settings), sc,
                                       std::move(client));

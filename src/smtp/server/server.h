@@ -14,6 +14,9 @@
 #include "auth/throttle.h"
 #include "common/current.h"
 #include "config/config.h"
+#include "dns/resolver.h"
+#include "mailauth/inbound.h"
+#include "mailauth/outbound_signer.h"
 #include "net/accept.h"
 #include "net/registry.h"
 #include "net/tls.h"
@@ -30,6 +33,11 @@ struct Settings {
   SessionConfig session;  // the listener-independent part
   policy::NetworkList trusted;
   std::string hostname;
+  // [mailauth]: SPF, DKIM and DMARC on port 25 for clients neither
+  // authenticated nor trusted; DKIM signatures for the others.
+  bool verify = false;
+  mailauth::InboundSettings inbound;
+  bool sign = false;
 };
 std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
 
@@ -41,6 +49,11 @@ struct ServerDeps {
   auth::AuthThrottle& throttle;  // shared with POP3: one lockout per address
   asio::thread_pool& blocking;   // SASL steps (Argon2id) run here
   const Current<net::TlsContexts>& tls;  // null inside: no STARTTLS
+  // Inbound mail authentication asks here (any thread may); null: no
+  // checks, whatever the settings say.
+  dns::Resolver* resolver = nullptr;
+  // DKIM signing keys by domain (data_dir/dkim), replaced on SIGHUP.
+  const Current<const mailauth::DkimKeyMap>* dkim_keys = nullptr;
 };
 
 class Server {
