@@ -273,3 +273,79 @@ def test_submission_leaves_with_two_signatures(tmp_path, world, sinks, mx_port):
         assert b"a=ed25519-sha256" in got and b"a=rsa-sha256" in got
     finally:
         shutdown(srv)
+
+
+# ---------------------------------------------------------------- SRS
+
+def test_alias_forward_uses_srs_and_bounces_come_back(tmp_path, world, sinks, mx_port):  # noqa: F811
+    """An alias forwarding to a remote address sends with an SRS MAIL FROM
+    (so the next hop's SPF sees our domain); a bounce to that address
+    reaches the original sender; a forged one is refused."""
+    dns = world
+    dns.mx("far.test", (10, "mx.far.test"))
+    dns.a("mx.far.test", "127.0.0.62")
+    dns.mx("good.test", (10, "mx.good.test"))
+    dns.a("mx.good.test", "127.0.0.63")
+    far = sinks.smtp("127.0.0.62")
+    home = sinks.smtp("127.0.0.63")
+    srv = TernServer(tmp_path / "fwd", sections={
+        "dns": {"upstream": [f"127.0.0.1:{dns.port}"]},
+        "delivery": dict(FAST_DELIVERY, mx_port=mx_port),
+        "mailauth": {"verify": True}})
+    _LIVE.append(srv)
+    try:
+        srv.add_user("u@example.test")
+        srv.add_alias("fwd@example.test", ["friend@far.test", "u@example.test"])
+        srv.start()
+        m = unique("srs")
+        data = build_message(m, ["forwarded"], sender="alice@good.test", to="fwd@example.test")
+        with srv.connect() as c:
+            c.start()
+            assert c.send_message("alice@good.test", ["fwd@example.test"], data).code == 250
+        env = far.wait(1, timeout=20)[0]
+        srs = env["from"]
+        assert re.fullmatch(r"SRS0=[^=]+=[^=]+=good\.test=alice@example\.test", srs, re.I), srs
+        srv.wait_messages("u@example.test", m)  # the local copy keeps the sender
+        # The bounce comes back to the SRS address and goes on to alice.
+        bounce = build_message(unique("bounce"), ["undeliverable"],
+                               sender="MAILER-DAEMON@far.test", to=srs)
+        with srv.connect() as c:
+            c.start("mx.far.test")
+            assert c.cmd("MAIL FROM:<>").code == 250
+            r = c.cmd(f"RCPT TO:<{srs}>")
+            assert r.code == 250, r
+            assert c.cmd("DATA").code == 354
+            c.send(bounce + b".\r\n")
+            assert c.reply().code == 250
+        got = home.wait(1, timeout=20)[0]
+        assert got["to"] == ["alice@good.test"], got
+        assert got["from"] in ("", "<>"), got  # aiosmtpd keeps the brackets of <>
+        # A forged hash, or a made-up SRS address, is no way to relay.
+        forged = re.sub(r"^SRS0=([^=]+)=", lambda mt: "SRS0=" + ("A" * len(mt.group(1))) + "=",
+                        srs, flags=re.I)
+        with srv.connect() as c:
+            c.start()
+            assert c.cmd("MAIL FROM:<>").code == 250
+            r = c.cmd(f"RCPT TO:<{forged}>")
+            assert (r.code, r.enhanced) == (550, "5.1.1"), r
+            r = c.cmd("RCPT TO:<SRS0=abcdef=AB=victim.test=x@example.test>")
+            assert (r.code, r.enhanced) == (550, "5.1.1"), r
+        assert "srs: " in srv.log_text() and "refused" in srv.log_text()
+    finally:
+        shutdown(srv)
+
+
+def test_sendmail_signs_with_the_domains_keys(srv):
+    """`tern sendmail` signs what it queues for our domains (run by root,
+    which can read the keys)."""
+    if os.geteuid() != 0:
+        pytest.skip("reading the keys under data_dir/dkim needs root here")
+    srv.cli("dkim", "keygen", "example.test")
+    m = unique("sendmail")
+    srv.cli("sendmail", "u@example.test",
+            input=f"From: u@example.test\nTo: u@example.test\nSubject: {m}\n\nsigned\n")
+    raw = srv.wait_messages("u@example.test", m)[0]
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    sigs = msg.get_all("DKIM-Signature", [])
+    assert len(sigs) == 2, raw[:1500]
+    assert all("d=example.test" in " ".join(s.split()) for s in sigs), sigs

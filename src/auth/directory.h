@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +66,14 @@ class Directory {
       LocalRouting routing = {});
   // Replaces the routing of role addresses and system users (SIGHUP).
   void SetRouting(LocalRouting routing);
+  // An address at one of our domains that no account or alias names may
+  // still lead somewhere: the SRS address of mail we forwarded, on its way
+  // back to the original sender as a bounce. The hook is asked first for
+  // local parts that look like SRS ("SRS0=", "SRS1="); it returns the
+  // remote address, or nullopt for a forged or expired one (then: unknown).
+  using ForwardingHook =
+      std::function<std::optional<std::string>(const std::string& address)>;
+  void SetForwardingHook(ForwardingHook hook);
   // The mailbox that takes postmaster mail when no `postmaster` is set (or
   // it leads nowhere); empty when there is no local domain.
   std::string FallbackPostmaster() const;

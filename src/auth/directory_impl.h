@@ -77,6 +77,8 @@ struct Directory::Impl {
       std::make_shared<internal::Snapshot>();
   std::shared_ptr<const internal::Roles> roles GUARDED_BY(snapshot_mu) =
       std::make_shared<internal::Roles>();
+  std::shared_ptr<const Directory::ForwardingHook> forwarding
+      GUARDED_BY(snapshot_mu);
 
   // Hash checked against when the user does not exist, so that a wrong
   // address takes as long as a wrong password.
@@ -93,6 +95,12 @@ struct Directory::Impl {
       EXCLUDES(snapshot_mu) {
     ReaderMutexLock lock(snapshot_mu);
     return roles;
+  }
+
+  std::shared_ptr<const Directory::ForwardingHook> CurrentForwarding() const
+      EXCLUDES(snapshot_mu) {
+    ReaderMutexLock lock(snapshot_mu);
+    return forwarding;
   }
 
   // Role addresses and system users (directory_resolve.cc).

@@ -239,6 +239,13 @@ void Directory::SetRouting(LocalRouting routing) {
   impl_->SetRoles(std::move(routing));
 }
 
+void Directory::SetForwardingHook(ForwardingHook hook) {
+  auto fresh = hook ? std::make_shared<const ForwardingHook>(std::move(hook))
+                    : nullptr;
+  WriterMutexLock lock(impl_->snapshot_mu);
+  impl_->forwarding = std::move(fresh);
+}
+
 std::string Directory::FallbackPostmaster() const {
   return impl_->CurrentRoles()->fallback;
 }
@@ -326,6 +333,13 @@ Resolution Directory::Resolve(const std::string& address) {
     }
   }
   if (!impl_->IsLocal(parts->domain)) return Resolution{};
+  if (IStartsWith(parts->local, "SRS0=") || IStartsWith(parts->local, "SRS1=")) {
+    if (auto hook = impl_->CurrentForwarding()) {
+      std::optional<std::string> target = (*hook)(address);
+      if (!target) return Resolution{Resolution::Kind::kUnknown, {}, {}};
+      return Resolution{Resolution::Kind::kLocal, {}, {*target}};
+    }
+  }
   if (parts->local.empty())
     return Resolution{Resolution::Kind::kUnknown, {}, {}};
 

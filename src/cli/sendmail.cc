@@ -16,6 +16,8 @@
 
 #include "auth/directory.h"
 #include "common/strings.h"
+#include "mailauth/dkim_keys.h"
+#include "mailauth/outbound_signer.h"
 #include "policy/recipient.h"
 #include "queue/queue.h"
 #include "queue/queue_id.h"
@@ -381,6 +383,19 @@ int Sendmail(const config::Config& cfg, const std::vector<std::string>& args) {
     reply = session.output();
     while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
     return Fail(reply);
+  }
+  // DKIM signatures for our domains (the same as the server adds for its
+  // authenticated clients), when this user may read the keys.
+  if (cfg.mailauth.sign) {
+    if (auto keys = mailauth::LoadAllDkimSigningKeys(cfg.data_dir); keys && !keys->empty()) {
+      mailauth::OutboundSigner signer(*keys, static_cast<int64_t>(std::time(nullptr)));
+      signer.Feed(host.data());
+      if (auto signatures = signer.Finish(); signatures) {
+        host.envelope().prepend = std::move(*signatures);
+      } else {
+        std::cerr << "tern sendmail: not DKIM-signed: " << signatures.error().message << "\n";
+      }
+    }
   }
   auto id = queue::Inject(cfg.data_dir, host.envelope(), host.data());
   if (!id) {

@@ -70,7 +70,7 @@ std::string ErrnoText(int err) { return std::system_category().message(err); }
 // already among the recipients, so a target reached twice is queued once.
 void AppendRecipient(queue::MessageState& state, const RecipientRecord& parent,
                      const std::string& address, RecipientState rs,
-                     std::string error) {
+                     std::string error, bool forwarded = false) {
   for (const RecipientRecord& r : state.recipients) {
     if (r.recipient.address == address &&
         r.state != RecipientState::kDelivered) {
@@ -86,6 +86,7 @@ void AppendRecipient(queue::MessageState& state, const RecipientRecord& parent,
                             : parent.recipient.orcpt;
   rec.state = rs;
   rec.error = std::move(error);
+  rec.forwarded = forwarded;
   state.recipients.push_back(std::move(rec));
 }
 
@@ -334,7 +335,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           spdlog::info("queue {}: <{}> expands to <{}>: remote", w.id, rcpt,
                        remote);
           AppendRecipient(w.state, rec, remote, RecipientState::kPending,
-                          kRemotePending);
+                          kRemotePending, /*forwarded=*/true);
           w.remote.insert(remote);
           if (last_error.empty()) last_error = kRemotePending;
         }
@@ -353,7 +354,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
       const RecipientRecord& r = w.state.recipients[i];
       if (r.state == RecipientState::kPending &&
           w.remote.count(r.recipient.address)) {
-        outcome.remote.push_back({i, r.recipient});
+        outcome.remote.push_back({i, r.recipient, r.forwarded});
       }
     }
     if (!outcome.remote.empty()) {

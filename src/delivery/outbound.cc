@@ -74,6 +74,7 @@ struct Tracker {
 struct Job {
   std::shared_ptr<Tracker> tracker;
   std::vector<size_t> rcpts;  // indexes into tracker->job.rcpts
+  bool forwarded = false;     // all of them forwarded by an alias (SRS)
 };
 
 struct Destination {
@@ -275,7 +276,9 @@ uint32_t OutboundImpl::TimeoutFor(ClientSession::Phase phase) const {
 }
 
 void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
-  std::map<std::string, std::vector<size_t>> groups;
+  // One job per destination, and per envelope sender: forwarded
+  // recipients go out with the SRS sender, the others with the original.
+  std::map<std::pair<std::string, bool>, std::vector<size_t>> groups;
   std::map<std::string, std::pair<std::string, const RouteConfig*>> where;
   for (size_t i = 0; i < t->job.rcpts.size(); ++i) {
     std::string domain = DomainOf(t->job.rcpts[i].recipient.address);
@@ -285,7 +288,9 @@ void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
     std::string key = route ? "relay:" + route->relay_host + ":" +
                                   std::to_string(route->relay_port)
                             : "mx:" + domain;
-    groups[key].push_back(i);
+    bool srs = t->job.rcpts[i].forwarded && options_.forward_sender &&
+               !t->job.envelope.sender.empty();
+    groups[{key, srs}].push_back(i);
     where[key] = {domain, route};
   }
   t->outstanding = static_cast<int>(groups.size());
@@ -293,14 +298,15 @@ void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
     Complete(t);
     return;
   }
-  for (auto& [key, idx] : groups) {
+  for (auto& [group, idx] : groups) {
+    const std::string& key = group.first;
     Destination& d = dests_[key];
     if (d.key.empty()) {
       d.key = key;
       d.domain = where[key].first;
       d.route = where[key].second;
     }
-    d.jobs.push_back(Job{t, std::move(idx)});
+    d.jobs.push_back(Job{t, std::move(idx), group.second});
     MaybeSpawn(d);
   }
 }
@@ -723,7 +729,8 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
     record(*plan->error, "", nullptr, nullptr, false);
   } else {
     smtp::client::TxnRequest req;
-    req.sender = env.sender;
+    req.sender =
+        job.forwarded ? self->options_.forward_sender(env.sender) : env.sender;
     for (size_t idx : job.rcpts) {
       const queue::Recipient& r = t.job.rcpts[idx].recipient;
       req.rcpts.push_back({r.address, r.notify, r.orcpt});

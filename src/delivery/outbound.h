@@ -38,6 +38,9 @@ struct OutboundOptions {
   uint32_t data_init_timeout = 120;    // 4.5.3.2.4
   uint32_t data_block_timeout = 180;   // 4.5.3.2.5
   uint32_t final_timeout = 600;        // 4.5.3.2.6
+  // The envelope sender for mail that an alias forwards (SRS: the next
+  // hop's SPF check then sees our domain); unset, or the null sender: kept.
+  std::function<std::string(const std::string& sender)> forward_sender;
   // Tests: a resolver made on the outbound executor instead of libunbound.
   std::function<std::unique_ptr<dns::Resolver>(asio::any_io_executor)>
       make_resolver;

@@ -21,6 +21,7 @@ struct RemoteJob {
   struct Rcpt {
     size_t index = 0;      // in the message state's recipient list
     Recipient recipient;
+    bool forwarded = false;  // by an alias: the sender goes out as SRS
   };
   std::vector<Rcpt> rcpts;
 };

@@ -261,7 +261,8 @@ std::string EncodeState(const MessageState& state) {
     PutStr(payload, r.error);
     PutStr(payload, r.status);
     PutStr(payload, r.remote_mta);
-    payload += static_cast<char>((r.notified ? 1 : 0) | (r.dsn_passed ? 2 : 0));
+    payload += static_cast<char>((r.notified ? 1 : 0) | (r.dsn_passed ? 2 : 0) |
+                                 (r.forwarded ? 4 : 0));
   }
   std::string out(kStateMagic, sizeof kStateMagic);
   PutU32(out, static_cast<uint32_t>(payload.size()));
@@ -318,6 +319,7 @@ Result<MessageState> DecodeState(std::string_view data) {
       uint64_t flags = r.Int(1);
       rec.notified = (flags & 1) != 0;
       rec.dsn_passed = (flags & 2) != 0;
+      rec.forwarded = (flags & 4) != 0;
     }
   }
   if (!r.done()) return Err("state: malformed");

@@ -41,7 +41,7 @@
 //   u32 n, n x (u8 state (0 pending, 1 delivered, 2 failed), str address,
 //        str notify, str orcpt, str error, str status, str remote_mta,
 //        u8 flags (1 = DSN sent or not wanted, 2 = DSN duty passed to the
-//        next hop, RFC 3461 4.1))
+//        next hop, RFC 3461 4.1, 4 = forwarded by an alias))
 // Version 1 ("TernSta1") files lack held .. attempt log and status ..
 // flags; they are still read. The recipient list replaces the envelope's:
 // alias expansion appends the remote targets as new recipients. An invalid
@@ -102,6 +102,9 @@ struct RecipientRecord {
   std::string remote_mta;  // host that answered, for DSN Remote-MTA
   bool notified = false;   // a DSN went out for it, or none is wanted
   bool dsn_passed = false; // relayed to a DSN-capable host with NOTIFY
+  // Added by alias expansion to a remote address: the message is being
+  // forwarded, so its sender is rewritten with SRS on the way out.
+  bool forwarded = false;
 };
 
 struct MessageState {

@@ -10,7 +10,14 @@
 #include <asio.hpp>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <openssl/rand.h>
+
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <thread>
 
 #include "auth/directory.h"
@@ -23,9 +30,12 @@
 #include "dns/unbound_resolver.h"
 #include "mailauth/dkim_keys.h"
 #include "mailauth/outbound_signer.h"
+#include "mailauth/srs.h"
 #include "auth/credentials.h"
 #include "auth/throttle.h"
+#include "common/base64.h"
 #include "common/current.h"
+#include "common/strings.h"
 #include "net/accept.h"
 #include "net/registry.h"
 #include "net/tls.h"
@@ -146,6 +156,39 @@ std::shared_ptr<const mailauth::DkimKeyMap> LoadDkimKeys(const config::Config& c
   return keys;
 }
 
+// The SRS secret (data_dir/srs.key: one key per line, the first signs,
+// the others are still accepted, for rotation), made on first start.
+Result<mailauth::Srs> MakeSrs(const config::Config& cfg) {
+  const std::string path = cfg.data_dir + "/srs.key";
+  std::string text;
+  if (std::ifstream in(path); in) {
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } else {
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof raw) != 1) return Err("no random bytes for a key");
+    text = Base64Encode(std::string_view(reinterpret_cast<char*>(raw), sizeof raw)) + "\n";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Err(path + ": " + std::strerror(errno));
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) return Err(path + ": cannot write the key");
+    spdlog::info("srs: made a new key in {}", path);
+  }
+  mailauth::SrsOptions options;
+  for (const std::string& line : Split(text, '\n')) {
+    std::string key(Trim(line));
+    if (key.empty() || key[0] == '#') continue;
+    if (options.key.empty()) {
+      options.key = key;
+    } else {
+      options.old_keys.push_back(key);
+    }
+  }
+  options.max_age_days = static_cast<int>(cfg.mailauth.srs_max_age_days);
+  return mailauth::Srs::Create(std::move(options));
+}
+
 // The AUTH brute-force defence's limits. Fixed at start-up: a SIGHUP must
 // not forget who is locked out.
 auth::ThrottleConfig ThrottleConfigFrom(const config::AuthSettings& a) {
@@ -251,7 +294,36 @@ int Serve(const config::Config& initial) {
   qopt.postmaster = dir->FallbackPostmaster();
   // Outbound delivery (issue 5); Queue::Stop stops it before itself.
   delivery::ApplyDeliveryConfig(cfg, &qopt);
-  auto outbound = delivery::Outbound::Start(delivery::OutboundOptionsFrom(cfg));
+  // SRS for mail that aliases forward (the hook also lets the bounces of
+  // such mail back in, to the original sender).
+  std::optional<mailauth::Srs> srs;
+  if (cfg.mailauth.srs) {
+    auto made = MakeSrs(cfg);
+    if (!made) {
+      spdlog::critical("srs: {}", made.error().message);
+      return 1;
+    }
+    srs.emplace(std::move(*made));
+    const mailauth::Srs* s = &*srs;
+    dir->SetForwardingHook([s](const std::string& address) -> std::optional<std::string> {
+      auto back = s->Reverse(address);
+      if (!back) {
+        spdlog::info("srs: {} refused: {}", address, back.error().message);
+        return std::nullopt;
+      }
+      return *back;
+    });
+  }
+  delivery::OutboundOptions oopt = delivery::OutboundOptionsFrom(cfg);
+  if (srs) {
+    const mailauth::Srs* s = &*srs;
+    std::string domain = cfg.domains.front();
+    oopt.forward_sender = [s, domain](const std::string& sender) {
+      auto rewritten = s->Forward(sender, domain);
+      return rewritten ? *rewritten : sender;  // unrewritable: sent as is
+    };
+  }
+  auto outbound = delivery::Outbound::Start(std::move(oopt));
   if (!outbound) {
     spdlog::critical("outbound: {}", outbound.error().message);
     return 1;
