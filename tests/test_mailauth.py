@@ -349,3 +349,18 @@ def test_sendmail_signs_with_the_domains_keys(srv):
     sigs = msg.get_all("DKIM-Signature", [])
     assert len(sigs) == 2, raw[:1500]
     assert all("d=example.test" in " ".join(s.split()) for s in sigs), sigs
+
+
+def test_claims_are_removed_for_trusted_clients_too(tmp_path, world):
+    """RFC 8601 5: not only strangers' mail loses forged claims of our
+    authserv-id; mail that is not checked (trusted clients) too."""
+    s = server(tmp_path, world, trusted_networks=["127.0.0.0/8"])
+    try:
+        m = unique("trustedclaim")
+        data = message("x@other.test", m, extra=[
+            f"Authentication-Results: {HOST}; dmarc=pass header.from=bank.test"])
+        assert send(s, "x@other.test", data).code == 250
+        assert auth_results(s.wait_messages("u@example.test", m)[0]) == []
+        assert "Authentication-Results claiming" in s.log_text()
+    finally:
+        shutdown(s)

@@ -54,11 +54,11 @@ std::string SpfRefusal(const SpfOutcome& spf, const InboundSettings& settings) {
   return "550 5.7.23 " + text;
 }
 
-InboundMessage::InboundMessage(InboundSettings settings, int64_t now)
-    : settings_(std::move(settings)), dkim_(now) {}
+InboundMessage::InboundMessage(InboundSettings settings, int64_t now, bool verify)
+    : settings_(std::move(settings)), verify_(verify), dkim_(now) {}
 
 void InboundMessage::Feed(std::string_view chunk, std::string* out) {
-  dkim_.Feed(chunk);
+  if (verify_) dkim_.Feed(chunk);
   while (!chunk.empty() && !in_body_) {
     size_t lf = chunk.find('\n');
     if (lf == std::string_view::npos) {

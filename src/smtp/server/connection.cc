@@ -210,6 +210,7 @@ class Connection : public net::LineConnection, public SessionHost {
   mailauth::SmtpIdentity who_;
   std::optional<mailauth::SpfOutcome> spf_;
   std::unique_ptr<mailauth::InboundMessage> inbound_;
+  bool verifying_ = false;  // inbound_ checks, not only filters
   std::shared_ptr<const mailauth::DkimKeyMap> keys_;  // kept for signer_
   std::unique_ptr<mailauth::OutboundSigner> signer_;
   std::string filtered_;
@@ -238,9 +239,12 @@ asio::awaitable<Result<void>> CommitMessage(queue::Queue& queue,
 void Connection::StartMailauth(int64_t now) {
   inbound_.reset();
   signer_.reset();
-  if (Verifies()) {
-    inbound_ = std::make_unique<mailauth::InboundMessage>(settings_->inbound, now);
-  } else if (Vouched() && settings_->sign && deps_.dkim_keys != nullptr) {
+  verifying_ = Verifies();
+  // Every message loses forged claims of our authserv-id (RFC 8601 5);
+  // only port-25 mail from strangers is checked.
+  inbound_ = std::make_unique<mailauth::InboundMessage>(settings_->inbound, now,
+                                                        verifying_);
+  if (Vouched() && settings_->sign && deps_.dkim_keys != nullptr) {
     keys_ = deps_.dkim_keys->get();
     if (keys_ && !keys_->empty()) {
       signer_ = std::make_unique<mailauth::OutboundSigner>(*keys_, now);
@@ -279,23 +283,28 @@ asio::awaitable<bool> Connection::FinishMailauth() {
     std::string tail;
     inbound_->End(&tail);
     if (!tail.empty() && writer_) writer_->Write(tail);
+    if (signer_) signer_->Feed(tail);
+    if (inbound_->removed() > 0) {
+      spdlog::info("smtp removed {} Authentication-Results claiming {} client={}",
+                   inbound_->removed(), settings_->hostname, client_ip());
+    }
+  }
+  if (inbound_ && verifying_) {
     mailauth::InboundVerdict v =
         co_await inbound_->Finish(*deps_.resolver, who_, spf_);
-    spdlog::info("smtp mailauth client={} id={} {} action={}{}", client_ip(),
+    spdlog::info("smtp mailauth client={} id={} {} action={}", client_ip(),
                  writer_ ? writer_->id() : std::string("-"), v.summary,
                  v.action == mailauth::InboundVerdict::Action::kReject ? "reject"
                  : v.action == mailauth::InboundVerdict::Action::kJunk ? "junk"
-                                                                       : "accept",
-                 inbound_->removed() > 0 ? " removed-auth-results=" +
-                                               std::to_string(inbound_->removed())
-                                         : std::string());
-    inbound_.reset();
+                                                                       : "accept");
     if (v.action == mailauth::InboundVerdict::Action::kReject) {
       session_.CommitRefused(v.reply);
       co_return false;
     }
     if (writer_) writer_->SetPrepend(std::move(v.header_fields));
-  } else if (signer_) {
+  }
+  inbound_.reset();
+  if (signer_) {
     auto signatures = signer_->Finish();
     if (!signatures) {
       spdlog::warn("smtp dkim not signed client={} reason={}", client_ip(),
