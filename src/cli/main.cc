@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "auth/directory.h"
+#include "cli/arc_commands.h"
 #include "cli/check_message.h"
 #include "cli/check_spf.h"
 #include "cli/dkim_commands.h"
@@ -634,6 +635,8 @@ int Main(int argc, char** argv) {
   RegisterCheckMessage(check, [&options] { return LoadConfig(options); }, &action);
   RegisterDkimCommands(app, *check, [&] { return LoadConfig(options); },
                        &action);
+  RegisterArcCommands(app, *check, [&] { return LoadConfig(options); },
+                      &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",
