@@ -222,6 +222,57 @@ def test_check_message_cli_prints_the_header(srv, keypair, tmp_path):
         p.stdout
 
 
+def arc_seal(srv, dns, data, sealer, keys={}):  # noqa: F811,B006
+    """`data` as a mailing list at `sealer` passes it on: sealed with an
+    ARC set (RFC 8617) that says DMARC passed there, key published."""
+    if (srv, sealer) not in keys:
+        out = srv.cli("dkim", "keygen", sealer, "--algorithm", "rsa",
+                      "--selector", "arc").stdout
+        for line in out.splitlines():
+            mt = re.match(r'^(\S+)\. IN TXT ((?:"[^"]*"\s*)+)$', line)
+            if mt:
+                txt(dns, mt.group(1), "".join(re.findall(r'"([^"]*)"', mt.group(2))))
+        keys[(srv, sealer)] = re.search(r"^; \w+ key (\S+)$", out, re.M).group(1)
+    key = keys[(srv, sealer)]
+    return srv.cli("arc", "seal", "--domain", sealer, "--selector", "arc", "--key", key,
+                   "--authserv-id", "mx." + sealer, "--auth-results",
+                   "spf=pass smtp.mailfrom=ceo@strict.test; dmarc=pass header.from=strict.test",
+                   input=data).stdout.encode()
+
+
+def test_trusted_arc_sealer_overrides_dmarc_reject(tmp_path, world):
+    """A list re-sends a p=reject domain's mail (DMARC fails here, as the
+    list's envelope and changes break it): a valid ARC chain whose last
+    sealer is in arc_trusted_sealers lets it in, recorded as overridden;
+    the same chain from a sealer not on the list does not."""
+    s = server(tmp_path, world, mailauth={"arc_trusted_sealers": ["lists.example"]})
+    try:
+        m = unique("arc")
+        data = arc_seal(s, world, message("ceo@strict.test", m), "lists.example")
+        r = send(s, "bounces@other.test", data)
+        assert r.code == 250, r
+        ar = auth_results(s.wait_messages("u@example.test", m)[0])
+        assert len(ar) == 1, ar
+        assert "arc=pass smtp.remote-ip=127.0.0.1" in ar[0], ar
+        assert "dmarc=fail" in ar[0] and "overridden by ARC sealer lists.example" in ar[0], ar
+        assert re.search(r"mailauth .* arc=pass/lists\.example \(dmarc overridden by arc\) "
+                         r"action=accept", s.log_text())
+        # An untrusted sealer's chain passes too, but is only recorded.
+        m = unique("arc-untrusted")
+        data = arc_seal(s, world, message("ceo@strict.test", m), "elsewhere.example")
+        r = send(s, "bounces@other.test", data)
+        assert (r.code, r.enhanced) == (550, "5.7.1"), r
+        # A tampered chain from the trusted sealer fails and is refused.
+        m = unique("arc-tampered")
+        data = arc_seal(s, world, message("ceo@strict.test", m), "lists.example")
+        data = data.replace(b"mailauth ", b"mailauth tampered ", 1)
+        r = send(s, "bounces@other.test", data)
+        assert (r.code, r.enhanced) == (550, "5.7.1"), r
+        assert re.search(r"mailauth .* arc=fail/lists\.example .*action=reject", s.log_text())
+    finally:
+        shutdown(s)
+
+
 # ---------------------------------------------------------------- outbound
 
 def test_submission_leaves_with_two_signatures(tmp_path, world, sinks, mx_port):  # noqa: F811
@@ -277,10 +328,13 @@ def test_submission_leaves_with_two_signatures(tmp_path, world, sinks, mx_port):
 
 # ---------------------------------------------------------------- SRS
 
-def test_alias_forward_uses_srs_and_bounces_come_back(tmp_path, world, sinks, mx_port):  # noqa: F811
+def test_alias_forward_uses_srs_and_bounces_come_back(tmp_path, world, keypair, sinks,  # noqa: F811
+                                                      mx_port):  # noqa: F811
     """An alias forwarding to a remote address sends with an SRS MAIL FROM
-    (so the next hop's SPF sees our domain); a bounce to that address
-    reaches the original sender; a forged one is refused."""
+    (so the next hop's SPF sees our domain) and an ARC set that dkimpy's
+    verifier accepts (RFC 8617: what we saw on arrival, for the next
+    hop); a bounce to that address reaches the original sender; a forged
+    one is refused."""
     dns = world
     dns.mx("far.test", (10, "mx.far.test"))
     dns.a("mx.far.test", "127.0.0.62")
@@ -296,16 +350,41 @@ def test_alias_forward_uses_srs_and_bounces_come_back(tmp_path, world, sinks, mx
     try:
         srv.add_user("u@example.test")
         srv.add_alias("fwd@example.test", ["friend@far.test", "u@example.test"])
+        out = srv.cli("dkim", "keygen", "example.test", "--algorithm", "rsa",
+                      "--selector", "fwd").stdout
+        records = {}
+        for line in out.splitlines():
+            mt = re.match(r'^(\S+)\.\s+(?:\d+\s+)?IN\s+TXT\s+(.*)$', line.strip())
+            if mt:
+                records[mt.group(1)] = "".join(re.findall(r'"([^"]*)"', mt.group(2)))
+                txt(dns, mt.group(1), records[mt.group(1)])
         srv.start()
         m = unique("srs")
         data = build_message(m, ["forwarded"], sender="alice@good.test", to="fwd@example.test")
+        data = dkim_sign(data, keypair)
         with srv.connect() as c:
             c.start()
             assert c.send_message("alice@good.test", ["fwd@example.test"], data).code == 250
         env = far.wait(1, timeout=20)[0]
         srs = env["from"]
         assert re.fullmatch(r"SRS0=[^=]+=[^=]+=good\.test=alice@example\.test", srs, re.I), srs
-        srv.wait_messages("u@example.test", m)  # the local copy keeps the sender
+        # The forwarded copy carries our ARC set, i=1, cv=none, whose AAR
+        # repeats our findings; dkimpy validates the chain.
+        got = env["data"]
+        assert got.startswith(b"ARC-Seal: i=1;"), got[:300]
+        assert b"cv=none" in got.split(b"\r\n")[0] + got.split(b"\r\n")[1], got[:300]
+        aar = re.search(rb"ARC-Authentication-Results: i=1; mx\.example\.test;(.*?)\r\n(?=\S)",
+                        got, re.S)
+        assert aar and b"dkim=pass" in aar.group(1) and b"dmarc=pass" in aar.group(1), got[:1500]
+
+        def dnsfunc(name, timeout=5):
+            n = name.decode().rstrip(".")
+            return records[n].encode() if n in records else None
+        cv, results, reason = dkim.arc_verify(got, dnsfunc=dnsfunc)
+        assert cv == b"pass", (cv, reason, results)
+        assert [r["as-domain"] for r in results] == [b"example.test"], results
+        local = srv.wait_messages("u@example.test", m)[0]  # the local copy keeps the sender
+        assert b"ARC-Seal" not in local, local[:500]
         # The bounce comes back to the SRS address and goes on to alice.
         bounce = build_message(unique("bounce"), ["undeliverable"],
                                sender="MAILER-DAEMON@far.test", to=srs)

@@ -74,7 +74,7 @@ struct Tracker {
 struct Job {
   std::shared_ptr<Tracker> tracker;
   std::vector<size_t> rcpts;  // indexes into tracker->job.rcpts
-  bool forwarded = false;     // all of them forwarded by an alias (SRS)
+  bool forwarded = false;     // all of them forwarded by an alias (SRS, ARC)
 };
 
 struct Destination {
@@ -288,9 +288,12 @@ void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
     std::string key = route ? "relay:" + route->relay_host + ":" +
                                   std::to_string(route->relay_port)
                             : "mx:" + domain;
-    bool srs = t->job.rcpts[i].forwarded && options_.forward_sender &&
-               !t->job.envelope.sender.empty();
-    groups[{key, srs}].push_back(i);
+    // Forwarded recipients get the SRS sender and an ARC seal: a copy of
+    // their own, the others receive the message as it came.
+    bool fwd = t->job.rcpts[i].forwarded &&
+               ((options_.forward_sender && !t->job.envelope.sender.empty()) ||
+                options_.forward_seal);
+    groups[{key, fwd}].push_back(i);
     where[key] = {domain, route};
   }
   t->outstanding = static_cast<int>(groups.size());
@@ -729,13 +732,27 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
     record(*plan->error, "", nullptr, nullptr, false);
   } else {
     smtp::client::TxnRequest req;
-    req.sender =
-        job.forwarded ? self->options_.forward_sender(env.sender) : env.sender;
+    req.sender = job.forwarded && self->options_.forward_sender && !env.sender.empty()
+                     ? self->options_.forward_sender(env.sender)
+                     : env.sender;
+    // The forwarded copy goes out sealed (RFC 8617 5.1); the stored bytes
+    // stay as they are, for the other recipients and for retries.
+    std::string sealed;
+    const std::string* body = &t.body;
+    if (job.forwarded && self->options_.forward_seal) {
+      std::string fields = self->options_.forward_seal(t.body);
+      if (!fields.empty()) {
+        sealed = std::move(fields);
+        sealed.reserve(sealed.size() + t.body.size());
+        sealed += t.body;
+        body = &sealed;
+      }
+    }
     for (size_t idx : job.rcpts) {
       const queue::Recipient& r = t.job.rcpts[idx].recipient;
       req.rcpts.push_back({r.address, r.notify, r.orcpt});
     }
-    req.size = t.body.size();
+    req.size = body->size();
     req.body_8bitmime = IEquals(env.body, "8BITMIME");
     req.has_8bit = smtp::client::Has8Bit(t.body);
     req.smtputf8 = env.smtputf8;
@@ -785,7 +802,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
         if (plan->hops[i].Key() == c->hop.Key()) tried.insert(i);
       }
       c->session.StartTransaction(req);
-      co_await Drive(self, c, &t.body, self->PolicyFor(d->route));
+      co_await Drive(self, c, body, self->PolicyFor(d->route));
       smtp::client::TxnResult result;
       if (c->session.need() == ClientSession::Need::kResult) {
         result = c->session.TakeResult();

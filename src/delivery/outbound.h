@@ -41,6 +41,9 @@ struct OutboundOptions {
   // The envelope sender for mail that an alias forwards (SRS: the next
   // hop's SPF check then sees our domain); unset, or the null sender: kept.
   std::function<std::string(const std::string& sender)> forward_sender;
+  // The header fields (an ARC set, RFC 8617) to put on top of mail that an
+  // alias forwards; "" to send it as stored. Called on the outbound thread.
+  std::function<std::string(const std::string& message)> forward_seal;
   // Tests: a resolver made on the outbound executor instead of libunbound.
   std::function<std::unique_ptr<dns::Resolver>(asio::any_io_executor)>
       make_resolver;

@@ -292,4 +292,17 @@ Result<std::string> ArcSealMessage(std::string_view message,
                                    const std::vector<DkimSigningKey>& keys,
                                    int64_t now, ArcSealOptions options = {});
 
+// Seals mail that an alias forwards (RFC 8617 5.1, the forwarder's
+// case of 7.2): the new set's ARC-Authentication-Results repeats what this
+// host found when the message arrived, read back from its own
+// Authentication-Results (authserv-id `authserv_id`), whose arc= result
+// becomes cv. Mail that arrived without our Authentication-Results (from
+// a trusted or authenticated client, not checked) is sealed cv=none when
+// it carries no ARC field, and refused when it does: a chain nobody here
+// verified must not be vouched for. The fields to put on top, CRLF lines.
+Result<std::string> SealForwarded(std::string_view message,
+                                  std::string_view authserv_id,
+                                  const std::vector<DkimSigningKey>& keys,
+                                  int64_t now);
+
 }  // namespace tern::mailauth

@@ -2,6 +2,7 @@
 // ARC-Message-Signature (a DKIM signature over the message) and ARC-Seal
 // (over the ARC sets), each folded before it is signed, so that the signed
 // text and the sent text are the same octets.
+#include <optional>
 #include <utility>
 
 #include "common/base64.h"
@@ -354,6 +355,68 @@ Result<std::string> ArcSealMessage(std::string_view message,
   ArcSealer sealer(keys, now, std::move(options));
   sealer.Feed(message);
   return sealer.Finish(request);
+}
+
+namespace {
+// Folding whitespace (RFC 5322 3.2.2) off both ends.
+std::string_view TrimFws(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+}  // namespace
+
+Result<std::string> SealForwarded(std::string_view message,
+                                  std::string_view authserv_id,
+                                  const std::vector<DkimSigningKey>& keys,
+                                  int64_t now) {
+  size_t end = message.find("\r\n\r\n");
+  std::string_view header =
+      end == std::string_view::npos ? message : message.substr(0, end + 2);
+  bool has_arc = false;
+  std::optional<std::string> ours;
+  for (const DkimHeaderField& f : SplitDkimHeader(header)) {
+    if (f.name.size() > 4 && IEquals(f.name.substr(0, 4), "arc-")) has_arc = true;
+    if (ours || !IEquals(f.name, "authentication-results")) continue;
+    std::string_view body = f.text.substr(f.text.find(':') + 1);
+    if (!ClaimsAuthServId(body, authserv_id)) continue;
+    // RFC 8601 2.2: "authserv-id [version] ; resinfo ; ..." (no-result
+    // "none" when nothing was checked).
+    size_t semi = body.find(';');
+    ours = std::string(semi == std::string_view::npos ? std::string_view("none")
+                                                      : TrimFws(body.substr(semi + 1)));
+  }
+  ArcSealRequest request;
+  request.authserv_id = std::string(authserv_id);
+  if (!ours) {
+    if (has_arc) {
+      return Err("ARC fields present but the message was not verified on arrival");
+    }
+    request.auth_results = "none";
+    request.cv = ArcStatus::kNone;
+  } else {
+    request.auth_results = *ours;
+    // The arc= result among ours (RFC 8617 10.1): the chain as it arrived.
+    std::optional<ArcStatus> cv;
+    std::string_view rest = *ours;
+    while (!rest.empty()) {
+      size_t semi = rest.find(';');
+      std::string_view item = TrimFws(rest.substr(0, semi));
+      rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+      if (item.size() > 4 && IEquals(item.substr(0, 4), "arc=")) {
+        std::string_view word = item.substr(4);
+        word = word.substr(0, word.find_first_of(" \t\r\n("));
+        cv = ParseArcStatus(word);
+        break;
+      }
+    }
+    if (!cv) {
+      if (has_arc) return Err("our Authentication-Results has no arc= result");
+      cv = ArcStatus::kNone;
+    }
+    request.cv = *cv;
+  }
+  return ArcSealMessage(message, request, keys, now);
 }
 
 }  // namespace tern::mailauth

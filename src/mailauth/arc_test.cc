@@ -681,5 +681,46 @@ TEST(ArcKeysTest, ChooseKey) {
   EXPECT_EQ(ChooseArcKey({}, true), nullptr);
 }
 
+// Forwarding through an alias (what `tern serve` seals on the way out):
+// cv comes from our own Authentication-Results, as verified on arrival.
+TEST_F(ArcTest, SealForwardedTakesCvFromOurResults) {
+  std::vector<DkimSigningKey> keys = {{"forward.test", "rsa", RsaKey()}};
+  const std::string ours =
+      "Authentication-Results: mx.forward.test;\r\n\tdkim=none;\r\n"
+      "\tarc=pass smtp.remote-ip=192.0.2.1 header.oldest-pass=0\r\n";
+  std::string once = Seal(kMessage, ArcStatus::kNone);
+  // Someone else's claim about arc= is not ours and does not count.
+  std::string theirs =
+      "Authentication-Results: mx.elsewhere.test; arc=fail\r\n";
+  auto fields = SealForwarded(ours + theirs + once, "MX.forward.test", keys, kNow);
+  ASSERT_TRUE(fields) << fields.error().message;
+  std::string twice = *fields + ours + theirs + once;
+  ArcResult r = Verify(twice);
+  EXPECT_EQ(r.status, ArcStatus::kPass) << r.reason;
+  ASSERT_EQ(r.instances.size(), 2u);
+  EXPECT_EQ(r.instances[1].cv, ArcStatus::kPass);
+  EXPECT_NE(fields->find("ARC-Authentication-Results: i=2; MX.forward.test;"),
+            std::string::npos)
+      << *fields;
+  EXPECT_NE(fields->find("dkim=none"), std::string::npos) << *fields;
+
+  // Our results say the chain failed: the seal says so (and covers only
+  // itself, RFC 8617 5.1.2); the chain has ended for everyone after us.
+  std::string failed = "Authentication-Results: mx.forward.test; arc=fail\r\n";
+  fields = SealForwarded(failed + once, "mx.forward.test", keys, kNow);
+  ASSERT_TRUE(fields) << fields.error().message;
+  EXPECT_NE(fields->find("cv=fail"), std::string::npos) << *fields;
+
+  // Never verified here (a trusted client's mail): a message without ARC
+  // fields is sealed cv=none, one with a chain is not vouched for.
+  fields = SealForwarded(std::string(kMessage), "mx.forward.test", keys, kNow);
+  ASSERT_TRUE(fields) << fields.error().message;
+  EXPECT_NE(fields->find("cv=none"), std::string::npos);
+  EXPECT_EQ(Verify(*fields + std::string(kMessage)).status, ArcStatus::kPass);
+  EXPECT_FALSE(SealForwarded(once, "mx.forward.test", keys, kNow));
+  EXPECT_FALSE(SealForwarded(theirs + once, "mx.forward.test", keys, kNow));
+}
+
+
 }  // namespace
 }  // namespace tern::mailauth

@@ -6,6 +6,7 @@
 
 #include "common/strings.h"
 #include "dns/resolver.h"
+#include "mailauth/arc_lookup.h"
 #include "mailauth/dkim_lookup.h"
 
 namespace tern::mailauth {
@@ -58,7 +59,10 @@ InboundMessage::InboundMessage(InboundSettings settings, int64_t now, bool verif
     : settings_(std::move(settings)), verify_(verify), dkim_(now) {}
 
 void InboundMessage::Feed(std::string_view chunk, std::string* out) {
-  if (verify_) dkim_.Feed(chunk);
+  if (verify_) {
+    dkim_.Feed(chunk);
+    arc_.Feed(chunk);
+  }
   while (!chunk.empty() && !in_body_) {
     size_t lf = chunk.find('\n');
     if (lf == std::string_view::npos) {
@@ -146,6 +150,22 @@ asio::awaitable<InboundVerdict> InboundMessage::Finish(
     input.dkim.push_back({DkimStatusName(d.status), d.domain});
   }
 
+  // RFC 8617 5.2: the chain as it arrived, before DMARC so that a
+  // trusted sealer's word can count (RFC 8617 7.2).
+  v.arc = co_await VerifyArc(resolver, arc_.Finish());
+  {
+    AuthMethodResult arc = ArcAuthResult(ArcStatusName(v.arc.status), who.ip);
+    if (v.arc.status == ArcStatus::kPass) {
+      // RFC 8617 10.1: header.oldest-pass, the oldest instance whose AMS
+      // still validates (0: all of them).
+      arc.properties.push_back({"header", "oldest-pass",
+                                std::to_string(v.arc.oldest_pass)});
+    } else if (v.arc.status == ArcStatus::kFail) {
+      arc.comment = v.arc.reason;
+    }
+    results.push_back(std::move(arc));
+  }
+
   auto from = FromDomainOfHeader(header_copy_);
   if (!from) {
     // RFC 7489 6.6.1: without exactly one From domain DMARC cannot be
@@ -160,6 +180,12 @@ asio::awaitable<InboundVerdict> InboundMessage::Finish(
     if (v.dmarc.result == DmarcResult::kFail) {
       comment = std::string("p=") + DmarcPolicyName(v.dmarc.requested);
       if (v.dmarc.sampled_out) comment += " sampled out by pct";
+      if (ArcSealedByTrusted(v.arc, settings_.arc_trusted_sealers)) {
+        // RFC 7489 10.1 (forwarders and lists break DMARC) and RFC 8617
+        // 7.2: the receiver may trust what a known sealer saw instead.
+        v.arc_override = v.arc.LastSealer();
+        comment += " overridden by ARC sealer " + v.arc_override;
+      }
     }
     results.push_back(
         DmarcAuthResult(DmarcResultName(v.dmarc.result), v.dmarc.from_domain, comment));
@@ -174,7 +200,13 @@ asio::awaitable<InboundVerdict> InboundMessage::Finish(
   v.summary += " dmarc=" + std::string(DmarcResultName(v.dmarc.result));
   if (!v.dmarc.from_domain.empty()) v.summary += "/" + v.dmarc.from_domain;
 
-  if (v.dmarc.result == DmarcResult::kFail) {
+  if (v.arc.status != ArcStatus::kNone) {
+    v.summary += " arc=" + std::string(ArcStatusName(v.arc.status));
+    if (!v.arc.LastSealer().empty()) v.summary += "/" + v.arc.LastSealer();
+  }
+  if (!v.arc_override.empty()) v.summary += " (dmarc overridden by arc)";
+
+  if (v.dmarc.result == DmarcResult::kFail && v.arc_override.empty()) {
     // RFC 7489 6.6.4 and 6.7: the domain's policy, as sampled by pct.
     if (v.dmarc.policy == DmarcPolicy::kReject && settings_.dmarc_reject) {
       v.action = InboundVerdict::Action::kReject;

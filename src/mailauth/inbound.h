@@ -1,6 +1,6 @@
 // Mail authentication of one arriving message, as `tern serve` runs it on
 // port 25 and `tern check message` from the shell: SPF for the sender (at
-// MAIL time), DKIM hashed while the message streams in, then DMARC (with
+// MAIL time), DKIM and ARC hashed while the message streams in, then DMARC (with
 // ARC's say for trusted forwarders) once it is complete, and one
 // Authentication-Results header (RFC 8601) that records it all.
 #pragma once
@@ -13,6 +13,7 @@
 
 #include <asio/awaitable.hpp>
 
+#include "mailauth/arc.h"
 #include "mailauth/auth_results.h"
 #include "mailauth/dkim_verify.h"
 #include "mailauth/dmarc.h"
@@ -61,7 +62,12 @@ struct InboundVerdict {
   std::string summary;        // "spf=pass dkim=pass dmarc=pass", for logs
   SpfOutcome spf;
   std::vector<DkimResult> dkim;
+  ArcResult arc;
   DmarcOutcome dmarc;
+  // A DMARC failure that was not acted on because the ARC chain passed
+  // and its last sealer is trusted (RFC 7489 10.1, RFC 8617 7.2): the
+  // sealer's name, else empty.
+  std::string arc_override;
 };
 
 class InboundMessage {
@@ -98,6 +104,7 @@ class InboundMessage {
   InboundSettings settings_;
   bool verify_;
   DkimVerifier dkim_;
+  ArcVerifier arc_;
   bool in_body_ = false;
   std::string line_;          // an incomplete header line
   std::string field_;         // the header field being assembled

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -28,6 +29,7 @@
 #include "dns/cache.h"
 #include "dns/serial_resolver.h"
 #include "dns/unbound_resolver.h"
+#include "mailauth/arc.h"
 #include "mailauth/dkim_keys.h"
 #include "mailauth/outbound_signer.h"
 #include "mailauth/srs.h"
@@ -314,7 +316,35 @@ int Serve(const config::Config& initial) {
       return *back;
     });
   }
+  // DKIM keys for signing at queue time and ARC sealing of forwarded mail
+  // (replaced on SIGHUP).
+  Current<const mailauth::DkimKeyMap> dkim_keys(LoadDkimKeys(cfg));
   delivery::OutboundOptions oopt = delivery::OutboundOptionsFrom(cfg);
+  if (cfg.mailauth.sign) {
+    // RFC 8617 5.1: mail an alias forwards leaves with our ARC set, made
+    // with the keys of the first of our domains that has any.
+    oopt.forward_seal = [&dkim_keys, domains = cfg.domains,
+                         host = cfg.hostname](const std::string& message) {
+      auto keys = dkim_keys.get();
+      if (!keys) return std::string();
+      const std::vector<mailauth::DkimSigningKey>* mine = nullptr;
+      for (const std::string& d : domains) {
+        auto it = keys->find(ToLower(d));
+        if (it != keys->end() && !it->second.empty()) {
+          mine = &it->second;
+          break;
+        }
+      }
+      if (mine == nullptr) return std::string();
+      auto fields = mailauth::SealForwarded(message, host, *mine,
+                                            static_cast<int64_t>(std::time(nullptr)));
+      if (!fields) {
+        spdlog::warn("arc: forwarded mail not sealed: {}", fields.error().message);
+        return std::string();
+      }
+      return std::move(*fields);
+    };
+  }
   if (srs) {
     const mailauth::Srs* s = &*srs;
     std::string domain = cfg.domains.front();
@@ -379,7 +409,6 @@ int Serve(const config::Config& initial) {
     mailauth_resolver = std::make_unique<dns::SerialResolver>(
         strand, std::move(cache), std::move(*unbound));
   }
-  Current<const mailauth::DkimKeyMap> dkim_keys(LoadDkimKeys(cfg));
   smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now,
                             mailauth_resolver.get(), &dkim_keys},
                            cfg);
