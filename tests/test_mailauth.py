@@ -120,6 +120,9 @@ def test_signed_message_from_spf_passing_domain(srv, keypair):
     assert len(ar) == 1, ar
     assert ar[0].startswith(f"{HOST};"), ar
     assert "spf=pass smtp.mailfrom=alice@good.test" in ar[0], ar
+    # RFC 7208 2.3: the HELO name is checked on its own too (no SPF record
+    # for the test client's name: none).
+    assert re.search(r"spf=none smtp\.helo=\S+", ar[0]), ar
     assert "dkim=pass header.d=good.test header.s=sel" in ar[0], ar
     assert "dmarc=pass header.from=good.test" in ar[0], ar
     # The stored message is the one sent, after our trace fields.

@@ -42,14 +42,21 @@ std::string ToCrlf(const std::string& in) {
 asio::awaitable<mailauth::InboundVerdict> Evaluate(
     dns::Resolver& resolver, mailauth::InboundSettings settings,
     mailauth::SmtpIdentity who, std::string message, std::string receiver) {
-  mailauth::SpfOutcome spf =
-      co_await mailauth::CheckSender(resolver, who, std::move(receiver));
+  mailauth::SpfOutcome spf = co_await mailauth::CheckSender(resolver, who, receiver);
+  std::optional<mailauth::SpfOutcome> helo_spf;
+  if (!who.mail_from.empty() && !who.helo.empty()) {
+    // A named identity: g++ 12 frees a braced temporary inside a co_await
+    // expression too early.
+    mailauth::SmtpIdentity helo_only{who.ip, who.helo, ""};
+    helo_spf = co_await mailauth::CheckSender(resolver, helo_only, std::move(receiver));
+  }
   mailauth::InboundMessage inbound(std::move(settings),
                                    static_cast<int64_t>(std::time(nullptr)));
   std::string stored;
   inbound.Feed(message, &stored);
   inbound.End(&stored);
-  co_return co_await inbound.Finish(resolver, std::move(who), std::move(spf));
+  co_return co_await inbound.Finish(resolver, std::move(who), std::move(spf),
+                                    std::move(helo_spf));
 }
 
 int RunCheckMessage(const CheckMessageArgs& args,

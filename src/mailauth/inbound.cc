@@ -126,7 +126,8 @@ void InboundMessage::End(std::string* out) {
 }
 
 asio::awaitable<InboundVerdict> InboundMessage::Finish(
-    dns::Resolver& resolver, SmtpIdentity who, std::optional<SpfOutcome> spf) {
+    dns::Resolver& resolver, SmtpIdentity who, std::optional<SpfOutcome> spf,
+    std::optional<SpfOutcome> helo_spf) {
   InboundVerdict v;
   std::vector<AuthMethodResult> results;
   DmarcInput input;
@@ -137,6 +138,11 @@ asio::awaitable<InboundVerdict> InboundMessage::Finish(
                                     who.mail_from.empty()));
     input.spf_result = SpfResultName(spf->result);
     input.spf_domain = SpfDomain(who);
+  }
+  if (helo_spf && !who.mail_from.empty() && !who.helo.empty()) {
+    // RFC 7208 2.3: the HELO identity on its own; DMARC still aligns
+    // with the MAIL FROM result (RFC 7489 4.1).
+    results.push_back(SpfAuthResult(SpfResultName(helo_spf->result), who.helo, true));
   }
 
   v.dkim = co_await VerifyDkim(resolver, dkim_.Finish());

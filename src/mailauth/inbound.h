@@ -43,7 +43,8 @@ struct SmtpIdentity {
 };
 
 // SPF for the transaction (RFC 7208 2.3, 2.4: MAIL FROM, or the HELO name
-// for the null sender).
+// for the null sender). With an empty `who.mail_from` this is the check of
+// the HELO identity, which RFC 7208 2.3 recommends doing as well.
 asio::awaitable<SpfOutcome> CheckSender(dns::Resolver& resolver,
                                         SmtpIdentity who, std::string receiver);
 
@@ -89,10 +90,12 @@ class InboundMessage {
   void End(std::string* out);
 
   // DKIM key lookups, DMARC, the verdict. `spf` is CheckSender's outcome
-  // (nullopt: not checked, e.g. `tern check dkim`-style use).
-  asio::awaitable<InboundVerdict> Finish(dns::Resolver& resolver,
-                                         SmtpIdentity who,
-                                         std::optional<SpfOutcome> spf);
+  // (nullopt: not checked, e.g. `tern check dkim`-style use); `helo_spf`
+  // the separate check of the HELO identity (RFC 7208 2.3), recorded as
+  // spf=... smtp.helo=... when MAIL FROM was not empty.
+  asio::awaitable<InboundVerdict> Finish(
+      dns::Resolver& resolver, SmtpIdentity who, std::optional<SpfOutcome> spf,
+      std::optional<SpfOutcome> helo_spf = std::nullopt);
 
   // Header fields claiming our authserv-id that were dropped.
   int removed() const { return removed_; }

@@ -209,6 +209,10 @@ class Connection : public net::LineConnection, public SessionHost {
   // Mail authentication of the current transaction.
   mailauth::SmtpIdentity who_;
   std::optional<mailauth::SpfOutcome> spf_;
+  // RFC 7208 2.3: the HELO identity's own result, kept for the session's
+  // HELO name (checked once, not per message).
+  std::optional<mailauth::SpfOutcome> helo_spf_;
+  std::string helo_spf_name_;
   std::unique_ptr<mailauth::InboundMessage> inbound_;
   bool verifying_ = false;  // inbound_ checks, not only filters
   std::shared_ptr<const mailauth::DkimKeyMap> keys_;  // kept for signer_
@@ -274,6 +278,16 @@ asio::awaitable<void> Connection::CheckSender() {
       if (dmarc.status != mailauth::DmarcLookup::Status::kNone) refusal.clear();
     }
     spf_ = std::move(spf);
+    if (!who_.mail_from.empty() && !who_.helo.empty() &&
+        (!helo_spf_ || helo_spf_name_ != who_.helo)) {
+      mailauth::SmtpIdentity helo_only{who_.ip, who_.helo, ""};
+      helo_spf_ = co_await mailauth::CheckSender(*deps_.resolver, helo_only,
+                                                 settings_->hostname);
+      helo_spf_name_ = who_.helo;
+      spdlog::info("smtp spf client={} helo={} identity=helo result={} reason={}",
+                   client_ip(), who_.helo, mailauth::SpfResultName(helo_spf_->result),
+                   helo_spf_->reason);
+    }
   }
   session_.SenderChecked(refusal);
 }
@@ -291,7 +305,7 @@ asio::awaitable<bool> Connection::FinishMailauth() {
   }
   if (inbound_ && verifying_) {
     mailauth::InboundVerdict v =
-        co_await inbound_->Finish(*deps_.resolver, who_, spf_);
+        co_await inbound_->Finish(*deps_.resolver, who_, spf_, helo_spf_);
     spdlog::info("smtp mailauth client={} id={} {} action={}", client_ip(),
                  writer_ ? writer_->id() : std::string("-"), v.summary,
                  v.action == mailauth::InboundVerdict::Action::kReject ? "reject"
