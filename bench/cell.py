@@ -38,7 +38,7 @@ def choose_count(args):
         # More sessions usually go faster, though far from linearly.
         rate = prev[-1]["rate"] * min(4.0, max(0.25, args.sessions / prev[-1]["sessions"])) ** 0.5
     else:
-        rate = DEFAULT_RATE.get(args.size, 1e6 / max(args.size, 1))
+        rate = args.guess_rate or DEFAULT_RATE.get(args.size, 1e6 / max(args.size, 1))
     n = int(rate * args.target_secs)
     min_count = args.min_count or (500 if args.size <= 10240 else 150)
     n = max(n, min_count, 4 * args.sessions)
@@ -76,6 +76,8 @@ def main():
                     help="default: 500 for 1 KiB, 150 for 100 KiB")
     ap.add_argument("--max-count", type=int, default=0,
                     help="default: 20000 for 1 KiB, 3000 for 100 KiB")
+    ap.add_argument("--guess-rate", type=float, default=0.0,
+                    help="msgs/s to size the first run of this server with")
     ap.add_argument("--round", type=int, default=1)
     ap.add_argument("--maildir", default="", help="Maildir to count deliveries in")
     ap.add_argument("--archive", default="",
