@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import (append_jsonl, auth_summary, cpu_seconds, log, maildir_clear,
+from benchlib import (append_jsonl, auth_summary, cpu_by_name, cpu_seconds, log, maildir_clear,
                       maildir_count, maildir_move, maildir_names, read_jsonl)
 
 # First guess at msgs/s when nothing has been measured yet for a server.
@@ -116,6 +116,7 @@ def main():
     base = maildir_count(args.maildir) if args.maildir else 0
     before = maildir_names(args.maildir) if args.maildir and args.auth_check else set()
     dns0 = dns_queries(args.dns)
+    by_name0 = cpu_by_name(args.cpu)
     cpu0 = cpu_seconds(args.cpu)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     log(f"{args.server}: {args.size} B x {count} msgs, {args.sessions} sessions, "
@@ -171,6 +172,13 @@ def main():
     if cpu0 is not None and cpu1 is not None:
         rec["cpu_s"] = round(cpu1 - cpu0, 3)
         rec["cpu_per_1k"] = round((cpu1 - cpu0) / count * 1000, 4)
+    by_name1 = cpu_by_name(args.cpu)
+    if by_name1:
+        # Per process name, ms per message (live processes only).
+        rec["cpu_ms_per_msg_by_name"] = {
+            k: round((v - by_name0.get(k, 0.0)) / count * 1000, 3)
+            for k, v in sorted(by_name1.items(), key=lambda kv: -kv[1])
+            if v - by_name0.get(k, 0.0) > 0}
     dns1 = dns_queries(args.dns)
     if dns0 is not None and dns1 is not None:
         rec["dns_queries"] = dns1 - dns0

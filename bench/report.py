@@ -410,7 +410,7 @@ def main():
         md.append("```")
         md.append("")
     if args.mailauth:
-        md += mailauth_md(ma_rows, ma_lat, ma_info, ma_dns, env)
+        md += mailauth_md(ma_rows, ma_lat, ma_info, ma_dns, env, ma_runs)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -445,7 +445,7 @@ def load_json(path):
         return None
 
 
-def mailauth_md(rows, lat, info, dns, env):
+def mailauth_md(rows, lat, info, dns, env, runs):
     md = ["## Mail authentication", ""]
     if info:
         md.append(f"DKIM-signed messages ({info['body_bytes']} B body, {info['message_bytes']} B "
@@ -477,6 +477,15 @@ def mailauth_md(rows, lat, info, dns, env):
         md.append(f"Rates of the rounds ({r['sessions']} sessions, {r['mode']}): " + "; ".join(
             f"{NAMES[s]} {', '.join(fmt(v) for v in r['rates'][s]) or '-'}" for s in MA_SERVERS) + ".")
     md.append("")
+    last = [r for r in runs if r.get("server") == "postfix-auth" and r.get("ok")
+            and r.get("cpu_ms_per_msg_by_name") and r.get("round", 0) >= 1]
+    if last:
+        r = last[-1]
+        md.append(f"Where Postfix's CPU goes (round {r['round']}, {r['sessions']} sessions, ms per "
+                  f"message by process name, live processes of its cgroup; total "
+                  f"{fmt(r.get('cpu_per_1k'), 2)} ms): " + ", ".join(
+                      f"{k} {v:.2f}" for k, v in list(r["cpu_ms_per_msg_by_name"].items())[:8]) + ".")
+        md.append("")
     if lat:
         md.append("Final-dot latency with 200 distinct signed messages in turn, at half of the peak "
                   "rate of Tern with checks (both Terns at the same offered load):")
