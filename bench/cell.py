@@ -175,10 +175,9 @@ def main():
     by_name1 = cpu_by_name(args.cpu)
     if by_name1:
         # Per process name, ms per message (live processes only).
-        delta = {k: v - by_name0.get(k, 0.0) for k, v in by_name1.items()}
         rec["cpu_ms_per_msg_by_name"] = {
-            k: round(v / count * 1000, 3)
-            for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v > 0}
+            k: round((v - by_name0.get(k, 0.0)) / count * 1000, 3)
+            for k, v in by_name1.items() if v - by_name0.get(k, 0.0) > 0}
     dns1 = dns_queries(args.dns)
     if dns0 is not None and dns1 is not None:
         rec["dns_queries"] = dns1 - dns0

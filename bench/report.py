@@ -484,7 +484,8 @@ def mailauth_md(rows, lat, info, dns, env, runs):
         md.append(f"Where Postfix's CPU goes (round {r['round']}, {r['sessions']} sessions, ms per "
                   f"message by process name, live processes of its cgroup; total "
                   f"{fmt(r.get('cpu_per_1k'), 2)} ms): " + ", ".join(
-                      f"{k} {v:.2f}" for k, v in list(r["cpu_ms_per_msg_by_name"].items())[:8]) + ".")
+                      f"{k} {v:.2f}" for k, v in sorted(r["cpu_ms_per_msg_by_name"].items(),
+                                                         key=lambda kv: -kv[1])[:8]) + ".")
         md.append("")
     if lat:
         md.append("Final-dot latency with 200 distinct signed messages in turn, at half of the peak "

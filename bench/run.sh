@@ -13,7 +13,8 @@
 #   TERN, PARSER_BENCH (binaries; default $BUILD/tern, $BUILD/tern_parser_bench),
 #   KEEP=1 (keep the temp dir), SETTLE (seconds of quiet before each run), DELIVERY_TIMEOUT, RUN_TIMEOUT (seconds),
 #   NICE=-10 (priority over other work on a shared machine).
-# Mail authentication cell (MAILAUTH=0 skips it): MA_ROUNDS, MA_CELLS
+# Mail authentication cell (MAILAUTH=0 skips it, MAILAUTH=only runs it
+#   alone): MA_ROUNDS, MA_CELLS
 #   ("SESSIONS:new|reuse ..."; default "32:new"), TERN_AUTH_PORT (2729),
 #   POSTFIX_AUTH_PORT (2627), DNS_ADDR (127.0.53.1; its port 53 serves the
 #   zone), OPENDKIM_PORT/OPENDMARC_PORT (8891/8893, loopback).
@@ -55,6 +56,10 @@ else
   TARGET_SECS=${TARGET_SECS:-5}
   LAT_SECS=${LAT_SECS:-10}
 fi
+# MAILAUTH=only: the mail authentication cell alone (no plain cells,
+# latency, idle or parser runs; only the plain Tern among SERVERS).
+PLAIN=1
+if [ "${MAILAUTH:-}" = only ]; then PLAIN=; SERVERS=${SERVERS:-tern}; fi
 SERVERS=${SERVERS:-"tern postfix sink"}
 LAT_CONNS=${LAT_CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -772,6 +777,7 @@ fi
 [ "$FAILED" -eq 0 ] || die "smoke test failed; see the messages above and $OUT/logs"
 RUNS_FILE=$RUNS
 
+[ -n "$PLAIN" ] || ROUNDS=0
 for round in $(seq "$ROUNDS"); do
   log "=== round $round of $ROUNDS ==="
   for cell in $CELLS; do
@@ -784,7 +790,7 @@ done
 
 # Latency at a fixed load: half of Tern's best 1 KiB rate (median over rounds).
 LAT_FILES=()
-if has_server tern || has_server postfix; then
+if [ -n "$PLAIN" ] && { has_server tern || has_server postfix; }; then
   peak_server=tern; has_server tern || peak_server=postfix
   PEAK=$("$PY" "$BENCH/report.py" --runs "$RUNS" --peak "$peak_server")
   rate=$("$PY" -c 'import sys; print(int(round(float(sys.argv[2] or float(sys.argv[1]) / 2))))' \
@@ -872,7 +878,7 @@ fi
 
 # Idle connections: memory per connection of Tern.
 IDLE_FILE=
-if has_server tern && [ -z "${DEAD[tern]:-}" ] && server_alive tern; then
+if [ -n "$PLAIN" ] && has_server tern && [ -z "${DEAD[tern]:-}" ] && server_alive tern; then
   IDLE_FILE=$WORK/idle.json
   log "idle connections: $IDLE_CONNS to Tern"
   rc=0
@@ -884,7 +890,9 @@ fi
 
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
-if [ -x "$PARSER_BENCH" ]; then
+if [ -z "$PLAIN" ]; then
+  :
+elif [ -x "$PARSER_BENCH" ]; then
   PARSER_FILE=$OUT/parser_bench.json
   log "parser micro-benchmarks ($PARSER_BENCH)"
   bargs=(--benchmark_out="$PARSER_FILE" --benchmark_out_format=json)
