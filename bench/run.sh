@@ -869,6 +869,8 @@ if [ -n "$MAILAUTH" ]; then
         else
           log "$server: latency messages lack passing Authentication-Results: $ac"; FAILED=1
         fi
+      elif [ "$server" = tern-auth ]; then
+        log "$server: $before older messages in its Maildir; latency messages not checked"
       fi
       [ -f "$f" ] && MA_LAT_FILES+=("$f")
       ( cd "$BENCH" && "$PY" -c 'import sys; from benchlib import maildir_move; maildir_move(*sys.argv[1:])' \
