@@ -53,7 +53,8 @@ unit: deps-test deps-build
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -R '^[A-Z]'
 
-# Side by side with Postfix and smtp-sink; QUICK=1 for a short run.
+# Side by side with Postfix and smtp-sink; QUICK=1 for a short run,
+# MAILAUTH=0 without the mail authentication cell.
 # Writes build/bench/results.{md,json} and throughput.png.
 bench: build
 	@scripts/deps.sh bench

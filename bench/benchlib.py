@@ -67,7 +67,12 @@ def cpu_seconds(spec):
       tree:N       process N and every live descendant (+ reaped children)
       cg2:DIR      a cgroup v2 directory (cpu.stat usage_usec)
       cg1:DIR      a cgroup v1 cpuacct directory (cpuacct.usage)
-      none         not measured (returns None)"""
+      none         not measured (returns None)
+    Several specs joined with "+" are added up (a Postfix instance and
+    the milters it calls)."""
+    if "+" in spec:
+        parts = [cpu_seconds(s) for s in spec.split("+")]
+        return None if any(p is None for p in parts) else sum(parts)
     kind, _, arg = spec.partition(":")
     if kind == "none" or not kind:
         return None
@@ -89,6 +94,33 @@ def cpu_seconds(spec):
     raise ValueError(f"unknown cpu spec {spec!r}")
 
 
+def cpu_by_name(spec):
+    """CPU seconds of the live processes a cg2:/cg1: spec holds, added up by
+    process name (smtpd, cleanup, opendkim, policyd-spf, ...); {} for
+    other specs. Processes that have exited are missing: an estimate of
+    where the time goes, not an account."""
+    out = {}
+    for part in spec.split("+"):
+        kind, _, arg = part.partition(":")
+        if kind not in ("cg2", "cg1"):
+            continue
+        try:
+            with open(os.path.join(arg, "cgroup.procs")) as f:
+                pids = [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    s = f.read()
+                name = s[s.index("(") + 1:s.rindex(")")]
+                fields = s[s.rindex(")") + 2:].split()
+                out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -107,6 +139,53 @@ def _files(d):
 def maildir_count(path):
     """Messages delivered to a Maildir (new/ and cur/)."""
     return sum(len(_files(os.path.join(path, sub))) for sub in ("new", "cur"))
+
+
+def maildir_names(path):
+    """Names (sub/file) of the messages in a Maildir."""
+    return {sub + "/" + os.path.basename(p) for sub in ("new", "cur")
+            for p in _files(os.path.join(path, sub))}
+
+
+AUTH_METHODS = ("spf", "dkim", "dmarc")
+
+
+def auth_results(path):
+    """The results an Authentication-Results header (or several, one per
+    milter) of a delivered message records: {"spf": "pass", ...} plus
+    "headers": how many such headers there were."""
+    import re
+    with open(path, "rb") as f:
+        head = f.read(65536).replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    text = re.sub(rb"\n[ \t]+", b" ", head).decode("latin-1")
+    out = {"headers": 0}
+    for line in text.split("\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() != "authentication-results":
+            continue
+        out["headers"] += 1
+        for m in re.finditer(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", value, re.I):
+            out.setdefault(m.group(1).lower(), m.group(2).lower())
+    return out
+
+
+def auth_summary(path, names):
+    """Counts over the messages `names` of Maildir `path`: with at least one
+    Authentication-Results header, and with spf, dkim and dmarc all pass."""
+    n = headers = passed = 0
+    example = None
+    for name in sorted(names):
+        try:
+            r = auth_results(os.path.join(path, name))
+        except FileNotFoundError:
+            continue
+        n += 1
+        headers += r["headers"] > 0
+        ok = all(r.get(m) == "pass" for m in AUTH_METHODS)
+        passed += ok
+        if not ok and example is None:
+            example = r
+    return {"checked": n, "with_ar": headers, "all_pass": passed, "failed_example": example}
 
 
 def maildir_move(path, dest):
@@ -201,6 +280,16 @@ def port_free(host, port):
     return True
 
 
+def udp_port_free(host, port):
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def fsync_probe(directory, n=50):
     """What one flush costs on this disk: create a 4 KiB file and fsync it;
     n times. Returns (p50_ms, p99_ms, max_ms). The
@@ -228,7 +317,8 @@ def fsync_probe(directory, n=50):
 
 def _main(argv):
     """Small command line for run.sh: wait-smtp HOST PORT SECS | cpu SPEC |
-    count MAILDIR | rss PID | port-free HOST PORT | fsync-probe DIR"""
+    count MAILDIR | rss PID | port-free HOST PORT | udp-port-free HOST PORT |
+    fsync-probe DIR | auth-check MAILDIR"""
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "fsync-probe":
         p50, p99, mx = fsync_probe(argv[2])
@@ -236,6 +326,14 @@ def _main(argv):
         return 0
     if cmd == "port-free":
         return 0 if port_free(argv[2], int(argv[3])) else 1
+    if cmd == "udp-port-free":
+        return 0 if udp_port_free(argv[2], int(argv[3])) else 1
+    if cmd == "auth-check":
+        # auth-check MAILDIR: one line of JSON, exit 1 unless every message passed.
+        names = maildir_names(argv[2])
+        r = auth_summary(argv[2], names)
+        print(json.dumps(r))
+        return 0 if r["checked"] and r["all_pass"] == r["checked"] else 1
     if cmd == "wait-smtp":
         return 0 if wait_smtp(argv[2], int(argv[3]), float(argv[4])) else 1
     if cmd == "cpu":

@@ -2,6 +2,10 @@
 """One throughput measurement: runs smtp-source once against one server,
 times it, waits until the server's Maildir holds every message, and appends
 a JSON record (rate, CPU per 1,000 messages, errors) to --out.
+With --message-file it sends that file (smtp-source -F) instead of a
+generated message; --auth-check then requires every delivered message to
+carry Authentication-Results with spf, dkim and dmarc all "pass", and
+--dns records how many questions the cell's DNS server was asked.
 Exit status: 0 when the run was clean, 1 when smtp-source failed or a
 message was lost or duplicated."""
 
@@ -13,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from benchlib import (append_jsonl, cpu_seconds, log, maildir_clear, maildir_count,
-                      maildir_move, read_jsonl)
+from benchlib import (append_jsonl, auth_summary, cpu_by_name, cpu_seconds, log, maildir_clear,
+                      maildir_count, maildir_move, maildir_names, read_jsonl)
 
 # First guess at msgs/s when nothing has been measured yet for a server.
 DEFAULT_RATE = {1024: 500.0, 102400: 150.0}
@@ -34,7 +38,7 @@ def choose_count(args):
         # More sessions usually go faster, though far from linearly.
         rate = prev[-1]["rate"] * min(4.0, max(0.25, args.sessions / prev[-1]["sessions"])) ** 0.5
     else:
-        rate = DEFAULT_RATE.get(args.size, 1e6 / max(args.size, 1))
+        rate = args.guess_rate or DEFAULT_RATE.get(args.size, 1e6 / max(args.size, 1))
     n = int(rate * args.target_secs)
     min_count = args.min_count or (500 if args.size <= 10240 else 150)
     n = max(n, min_count, 4 * args.sessions)
@@ -42,6 +46,19 @@ def choose_count(args):
     # A round number keeps the logs readable.
     step = 100 if n >= 1000 else 10
     return max(step, (n // step) * step)
+
+
+def dns_queries(spec):
+    """Questions answered so far by dnsserver.py at ADDRESS:PORT, or None."""
+    if not spec:
+        return None
+    from dnsserver import stats
+    host, _, port = spec.rpartition(":")
+    try:
+        return stats(host, int(port))["queries"]
+    except (OSError, RuntimeError, ValueError) as e:
+        log(f"DNS counters not readable from {spec}: {e}")
+        return None
 
 
 def main():
@@ -59,6 +76,8 @@ def main():
                     help="default: 500 for 1 KiB, 150 for 100 KiB")
     ap.add_argument("--max-count", type=int, default=0,
                     help="default: 20000 for 1 KiB, 3000 for 100 KiB")
+    ap.add_argument("--guess-rate", type=float, default=0.0,
+                    help="msgs/s to size the first run of this server with")
     ap.add_argument("--round", type=int, default=1)
     ap.add_argument("--maildir", default="", help="Maildir to count deliveries in")
     ap.add_argument("--archive", default="",
@@ -67,15 +86,24 @@ def main():
     ap.add_argument("--load-cpus", default="", help="taskset CPU list for smtp-source")
     ap.add_argument("--sender", default="sender@client.test")
     ap.add_argument("--rcpt", default="user@bench.test")
+    ap.add_argument("--helo", default="client.bench.test")
+    ap.add_argument("--message-file", default="",
+                    help="send this message (smtp-source -F, LF line ends) instead of -l SIZE")
+    ap.add_argument("--auth-check", action="store_true",
+                    help="every delivered message must show spf, dkim and dmarc pass")
+    ap.add_argument("--dns", default="", help="ADDRESS:PORT of dnsserver.py: count its queries")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--delivery-timeout", type=float, default=180.0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     count = choose_count(args)
-    cmd = ["/usr/sbin/smtp-source", "-s", str(args.sessions), "-l", str(args.size),
-           "-m", str(count), "-f", args.sender, "-t", args.rcpt,
-           "-M", "client.bench.test", "-S", "tern bench"]
+    cmd = ["/usr/sbin/smtp-source", "-s", str(args.sessions)]
+    if args.message_file:
+        cmd += ["-F", args.message_file]
+    else:
+        cmd += ["-l", str(args.size), "-S", "tern bench"]
+    cmd += ["-m", str(count), "-f", args.sender, "-t", args.rcpt, "-M", args.helo]
     if args.mode == "reuse":
         cmd.append("-d")
     cmd.append(f"{args.host}:{args.port}")
@@ -86,6 +114,9 @@ def main():
            "mode": args.mode, "count": count, "round": args.round, "ok": False,
            "error": "", "cmd": " ".join(cmd)}
     base = maildir_count(args.maildir) if args.maildir else 0
+    before = maildir_names(args.maildir) if args.maildir and args.auth_check else set()
+    dns0 = dns_queries(args.dns)
+    by_name0 = cpu_by_name(args.cpu)
     cpu0 = cpu_seconds(args.cpu)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     log(f"{args.server}: {args.size} B x {count} msgs, {args.sessions} sessions, "
@@ -141,6 +172,26 @@ def main():
     if cpu0 is not None and cpu1 is not None:
         rec["cpu_s"] = round(cpu1 - cpu0, 3)
         rec["cpu_per_1k"] = round((cpu1 - cpu0) / count * 1000, 4)
+    by_name1 = cpu_by_name(args.cpu)
+    if by_name1:
+        # Per process name, ms per message (live processes only).
+        rec["cpu_ms_per_msg_by_name"] = {
+            k: round((v - by_name0.get(k, 0.0)) / count * 1000, 3)
+            for k, v in by_name1.items() if v - by_name0.get(k, 0.0) > 0}
+    dns1 = dns_queries(args.dns)
+    if dns0 is not None and dns1 is not None:
+        rec["dns_queries"] = dns1 - dns0
+        rec["dns_per_msg"] = round((dns1 - dns0) / count, 2)
+    if args.auth_check and args.maildir:
+        # A cell where the checks did not run is an error, not a result.
+        a = auth_summary(args.maildir, maildir_names(args.maildir) - before)
+        rec["auth_checked"] = a["checked"]
+        rec["auth_with_ar"] = a["with_ar"]
+        rec["auth_pass"] = a["all_pass"]
+        if not rec["error"] and (a["checked"] == 0 or a["all_pass"] != a["checked"]):
+            rec["error"] = (f"{a['all_pass']} of {a['checked']} delivered messages show "
+                            f"spf, dkim and dmarc pass ({a['with_ar']} have "
+                            f"Authentication-Results; e.g. {a['failed_example']})")
     rec["ok"] = not rec["error"]
     if args.maildir and args.archive:
         # Keep the Maildir small for the next run; delete only when the
@@ -154,7 +205,12 @@ def main():
     append_jsonl(args.out, rec)
     cpu_txt = f", server CPU {rec['cpu_per_1k']:.3f} s/1k msgs" if "cpu_per_1k" in rec else ""
     if rec["ok"]:
-        log(f"{args.server}: {rec['rate']:.0f} msgs/s ({wall:.2f} s){cpu_txt}")
+        extra = ""
+        if "auth_pass" in rec:
+            extra += f", {rec['auth_pass']}/{rec['auth_checked']} show spf+dkim+dmarc pass"
+        if "dns_per_msg" in rec:
+            extra += f", {rec['dns_per_msg']} DNS queries/msg"
+        log(f"{args.server}: {rec['rate']:.0f} msgs/s ({wall:.2f} s){cpu_txt}{extra}")
         return 0
     log(f"{args.server}: FAILED: {rec['error']}")
     return 1

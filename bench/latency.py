@@ -4,7 +4,9 @@
 pool of persistent connections, and times each message from the moment the
 last byte of "\\r\\n.\\r\\n" is written to the moment its 250 reply is read.
 Raw sockets and one selector loop; no pipelining, so every step waits for
-its reply. Writes a JSON summary (p50/p99 in ms) to --out."""
+its reply. Writes a JSON summary (p50/p99 in ms) to --out.
+With --pool DIR it sends the messages in DIR (CRLF files, e.g. the
+DKIM-signed ones of mailauth_prep.py) in turn instead of generated ones."""
 
 import argparse
 import json
@@ -44,6 +46,23 @@ def build_body(n, size, sender, rcpt):
     return (head + body + ".\r\n").encode()
 
 
+def load_pool(directory):
+    """Every file in directory, dot-stuffed and ended with CRLF.CRLF."""
+    import os
+    out = []
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), "rb") as f:
+            data = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        if data.startswith(b"."):
+            data = b"." + data
+        out.append(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+    if not out:
+        raise SystemExit(f"latency.py: no messages in {directory}")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--server", default="server")
@@ -56,6 +75,8 @@ def main():
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--sender", default="sender@client.test")
     ap.add_argument("--rcpt", default="user@bench.test")
+    ap.add_argument("--helo", default="client.bench.test")
+    ap.add_argument("--pool", default="", help="directory of messages to send in turn")
     ap.add_argument("--maildir", default="", help="check that every accepted message arrives")
     ap.add_argument("--delivery-timeout", type=float, default=120.0)
     ap.add_argument("--peak", type=float, default=0.0, help="recorded in the output only")
@@ -72,6 +93,7 @@ def main():
     base = maildir_count(args.maildir) if args.maildir else 0
     mail_cmd = f"MAIL FROM:<{args.sender}>\r\n".encode()
     rcpt_cmd = f"RCPT TO:<{args.rcpt}>\r\n".encode()
+    pool = load_pool(args.pool) if args.pool else None
 
     def send(c, data):
         c.out += data
@@ -117,7 +139,7 @@ def main():
             if code != 220:
                 return drop(c, f"greeting: {text}")
             c.state = "ehlo"
-            send(c, b"EHLO client.bench.test\r\n")
+            send(c, f"EHLO {args.helo}\r\n".encode())
         elif st == "ehlo":
             if code != 250:
                 return drop(c, f"EHLO: {text}")
@@ -138,7 +160,8 @@ def main():
                 return drop(c, f"DATA: {text}")
             c.state = "body"
             c.t_dot = 0.0
-            send(c, build_body(c.msgno, args.size, args.sender, args.rcpt))
+            send(c, pool[c.msgno % len(pool)] if pool else
+                 build_body(c.msgno, args.size, args.sender, args.rcpt))
         elif st == "body":
             t = now()
             if code != 250:

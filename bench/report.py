@@ -14,7 +14,10 @@ import sys
 
 from benchlib import read_jsonl
 
-NAMES = {"tern": "Tern", "postfix": "Postfix", "sink": "smtp-sink"}
+NAMES = {"tern": "Tern", "postfix": "Postfix", "sink": "smtp-sink",
+         "tern-nocheck": "Tern, no checks", "tern-auth": "Tern, SPF+DKIM+DMARC",
+         "postfix-auth": "Postfix + OpenDKIM, OpenDMARC, policyd-spf"}
+MA_SERVERS = ("tern-nocheck", "tern-auth", "postfix-auth")
 SERVERS = ("tern", "postfix", "sink")
 
 
@@ -115,6 +118,68 @@ def targets(rows, lat, idle):
     return out
 
 
+def mailauth_rows(cells):
+    """One row per (sessions, mode) of the mail authentication cell."""
+    rows = []
+    for sessions, mode in sorted({(k[2], k[3]) for k in cells}):
+        get = lambda s: cells.get((s, 1024, sessions, mode), {})
+        n, a, p = get("tern-nocheck"), get("tern-auth"), get("postfix-auth")
+        rows.append({
+            "sessions": sessions, "mode": mode,
+            "tern_nocheck": n.get("rate"), "tern_auth": a.get("rate"), "postfix_auth": p.get("rate"),
+            "tern_auth_vs_postfix_auth": ratio(a.get("rate"), p.get("rate")),
+            "tern_auth_vs_nocheck": ratio(a.get("rate"), n.get("rate")),
+            # What the rate ratio would be if Tern were bound by its core.
+            "cpu_nocheck_vs_auth": ratio(n.get("cpu_per_1k"), a.get("cpu_per_1k")),
+            "tern_nocheck_cpu_per_1k": n.get("cpu_per_1k"),
+            "tern_auth_cpu_per_1k": a.get("cpu_per_1k"),
+            "postfix_auth_cpu_per_1k": p.get("cpu_per_1k"),
+            "rates": {s: get(s).get("rates", []) for s in MA_SERVERS},
+            "dns_per_msg": {s: get(s).get("dns_per_msg") for s in MA_SERVERS},
+            "auth_pass": {s: get(s).get("auth_pass") for s in MA_SERVERS},
+            "rounds": max((x.get("ok_rounds", 0) for x in (n, a, p)), default=0),
+            "errors": sum(len(x.get("errors", [])) for x in (n, a, p)),
+        })
+    return rows
+
+
+def mailauth_targets(rows, lat):
+    out = []
+
+    def add(name, value, goal, passed):
+        out.append({"target": name, "measured": value, "goal": goal,
+                    "result": "n/a" if passed is None else ("PASS" if passed else "FAIL")})
+
+    r = next((x for x in rows if x["sessions"] == 32 and x["mode"] == "new"), rows[0] if rows else None)
+    label = f"{r['sessions']} sessions, {r['mode']} conn" if r else "-"
+    v = r and r["tern_auth_vs_postfix_auth"]
+    add(f"mail auth, 1 KiB signed, {label}: Tern/Postfix+milters throughput",
+        fmt(v, 2, "x"), ">= 5x", None if v is None else v >= 5)
+    t = lat.get("tern-auth") if lat else None
+    v = t.get("p99_ms") if t else None
+    add("mail auth: final-dot latency p99 at half of Tern's peak (checks on)",
+        fmt(v, 2, " ms"), "< 10 ms", None if v is None else v < 10)
+    v = r and r["tern_auth_vs_nocheck"]
+    cost = None if v is None else 1 - v
+    add(f"mail auth, {label}: cost of the checks (1 - Tern with/without)",
+        fmt(None if cost is None else cost * 100, 1, "%"), "< 30%",
+        None if cost is None else cost < 0.30)
+    return out
+
+
+def aggregate_mailauth(runs):
+    cells = aggregate(runs)
+    # dns_per_msg and auth_pass: medians / sums over the clean rounds.
+    for key, c in cells.items():
+        ok = [r for r in runs if r.get("round", 0) >= 1 and r.get("ok") and
+              (r["server"], r["size"], r["sessions"], r["mode"]) == key]
+        d = [r["dns_per_msg"] for r in ok if r.get("dns_per_msg") is not None]
+        c["dns_per_msg"] = statistics.median(d) if d else None
+        a = [r["auth_pass"] for r in ok if r.get("auth_pass") is not None]
+        c["auth_pass"] = sum(a) if a else None
+    return cells
+
+
 def plot(outdir, cells):
     """throughput.png: msgs/s against sessions, new-connection mode."""
     gnuplot = shutil.which("gnuplot")
@@ -174,6 +239,10 @@ def main():
     ap.add_argument("--latency", nargs="*", default=[])
     ap.add_argument("--idle")
     ap.add_argument("--parser")
+    ap.add_argument("--mailauth", help="runs of the mail authentication cell (JSON lines)")
+    ap.add_argument("--mailauth-latency", nargs="*", default=[])
+    ap.add_argument("--mailauth-info", help="prep.json of mailauth_prep.py")
+    ap.add_argument("--mailauth-dns", help="dnsserver.py counters at the end")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -194,11 +263,21 @@ def main():
     idle = json.load(open(args.idle)) if args.idle else None
     parser = json.load(open(args.parser)) if args.parser else None
     rows = cell_rows(cells)
-    tg = targets(rows, lat, idle)
+    tg = targets(rows, lat, idle) if rows or lat or idle else []
+    ma_runs = read_jsonl(args.mailauth) if args.mailauth else []
+    ma_rows = mailauth_rows(aggregate_mailauth(ma_runs)) if args.mailauth else []
+    ma_lat = {}
+    for p in args.mailauth_latency:
+        d = json.load(open(p))
+        ma_lat[d["server"]] = d
+    ma_info = load_json(args.mailauth_info)
+    ma_dns = load_json(args.mailauth_dns)
+    if args.mailauth:
+        tg += mailauth_targets(ma_rows, ma_lat)
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
-    failed_runs = [r for r in runs if not r.get("ok")]
+    failed_runs = [r for r in runs + ma_runs if not r.get("ok")]
     # --- text ---------------------------------------------------------------
     hdr = ("size", "conn", "sess", "Tern/s", "Postfix/s", "sink/s", "T/P", "T/sink",
            "T cpu/1k", "P cpu/1k", "T e2e/s", "P e2e/s", "rounds")
@@ -231,6 +310,17 @@ def main():
         text.append("Parser micro-benchmarks:")
         for b in parser.get("benchmarks", []):
             text.append("  " + bench_line(b))
+    if args.mailauth:
+        text.append("")
+        text.append("Mail authentication (1 KiB signed messages; msgs/s, median of rounds):")
+        for r in ma_rows:
+            text.append(f"  {r['sessions']} sessions, {r['mode']} conn: Tern no checks "
+                        f"{fmt(r['tern_nocheck'])}, Tern checks {fmt(r['tern_auth'])}, Postfix+milters "
+                        f"{fmt(r['postfix_auth'])}; Tern/Postfix {fmt(r['tern_auth_vs_postfix_auth'], 2, 'x')}, "
+                        f"checks keep {fmt(r['tern_auth_vs_nocheck'], 2, 'x')} of Tern's rate")
+        for s, d in ma_lat.items():
+            text.append(f"  latency {NAMES.get(s, s)}: offered {d['offered_rate']} msgs/s: p50 "
+                        f"{fmt(d['p50_ms'], 2)} ms, p99 {fmt(d['p99_ms'], 2)} ms, errors {d['errors']}")
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -269,24 +359,25 @@ def main():
               "Maildir grew by exactly the number sent. CPU includes delivery (measured once "
               "the Maildir is complete); Postfix CPU covers every process of the instance.")
     md.append("")
-    md.append("## Throughput")
-    md.append("")
-    md.append("| size | connection | sessions | Tern msgs/s | Postfix msgs/s | smtp-sink msgs/s "
-              "| Tern/Postfix | Tern/sink | Tern CPU s/1k msgs | Postfix CPU s/1k msgs "
-              "| Tern e2e msgs/s | Postfix e2e msgs/s | rounds |")
-    md.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for r in rows:
-        md.append(f"| {size_name(r['size'])} | {'new per message' if r['mode'] == 'new' else 'reused'} "
-                  f"| {r['sessions']} | {fmt(r['tern'])} | {fmt(r['postfix'])} | {fmt(r['sink'])} "
-                  f"| {fmt(r['tern_vs_postfix'], 2, 'x')} | {fmt(r['tern_vs_sink'], 2, 'x')} "
-                  f"| {fmt(r['tern_cpu_per_1k'], 3)} | {fmt(r['postfix_cpu_per_1k'], 3)} "
-                  f"| {fmt(r['tern_e2e'])} | {fmt(r['postfix_e2e'])} | {r['rounds']} |")
-    md.append("")
-    if png:
-        md.append("![throughput against sessions](throughput.png)")
-    else:
-        md.append(f"(no plot: {plot_note})")
-    md.append("")
+    if rows:  # none with MAILAUTH=only
+        md.append("## Throughput")
+        md.append("")
+        md.append("| size | connection | sessions | Tern msgs/s | Postfix msgs/s | smtp-sink msgs/s "
+                  "| Tern/Postfix | Tern/sink | Tern CPU s/1k msgs | Postfix CPU s/1k msgs "
+                  "| Tern e2e msgs/s | Postfix e2e msgs/s | rounds |")
+        md.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for r in rows:
+            md.append(f"| {size_name(r['size'])} | {'new per message' if r['mode'] == 'new' else 'reused'} "
+                      f"| {r['sessions']} | {fmt(r['tern'])} | {fmt(r['postfix'])} | {fmt(r['sink'])} "
+                      f"| {fmt(r['tern_vs_postfix'], 2, 'x')} | {fmt(r['tern_vs_sink'], 2, 'x')} "
+                      f"| {fmt(r['tern_cpu_per_1k'], 3)} | {fmt(r['postfix_cpu_per_1k'], 3)} "
+                      f"| {fmt(r['tern_e2e'])} | {fmt(r['postfix_e2e'])} | {r['rounds']} |")
+        md.append("")
+        if png:
+            md.append("![throughput against sessions](throughput.png)")
+        else:
+            md.append(f"(no plot: {plot_note})")
+        md.append("")
     if lat:
         md.append("## Final-dot latency")
         md.append("")
@@ -321,6 +412,8 @@ def main():
             md.append(bench_line(b))
         md.append("```")
         md.append("")
+    if args.mailauth:
+        md += mailauth_md(ma_rows, ma_lat, ma_info, ma_dns, env, ma_runs)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -340,8 +433,85 @@ def main():
         f.write("\n".join(md))
     with open(os.path.join(args.outdir, "results.json"), "w") as f:
         json.dump({"env": env, "cells": rows, "targets": tg, "latency": lat, "idle": idle,
-                   "parser": parser, "runs": runs}, f, indent=1)
+                   "parser": parser, "runs": runs,
+                   "mailauth": {"cells": ma_rows, "latency": ma_lat, "info": ma_info,
+                                "dns": ma_dns, "runs": ma_runs} if args.mailauth else None},
+                  f, indent=1)
     return 0
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (TypeError, OSError, ValueError):
+        return None
+
+
+def mailauth_md(rows, lat, info, dns, env, runs):
+    md = ["## Mail authentication", ""]
+    if info:
+        md.append(f"DKIM-signed messages ({info['body_bytes']} B body, {info['message_bytes']} B "
+                  f"with headers and an RSA-2048 `DKIM-Signature`) from `{info['sender']}`; the "
+                  f"domain publishes SPF `{info['spf']}` and DMARC `{info['dmarc']}` on the bench's "
+                  f"DNS server. smtp-source sends the same message file (-F) to each server: Tern "
+                  f"without checks, Tern with `[mailauth] verify = true`, and Postfix with "
+                  f"OpenDKIM and OpenDMARC as milters and policyd-spf as policy service. A run "
+                  f"counts only if every delivered message of the checking servers carries "
+                  f"Authentication-Results with spf, dkim and dmarc `pass`.")
+        md.append("")
+    if env.get("mailauth_versions"):
+        md.append(f"Packages: {env['mailauth_versions']}.")
+        md.append("")
+    md.append("| sessions | connection | Tern no checks msgs/s | Tern checks msgs/s | Postfix+milters msgs/s "
+              "| Tern/Postfix (checks) | Tern with/without checks | Tern CPU per msg without/with "
+              "(the rate ratio if CPU-bound) | CPU s/1k msgs (Tern no checks / checks / "
+              "Postfix+milters) | DNS queries/msg (Tern / Postfix) | rounds |")
+    md.append("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        dq = r["dns_per_msg"]
+        md.append(f"| {r['sessions']} | {'new per message' if r['mode'] == 'new' else 'reused'} "
+                  f"| {fmt(r['tern_nocheck'])} | {fmt(r['tern_auth'])} | {fmt(r['postfix_auth'])} "
+                  f"| {fmt(r['tern_auth_vs_postfix_auth'], 2, 'x')} | {fmt(r['tern_auth_vs_nocheck'], 2, 'x')} "
+                  f"| {fmt(r['cpu_nocheck_vs_auth'], 2, 'x')} "
+                  f"| {fmt(r['tern_nocheck_cpu_per_1k'], 3)} / {fmt(r['tern_auth_cpu_per_1k'], 3)} / "
+                  f"{fmt(r['postfix_auth_cpu_per_1k'], 3)} "
+                  f"| {fmt(dq.get('tern-auth'), 2)} / {fmt(dq.get('postfix-auth'), 2)} | {r['rounds']} |")
+    md.append("")
+    for r in rows:
+        md.append(f"Rates of the rounds ({r['sessions']} sessions, {r['mode']}): " + "; ".join(
+            f"{NAMES[s]} {', '.join(fmt(v) for v in r['rates'][s]) or '-'}" for s in MA_SERVERS) + ".")
+    md.append("")
+    last = [r for r in runs if r.get("server") == "postfix-auth" and r.get("ok")
+            and r.get("cpu_ms_per_msg_by_name") and r.get("round", 0) >= 1]
+    if last:
+        r = last[-1]
+        md.append(f"Where Postfix's CPU goes (round {r['round']}, {r['sessions']} sessions, ms per "
+                  f"message by process name, live processes of its cgroup; total "
+                  f"{fmt(r.get('cpu_per_1k'), 2)} ms): " + ", ".join(
+                      f"{k} {v:.2f}" for k, v in sorted(r["cpu_ms_per_msg_by_name"].items(),
+                                                         key=lambda kv: -kv[1])[:8]) + ".")
+        md.append("")
+    if lat:
+        md.append("Final-dot latency with 200 distinct signed messages in turn, at half of the peak "
+                  "rate of Tern with checks (both Terns at the same offered load):")
+        md.append("")
+        md.append("| server | offered msgs/s | achieved msgs/s | samples | p50 ms | p90 ms | p99 ms "
+                  "| max ms | late starts | errors |")
+        md.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for s, d in lat.items():
+            md.append(f"| {NAMES.get(s, s)} | {d['offered_rate']} | {d['achieved_rate']} "
+                      f"| {d['samples']} | {fmt(d['p50_ms'], 2)} | {fmt(d['p90_ms'], 2)} "
+                      f"| {fmt(d['p99_ms'], 2)} | {fmt(d['max_ms'], 2)} | {d['late_starts']} "
+                      f"| {d['errors']} |")
+        md.append("")
+    if dns:
+        md.append(f"DNS server: {dns.get('queries')} questions in all ({dns.get('udp')} UDP, "
+                  f"{dns.get('tcp')} TCP): " + ", ".join(
+                      f"{k} {v}" for k, v in sorted(dns.get("by_question", {}).items(),
+                                                     key=lambda kv: -kv[1])) + ".")
+        md.append("")
+    return md
 
 
 def bench_line(b):

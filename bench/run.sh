@@ -5,7 +5,7 @@
 #
 # Usage (as root, after `scripts/deps.sh bench` and a build):
 #   bench/run.sh              full run: 3 rounds of 16 cells, ~35-45 min
-#   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min
+#   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min (+1-2 min mail authentication)
 # Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
 #   SERVERS="tern postfix sink", TARGET_SECS (length of one run),
 #   LAT_SECS, LAT_RATE (msgs/s; default half of Tern's peak), IDLE_CONNS,
@@ -13,6 +13,11 @@
 #   TERN, PARSER_BENCH (binaries; default $BUILD/tern, $BUILD/tern_parser_bench),
 #   KEEP=1 (keep the temp dir), SETTLE (seconds of quiet before each run), DELIVERY_TIMEOUT, RUN_TIMEOUT (seconds),
 #   NICE=-10 (priority over other work on a shared machine).
+# Mail authentication cell (MAILAUTH=0 skips it, MAILAUTH=only runs it
+#   alone): MA_ROUNDS, MA_CELLS
+#   ("SESSIONS:new|reuse ..."; default "32:new"), TERN_AUTH_PORT (2729),
+#   POSTFIX_AUTH_PORT (2627), DNS_ADDR (127.0.53.1; its port 53 serves the
+#   zone), OPENDKIM_PORT/OPENDMARC_PORT (8891/8893, loopback).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -51,6 +56,10 @@ else
   TARGET_SECS=${TARGET_SECS:-5}
   LAT_SECS=${LAT_SECS:-10}
 fi
+# MAILAUTH=only: the mail authentication cell alone (no plain cells,
+# latency, idle or parser runs; only the plain Tern among SERVERS).
+PLAIN=1
+if [ "${MAILAUTH:-}" = only ]; then PLAIN=; SERVERS=${SERVERS:-tern}; fi
 SERVERS=${SERVERS:-"tern postfix sink"}
 LAT_CONNS=${LAT_CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -61,6 +70,15 @@ DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-180}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 START_TIMEOUT=${START_TIMEOUT:-30}
 PROC_LIMIT=300   # Postfix processes; above the largest session count (128)
+MAILAUTH=${MAILAUTH:-1}
+[ "$MAILAUTH" = 0 ] && MAILAUTH=
+MA_ROUNDS=${MA_ROUNDS:-$ROUNDS}
+MA_CELLS=${MA_CELLS:-"32:new"}
+TERN_AUTH_PORT=${TERN_AUTH_PORT:-2729}
+POSTFIX_AUTH_PORT=${POSTFIX_AUTH_PORT:-2627}
+DNS_ADDR=${DNS_ADDR:-127.0.53.1}
+OPENDKIM_PORT=${OPENDKIM_PORT:-8891}
+OPENDMARC_PORT=${OPENDMARC_PORT:-8893}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }
@@ -70,10 +88,14 @@ has_server() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
 WORK=
 SINK_PID=
 TERN_PID=
-PF_CONF=
-PF_MASTER=
+TERN_AUTH_PID=
+DNS_PID=
+OPENDKIM_PID=
+OPENDMARC_PID=
+# Postfix instances by tag ("postfix", and "postfix-auth" with milters).
+declare -A PF_CONF=() PF_MASTER=() PF_CG=() PF_CPU=() PF_MAILDIR=()
 CG_ROOT=
-CG_PF=
+CG_KIND=
 CLEANED=
 
 stop_pid() {  # pid name: TERM, wait up to 10 s, then KILL
@@ -86,26 +108,27 @@ stop_pid() {  # pid name: TERM, wait up to 10 s, then KILL
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-stop_postfix() {
-  [ -n "$PF_CONF" ] || return 0
-  if [ -n "$PF_MASTER" ] && kill -0 "$PF_MASTER" 2>/dev/null; then
-    log "stopping Postfix (postfix -c $PF_CONF stop)"
-    timeout 30 postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+stop_postfix() {  # tag
+  local tag=$1 conf=${PF_CONF[$1]:-} master=${PF_MASTER[$1]:-} cg=${PF_CG[$1]:-}
+  [ -n "$conf" ] || return 0
+  if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
+    log "stopping $tag (postfix -c $conf stop)"
+    timeout 30 postfix -c "$conf" stop >/dev/null 2>&1 || true
     local i
-    for i in $(seq 100); do kill -0 "$PF_MASTER" 2>/dev/null || break; sleep 0.1; done
-    stop_pid "$PF_MASTER" "Postfix master"
+    for i in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$master" "$tag master"
   fi
   # Any process of the instance that is left (by cgroup, or by its
   # MAIL_CONFIG environment) is ended here; only ours, never by name.
   local pids=
-  if [ -n "$CG_PF" ] && [ -e "$CG_PF/cgroup.procs" ]; then
-    pids=$(cat "$CG_PF/cgroup.procs" 2>/dev/null || true)
+  if [ -n "$cg" ] && [ -e "$cg/cgroup.procs" ]; then
+    pids=$(cat "$cg/cgroup.procs" 2>/dev/null || true)
   else
-    pids=$(grep -lsaF "MAIL_CONFIG=$PF_CONF" /proc/[0-9]*/environ 2>/dev/null |
+    pids=$(grep -lsaF "MAIL_CONFIG=$conf" /proc/[0-9]*/environ 2>/dev/null |
            cut -d/ -f3 || true)
   fi
   for p in $pids; do [ "$p" != $$ ] && kill -KILL "$p" 2>/dev/null || true; done
-  PF_CONF=
+  PF_CONF[$tag]=
 }
 
 cleanup() {
@@ -118,11 +141,21 @@ cleanup() {
   # Helpers still running in the background (none on the normal path).
   local j
   for j in $(jobs -p); do
-    case " $j " in " $SINK_PID "|" $TERN_PID ") ;; *) kill -TERM "$j" 2>/dev/null ;; esac
+    case " $j " in
+      " $SINK_PID "|" $TERN_PID "|" $TERN_AUTH_PID "|" $DNS_PID "|" $OPENDKIM_PID "|" $OPENDMARC_PID ") ;;
+      *) kill -TERM "$j" 2>/dev/null ;;
+    esac
   done
   stop_pid "$TERN_PID" "Tern"
+  stop_pid "$TERN_AUTH_PID" "Tern (mail authentication)"
   stop_pid "$SINK_PID" "smtp-sink"
-  stop_postfix
+  # The milters share postfix-auth's cgroup, whose leftovers get SIGKILL.
+  # Both are asked to stop at once: each takes seconds to finish.
+  for j in $OPENDKIM_PID $OPENDMARC_PID; do kill -TERM "$j" 2>/dev/null || true; done
+  stop_pid "$OPENDKIM_PID" "OpenDKIM"
+  stop_pid "$OPENDMARC_PID" "OpenDMARC"
+  for j in "${!PF_CONF[@]}"; do stop_postfix "$j"; done
+  stop_pid "$DNS_PID" "DNS server"
   if [ -n "$CG_ROOT" ] && [ -d "$CG_ROOT" ]; then
     local d
     for d in "$CG_ROOT"/*/ "$CG_ROOT"; do
@@ -168,6 +201,24 @@ for port in $TERN_PORT $POSTFIX_PORT $SINK_PORT; do
     die "port $port on loopback is in use; set TERN_PORT/POSTFIX_PORT/SINK_PORT"
   fi
 done
+if [ -n "$MAILAUTH" ] && ! has_server tern; then
+  log "no tern in SERVERS: no mail authentication cell"
+  MAILAUTH=
+fi
+if [ -n "$MAILAUTH" ]; then
+  for t in /usr/sbin/opendkim /usr/sbin/opendmarc /usr/bin/policyd-spf unshare mount openssl; do
+    command -v "$t" >/dev/null || die "missing $t: run scripts/deps.sh bench (or MAILAUTH=0)"
+  done
+  "$PY" -c 'import dkim' 2>/dev/null || die "missing dkimpy: run scripts/deps.sh bench (or MAILAUTH=0)"
+  case $DNS_ADDR in 127.*) ;; *) die "DNS_ADDR must be a loopback address" ;; esac
+  for port in $TERN_AUTH_PORT $POSTFIX_AUTH_PORT $OPENDKIM_PORT $OPENDMARC_PORT; do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port" ||
+      die "port $port on loopback is in use; set TERN_AUTH_PORT/POSTFIX_AUTH_PORT/OPENDKIM_PORT/OPENDMARC_PORT"
+  done
+  { "$PY" "$BENCH/benchlib.py" port-free "$DNS_ADDR" 53 &&
+    "$PY" "$BENCH/benchlib.py" udp-port-free "$DNS_ADDR" 53; } ||
+    die "$DNS_ADDR port 53 is in use; set DNS_ADDR to another loopback address"
+fi
 
 NCPU=$(nproc)
 # Prefixes, not functions: a background function would run in a subshell
@@ -203,7 +254,7 @@ if [ "$IDLE_CONNS" -gt $((NOFILE - 200)) ]; then
 fi
 
 mkdir -p "$OUT"
-rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json \
+rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -216,24 +267,31 @@ log "cells: $CELLS; rounds: $ROUNDS; servers: $SERVERS"
 
 # CPU accounting for Postfix: a cgroup v2 (or v1 cpuacct) holding the whole
 # instance, else the process tree under the master.
+# Each instance (tag) gets its own group under CG_ROOT.
 cg2_mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 if [ -n "$cg2_mount" ] && mkdir "$cg2_mount/tern-bench-$$" 2>/dev/null; then
   CG_ROOT=$cg2_mount/tern-bench-$$
-  CG_PF=$CG_ROOT/postfix
-  if mkdir "$CG_PF" 2>/dev/null && [ -e "$CG_PF/cpu.stat" ]; then
-    PF_CPU_SPEC=cg2:$CG_PF
+  if mkdir "$CG_ROOT/probe" 2>/dev/null && [ -e "$CG_ROOT/probe/cpu.stat" ]; then
+    CG_KIND=cg2
+    rmdir "$CG_ROOT/probe"
   else
-    rmdir "$CG_PF" "$CG_ROOT" 2>/dev/null || true
-    CG_PF=; CG_ROOT=
+    rmdir "$CG_ROOT/probe" "$CG_ROOT" 2>/dev/null || true
+    CG_ROOT=
   fi
 fi
-if [ -z "$CG_PF" ] && [ -d /sys/fs/cgroup/cpuacct ] &&
+if [ -z "$CG_KIND" ] && [ -d /sys/fs/cgroup/cpuacct ] &&
    mkdir "/sys/fs/cgroup/cpuacct/tern-bench-$$" 2>/dev/null; then
   CG_ROOT=/sys/fs/cgroup/cpuacct/tern-bench-$$
-  CG_PF=$CG_ROOT
-  PF_CPU_SPEC=cg1:$CG_PF
+  CG_KIND=cg1
 fi
-[ -n "$CG_PF" ] && log "Postfix CPU: cgroup $CG_PF" || log "Postfix CPU: process tree of its master"
+pf_cgroup() {  # tag: creates the instance's cgroup, sets PF_CG and PF_CPU
+  PF_CG[$1]=; PF_CPU[$1]=
+  [ -n "$CG_KIND" ] || return 0
+  mkdir -p "$CG_ROOT/$1" 2>/dev/null || return 0
+  PF_CG[$1]=$CG_ROOT/$1
+  PF_CPU[$1]=$CG_KIND:$CG_ROOT/$1
+}
+[ -n "$CG_KIND" ] && log "Postfix CPU: cgroup ($CG_KIND) under $CG_ROOT" || log "Postfix CPU: process tree of its master"
 
 # --- the machine ------------------------------------------------------------
 # ext4 without a journal changes what fsync and file creation cost; say so.
@@ -267,6 +325,7 @@ json.dump({
   "disk_postfix": """$(df --output=source "$WORK/postfix" 2>/dev/null | tail -1)""",
   "server_cpus": "$SERVER_CPUS", "load_cpus": "$LOAD_CPUS", "nofile": $NOFILE,
   "postfix_version": """$postfix_version""", "tern_version": """$tern_version""",
+  "mailauth_versions": """$(dpkg-query -W -f='${Package} ${Version}, ' opendkim opendmarc postfix-policyd-spf-python python3-spf python3-dkim 2>/dev/null | sed 's/, $//')""",
   "quick": bool("$QUICK"), "rounds": $ROUNDS, "cells": """$CELLS""".split(),
   "date": """$(date -u +%Y-%m-%dT%H:%M:%SZ)""", "git": """$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo ?)""",
   "loadavg_start": """$(cut -d' ' -f1-3 /proc/loadavg)""",
@@ -285,17 +344,24 @@ start_sink() {
 }
 
 # --- private Postfix instance ----------------------------------------------------
+# start_postfix TAG PORT MYNETWORKS [EXTRA_MAIN_CF EXTRA_MASTER_CF]: an
+# instance in $WORK/TAG. PF_WRAP (an array) is put in front of `postfix
+# start`: the mail authentication instance runs in its own mount namespace.
+PF_WRAP=()
 start_postfix() {
-  local pf=$WORK/postfix
-  PF_CONF=$pf/etc
-  PF_MAILDIR=$pf/mail/bench.test/user/Maildir
+  local tag=$1 port=$2 mynetworks=$3 extra_main=${4:-} extra_master=${5:-}
+  local pf=$WORK/$tag conf=$WORK/$tag/etc
+  PF_CONF[$tag]=$conf
+  PF_MAILDIR[$tag]=$pf/mail/bench.test/user/Maildir
+  pf_cgroup "$tag"
+  local cg=${PF_CG[$tag]}
   local vuid vgid
   vuid=$(id -u nobody); vgid=$(id -g nobody)
-  mkdir -p "$PF_CONF" "$pf/mail/bench.test"
+  mkdir -p "$conf" "$pf/mail/bench.test"
   mkdir -m 0755 "$pf/spool"   # postfix check creates what is inside
   chown -R "$vuid:$vgid" "$pf/mail"
-  log "configuring Postfix in $PF_CONF (queue $pf/spool, port $POSTFIX_PORT)"
-  cat >"$PF_CONF/main.cf" <<EOF
+  log "configuring $tag in $conf (queue $pf/spool, port $port)"
+  cat >"$conf/main.cf" <<EOF
 # Private Postfix instance for the Tern benchmark; removed after the run.
 compatibility_level = 3.6
 queue_directory = $pf/spool
@@ -308,14 +374,14 @@ myorigin = \$myhostname
 mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+mynetworks = $mynetworks
 relay_domains =
 alias_maps =
 alias_database =
 local_recipient_maps =
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 virtual_mailbox_domains = bench.test
-virtual_mailbox_maps = hash:$PF_CONF/vmailbox
+virtual_mailbox_maps = hash:$conf/vmailbox
 virtual_mailbox_base = $pf/mail
 virtual_uid_maps = static:$vuid
 virtual_gid_maps = static:$vgid
@@ -331,13 +397,14 @@ lmtp_host_lookup = native
 disable_dns_lookups = yes
 biff = no
 append_dot_mydomain = no
-maillog_file = $WORK/logs/postfix-maillog
+maillog_file = $WORK/logs/$tag-maillog
 maillog_file_prefixes = $WORK/logs
+$extra_main
 EOF
   # Only the services a virtual-mailbox-only MTA uses; no chroot.
-  cat >"$PF_CONF/master.cf" <<EOF
+  cat >"$conf/master.cf" <<EOF
 # service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:$POSTFIX_PORT inet n - n - $PROC_LIMIT smtpd
+127.0.0.1:$port inet n - n - $PROC_LIMIT smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -360,38 +427,44 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+$extra_master
 EOF
-  echo "user@bench.test bench.test/user/Maildir/" >"$PF_CONF/vmailbox"
-  postmap -c "$PF_CONF" "hash:$PF_CONF/vmailbox"
-  log "postfix -c $PF_CONF check"
-  timeout 60 postfix -c "$PF_CONF" check >"$WORK/logs/postfix-check.log" 2>&1 ||
-    { cat "$WORK/logs/postfix-check.log" >&2; tail -5 "$WORK/logs/postfix-maillog" >&2; die "postfix check failed"; }
-  log "starting Postfix (postfix -c $PF_CONF start)"
+  echo "user@bench.test bench.test/user/Maildir/" >"$conf/vmailbox"
+  postmap -c "$conf" "hash:$conf/vmailbox"
+  log "postfix -c $conf check"
+  timeout 60 postfix -c "$conf" check >"$WORK/logs/$tag-check.log" 2>&1 ||
+    { cat "$WORK/logs/$tag-check.log" >&2; tail -5 "$WORK/logs/$tag-maillog" >&2; die "postfix check failed"; }
+  log "starting $tag (postfix -c $conf start)"
   # The subshell joins the cgroup first, so master and all its children
   # are accounted there; taskset pins them all to the server core.
-  ( if [ -n "$CG_PF" ]; then echo "$BASHPID" >"$CG_PF/cgroup.procs"; fi
-    exec timeout 60 "${PIN_SERVER[@]}" postfix -c "$PF_CONF" start ) >"$WORK/logs/postfix-start.log" 2>&1 ||
-    { cat "$WORK/logs/postfix-start.log" >&2; tail -5 "$WORK/logs/postfix-maillog" >&2; die "postfix start failed"; }
-  local i
+  ( if [ -n "$cg" ]; then echo "$BASHPID" >"$cg/cgroup.procs"; fi
+    exec timeout 60 "${PIN_SERVER[@]}" ${PF_WRAP[@]+"${PF_WRAP[@]}"} postfix -c "$conf" start
+  ) >"$WORK/logs/$tag-start.log" 2>&1 ||
+    { cat "$WORK/logs/$tag-start.log" >&2; tail -5 "$WORK/logs/$tag-maillog" >&2; die "postfix start failed"; }
+  local i master
   for i in $(seq 100); do
     [ -s "$pf/spool/pid/master.pid" ] && break
     sleep 0.1
   done
-  PF_MASTER=$(tr -d ' \n' <"$pf/spool/pid/master.pid" 2>/dev/null || true)
-  [ -n "$PF_MASTER" ] && kill -0 "$PF_MASTER" 2>/dev/null || die "Postfix master is not running"
-  [ -n "$CG_PF" ] || PF_CPU_SPEC=tree:$PF_MASTER
-  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$POSTFIX_PORT" "$START_TIMEOUT" ||
-    die "Postfix does not answer on 127.0.0.1:$POSTFIX_PORT (see $WORK/logs/postfix-maillog)"
-  log "Postfix $(postconf -c "$PF_CONF" -h mail_version) running, master pid $PF_MASTER"
+  master=$(tr -d ' \n' <"$pf/spool/pid/master.pid" 2>/dev/null || true)
+  PF_MASTER[$tag]=$master
+  [ -n "$master" ] && kill -0 "$master" 2>/dev/null || die "$tag master is not running"
+  [ -n "$cg" ] || PF_CPU[$tag]=tree:$master
+  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
+    die "$tag does not answer on 127.0.0.1:$port (see $WORK/logs/$tag-maillog)"
+  log "$tag: Postfix $(postconf -c "$conf" -h mail_version) running, master pid $master"
 }
 
 # --- Tern ---------------------------------------------------------------------
+# start_tern TAG PORT MAILAUTH_TOML: an instance with its data in $WORK/TAG;
+# sets TERN_PID (or TERN_AUTH_PID for tag tern-auth) and TERN_MAILDIR_OF.
+declare -A TERN_MAILDIR_OF=()
 start_tern() {
-  local dir=$WORK/tern
-  TERN_CONF=$WORK/tern.toml
-  TERN_MAILDIR=$dir/mail/bench.test/user/Maildir
+  local tag=$1 port=$2 mailauth=$3
+  local dir=$WORK/$tag conf=$WORK/$tag.toml
+  TERN_MAILDIR_OF[$tag]=$dir/mail/bench.test/user/Maildir
   mkdir -p "$dir"
-  cat >"$TERN_CONF" <<EOF
+  cat >"$conf" <<EOF
 # Tern benchmark configuration (generated by bench/run.sh)
 hostname = "mx.bench.test"
 data_dir = "$dir"
@@ -403,43 +476,65 @@ delivery_threads = 1
 level = "warn"
 
 [[listen]]
-address = "127.0.0.1:$TERN_PORT"
+address = "127.0.0.1:$port"
 service = "smtp"
 
 [smtp]
 max_connections = 20000
 max_connections_per_ip = 20000
 
-# The plain cells measure the SMTP path; the mail-authentication cell
-# turns the checks on against its own DNS server.
-[mailauth]
-verify = false
+$mailauth
 EOF
-  log "adding user@bench.test to Tern ($TERN user add ... --config $TERN_CONF)"
-  echo "bench-password" | timeout 60 "$TERN" user add user@bench.test --config "$TERN_CONF" \
-    >"$WORK/logs/tern-useradd.log" 2>&1 ||
-    { cat "$WORK/logs/tern-useradd.log" >&2; die "tern user add failed"; }
-  log "starting Tern ($TERN serve --config $TERN_CONF, nofile $NOFILE)"
-  "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$TERN_CONF" \
-    >"$WORK/logs/tern.log" 2>&1 &
-  TERN_PID=$!
-  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$TERN_PORT" "$START_TIMEOUT" ||
-    { tail -20 "$WORK/logs/tern.log" >&2; die "Tern did not start"; }
-  kill -0 "$TERN_PID" 2>/dev/null || die "Tern exited"
-  log "Tern running, pid $TERN_PID ($(cat /proc/$TERN_PID/comm))"
+  log "adding user@bench.test to $tag ($TERN user add ... --config $conf)"
+  echo "bench-password" | timeout 60 "$TERN" user add user@bench.test --config "$conf" \
+    >"$WORK/logs/$tag-useradd.log" 2>&1 ||
+    { cat "$WORK/logs/$tag-useradd.log" >&2; die "tern user add failed"; }
+  log "starting $tag ($TERN serve --config $conf, nofile $NOFILE)"
+  "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
+    >"$WORK/logs/$tag.log" 2>&1 &
+  local pid=$!
+  case $tag in tern) TERN_PID=$pid ;; *) TERN_AUTH_PID=$pid ;; esac
+  "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
+    { tail -20 "$WORK/logs/$tag.log" >&2; die "$tag did not start"; }
+  kill -0 "$pid" 2>/dev/null || die "$tag exited"
+  log "$tag running, pid $pid ($(cat /proc/$pid/comm))"
 }
 
-server_port() { case $1 in tern) echo "$TERN_PORT" ;; postfix) echo "$POSTFIX_PORT" ;; sink) echo "$SINK_PORT" ;; esac; }
-server_maildir() { case $1 in tern) echo "$TERN_MAILDIR" ;; postfix) echo "$PF_MAILDIR" ;; *) echo "" ;; esac; }
-server_cpu() { case $1 in tern) echo "pid:$TERN_PID" ;; postfix) echo "$PF_CPU_SPEC" ;; sink) echo "pid:$SINK_PID" ;; esac; }
+# Server names of the runs. The mail authentication cell adds tern-nocheck
+# (the plain Tern, sent the same signed message), tern-auth (every check on)
+# and postfix-auth (OpenDKIM, OpenDMARC, policyd-spf).
+server_port() {
+  case $1 in
+    tern|tern-nocheck) echo "$TERN_PORT" ;; postfix) echo "$POSTFIX_PORT" ;; sink) echo "$SINK_PORT" ;;
+    tern-auth) echo "$TERN_AUTH_PORT" ;; postfix-auth) echo "$POSTFIX_AUTH_PORT" ;;
+  esac
+}
+server_maildir() {
+  case $1 in
+    tern|tern-nocheck) echo "${TERN_MAILDIR_OF[tern]}" ;; tern-auth) echo "${TERN_MAILDIR_OF[tern-auth]}" ;;
+    postfix|postfix-auth) echo "${PF_MAILDIR[$1]}" ;; *) echo "" ;;
+  esac
+}
+server_cpu() {
+  case $1 in
+    tern|tern-nocheck) echo "pid:$TERN_PID" ;; tern-auth) echo "pid:$TERN_AUTH_PID" ;;
+    postfix) echo "${PF_CPU[postfix]}" ;; sink) echo "pid:$SINK_PID" ;;
+    postfix-auth)
+      # With a cgroup the milters are in it; otherwise add them up.
+      if [ -n "${PF_CG[postfix-auth]}" ]; then echo "${PF_CPU[postfix-auth]}"
+      else echo "${PF_CPU[postfix-auth]}+pid:$OPENDKIM_PID+pid:$OPENDMARC_PID"; fi ;;
+  esac
+}
 server_alive() {
   case $1 in
-    tern) kill -0 "$TERN_PID" 2>/dev/null ;;
-    postfix) kill -0 "$PF_MASTER" 2>/dev/null ;;
+    tern|tern-nocheck) kill -0 "$TERN_PID" 2>/dev/null ;;
+    tern-auth) kill -0 "$TERN_AUTH_PID" 2>/dev/null ;;
+    postfix) kill -0 "${PF_MASTER[postfix]}" 2>/dev/null ;;
+    postfix-auth) kill -0 "${PF_MASTER[postfix-auth]}" 2>/dev/null &&
+      kill -0 "$OPENDKIM_PID" 2>/dev/null && kill -0 "$OPENDMARC_PID" 2>/dev/null ;;
     sink) kill -0 "$SINK_PID" 2>/dev/null ;;
   esac
 }
-
 FAILED=0
 declare -A DEAD=()
 RUNS_FILE=$RUNS
@@ -484,8 +579,154 @@ run_cell() {  # server size sessions mode round [count]
     --count "$count" --target-secs "$TARGET_SECS" \
     ${maildir:+--maildir "$maildir" --archive "$WORK/archive"} --cpu "$(server_cpu "$server")" \
     --timeout "$RUN_TIMEOUT" \
-    --delivery-timeout "${CELL_DELIVERY_TIMEOUT:-$DELIVERY_TIMEOUT}" --out "$RUNS_FILE" || rc=$?
+    --delivery-timeout "${CELL_DELIVERY_TIMEOUT:-$DELIVERY_TIMEOUT}" --out "$RUNS_FILE" \
+    ${CELL_ARGS[@]+"${CELL_ARGS[@]}"} || rc=$?
   [ $rc -eq 0 ] || FAILED=1
+}
+CELL_ARGS=()   # more cell.py options (the mail authentication cell's)
+
+# --- mail authentication: DNS server, milters, second Postfix and Tern --------
+# Both servers check SPF, DKIM and DMARC against one small authoritative DNS
+# server (bench/dnsserver.py) on $DNS_ADDR:53 serving client.test, the
+# sender's domain. Tern is pointed at it with [dns] upstream. OpenDKIM
+# (libunbound), OpenDMARC (libspf2 and the libc resolver) and policyd-spf
+# (dnspython) read /etc/resolv.conf, which the bench must not change: they,
+# and the Postfix instance that spawns policyd-spf, run in private mount
+# namespaces (unshare -m) where a resolv.conf naming $DNS_ADDR is
+# bind-mounted over /etc/resolv.conf. Nothing outside those processes sees it.
+MA_DIR=
+NS_WRAP=()
+MA_SERVERS="tern-nocheck tern-auth postfix-auth"
+wait_tcp() {  # port seconds: until something listens on 127.0.0.1:port
+  local i
+  for i in $(seq $(( $2 * 10 ))); do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$1" || return 0
+    sleep 0.1
+  done
+  return 1
+}
+start_mailauth() {
+  MA_DIR=$WORK/mailauth
+  mkdir -p "$MA_DIR"
+  log "mail authentication: signing key, zone and signed messages (mailauth_prep.py)"
+  "$PY" "$BENCH/mailauth_prep.py" --dir "$MA_DIR" --pool 200 >"$MA_DIR/prep.out" ||
+    die "mailauth_prep.py failed"
+  chmod -R a+rX "$MA_DIR"   # the milters and policyd-spf do not run as root
+  # The DNS server stands for the network: it runs on the load generator's core.
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/dnsserver.py" serve --zone "$MA_DIR/zone.json" \
+    --address "$DNS_ADDR" --port 53 >"$WORK/logs/dnsserver.log" 2>&1 &
+  DNS_PID=$!
+  local i
+  for i in $(seq 50); do
+    "$PY" "$BENCH/dnsserver.py" query "$DNS_ADDR" 53 _dmarc.client.test TXT >/dev/null 2>&1 && break
+    kill -0 "$DNS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  "$PY" "$BENCH/dnsserver.py" query "$DNS_ADDR" 53 _dmarc.client.test TXT >/dev/null 2>&1 ||
+    { cat "$WORK/logs/dnsserver.log" >&2; die "the DNS server on $DNS_ADDR:53 does not answer"; }
+  log "DNS server for client.test on $DNS_ADDR:53 (udp, tcp), pid $DNS_PID"
+
+  printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$DNS_ADDR" >"$MA_DIR/resolv.conf"
+  NS_WRAP=(unshare -m --propagation private -- sh -c \
+    'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$MA_DIR/resolv.conf")
+  "${NS_WRAP[@]}" cat /etc/resolv.conf 2>&1 | grep -q "^nameserver $DNS_ADDR" ||
+    die "cannot give the milters a private resolv.conf (unshare -m and mount --bind need CAP_SYS_ADMIN)"
+  grep -q "$DNS_ADDR" /etc/resolv.conf && die "the machine's /etc/resolv.conf changed: stopping"
+
+  # Clients in here would be "internal" (signed, or not checked) by the
+  # milters' defaults, which list 127.0.0.1: name an address no client has.
+  echo 192.0.2.1 >"$MA_DIR/internal-hosts"
+  cat >"$MA_DIR/unbound.conf" <<EOF
+# libunbound inside OpenDKIM: ask the bench's DNS server for everything.
+server:
+  do-not-query-localhost: no
+  local-zone: "test." nodefault
+forward-zone:
+  name: "."
+  forward-addr: $DNS_ADDR
+EOF
+  cat >"$MA_DIR/opendkim.conf" <<EOF
+# OpenDKIM for the bench: verify only, on loopback TCP.
+Syslog no
+Mode v
+Socket inet:$OPENDKIM_PORT@127.0.0.1
+UserID opendkim
+AuthservID postfix.bench.test
+AlwaysAddARHeader yes
+InternalHosts $MA_DIR/internal-hosts
+ResolverConfiguration $MA_DIR/unbound.conf
+EOF
+  cat >"$MA_DIR/opendmarc.conf" <<EOF
+# OpenDMARC for the bench: SPF from policyd-spf's Authentication-Results
+# (SPFSelfValidate checks itself only when that header is missing).
+Syslog false
+Socket inet:$OPENDMARC_PORT@127.0.0.1
+UserID opendmarc
+AuthservID postfix.bench.test
+TrustedAuthservIDs postfix.bench.test
+IgnoreHosts $MA_DIR/internal-hosts
+RejectFailures true
+SPFSelfValidate true
+FailureReports false
+EOF
+  cat >"$MA_DIR/policyd-spf.conf" <<EOF
+# policyd-spf for the bench: Authentication-Results, loopback not skipped.
+debugLevel = 0
+TestOnly = 1
+HELO_reject = Fail
+Mail_From_reject = Fail
+PermError_reject = False
+TempError_Defer = False
+skip_addresses = 192.0.2.1/32
+Header_Type = AR
+Authserv_Id = postfix.bench.test
+EOF
+  chmod a+r "$MA_DIR"/*.conf "$MA_DIR/internal-hosts"
+
+  pf_cgroup postfix-auth
+  local cg=${PF_CG[postfix-auth]}
+  log "starting OpenDKIM (127.0.0.1:$OPENDKIM_PORT) and OpenDMARC (127.0.0.1:$OPENDMARC_PORT)"
+  ( if [ -n "$cg" ]; then echo "$BASHPID" >"$cg/cgroup.procs"; fi
+    exec "${PIN_SERVER[@]}" "${NS_WRAP[@]}" /usr/sbin/opendkim -f -x "$MA_DIR/opendkim.conf"
+  ) >"$WORK/logs/opendkim.log" 2>&1 &
+  OPENDKIM_PID=$!
+  ( if [ -n "$cg" ]; then echo "$BASHPID" >"$cg/cgroup.procs"; fi
+    exec "${PIN_SERVER[@]}" "${NS_WRAP[@]}" /usr/sbin/opendmarc -f -c "$MA_DIR/opendmarc.conf"
+  ) >"$WORK/logs/opendmarc.log" 2>&1 &
+  OPENDMARC_PID=$!
+  wait_tcp "$OPENDKIM_PORT" "$START_TIMEOUT" && kill -0 "$OPENDKIM_PID" 2>/dev/null ||
+    { cat "$WORK/logs/opendkim.log" >&2; die "OpenDKIM did not start"; }
+  wait_tcp "$OPENDMARC_PORT" "$START_TIMEOUT" && kill -0 "$OPENDMARC_PID" 2>/dev/null ||
+    { cat "$WORK/logs/opendmarc.log" >&2; die "OpenDMARC did not start"; }
+
+  # 127.0.0.1 must be neither in mynetworks nor skipped by the milters.
+  PF_WRAP=("${NS_WRAP[@]}")
+  start_postfix postfix-auth "$POSTFIX_AUTH_PORT" 192.0.2.1/32 "
+# Mail authentication: policyd-spf at RCPT, OpenDKIM and OpenDMARC as milters.
+smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service unix:private/policyd-spf
+policyd-spf_time_limit = 3600
+smtpd_milters = inet:127.0.0.1:$OPENDKIM_PORT, inet:127.0.0.1:$OPENDMARC_PORT
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6" "policyd-spf unix - n n - 0 spawn user=policyd-spf argv=/usr/bin/policyd-spf $MA_DIR/policyd-spf.conf"
+  PF_WRAP=()
+
+  start_tern tern-auth "$TERN_AUTH_PORT" "[dns]
+upstream = [\"$DNS_ADDR:53\"]
+
+[mailauth]
+verify = true"
+}
+
+# The mail authentication cell: the same DKIM-signed message to Tern without
+# checks, Tern with every check and Postfix with its milters, in turn.
+mailauth_args() {  # server: sets CELL_ARGS
+  CELL_ARGS=(--message-file "$MA_DIR/message.txt" --helo mta.client.test
+             --sender sender@client.test --dns "$DNS_ADDR:53")
+  case $1 in *-auth) CELL_ARGS+=(--auth-check) ;; esac
+  # Postfix with its milters is an order of magnitude slower: a first run
+  # sized for Tern would take half a minute.
+  case $1 in postfix-auth) CELL_ARGS+=(--guess-rate 100) ;; esac
 }
 
 # === main ======================================================================
@@ -503,8 +744,12 @@ if [ -f "$OUT/.last-cleanup" ] && [ -z "${SETTLE:-}" ]; then
   fi
 fi
 has_server sink && start_sink
-has_server postfix && start_postfix
-has_server tern && start_tern
+has_server postfix && start_postfix postfix "$POSTFIX_PORT" 127.0.0.0/8
+# The plain cells measure the SMTP path; the mail-authentication cell
+# starts a second Tern with the checks on against its own DNS server.
+has_server tern && start_tern tern "$TERN_PORT" "[mailauth]
+verify = false"
+[ -n "$MAILAUTH" ] && start_mailauth
 # A 250 after DATA waits for at least one flush to this disk (shared by a
 # group commit); its cost puts the latency numbers in context.
 FSYNC_PROBE=$("$PY" "$BENCH/benchlib.py" fsync-probe "$WORK/fsync-probe" || echo "?")
@@ -524,9 +769,17 @@ RUNS_FILE=$WORK/smoke.jsonl
 for server in $SERVERS; do
   CELL_DELIVERY_TIMEOUT=30 run_cell "$server" 1024 1 new 0 1
 done
+if [ -n "$MAILAUTH" ]; then
+  for server in $MA_SERVERS; do
+    mailauth_args "$server"
+    CELL_DELIVERY_TIMEOUT=30 run_cell "$server" 1024 1 new 0 1
+  done
+  CELL_ARGS=()
+fi
 [ "$FAILED" -eq 0 ] || die "smoke test failed; see the messages above and $OUT/logs"
 RUNS_FILE=$RUNS
 
+[ -n "$PLAIN" ] || ROUNDS=0
 for round in $(seq "$ROUNDS"); do
   log "=== round $round of $ROUNDS ==="
   for cell in $CELLS; do
@@ -539,7 +792,7 @@ done
 
 # Latency at a fixed load: half of Tern's best 1 KiB rate (median over rounds).
 LAT_FILES=()
-if has_server tern || has_server postfix; then
+if [ -n "$PLAIN" ] && { has_server tern || has_server postfix; }; then
   peak_server=tern; has_server tern || peak_server=postfix
   PEAK=$("$PY" "$BENCH/report.py" --runs "$RUNS" --peak "$peak_server")
   rate=$("$PY" -c 'import sys; print(int(round(float(sys.argv[2] or float(sys.argv[1]) / 2))))' \
@@ -571,9 +824,65 @@ if has_server tern || has_server postfix; then
   done
 fi
 
+# Mail authentication: rounds of the cell, then the latency of Tern with its
+# checks at half of that Tern's peak (and of the plain Tern at the same rate).
+MA_RUNS=$WORK/mailauth.jsonl
+: >"$MA_RUNS"
+MA_LAT_FILES=()
+if [ -n "$MAILAUTH" ]; then
+  RUNS_FILE=$MA_RUNS
+  for round in $(seq "$MA_ROUNDS"); do
+    log "=== mail authentication, round $round of $MA_ROUNDS ==="
+    for cell in $MA_CELLS; do
+      IFS=: read -r sessions mode <<<"$cell"
+      for server in $MA_SERVERS; do
+        mailauth_args "$server"
+        run_cell "$server" 1024 "$sessions" "$mode" "$round"
+      done
+    done
+  done
+  CELL_ARGS=()
+  RUNS_FILE=$RUNS
+  PEAK=$("$PY" "$BENCH/report.py" --runs "$MA_RUNS" --peak tern-auth)
+  rate=$("$PY" -c 'import sys; print(int(round(float(sys.argv[1]) / 2)))' "$PEAK")
+  if [ "$rate" -lt 1 ]; then
+    log "mail authentication latency: no rate measured for tern-auth; no latency test"
+    FAILED=1
+  else
+    log "mail authentication latency: $rate msgs/s (half of tern-auth's peak $PEAK msgs/s), $LAT_SECS s each"
+    for server in tern-auth tern-nocheck; do
+      if ! server_alive "$server"; then log "$server: not running; no latency test"; FAILED=1; continue; fi
+      f=$WORK/latency_$server.json
+      md=$(server_maildir "$server")
+      before=$("$PY" "$BENCH/benchlib.py" count "$md")
+      rc=0
+      settle_fs
+      "${PIN_LOAD[@]}" "$PY" "$BENCH/latency.py" --server "$server" --port "$(server_port "$server")" \
+        --rate "$rate" --duration "$LAT_SECS" --conns "$LAT_CONNS" --peak "$PEAK" \
+        --pool "$MA_DIR/pool" --helo mta.client.test --sender sender@client.test \
+        --maildir "$md" --out "$f" || rc=$?
+      [ $rc -eq 0 ] || { FAILED=1; log "$server: latency test failed"; }
+      if [ "$server" = tern-auth ] && [ "$before" = 0 ]; then
+        # The checks must have run on these messages too.
+        if ac=$("$PY" "$BENCH/benchlib.py" auth-check "$md"); then
+          log "$server: latency messages: $ac"
+        else
+          log "$server: latency messages lack passing Authentication-Results: $ac"; FAILED=1
+        fi
+      elif [ "$server" = tern-auth ]; then
+        log "$server: $before older messages in its Maildir; latency messages not checked"
+      fi
+      [ -f "$f" ] && MA_LAT_FILES+=("$f")
+      ( cd "$BENCH" && "$PY" -c 'import sys; from benchlib import maildir_move; maildir_move(*sys.argv[1:])' \
+        "$md" "$WORK/archive/latency-$server" ) || true
+    done
+  fi
+  "$PY" "$BENCH/dnsserver.py" stats "$DNS_ADDR" 53 >"$WORK/dns-stats.json" 2>/dev/null || true
+fi
+
 # Idle connections: memory per connection of Tern.
 IDLE_FILE=
-if has_server tern && [ -z "${DEAD[tern]:-}" ] && server_alive tern; then
+if [ -n "$PLAIN" ] && has_server tern && [ -z "${DEAD[tern]:-}" ] && server_alive tern; then
   IDLE_FILE=$WORK/idle.json
   log "idle connections: $IDLE_CONNS to Tern"
   rc=0
@@ -585,7 +894,9 @@ fi
 
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
-if [ -x "$PARSER_BENCH" ]; then
+if [ -z "$PLAIN" ]; then
+  :
+elif [ -x "$PARSER_BENCH" ]; then
   PARSER_FILE=$OUT/parser_bench.json
   log "parser micro-benchmarks ($PARSER_BENCH)"
   bargs=(--benchmark_out="$PARSER_FILE" --benchmark_out_format=json)
@@ -600,8 +911,11 @@ fi
 log "writing the report"
 "$PY" "$BENCH/report.py" --runs "$RUNS" --env "$WORK/env.json" --outdir "$OUT" \
   ${LAT_FILES[@]+--latency "${LAT_FILES[@]}"} ${IDLE_FILE:+--idle "$IDLE_FILE"} \
-  ${PARSER_FILE:+--parser "$PARSER_FILE"} || { log "report failed"; FAILED=1; }
+  ${PARSER_FILE:+--parser "$PARSER_FILE"} \
+  ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
+  ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
+[ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"

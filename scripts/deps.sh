@@ -22,7 +22,10 @@ test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
   python3-dkim python3-nacl opendkim opendkim-tools)
-bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev)
+# The bench's mail authentication cell runs Postfix with OpenDKIM (from the
+# test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.
+bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev
+  opendmarc postfix-policyd-spf-python)
 # libFuzzer comes with clang's runtime libraries.
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
