@@ -2,9 +2,11 @@
 // tampering, expiry, case changes and key rotation.
 #include "mailauth/srs.h"
 
+#include <cctype>
+#include <string_view>
+
 #include <gtest/gtest.h>
 
-#include <regex>
 
 namespace tern::mailauth {
 namespace {
@@ -12,6 +14,39 @@ namespace {
 constexpr int64_t kDay = 86400;
 // 2026-11-27 12:00 UTC, an ordinary day.
 constexpr int64_t kNoon = 1795780800;
+
+// Hand-written matchers: std::regex trips GCC 12's maybe-uninitialized
+// warning in the sanitizer build.
+bool IsHash(std::string_view s) {
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
+  }
+  return s.size() == 6;
+}
+
+bool EndsWith(std::string_view s, std::string_view tail) {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
+// PREFIX, a hash of `hash_len`, SEP, a two-letter base32 day stamp if
+// `stamp`, then exactly TAIL.
+bool LooksLike(std::string_view s, std::string_view prefix, size_t hash_len,
+               std::string_view sep, bool stamp, std::string_view tail) {
+  if (s.substr(0, prefix.size()) != prefix) return false;
+  s.remove_prefix(prefix.size());
+  if (s.size() < hash_len || !IsHash(s.substr(0, hash_len))) return false;
+  s.remove_prefix(hash_len);
+  if (s.substr(0, sep.size()) != sep) return false;
+  s.remove_prefix(sep.size());
+  if (stamp) {
+    if (s.size() < 2) return false;
+    for (char c : s.substr(0, 2)) {
+      if (!((c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7'))) return false;
+    }
+    s.remove_prefix(2);
+  }
+  return s == tail;
+}
 
 class SrsTest : public ::testing::Test {
  protected:
@@ -34,8 +69,7 @@ TEST_F(SrsTest, Srs0RoundTrip) {
   Srs srs = Make("secret");
   auto fwd = srs.Forward("alice@example.com", "fwd.example");
   ASSERT_TRUE(fwd) << fwd.error().message;
-  EXPECT_TRUE(std::regex_match(
-      *fwd, std::regex("SRS0=[A-Za-z0-9+/]{6}=[A-Z2-7]{2}=example\\.com=alice@fwd\\.example")))
+  EXPECT_TRUE(LooksLike(*fwd, "SRS0=", 6, "=", true, "=example.com=alice@fwd.example"))
       << *fwd;
   EXPECT_TRUE(Srs::IsSrsAddress(*fwd));
   auto back = srs.Reverse(*fwd);
@@ -184,9 +218,10 @@ TEST_F(SrsTest, Srs1ForRefowarding) {
   auto srs1 = second.Forward(srs0, "two.example");
   ASSERT_TRUE(srs1);
   std::string opaque = srs0.substr(4, srs0.find('@') - 4);  // "=HH=TT=..."
-  EXPECT_TRUE(std::regex_match(
-      *srs1, std::regex("SRS1=[A-Za-z0-9+/]{6}=one\\.example=.*@two\\.example")))
-      << *srs1;
+  EXPECT_EQ(srs1->substr(0, 5), "SRS1=") << *srs1;
+  EXPECT_TRUE(IsHash(srs1->substr(5, 6))) << *srs1;
+  EXPECT_EQ(srs1->substr(11, 13), "=one.example=") << *srs1;
+  EXPECT_TRUE(EndsWith(*srs1, "@two.example")) << *srs1;
   EXPECT_NE(srs1->find("=one.example=" + opaque + "@"), std::string::npos) << *srs1;
   // A bounce to the second forwarder goes back to the first ...
   auto to_first = second.Reverse(*srs1);
