@@ -58,7 +58,11 @@ std::string Format(std::string_view s, bool atom_ok, bool utf8) {
     case StringForm::kLiteral:
       break;
   }
-  std::string out = "{" + std::to_string(s.size()) + "}\r\n";
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive)
+  // about "{" + std::to_string(...).
+  std::string out = "{";
+  out += std::to_string(s.size());
+  out += "}\r\n";
   out.append(s);
   return out;
 }
