@@ -180,13 +180,22 @@ size_t CommandReader::ReadLine(std::string_view rest) {
   size_t lf = rest.find('\n');
   size_t take = lf == std::string_view::npos ? rest.size() : lf + 1;
   size_t text = lf == std::string_view::npos ? rest.size() : lf;
-  if (line_octets_ + take > limits_.max_line) {
-    Reject(false, "LIMIT", "Command line too long", After::kSkipLine);
-    return 0;
-  }
-  if (cmd_.text.size() + text > limits_.max_command) {
-    Reject(false, "LIMIT", "Command too long", After::kSkipLine);
-    return 0;
+  bool line_over = line_octets_ + take > limits_.max_line;
+  bool command_over = cmd_.text.size() + text > limits_.max_command;
+  if (line_over || command_over) {
+    // Keep what still fits before refusing, so that the tag is known the
+    // same way whether the line came in one piece or octet by octet.
+    size_t room = std::min<uint64_t>(
+        line_octets_ < limits_.max_line ? limits_.max_line - line_octets_ : 0,
+        cmd_.text.size() < limits_.max_command
+            ? limits_.max_command - cmd_.text.size()
+            : 0);
+    room = std::min(room, text);
+    cmd_.text.append(rest.substr(0, room));
+    line_octets_ += room;
+    Reject(false, "LIMIT", line_over ? "Command line too long" : "Command too long",
+           After::kSkipLine);
+    return room;
   }
   cmd_.text.append(rest.substr(0, text));
   line_octets_ += take;
