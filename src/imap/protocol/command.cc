@@ -625,6 +625,7 @@ Result<Command> ParseCommand(const FramedCommand& framed,
     }
   }
   if (!ok) return Err(p.error().empty() ? "Invalid arguments" : p.error());
+  if (!p.LiteralsDone()) return Err("Literal announced inside a quoted string");
   return cmd;
 }
 

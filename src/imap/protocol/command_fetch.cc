@@ -39,12 +39,11 @@ bool SectionSpec(Parser& p, bool binary, Section* out) {
       if (!p.NzNumber(&n, "section part")) return false;
       out->part.push_back(n);
     } while (IsDigit(p.Peek(1)) && p.Take('.'));
-    if (binary || p.Peek() == ']') {
+    if (binary || p.Peek() != '.' || p.AtEnd()) {
       return p.Expect(']', "']' to close the section");
     }
-    if (!p.Take('.') || !IsLetter(p.Peek())) {
-      return p.Fail("Invalid section");
-    }
+    p.Take('.');
+    if (!IsLetter(p.Peek())) return p.Fail("Invalid section");
   } else if (binary) {
     return p.Fail("Invalid binary section");
   }

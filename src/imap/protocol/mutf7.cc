@@ -35,8 +35,10 @@ int32_t NextCodePoint(std::string_view s, size_t* i) {
     return static_cast<int32_t>(b0);
   }
   if (b0 >= 0xC2 && b0 <= 0xDF && cont(1)) {
+    // at() reads relative to *i: compute before moving past the sequence.
+    uint32_t cp = ((b0 & 0x1F) << 6) | (at(1) & 0x3F);
     *i += 2;
-    return static_cast<int32_t>(((b0 & 0x1F) << 6) | (at(1) & 0x3F));
+    return static_cast<int32_t>(cp);
   }
   if (b0 >= 0xE0 && b0 <= 0xEF && cont(1) && cont(2)) {
     uint32_t cp = ((b0 & 0x0F) << 12) | ((at(1) & 0x3F) << 6) | (at(2) & 0x3F);

@@ -154,15 +154,18 @@ bool Parser::Astring(std::string* out, std::string_view what) {
   char c = Peek();
   if (c == '"') return Quoted(out, what);
   if (c == '{') return LiteralString(out, false, false, nullptr, nullptr);
+  // "~" is an ATOM-CHAR, but "~{" can only be a literal8 (RFC 9051 4.3.1),
+  // which an astring is not.
+  if (c == '~' && Peek(1) == '{') return Fail("Binary literal not allowed here");
   size_t start = pos_;
   while (!AtEnd() && IsAstringChar(Peek())) ++pos_;
-  if (pos_ == start) {
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      return Fail("8-bit octets in " + std::string(what) +
-                  " need a quoted string or literal");
-    }
-    return Fail("Expected " + std::string(what));
+  if (!AtEnd() && static_cast<unsigned char>(Peek()) >= 0x80) {
+    // Where an atom stops at an 8-bit octet, say so rather than report
+    // what follows the atom.
+    return Fail("8-bit octets in " + std::string(what) +
+                " need a quoted string or literal");
   }
+  if (pos_ == start) return Fail("Expected " + std::string(what));
   out->assign(text_.substr(start, pos_ - start));
   return true;
 }

@@ -30,6 +30,10 @@ class Parser {
   bool Fail(std::string_view message);
 
   bool AtEnd() const { return pos_ >= text_.size(); }
+  // Every literal the reader framed was read as one: none was swallowed by
+  // a quoted string whose line ended in "{n}" (its octets would otherwise
+  // be taken as command syntax).
+  bool LiteralsDone() const { return next_literal_ == f_.literals.size(); }
   char Peek(size_t ahead = 0) const {
     return pos_ + ahead < text_.size() ? text_[pos_ + ahead] : '\0';
   }
