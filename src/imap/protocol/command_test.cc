@@ -742,6 +742,40 @@ TEST(ImapCommand, FetchMalformed) {
   EXPECT_EQ(Bad("a FETCH 1 BODY.PEEK"), "Expected '[' to open the section");
 }
 
+TEST(ImapCommand, FetchSectionEdges) {
+  Command c = Ok("a FETCH 1 BODY[1.2.3.HEADER.FIELDS (X-A)]");
+  EXPECT_EQ(c.get<FetchArgs>().items[0].section.part,
+            (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_EQ(c.get<FetchArgs>().items[0].section.text,
+            SectionText::kHeaderFields);
+  EXPECT_EQ(Bad("a FETCH 1 BODY[1.]"), "Invalid section");
+  EXPECT_EQ(Bad("a FETCH 1 BODY[1..2]"), "Invalid section");
+  EXPECT_EQ(Bad("a FETCH 1 BODY[HEADER.FIELDS(From)]"),
+            "Expected SP after HEADER.FIELDS");
+  EXPECT_EQ(Bad("a FETCH 1 BODY[HEADER]<>"), "Expected partial offset");
+  EXPECT_EQ(Bad("a FETCH 1 (FLAGS  UID)"), "Expected fetch attribute");
+  // IMAP4rev1 BODY[] sets \Seen, BODY.PEEK[] does not: the flag says which.
+  EXPECT_FALSE(Ok("a FETCH 1 BODY[]").get<FetchArgs>().items[0].peek);
+  EXPECT_TRUE(Ok("a FETCH 1 BODY.PEEK[]").get<FetchArgs>().items[0].peek);
+}
+
+TEST(ImapCommand, StoreKeywordsAndSearchSets) {
+  Command c = Ok("a STORE 1:* +FLAGS ($Forwarded NonJunk \\Flagged)");
+  EXPECT_EQ(c.get<StoreArgs>().flags,
+            (std::vector<std::string>{"$Forwarded", "NonJunk", "\\Flagged"}));
+  EXPECT_EQ(Bad("a STORE 1 +FLAGS (a]b)"), "Expected ')' to close the flag list");
+  c = Ok("a SEARCH NOT 1:5 UID 7,9:*");
+  const auto& keys = c.get<SearchArgs>().keys;
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].kind, Kind::kNot);
+  EXPECT_EQ(keys[0].keys[0].set, Set({{1, 5}}));
+  EXPECT_EQ(keys[1].set, Set({{7, 7}, {9, kStar}}));
+  c = Ok("a SEARCH * HEADER \"\" \"\"");
+  ASSERT_EQ(c.get<SearchArgs>().keys.size(), 2u);
+  EXPECT_EQ(c.get<SearchArgs>().keys[0].set, Set({{kStar, kStar}}));
+  EXPECT_EQ(c.get<SearchArgs>().keys[1].header, "");
+}
+
 TEST(ImapCommand, SequenceSets) {
   EXPECT_EQ(Bad("a FETCH 5:2,*,3:*,$ FLAGS"), "Invalid sequence set");
   Command c = Ok("a FETCH 5:2,*,3:* FLAGS");
