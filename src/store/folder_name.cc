@@ -13,13 +13,16 @@ std::vector<std::string_view> Split(std::string_view s, char sep) {
   size_t start = 0;
   for (;;) {
     size_t at = s.find(sep, start);
-    out.push_back(s.substr(start, at == std::string_view::npos ? s.npos : at - start));
+    out.push_back(
+        s.substr(start, at == std::string_view::npos ? s.npos : at - start));
     if (at == std::string_view::npos) return out;
     start = at + 1;
   }
 }
 
-bool NeedsEscape(unsigned char c) { return c == '.' || c == '\\' || c < 0x20 || c == 0x7f; }
+bool NeedsEscape(unsigned char c) {
+  return c == '.' || c == '\\' || c < 0x20 || c == 0x7f;
+}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -58,8 +61,9 @@ bool ValidUtf8(std::string_view s) {
       cp = (cp << 6) | (d & 0x3f);
     }
     // No overlong forms, no surrogates, nothing above U+10FFFF (RFC 3629 3).
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && cp < 0x10000) || (cp >= 0xd800 && cp <= 0xdfff) ||
+        cp > 0x10ffff) {
       return false;
     }
     i += len;
@@ -79,7 +83,8 @@ bool IsInbox(std::string_view name) {
 }
 
 std::optional<std::string> CanonicalFolderName(std::string_view name) {
-  if (name.empty() || !ValidUtf8(name) || name.find('\0') != std::string_view::npos) {
+  if (name.empty() || !ValidUtf8(name) ||
+      name.find('\0') != std::string_view::npos) {
     return std::nullopt;
   }
   std::string out;
@@ -147,7 +152,9 @@ std::optional<std::string> FolderNameOfDirectory(std::string_view dir) {
 
 std::string ParentFolder(std::string_view canonical) {
   size_t slash = canonical.rfind('/');
-  return slash == std::string_view::npos ? std::string() : std::string(canonical.substr(0, slash));
+  return slash == std::string_view::npos
+             ? std::string()
+             : std::string(canonical.substr(0, slash));
 }
 
 }  // namespace tern::store

@@ -17,8 +17,8 @@ TEST(StoreFolderNameTest, Canonical) {
   EXPECT_EQ(CanonicalFolderName("a//b"), std::nullopt);
   EXPECT_EQ(CanonicalFolderName("/a"), std::nullopt);
   EXPECT_EQ(CanonicalFolderName("a/"), std::nullopt);
-  EXPECT_EQ(CanonicalFolderName("a\xff"), std::nullopt);       // not UTF-8
-  EXPECT_EQ(CanonicalFolderName("\xc0\xaf"), std::nullopt);    // overlong "/"
+  EXPECT_EQ(CanonicalFolderName("a\xff"), std::nullopt);     // not UTF-8
+  EXPECT_EQ(CanonicalFolderName("\xc0\xaf"), std::nullopt);  // overlong "/"
   EXPECT_EQ(CanonicalFolderName(std::string("a\0b", 3)), std::nullopt);
 }
 
@@ -35,8 +35,9 @@ TEST(StoreFolderNameTest, Directories) {
 }
 
 TEST(StoreFolderNameTest, RoundTrip) {
-  for (const char* name : {"Sent", "Archive/2024", "a.b", "a\\b/c.d", "..", "Ümlaut/日本",
-                           "INBOX/x", "with space", "tab\there", "a\\2eb"}) {
+  for (const char* name :
+       {"Sent", "Archive/2024", "a.b", "a\\b/c.d", "..", "Ümlaut/日本",
+        "INBOX/x", "with space", "tab\there", "a\\2eb"}) {
     auto back = FolderNameOfDirectory(FolderDirectory(name));
     ASSERT_TRUE(back) << name;
     EXPECT_EQ(*back, name);
@@ -46,18 +47,20 @@ TEST(StoreFolderNameTest, RoundTrip) {
 TEST(StoreFolderNameTest, ForeignDirectories) {
   EXPECT_EQ(FolderNameOfDirectory(".Trash"), "Trash");
   EXPECT_EQ(FolderNameOfDirectory(".a.b.c"), "a/b/c");
-  EXPECT_EQ(FolderNameOfDirectory("cur"), std::nullopt);   // not a folder
+  EXPECT_EQ(FolderNameOfDirectory("cur"), std::nullopt);  // not a folder
   EXPECT_EQ(FolderNameOfDirectory("tern-index"), std::nullopt);
   EXPECT_EQ(FolderNameOfDirectory("."), std::nullopt);
   EXPECT_EQ(FolderNameOfDirectory(".."), std::nullopt);
   EXPECT_EQ(FolderNameOfDirectory(".a..b"), std::nullopt);  // empty level
   EXPECT_EQ(FolderNameOfDirectory(".a."), std::nullopt);
-  EXPECT_EQ(FolderNameOfDirectory(".INBOX"), std::nullopt);  // INBOX is the Maildir
+  EXPECT_EQ(FolderNameOfDirectory(".INBOX"),
+            std::nullopt);  // INBOX is the Maildir
   EXPECT_EQ(FolderNameOfDirectory(".inbox"), std::nullopt);
-  EXPECT_EQ(FolderNameOfDirectory(".a\\2fb"), std::nullopt);  // "/" inside a level
+  EXPECT_EQ(FolderNameOfDirectory(".a\\2fb"),
+            std::nullopt);  // "/" inside a level
   EXPECT_EQ(FolderNameOfDirectory(".bad\xff"), std::nullopt);
-  EXPECT_EQ(FolderNameOfDirectory(".x\\zz"), "x\\zz");        // not an escape: kept
-  EXPECT_EQ(FolderNameOfDirectory(".&AOQ-"), "&AOQ-");        // modified UTF-7 as is
+  EXPECT_EQ(FolderNameOfDirectory(".x\\zz"), "x\\zz");  // not an escape: kept
+  EXPECT_EQ(FolderNameOfDirectory(".&AOQ-"), "&AOQ-");  // modified UTF-7 as is
 }
 
 TEST(StoreFolderNameTest, ParentAndInbox) {

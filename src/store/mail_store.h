@@ -48,17 +48,26 @@ Flags SystemFlagOf(std::string_view name);
 std::vector<std::string> SystemFlagNames(Flags flags);
 
 // RFC 6154 2 special-use attributes (one per folder here).
-enum class SpecialUse { kNone, kAll, kArchive, kDrafts, kFlagged, kJunk, kSent, kTrash };
+enum class SpecialUse {
+  kNone,
+  kAll,
+  kArchive,
+  kDrafts,
+  kFlagged,
+  kJunk,
+  kSent,
+  kTrash
+};
 std::string_view SpecialUseName(SpecialUse use);  // "\Sent", "" for kNone
 std::optional<SpecialUse> SpecialUseOf(std::string_view name);
 
 struct MessageMeta {
   uint32_t uid = 0;
-  uint64_t modseq = 0;                // RFC 7162 3.1.1: never 0
+  uint64_t modseq = 0;  // RFC 7162 3.1.1: never 0
   Flags flags = 0;
   std::vector<std::string> keywords;  // sorted, as first set (case kept)
-  int64_t internal_date = 0;          // seconds since the epoch (RFC 9051 2.3.3)
-  uint64_t size = 0;                  // RFC822.SIZE: octets as sent (CRLF)
+  int64_t internal_date = 0;  // seconds since the epoch (RFC 9051 2.3.3)
+  uint64_t size = 0;          // RFC822.SIZE: octets as sent (CRLF)
   bool operator==(const MessageMeta&) const = default;
 };
 
@@ -131,8 +140,9 @@ struct AppendResult {
   uint32_t uid = 0;
 };
 struct CopyResult {
-  uint32_t uidvalidity = 0;          // the target's
-  std::vector<uint32_t> source_uids;  // ascending; UIDs that no longer exist are left out
+  uint32_t uidvalidity = 0;  // the target's
+  std::vector<uint32_t>
+      source_uids;  // ascending; UIDs that no longer exist are left out
   std::vector<uint32_t> target_uids;  // same order
 };
 
@@ -145,8 +155,10 @@ class MailStore {
   virtual Result<void> CreateFolder(std::string_view name,
                                     SpecialUse use = SpecialUse::kNone) = 0;
   virtual Result<void> DeleteFolder(std::string_view name) = 0;
-  virtual Result<void> RenameFolder(std::string_view from, std::string_view to) = 0;
-  virtual Result<void> SetSubscribed(std::string_view name, bool subscribed) = 0;
+  virtual Result<void> RenameFolder(std::string_view from,
+                                    std::string_view to) = 0;
+  virtual Result<void> SetSubscribed(std::string_view name,
+                                     bool subscribed) = 0;
   virtual Result<std::vector<std::string>> Subscriptions() = 0;
   virtual Result<FolderStatus> Status(std::string_view name) = 0;
 
@@ -154,22 +166,28 @@ class MailStore {
   virtual Result<FolderSnapshot> Select(std::string_view name) = 0;
   // Picks up changes made by other programs, then returns what changed
   // after `since_modseq`.
-  virtual Result<FolderChanges> Sync(std::string_view name, uint64_t since_modseq) = 0;
+  virtual Result<FolderChanges> Sync(std::string_view name,
+                                     uint64_t since_modseq) = 0;
 
   // All the writes below are durable before they return success: an OK
   // built on them survives a crash.
-  virtual Result<StoreResult> StoreFlags(std::string_view name, const StoreRequest& req) = 0;
-  virtual Result<AppendResult> Append(std::string_view name, const AppendRequest& req) = 0;
-  virtual Result<CopyResult> Copy(std::string_view from, const std::vector<uint32_t>& uids,
+  virtual Result<StoreResult> StoreFlags(std::string_view name,
+                                         const StoreRequest& req) = 0;
+  virtual Result<AppendResult> Append(std::string_view name,
+                                      const AppendRequest& req) = 0;
+  virtual Result<CopyResult> Copy(std::string_view from,
+                                  const std::vector<uint32_t>& uids,
                                   std::string_view to) = 0;
   // RFC 6851 MOVE: copy, then expunge in the source.
-  virtual Result<CopyResult> Move(std::string_view from, const std::vector<uint32_t>& uids,
+  virtual Result<CopyResult> Move(std::string_view from,
+                                  const std::vector<uint32_t>& uids,
                                   std::string_view to) = 0;
   // RFC 9051 6.4.3 EXPUNGE (every \Deleted message) or, with `uids`, RFC
   // 4315 2.1 UID EXPUNGE (only those among them that are \Deleted).
   // Returns the expunged UIDs, ascending.
   virtual Result<std::vector<uint32_t>> Expunge(
-      std::string_view name, const std::optional<std::vector<uint32_t>>& uids) = 0;
+      std::string_view name,
+      const std::optional<std::vector<uint32_t>>& uids) = 0;
 
   // The message's octets as stored (LF line ends: store/crlf.h sends them).
   virtual Result<UniqueFd> OpenMessage(std::string_view name, uint32_t uid) = 0;

@@ -56,7 +56,9 @@ constexpr char kDeletedPrefix[] = "tern-deleted.";
 constexpr size_t kMaxSubscriptions = 1 << 20;
 constexpr int64_t kTmpMaxAge = 36 * 3600;  // Maildir: tmp/ files older are junk
 
-Error ErrorWith(std::string message, int code) { return Error{std::move(message), code}; }
+Error ErrorWith(std::string message, int code) {
+  return Error{std::move(message), code};
+}
 tl::unexpected<Error> Fail(std::string message, int code) {
   return tl::unexpected(ErrorWith(std::move(message), code));
 }
@@ -75,7 +77,8 @@ bool StorableKeyword(std::string_view k) {
 }
 
 bool HasKeyword(const std::vector<std::string>& list, std::string_view k) {
-  return std::any_of(list.begin(), list.end(), [&](const std::string& x) { return SameKeyword(x, k); });
+  return std::any_of(list.begin(), list.end(),
+                     [&](const std::string& x) { return SameKeyword(x, k); });
 }
 
 std::vector<std::string> SplitKeywords(std::string_view text) {
@@ -101,7 +104,9 @@ std::string JoinKeywords(const std::vector<std::string>& list) {
 
 void SortKeywords(std::vector<std::string>& list) {
   std::sort(list.begin(), list.end(),
-            [](const std::string& a, const std::string& b) { return ToLower(a) < ToLower(b); });
+            [](const std::string& a, const std::string& b) {
+              return ToLower(a) < ToLower(b);
+            });
 }
 
 // The Maildir info part: ":2," and letters in ASCII order. Letters Tern
@@ -184,7 +189,9 @@ struct Row {
   int64_t date = 0;
   uint64_t size = 0;
 
-  MessageMeta Meta() const { return MessageMeta{uid, modseq, flags, keywords, date, size}; }
+  MessageMeta Meta() const {
+    return MessageMeta{uid, modseq, flags, keywords, date, size};
+  }
 };
 
 struct Folder {
@@ -195,7 +202,9 @@ struct Folder {
   uint32_t uidnext = 1;
   uint64_t highest = 1;
   SpecialUse use = SpecialUse::kNone;
-  FolderState State() const { return FolderState{uidvalidity, uidnext, highest}; }
+  FolderState State() const {
+    return FolderState{uidvalidity, uidnext, highest};
+  }
 };
 
 }  // namespace
@@ -209,15 +218,26 @@ Flags FlagsOfFileName(std::string_view file_name, bool* forwarded) {
   Flags f = 0;
   for (char c : info.substr(2)) {
     switch (c) {
-      case 'D': f |= kDraft; break;
-      case 'F': f |= kFlagged; break;
-      case 'R': f |= kAnswered; break;
-      case 'S': f |= kSeen; break;
-      case 'T': f |= kDeleted; break;
+      case 'D':
+        f |= kDraft;
+        break;
+      case 'F':
+        f |= kFlagged;
+        break;
+      case 'R':
+        f |= kAnswered;
+        break;
+      case 'S':
+        f |= kSeen;
+        break;
+      case 'T':
+        f |= kDeleted;
+        break;
       case 'P':
         if (forwarded) *forwarded = true;
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return f;
@@ -276,7 +296,8 @@ struct MaildirStore::Impl {
 
   Result<void> Step(sqlite3_stmt* st) {
     int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Err(sqlite::DbError(db.get(), "index"));
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      return Err(sqlite::DbError(db.get(), "index"));
     return {};
   }
 
@@ -289,17 +310,20 @@ struct MaildirStore::Impl {
   }
 
   Result<uint32_t> NextUidValidity() {
-    auto st = Prepare(db.get(), "SELECT last_uidvalidity FROM account WHERE id = 1");
+    auto st =
+        Prepare(db.get(), "SELECT last_uidvalidity FROM account WHERE id = 1");
     if (!st) return tl::unexpected(st.error());
     int64_t last = 0;
-    if (sqlite3_step(st->get()) == SQLITE_ROW) last = sqlite3_column_int64(st->get(), 0);
+    if (sqlite3_step(st->get()) == SQLITE_ROW)
+      last = sqlite3_column_int64(st->get(), 0);
     // RFC 9051 2.3.1.1: a folder created again under an old name gets a
     // greater UIDVALIDITY, so clients discard what they cached. The clock
     // is only a starting point; the counter guarantees the increase.
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     int64_t next = std::max(now, last + 1);
     if (next > UINT32_MAX) return Err("UIDVALIDITY space exhausted");
-    auto up = Prepare(db.get(), "UPDATE account SET last_uidvalidity = ? WHERE id = 1");
+    auto up = Prepare(db.get(),
+                      "UPDATE account SET last_uidvalidity = ? WHERE id = 1");
     if (!up) return tl::unexpected(up.error());
     sqlite3_bind_int64(up->get(), 1, next);
     if (auto r = Step(up->get()); !r) return tl::unexpected(r.error());
@@ -308,7 +332,8 @@ struct MaildirStore::Impl {
 
   Result<std::optional<Folder>> LoadFolder(const std::string& name) {
     auto st = Prepare(db.get(),
-                      "SELECT id, uidvalidity, uidnext, highestmodseq, special_use FROM folders "
+                      "SELECT id, uidvalidity, uidnext, highestmodseq, "
+                      "special_use FROM folders "
                       "WHERE name = ?");
     if (!st) return tl::unexpected(st.error());
     BindText(st->get(), 1, name);
@@ -327,9 +352,10 @@ struct MaildirStore::Impl {
   Result<void> InsertFolder(const std::string& name, SpecialUse use) {
     auto validity = NextUidValidity();
     if (!validity) return tl::unexpected(validity.error());
-    auto st = Prepare(db.get(),
-                      "INSERT INTO folders (name, uidvalidity, uidnext, highestmodseq, "
-                      "special_use) VALUES (?, ?, 1, 1, ?)");
+    auto st = Prepare(
+        db.get(),
+        "INSERT INTO folders (name, uidvalidity, uidnext, highestmodseq, "
+        "special_use) VALUES (?, ?, 1, 1, ?)");
     if (!st) return tl::unexpected(st.error());
     BindText(st->get(), 1, name);
     sqlite3_bind_int64(st->get(), 2, *validity);
@@ -338,8 +364,9 @@ struct MaildirStore::Impl {
   }
 
   Result<void> SaveFolder(const Folder& f) {
-    auto st = Prepare(db.get(),
-                      "UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?");
+    auto st = Prepare(
+        db.get(),
+        "UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?");
     if (!st) return tl::unexpected(st.error());
     sqlite3_bind_int64(st->get(), 1, f.uidnext);
     sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(f.highest));
@@ -363,22 +390,24 @@ struct MaildirStore::Impl {
       "uid, uniq, file, flags, keywords, modseq, internaldate, size";
 
   Result<std::vector<Row>> Rows(const Folder& f, uint64_t above_modseq = 0) {
-    std::string sql = std::string("SELECT ") + kRowColumns +
-                      " FROM messages WHERE folder = ? AND modseq > ? ORDER BY uid";
+    std::string sql =
+        std::string("SELECT ") + kRowColumns +
+        " FROM messages WHERE folder = ? AND modseq > ? ORDER BY uid";
     auto st = Prepare(db.get(), sql.c_str());
     if (!st) return tl::unexpected(st.error());
     sqlite3_bind_int64(st->get(), 1, f.id);
     sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(above_modseq));
     std::vector<Row> out;
     int rc;
-    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) out.push_back(ReadRow(st->get()));
+    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
+      out.push_back(ReadRow(st->get()));
     if (rc != SQLITE_DONE) return Err(sqlite::DbError(db.get(), "index"));
     return out;
   }
 
   Result<std::optional<Row>> RowByUid(const Folder& f, uint32_t uid) {
-    std::string sql =
-        std::string("SELECT ") + kRowColumns + " FROM messages WHERE folder = ? AND uid = ?";
+    std::string sql = std::string("SELECT ") + kRowColumns +
+                      " FROM messages WHERE folder = ? AND uid = ?";
     auto st = Prepare(db.get(), sql.c_str());
     if (!st) return tl::unexpected(st.error());
     sqlite3_bind_int64(st->get(), 1, f.id);
@@ -389,7 +418,8 @@ struct MaildirStore::Impl {
 
   Result<void> InsertRow(const Folder& f, const Row& r) {
     auto st = Prepare(db.get(),
-                      "INSERT INTO messages (folder, uid, uniq, file, flags, keywords, modseq, "
+                      "INSERT INTO messages (folder, uid, uniq, file, flags, "
+                      "keywords, modseq, "
                       "internaldate, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st) return tl::unexpected(st.error());
     sqlite3_bind_int64(st->get(), 1, f.id);
@@ -405,9 +435,10 @@ struct MaildirStore::Impl {
   }
 
   Result<void> UpdateRow(const Folder& f, const Row& r) {
-    auto st = Prepare(db.get(),
-                      "UPDATE messages SET file = ?, flags = ?, keywords = ?, modseq = ? "
-                      "WHERE folder = ? AND uid = ?");
+    auto st = Prepare(
+        db.get(),
+        "UPDATE messages SET file = ?, flags = ?, keywords = ?, modseq = ? "
+        "WHERE folder = ? AND uid = ?");
     if (!st) return tl::unexpected(st.error());
     BindText(st->get(), 1, r.file);
     sqlite3_bind_int(st->get(), 2, r.flags);
@@ -421,13 +452,15 @@ struct MaildirStore::Impl {
   // The row goes; the UID is remembered with the MODSEQ of its removal
   // (RFC 7162 3.2.10: VANISHED (EARLIER) answers from it).
   Result<void> RemoveRow(const Folder& f, uint32_t uid, uint64_t modseq) {
-    auto del = Prepare(db.get(), "DELETE FROM messages WHERE folder = ? AND uid = ?");
+    auto del =
+        Prepare(db.get(), "DELETE FROM messages WHERE folder = ? AND uid = ?");
     if (!del) return tl::unexpected(del.error());
     sqlite3_bind_int64(del->get(), 1, f.id);
     sqlite3_bind_int64(del->get(), 2, uid);
     if (auto r = Step(del->get()); !r) return r;
     auto ins = Prepare(db.get(),
-                       "INSERT OR REPLACE INTO expunged (folder, uid, modseq) VALUES (?, ?, ?)");
+                       "INSERT OR REPLACE INTO expunged (folder, uid, modseq) "
+                       "VALUES (?, ?, ?)");
     if (!ins) return tl::unexpected(ins.error());
     sqlite3_bind_int64(ins->get(), 1, f.id);
     sqlite3_bind_int64(ins->get(), 2, uid);
@@ -481,13 +514,15 @@ struct MaildirStore::Impl {
   Result<void> SyncMessageDirs(int dir, bool with_new) {
     for (const char* sub : {"cur", "new"}) {
       if (!with_new && sub[0] == 'n') continue;
-      if (int e = SyncDirAt(dir, sub); e != 0) return io::ErrnoErr(std::string("sync ") + sub, e);
+      if (int e = SyncDirAt(dir, sub); e != 0)
+        return io::ErrnoErr(std::string("sync ") + sub, e);
     }
     return {};
   }
 
   Result<void> EnsureMaildirDirs(int parent, const std::string& dir) {
-    if (!dir.empty() && ::mkdirat(parent, dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    if (!dir.empty() && ::mkdirat(parent, dir.c_str(), 0700) != 0 &&
+        errno != EEXIST) {
       return io::ErrnoErr("mkdir " + dir, errno);
     }
     for (const char* sub : {"tmp", "new", "cur"}) {
@@ -499,15 +534,18 @@ struct MaildirStore::Impl {
     if (!dir.empty()) {
       // Maildir++ (Courier, Dovecot) marks a folder with an empty file.
       std::string marker = dir + "/maildirfolder";
-      UniqueFd m(::openat(parent, marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+      UniqueFd m(::openat(parent, marker.c_str(),
+                          O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
       if (!m) return io::ErrnoErr("create " + marker, errno);
       if (::fsync(m.get()) != 0) return io::ErrnoErr("sync " + marker, errno);
-      if (int e = SyncDirAt(parent, dir); e != 0) return io::ErrnoErr("sync " + dir, e);
+      if (int e = SyncDirAt(parent, dir); e != 0)
+        return io::ErrnoErr("sync " + dir, e);
     }
     if (int e = SyncDirAt(parent, dir.empty() ? "." : dir); e != 0) {
       return io::ErrnoErr("sync " + dir, e);
     }
-    if (int e = ::fsync(parent); e != 0) return io::ErrnoErr("sync Maildir", errno);
+    if (int e = ::fsync(parent); e != 0)
+      return io::ErrnoErr("sync Maildir", errno);
     return {};
   }
 
@@ -515,12 +553,15 @@ struct MaildirStore::Impl {
     // time.M<usec>P<pid>Q<n>.host, the Maildir convention; the sequence
     // number makes names from one process distinct (common/unique_name.h).
     auto now = std::chrono::system_clock::now().time_since_epoch();
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now).count();
     std::string host;
-    for (char c : options.hostname) host += (c == '/' || c == ':' || c == '.') ? '_' : c;
+    for (char c : options.hostname)
+      host += (c == '/' || c == ':' || c == '.') ? '_' : c;
     if (host.empty()) host = "localhost";
-    return std::to_string(us / 1000000) + ".M" + std::to_string(us % 1000000) + "P" +
-           std::to_string(::getpid()) + "Q" + std::to_string(NextUniqueNumber()) + "I." + host;
+    return std::to_string(us / 1000000) + ".M" + std::to_string(us % 1000000) +
+           "P" + std::to_string(::getpid()) + "Q" +
+           std::to_string(NextUniqueNumber()) + "I." + host;
   }
 
   // --- folders -------------------------------------------------------------
@@ -556,7 +597,8 @@ struct MaildirStore::Impl {
     auto st = Prepare(db.get(), "SELECT name FROM folders");
     if (!st) return tl::unexpected(st.error());
     std::set<std::string> known;
-    while (sqlite3_step(st->get()) == SQLITE_ROW) known.insert(ColumnText(st->get(), 0));
+    while (sqlite3_step(st->get()) == SQLITE_ROW)
+      known.insert(ColumnText(st->get(), 0));
     st->reset();
     for (const auto& name : known) {
       if (name == "INBOX" || dirs->count(name)) continue;
@@ -592,7 +634,8 @@ struct MaildirStore::Impl {
     auto f = LoadFolder(*name);
     if (!f) return tl::unexpected(f.error());
     std::string dir = FolderDirectory(*name);
-    bool exists = DirExists(dir) && FolderNameOfDirectory(dir).value_or("") == *name;
+    bool exists =
+        DirExists(dir) && FolderNameOfDirectory(dir).value_or("") == *name;
     if (*name == "INBOX") exists = true;
     if (*f && !exists) {
       if (auto r = DropFolderRows(*name); !r) return tl::unexpected(r.error());
@@ -600,10 +643,18 @@ struct MaildirStore::Impl {
     }
     if (!*f) {
       if (!exists) return Fail("no such mailbox: " + *name, ENOENT);
-      if (auto r = InsertFolder(*name, SpecialUse::kNone); !r) return tl::unexpected(r.error());
+      if (auto r = InsertFolder(*name, SpecialUse::kNone); !r)
+        return tl::unexpected(r.error());
       f = LoadFolder(*name);
       if (!f) return tl::unexpected(f.error());
       if (!*f) return Err("index: folder row vanished");
+    }
+    // A bare directory another program made (".Foo" without cur/): make
+    // it a Maildir so the folder can be used.
+    if (!dir.empty() && !DirExists(dir + "/cur")) {
+      if (auto r = EnsureMaildirDirs(root.get(), dir); !r) {
+        return tl::unexpected(r.error());
+      }
     }
     return std::move(**f);
   }
@@ -655,17 +706,21 @@ struct MaildirStore::Impl {
     for (const auto& [uniq, file] : *files) {
       auto it = by_uniq.find(uniq);
       if (it == by_uniq.end()) {
-        UniqueFd fd(::openat(dir->get(), file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        UniqueFd fd(::openat(dir->get(), file.c_str(),
+                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd) {
-          if (errno == ENOENT) continue;  // gone meanwhile; or renamed: next time
+          if (errno == ENOENT)
+            continue;  // gone meanwhile; or renamed: next time
           return io::ErrnoErr("open " + Sub(f.dir, file), errno);
         }
         struct stat st;
-        if (::fstat(fd.get(), &st) != 0) return io::ErrnoErr("stat " + file, errno);
+        if (::fstat(fd.get(), &st) != 0)
+          return io::ErrnoErr("stat " + file, errno);
         auto size = CrlfSizeOfFd(fd.get());
         if (!size) return tl::unexpected(size.error());
         fresh.push_back({uniq, file,
-                         static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                         static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                             st.st_mtim.tv_nsec,
                          static_cast<int64_t>(st.st_mtim.tv_sec), *size});
         continue;
       }
@@ -682,8 +737,9 @@ struct MaildirStore::Impl {
         updated.flags = name_flags;
         if (forwarded && !had_forwarded) updated.keywords.push_back(kForwarded);
         if (!forwarded && had_forwarded) {
-          std::erase_if(updated.keywords,
-                        [](const std::string& k) { return SameKeyword(k, kForwarded); });
+          std::erase_if(updated.keywords, [](const std::string& k) {
+            return SameKeyword(k, kForwarded);
+          });
         }
         SortKeywords(updated.keywords);
         updated.modseq = modseq;
@@ -695,10 +751,12 @@ struct MaildirStore::Impl {
     // New messages get UIDs in arrival order: the file's mtime (delivery
     // and APPEND set it; Maildir names do not sort by time).
     std::sort(fresh.begin(), fresh.end(), [](const Fresh& a, const Fresh& b) {
-      return a.mtime_ns != b.mtime_ns ? a.mtime_ns < b.mtime_ns : a.uniq < b.uniq;
+      return a.mtime_ns != b.mtime_ns ? a.mtime_ns < b.mtime_ns
+                                      : a.uniq < b.uniq;
     });
     for (const Fresh& n : fresh) {
-      if (f.uidnext == UINT32_MAX) return Err("UID space of " + f.name + " exhausted");
+      if (f.uidnext == UINT32_MAX)
+        return Err("UID space of " + f.name + " exhausted");
       Row r;
       r.uid = f.uidnext++;
       r.uniq = n.uniq;
@@ -729,7 +787,8 @@ struct MaildirStore::Impl {
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (auto& n : *names) {
       struct stat st;
-      if (::fstatat(fd->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+      if (::fstatat(fd->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISREG(st.st_mode) &&
           now - static_cast<int64_t>(st.st_atim.tv_sec) > kTmpMaxAge &&
           now - static_cast<int64_t>(st.st_mtim.tv_sec) > kTmpMaxAge) {
         ::unlinkat(fd->get(), n.c_str(), 0);
@@ -748,7 +807,8 @@ struct MaildirStore::Impl {
 
   Result<std::set<std::string>> LoadSubscriptions() {
     int err = 0;
-    auto text = io::ReadSmallFileAt(root.get(), kSubscriptionsFile, kMaxSubscriptions, &err);
+    auto text = io::ReadSmallFileAt(root.get(), kSubscriptionsFile,
+                                    kMaxSubscriptions, &err);
     std::set<std::string> out;
     if (!text) {
       if (err == ENOENT) return out;
@@ -766,7 +826,8 @@ struct MaildirStore::Impl {
 
   // --- moving messages between folders ---------------------------------------
 
-  Result<CopyResult> Transfer(std::string_view from_name, const std::vector<uint32_t>& uids,
+  Result<CopyResult> Transfer(std::string_view from_name,
+                              const std::vector<uint32_t>& uids,
                               std::string_view to_name, bool move) {
     auto txn = Write();
     if (!txn) return tl::unexpected(txn.error());
@@ -791,31 +852,40 @@ struct MaildirStore::Impl {
     for (uint32_t uid : sorted) {
       auto row = RowByUid(*from, uid);
       if (!row) return tl::unexpected(row.error());
-      if (!*row) continue;  // RFC 9051 6.4.7: UIDs that do not exist are ignored
+      if (!*row)
+        continue;  // RFC 9051 6.4.7: UIDs that do not exist are ignored
       Row r = std::move(**row);
       std::string target_uniq = NewUniqueName();
       std::string target_file =
           "cur/" + target_uniq + ":2," +
-          InfoLetters(r.flags, HasKeyword(r.keywords, kForwarded), OtherLetters(r.file));
+          InfoLetters(r.flags, HasKeyword(r.keywords, kForwarded),
+                      OtherLetters(r.file));
       auto place = [&](const std::string& src) {
-        return move ? ::renameat(from_dir->get(), src.c_str(), to_dir->get(), target_file.c_str())
-                    : ::linkat(from_dir->get(), src.c_str(), to_dir->get(), target_file.c_str(), 0);
+        return move ? ::renameat(from_dir->get(), src.c_str(), to_dir->get(),
+                                 target_file.c_str())
+                    : ::linkat(from_dir->get(), src.c_str(), to_dir->get(),
+                               target_file.c_str(), 0);
       };
       int rc = place(r.file);
       if (rc != 0 && errno == ENOENT) {
         std::string now = Relocate(from_dir->get(), r.uniq);
-        if (now.empty()) continue;  // deleted by another program: Reconcile will tell
+        if (now.empty())
+          continue;  // deleted by another program: Reconcile will tell
         r.file = now;
         rc = place(r.file);
       }
-      if (rc != 0 && !move && (errno == EXDEV || errno == EPERM || errno == EMLINK)) {
-        auto copied = CopyFile(from_dir->get(), r.file, to_dir->get(), target_uniq, target_file);
+      if (rc != 0 && !move &&
+          (errno == EXDEV || errno == EPERM || errno == EMLINK)) {
+        auto copied = CopyFile(from_dir->get(), r.file, to_dir->get(),
+                               target_uniq, target_file);
         if (!copied) return tl::unexpected(copied.error());
         rc = 0;
       }
-      if (rc != 0) return io::ErrnoErr("place " + Sub(from->dir, r.file), errno);
+      if (rc != 0)
+        return io::ErrnoErr("place " + Sub(from->dir, r.file), errno);
       if (r.file.compare(0, 4, "new/") == 0) from_new_touched = true;
-      if (to->uidnext == UINT32_MAX) return Err("UID space of " + to->name + " exhausted");
+      if (to->uidnext == UINT32_MAX)
+        return Err("UID space of " + to->name + " exhausted");
       Row t = r;
       t.uid = to->uidnext++;
       t.uniq = target_uniq;
@@ -823,13 +893,15 @@ struct MaildirStore::Impl {
       t.modseq = to_modseq;
       if (auto x = InsertRow(*to, t); !x) return tl::unexpected(x.error());
       if (move) {
-        if (auto x = RemoveRow(*from, r.uid, from_modseq); !x) return tl::unexpected(x.error());
+        if (auto x = RemoveRow(*from, r.uid, from_modseq); !x)
+          return tl::unexpected(x.error());
       }
       result.source_uids.push_back(r.uid);
       result.target_uids.push_back(t.uid);
     }
     if (result.source_uids.empty()) return result;
-    if (auto x = SyncMessageDirs(to_dir->get(), false); !x) return tl::unexpected(x.error());
+    if (auto x = SyncMessageDirs(to_dir->get(), false); !x)
+      return tl::unexpected(x.error());
     if (move) {
       if (auto x = SyncMessageDirs(from_dir->get(), from_new_touched); !x) {
         return tl::unexpected(x.error());
@@ -852,12 +924,14 @@ struct MaildirStore::Impl {
   // A copy when a hard link cannot be made: tmp/, fsync, rename.
   Result<void> CopyFile(int from_dir, const std::string& src, int to_dir,
                         const std::string& uniq, const std::string& target) {
-    UniqueFd in(::openat(from_dir, src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    UniqueFd in(
+        ::openat(from_dir, src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!in) return io::ErrnoErr("open " + src, errno);
     struct stat st;
     if (::fstat(in.get(), &st) != 0) return io::ErrnoErr("stat " + src, errno);
     std::string tmp = "tmp/" + uniq;
-    UniqueFd out(::openat(to_dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    UniqueFd out(::openat(to_dir, tmp.c_str(),
+                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) return io::ErrnoErr("create " + tmp, errno);
     std::string buf(64 * 1024, '\0');
     for (;;) {
@@ -865,12 +939,14 @@ struct MaildirStore::Impl {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return io::ErrnoErr("read " + src, errno);
       if (n == 0) break;
-      if (int e = io::WriteAll(out.get(), buf.data(), static_cast<size_t>(n)); e != 0) {
+      if (int e = io::WriteAll(out.get(), buf.data(), static_cast<size_t>(n));
+          e != 0) {
         ::unlinkat(to_dir, tmp.c_str(), 0);
         return io::ErrnoErr("write " + tmp, e);
       }
     }
-    struct timespec times[2] = {st.st_atim, st.st_mtim};  // keeps the internal date
+    struct timespec times[2] = {st.st_atim,
+                                st.st_mtim};  // keeps the internal date
     ::futimens(out.get(), times);
     if (::fsync(out.get()) != 0) return io::ErrnoErr("sync " + tmp, errno);
     if (::renameat(to_dir, tmp.c_str(), to_dir, target.c_str()) != 0) {
@@ -880,19 +956,22 @@ struct MaildirStore::Impl {
   }
 };
 
-MaildirStore::MaildirStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MaildirStore::MaildirStore(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 MaildirStore::~MaildirStore() = default;
 
-Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(const std::string& maildir,
-                                                         MaildirStoreOptions options) {
+Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
+    const std::string& maildir, MaildirStoreOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->path = maildir;
   impl->options = std::move(options);
-  if (auto made = io::MkdirAll(maildir, 0700); !made) return tl::unexpected(made.error());
+  if (auto made = io::MkdirAll(maildir, 0700); !made)
+    return tl::unexpected(made.error());
   auto root = io::OpenDir(maildir);
   if (!root) return tl::unexpected(root.error());
   impl->root = std::move(*root);
-  if (auto r = impl->EnsureMaildirDirs(impl->root.get(), ""); !r) return tl::unexpected(r.error());
+  if (auto r = impl->EnsureMaildirDirs(impl->root.get(), ""); !r)
+    return tl::unexpected(r.error());
 
   // Private like the mail, before SQLite creates it with the umask.
   std::string db_path = maildir + "/" + kImapIndexFile;
@@ -900,20 +979,24 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(const std::string& mail
   if (fd < 0) return io::ErrnoErr("open " + db_path, errno);
   ::close(fd);
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(db_path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      db_path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
   impl->db.reset(raw);
   if (rc != SQLITE_OK) {
-    return Err(db_path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+    return Err(db_path + ": " +
+               (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
   }
   sqlite3* db = impl->db.get();
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
   // WAL: readers do not block the writer; synchronous=FULL: a COMMIT has
   // reached the disk (fsync of the WAL) when it returns, so an OK sent
   // after it survives a crash or a power cut.
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
-    if (auto ok = Exec(db, pragma); !ok) return Err(db_path + ": " + ok.error().message);
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
+    if (auto ok = Exec(db, pragma); !ok)
+      return Err(db_path + ": " + ok.error().message);
   }
   {
     auto txn = Transaction::Begin(db, true);
@@ -929,37 +1012,38 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(const std::string& mail
                  std::to_string(current) + ")");
     }
     if (current < 1) {
-      auto ok = Exec(db,
-                     "CREATE TABLE account ("
-                     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
-                     "  last_uidvalidity INTEGER NOT NULL);"
-                     "INSERT INTO account VALUES (1, 0);"
-                     "CREATE TABLE folders ("
-                     "  id INTEGER PRIMARY KEY,"
-                     "  name TEXT NOT NULL UNIQUE,"
-                     "  uidvalidity INTEGER NOT NULL,"
-                     "  uidnext INTEGER NOT NULL,"
-                     "  highestmodseq INTEGER NOT NULL,"
-                     "  special_use INTEGER NOT NULL DEFAULT 0);"
-                     "CREATE TABLE messages ("
-                     "  folder INTEGER NOT NULL,"
-                     "  uid INTEGER NOT NULL,"
-                     "  uniq TEXT NOT NULL,"
-                     "  file TEXT NOT NULL,"
-                     "  flags INTEGER NOT NULL,"
-                     "  keywords TEXT NOT NULL,"
-                     "  modseq INTEGER NOT NULL,"
-                     "  internaldate INTEGER NOT NULL,"
-                     "  size INTEGER NOT NULL,"
-                     "  PRIMARY KEY (folder, uid),"
-                     "  UNIQUE (folder, uniq)) WITHOUT ROWID;"
-                     "CREATE INDEX messages_modseq ON messages (folder, modseq);"
-                     "CREATE TABLE expunged ("
-                     "  folder INTEGER NOT NULL,"
-                     "  uid INTEGER NOT NULL,"
-                     "  modseq INTEGER NOT NULL,"
-                     "  PRIMARY KEY (folder, uid)) WITHOUT ROWID;"
-                     "PRAGMA user_version = 1;");
+      auto ok =
+          Exec(db,
+               "CREATE TABLE account ("
+               "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+               "  last_uidvalidity INTEGER NOT NULL);"
+               "INSERT INTO account VALUES (1, 0);"
+               "CREATE TABLE folders ("
+               "  id INTEGER PRIMARY KEY,"
+               "  name TEXT NOT NULL UNIQUE,"
+               "  uidvalidity INTEGER NOT NULL,"
+               "  uidnext INTEGER NOT NULL,"
+               "  highestmodseq INTEGER NOT NULL,"
+               "  special_use INTEGER NOT NULL DEFAULT 0);"
+               "CREATE TABLE messages ("
+               "  folder INTEGER NOT NULL,"
+               "  uid INTEGER NOT NULL,"
+               "  uniq TEXT NOT NULL,"
+               "  file TEXT NOT NULL,"
+               "  flags INTEGER NOT NULL,"
+               "  keywords TEXT NOT NULL,"
+               "  modseq INTEGER NOT NULL,"
+               "  internaldate INTEGER NOT NULL,"
+               "  size INTEGER NOT NULL,"
+               "  PRIMARY KEY (folder, uid),"
+               "  UNIQUE (folder, uniq)) WITHOUT ROWID;"
+               "CREATE INDEX messages_modseq ON messages (folder, modseq);"
+               "CREATE TABLE expunged ("
+               "  folder INTEGER NOT NULL,"
+               "  uid INTEGER NOT NULL,"
+               "  modseq INTEGER NOT NULL,"
+               "  PRIMARY KEY (folder, uid)) WITHOUT ROWID;"
+               "PRAGMA user_version = 1;");
       if (!ok) return Err(db_path + ": " + ok.error().message);
     }
     auto inbox = impl->LoadFolder("INBOX");
@@ -969,7 +1053,8 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(const std::string& mail
         return tl::unexpected(r.error());
       }
     }
-    if (auto r = txn->Commit(); !r) return Err(db_path + ": " + r.error().message);
+    if (auto r = txn->Commit(); !r)
+      return Err(db_path + ": " + r.error().message);
   }
 
   // Left-overs of a DeleteFolder that crashed after hiding the directory.
@@ -992,11 +1077,13 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(const std::string& mail
                              std::pair{SpecialUse::kDrafts, "Drafts"},
                              std::pair{SpecialUse::kTrash, "Trash"},
                              std::pair{SpecialUse::kJunk, "Junk"}}) {
-      bool have = std::any_of(folders->begin(), folders->end(),
-                              [use = use](const FolderInfo& f) { return f.special_use == use; });
+      bool have = std::any_of(
+          folders->begin(), folders->end(),
+          [use = use](const FolderInfo& f) { return f.special_use == use; });
       if (have) continue;
-      auto existing = std::find_if(folders->begin(), folders->end(),
-                                   [name = name](const FolderInfo& f) { return f.name == name; });
+      auto existing = std::find_if(
+          folders->begin(), folders->end(),
+          [name = name](const FolderInfo& f) { return f.name == name; });
       if (existing != folders->end()) {
         // A folder of that name made by another program: give it the use.
         auto txn = store->impl_->Write();
@@ -1006,11 +1093,14 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(const std::string& mail
         if (!st) return tl::unexpected(st.error());
         sqlite3_bind_int(st->get(), 1, static_cast<int>(use));
         BindText(st->get(), 2, name);
-        if (auto r = store->impl_->Step(st->get()); !r) return tl::unexpected(r.error());
-        if (auto r = store->impl_->Commit(*txn); !r) return tl::unexpected(r.error());
+        if (auto r = store->impl_->Step(st->get()); !r)
+          return tl::unexpected(r.error());
+        if (auto r = store->impl_->Commit(*txn); !r)
+          return tl::unexpected(r.error());
         continue;
       }
-      if (auto r = store->CreateFolder(name, use); !r) return tl::unexpected(r.error());
+      if (auto r = store->CreateFolder(name, use); !r)
+        return tl::unexpected(r.error());
     }
   }
   return store;
@@ -1020,13 +1110,15 @@ Result<std::vector<FolderInfo>> MaildirStore::ListFolders() {
   auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   if (auto r = impl_->ReconcileFolders(); !r) return tl::unexpected(r.error());
-  auto st = Prepare(impl_->db.get(), "SELECT name, special_use FROM folders ORDER BY name");
+  auto st = Prepare(impl_->db.get(),
+                    "SELECT name, special_use FROM folders ORDER BY name");
   if (!st) return tl::unexpected(st.error());
   std::vector<FolderInfo> out;
   while (sqlite3_step(st->get()) == SQLITE_ROW) {
     FolderInfo info;
     info.name = ColumnText(st->get(), 0);
-    info.special_use = static_cast<SpecialUse>(sqlite3_column_int(st->get(), 1));
+    info.special_use =
+        static_cast<SpecialUse>(sqlite3_column_int(st->get(), 1));
     out.push_back(std::move(info));
   }
   st->reset();
@@ -1043,7 +1135,8 @@ Result<std::vector<FolderInfo>> MaildirStore::ListFolders() {
   return out;
 }
 
-Result<void> MaildirStore::CreateFolder(std::string_view raw_name, SpecialUse use) {
+Result<void> MaildirStore::CreateFolder(std::string_view raw_name,
+                                        SpecialUse use) {
   auto name = CanonicalFolderName(raw_name);
   if (!name) return Fail("invalid mailbox name", EINVAL);
   if (*name == "INBOX") return Fail("INBOX exists", EEXIST);
@@ -1056,7 +1149,8 @@ Result<void> MaildirStore::CreateFolder(std::string_view raw_name, SpecialUse us
   // RFC 9051 6.3.4: superior names are created as needed ("a/b/c" makes
   // "a" and "a/b"), each a real Maildir++ folder.
   std::vector<std::string> chain;
-  for (std::string p = ParentFolder(*name); !p.empty(); p = ParentFolder(p)) chain.push_back(p);
+  for (std::string p = ParentFolder(*name); !p.empty(); p = ParentFolder(p))
+    chain.push_back(p);
   std::reverse(chain.begin(), chain.end());
   chain.push_back(*name);
   for (const std::string& level : chain) {
@@ -1066,10 +1160,14 @@ Result<void> MaildirStore::CreateFolder(std::string_view raw_name, SpecialUse us
     if (*have) continue;
     // The directory first: a crash before the commit leaves a directory
     // without a row, which the next listing adopts.
-    if (auto r = impl_->EnsureMaildirDirs(impl_->root.get(), FolderDirectory(level)); !r) {
+    if (auto r =
+            impl_->EnsureMaildirDirs(impl_->root.get(), FolderDirectory(level));
+        !r) {
       return r;
     }
-    if (auto r = impl_->InsertFolder(level, level == *name ? use : SpecialUse::kNone); !r) {
+    if (auto r = impl_->InsertFolder(level,
+                                     level == *name ? use : SpecialUse::kNone);
+        !r) {
       return r;
     }
   }
@@ -1091,21 +1189,25 @@ Result<void> MaildirStore::DeleteFolder(std::string_view raw_name) {
   // inferiors, so those must go first (RFC 9051 7.1 HASCHILDREN).
   // substr() and length() both count characters, so UTF-8 names compare
   // right.
-  auto st = Prepare(impl_->db.get(),
-                    "SELECT 1 FROM folders WHERE substr(name, 1, length(?1)) = ?1");
+  auto st =
+      Prepare(impl_->db.get(),
+              "SELECT 1 FROM folders WHERE substr(name, 1, length(?1)) = ?1");
   if (!st) return tl::unexpected(st.error());
   BindText(st->get(), 1, *name + "/");
-  if (sqlite3_step(st->get()) == SQLITE_ROW) return Fail("mailbox has children: " + *name, ENOTEMPTY);
+  if (sqlite3_step(st->get()) == SQLITE_ROW)
+    return Fail("mailbox has children: " + *name, ENOTEMPTY);
   st->reset();
   // Hide the directory in one rename (atomic for every reader), forget the
   // folder, then remove the files. A crash after the rename leaves a
   // "tern-deleted.*" directory that Open() removes.
   std::string dir = FolderDirectory(*name);
   std::string hidden = std::string(kDeletedPrefix) + impl_->NewUniqueName();
-  if (::renameat(impl_->root.get(), dir.c_str(), impl_->root.get(), hidden.c_str()) != 0) {
+  if (::renameat(impl_->root.get(), dir.c_str(), impl_->root.get(),
+                 hidden.c_str()) != 0) {
     return io::ErrnoErr("rename " + dir, errno);
   }
-  if (::fsync(impl_->root.get()) != 0) return io::ErrnoErr("sync Maildir", errno);
+  if (::fsync(impl_->root.get()) != 0)
+    return io::ErrnoErr("sync Maildir", errno);
   if (auto r = impl_->DropFolderRows(*name); !r) return r;
   if (auto r = impl_->Commit(*txn); !r) return r;
   std::error_code ec;
@@ -1113,12 +1215,14 @@ Result<void> MaildirStore::DeleteFolder(std::string_view raw_name) {
   return {};
 }
 
-Result<void> MaildirStore::RenameFolder(std::string_view raw_from, std::string_view raw_to) {
+Result<void> MaildirStore::RenameFolder(std::string_view raw_from,
+                                        std::string_view raw_to) {
   auto from = CanonicalFolderName(raw_from);
   auto to = CanonicalFolderName(raw_to);
   if (!from || !to) return Fail("invalid mailbox name", EINVAL);
   if (*to == "INBOX") return Fail("INBOX exists", EEXIST);
-  if (to->rfind(*from + "/", 0) == 0) return Fail("cannot rename a mailbox into itself", EINVAL);
+  if (to->rfind(*from + "/", 0) == 0)
+    return Fail("cannot rename a mailbox into itself", EINVAL);
   if (*from == "INBOX") {
     // RFC 9051 6.3.6: renaming INBOX moves its messages to the new name
     // and leaves INBOX empty; its inferiors stay.
@@ -1150,33 +1254,43 @@ Result<void> MaildirStore::RenameFolder(std::string_view raw_from, std::string_v
   BindText(st->get(), 1, *from);
   BindText(st->get(), 2, *from + "/");
   std::vector<std::string> names;
-  while (sqlite3_step(st->get()) == SQLITE_ROW) names.push_back(ColumnText(st->get(), 0));
+  while (sqlite3_step(st->get()) == SQLITE_ROW)
+    names.push_back(ColumnText(st->get(), 0));
   st->reset();
   // Superior names of the target, as CREATE makes them.
-  for (std::string p = ParentFolder(*to); !p.empty() && p != "INBOX"; p = ParentFolder(p)) {
+  for (std::string p = ParentFolder(*to); !p.empty() && p != "INBOX";
+       p = ParentFolder(p)) {
     auto have = impl_->LoadFolder(p);
     if (!have) return tl::unexpected(have.error());
     if (*have || p == *from) continue;
-    if (auto r = impl_->EnsureMaildirDirs(impl_->root.get(), FolderDirectory(p)); !r) return r;
+    if (auto r =
+            impl_->EnsureMaildirDirs(impl_->root.get(), FolderDirectory(p));
+        !r)
+      return r;
     if (auto r = impl_->InsertFolder(p, SpecialUse::kNone); !r) return r;
   }
   for (const std::string& old_name : names) {
     std::string new_name = *to + old_name.substr(from->size());
-    std::string old_dir = FolderDirectory(old_name), new_dir = FolderDirectory(new_name);
-    if (::renameat(impl_->root.get(), old_dir.c_str(), impl_->root.get(), new_dir.c_str()) != 0) {
+    std::string old_dir = FolderDirectory(old_name),
+                new_dir = FolderDirectory(new_name);
+    if (::renameat(impl_->root.get(), old_dir.c_str(), impl_->root.get(),
+                   new_dir.c_str()) != 0) {
       return io::ErrnoErr("rename " + old_dir, errno);
     }
-    auto up = Prepare(impl_->db.get(), "UPDATE folders SET name = ? WHERE name = ?");
+    auto up =
+        Prepare(impl_->db.get(), "UPDATE folders SET name = ? WHERE name = ?");
     if (!up) return tl::unexpected(up.error());
     BindText(up->get(), 1, new_name);
     BindText(up->get(), 2, old_name);
     if (auto r = impl_->Step(up->get()); !r) return r;
   }
-  if (::fsync(impl_->root.get()) != 0) return io::ErrnoErr("sync Maildir", errno);
+  if (::fsync(impl_->root.get()) != 0)
+    return io::ErrnoErr("sync Maildir", errno);
   return impl_->Commit(*txn);
 }
 
-Result<void> MaildirStore::SetSubscribed(std::string_view raw_name, bool subscribed) {
+Result<void> MaildirStore::SetSubscribed(std::string_view raw_name,
+                                         bool subscribed) {
   auto name = CanonicalFolderName(raw_name);
   if (!name) return Fail("invalid mailbox name", EINVAL);
   // Serialised with the other writers through the index's write lock.
@@ -1184,12 +1298,17 @@ Result<void> MaildirStore::SetSubscribed(std::string_view raw_name, bool subscri
   if (!txn) return tl::unexpected(txn.error());
   auto subs = impl_->LoadSubscriptions();
   if (!subs) return tl::unexpected(subs.error());
-  bool changed = subscribed ? subs->insert(*name).second : subs->erase(*name) > 0;
+  bool changed =
+      subscribed ? subs->insert(*name).second : subs->erase(*name) > 0;
   if (!changed) return {};
   std::string text;
   for (auto& s : *subs) text += s + "\n";
-  if (auto r = io::AtomicWriteAt(impl_->root.get(), kSubscriptionsFile, text, true); !r) return r;
-  if (::fsync(impl_->root.get()) != 0) return io::ErrnoErr("sync Maildir", errno);
+  if (auto r =
+          io::AtomicWriteAt(impl_->root.get(), kSubscriptionsFile, text, true);
+      !r)
+    return r;
+  if (::fsync(impl_->root.get()) != 0)
+    return io::ErrnoErr("sync Maildir", errno);
   return {};
 }
 
@@ -1204,10 +1323,11 @@ Result<FolderStatus> MaildirStore::Status(std::string_view name) {
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->Reconciled(name);
   if (!f) return tl::unexpected(f.error());
-  auto st = Prepare(impl_->db.get(),
-                    "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), "
-                    "coalesce(sum((flags & 8) != 0), 0), coalesce(sum(size), 0) "
-                    "FROM messages WHERE folder = ?");
+  auto st =
+      Prepare(impl_->db.get(),
+              "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), "
+              "coalesce(sum((flags & 8) != 0), 0), coalesce(sum(size), 0) "
+              "FROM messages WHERE folder = ?");
   if (!st) return tl::unexpected(st.error());
   sqlite3_bind_int64(st->get(), 1, f->id);
   FolderStatus status;
@@ -1238,21 +1358,24 @@ Result<FolderSnapshot> MaildirStore::Select(std::string_view name) {
   return snap;
 }
 
-Result<FolderChanges> MaildirStore::Sync(std::string_view name, uint64_t since_modseq) {
+Result<FolderChanges> MaildirStore::Sync(std::string_view name,
+                                         uint64_t since_modseq) {
   auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->Reconciled(name);
   if (!f) return tl::unexpected(f.error());
   auto rows = impl_->Rows(*f, since_modseq);
   if (!rows) return tl::unexpected(rows.error());
-  auto st = Prepare(impl_->db.get(),
-                    "SELECT uid FROM expunged WHERE folder = ? AND modseq > ? ORDER BY uid");
+  auto st = Prepare(
+      impl_->db.get(),
+      "SELECT uid FROM expunged WHERE folder = ? AND modseq > ? ORDER BY uid");
   if (!st) return tl::unexpected(st.error());
   sqlite3_bind_int64(st->get(), 1, f->id);
   sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(since_modseq));
   FolderChanges changes;
   while (sqlite3_step(st->get()) == SQLITE_ROW) {
-    changes.expunged.push_back(static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0)));
+    changes.expunged.push_back(
+        static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0)));
   }
   st->reset();
   if (auto r = impl_->Commit(*txn); !r) return tl::unexpected(r.error());
@@ -1261,7 +1384,8 @@ Result<FolderChanges> MaildirStore::Sync(std::string_view name, uint64_t since_m
   return changes;
 }
 
-Result<StoreResult> MaildirStore::StoreFlags(std::string_view name, const StoreRequest& req) {
+Result<StoreResult> MaildirStore::StoreFlags(std::string_view name,
+                                             const StoreRequest& req) {
   auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->FolderFor(name);
@@ -1292,19 +1416,23 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name, const StoreR
           want.flags = req.flags;
           want.keywords.clear();
           for (auto& k : req.keywords) {
-            if (StorableKeyword(k) && !HasKeyword(want.keywords, k)) want.keywords.push_back(k);
+            if (StorableKeyword(k) && !HasKeyword(want.keywords, k))
+              want.keywords.push_back(k);
           }
           break;
         case StoreMode::kAdd:
           want.flags |= req.flags;
           for (auto& k : req.keywords) {
-            if (StorableKeyword(k) && !HasKeyword(want.keywords, k)) want.keywords.push_back(k);
+            if (StorableKeyword(k) && !HasKeyword(want.keywords, k))
+              want.keywords.push_back(k);
           }
           break;
         case StoreMode::kRemove:
           want.flags &= static_cast<Flags>(~req.flags);
           for (auto& k : req.keywords) {
-            std::erase_if(want.keywords, [&](const std::string& x) { return SameKeyword(x, k); });
+            std::erase_if(want.keywords, [&](const std::string& x) {
+              return SameKeyword(x, k);
+            });
           }
           break;
       }
@@ -1316,8 +1444,10 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name, const StoreR
       if (want.flags != r.flags || fwd != had_fwd) {
         // The name first (the Maildir holds system flags), the index at
         // the commit below: see the top of this file.
-        std::string target = "cur/" + r.uniq + ":2," + InfoLetters(want.flags, fwd, OtherLetters(r.file));
-        if (::renameat(dir->get(), r.file.c_str(), dir->get(), target.c_str()) != 0) {
+        std::string target = "cur/" + r.uniq + ":2," +
+                             InfoLetters(want.flags, fwd, OtherLetters(r.file));
+        if (::renameat(dir->get(), r.file.c_str(), dir->get(),
+                       target.c_str()) != 0) {
           if (errno != ENOENT || attempt > 0) {
             return io::ErrnoErr("rename " + Sub(f->dir, r.file), errno);
           }
@@ -1330,7 +1460,9 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name, const StoreR
           r.flags = FlagsOfFileName(now, &now_fwd);
           if (now_fwd && !had_fwd) r.keywords.push_back(kForwarded);
           if (!now_fwd && had_fwd) {
-            std::erase_if(r.keywords, [](const std::string& x) { return SameKeyword(x, kForwarded); });
+            std::erase_if(r.keywords, [](const std::string& x) {
+              return SameKeyword(x, kForwarded);
+            });
           }
           SortKeywords(r.keywords);
           continue;
@@ -1340,13 +1472,15 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name, const StoreR
         want.file = target;
       }
       want.modseq = modseq;
-      if (auto x = impl_->UpdateRow(*f, want); !x) return tl::unexpected(x.error());
+      if (auto x = impl_->UpdateRow(*f, want); !x)
+        return tl::unexpected(x.error());
       result.updated.push_back(want.Meta());
       break;
     }
   }
   if (renamed) {
-    if (auto x = impl_->SyncMessageDirs(dir->get(), left_new); !x) return tl::unexpected(x.error());
+    if (auto x = impl_->SyncMessageDirs(dir->get(), left_new); !x)
+      return tl::unexpected(x.error());
   }
   if (!result.updated.empty()) {
     f->highest = modseq;
@@ -1357,7 +1491,8 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name, const StoreR
   return result;
 }
 
-Result<AppendResult> MaildirStore::Append(std::string_view name, const AppendRequest& req) {
+Result<AppendResult> MaildirStore::Append(std::string_view name,
+                                          const AppendRequest& req) {
   auto canonical = CanonicalFolderName(name);
   if (!canonical) return Fail("invalid mailbox name", EINVAL);
   // Write and sync the file in tmp/ before taking the index lock: the slow
@@ -1367,15 +1502,24 @@ Result<AppendResult> MaildirStore::Append(std::string_view name, const AppendReq
   where.dir = FolderDirectory(*canonical);
   auto dir = impl_->OpenFolderDir(where);
   if (!dir) {
-    if (dir.error().code == ENOENT) return Fail("no such mailbox: " + *canonical, ENOENT);
+    if (dir.error().code == ENOENT)
+      return Fail("no such mailbox: " + *canonical, ENOENT);
     return tl::unexpected(dir.error());
+  }
+  if (!where.dir.empty() && !impl_->DirExists(where.dir + "/tmp")) {
+    // A bare directory another program made (see FolderFor()).
+    if (auto r = impl_->EnsureMaildirDirs(impl_->root.get(), where.dir); !r) {
+      return tl::unexpected(r.error());
+    }
   }
   std::string data = ToLf(req.message);
   std::string uniq = impl_->NewUniqueName();
   std::string tmp = "tmp/" + uniq;
-  int64_t date = req.internal_date.value_or(static_cast<int64_t>(std::time(nullptr)));
+  int64_t date =
+      req.internal_date.value_or(static_cast<int64_t>(std::time(nullptr)));
   {
-    UniqueFd out(::openat(dir->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    UniqueFd out(::openat(dir->get(), tmp.c_str(),
+                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) return io::ErrnoErr("create " + Sub(where.dir, tmp), errno);
     if (int e = io::WriteAll(out.get(), data.data(), data.size()); e != 0) {
       ::unlinkat(dir->get(), tmp.c_str(), 0);
@@ -1392,7 +1536,8 @@ Result<AppendResult> MaildirStore::Append(std::string_view name, const AppendReq
     }
   }
   auto txn = impl_->Write();
-  auto f = txn ? impl_->FolderFor(*canonical) : Result<Folder>(tl::unexpected(txn.error()));
+  auto f = txn ? impl_->FolderFor(*canonical)
+               : Result<Folder>(tl::unexpected(txn.error()));
   if (!f) {
     ::unlinkat(dir->get(), tmp.c_str(), 0);
     return tl::unexpected(f.error());
@@ -1406,14 +1551,17 @@ Result<AppendResult> MaildirStore::Append(std::string_view name, const AppendReq
     if (StorableKeyword(k) && !HasKeyword(keywords, k)) keywords.push_back(k);
   }
   SortKeywords(keywords);
-  std::string file = "cur/" + uniq + ":2," + InfoLetters(flags, HasKeyword(keywords, kForwarded), "");
+  std::string file = "cur/" + uniq + ":2," +
+                     InfoLetters(flags, HasKeyword(keywords, kForwarded), "");
   if (::renameat(dir->get(), tmp.c_str(), dir->get(), file.c_str()) != 0) {
     int e = errno;
     ::unlinkat(dir->get(), tmp.c_str(), 0);
     return io::ErrnoErr("rename " + Sub(f->dir, tmp), e);
   }
-  if (auto x = impl_->SyncMessageDirs(dir->get(), false); !x) return tl::unexpected(x.error());
-  if (f->uidnext == UINT32_MAX) return Err("UID space of " + f->name + " exhausted");
+  if (auto x = impl_->SyncMessageDirs(dir->get(), false); !x)
+    return tl::unexpected(x.error());
+  if (f->uidnext == UINT32_MAX)
+    return Err("UID space of " + f->name + " exhausted");
   Row r;
   r.uid = f->uidnext++;
   r.uniq = uniq;
@@ -1430,12 +1578,14 @@ Result<AppendResult> MaildirStore::Append(std::string_view name, const AppendReq
   return AppendResult{f->uidvalidity, r.uid};
 }
 
-Result<CopyResult> MaildirStore::Copy(std::string_view from, const std::vector<uint32_t>& uids,
+Result<CopyResult> MaildirStore::Copy(std::string_view from,
+                                      const std::vector<uint32_t>& uids,
                                       std::string_view to) {
   return impl_->Transfer(from, uids, to, false);
 }
 
-Result<CopyResult> MaildirStore::Move(std::string_view from, const std::vector<uint32_t>& uids,
+Result<CopyResult> MaildirStore::Move(std::string_view from,
+                                      const std::vector<uint32_t>& uids,
                                       std::string_view to) {
   return impl_->Transfer(from, uids, to, true);
 }
@@ -1463,14 +1613,17 @@ Result<std::vector<uint32_t>> MaildirStore::Expunge(
     // Unlink first, forget at the commit: a crash in between leaves a row
     // without a file, which Reconcile() expunges.
     if (::unlinkat(dir->get(), r.file.c_str(), 0) != 0) {
-      if (errno != ENOENT) return io::ErrnoErr("unlink " + Sub(f->dir, r.file), errno);
+      if (errno != ENOENT)
+        return io::ErrnoErr("unlink " + Sub(f->dir, r.file), errno);
       std::string now = impl_->Relocate(dir->get(), r.uniq);
-      if (!now.empty() && ::unlinkat(dir->get(), now.c_str(), 0) != 0 && errno != ENOENT) {
+      if (!now.empty() && ::unlinkat(dir->get(), now.c_str(), 0) != 0 &&
+          errno != ENOENT) {
         return io::ErrnoErr("unlink " + Sub(f->dir, now), errno);
       }
     }
     if (r.file.compare(0, 4, "new/") == 0) touched_new = true;
-    if (auto x = impl_->RemoveRow(*f, r.uid, modseq); !x) return tl::unexpected(x.error());
+    if (auto x = impl_->RemoveRow(*f, r.uid, modseq); !x)
+      return tl::unexpected(x.error());
     gone.push_back(r.uid);
   }
   if (!gone.empty()) {
@@ -1484,7 +1637,8 @@ Result<std::vector<uint32_t>> MaildirStore::Expunge(
   return gone;
 }
 
-Result<std::string> MaildirStore::MessagePath(std::string_view name, uint32_t uid) {
+Result<std::string> MaildirStore::MessagePath(std::string_view name,
+                                              uint32_t uid) {
   auto txn = Transaction::Begin(impl_->db.get(), false);
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
@@ -1496,7 +1650,8 @@ Result<std::string> MaildirStore::MessagePath(std::string_view name, uint32_t ui
   return Sub((*f)->dir, (*row)->file);
 }
 
-Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name, uint32_t uid) {
+Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name,
+                                           uint32_t uid) {
   std::string file, uniq, folder_dir;
   {
     auto txn = Transaction::Begin(impl_->db.get(), false);
@@ -1515,10 +1670,13 @@ Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name, uint32_t uid) 
   probe.dir = folder_dir;
   auto dir = impl_->OpenFolderDir(probe);
   if (!dir) return tl::unexpected(dir.error());
-  UniqueFd fd(::openat(dir->get(), file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(
+      ::openat(dir->get(), file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd && errno == ENOENT) {
     std::string now = impl_->Relocate(dir->get(), uniq);
-    if (!now.empty()) fd.Reset(::openat(dir->get(), now.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!now.empty())
+      fd.Reset(
+          ::openat(dir->get(), now.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   }
   if (!fd) return io::ErrnoErr("open " + Sub(folder_dir, file), errno);
   return fd;

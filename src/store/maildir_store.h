@@ -36,27 +36,34 @@ struct MaildirStoreOptions {
 class MaildirStore final : public MailStore {
  public:
   // Opens (creating when missing) the Maildir at `maildir` and its index.
-  static Result<std::unique_ptr<MaildirStore>> Open(const std::string& maildir,
-                                                    MaildirStoreOptions options = {});
+  static Result<std::unique_ptr<MaildirStore>> Open(
+      const std::string& maildir, MaildirStoreOptions options = {});
   ~MaildirStore() override;
 
   Result<std::vector<FolderInfo>> ListFolders() override;
   Result<void> CreateFolder(std::string_view name, SpecialUse use) override;
   Result<void> DeleteFolder(std::string_view name) override;
-  Result<void> RenameFolder(std::string_view from, std::string_view to) override;
+  Result<void> RenameFolder(std::string_view from,
+                            std::string_view to) override;
   Result<void> SetSubscribed(std::string_view name, bool subscribed) override;
   Result<std::vector<std::string>> Subscriptions() override;
   Result<FolderStatus> Status(std::string_view name) override;
   Result<FolderSnapshot> Select(std::string_view name) override;
-  Result<FolderChanges> Sync(std::string_view name, uint64_t since_modseq) override;
-  Result<StoreResult> StoreFlags(std::string_view name, const StoreRequest& req) override;
-  Result<AppendResult> Append(std::string_view name, const AppendRequest& req) override;
-  Result<CopyResult> Copy(std::string_view from, const std::vector<uint32_t>& uids,
+  Result<FolderChanges> Sync(std::string_view name,
+                             uint64_t since_modseq) override;
+  Result<StoreResult> StoreFlags(std::string_view name,
+                                 const StoreRequest& req) override;
+  Result<AppendResult> Append(std::string_view name,
+                              const AppendRequest& req) override;
+  Result<CopyResult> Copy(std::string_view from,
+                          const std::vector<uint32_t>& uids,
                           std::string_view to) override;
-  Result<CopyResult> Move(std::string_view from, const std::vector<uint32_t>& uids,
+  Result<CopyResult> Move(std::string_view from,
+                          const std::vector<uint32_t>& uids,
                           std::string_view to) override;
   Result<std::vector<uint32_t>> Expunge(
-      std::string_view name, const std::optional<std::vector<uint32_t>>& uids) override;
+      std::string_view name,
+      const std::optional<std::vector<uint32_t>>& uids) override;
   Result<UniqueFd> OpenMessage(std::string_view name, uint32_t uid) override;
 
   // Where message `uid` of folder `name` is, relative to the account's

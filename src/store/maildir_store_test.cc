@@ -46,25 +46,29 @@ class StoreImapTest : public ::testing::Test {
     EXPECT_TRUE(s) << s.error().message;
     return s ? std::move(*s) : nullptr;
   }
-  void Put(const std::string& rel, const std::string& content, int age_seconds = 0) {
+  void Put(const std::string& rel, const std::string& content,
+           int age_seconds = 0) {
     std::ofstream(path + "/" + rel, std::ios::binary) << content;
     if (age_seconds != 0) {
-      fs::last_write_time(path + "/" + rel,
-                          fs::file_time_type::clock::now() - std::chrono::seconds(age_seconds));
+      fs::last_write_time(
+          path + "/" + rel,
+          fs::file_time_type::clock::now() - std::chrono::seconds(age_seconds));
     }
   }
   // File names in a folder's cur/ or new/.
   std::vector<std::string> Files(const std::string& sub) {
     std::vector<std::string> out;
     if (!fs::exists(path + "/" + sub)) return out;
-    for (auto& e : fs::directory_iterator(path + "/" + sub)) out.push_back(e.path().filename());
+    for (auto& e : fs::directory_iterator(path + "/" + sub))
+      out.push_back(e.path().filename());
     std::sort(out.begin(), out.end());
     return out;
   }
   std::string ReadAll(int fd) {
     std::string out, buf(4096, '\0');
     ssize_t n;
-    while ((n = ::read(fd, buf.data(), buf.size())) > 0) out.append(buf.data(), n);
+    while ((n = ::read(fd, buf.data(), buf.size())) > 0)
+      out.append(buf.data(), n);
     return out;
   }
   static std::vector<uint32_t> Uids(const std::vector<MessageMeta>& ms) {
@@ -72,8 +76,9 @@ class StoreImapTest : public ::testing::Test {
     for (auto& m : ms) out.push_back(m.uid);
     return out;
   }
-  AppendResult Append(MaildirStore& s, const std::string& folder, const std::string& text,
-                      Flags flags = 0, std::vector<std::string> keywords = {},
+  AppendResult Append(MaildirStore& s, const std::string& folder,
+                      const std::string& text, Flags flags = 0,
+                      std::vector<std::string> keywords = {},
                       std::optional<int64_t> date = std::nullopt) {
     AppendRequest req;
     req.message = text;
@@ -84,8 +89,9 @@ class StoreImapTest : public ::testing::Test {
     EXPECT_TRUE(r) << r.error().message;
     return r ? *r : AppendResult{};
   }
-  StoreResult Store(MaildirStore& s, const std::string& folder, std::vector<uint32_t> uids,
-                    StoreMode mode, Flags flags, std::vector<std::string> keywords = {},
+  StoreResult Store(MaildirStore& s, const std::string& folder,
+                    std::vector<uint32_t> uids, StoreMode mode, Flags flags,
+                    std::vector<std::string> keywords = {},
                     std::optional<uint64_t> unchanged_since = std::nullopt) {
     StoreRequest req;
     req.uids = std::move(uids);
@@ -128,7 +134,8 @@ TEST(StoreFlagNamesTest, FileNameFlags) {
   EXPECT_EQ(FlagsOfFileName("1.a.h:2,abS"), kSeen);
   EXPECT_EQ(SystemFlagOf("\\SEEN"), kSeen);
   EXPECT_EQ(SystemFlagOf("$Forwarded"), 0);
-  EXPECT_EQ(SystemFlagNames(kSeen | kDraft), (std::vector<std::string>{"\\Seen", "\\Draft"}));
+  EXPECT_EQ(SystemFlagNames(kSeen | kDraft),
+            (std::vector<std::string>{"\\Seen", "\\Draft"}));
   EXPECT_EQ(SpecialUseOf("\\trash"), SpecialUse::kTrash);
   EXPECT_EQ(SpecialUseName(SpecialUse::kJunk), "\\Junk");
 }
@@ -254,7 +261,8 @@ TEST_F(StoreImapTest, FlagsInFileNamesAndIndexAgree) {
   auto s = Open();
   Put("new/1.a.h", "a\n");
   Select(*s, "INBOX");
-  auto r = Store(*s, "INBOX", {1}, StoreMode::kAdd, kSeen | kFlagged, {"Work", "$Forwarded"});
+  auto r = Store(*s, "INBOX", {1}, StoreMode::kAdd, kSeen | kFlagged,
+                 {"Work", "$Forwarded"});
   ASSERT_EQ(r.updated.size(), 1u);
   EXPECT_EQ(Files("new"), std::vector<std::string>{});
   EXPECT_EQ(Files("cur"), std::vector<std::string>{"1.a.h:2,FPS"});
@@ -262,7 +270,8 @@ TEST_F(StoreImapTest, FlagsInFileNamesAndIndexAgree) {
   ASSERT_TRUE(p);
   EXPECT_EQ(*p, "cur/1.a.h:2,FPS");
   EXPECT_EQ(r.updated[0].flags, kSeen | kFlagged);
-  EXPECT_EQ(r.updated[0].keywords, (std::vector<std::string>{"$Forwarded", "Work"}));
+  EXPECT_EQ(r.updated[0].keywords,
+            (std::vector<std::string>{"$Forwarded", "Work"}));
 
   // Keywords only live in the index: no rename, but a new MODSEQ.
   auto k = Store(*s, "INBOX", {1}, StoreMode::kAdd, 0, {"Later"});
@@ -273,7 +282,8 @@ TEST_F(StoreImapTest, FlagsInFileNamesAndIndexAgree) {
   // Replace; letters Tern does not know (Dovecot keyword letters) stay.
   fs::rename(path + "/cur/1.a.h:2,FPS", path + "/cur/1.a.h:2,FPSab");
   Select(*s, "INBOX");
-  Store(*s, "INBOX", {1}, StoreMode::kReplace, kAnswered | kDeleted | kDraft, {});
+  Store(*s, "INBOX", {1}, StoreMode::kReplace, kAnswered | kDeleted | kDraft,
+        {});
   EXPECT_EQ(Files("cur"), std::vector<std::string>{"1.a.h:2,DRTab"});
   auto snap = Select(*s, "INBOX");
   ASSERT_EQ(snap.messages.size(), 1u);
@@ -289,7 +299,8 @@ TEST_F(StoreImapTest, FlagsInFileNamesAndIndexAgree) {
   auto again = Select(*s2, "INBOX");
   ASSERT_EQ(again.messages.size(), 1u);
   EXPECT_EQ(again.messages[0].flags, kAnswered);
-  EXPECT_EQ(again.state.highest_modseq, s2->Status("INBOX")->state.highest_modseq);
+  EXPECT_EQ(again.state.highest_modseq,
+            s2->Status("INBOX")->state.highest_modseq);
 }
 
 TEST_F(StoreImapTest, StoreFindsFileRenamedByAnotherProgram) {
@@ -331,7 +342,8 @@ TEST_F(StoreImapTest, UnchangedSince) {
   EXPECT_TRUE(r3.updated.empty());
   EXPECT_EQ(r3.highest_modseq, r.highest_modseq);
   // UNCHANGEDSINCE 0 fails everything (RFC 7162 3.1.3: MODSEQ is never 0).
-  auto r4 = Store(*s, "INBOX", {a.uid, b.uid}, StoreMode::kAdd, kDeleted, {}, 0);
+  auto r4 =
+      Store(*s, "INBOX", {a.uid, b.uid}, StoreMode::kAdd, kDeleted, {}, 0);
   EXPECT_EQ(r4.failed.size(), 2u);
   // UIDs that do not exist are ignored.
   auto r5 = Store(*s, "INBOX", {999}, StoreMode::kAdd, kDeleted);
@@ -340,8 +352,8 @@ TEST_F(StoreImapTest, UnchangedSince) {
 
 TEST_F(StoreImapTest, AppendWritesMaildirAndIndex) {
   auto s = Open();
-  auto a = Append(*s, "Sent", "Subject: x\r\n\r\nbody\r\n", kSeen | kAnswered, {"$label1"},
-                  int64_t{1700000000});
+  auto a = Append(*s, "Sent", "Subject: x\r\n\r\nbody\r\n", kSeen | kAnswered,
+                  {"$label1"}, int64_t{1700000000});
   EXPECT_EQ(a.uid, 1u);
   auto status = s->Status("Sent");
   ASSERT_TRUE(status);
@@ -356,7 +368,8 @@ TEST_F(StoreImapTest, AppendWritesMaildirAndIndex) {
   EXPECT_EQ(ss.str(), "Subject: x\n\nbody\n");  // LF on disk, like delivery
   auto mtime = fs::last_write_time(path + "/.Sent/cur/" + files[0]);
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(
-      std::chrono::file_clock::to_sys(mtime).time_since_epoch()).count();
+                  std::chrono::file_clock::to_sys(mtime).time_since_epoch())
+                  .count();
   EXPECT_EQ(secs, 1700000000);
   auto snap = Select(*s, "Sent");
   ASSERT_EQ(snap.messages.size(), 1u);
@@ -434,7 +447,8 @@ TEST_F(StoreImapTest, MoveExpungesInSource) {
 
 TEST_F(StoreImapTest, ExpungeAndUidExpunge) {
   auto s = Open();
-  for (int i = 0; i < 4; ++i) Append(*s, "INBOX", "m" + std::to_string(i) + "\r\n");
+  for (int i = 0; i < 4; ++i)
+    Append(*s, "INBOX", "m" + std::to_string(i) + "\r\n");
   Store(*s, "INBOX", {1, 2, 4}, StoreMode::kAdd, kDeleted);
   // RFC 4315 2.1: only the given UIDs, and only if \Deleted.
   auto some = s->Expunge("INBOX", std::vector<uint32_t>{2, 3});
@@ -484,7 +498,8 @@ TEST_F(StoreImapTest, CreateRenameDeleteFolders) {
   EXPECT_TRUE(folders["Projects"].has_children);
   EXPECT_FALSE(folders["Projects/Tern/2026"].has_children);
   EXPECT_TRUE(fs::is_directory(path + "/.Projects.Tern.2026/cur"));
-  EXPECT_EQ(s->CreateFolder("Projects", SpecialUse::kNone).error().code, EEXIST);
+  EXPECT_EQ(s->CreateFolder("Projects", SpecialUse::kNone).error().code,
+            EEXIST);
   EXPECT_EQ(s->CreateFolder("inbox", SpecialUse::kNone).error().code, EEXIST);
   EXPECT_EQ(s->CreateFolder("a//b", SpecialUse::kNone).error().code, EINVAL);
   ASSERT_TRUE(s->CreateFolder("Archive", SpecialUse::kArchive));
@@ -503,7 +518,8 @@ TEST_F(StoreImapTest, CreateRenameDeleteFolders) {
   auto moved = s->Status("Old/Projects/Tern");
   ASSERT_TRUE(moved);
   EXPECT_EQ(moved->state.uidvalidity, validity);
-  EXPECT_EQ(Uids(Select(*s, "Old/Projects/Tern").messages), (std::vector<uint32_t>{a.uid}));
+  EXPECT_EQ(Uids(Select(*s, "Old/Projects/Tern").messages),
+            (std::vector<uint32_t>{a.uid}));
   EXPECT_EQ(s->RenameFolder("Nope", "X").error().code, ENOENT);
   EXPECT_EQ(s->RenameFolder("Old", "Sent").error().code, EEXIST);
   EXPECT_EQ(s->RenameFolder("Old", "Old/Sub").error().code, EINVAL);
@@ -565,7 +581,8 @@ TEST_F(StoreImapTest, NonAsciiAndEscapedNames) {
 TEST_F(StoreImapTest, FoldersMadeOrRemovedByOtherPrograms) {
   auto s = Open();
   // mutt creates a Maildir++ folder and files a message there.
-  for (const char* sub : {"cur", "new", "tmp"}) fs::create_directories(path + "/.Lists.tern/" + sub);
+  for (const char* sub : {"cur", "new", "tmp"})
+    fs::create_directories(path + "/.Lists.tern/" + sub);
   Put(".Lists.tern/cur/5.z.h:2,S", "list mail\n");
   auto folders = List(*s);
   EXPECT_TRUE(folders.count("Lists/tern"));
@@ -578,8 +595,14 @@ TEST_F(StoreImapTest, FoldersMadeOrRemovedByOtherPrograms) {
   auto gone = s->Select("Lists/tern");
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().code, ENOENT);
+  // A bare directory becomes a usable folder.
+  fs::create_directories(path + "/.Bare");
+  EXPECT_TRUE(List(*s).count("Bare"));
+  EXPECT_EQ(Append(*s, "Bare", "x\r\n").uid, 1u);
+  EXPECT_TRUE(fs::is_directory(path + "/.Bare/new"));
   // Made again by hand: a new UIDVALIDITY, since the old UIDs are lost.
-  for (const char* sub : {"cur", "new", "tmp"}) fs::create_directories(path + "/.Lists.tern/" + sub);
+  for (const char* sub : {"cur", "new", "tmp"})
+    fs::create_directories(path + "/.Lists.tern/" + sub);
   auto again = Select(*s, "Lists/tern");
   EXPECT_GT(again.state.uidvalidity, snap.state.uidvalidity);
 }
@@ -588,7 +611,8 @@ TEST_F(StoreImapTest, Subscriptions) {
   auto s = Open();
   ASSERT_TRUE(s->SetSubscribed("Sent", true));
   ASSERT_TRUE(s->SetSubscribed("inbox", true));
-  ASSERT_TRUE(s->SetSubscribed("Gone/Later", true));  // RFC 9051 6.3.7: need not exist
+  ASSERT_TRUE(
+      s->SetSubscribed("Gone/Later", true));  // RFC 9051 6.3.7: need not exist
   ASSERT_TRUE(s->SetSubscribed("Sent", true));
   auto subs = s->Subscriptions();
   ASSERT_TRUE(subs);
@@ -626,15 +650,17 @@ TEST_F(StoreImapTest, CrashAfterAppendLinkBeforeCommit) {
   // sync cur/, then the commit. Killed before the commit: the file is in
   // cur/ with no row.
   Put("cur/1700000000.M1P1Q1I.host:2,FS", "crashed\n");
-  fs::last_write_time(path + "/cur/1700000000.M1P1Q1I.host:2,FS",
-                      std::chrono::file_clock::from_sys(std::chrono::sys_seconds(
-                          std::chrono::seconds(1700000000))));
+  fs::last_write_time(
+      path + "/cur/1700000000.M1P1Q1I.host:2,FS",
+      std::chrono::file_clock::from_sys(
+          std::chrono::sys_seconds(std::chrono::seconds(1700000000))));
   // and a half-written file in tmp/ of an even earlier attempt, left long ago.
   Put("tmp/1600000000.M1P1Q0I.host", "partial", 0);
   auto old = fs::file_time_type::clock::now() - std::chrono::hours(48);
   fs::last_write_time(path + "/tmp/1600000000.M1P1Q0I.host", old);
   struct timespec times[2] = {{1600000000, 0}, {1600000000, 0}};
-  ::utimensat(AT_FDCWD, (path + "/tmp/1600000000.M1P1Q0I.host").c_str(), times, 0);
+  ::utimensat(AT_FDCWD, (path + "/tmp/1600000000.M1P1Q0I.host").c_str(), times,
+              0);
   s.reset();
   auto s2 = Open();
   auto snap = Select(*s2, "INBOX");
@@ -655,7 +681,8 @@ TEST_F(StoreImapTest, CrashAfterStoreRenameBeforeCommit) {
   // either outcome is allowed; this one keeps both readers in agreement).
   auto files = Files("cur");
   ASSERT_EQ(files.size(), 1u);
-  fs::rename(path + "/cur/" + files[0], path + "/cur/" + std::string(UniqueOf(files[0])) + ":2,ST");
+  fs::rename(path + "/cur/" + files[0],
+             path + "/cur/" + std::string(UniqueOf(files[0])) + ":2,ST");
   s.reset();
   auto s2 = Open();
   auto ch = s2->Sync("INBOX", before);
@@ -679,8 +706,10 @@ TEST_F(StoreImapTest, CrashAfterExpungeUnlinkBeforeCommit) {
   auto ch = s2->Sync("INBOX", before);
   ASSERT_TRUE(ch);
   EXPECT_EQ(ch->expunged, (std::vector<uint32_t>{b.uid}));
-  EXPECT_EQ(Uids(Select(*s2, "INBOX").messages), (std::vector<uint32_t>{a.uid}));
-  EXPECT_EQ(Append(*s2, "INBOX", "c\r\n").uid, b.uid + 1);  // b's UID is not reused
+  EXPECT_EQ(Uids(Select(*s2, "INBOX").messages),
+            (std::vector<uint32_t>{a.uid}));
+  EXPECT_EQ(Append(*s2, "INBOX", "c\r\n").uid,
+            b.uid + 1);  // b's UID is not reused
 }
 
 TEST_F(StoreImapTest, CrashDuringMove) {
@@ -723,7 +752,8 @@ TEST_F(StoreImapTest, CrashDuringCreateFolder) {
   auto s = Open();
   s.reset();
   // The directory is made before the row is committed.
-  for (const char* sub : {"cur", "new", "tmp"}) fs::create_directories(path + "/.Half/" + sub);
+  for (const char* sub : {"cur", "new", "tmp"})
+    fs::create_directories(path + "/.Half/" + sub);
   auto s2 = Open();
   EXPECT_TRUE(List(*s2).count("Half"));
   EXPECT_EQ(s2->CreateFolder("Half", SpecialUse::kNone).error().code, EEXIST);
@@ -745,13 +775,15 @@ TEST_F(StoreImapTest, KillNineKeepsAcknowledgedWork) {
       auto s = MaildirStore::Open(path);
       if (!s) ::_exit(2);
       for (int i = 0;; ++i) {
-        std::string body = "round " + std::to_string(round) + " msg " + std::to_string(i) + "\r\n";
+        std::string body = "round " + std::to_string(round) + " msg " +
+                           std::to_string(i) + "\r\n";
         AppendRequest req;
         req.message = body;
         auto a = (*s)->Append("INBOX", req);
         if (!a) ::_exit(3);
-        std::string line = "A " + std::to_string(a->uid) + " " + std::to_string(round) + " " +
-                           std::to_string(i) + "\n";
+        std::string line = "A " + std::to_string(a->uid) + " " +
+                           std::to_string(round) + " " + std::to_string(i) +
+                           "\n";
         if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(4);
         StoreRequest st;
         st.uids = {a->uid};
@@ -761,6 +793,23 @@ TEST_F(StoreImapTest, KillNineKeepsAcknowledgedWork) {
         if (!r) ::_exit(5);
         line = "F " + std::to_string(a->uid) + "\n";
         if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(4);
+        if (i % 3 == 1) {
+          // Every third message is deleted and expunged again.
+          st.flags = kDeleted;
+          if (!(*s)->StoreFlags("INBOX", st)) ::_exit(5);
+          auto e = (*s)->Expunge("INBOX", std::vector<uint32_t>{a->uid});
+          if (!e || e->size() != 1) ::_exit(6);
+          line = "E " + std::to_string(a->uid) + "\n";
+          if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(4);
+        } else if (i % 3 == 2) {
+          // and every other third is moved to Trash.
+          auto m = (*s)->Move("INBOX", {a->uid}, "Trash");
+          if (!m || m->target_uids.size() != 1) ::_exit(7);
+          line = "M " + std::to_string(a->uid) + " " +
+                 std::to_string(m->target_uids[0]) + " " +
+                 std::to_string(round) + " " + std::to_string(i) + "\n";
+          if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(4);
+        }
       }
     }
     ::close(fds[1]);
@@ -779,33 +828,91 @@ TEST_F(StoreImapTest, KillNineKeepsAcknowledgedWork) {
     ::waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child ended on its own: " << status;
     ssize_t n;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0)
+      got.append(buf, static_cast<size_t>(n));
     ::close(fds[0]);
 
     auto s = Open();
     auto snap = Select(*s, "INBOX");
-    std::map<uint32_t, MessageMeta> by_uid;
-    for (auto& m : snap.messages) by_uid[m.uid] = m;
-    std::istringstream lines(got);
-    std::string kind;
-    size_t checked = 0;
-    while (lines >> kind) {
+    // What the child was told, per message of this round.
+    struct Acked {
       uint32_t uid = 0;
-      lines >> uid;
+      bool flagged = false, expunged = false, moved = false;
+      uint32_t trash_uid = 0;
+    };
+    std::map<int, Acked> acked;  // by message number i
+    std::map<uint32_t, int> number_of;
+    std::istringstream lines(got);
+    std::string line;
+    size_t checked = 0;
+    while (std::getline(lines, line)) {
+      std::istringstream in(line);
+      std::string kind;
+      uint32_t uid = 0;
+      in >> kind >> uid;
       if (kind == "A") {
         int r = 0, i = 0;
-        lines >> r >> i;
-        ASSERT_TRUE(by_uid.count(uid)) << "acknowledged UID " << uid << " lost";
-        auto fd = s->OpenMessage("INBOX", uid);
-        ASSERT_TRUE(fd);
-        EXPECT_EQ(ReadAll(fd->get()),
-                  "round " + std::to_string(r) + " msg " + std::to_string(i) + "\n")
-            << "UID " << uid << " changed message";
-      } else {
-        ASSERT_TRUE(by_uid.count(uid));
-        EXPECT_TRUE(by_uid[uid].flags & kFlagged) << "acknowledged flag on " << uid << " lost";
+        in >> r >> i;
+        // A UID is given out once, ever.
+        EXPECT_TRUE(number_of.emplace(uid, i).second) << "UID " << uid << " reused";
+        acked[i].uid = uid;
+      } else if (kind == "F") {
+        acked[number_of[uid]].flagged = true;
+      } else if (kind == "E") {
+        acked[number_of[uid]].expunged = true;
+      } else if (kind == "M") {
+        uint32_t target = 0;
+        in >> target;
+        acked[number_of[uid]].moved = true;
+        acked[number_of[uid]].trash_uid = target;
       }
       ++checked;
+    }
+    std::map<std::string, int> copies;  // message text -> where found
+    std::map<std::string, MessageMeta> meta_of;
+    auto collect = [&](const std::string& folder) {
+      for (auto& m : Select(*s, folder).messages) {
+        auto fd = s->OpenMessage(folder, m.uid);
+        ASSERT_TRUE(fd);
+        std::string text = ReadAll(fd->get());
+        ++copies[text];
+        meta_of[folder + "\n" + text] = m;
+      }
+    };
+    collect("INBOX");
+    collect("Trash");
+    for (auto& [i, a] : acked) {
+      std::string text = "round " + std::to_string(round) + " msg " +
+                         std::to_string(i) + "\n";
+      std::string in_inbox = "INBOX\n" + text, in_trash = "Trash\n" + text;
+      if (a.expunged) {
+        EXPECT_EQ(copies[text], 0) << "acknowledged expunge undone: " << i;
+      } else if (a.moved) {
+        EXPECT_EQ(copies[text], 1) << i;
+        ASSERT_TRUE(meta_of.count(in_trash)) << "acknowledged move lost: " << i;
+        EXPECT_EQ(meta_of[in_trash].uid, a.trash_uid);
+        EXPECT_TRUE(meta_of[in_trash].flags & kFlagged);
+      } else if (i % 3 == 0) {
+        // Never to be removed: present, under its UID, with its flag.
+        ASSERT_TRUE(meta_of.count(in_inbox)) << "acknowledged UID lost: " << i;
+        EXPECT_EQ(meta_of[in_inbox].uid, a.uid) << "UID changed: " << i;
+        if (a.flagged) {
+          EXPECT_TRUE(meta_of[in_inbox].flags & kFlagged) << i;
+        }
+      } else {
+        // Killed during its expunge or move: any outcome but a lost or
+        // doubled move.
+        EXPECT_LE(copies[text], 1) << i;
+        if (i % 3 == 2) {
+          EXPECT_EQ(copies[text], 1) << "move lost or doubled: " << i;
+        }
+        if (meta_of.count(in_inbox)) {
+          EXPECT_EQ(meta_of[in_inbox].uid, a.uid);
+          if (a.flagged) {
+            EXPECT_TRUE(meta_of[in_inbox].flags & kFlagged);
+          }
+        }
+      }
     }
     EXPECT_GE(checked, 20u);
     // UIDs strictly ascending, none twice, all below UIDNEXT.
@@ -849,7 +956,8 @@ TEST_F(StoreImapTest, Pop3AndImapOnOneMailbox) {
 
   auto ch = s->Sync("INBOX", before);
   ASSERT_TRUE(ch) << ch.error().message;
-  EXPECT_EQ(ch->expunged, (std::vector<uint32_t>{b.uid}));  // POP3 DELE -> EXPUNGE
+  EXPECT_EQ(ch->expunged,
+            (std::vector<uint32_t>{b.uid}));  // POP3 DELE -> EXPUNGE
   ASSERT_EQ(ch->changed.size(), 1u);
   EXPECT_EQ(ch->changed[0].uid, a.uid);
   EXPECT_EQ(ch->changed[0].flags, kSeen);
