@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -127,6 +128,31 @@ struct StoreResult {
   uint64_t highest_modseq = 0;
 };
 
+// A message being received. APPEND literals reach the session in pieces
+// (imap/protocol/reader.h streams those above max_literal), so the store
+// takes them as they come: into tmp/ for Maildir. Nothing is visible
+// before MailStore::CommitAppend(); a stage dropped without it leaves
+// nothing behind.
+class AppendStage {
+ public:
+  virtual ~AppendStage() = default;
+  // The next octets of the message as the client sent them (CRLF).
+  virtual Result<void> Write(std::string_view chunk) = 0;
+};
+
+// What APPEND says about a message besides its octets (RFC 9051 6.3.12).
+struct AppendOptions {
+  Flags flags = 0;
+  std::vector<std::string> keywords;
+  std::optional<int64_t> internal_date;  // default: now
+};
+
+struct StagedAppend {
+  std::unique_ptr<AppendStage> stage;
+  AppendOptions options;
+};
+
+// A whole message in memory (Append() below).
 struct AppendRequest {
   std::string_view message;  // as received (CRLF); stored with LF line ends
   Flags flags = 0;
@@ -173,8 +199,30 @@ class MailStore {
   // built on them survives a crash.
   virtual Result<StoreResult> StoreFlags(std::string_view name,
                                          const StoreRequest& req) = 0;
-  virtual Result<AppendResult> Append(std::string_view name,
-                                      const AppendRequest& req) = 0;
+  // APPEND in two steps: stage each message while its literal arrives,
+  // then commit them together. All or none (RFC 3502 MULTIAPPEND), UIDs
+  // ascending in the given order (RFC 4315 3 APPENDUID). Stages must come
+  // from BeginAppend() of this store for the same folder. A missing folder
+  // fails already in BeginAppend() (ENOENT, NO [TRYCREATE]).
+  virtual Result<std::unique_ptr<AppendStage>> BeginAppend(
+      std::string_view name) = 0;
+  virtual Result<std::vector<AppendResult>> CommitAppend(
+      std::string_view name, std::vector<StagedAppend> messages) = 0;
+  // One message already in memory: BeginAppend, Write, CommitAppend.
+  Result<AppendResult> Append(std::string_view name, const AppendRequest& req) {
+    auto stage = BeginAppend(name);
+    if (!stage) return tl::unexpected(stage.error());
+    if (auto w = (*stage)->Write(req.message); !w) {
+      return tl::unexpected(w.error());
+    }
+    std::vector<StagedAppend> one;
+    one.push_back(StagedAppend{
+        std::move(*stage),
+        AppendOptions{req.flags, req.keywords, req.internal_date}});
+    auto done = CommitAppend(name, std::move(one));
+    if (!done) return tl::unexpected(done.error());
+    return done->at(0);
+  }
   virtual Result<CopyResult> Copy(std::string_view from,
                                   const std::vector<uint32_t>& uids,
                                   std::string_view to) = 0;

@@ -152,18 +152,6 @@ std::string Sub(const std::string& dir, std::string_view rest) {
   return dir.empty() ? std::string(rest) : dir + "/" + std::string(rest);
 }
 
-// Maildir's CRLF -> LF for APPENDed messages (Maildir files use LF, as
-// local delivery writes them; store/crlf.h restores CRLF when sending).
-std::string ToLf(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '\r' && i + 1 < in.size() && in[i + 1] == '\n') continue;
-    out += in[i];
-  }
-  return out;
-}
-
 Result<uint64_t> CrlfSizeOfFd(int fd) {
   std::string buf(64 * 1024, '\0');
   CrlfSizer sizer;
@@ -1491,19 +1479,96 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name,
   return result;
 }
 
-Result<AppendResult> MaildirStore::Append(std::string_view name,
-                                          const AppendRequest& req) {
+namespace {
+
+// A message arriving for a Maildir folder: written to tmp/ as it comes,
+// CRLF turned into LF across chunk edges, its CRLF size counted.
+class MaildirAppendStage final : public AppendStage {
+ public:
+  MaildirAppendStage(std::string folder, UniqueFd dir, std::string uniq,
+                     UniqueFd fd)
+      : folder_(std::move(folder)),
+        dir_(std::move(dir)),
+        uniq_(std::move(uniq)),
+        fd_(std::move(fd)) {}
+  ~MaildirAppendStage() override {
+    if (!placed_) ::unlinkat(dir_.get(), tmp().c_str(), 0);
+  }
+
+  Result<void> Write(std::string_view chunk) override {
+    out_.clear();
+    for (char c : chunk) {
+      if (pending_cr_) {
+        pending_cr_ = false;
+        if (c != '\n') out_ += '\r';
+      }
+      if (c == '\r') {
+        pending_cr_ = true;
+        continue;
+      }
+      out_ += c;
+    }
+    return Emit();
+  }
+
+  // The end of the message: the last CR, the internal date as mtime (so a
+  // crash before the commit keeps it: Reconcile() reads it back), fsync.
+  Result<void> Finish(int64_t date) {
+    out_.clear();
+    if (pending_cr_) out_ += '\r';
+    pending_cr_ = false;
+    if (auto r = Emit(); !r) return r;
+    struct timespec times[2] = {{date, 0}, {date, 0}};
+    ::futimens(fd_.get(), times);
+    if (::fsync(fd_.get()) != 0) return io::ErrnoErr("sync " + tmp(), errno);
+    fd_.Reset();
+    return {};
+  }
+
+  const std::string& folder() const { return folder_; }
+  int dir() const { return dir_.get(); }
+  const std::string& uniq() const { return uniq_; }
+  std::string tmp() const { return "tmp/" + uniq_; }
+  uint64_t size() { return sizer_.Finish(); }
+  void set_placed(bool placed) { placed_ = placed; }
+
+ private:
+  Result<void> Emit() {
+    if (out_.empty()) return {};
+    if (!fd_) return Err("append: message already finished");
+    sizer_.Feed(out_);
+    if (int e = io::WriteAll(fd_.get(), out_.data(), out_.size()); e != 0) {
+      return io::ErrnoErr("write " + tmp(), e);
+    }
+    return {};
+  }
+
+  std::string folder_;
+  UniqueFd dir_;
+  std::string uniq_;
+  UniqueFd fd_;
+  std::string out_;
+  bool pending_cr_ = false;
+  CrlfSizer sizer_;
+  bool placed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AppendStage>> MaildirStore::BeginAppend(
+    std::string_view name) {
   auto canonical = CanonicalFolderName(name);
   if (!canonical) return Fail("invalid mailbox name", EINVAL);
-  // Write and sync the file in tmp/ before taking the index lock: the slow
-  // part does not hold up other sessions. A missing folder fails here with
-  // ENOENT (RFC 9051 6.3.12: NO [TRYCREATE]).
+  // The octets go to tmp/ without the index lock: receiving a large
+  // message does not hold up other sessions. A missing folder fails here
+  // with ENOENT (RFC 9051 6.3.12: NO [TRYCREATE]).
   Folder where;
   where.dir = FolderDirectory(*canonical);
   auto dir = impl_->OpenFolderDir(where);
   if (!dir) {
-    if (dir.error().code == ENOENT)
+    if (dir.error().code == ENOENT) {
       return Fail("no such mailbox: " + *canonical, ENOENT);
+    }
     return tl::unexpected(dir.error());
   }
   if (!where.dir.empty() && !impl_->DirExists(where.dir + "/tmp")) {
@@ -1512,70 +1577,104 @@ Result<AppendResult> MaildirStore::Append(std::string_view name,
       return tl::unexpected(r.error());
     }
   }
-  std::string data = ToLf(req.message);
   std::string uniq = impl_->NewUniqueName();
   std::string tmp = "tmp/" + uniq;
-  int64_t date =
-      req.internal_date.value_or(static_cast<int64_t>(std::time(nullptr)));
-  {
-    UniqueFd out(::openat(dir->get(), tmp.c_str(),
-                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!out) return io::ErrnoErr("create " + Sub(where.dir, tmp), errno);
-    if (int e = io::WriteAll(out.get(), data.data(), data.size()); e != 0) {
-      ::unlinkat(dir->get(), tmp.c_str(), 0);
-      return io::ErrnoErr("write " + Sub(where.dir, tmp), e);
+  UniqueFd fd(::openat(dir->get(), tmp.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return io::ErrnoErr("create " + Sub(where.dir, tmp), errno);
+  return std::unique_ptr<AppendStage>(new MaildirAppendStage(
+      *canonical, std::move(*dir), std::move(uniq), std::move(fd)));
+}
+
+Result<std::vector<AppendResult>> MaildirStore::CommitAppend(
+    std::string_view name, std::vector<StagedAppend> messages) {
+  auto canonical = CanonicalFolderName(name);
+  if (!canonical) return Fail("invalid mailbox name", EINVAL);
+  std::vector<MaildirAppendStage*> stages;
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  for (auto& m : messages) {
+    auto* st = dynamic_cast<MaildirAppendStage*>(m.stage.get());
+    if (st == nullptr || st->folder() != *canonical) {
+      return Fail("append: message staged for another mailbox", EINVAL);
     }
-    // The internal date is the file's mtime too (as Dovecot keeps it), so
-    // a crash before the commit loses no date: Reconcile() reads it back.
-    struct timespec times[2] = {{date, 0}, {date, 0}};
-    ::futimens(out.get(), times);
-    if (::fsync(out.get()) != 0) {
-      int e = errno;
-      ::unlinkat(dir->get(), tmp.c_str(), 0);
-      return io::ErrnoErr("sync " + Sub(where.dir, tmp), e);
+    if (auto r = st->Finish(m.options.internal_date.value_or(now)); !r) {
+      return tl::unexpected(r.error());
     }
+    stages.push_back(st);
   }
+  if (stages.empty()) return std::vector<AppendResult>();
+
   auto txn = impl_->Write();
-  auto f = txn ? impl_->FolderFor(*canonical)
-               : Result<Folder>(tl::unexpected(txn.error()));
-  if (!f) {
-    ::unlinkat(dir->get(), tmp.c_str(), 0);
-    return tl::unexpected(f.error());
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->FolderFor(*canonical);
+  if (!f) return tl::unexpected(f.error());
+  // The files go into cur/ (durable) before the rows are committed: a
+  // crash in between leaves files without rows, which the next reconcile
+  // adopts with fresh UIDs; the UIDs below were never answered. Any other
+  // failure takes the placed files back out: NO means nothing appended
+  // (RFC 3502 MULTIAPPEND).
+  std::vector<std::string> placed;
+  auto undo = [&]() {
+    for (size_t i = 0; i < placed.size(); ++i) {
+      ::unlinkat(stages[i]->dir(), placed[i].c_str(), 0);
+    }
+  };
+  std::vector<Row> rows;
+  uint64_t modseq = f->highest + 1;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    MaildirAppendStage* st = stages[i];
+    const AppendOptions& opt = messages[i].options;
+    std::vector<std::string> keywords;
+    for (auto& k : opt.keywords) {
+      if (StorableKeyword(k) && !HasKeyword(keywords, k)) {
+        keywords.push_back(k);
+      }
+    }
+    SortKeywords(keywords);
+    std::string file =
+        "cur/" + st->uniq() + ":2," +
+        InfoLetters(opt.flags, HasKeyword(keywords, kForwarded), "");
+    if (::renameat(st->dir(), st->tmp().c_str(), st->dir(), file.c_str()) !=
+        0) {
+      int e = errno;
+      undo();
+      return io::ErrnoErr("rename " + Sub(f->dir, st->tmp()), e);
+    }
+    placed.push_back(file);
+    if (f->uidnext == UINT32_MAX) {
+      undo();
+      return Err("UID space of " + f->name + " exhausted");
+    }
+    Row r;
+    r.uid = f->uidnext++;
+    r.uniq = st->uniq();
+    r.file = std::move(file);
+    r.flags = opt.flags;
+    r.keywords = std::move(keywords);
+    r.modseq = modseq;
+    r.date = opt.internal_date.value_or(now);
+    r.size = st->size();
+    rows.push_back(std::move(r));
   }
-  // Same reconcile rule as elsewhere: the file in cur/ first (durable),
-  // then the row in the commit. Crash in between: a file without a row,
-  // adopted with the next UID; the UID below was never answered.
-  Flags flags = req.flags;
-  std::vector<std::string> keywords;
-  for (auto& k : req.keywords) {
-    if (StorableKeyword(k) && !HasKeyword(keywords, k)) keywords.push_back(k);
-  }
-  SortKeywords(keywords);
-  std::string file = "cur/" + uniq + ":2," +
-                     InfoLetters(flags, HasKeyword(keywords, kForwarded), "");
-  if (::renameat(dir->get(), tmp.c_str(), dir->get(), file.c_str()) != 0) {
-    int e = errno;
-    ::unlinkat(dir->get(), tmp.c_str(), 0);
-    return io::ErrnoErr("rename " + Sub(f->dir, tmp), e);
-  }
-  if (auto x = impl_->SyncMessageDirs(dir->get(), false); !x)
+  auto finish = [&]() -> Result<void> {
+    if (auto x = impl_->SyncMessageDirs(stages[0]->dir(), false); !x) return x;
+    for (const Row& r : rows) {
+      if (auto x = impl_->InsertRow(*f, r); !x) return x;
+    }
+    f->highest = modseq;
+    if (auto x = impl_->SaveFolder(*f); !x) return x;
+    return impl_->Commit(*txn);
+  };
+  if (auto x = finish(); !x) {
+    undo();
     return tl::unexpected(x.error());
-  if (f->uidnext == UINT32_MAX)
-    return Err("UID space of " + f->name + " exhausted");
-  Row r;
-  r.uid = f->uidnext++;
-  r.uniq = uniq;
-  r.file = file;
-  r.flags = flags;
-  r.keywords = std::move(keywords);
-  r.modseq = f->highest + 1;
-  r.date = date;
-  r.size = CrlfSize(data);
-  if (auto x = impl_->InsertRow(*f, r); !x) return tl::unexpected(x.error());
-  f->highest = r.modseq;
-  if (auto x = impl_->SaveFolder(*f); !x) return tl::unexpected(x.error());
-  if (auto x = impl_->Commit(*txn); !x) return tl::unexpected(x.error());
-  return AppendResult{f->uidvalidity, r.uid};
+  }
+  std::vector<AppendResult> out;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    stages[i]->set_placed(true);
+    out.push_back(AppendResult{f->uidvalidity, rows[i].uid});
+  }
+  return out;
 }
 
 Result<CopyResult> MaildirStore::Copy(std::string_view from,

@@ -53,8 +53,11 @@ class MaildirStore final : public MailStore {
                              uint64_t since_modseq) override;
   Result<StoreResult> StoreFlags(std::string_view name,
                                  const StoreRequest& req) override;
-  Result<AppendResult> Append(std::string_view name,
-                              const AppendRequest& req) override;
+  Result<std::unique_ptr<AppendStage>> BeginAppend(
+      std::string_view name) override;
+  Result<std::vector<AppendResult>> CommitAppend(
+      std::string_view name, std::vector<StagedAppend> messages) override;
+  using MailStore::Append;
   Result<CopyResult> Copy(std::string_view from,
                           const std::vector<uint32_t>& uids,
                           std::string_view to) override;

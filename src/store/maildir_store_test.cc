@@ -388,6 +388,62 @@ TEST_F(StoreImapTest, AppendWritesMaildirAndIndex) {
   EXPECT_TRUE(Files("tmp").empty());
 }
 
+TEST_F(StoreImapTest, StreamedMultiAppend) {
+  auto s = Open();
+  auto one = s->BeginAppend("Drafts");
+  ASSERT_TRUE(one) << one.error().message;
+  // CRLF split across chunks, and a lone CR kept.
+  for (std::string_view chunk : {"Subject: a\r", "\n\r", "\nbody\rx\r", "\n"}) {
+    ASSERT_TRUE((*one)->Write(chunk));
+  }
+  auto two = s->BeginAppend("Drafts");
+  ASSERT_TRUE(two);
+  ASSERT_TRUE((*two)->Write("second\r\n"));
+  EXPECT_EQ(Files(".Drafts/tmp").size(), 2u);  // staged, not visible
+  EXPECT_TRUE(Select(*s, "Drafts").messages.empty());
+  std::vector<StagedAppend> batch;
+  batch.push_back({std::move(*one), AppendOptions{kDraft, {}, int64_t{1000}}});
+  batch.push_back({std::move(*two), AppendOptions{0, {"Todo"}, std::nullopt}});
+  auto done = s->CommitAppend("Drafts", std::move(batch));
+  ASSERT_TRUE(done) << done.error().message;
+  ASSERT_EQ(done->size(), 2u);
+  EXPECT_EQ((*done)[0].uid, 1u);
+  EXPECT_EQ((*done)[1].uid, 2u);
+  EXPECT_TRUE(Files(".Drafts/tmp").empty());
+  auto snap = Select(*s, "Drafts");
+  ASSERT_EQ(snap.messages.size(), 2u);
+  EXPECT_EQ(snap.messages[0].flags, kDraft);
+  EXPECT_EQ(snap.messages[0].internal_date, 1000);
+  EXPECT_EQ(snap.messages[0].modseq, snap.messages[1].modseq);  // one change
+  auto fd = s->OpenMessage("Drafts", 1);
+  ASSERT_TRUE(fd);
+  EXPECT_EQ(ReadAll(fd->get()), "Subject: a\n\nbody\rx\n");
+  EXPECT_EQ(snap.messages[0].size, 22u);  // as sent again: 19 + 3 CRs
+
+  // A stage dropped without commit leaves nothing; one for another folder
+  // is refused, and nothing of the batch is appended.
+  {
+    auto dropped = s->BeginAppend("Drafts");
+    ASSERT_TRUE(dropped);
+  }
+  EXPECT_TRUE(Files(".Drafts/tmp").empty());
+  auto good = s->BeginAppend("Drafts");
+  auto wrong = s->BeginAppend("Sent");
+  ASSERT_TRUE(good && wrong);
+  std::vector<StagedAppend> mixed;
+  mixed.push_back({std::move(*good), {}});
+  mixed.push_back({std::move(*wrong), {}});
+  auto refused = s->CommitAppend("Drafts", std::move(mixed));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, EINVAL);
+  EXPECT_EQ(Select(*s, "Drafts").messages.size(), 2u);
+  EXPECT_TRUE(Files(".Drafts/tmp").empty());
+  EXPECT_TRUE(Files(".Sent/tmp").empty());
+  auto missing = s->BeginAppend("Nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ENOENT);
+}
+
 TEST_F(StoreImapTest, CopyKeepsFlagsAndMapsUids) {
   auto s = Open();
   auto a = Append(*s, "INBOX", "a\r\n", kSeen, {"Work"}, int64_t{1600000000});
@@ -854,7 +910,8 @@ TEST_F(StoreImapTest, KillNineKeepsAcknowledgedWork) {
         int r = 0, i = 0;
         in >> r >> i;
         // A UID is given out once, ever.
-        EXPECT_TRUE(number_of.emplace(uid, i).second) << "UID " << uid << " reused";
+        EXPECT_TRUE(number_of.emplace(uid, i).second)
+            << "UID " << uid << " reused";
         acked[i].uid = uid;
       } else if (kind == "F") {
         acked[number_of[uid]].flagged = true;
@@ -882,8 +939,8 @@ TEST_F(StoreImapTest, KillNineKeepsAcknowledgedWork) {
     collect("INBOX");
     collect("Trash");
     for (auto& [i, a] : acked) {
-      std::string text = "round " + std::to_string(round) + " msg " +
-                         std::to_string(i) + "\n";
+      std::string text =
+          "round " + std::to_string(round) + " msg " + std::to_string(i) + "\n";
       std::string in_inbox = "INBOX\n" + text, in_trash = "Trash\n" + text;
       if (a.expunged) {
         EXPECT_EQ(copies[text], 0) << "acknowledged expunge undone: " << i;
