@@ -64,7 +64,7 @@ std::optional<SpecialUse> SpecialUseOf(std::string_view name);
 
 struct MessageMeta {
   uint32_t uid = 0;
-  uint64_t modseq = 0;  // RFC 7162 3.1.1: never 0
+  uint64_t modseq = 0;  // RFC 7162 mod-sequence: positive
   Flags flags = 0;
   std::vector<std::string> keywords;  // sorted, as first set (case kept)
   int64_t internal_date = 0;  // seconds since the epoch (RFC 9051 2.3.3)

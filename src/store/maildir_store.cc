@@ -841,7 +841,7 @@ struct MaildirStore::Impl {
       auto row = RowByUid(*from, uid);
       if (!row) return tl::unexpected(row.error());
       if (!*row)
-        continue;  // RFC 9051 6.4.7: UIDs that do not exist are ignored
+        continue;  // RFC 9051 6.4.9: a UID that does not exist is ignored
       Row r = std::move(**row);
       std::string target_uniq = NewUniqueName();
       std::string target_file =
@@ -933,8 +933,8 @@ struct MaildirStore::Impl {
         return io::ErrnoErr("write " + tmp, e);
       }
     }
-    struct timespec times[2] = {st.st_atim,
-                                st.st_mtim};  // keeps the internal date
+    // The mtime is the internal date; the access time is now (CleanTmp()).
+    struct timespec times[2] = {{0, UTIME_NOW}, st.st_mtim};
     ::futimens(out.get(), times);
     if (::fsync(out.get()) != 0) return io::ErrnoErr("sync " + tmp, errno);
     if (::renameat(to_dir, tmp.c_str(), to_dir, target.c_str()) != 0) {
@@ -1389,7 +1389,7 @@ Result<StoreResult> MaildirStore::StoreFlags(std::string_view name,
   for (uint32_t uid : uids) {
     auto row = impl_->RowByUid(*f, uid);
     if (!row) return tl::unexpected(row.error());
-    if (!*row) continue;  // expunged meanwhile: RFC 9051 6.4.6 ignores it
+    if (!*row) continue;  // expunged meanwhile: ignored (RFC 9051 6.4.9)
     Row r = std::move(**row);
     // RFC 7162 3.1.3: with UNCHANGEDSINCE, a message modified after the
     // given MODSEQ is not changed and is reported back.
@@ -1518,7 +1518,9 @@ class MaildirAppendStage final : public AppendStage {
     if (pending_cr_) out_ += '\r';
     pending_cr_ = false;
     if (auto r = Emit(); !r) return r;
-    struct timespec times[2] = {{date, 0}, {date, 0}};
+    // Only the mtime: an access time of now keeps CleanTmp() (36 hours
+    // on both times) off a staged file with an old internal date.
+    struct timespec times[2] = {{0, UTIME_NOW}, {date, 0}};
     ::futimens(fd_.get(), times);
     if (::fsync(fd_.get()) != 0) return io::ErrnoErr("sync " + tmp(), errno);
     fd_.Reset();

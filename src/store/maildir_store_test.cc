@@ -341,7 +341,7 @@ TEST_F(StoreImapTest, UnchangedSince) {
   auto r3 = Store(*s, "INBOX", {a.uid}, StoreMode::kAdd, kSeen);
   EXPECT_TRUE(r3.updated.empty());
   EXPECT_EQ(r3.highest_modseq, r.highest_modseq);
-  // UNCHANGEDSINCE 0 fails everything (RFC 7162 3.1.3: MODSEQ is never 0).
+  // UNCHANGEDSINCE 0 fails everything (mod-sequences are positive).
   auto r4 =
       Store(*s, "INBOX", {a.uid, b.uid}, StoreMode::kAdd, kDeleted, {}, 0);
   EXPECT_EQ(r4.failed.size(), 2u);
