@@ -16,13 +16,25 @@
 #include <vector>
 
 #include "auth/directory.h"
-#include "auth/sqlite_util.h"
 #include "common/mutex.h"
 #include "common/result.h"
+#include "common/sqlite_util.h"
 #include "common/thread_annotations.h"
 
 namespace tern::auth {
 namespace internal {
+
+// The SQLite helpers live in common/ (the IMAP mail index uses them too).
+using sqlite::BindBlob;
+using sqlite::BindText;
+using sqlite::ColumnBlob;
+using sqlite::ColumnText;
+using sqlite::DbError;
+using sqlite::DbPtr;
+using sqlite::Exec;
+using sqlite::Prepare;
+using sqlite::StmtPtr;
+using sqlite::Transaction;
 
 // Bounds the work an overlong password can cause in the hash function.
 inline constexpr size_t kMaxPasswordLength = 4096;

@@ -15,8 +15,8 @@
 #include "auth/directory.h"
 #include "auth/directory_impl.h"
 #include "auth/sasl.h"
-#include "auth/sqlite_util.h"
 #include "common/mutex.h"
+#include "common/sqlite_util.h"
 #include "common/strings.h"
 
 namespace tern::auth {

@@ -12,8 +12,8 @@
 #include "auth/directory.h"
 #include "auth/directory_impl.h"
 #include "auth/sasl.h"
-#include "auth/sqlite_util.h"
 #include "common/mutex.h"
+#include "common/sqlite_util.h"
 
 namespace tern::auth {
 namespace {

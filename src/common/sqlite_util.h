@@ -1,4 +1,4 @@
-// Small RAII helpers over the SQLite C API for the account directory:
+// Small RAII helpers over the SQLite C API (account directory, IMAP index):
 // owning handles, prepared statements, binding and reading columns, errors
 // as tern::Error, and a transaction that rolls back unless committed.
 #pragma once
@@ -12,7 +12,7 @@
 
 #include "common/result.h"
 
-namespace tern::auth::internal {
+namespace tern::sqlite {
 
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -60,4 +60,4 @@ class Transaction {
   sqlite3* db_;
 };
 
-}  // namespace tern::auth::internal
+}  // namespace tern::sqlite

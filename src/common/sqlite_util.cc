@@ -1,8 +1,8 @@
-// SQLite helpers for the account directory: errors, statements, binding
+// SQLite helpers (account directory, IMAP mail index): errors, statements, binding
 // and reading columns.
-#include "auth/sqlite_util.h"
+#include "common/sqlite_util.h"
 
-namespace tern::auth::internal {
+namespace tern::sqlite {
 
 std::string DbError(sqlite3* db, std::string_view what) {
   return std::string(what) + ": " + sqlite3_errmsg(db);
@@ -54,4 +54,4 @@ std::string ColumnText(sqlite3_stmt* stmt, int column) {
              : std::string();
 }
 
-}  // namespace tern::auth::internal
+}  // namespace tern::sqlite

@@ -1,0 +1,1786 @@
+// MailStore on Maildir++ and a per-account SQLite index. The crash-safety
+// rules (docs/architecture.md, "The IMAP index"):
+//
+// - The Maildir is the truth for which messages exist and for their system
+//   flags; the index for UIDs, MODSEQs, keywords and internal dates.
+// - Every write holds the index's write lock (BEGIN IMMEDIATE), changes
+//   the Maildir (rename, link, unlink), syncs the directories it changed,
+//   and only then commits the index (WAL, synchronous=FULL: fsync'd). The
+//   caller answers OK after the commit.
+// - A crash before the commit leaves Maildir changes the index does not
+//   know. Reconcile() treats them as changes by another program: a file
+//   without a row gets a fresh UID above every committed one, a row
+//   without a file is expunged, a file whose flags differ from its row is
+//   adopted with a new MODSEQ. UIDs come only from a committed UIDNEXT, so
+//   none is handed out twice; a committed row is only ever removed, so a
+//   UID never changes for a message.
+#include "store/maildir_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "common/file_io.h"
+#include "common/sqlite_util.h"
+#include "common/strings.h"
+#include "common/unique_name.h"
+#include "store/crlf.h"
+#include "store/folder_name.h"
+
+namespace tern::store {
+namespace {
+
+using sqlite::BindText;
+using sqlite::ColumnText;
+using sqlite::DbPtr;
+using sqlite::Exec;
+using sqlite::Prepare;
+using sqlite::StmtPtr;
+using sqlite::Transaction;
+
+constexpr int kSchemaVersion = 1;
+constexpr int kBusyTimeoutMs = 10000;
+constexpr char kForwarded[] = "$Forwarded";
+constexpr char kDeletedPrefix[] = "tern-deleted.";
+constexpr size_t kMaxSubscriptions = 1 << 20;
+constexpr int64_t kTmpMaxAge = 36 * 3600;  // Maildir: tmp/ files older are junk
+
+Error ErrorWith(std::string message, int code) {
+  return Error{std::move(message), code};
+}
+tl::unexpected<Error> Fail(std::string message, int code) {
+  return tl::unexpected(ErrorWith(std::move(message), code));
+}
+
+bool SameKeyword(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ToLower(a) == ToLower(b);
+}
+
+// Keywords are atoms (RFC 9051 9, flag-keyword); the parser checks them.
+// Anything else could not be stored as a space-separated list: dropped.
+bool StorableKeyword(std::string_view k) {
+  return !k.empty() && k[0] != '\\' &&
+         std::none_of(k.begin(), k.end(), [](char c) {
+           return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+         });
+}
+
+bool HasKeyword(const std::vector<std::string>& list, std::string_view k) {
+  return std::any_of(list.begin(), list.end(),
+                     [&](const std::string& x) { return SameKeyword(x, k); });
+}
+
+std::vector<std::string> SplitKeywords(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t sp = text.find(' ', start);
+    if (sp == std::string_view::npos) sp = text.size();
+    if (sp > start) out.emplace_back(text.substr(start, sp - start));
+    start = sp + 1;
+  }
+  return out;
+}
+
+std::string JoinKeywords(const std::vector<std::string>& list) {
+  std::string out;
+  for (const auto& k : list) {
+    if (!out.empty()) out += ' ';
+    out += k;
+  }
+  return out;
+}
+
+void SortKeywords(std::vector<std::string>& list) {
+  std::sort(list.begin(), list.end(),
+            [](const std::string& a, const std::string& b) {
+              return ToLower(a) < ToLower(b);
+            });
+}
+
+// The Maildir info part: ":2," and letters in ASCII order. Letters Tern
+// does not interpret (Dovecot's keyword letters a-z, others) are kept.
+std::string InfoLetters(Flags flags, bool forwarded, std::string_view keep) {
+  std::string letters(keep);
+  if (flags & kDraft) letters += 'D';
+  if (flags & kFlagged) letters += 'F';
+  if (forwarded) letters += 'P';
+  if (flags & kAnswered) letters += 'R';
+  if (flags & kSeen) letters += 'S';
+  if (flags & kDeleted) letters += 'T';
+  std::sort(letters.begin(), letters.end());
+  letters.erase(std::unique(letters.begin(), letters.end()), letters.end());
+  return letters;
+}
+
+// Letters of a ":2," info part that are not D F P R S T.
+std::string OtherLetters(std::string_view file_name) {
+  size_t colon = file_name.find(':');
+  if (colon == std::string_view::npos) return "";
+  std::string_view info = file_name.substr(colon + 1);
+  if (info.substr(0, 2) != "2,") return "";
+  std::string out;
+  for (char c : info.substr(2)) {
+    if (std::string_view("DFPRST").find(c) == std::string_view::npos) out += c;
+  }
+  return out;
+}
+
+std::string UniquePart(std::string_view file_name) {
+  return std::string(file_name.substr(0, file_name.find(':')));
+}
+
+int SyncDirAt(int parent, const std::string& name) {
+  UniqueFd d(::openat(parent, name.empty() ? "." : name.c_str(),
+                      O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d) return errno;
+  return ::fsync(d.get()) == 0 ? 0 : errno;
+}
+
+std::string Sub(const std::string& dir, std::string_view rest) {
+  return dir.empty() ? std::string(rest) : dir + "/" + std::string(rest);
+}
+
+Result<uint64_t> CrlfSizeOfFd(int fd) {
+  std::string buf(64 * 1024, '\0');
+  CrlfSizer sizer;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io::ErrnoErr("read", errno);
+    }
+    if (n == 0) break;
+    sizer.Feed(std::string_view(buf.data(), static_cast<size_t>(n)));
+  }
+  return sizer.Finish();
+}
+
+struct Row {
+  uint32_t uid = 0;
+  std::string uniq;
+  std::string file;  // "cur/NAME:2,S" or "new/NAME", below the folder
+  Flags flags = 0;
+  std::vector<std::string> keywords;
+  uint64_t modseq = 0;
+  int64_t date = 0;
+  uint64_t size = 0;
+
+  MessageMeta Meta() const {
+    return MessageMeta{uid, modseq, flags, keywords, date, size};
+  }
+};
+
+struct Folder {
+  int64_t id = 0;
+  std::string name;
+  std::string dir;  // "" for INBOX, ".A.B" otherwise
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 1;
+  uint64_t highest = 1;
+  SpecialUse use = SpecialUse::kNone;
+  FolderState State() const {
+    return FolderState{uidvalidity, uidnext, highest};
+  }
+};
+
+}  // namespace
+
+Flags FlagsOfFileName(std::string_view file_name, bool* forwarded) {
+  if (forwarded) *forwarded = false;
+  size_t colon = file_name.find(':');
+  if (colon == std::string_view::npos) return 0;
+  std::string_view info = file_name.substr(colon + 1);
+  if (info.substr(0, 2) != "2,") return 0;
+  Flags f = 0;
+  for (char c : info.substr(2)) {
+    switch (c) {
+      case 'D':
+        f |= kDraft;
+        break;
+      case 'F':
+        f |= kFlagged;
+        break;
+      case 'R':
+        f |= kAnswered;
+        break;
+      case 'S':
+        f |= kSeen;
+        break;
+      case 'T':
+        f |= kDeleted;
+        break;
+      case 'P':
+        if (forwarded) *forwarded = true;
+        break;
+      default:
+        break;
+    }
+  }
+  return f;
+}
+
+Flags SystemFlagOf(std::string_view name) {
+  std::string n = ToLower(name);
+  if (n == "\\seen") return kSeen;
+  if (n == "\\answered") return kAnswered;
+  if (n == "\\flagged") return kFlagged;
+  if (n == "\\deleted") return kDeleted;
+  if (n == "\\draft") return kDraft;
+  return 0;
+}
+
+std::vector<std::string> SystemFlagNames(Flags flags) {
+  std::vector<std::string> out;
+  if (flags & kSeen) out.emplace_back("\\Seen");
+  if (flags & kAnswered) out.emplace_back("\\Answered");
+  if (flags & kFlagged) out.emplace_back("\\Flagged");
+  if (flags & kDeleted) out.emplace_back("\\Deleted");
+  if (flags & kDraft) out.emplace_back("\\Draft");
+  return out;
+}
+
+namespace {
+constexpr std::pair<SpecialUse, std::string_view> kUses[] = {
+    {SpecialUse::kAll, "\\All"},       {SpecialUse::kArchive, "\\Archive"},
+    {SpecialUse::kDrafts, "\\Drafts"}, {SpecialUse::kFlagged, "\\Flagged"},
+    {SpecialUse::kJunk, "\\Junk"},     {SpecialUse::kSent, "\\Sent"},
+    {SpecialUse::kTrash, "\\Trash"},
+};
+}  // namespace
+
+std::string_view SpecialUseName(SpecialUse use) {
+  for (auto& [u, n] : kUses) {
+    if (u == use) return n;
+  }
+  return "";
+}
+
+std::optional<SpecialUse> SpecialUseOf(std::string_view name) {
+  for (auto& [u, n] : kUses) {
+    if (ToLower(n) == ToLower(name)) return u;
+  }
+  return std::nullopt;
+}
+
+struct MaildirStore::Impl {
+  std::string path;
+  UniqueFd root;
+  DbPtr db;
+  MaildirStoreOptions options;
+
+  // --- index helpers -------------------------------------------------------
+
+  Result<void> Step(sqlite3_stmt* st) {
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      return Err(sqlite::DbError(db.get(), "index"));
+    return {};
+  }
+
+  Result<Transaction> Write() { return Transaction::Begin(db.get(), true); }
+
+  Result<void> Commit(Transaction& txn) {
+    auto r = txn.Commit();
+    if (!r) return Err(path + "/" + kImapIndexFile + ": " + r.error().message);
+    return {};
+  }
+
+  Result<uint32_t> NextUidValidity() {
+    auto st =
+        Prepare(db.get(), "SELECT last_uidvalidity FROM account WHERE id = 1");
+    if (!st) return tl::unexpected(st.error());
+    int64_t last = 0;
+    if (sqlite3_step(st->get()) == SQLITE_ROW)
+      last = sqlite3_column_int64(st->get(), 0);
+    // RFC 9051 2.3.1.1: a folder created again under an old name gets a
+    // greater UIDVALIDITY, so clients discard what they cached. The clock
+    // is only a starting point; the counter guarantees the increase.
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    int64_t next = std::max(now, last + 1);
+    if (next > UINT32_MAX) return Err("UIDVALIDITY space exhausted");
+    auto up = Prepare(db.get(),
+                      "UPDATE account SET last_uidvalidity = ? WHERE id = 1");
+    if (!up) return tl::unexpected(up.error());
+    sqlite3_bind_int64(up->get(), 1, next);
+    if (auto r = Step(up->get()); !r) return tl::unexpected(r.error());
+    return static_cast<uint32_t>(next);
+  }
+
+  Result<std::optional<Folder>> LoadFolder(const std::string& name) {
+    auto st = Prepare(db.get(),
+                      "SELECT id, uidvalidity, uidnext, highestmodseq, "
+                      "special_use FROM folders "
+                      "WHERE name = ?");
+    if (!st) return tl::unexpected(st.error());
+    BindText(st->get(), 1, name);
+    if (sqlite3_step(st->get()) != SQLITE_ROW) return std::optional<Folder>();
+    Folder f;
+    f.id = sqlite3_column_int64(st->get(), 0);
+    f.name = name;
+    f.dir = FolderDirectory(name);
+    f.uidvalidity = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 1));
+    f.uidnext = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 2));
+    f.highest = static_cast<uint64_t>(sqlite3_column_int64(st->get(), 3));
+    f.use = static_cast<SpecialUse>(sqlite3_column_int(st->get(), 4));
+    return std::optional<Folder>(std::move(f));
+  }
+
+  Result<void> InsertFolder(const std::string& name, SpecialUse use) {
+    auto validity = NextUidValidity();
+    if (!validity) return tl::unexpected(validity.error());
+    auto st = Prepare(
+        db.get(),
+        "INSERT INTO folders (name, uidvalidity, uidnext, highestmodseq, "
+        "special_use) VALUES (?, ?, 1, 1, ?)");
+    if (!st) return tl::unexpected(st.error());
+    BindText(st->get(), 1, name);
+    sqlite3_bind_int64(st->get(), 2, *validity);
+    sqlite3_bind_int(st->get(), 3, static_cast<int>(use));
+    return Step(st->get());
+  }
+
+  Result<void> SaveFolder(const Folder& f) {
+    auto st = Prepare(
+        db.get(),
+        "UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?");
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, f.uidnext);
+    sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(f.highest));
+    sqlite3_bind_int64(st->get(), 3, f.id);
+    return Step(st->get());
+  }
+
+  static Row ReadRow(sqlite3_stmt* st) {
+    Row r;
+    r.uid = static_cast<uint32_t>(sqlite3_column_int64(st, 0));
+    r.uniq = ColumnText(st, 1);
+    r.file = ColumnText(st, 2);
+    r.flags = static_cast<Flags>(sqlite3_column_int(st, 3));
+    r.keywords = SplitKeywords(ColumnText(st, 4));
+    r.modseq = static_cast<uint64_t>(sqlite3_column_int64(st, 5));
+    r.date = sqlite3_column_int64(st, 6);
+    r.size = static_cast<uint64_t>(sqlite3_column_int64(st, 7));
+    return r;
+  }
+  static constexpr char kRowColumns[] =
+      "uid, uniq, file, flags, keywords, modseq, internaldate, size";
+
+  Result<std::vector<Row>> Rows(const Folder& f, uint64_t above_modseq = 0) {
+    std::string sql =
+        std::string("SELECT ") + kRowColumns +
+        " FROM messages WHERE folder = ? AND modseq > ? ORDER BY uid";
+    auto st = Prepare(db.get(), sql.c_str());
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, f.id);
+    sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(above_modseq));
+    std::vector<Row> out;
+    int rc;
+    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW)
+      out.push_back(ReadRow(st->get()));
+    if (rc != SQLITE_DONE) return Err(sqlite::DbError(db.get(), "index"));
+    return out;
+  }
+
+  Result<std::optional<Row>> RowByUid(const Folder& f, uint32_t uid) {
+    std::string sql = std::string("SELECT ") + kRowColumns +
+                      " FROM messages WHERE folder = ? AND uid = ?";
+    auto st = Prepare(db.get(), sql.c_str());
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, f.id);
+    sqlite3_bind_int64(st->get(), 2, uid);
+    if (sqlite3_step(st->get()) != SQLITE_ROW) return std::optional<Row>();
+    return std::optional<Row>(ReadRow(st->get()));
+  }
+
+  Result<void> InsertRow(const Folder& f, const Row& r) {
+    auto st = Prepare(db.get(),
+                      "INSERT INTO messages (folder, uid, uniq, file, flags, "
+                      "keywords, modseq, "
+                      "internaldate, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, f.id);
+    sqlite3_bind_int64(st->get(), 2, r.uid);
+    BindText(st->get(), 3, r.uniq);
+    BindText(st->get(), 4, r.file);
+    sqlite3_bind_int(st->get(), 5, r.flags);
+    BindText(st->get(), 6, JoinKeywords(r.keywords));
+    sqlite3_bind_int64(st->get(), 7, static_cast<int64_t>(r.modseq));
+    sqlite3_bind_int64(st->get(), 8, r.date);
+    sqlite3_bind_int64(st->get(), 9, static_cast<int64_t>(r.size));
+    return Step(st->get());
+  }
+
+  Result<void> UpdateRow(const Folder& f, const Row& r) {
+    auto st = Prepare(
+        db.get(),
+        "UPDATE messages SET file = ?, flags = ?, keywords = ?, modseq = ? "
+        "WHERE folder = ? AND uid = ?");
+    if (!st) return tl::unexpected(st.error());
+    BindText(st->get(), 1, r.file);
+    sqlite3_bind_int(st->get(), 2, r.flags);
+    BindText(st->get(), 3, JoinKeywords(r.keywords));
+    sqlite3_bind_int64(st->get(), 4, static_cast<int64_t>(r.modseq));
+    sqlite3_bind_int64(st->get(), 5, f.id);
+    sqlite3_bind_int64(st->get(), 6, r.uid);
+    return Step(st->get());
+  }
+
+  // The row goes; the UID is remembered with the MODSEQ of its removal
+  // (RFC 7162 3.2.10: VANISHED (EARLIER) answers from it).
+  Result<void> RemoveRow(const Folder& f, uint32_t uid, uint64_t modseq) {
+    auto del =
+        Prepare(db.get(), "DELETE FROM messages WHERE folder = ? AND uid = ?");
+    if (!del) return tl::unexpected(del.error());
+    sqlite3_bind_int64(del->get(), 1, f.id);
+    sqlite3_bind_int64(del->get(), 2, uid);
+    if (auto r = Step(del->get()); !r) return r;
+    auto ins = Prepare(db.get(),
+                       "INSERT OR REPLACE INTO expunged (folder, uid, modseq) "
+                       "VALUES (?, ?, ?)");
+    if (!ins) return tl::unexpected(ins.error());
+    sqlite3_bind_int64(ins->get(), 1, f.id);
+    sqlite3_bind_int64(ins->get(), 2, uid);
+    sqlite3_bind_int64(ins->get(), 3, static_cast<int64_t>(modseq));
+    return Step(ins->get());
+  }
+
+  // --- Maildir helpers -----------------------------------------------------
+
+  Result<UniqueFd> OpenFolderDir(const Folder& f) {
+    if (f.dir.empty()) {
+      UniqueFd d(::dup(root.get()));
+      if (!d) return io::ErrnoErr("dup", errno);
+      return d;
+    }
+    return io::OpenDirAt(root.get(), f.dir);
+  }
+
+  // The files of cur/ and new/ by unique name (cur/ wins when a message is
+  // in both, a crash of some other program between link and unlink).
+  Result<std::map<std::string, std::string>> ListMessages(int dir) {
+    std::map<std::string, std::string> out;
+    for (const char* sub : {"new", "cur"}) {
+      auto fd = io::OpenDirAt(dir, sub);
+      if (!fd) return tl::unexpected(fd.error());
+      auto names = io::ListDir(fd->get());
+      if (!names) return tl::unexpected(names.error());
+      for (auto& n : *names) {
+        if (n.empty() || n[0] == '.') continue;  // Maildir: hidden is not mail
+        out[UniquePart(n)] = std::string(sub) + "/" + n;
+      }
+    }
+    return out;
+  }
+
+  // Finds a message another program renamed: its current path, or "".
+  std::string Relocate(int dir, const std::string& uniq) {
+    for (const char* sub : {"cur", "new"}) {
+      auto fd = io::OpenDirAt(dir, sub);
+      if (!fd) continue;
+      auto names = io::ListDir(fd->get());
+      if (!names) continue;
+      for (auto& n : *names) {
+        if (UniquePart(n) == uniq) return std::string(sub) + "/" + n;
+      }
+    }
+    return "";
+  }
+
+  // Makes the directory entries of a folder's cur/ and new/ durable.
+  Result<void> SyncMessageDirs(int dir, bool with_new) {
+    for (const char* sub : {"cur", "new"}) {
+      if (!with_new && sub[0] == 'n') continue;
+      if (int e = SyncDirAt(dir, sub); e != 0)
+        return io::ErrnoErr(std::string("sync ") + sub, e);
+    }
+    return {};
+  }
+
+  Result<void> EnsureMaildirDirs(int parent, const std::string& dir) {
+    if (!dir.empty() && ::mkdirat(parent, dir.c_str(), 0700) != 0 &&
+        errno != EEXIST) {
+      return io::ErrnoErr("mkdir " + dir, errno);
+    }
+    for (const char* sub : {"tmp", "new", "cur"}) {
+      std::string p = Sub(dir, sub);
+      if (::mkdirat(parent, p.c_str(), 0700) != 0 && errno != EEXIST) {
+        return io::ErrnoErr("mkdir " + p, errno);
+      }
+    }
+    if (!dir.empty()) {
+      // Maildir++ (Courier, Dovecot) marks a folder with an empty file.
+      std::string marker = dir + "/maildirfolder";
+      UniqueFd m(::openat(parent, marker.c_str(),
+                          O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+      if (!m) return io::ErrnoErr("create " + marker, errno);
+      if (::fsync(m.get()) != 0) return io::ErrnoErr("sync " + marker, errno);
+      if (int e = SyncDirAt(parent, dir); e != 0)
+        return io::ErrnoErr("sync " + dir, e);
+    }
+    if (int e = SyncDirAt(parent, dir.empty() ? "." : dir); e != 0) {
+      return io::ErrnoErr("sync " + dir, e);
+    }
+    if (int e = ::fsync(parent); e != 0)
+      return io::ErrnoErr("sync Maildir", errno);
+    return {};
+  }
+
+  std::string NewUniqueName() {
+    // time.M<usec>P<pid>Q<n>.host, the Maildir convention; the sequence
+    // number makes names from one process distinct (common/unique_name.h).
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+    std::string host;
+    for (char c : options.hostname)
+      host += (c == '/' || c == ':' || c == '.') ? '_' : c;
+    if (host.empty()) host = "localhost";
+    return std::to_string(us / 1000000) + ".M" + std::to_string(us % 1000000) +
+           "P" + std::to_string(::getpid()) + "Q" +
+           std::to_string(NextUniqueNumber()) + "I." + host;
+  }
+
+  // --- folders -------------------------------------------------------------
+
+  bool DirExists(const std::string& dir) {
+    if (dir.empty()) return true;
+    struct stat st;
+    return ::fstatat(root.get(), dir.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISDIR(st.st_mode);
+  }
+
+  // Folder directories in the Maildir: IMAP name -> directory.
+  Result<std::map<std::string, std::string>> FolderDirs() {
+    auto names = io::ListDir(root.get());
+    if (!names) return tl::unexpected(names.error());
+    std::map<std::string, std::string> out;
+    for (auto& n : *names) {
+      auto name = FolderNameOfDirectory(n);
+      if (!name || !DirExists(n)) continue;
+      // Only the canonical spelling of a name is its folder (".a\2eb", not
+      // ".a\2Eb"): one name, one directory.
+      if (FolderDirectory(*name) != n) continue;
+      out[*name] = n;
+    }
+    return out;
+  }
+
+  // Index rows for folder directories other programs made, none for
+  // directories that are gone (run inside a write transaction).
+  Result<void> ReconcileFolders() {
+    auto dirs = FolderDirs();
+    if (!dirs) return tl::unexpected(dirs.error());
+    auto st = Prepare(db.get(), "SELECT name FROM folders");
+    if (!st) return tl::unexpected(st.error());
+    std::set<std::string> known;
+    while (sqlite3_step(st->get()) == SQLITE_ROW)
+      known.insert(ColumnText(st->get(), 0));
+    st->reset();
+    for (const auto& name : known) {
+      if (name == "INBOX" || dirs->count(name)) continue;
+      if (auto r = DropFolderRows(name); !r) return r;
+    }
+    for (const auto& [name, dir] : *dirs) {
+      if (known.count(name)) continue;
+      if (auto r = InsertFolder(name, SpecialUse::kNone); !r) return r;
+    }
+    return {};
+  }
+
+  Result<void> DropFolderRows(const std::string& name) {
+    auto f = LoadFolder(name);
+    if (!f) return tl::unexpected(f.error());
+    if (!*f) return {};
+    for (const char* sql : {"DELETE FROM messages WHERE folder = ?",
+                            "DELETE FROM expunged WHERE folder = ?",
+                            "DELETE FROM folders WHERE id = ?"}) {
+      auto st = Prepare(db.get(), sql);
+      if (!st) return tl::unexpected(st.error());
+      sqlite3_bind_int64(st->get(), 1, (*f)->id);
+      if (auto r = Step(st->get()); !r) return r;
+    }
+    return {};
+  }
+
+  // The folder of a name, inside a write transaction: its row (made for a
+  // directory another program created; dropped when the directory is gone).
+  Result<Folder> FolderFor(std::string_view raw_name) {
+    auto name = CanonicalFolderName(raw_name);
+    if (!name) return Fail("invalid mailbox name", EINVAL);
+    auto f = LoadFolder(*name);
+    if (!f) return tl::unexpected(f.error());
+    std::string dir = FolderDirectory(*name);
+    bool exists =
+        DirExists(dir) && FolderNameOfDirectory(dir).value_or("") == *name;
+    if (*name == "INBOX") exists = true;
+    if (*f && !exists) {
+      if (auto r = DropFolderRows(*name); !r) return tl::unexpected(r.error());
+      return Fail("no such mailbox: " + *name, ENOENT);
+    }
+    if (!*f) {
+      if (!exists) return Fail("no such mailbox: " + *name, ENOENT);
+      if (auto r = InsertFolder(*name, SpecialUse::kNone); !r)
+        return tl::unexpected(r.error());
+      f = LoadFolder(*name);
+      if (!f) return tl::unexpected(f.error());
+      if (!*f) return Err("index: folder row vanished");
+    }
+    // A bare directory another program made (".Foo" without cur/): make
+    // it a Maildir so the folder can be used.
+    if (!dir.empty() && !DirExists(dir + "/cur")) {
+      if (auto r = EnsureMaildirDirs(root.get(), dir); !r) {
+        return tl::unexpected(r.error());
+      }
+    }
+    return std::move(**f);
+  }
+
+  // --- reconciliation with the Maildir (RFC 9051 2.3.1.1, RFC 7162 3.1) ----
+
+  // Brings the index of `f` in line with its directories, inside the
+  // caller's write transaction. All changes found share one new MODSEQ.
+  Result<void> Reconcile(Folder& f) {
+    auto dir = OpenFolderDir(f);
+    if (!dir) return tl::unexpected(dir.error());
+    CleanTmp(dir->get());
+    auto files = ListMessages(dir->get());
+    if (!files) return tl::unexpected(files.error());
+    auto rows = Rows(f);
+    if (!rows) return tl::unexpected(rows.error());
+
+    uint64_t modseq = f.highest + 1;
+    bool changed = false;
+    std::unordered_map<std::string, const Row*> by_uniq;
+    std::vector<const Row*> missing;
+    for (const Row& r : *rows) {
+      by_uniq[r.uniq] = &r;
+      if (!files->count(r.uniq)) missing.push_back(&r);
+    }
+    if (!missing.empty()) {
+      // readdir() may miss a file another program renames meanwhile: only
+      // what a second listing also misses is gone.
+      auto again = ListMessages(dir->get());
+      if (!again) return tl::unexpected(again.error());
+      for (const Row* r : missing) {
+        auto it = again->find(r->uniq);
+        if (it != again->end()) {
+          (*files)[r->uniq] = it->second;
+          continue;
+        }
+        if (auto x = RemoveRow(f, r->uid, modseq); !x) return x;
+        changed = true;
+      }
+    }
+
+    struct Fresh {
+      std::string uniq, file;
+      int64_t mtime_ns;
+      int64_t date;
+      uint64_t size;
+    };
+    std::vector<Fresh> fresh;
+    for (const auto& [uniq, file] : *files) {
+      auto it = by_uniq.find(uniq);
+      if (it == by_uniq.end()) {
+        UniqueFd fd(::openat(dir->get(), file.c_str(),
+                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!fd) {
+          if (errno == ENOENT)
+            continue;  // gone meanwhile; or renamed: next time
+          return io::ErrnoErr("open " + Sub(f.dir, file), errno);
+        }
+        struct stat st;
+        if (::fstat(fd.get(), &st) != 0)
+          return io::ErrnoErr("stat " + file, errno);
+        auto size = CrlfSizeOfFd(fd.get());
+        if (!size) return tl::unexpected(size.error());
+        fresh.push_back({uniq, file,
+                         static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                             st.st_mtim.tv_nsec,
+                         static_cast<int64_t>(st.st_mtim.tv_sec), *size});
+        continue;
+      }
+      const Row& r = *it->second;
+      if (r.file == file) continue;
+      // Renamed by another program (or by a write of ours that crashed
+      // before its commit): the file name's system flags win.
+      Row updated = r;
+      updated.file = file;
+      bool forwarded = false;
+      Flags name_flags = FlagsOfFileName(file, &forwarded);
+      bool had_forwarded = HasKeyword(r.keywords, kForwarded);
+      if (name_flags != r.flags || forwarded != had_forwarded) {
+        updated.flags = name_flags;
+        if (forwarded && !had_forwarded) updated.keywords.push_back(kForwarded);
+        if (!forwarded && had_forwarded) {
+          std::erase_if(updated.keywords, [](const std::string& k) {
+            return SameKeyword(k, kForwarded);
+          });
+        }
+        SortKeywords(updated.keywords);
+        updated.modseq = modseq;
+        changed = true;
+      }
+      if (auto x = UpdateRow(f, updated); !x) return x;
+    }
+
+    // New messages get UIDs in arrival order: the file's mtime (delivery
+    // and APPEND set it; Maildir names do not sort by time).
+    std::sort(fresh.begin(), fresh.end(), [](const Fresh& a, const Fresh& b) {
+      return a.mtime_ns != b.mtime_ns ? a.mtime_ns < b.mtime_ns
+                                      : a.uniq < b.uniq;
+    });
+    for (const Fresh& n : fresh) {
+      if (f.uidnext == UINT32_MAX)
+        return Err("UID space of " + f.name + " exhausted");
+      Row r;
+      r.uid = f.uidnext++;
+      r.uniq = n.uniq;
+      r.file = n.file;
+      bool forwarded = false;
+      r.flags = FlagsOfFileName(n.file, &forwarded);
+      if (forwarded) r.keywords.push_back(kForwarded);
+      r.modseq = modseq;
+      r.date = n.date;
+      r.size = n.size;
+      if (auto x = InsertRow(f, r); !x) return x;
+      changed = true;
+    }
+    if (changed) {
+      f.highest = modseq;
+      if (auto x = SaveFolder(f); !x) return x;
+    }
+    return {};
+  }
+
+  // Maildir: files in tmp/ untouched for 36 hours are left-overs of
+  // writers that died (APPENDs of ours included).
+  void CleanTmp(int dir) {
+    auto fd = io::OpenDirAt(dir, "tmp");
+    if (!fd) return;
+    auto names = io::ListDir(fd->get());
+    if (!names) return;
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    for (auto& n : *names) {
+      struct stat st;
+      if (::fstatat(fd->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISREG(st.st_mode) &&
+          now - static_cast<int64_t>(st.st_atim.tv_sec) > kTmpMaxAge &&
+          now - static_cast<int64_t>(st.st_mtim.tv_sec) > kTmpMaxAge) {
+        ::unlinkat(fd->get(), n.c_str(), 0);
+      }
+    }
+  }
+
+  Result<Folder> Reconciled(std::string_view name) {
+    auto f = FolderFor(name);
+    if (!f) return f;
+    if (auto r = Reconcile(*f); !r) return tl::unexpected(r.error());
+    return f;
+  }
+
+  // --- subscriptions --------------------------------------------------------
+
+  Result<std::set<std::string>> LoadSubscriptions() {
+    int err = 0;
+    auto text = io::ReadSmallFileAt(root.get(), kSubscriptionsFile,
+                                    kMaxSubscriptions, &err);
+    std::set<std::string> out;
+    if (!text) {
+      if (err == ENOENT) return out;
+      return tl::unexpected(text.error());
+    }
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      if (auto c = CanonicalFolderName(line)) out.insert(*c);
+    }
+    return out;
+  }
+
+  // --- moving messages between folders ---------------------------------------
+
+  Result<CopyResult> Transfer(std::string_view from_name,
+                              const std::vector<uint32_t>& uids,
+                              std::string_view to_name, bool move) {
+    auto txn = Write();
+    if (!txn) return tl::unexpected(txn.error());
+    auto from = FolderFor(from_name);
+    if (!from) return tl::unexpected(from.error());
+    auto to = FolderFor(to_name);
+    if (!to) return tl::unexpected(to.error());
+    bool same = from->id == to->id;
+    auto from_dir = OpenFolderDir(*from);
+    if (!from_dir) return tl::unexpected(from_dir.error());
+    auto to_dir = OpenFolderDir(*to);
+    if (!to_dir) return tl::unexpected(to_dir.error());
+
+    std::vector<uint32_t> sorted = uids;
+    std::sort(sorted.begin(), sorted.end());
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    CopyResult result;
+    result.uidvalidity = to->uidvalidity;
+    uint64_t to_modseq = to->highest + 1;
+    uint64_t from_modseq = same ? to_modseq : from->highest + 1;
+    bool from_new_touched = false;
+    for (uint32_t uid : sorted) {
+      auto row = RowByUid(*from, uid);
+      if (!row) return tl::unexpected(row.error());
+      if (!*row)
+        continue;  // RFC 9051 6.4.9: a UID that does not exist is ignored
+      Row r = std::move(**row);
+      std::string target_uniq = NewUniqueName();
+      std::string target_file =
+          "cur/" + target_uniq + ":2," +
+          InfoLetters(r.flags, HasKeyword(r.keywords, kForwarded),
+                      OtherLetters(r.file));
+      auto place = [&](const std::string& src) {
+        return move ? ::renameat(from_dir->get(), src.c_str(), to_dir->get(),
+                                 target_file.c_str())
+                    : ::linkat(from_dir->get(), src.c_str(), to_dir->get(),
+                               target_file.c_str(), 0);
+      };
+      int rc = place(r.file);
+      if (rc != 0 && errno == ENOENT) {
+        std::string now = Relocate(from_dir->get(), r.uniq);
+        if (now.empty())
+          continue;  // deleted by another program: Reconcile will tell
+        r.file = now;
+        rc = place(r.file);
+      }
+      if (rc != 0 && !move &&
+          (errno == EXDEV || errno == EPERM || errno == EMLINK)) {
+        auto copied = CopyFile(from_dir->get(), r.file, to_dir->get(),
+                               target_uniq, target_file);
+        if (!copied) return tl::unexpected(copied.error());
+        rc = 0;
+      }
+      if (rc != 0)
+        return io::ErrnoErr("place " + Sub(from->dir, r.file), errno);
+      if (r.file.compare(0, 4, "new/") == 0) from_new_touched = true;
+      if (to->uidnext == UINT32_MAX)
+        return Err("UID space of " + to->name + " exhausted");
+      Row t = r;
+      t.uid = to->uidnext++;
+      t.uniq = target_uniq;
+      t.file = target_file;
+      t.modseq = to_modseq;
+      if (auto x = InsertRow(*to, t); !x) return tl::unexpected(x.error());
+      if (move) {
+        if (auto x = RemoveRow(*from, r.uid, from_modseq); !x)
+          return tl::unexpected(x.error());
+      }
+      result.source_uids.push_back(r.uid);
+      result.target_uids.push_back(t.uid);
+    }
+    if (result.source_uids.empty()) return result;
+    if (auto x = SyncMessageDirs(to_dir->get(), false); !x)
+      return tl::unexpected(x.error());
+    if (move) {
+      if (auto x = SyncMessageDirs(from_dir->get(), from_new_touched); !x) {
+        return tl::unexpected(x.error());
+      }
+    }
+    to->highest = to_modseq;
+    if (same) {
+      if (auto x = SaveFolder(*to); !x) return tl::unexpected(x.error());
+    } else {
+      if (auto x = SaveFolder(*to); !x) return tl::unexpected(x.error());
+      if (move) {
+        from->highest = from_modseq;
+        if (auto x = SaveFolder(*from); !x) return tl::unexpected(x.error());
+      }
+    }
+    if (auto x = Commit(*txn); !x) return tl::unexpected(x.error());
+    return result;
+  }
+
+  // A copy when a hard link cannot be made: tmp/, fsync, rename.
+  Result<void> CopyFile(int from_dir, const std::string& src, int to_dir,
+                        const std::string& uniq, const std::string& target) {
+    UniqueFd in(
+        ::openat(from_dir, src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!in) return io::ErrnoErr("open " + src, errno);
+    struct stat st;
+    if (::fstat(in.get(), &st) != 0) return io::ErrnoErr("stat " + src, errno);
+    std::string tmp = "tmp/" + uniq;
+    UniqueFd out(::openat(to_dir, tmp.c_str(),
+                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!out) return io::ErrnoErr("create " + tmp, errno);
+    std::string buf(64 * 1024, '\0');
+    for (;;) {
+      ssize_t n = ::read(in.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return io::ErrnoErr("read " + src, errno);
+      if (n == 0) break;
+      if (int e = io::WriteAll(out.get(), buf.data(), static_cast<size_t>(n));
+          e != 0) {
+        ::unlinkat(to_dir, tmp.c_str(), 0);
+        return io::ErrnoErr("write " + tmp, e);
+      }
+    }
+    // The mtime is the internal date; the access time is now (CleanTmp()).
+    struct timespec times[2] = {{0, UTIME_NOW}, st.st_mtim};
+    ::futimens(out.get(), times);
+    if (::fsync(out.get()) != 0) return io::ErrnoErr("sync " + tmp, errno);
+    if (::renameat(to_dir, tmp.c_str(), to_dir, target.c_str()) != 0) {
+      return io::ErrnoErr("rename " + tmp, errno);
+    }
+    return {};
+  }
+};
+
+MaildirStore::MaildirStore(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+MaildirStore::~MaildirStore() = default;
+
+Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
+    const std::string& maildir, MaildirStoreOptions options) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = maildir;
+  impl->options = std::move(options);
+  if (auto made = io::MkdirAll(maildir, 0700); !made)
+    return tl::unexpected(made.error());
+  auto root = io::OpenDir(maildir);
+  if (!root) return tl::unexpected(root.error());
+  impl->root = std::move(*root);
+  if (auto r = impl->EnsureMaildirDirs(impl->root.get(), ""); !r)
+    return tl::unexpected(r.error());
+
+  // Private like the mail, before SQLite creates it with the umask.
+  std::string db_path = maildir + "/" + kImapIndexFile;
+  int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return io::ErrnoErr("open " + db_path, errno);
+  ::close(fd);
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(
+      db_path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  impl->db.reset(raw);
+  if (rc != SQLITE_OK) {
+    return Err(db_path + ": " +
+               (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3* db = impl->db.get();
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  // WAL: readers do not block the writer; synchronous=FULL: a COMMIT has
+  // reached the disk (fsync of the WAL) when it returns, so an OK sent
+  // after it survives a crash or a power cut.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
+    if (auto ok = Exec(db, pragma); !ok)
+      return Err(db_path + ": " + ok.error().message);
+  }
+  {
+    auto txn = Transaction::Begin(db, true);
+    if (!txn) return Err(db_path + ": " + txn.error().message);
+    auto version = Prepare(db, "PRAGMA user_version");
+    if (!version) return tl::unexpected(version.error());
+    int current = sqlite3_step(version->get()) == SQLITE_ROW
+                      ? sqlite3_column_int(version->get(), 0)
+                      : 0;
+    version->reset();
+    if (current > kSchemaVersion) {
+      return Err(db_path + ": index was created by a newer tern (schema " +
+                 std::to_string(current) + ")");
+    }
+    if (current < 1) {
+      auto ok =
+          Exec(db,
+               "CREATE TABLE account ("
+               "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+               "  last_uidvalidity INTEGER NOT NULL);"
+               "INSERT INTO account VALUES (1, 0);"
+               "CREATE TABLE folders ("
+               "  id INTEGER PRIMARY KEY,"
+               "  name TEXT NOT NULL UNIQUE,"
+               "  uidvalidity INTEGER NOT NULL,"
+               "  uidnext INTEGER NOT NULL,"
+               "  highestmodseq INTEGER NOT NULL,"
+               "  special_use INTEGER NOT NULL DEFAULT 0);"
+               "CREATE TABLE messages ("
+               "  folder INTEGER NOT NULL,"
+               "  uid INTEGER NOT NULL,"
+               "  uniq TEXT NOT NULL,"
+               "  file TEXT NOT NULL,"
+               "  flags INTEGER NOT NULL,"
+               "  keywords TEXT NOT NULL,"
+               "  modseq INTEGER NOT NULL,"
+               "  internaldate INTEGER NOT NULL,"
+               "  size INTEGER NOT NULL,"
+               "  PRIMARY KEY (folder, uid),"
+               "  UNIQUE (folder, uniq)) WITHOUT ROWID;"
+               "CREATE INDEX messages_modseq ON messages (folder, modseq);"
+               "CREATE TABLE expunged ("
+               "  folder INTEGER NOT NULL,"
+               "  uid INTEGER NOT NULL,"
+               "  modseq INTEGER NOT NULL,"
+               "  PRIMARY KEY (folder, uid)) WITHOUT ROWID;"
+               "PRAGMA user_version = 1;");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    auto inbox = impl->LoadFolder("INBOX");
+    if (!inbox) return tl::unexpected(inbox.error());
+    if (!*inbox) {
+      if (auto r = impl->InsertFolder("INBOX", SpecialUse::kNone); !r) {
+        return tl::unexpected(r.error());
+      }
+    }
+    if (auto r = txn->Commit(); !r)
+      return Err(db_path + ": " + r.error().message);
+  }
+
+  // Left-overs of a DeleteFolder that crashed after hiding the directory.
+  if (auto names = io::ListDir(impl->root.get()); names) {
+    for (auto& n : *names) {
+      if (n.rfind(kDeletedPrefix, 0) == 0) {
+        std::error_code ec;
+        std::filesystem::remove_all(maildir + "/" + n, ec);
+      }
+    }
+  }
+
+  std::unique_ptr<MaildirStore> store(new MaildirStore(std::move(impl)));
+  if (store->impl_->options.create_special_folders) {
+    // RFC 6154 2: Sent, Drafts, Trash and Junk for every account, found by
+    // clients through their attribute rather than their name.
+    auto folders = store->ListFolders();
+    if (!folders) return tl::unexpected(folders.error());
+    for (auto [use, name] : {std::pair{SpecialUse::kSent, "Sent"},
+                             std::pair{SpecialUse::kDrafts, "Drafts"},
+                             std::pair{SpecialUse::kTrash, "Trash"},
+                             std::pair{SpecialUse::kJunk, "Junk"}}) {
+      bool have = std::any_of(
+          folders->begin(), folders->end(),
+          [use = use](const FolderInfo& f) { return f.special_use == use; });
+      if (have) continue;
+      auto existing = std::find_if(
+          folders->begin(), folders->end(),
+          [name = name](const FolderInfo& f) { return f.name == name; });
+      if (existing != folders->end()) {
+        // A folder of that name made by another program: give it the use.
+        auto txn = store->impl_->Write();
+        if (!txn) return tl::unexpected(txn.error());
+        auto st = Prepare(store->impl_->db.get(),
+                          "UPDATE folders SET special_use = ? WHERE name = ?");
+        if (!st) return tl::unexpected(st.error());
+        sqlite3_bind_int(st->get(), 1, static_cast<int>(use));
+        BindText(st->get(), 2, name);
+        if (auto r = store->impl_->Step(st->get()); !r)
+          return tl::unexpected(r.error());
+        if (auto r = store->impl_->Commit(*txn); !r)
+          return tl::unexpected(r.error());
+        continue;
+      }
+      if (auto r = store->CreateFolder(name, use); !r)
+        return tl::unexpected(r.error());
+    }
+  }
+  return store;
+}
+
+Result<std::vector<FolderInfo>> MaildirStore::ListFolders() {
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  if (auto r = impl_->ReconcileFolders(); !r) return tl::unexpected(r.error());
+  auto st = Prepare(impl_->db.get(),
+                    "SELECT name, special_use FROM folders ORDER BY name");
+  if (!st) return tl::unexpected(st.error());
+  std::vector<FolderInfo> out;
+  while (sqlite3_step(st->get()) == SQLITE_ROW) {
+    FolderInfo info;
+    info.name = ColumnText(st->get(), 0);
+    info.special_use =
+        static_cast<SpecialUse>(sqlite3_column_int(st->get(), 1));
+    out.push_back(std::move(info));
+  }
+  st->reset();
+  if (auto r = impl_->Commit(*txn); !r) return tl::unexpected(r.error());
+  auto subs = impl_->LoadSubscriptions();
+  if (!subs) return tl::unexpected(subs.error());
+  std::set<std::string> names;
+  for (auto& f : out) names.insert(f.name);
+  for (auto& f : out) {
+    auto lb = names.lower_bound(f.name + "/");
+    f.has_children = lb != names.end() && lb->rfind(f.name + "/", 0) == 0;
+    f.subscribed = subs->count(f.name) > 0;
+  }
+  return out;
+}
+
+Result<void> MaildirStore::CreateFolder(std::string_view raw_name,
+                                        SpecialUse use) {
+  auto name = CanonicalFolderName(raw_name);
+  if (!name) return Fail("invalid mailbox name", EINVAL);
+  if (*name == "INBOX") return Fail("INBOX exists", EEXIST);
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  if (auto r = impl_->ReconcileFolders(); !r) return r;
+  auto existing = impl_->LoadFolder(*name);
+  if (!existing) return tl::unexpected(existing.error());
+  if (*existing) return Fail("mailbox exists: " + *name, EEXIST);
+  // RFC 9051 6.3.4: superior names are created as needed ("a/b/c" makes
+  // "a" and "a/b"), each a real Maildir++ folder.
+  std::vector<std::string> chain;
+  for (std::string p = ParentFolder(*name); !p.empty(); p = ParentFolder(p))
+    chain.push_back(p);
+  std::reverse(chain.begin(), chain.end());
+  chain.push_back(*name);
+  for (const std::string& level : chain) {
+    if (level == "INBOX") continue;
+    auto have = impl_->LoadFolder(level);
+    if (!have) return tl::unexpected(have.error());
+    if (*have) continue;
+    // The directory first: a crash before the commit leaves a directory
+    // without a row, which the next listing adopts.
+    if (auto r =
+            impl_->EnsureMaildirDirs(impl_->root.get(), FolderDirectory(level));
+        !r) {
+      return r;
+    }
+    if (auto r = impl_->InsertFolder(level,
+                                     level == *name ? use : SpecialUse::kNone);
+        !r) {
+      return r;
+    }
+  }
+  return impl_->Commit(*txn);
+}
+
+Result<void> MaildirStore::DeleteFolder(std::string_view raw_name) {
+  auto name = CanonicalFolderName(raw_name);
+  if (!name) return Fail("invalid mailbox name", EINVAL);
+  // RFC 9051 6.3.5: deleting INBOX is an error.
+  if (*name == "INBOX") return Fail("INBOX cannot be deleted", EPERM);
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  if (auto r = impl_->ReconcileFolders(); !r) return r;
+  auto f = impl_->LoadFolder(*name);
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox: " + *name, ENOENT);
+  // A Maildir++ folder cannot stay as a \Noselect name above its
+  // inferiors, so those must go first (RFC 9051 7.1 HASCHILDREN).
+  // substr() and length() both count characters, so UTF-8 names compare
+  // right.
+  auto st =
+      Prepare(impl_->db.get(),
+              "SELECT 1 FROM folders WHERE substr(name, 1, length(?1)) = ?1");
+  if (!st) return tl::unexpected(st.error());
+  BindText(st->get(), 1, *name + "/");
+  if (sqlite3_step(st->get()) == SQLITE_ROW)
+    return Fail("mailbox has children: " + *name, ENOTEMPTY);
+  st->reset();
+  // Hide the directory in one rename (atomic for every reader), forget the
+  // folder, then remove the files. A crash after the rename leaves a
+  // "tern-deleted.*" directory that Open() removes.
+  std::string dir = FolderDirectory(*name);
+  std::string hidden = std::string(kDeletedPrefix) + impl_->NewUniqueName();
+  if (::renameat(impl_->root.get(), dir.c_str(), impl_->root.get(),
+                 hidden.c_str()) != 0) {
+    return io::ErrnoErr("rename " + dir, errno);
+  }
+  if (::fsync(impl_->root.get()) != 0)
+    return io::ErrnoErr("sync Maildir", errno);
+  if (auto r = impl_->DropFolderRows(*name); !r) return r;
+  if (auto r = impl_->Commit(*txn); !r) return r;
+  std::error_code ec;
+  std::filesystem::remove_all(impl_->path + "/" + hidden, ec);
+  return {};
+}
+
+Result<void> MaildirStore::RenameFolder(std::string_view raw_from,
+                                        std::string_view raw_to) {
+  auto from = CanonicalFolderName(raw_from);
+  auto to = CanonicalFolderName(raw_to);
+  if (!from || !to) return Fail("invalid mailbox name", EINVAL);
+  if (*to == "INBOX") return Fail("INBOX exists", EEXIST);
+  if (to->rfind(*from + "/", 0) == 0)
+    return Fail("cannot rename a mailbox into itself", EINVAL);
+  if (*from == "INBOX") {
+    // RFC 9051 6.3.6: renaming INBOX moves its messages to the new name
+    // and leaves INBOX empty; its inferiors stay.
+    if (auto r = CreateFolder(*to, SpecialUse::kNone); !r) return r;
+    auto snap = Select("INBOX");
+    if (!snap) return tl::unexpected(snap.error());
+    std::vector<uint32_t> uids;
+    for (auto& m : snap->messages) uids.push_back(m.uid);
+    if (uids.empty()) return {};
+    auto moved = Move("INBOX", uids, *to);
+    if (!moved) return tl::unexpected(moved.error());
+    return {};
+  }
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  if (auto r = impl_->ReconcileFolders(); !r) return r;
+  auto f = impl_->LoadFolder(*from);
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox: " + *from, ENOENT);
+  auto exists = impl_->LoadFolder(*to);
+  if (!exists) return tl::unexpected(exists.error());
+  if (*exists) return Fail("mailbox exists: " + *to, EEXIST);
+  // The folder and its inferiors (RFC 9051 6.3.6), each its own Maildir++
+  // directory. Rows keep their id, so UIDVALIDITY and UIDs go along.
+  auto st = Prepare(impl_->db.get(),
+                    "SELECT name FROM folders WHERE name = ?1 OR "
+                    "substr(name, 1, length(?2)) = ?2");
+  if (!st) return tl::unexpected(st.error());
+  BindText(st->get(), 1, *from);
+  BindText(st->get(), 2, *from + "/");
+  std::vector<std::string> names;
+  while (sqlite3_step(st->get()) == SQLITE_ROW)
+    names.push_back(ColumnText(st->get(), 0));
+  st->reset();
+  // Superior names of the target, as CREATE makes them.
+  for (std::string p = ParentFolder(*to); !p.empty() && p != "INBOX";
+       p = ParentFolder(p)) {
+    auto have = impl_->LoadFolder(p);
+    if (!have) return tl::unexpected(have.error());
+    if (*have || p == *from) continue;
+    if (auto r =
+            impl_->EnsureMaildirDirs(impl_->root.get(), FolderDirectory(p));
+        !r)
+      return r;
+    if (auto r = impl_->InsertFolder(p, SpecialUse::kNone); !r) return r;
+  }
+  for (const std::string& old_name : names) {
+    std::string new_name = *to + old_name.substr(from->size());
+    std::string old_dir = FolderDirectory(old_name),
+                new_dir = FolderDirectory(new_name);
+    if (::renameat(impl_->root.get(), old_dir.c_str(), impl_->root.get(),
+                   new_dir.c_str()) != 0) {
+      return io::ErrnoErr("rename " + old_dir, errno);
+    }
+    auto up =
+        Prepare(impl_->db.get(), "UPDATE folders SET name = ? WHERE name = ?");
+    if (!up) return tl::unexpected(up.error());
+    BindText(up->get(), 1, new_name);
+    BindText(up->get(), 2, old_name);
+    if (auto r = impl_->Step(up->get()); !r) return r;
+  }
+  if (::fsync(impl_->root.get()) != 0)
+    return io::ErrnoErr("sync Maildir", errno);
+  return impl_->Commit(*txn);
+}
+
+Result<void> MaildirStore::SetSubscribed(std::string_view raw_name,
+                                         bool subscribed) {
+  auto name = CanonicalFolderName(raw_name);
+  if (!name) return Fail("invalid mailbox name", EINVAL);
+  // Serialised with the other writers through the index's write lock.
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto subs = impl_->LoadSubscriptions();
+  if (!subs) return tl::unexpected(subs.error());
+  bool changed =
+      subscribed ? subs->insert(*name).second : subs->erase(*name) > 0;
+  if (!changed) return {};
+  std::string text;
+  for (auto& s : *subs) text += s + "\n";
+  if (auto r =
+          io::AtomicWriteAt(impl_->root.get(), kSubscriptionsFile, text, true);
+      !r)
+    return r;
+  if (::fsync(impl_->root.get()) != 0)
+    return io::ErrnoErr("sync Maildir", errno);
+  return {};
+}
+
+Result<std::vector<std::string>> MaildirStore::Subscriptions() {
+  auto subs = impl_->LoadSubscriptions();
+  if (!subs) return tl::unexpected(subs.error());
+  return std::vector<std::string>(subs->begin(), subs->end());
+}
+
+Result<FolderStatus> MaildirStore::Status(std::string_view name) {
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->Reconciled(name);
+  if (!f) return tl::unexpected(f.error());
+  auto st =
+      Prepare(impl_->db.get(),
+              "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), "
+              "coalesce(sum((flags & 8) != 0), 0), coalesce(sum(size), 0) "
+              "FROM messages WHERE folder = ?");
+  if (!st) return tl::unexpected(st.error());
+  sqlite3_bind_int64(st->get(), 1, f->id);
+  FolderStatus status;
+  status.state = f->State();
+  if (sqlite3_step(st->get()) == SQLITE_ROW) {
+    status.messages = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0));
+    status.unseen = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 1));
+    status.deleted = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 2));
+    status.size = static_cast<uint64_t>(sqlite3_column_int64(st->get(), 3));
+  }
+  st->reset();
+  if (auto r = impl_->Commit(*txn); !r) return tl::unexpected(r.error());
+  return status;
+}
+
+Result<FolderSnapshot> MaildirStore::Select(std::string_view name) {
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->Reconciled(name);
+  if (!f) return tl::unexpected(f.error());
+  auto rows = impl_->Rows(*f);
+  if (!rows) return tl::unexpected(rows.error());
+  if (auto r = impl_->Commit(*txn); !r) return tl::unexpected(r.error());
+  FolderSnapshot snap;
+  snap.state = f->State();
+  snap.messages.reserve(rows->size());
+  for (auto& r : *rows) snap.messages.push_back(r.Meta());
+  return snap;
+}
+
+Result<FolderChanges> MaildirStore::Sync(std::string_view name,
+                                         uint64_t since_modseq) {
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->Reconciled(name);
+  if (!f) return tl::unexpected(f.error());
+  auto rows = impl_->Rows(*f, since_modseq);
+  if (!rows) return tl::unexpected(rows.error());
+  auto st = Prepare(
+      impl_->db.get(),
+      "SELECT uid FROM expunged WHERE folder = ? AND modseq > ? ORDER BY uid");
+  if (!st) return tl::unexpected(st.error());
+  sqlite3_bind_int64(st->get(), 1, f->id);
+  sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(since_modseq));
+  FolderChanges changes;
+  while (sqlite3_step(st->get()) == SQLITE_ROW) {
+    changes.expunged.push_back(
+        static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0)));
+  }
+  st->reset();
+  if (auto r = impl_->Commit(*txn); !r) return tl::unexpected(r.error());
+  changes.state = f->State();
+  for (auto& r : *rows) changes.changed.push_back(r.Meta());
+  return changes;
+}
+
+Result<StoreResult> MaildirStore::StoreFlags(std::string_view name,
+                                             const StoreRequest& req) {
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->FolderFor(name);
+  if (!f) return tl::unexpected(f.error());
+  auto dir = impl_->OpenFolderDir(*f);
+  if (!dir) return tl::unexpected(dir.error());
+  std::vector<uint32_t> uids = req.uids;
+  std::sort(uids.begin(), uids.end());
+  uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+  uint64_t modseq = f->highest + 1;
+  StoreResult result;
+  bool renamed = false, left_new = false;
+  for (uint32_t uid : uids) {
+    auto row = impl_->RowByUid(*f, uid);
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) continue;  // expunged meanwhile: ignored (RFC 9051 6.4.9)
+    Row r = std::move(**row);
+    // RFC 7162 3.1.3: with UNCHANGEDSINCE, a message modified after the
+    // given MODSEQ is not changed and is reported back.
+    if (req.unchanged_since && r.modseq > *req.unchanged_since) {
+      result.failed.push_back(uid);
+      continue;
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Row want = r;
+      switch (req.mode) {
+        case StoreMode::kReplace:
+          want.flags = req.flags;
+          want.keywords.clear();
+          for (auto& k : req.keywords) {
+            if (StorableKeyword(k) && !HasKeyword(want.keywords, k))
+              want.keywords.push_back(k);
+          }
+          break;
+        case StoreMode::kAdd:
+          want.flags |= req.flags;
+          for (auto& k : req.keywords) {
+            if (StorableKeyword(k) && !HasKeyword(want.keywords, k))
+              want.keywords.push_back(k);
+          }
+          break;
+        case StoreMode::kRemove:
+          want.flags &= static_cast<Flags>(~req.flags);
+          for (auto& k : req.keywords) {
+            std::erase_if(want.keywords, [&](const std::string& x) {
+              return SameKeyword(x, k);
+            });
+          }
+          break;
+      }
+      SortKeywords(want.keywords);
+      // RFC 7162 3.1.3 leaves MODSEQ alone when nothing changes.
+      if (want.flags == r.flags && want.keywords == r.keywords) break;
+      bool fwd = HasKeyword(want.keywords, kForwarded);
+      bool had_fwd = HasKeyword(r.keywords, kForwarded);
+      if (want.flags != r.flags || fwd != had_fwd) {
+        // The name first (the Maildir holds system flags), the index at
+        // the commit below: see the top of this file.
+        std::string target = "cur/" + r.uniq + ":2," +
+                             InfoLetters(want.flags, fwd, OtherLetters(r.file));
+        if (::renameat(dir->get(), r.file.c_str(), dir->get(),
+                       target.c_str()) != 0) {
+          if (errno != ENOENT || attempt > 0) {
+            return io::ErrnoErr("rename " + Sub(f->dir, r.file), errno);
+          }
+          // Renamed by another program since the last sync: start from its
+          // flags (the file name wins), or skip a message deleted meanwhile.
+          std::string now = impl_->Relocate(dir->get(), r.uniq);
+          if (now.empty()) break;
+          bool now_fwd = false;
+          r.file = now;
+          r.flags = FlagsOfFileName(now, &now_fwd);
+          if (now_fwd && !had_fwd) r.keywords.push_back(kForwarded);
+          if (!now_fwd && had_fwd) {
+            std::erase_if(r.keywords, [](const std::string& x) {
+              return SameKeyword(x, kForwarded);
+            });
+          }
+          SortKeywords(r.keywords);
+          continue;
+        }
+        renamed = true;
+        if (r.file.compare(0, 4, "new/") == 0) left_new = true;
+        want.file = target;
+      }
+      want.modseq = modseq;
+      if (auto x = impl_->UpdateRow(*f, want); !x)
+        return tl::unexpected(x.error());
+      result.updated.push_back(want.Meta());
+      break;
+    }
+  }
+  if (renamed) {
+    if (auto x = impl_->SyncMessageDirs(dir->get(), left_new); !x)
+      return tl::unexpected(x.error());
+  }
+  if (!result.updated.empty()) {
+    f->highest = modseq;
+    if (auto x = impl_->SaveFolder(*f); !x) return tl::unexpected(x.error());
+  }
+  if (auto x = impl_->Commit(*txn); !x) return tl::unexpected(x.error());
+  result.highest_modseq = f->highest;
+  return result;
+}
+
+namespace {
+
+// A message arriving for a Maildir folder: written to tmp/ as it comes,
+// CRLF turned into LF across chunk edges, its CRLF size counted.
+class MaildirAppendStage final : public AppendStage {
+ public:
+  MaildirAppendStage(std::string folder, UniqueFd dir, std::string uniq,
+                     UniqueFd fd)
+      : folder_(std::move(folder)),
+        dir_(std::move(dir)),
+        uniq_(std::move(uniq)),
+        fd_(std::move(fd)) {}
+  ~MaildirAppendStage() override {
+    if (!placed_) ::unlinkat(dir_.get(), tmp().c_str(), 0);
+  }
+
+  Result<void> Write(std::string_view chunk) override {
+    out_.clear();
+    for (char c : chunk) {
+      if (pending_cr_) {
+        pending_cr_ = false;
+        if (c != '\n') out_ += '\r';
+      }
+      if (c == '\r') {
+        pending_cr_ = true;
+        continue;
+      }
+      out_ += c;
+    }
+    return Emit();
+  }
+
+  // The end of the message: the last CR, the internal date as mtime (so a
+  // crash before the commit keeps it: Reconcile() reads it back), fsync.
+  Result<void> Finish(int64_t date) {
+    out_.clear();
+    if (pending_cr_) out_ += '\r';
+    pending_cr_ = false;
+    if (auto r = Emit(); !r) return r;
+    // Only the mtime: an access time of now keeps CleanTmp() (36 hours
+    // on both times) off a staged file with an old internal date.
+    struct timespec times[2] = {{0, UTIME_NOW}, {date, 0}};
+    ::futimens(fd_.get(), times);
+    if (::fsync(fd_.get()) != 0) return io::ErrnoErr("sync " + tmp(), errno);
+    fd_.Reset();
+    return {};
+  }
+
+  const std::string& folder() const { return folder_; }
+  int dir() const { return dir_.get(); }
+  const std::string& uniq() const { return uniq_; }
+  std::string tmp() const { return "tmp/" + uniq_; }
+  uint64_t size() { return sizer_.Finish(); }
+  void set_placed(bool placed) { placed_ = placed; }
+
+ private:
+  Result<void> Emit() {
+    if (out_.empty()) return {};
+    if (!fd_) return Err("append: message already finished");
+    sizer_.Feed(out_);
+    if (int e = io::WriteAll(fd_.get(), out_.data(), out_.size()); e != 0) {
+      return io::ErrnoErr("write " + tmp(), e);
+    }
+    return {};
+  }
+
+  std::string folder_;
+  UniqueFd dir_;
+  std::string uniq_;
+  UniqueFd fd_;
+  std::string out_;
+  bool pending_cr_ = false;
+  CrlfSizer sizer_;
+  bool placed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AppendStage>> MaildirStore::BeginAppend(
+    std::string_view name) {
+  auto canonical = CanonicalFolderName(name);
+  if (!canonical) return Fail("invalid mailbox name", EINVAL);
+  // The octets go to tmp/ without the index lock: receiving a large
+  // message does not hold up other sessions. A missing folder fails here
+  // with ENOENT (RFC 9051 6.3.12: NO [TRYCREATE]).
+  Folder where;
+  where.dir = FolderDirectory(*canonical);
+  auto dir = impl_->OpenFolderDir(where);
+  if (!dir) {
+    if (dir.error().code == ENOENT) {
+      return Fail("no such mailbox: " + *canonical, ENOENT);
+    }
+    return tl::unexpected(dir.error());
+  }
+  if (!where.dir.empty() && !impl_->DirExists(where.dir + "/tmp")) {
+    // A bare directory another program made (see FolderFor()).
+    if (auto r = impl_->EnsureMaildirDirs(impl_->root.get(), where.dir); !r) {
+      return tl::unexpected(r.error());
+    }
+  }
+  std::string uniq = impl_->NewUniqueName();
+  std::string tmp = "tmp/" + uniq;
+  UniqueFd fd(::openat(dir->get(), tmp.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return io::ErrnoErr("create " + Sub(where.dir, tmp), errno);
+  return std::unique_ptr<AppendStage>(new MaildirAppendStage(
+      *canonical, std::move(*dir), std::move(uniq), std::move(fd)));
+}
+
+Result<std::vector<AppendResult>> MaildirStore::CommitAppend(
+    std::string_view name, std::vector<StagedAppend> messages) {
+  auto canonical = CanonicalFolderName(name);
+  if (!canonical) return Fail("invalid mailbox name", EINVAL);
+  std::vector<MaildirAppendStage*> stages;
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  for (auto& m : messages) {
+    auto* st = dynamic_cast<MaildirAppendStage*>(m.stage.get());
+    if (st == nullptr || st->folder() != *canonical) {
+      return Fail("append: message staged for another mailbox", EINVAL);
+    }
+    if (auto r = st->Finish(m.options.internal_date.value_or(now)); !r) {
+      return tl::unexpected(r.error());
+    }
+    stages.push_back(st);
+  }
+  if (stages.empty()) return std::vector<AppendResult>();
+
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->FolderFor(*canonical);
+  if (!f) return tl::unexpected(f.error());
+  // The files go into cur/ (durable) before the rows are committed: a
+  // crash in between leaves files without rows, which the next reconcile
+  // adopts with fresh UIDs; the UIDs below were never answered. Any other
+  // failure takes the placed files back out: NO means nothing appended
+  // (RFC 3502 MULTIAPPEND).
+  std::vector<std::string> placed;
+  auto undo = [&]() {
+    for (size_t i = 0; i < placed.size(); ++i) {
+      ::unlinkat(stages[i]->dir(), placed[i].c_str(), 0);
+    }
+  };
+  std::vector<Row> rows;
+  uint64_t modseq = f->highest + 1;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    MaildirAppendStage* st = stages[i];
+    const AppendOptions& opt = messages[i].options;
+    std::vector<std::string> keywords;
+    for (auto& k : opt.keywords) {
+      if (StorableKeyword(k) && !HasKeyword(keywords, k)) {
+        keywords.push_back(k);
+      }
+    }
+    SortKeywords(keywords);
+    std::string file =
+        "cur/" + st->uniq() + ":2," +
+        InfoLetters(opt.flags, HasKeyword(keywords, kForwarded), "");
+    if (::renameat(st->dir(), st->tmp().c_str(), st->dir(), file.c_str()) !=
+        0) {
+      int e = errno;
+      undo();
+      return io::ErrnoErr("rename " + Sub(f->dir, st->tmp()), e);
+    }
+    placed.push_back(file);
+    if (f->uidnext == UINT32_MAX) {
+      undo();
+      return Err("UID space of " + f->name + " exhausted");
+    }
+    Row r;
+    r.uid = f->uidnext++;
+    r.uniq = st->uniq();
+    r.file = std::move(file);
+    r.flags = opt.flags;
+    r.keywords = std::move(keywords);
+    r.modseq = modseq;
+    r.date = opt.internal_date.value_or(now);
+    r.size = st->size();
+    rows.push_back(std::move(r));
+  }
+  auto finish = [&]() -> Result<void> {
+    if (auto x = impl_->SyncMessageDirs(stages[0]->dir(), false); !x) return x;
+    for (const Row& r : rows) {
+      if (auto x = impl_->InsertRow(*f, r); !x) return x;
+    }
+    f->highest = modseq;
+    if (auto x = impl_->SaveFolder(*f); !x) return x;
+    return impl_->Commit(*txn);
+  };
+  if (auto x = finish(); !x) {
+    undo();
+    return tl::unexpected(x.error());
+  }
+  std::vector<AppendResult> out;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    stages[i]->set_placed(true);
+    out.push_back(AppendResult{f->uidvalidity, rows[i].uid});
+  }
+  return out;
+}
+
+Result<CopyResult> MaildirStore::Copy(std::string_view from,
+                                      const std::vector<uint32_t>& uids,
+                                      std::string_view to) {
+  return impl_->Transfer(from, uids, to, false);
+}
+
+Result<CopyResult> MaildirStore::Move(std::string_view from,
+                                      const std::vector<uint32_t>& uids,
+                                      std::string_view to) {
+  return impl_->Transfer(from, uids, to, true);
+}
+
+Result<std::vector<uint32_t>> MaildirStore::Expunge(
+    std::string_view name, const std::optional<std::vector<uint32_t>>& uids) {
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  // Reconcile first: \Deleted is in the file names, which another program
+  // may have changed.
+  auto f = impl_->Reconciled(name);
+  if (!f) return tl::unexpected(f.error());
+  auto dir = impl_->OpenFolderDir(*f);
+  if (!dir) return tl::unexpected(dir.error());
+  auto rows = impl_->Rows(*f);
+  if (!rows) return tl::unexpected(rows.error());
+  std::set<uint32_t> only;
+  if (uids) only.insert(uids->begin(), uids->end());
+  uint64_t modseq = f->highest + 1;
+  std::vector<uint32_t> gone;
+  bool touched_new = false;
+  for (const Row& r : *rows) {
+    if (!(r.flags & kDeleted)) continue;
+    if (uids && !only.count(r.uid)) continue;
+    // Unlink first, forget at the commit: a crash in between leaves a row
+    // without a file, which Reconcile() expunges.
+    if (::unlinkat(dir->get(), r.file.c_str(), 0) != 0) {
+      if (errno != ENOENT)
+        return io::ErrnoErr("unlink " + Sub(f->dir, r.file), errno);
+      std::string now = impl_->Relocate(dir->get(), r.uniq);
+      if (!now.empty() && ::unlinkat(dir->get(), now.c_str(), 0) != 0 &&
+          errno != ENOENT) {
+        return io::ErrnoErr("unlink " + Sub(f->dir, now), errno);
+      }
+    }
+    if (r.file.compare(0, 4, "new/") == 0) touched_new = true;
+    if (auto x = impl_->RemoveRow(*f, r.uid, modseq); !x)
+      return tl::unexpected(x.error());
+    gone.push_back(r.uid);
+  }
+  if (!gone.empty()) {
+    if (auto x = impl_->SyncMessageDirs(dir->get(), touched_new); !x) {
+      return tl::unexpected(x.error());
+    }
+    f->highest = modseq;
+    if (auto x = impl_->SaveFolder(*f); !x) return tl::unexpected(x.error());
+  }
+  if (auto x = impl_->Commit(*txn); !x) return tl::unexpected(x.error());
+  return gone;
+}
+
+Result<std::string> MaildirStore::MessagePath(std::string_view name,
+                                              uint32_t uid) {
+  auto txn = Transaction::Begin(impl_->db.get(), false);
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  auto row = impl_->RowByUid(**f, uid);
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return Fail("no such message", ENOENT);
+  return Sub((*f)->dir, (*row)->file);
+}
+
+Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name,
+                                           uint32_t uid) {
+  std::string file, uniq, folder_dir;
+  {
+    auto txn = Transaction::Begin(impl_->db.get(), false);
+    if (!txn) return tl::unexpected(txn.error());
+    auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+    if (!f) return tl::unexpected(f.error());
+    if (!*f) return Fail("no such mailbox", ENOENT);
+    auto row = impl_->RowByUid(**f, uid);
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return Fail("no such message", ENOENT);
+    file = (*row)->file;
+    uniq = (*row)->uniq;
+    folder_dir = (*f)->dir;
+  }
+  Folder probe;
+  probe.dir = folder_dir;
+  auto dir = impl_->OpenFolderDir(probe);
+  if (!dir) return tl::unexpected(dir.error());
+  UniqueFd fd(
+      ::openat(dir->get(), file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd && errno == ENOENT) {
+    std::string now = impl_->Relocate(dir->get(), uniq);
+    if (!now.empty())
+      fd.Reset(
+          ::openat(dir->get(), now.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  }
+  if (!fd) return io::ErrnoErr("open " + Sub(folder_dir, file), errno);
+  return fd;
+}
+
+}  // namespace tern::store
