@@ -17,7 +17,8 @@ bool ConnectionLimiter::Acquire(const std::string& ip, uint32_t max_total,
   if (total_.load() >= max_total) {
     // Full. Only a client below the busiest address's share gets in, and
     // only within a small overshoot while evicted connections close.
-    if (evict == nullptr || total_.load() >= max_total + std::max(1u, max_total / 16)) {
+    uint32_t staying = total_.load() - std::min(evicting_, total_.load());
+    if (evict == nullptr || staying >= max_total + std::max(1u, max_total / 16)) {
       return false;
     }
     const std::string* busiest = nullptr;
@@ -42,8 +43,14 @@ uint32_t ConnectionLimiter::count(const std::string& ip) {
   return it == per_ip_.end() ? 0 : it->second;
 }
 
-void ConnectionLimiter::Release(const std::string& ip) {
+void ConnectionLimiter::NoteEvicting() {
   std::lock_guard lock(mu_);
+  ++evicting_;
+}
+
+void ConnectionLimiter::Release(const std::string& ip, bool evicted) {
+  std::lock_guard lock(mu_);
+  if (evicted && evicting_ > 0) --evicting_;
   auto it = per_ip_.find(ip);
   if (it == per_ip_.end()) return;
   if (--it->second == 0) per_ip_.erase(it);
@@ -62,6 +69,7 @@ bool Registry::Admit(ConnectionLimiter& limiter, const std::string& ip,
       if (live.evicted || live.limiter != &limiter || live.ip != busiest) continue;
       if (auto s = live.conn.lock()) {
         live.evicted = true;
+        limiter.NoteEvicting();  // registry, then limiter: the only order
         victim = std::move(s);
         break;
       }
@@ -94,7 +102,7 @@ void Registry::Unregister(uint64_t key) {
     gone = std::move(it->second);
     live_.erase(it);
   }
-  if (gone.limiter != nullptr) gone.limiter->Release(gone.ip);
+  if (gone.limiter != nullptr) gone.limiter->Release(gone.ip, gone.evicted);
 }
 
 size_t Registry::live() const {

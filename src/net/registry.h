@@ -26,10 +26,15 @@ class ConnectionLimiter {
   // address so the caller can close one of its connections. Without this,
   // a crowd of idle connections from a few dozen addresses, each under
   // `max_per_ip`, locks every other client out for as long as it stays.
-  // Without `evict` the total is a hard limit.
+  // Without `evict` the total is a hard limit. Connections already asked
+  // to close (NoteEvicting) do not count against the overshoot: on a slow
+  // machine they may take a while to go, and a fair client must not be
+  // refused for that.
   bool Acquire(const std::string& ip, uint32_t max_total, uint32_t max_per_ip,
                std::string* evict = nullptr);
-  void Release(const std::string& ip);
+  // `evicted`: the connection was counted by NoteEvicting.
+  void Release(const std::string& ip, bool evicted = false);
+  void NoteEvicting();
   uint32_t total() const { return total_.load(); }
   uint32_t count(const std::string& ip);
 
@@ -37,6 +42,7 @@ class ConnectionLimiter {
   std::mutex mu_;
   std::unordered_map<std::string, uint32_t> per_ip_;
   std::atomic<uint32_t> total_{0};
+  uint32_t evicting_ = 0;  // asked to close, not yet released (under mu_)
 };
 
 class Registry {

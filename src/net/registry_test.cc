@@ -111,6 +111,36 @@ TEST(RegistryTest, AdmitAsksTheBusiestAddressesOldestConnectionToClose) {
   EXPECT_EQ(conns[1]->requests, 1);
 }
 
+// On a slow machine evicted connections take a while to close: those
+// already asked to go do not use up the overshoot, so a fair client is not
+// refused while they leave; once nothing is left to evict, the overshoot
+// bounds the total again.
+TEST(RegistryTest, PendingEvictionsDoNotCountAgainstTheOvershoot) {
+  Registry registry;
+  ConnectionLimiter limiter;
+  std::vector<std::shared_ptr<FakeConnection>> conns;
+  std::vector<uint64_t> keys;
+  auto add = [&](const std::string& ip) {
+    if (!registry.Admit(limiter, ip, 16, 50)) return false;
+    conns.push_back(std::make_shared<FakeConnection>());
+    keys.push_back(registry.Register(conns.back(), ip, &limiter));
+    return true;
+  };
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(add("crowd"));
+  // Sixteen newcomers, each evicting one crowd connection that lingers.
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(add("user" + std::to_string(i))) << i;
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(conns[i]->requests, 1) << i;
+  EXPECT_EQ(limiter.total(), 32u);
+  // Nothing left to ask: one more within the overshoot (1/16), then no.
+  EXPECT_TRUE(add("late1"));
+  EXPECT_FALSE(add("late2"));
+  // The evicted connections leave; the count of pending ones goes with
+  // them, and the server is under its limit again.
+  for (int i = 0; i < 16; ++i) registry.Unregister(keys[i]);
+  EXPECT_EQ(limiter.total(), 17u);
+  EXPECT_EQ(limiter.count("crowd"), 0u);
+}
+
 // Limits are per protocol: a crowd on one limiter neither fills nor evicts
 // from another, and a connection's end gives its own slot back.
 TEST(RegistryTest, LimitersAreSeparateAndUnregisterReleases) {
