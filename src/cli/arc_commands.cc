@@ -2,6 +2,7 @@
 // that read stdin and key files, print for people and scripts, and turn
 // errors into "tern: ..." on stderr with exit status 1.
 #include "cli/arc_commands.h"
+#include "cli/message_text.h"
 
 #include <asio.hpp>
 #include <ctime>
@@ -26,33 +27,6 @@ namespace {
 int Fail(const std::string& message) {
   std::cerr << "tern: " << message << "\n";
   return 1;
-}
-
-std::string ReadAll(std::istream& in) {
-  return std::string(std::istreambuf_iterator<char>(in),
-                     std::istreambuf_iterator<char>());
-}
-
-// Saved messages often have LF line ends; ARC, like DKIM, works on the
-// CRLF form that SMTP carries.
-std::string ToCrlf(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + text.size() / 32);
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) out += '\r';
-    out += text[i];
-  }
-  return out;
-}
-
-std::string ToLf(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') continue;
-    out += text[i];
-  }
-  return out;
 }
 
 // Verifies with the resolver the configuration names ([dns] upstream).

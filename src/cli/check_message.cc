@@ -1,6 +1,7 @@
 // `tern check message|dmarc --ip IP --helo HELO --mail-from ADDR < MESSAGE`:
 // SPF, DKIM and DMARC as the server runs them (mailauth/inbound.h).
 #include "cli/check_message.h"
+#include "cli/message_text.h"
 
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
@@ -27,17 +28,6 @@ struct CheckMessageArgs {
   bool dmarc_only = false;
 };
 
-// The message as SMTP carries it: CRLF line ends (a file from an editor or
-// a Maildir has bare LFs).
-std::string ToCrlf(const std::string& in) {
-  std::string out;
-  out.reserve(in.size() + in.size() / 32);
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) out += '\r';
-    out += in[i];
-  }
-  return out;
-}
 
 asio::awaitable<mailauth::InboundVerdict> Evaluate(
     dns::Resolver& resolver, mailauth::InboundSettings settings,
@@ -70,8 +60,7 @@ int RunCheckMessage(const CheckMessageArgs& args,
     std::cerr << "tern: " << cfg.error().message << "\n";
     return 1;
   }
-  std::string message = ToCrlf(std::string(std::istreambuf_iterator<char>(std::cin),
-                                           std::istreambuf_iterator<char>()));
+  std::string message = ToCrlf(ReadAll(std::cin));
   // The resolver watches a descriptor of this io_context: declared after it.
   asio::io_context io;
   dns::UnboundOptions options;

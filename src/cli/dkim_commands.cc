@@ -2,6 +2,7 @@
 // read files and stdin, print for people and scripts, and turn errors into
 // "tern: ..." on stderr with exit status 1.
 #include "cli/dkim_commands.h"
+#include "cli/message_text.h"
 
 #include <asio.hpp>
 #include <cstdio>
@@ -29,33 +30,6 @@ using mailauth::DkimKeyType;
 int Fail(const std::string& message) {
   std::cerr << "tern: " << message << "\n";
   return 1;
-}
-
-std::string ReadAll(std::istream& in) {
-  return std::string(std::istreambuf_iterator<char>(in),
-                     std::istreambuf_iterator<char>());
-}
-
-// Messages from files usually have LF line ends; DKIM works on the CRLF
-// form that SMTP carries.
-std::string ToCrlf(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + text.size() / 32);
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) out += '\r';
-    out += text[i];
-  }
-  return out;
-}
-
-std::string ToLf(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') continue;
-    out += text[i];
-  }
-  return out;
 }
 
 std::string Day(int64_t t) {
