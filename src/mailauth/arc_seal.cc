@@ -357,15 +357,6 @@ Result<std::string> ArcSealMessage(std::string_view message,
   return sealer.Finish(request);
 }
 
-namespace {
-// Folding whitespace (RFC 5322 3.2.2) off both ends.
-std::string_view TrimFws(std::string_view s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-}  // namespace
-
 Result<std::string> SealForwarded(std::string_view message,
                                   std::string_view authserv_id,
                                   const std::vector<DkimSigningKey>& keys,
@@ -374,17 +365,18 @@ Result<std::string> SealForwarded(std::string_view message,
   std::string_view header =
       end == std::string_view::npos ? message : message.substr(0, end + 2);
   bool has_arc = false;
-  std::optional<std::string> ours;
+  // Our resinfos (RFC 8601 2.2: "authserv-id [version] ; resinfo ; ...",
+  // split outside comments and quoted strings), once found.
+  std::optional<std::vector<std::string>> ours;
   for (const DkimHeaderField& f : SplitDkimHeader(header)) {
     if (f.name.size() > 4 && IEquals(f.name.substr(0, 4), "arc-")) has_arc = true;
     if (ours || !IEquals(f.name, "authentication-results")) continue;
     std::string_view body = f.text.substr(f.text.find(':') + 1);
     if (!ClaimsAuthServId(body, authserv_id)) continue;
-    // RFC 8601 2.2: "authserv-id [version] ; resinfo ; ..." (no-result
-    // "none" when nothing was checked).
-    size_t semi = body.find(';');
-    ours = std::string(semi == std::string_view::npos ? std::string_view("none")
-                                                      : TrimFws(body.substr(semi + 1)));
+    auto unfolded = Unfold(body);
+    if (!unfolded) continue;  // not a field we wrote
+    std::vector<std::string> parts = SplitOutside(*unfolded, ';');
+    ours.emplace(parts.begin() + (parts.empty() ? 0 : 1), parts.end());
   }
   ArcSealRequest request;
   request.authserv_id = std::string(authserv_id);
@@ -394,28 +386,24 @@ Result<std::string> SealForwarded(std::string_view message,
     }
     request.auth_results = "none";
     request.cv = ArcStatus::kNone;
-  } else {
-    request.auth_results = *ours;
-    // The arc= result among ours (RFC 8617 10.1): the chain as it arrived.
-    std::optional<ArcStatus> cv;
-    std::string_view rest = *ours;
-    while (!rest.empty()) {
-      size_t semi = rest.find(';');
-      std::string_view item = TrimFws(rest.substr(0, semi));
-      rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
-      if (item.size() > 4 && IEquals(item.substr(0, 4), "arc=")) {
-        std::string_view word = item.substr(4);
-        word = word.substr(0, word.find_first_of(" \t\r\n("));
-        cv = ParseArcStatus(word);
-        break;
-      }
-    }
-    if (!cv) {
-      if (has_arc) return Err("our Authentication-Results has no arc= result");
-      cv = ArcStatus::kNone;
-    }
-    request.cv = *cv;
+    return ArcSealMessage(message, request, keys, now);
   }
+  // The arc= result among ours (RFC 8617 10.1): the chain as it arrived.
+  std::optional<ArcStatus> cv;
+  for (const std::string& r : *ours) {
+    if (!request.auth_results.empty()) request.auth_results += "; ";
+    request.auth_results += r;
+    if (!cv && IsArcResult(r)) {
+      std::vector<std::string> words = SplitOutside(r.substr(r.find('=') + 1), ' ');
+      if (!words.empty()) cv = ParseArcStatus(words[0]);
+    }
+  }
+  if (request.auth_results.empty()) request.auth_results = "none";
+  if (!cv) {
+    if (has_arc) return Err("our Authentication-Results has no arc= result");
+    cv = ArcStatus::kNone;
+  }
+  request.cv = *cv;
   return ArcSealMessage(message, request, keys, now);
 }
 
