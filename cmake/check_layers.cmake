@@ -20,7 +20,8 @@ set(queue_paths     "queue/")
 set(policy_paths    "policy/")
 set(mailauth_paths  "mailauth/")
 set(delivery_paths  "delivery/")
-set(services_paths  "smtp/server/" "pop3/server" "pop3/connection" "control/")
+set(services_paths  "smtp/server/" "pop3/server" "pop3/connection" "imap/server/"
+                    "control/")
 set(server_paths    "server/")
 set(cli_paths       "cli/")
 

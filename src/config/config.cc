@@ -330,17 +330,12 @@ void CheckListeners(Checker& check, const toml::table& root, Config* cfg) {
     }
     if (check.GetString(*table, "service", prefix + ".service", true,
                         &listener.service)) {
-      // The POP3 names are reserved for the listeners still to come.
       const std::string& service = listener.service;
       constexpr const char* kSupported =
-          "smtp, submission, submissions, pop3, pop3s";
-      if (service == "imap" || service == "imaps") {
-        check.Fail(table->get("service")->source(), prefix + ".service",
-                   "service \"" + service + "\" is not supported yet (supported: " +
-                       kSupported + ")");
-      } else if (service != "smtp" && service != "submission" &&
-                 service != "submissions" && service != "pop3" &&
-                 service != "pop3s") {
+          "smtp, submission, submissions, pop3, pop3s, imap, imaps";
+      if (service != "smtp" && service != "submission" &&
+          service != "submissions" && service != "pop3" && service != "pop3s" &&
+          service != "imap" && service != "imaps") {
         check.Fail(table->get("service")->source(), prefix + ".service",
                    "unknown service \"" + service + "\" (supported: " +
                        kSupported + ")");
@@ -460,6 +455,21 @@ void CheckPop3(Checker& check, const toml::table& pop3, Pop3Settings* out) {
                  "expected \"NEVER\" or a number of days");
     }
   }
+}
+
+void CheckImap(Checker& check, const toml::table& t, ImapSettings* out) {
+  check.RejectUnknown(t, "imap.",
+                      {"idle_timeout", "max_errors", "max_connections",
+                       "max_connections_per_ip", "append_limit"});
+  // RFC 9051 5.4: the autologout timer is at least 30 minutes.
+  check.GetUint(t, "idle_timeout", "imap.idle_timeout", 1800, 86400, &out->idle_timeout);
+  check.GetUint(t, "max_errors", "imap.max_errors", 1, kU32Max, &out->max_errors);
+  check.GetUint(t, "max_connections", "imap.max_connections", 1, kU32Max,
+                &out->max_connections);
+  check.GetUint(t, "max_connections_per_ip", "imap.max_connections_per_ip", 1,
+                kU32Max, &out->max_connections_per_ip);
+  check.GetUint(t, "append_limit", "imap.append_limit", 1024, 1ull << 40,
+                &out->append_limit);
 }
 
 void CheckMailauth(Checker& check, const toml::table& t, MailauthSettings* out) {
@@ -681,7 +691,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
       {"hostname", "data_dir", "user", "domains", "postmaster",
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
-       "auth", "pop3", "delivery", "dns", "route", "mailauth"});
+       "auth", "pop3", "imap", "delivery", "dns", "route", "mailauth"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -802,13 +812,17 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   if (const toml::table* pop3 = check.GetTable(root, "pop3")) {
     CheckPop3(check, *pop3, &cfg.pop3);
   }
+  if (const toml::table* imap = check.GetTable(root, "imap")) {
+    CheckImap(check, *imap, &cfg.imap);
+  }
   // Implicit TLS cannot work without a certificate (RFC 8314 3.3).
   if (cfg.tls.certificates.empty() && !cfg.tls.self_signed) {
     const toml::node* listen = root.get("listen");
     const toml::array* array = listen ? listen->as_array() : nullptr;
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {
       const std::string& service = cfg.listeners[i].service;
-      if ((service != "submissions" && service != "pop3s") || array == nullptr) {
+      if ((service != "submissions" && service != "pop3s" && service != "imaps") ||
+          array == nullptr) {
         continue;
       }
       check.Fail((*array)[i].source(), "listen[" + std::to_string(i) + "].service",

@@ -15,7 +15,8 @@ struct Listener {
   std::string address;   // "127.0.0.1:2525", "[::1]:2525", "0.0.0.0:25"
   // "smtp" (port 25, STARTTLS), "submission" (587, STARTTLS, AUTH before
   // MAIL; RFC 6409) or "submissions" (465, implicit TLS; RFC 8314);
-  // "pop3" (110, STLS) or "pop3s" (995, implicit TLS).
+  // "pop3" (110, STLS) or "pop3s" (995, implicit TLS);
+  // "imap" (143, STARTTLS) or "imaps" (993, implicit TLS).
   std::string service;
   std::string host;      // parsed from address, brackets removed
   uint16_t port = 0;     // parsed from address
@@ -54,6 +55,15 @@ struct Pop3Settings {
   uint32_t max_connections_per_ip = 20;
   std::string expire;               // RFC 2449 6.7: "", "NEVER" or days
   int64_t login_delay = -1;         // RFC 2449 6.8 seconds; -1: not offered
+};
+
+// IMAP (RFC 9051) limits.
+struct ImapSettings {
+  uint32_t idle_timeout = 1800;     // RFC 9051 5.4: autologout >= 30 minutes
+  uint32_t max_errors = 20;         // invalid commands in a row
+  uint32_t max_connections = 2000;  // IMAP listeners together
+  uint32_t max_connections_per_ip = 50;  // clients open one per folder
+  uint64_t append_limit = 50ull * 1024 * 1024;  // RFC 7889 APPENDLIMIT
 };
 
 struct SmtpLimits {
@@ -150,6 +160,7 @@ struct Config {
   std::vector<Listener> listeners;
   SmtpLimits smtp;
   Pop3Settings pop3;
+  ImapSettings imap;
   TlsSettings tls;
   AuthSettings auth;
   uint32_t threads = 1;                // io threads; 0 = number of cores

@@ -248,14 +248,14 @@ TEST(ConfigTest, DuplicateListenerRejected) {
 TEST(ConfigTest, Services) {
   std::string text = kMinimal;
   text.replace(text.find("\"smtp\""), 6, "\"imap\"");
-  EXPECT_EQ(ErrorOf(text),
-            "t.toml:5:11: listen[0].service: service \"imap\" is not supported "
-            "yet (supported: smtp, submission, submissions, pop3, pop3s)");
+  EXPECT_TRUE(Parse(text, "t.toml"));
+  text = std::string(kMinimal) + "[imap]\nidle_timeout = 60\n";
+  EXPECT_NE(ErrorOf(text).find("imap.idle_timeout"), std::string::npos);
   text = kMinimal;
   text.replace(text.find("\"smtp\""), 6, "\"smtpd\"");
   EXPECT_EQ(ErrorOf(text),
             "t.toml:5:11: listen[0].service: unknown service \"smtpd\" "
-            "(supported: smtp, submission, submissions, pop3, pop3s)");
+            "(supported: smtp, submission, submissions, pop3, pop3s, imap, imaps)");
   text = std::string(kMinimal) +
          "[[listen]]\naddress = \"127.0.0.1:2587\"\nservice = \"submission\"\n";
   auto cfg = Parse(text, "t.toml");

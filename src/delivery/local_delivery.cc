@@ -116,14 +116,17 @@ Result<std::unique_ptr<LocalDelivery>> LocalDelivery::Open(
   auto root = io::OpenDir(options.mail_dir);
   if (!root) return tl::unexpected(root.error());
   return std::unique_ptr<LocalDelivery>(new LocalDelivery(
-      std::move(*root), std::move(options.hostname), std::move(resolver)));
+      std::move(*root), std::move(options.hostname), std::move(resolver),
+      std::move(options.delivered)));
 }
 
 LocalDelivery::LocalDelivery(UniqueFd mail_root, std::string hostname,
-                             Resolver resolver)
+                             Resolver resolver,
+                             std::function<void(const std::string&)> delivered)
     : mail_root_(std::move(mail_root)),
       hostname_(std::move(hostname)),
-      resolver_(std::move(resolver)) {}
+      resolver_(std::move(resolver)),
+      delivered_(std::move(delivered)) {}
 
 std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
     const queue::LocalSpool& spool, const std::vector<std::string>& ids) {
@@ -291,6 +294,11 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           spdlog::info("queue {}: <{}> delivered to {}: {}", w.id, rcpt,
                        t.mailbox, *r);
           ok.push_back(&t);
+          if (delivered_) {
+            if (auto path = store::MailboxPathFor(t.mailbox)) {
+              delivered_(path->domain + "/" + path->local);
+            }
+          }
         } else {
           spdlog::warn("queue {}: <{}> delivery to {} deferred: {}", w.id, rcpt,
                        t.mailbox, r.error().message);

@@ -19,6 +19,9 @@ namespace tern::delivery {
 struct LocalDeliveryOptions {
   std::string mail_dir;  // the mail root, data_dir/mail; made when missing
   std::string hostname;  // for Maildir file names
+  // Called after new mail reached an account's INBOX, with its mailbox
+  // path key ("domain/local"): wakes IMAP sessions (store::ChangeHub).
+  std::function<void(const std::string& account)> delivered;
 };
 
 // Thread-safe as long as concurrent calls get different message ids.
@@ -40,11 +43,13 @@ class LocalDelivery final : public queue::LocalDeliverer {
       const std::vector<std::string>& ids) override;
 
  private:
-  LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver);
+  LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver,
+                std::function<void(const std::string&)> delivered);
 
   const UniqueFd mail_root_;
   const std::string hostname_;
   const Resolver resolver_;
+  const std::function<void(const std::string&)> delivered_;
 };
 
 // RFC 3461 4.2 ORCPT value for an address: "rfc822;" + xtext (RFC 3461 4),

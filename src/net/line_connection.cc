@@ -72,6 +72,16 @@ void LineConnection::RequestShutdown(bool force) {
              });
 }
 
+void LineConnection::Wake() {
+  asio::post(stream_.socket().get_executor(), [self = shared_from_this()] {
+    if (self->Woken() && self->reading_) {
+      self->woken_ = true;
+      asio::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    }
+  });
+}
+
 asio::awaitable<bool> LineConnection::Write(std::string& data) {
   if (data.empty()) co_return true;
   deadline_.ExpiresAfter(CommandTimeout());
@@ -157,6 +167,8 @@ asio::awaitable<void> LineConnection::Run() {
       awaiting_command = true;
       continue;
     }
+    // Woken() during the write may have given the session work to do.
+    if (want() == Want::kWork) continue;
     if (uint32_t per_read = ReadTimeout(); per_read > 0) {
       deadline_.ExpiresAfter(per_read);
     } else if (awaiting_command) {
@@ -164,6 +176,7 @@ asio::awaitable<void> LineConnection::Run() {
       awaiting_command = false;
     }
     asio::error_code ec;
+    woken_ = false;
     reading_ = true;
     size_t n = co_await stream_.AsyncReadSome(
         asio::buffer(buf_), asio::redirect_error(asio::use_awaitable, ec));
@@ -178,6 +191,9 @@ asio::awaitable<void> LineConnection::Run() {
                                     asio::redirect_error(asio::use_awaitable, ec));
         output().clear();
         break;
+      }
+      if (ec == asio::error::operation_aborted && woken_ && !force_) {
+        continue;  // Wake(): the loop top runs the session's work
       }
       if (ec == asio::error::operation_aborted && shutdown_ && !force_) {
         continue;  // the loop top says goodbye once the session is idle

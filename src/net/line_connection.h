@@ -70,6 +70,12 @@ class LineConnection : public Stoppable,
 
   void RequestShutdown(bool force) override;
 
+  // Something the session may want to hear of happened elsewhere (IMAP: a
+  // folder changed). Callable from any thread: Woken() runs on the
+  // connection's executor, and when it says so a read waiting for the
+  // client is interrupted so the loop can call Work().
+  void Wake();
+
  protected:
   // What the session asks of the loop, mapped from the protocol's own
   // "need" by want().
@@ -105,6 +111,9 @@ class LineConnection : public Stoppable,
   // --- the protocol's own requests (Want::kWork) ---
   // Returns false when the connection cannot go on (set_end() says why).
   virtual asio::awaitable<bool> Work() = 0;
+  // Wake() arrived. True: interrupt a pending read (the session now wants
+  // Work()).
+  virtual bool Woken() { return false; }
   // The connection has ended: log the closing line, let go of resources.
   virtual void Ended(EndReason reason, std::chrono::milliseconds elapsed) = 0;
 
@@ -142,6 +151,7 @@ class LineConnection : public Stoppable,
   bool reading_ = false;
   bool shutdown_ = false;
   bool force_ = false;
+  bool woken_ = false;  // a read was cancelled by Wake()
 };
 
 // Answers a connection over the limits with `line` (nothing for implicit

@@ -42,6 +42,8 @@
 #include "net/registry.h"
 #include "net/tls.h"
 #include "pop3/server.h"
+#include "imap/server/server.h"
+#include "store/change_hub.h"
 #include "queue/queue.h"
 #include "server/serve.h"
 #include "smtp/server/server.h"
@@ -243,6 +245,9 @@ void RaiseFileLimit() {
 int Serve(const config::Config& initial) {
   config::Config cfg = initial;
   RaiseFileLimit();
+  // Wakes IMAP sessions when a folder of their account changes; outlives
+  // everything that publishes to it.
+  store::ChangeHub changes;
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
@@ -360,7 +365,8 @@ int Serve(const config::Config& initial) {
   }
   qopt.remote = outbound->get();
   auto local = delivery::LocalDelivery::Open(
-      {cfg.data_dir + "/mail", cfg.hostname},
+      {cfg.data_dir + "/mail", cfg.hostname,
+       [&changes](const std::string& account) { changes.Publish(account, "INBOX"); }},
       [dir](const std::string& a) { return dir->Resolve(a); });
   if (!local) {
     spdlog::critical("queue: {}", local.error().message);
@@ -415,11 +421,20 @@ int Serve(const config::Config& initial) {
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(
       {credentials, throttle, blocking, tls_now, cfg.data_dir + "/mail"}, cfg);
+  // IMAP reads the same Maildirs, with folders and an index of its own.
+  imap::Server imap_server({credentials, throttle, blocking, tls_now,
+                            cfg.data_dir + "/mail", changes},
+                           cfg);
   std::vector<std::unique_ptr<net::Service>> services;
   for (auto& l : listeners) {
-    bool pop3 = l.config.service == "pop3" || l.config.service == "pop3s";
-    services.push_back(pop3 ? pop3_server.MakeListener(l.config)
-                            : smtp_server.MakeListener(l.config));
+    const std::string& service = l.config.service;
+    if (service == "pop3" || service == "pop3s") {
+      services.push_back(pop3_server.MakeListener(l.config));
+    } else if (service == "imap" || service == "imaps") {
+      services.push_back(imap_server.MakeListener(l.config));
+    } else {
+      services.push_back(smtp_server.MakeListener(l.config));
+    }
   }
   uint32_t grace = cfg.shutdown_grace;
 
@@ -450,6 +465,7 @@ int Serve(const config::Config& initial) {
       fresh->data_dir = cfg.data_dir;  // the data folder cannot move at run time
       smtp_server.Reload(*fresh);
       pop3_server.Reload(*fresh);
+      imap_server.Reload(*fresh);
       grace = fresh->shutdown_grace;
       spdlog::info("config reloaded from {} (listeners unchanged)", cfg.path);
       // New certificates serve new connections; sessions keep theirs.

@@ -427,6 +427,23 @@ std::string_view CommandNameString(CommandName name) {
 
 bool IsIdleDone(std::string_view line) { return IEquals(line, "DONE"); }
 
+std::optional<std::string> AppendTarget(const FramedCommand& partial,
+                                        const ParseOptions& options) {
+  if (partial.name != "APPEND") return std::nullopt;
+  Parser p(partial, options);
+  // The tag was framed by the reader; skip it and the command name.
+  size_t sp = partial.text.find(' ');
+  if (sp == std::string::npos) return std::nullopt;
+  p.Rewind(sp + 1);
+  std::string word;
+  std::string mailbox;
+  if (!p.Atom(&word, "command name") || !p.Sp("APPEND") || !p.Mailbox(&mailbox) ||
+      !p.Sp("mailbox name")) {
+    return std::nullopt;
+  }
+  return mailbox;
+}
+
 Result<Command> ParseCommand(const FramedCommand& framed,
                              const ParseOptions& options) {
   Parser p(framed, options);

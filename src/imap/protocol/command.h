@@ -359,6 +359,13 @@ std::string_view CommandNameString(CommandName name);
 Result<Command> ParseCommand(const FramedCommand& framed,
                              const ParseOptions& options = {});
 
+// The mailbox of an APPEND whose literal is still arriving (the reader's
+// partial() command at kContinue or kLiteralData), so the session can
+// stage the message in that folder before the command is complete;
+// nullopt when the text so far is not "tag APPEND mailbox SP".
+std::optional<std::string> AppendTarget(const FramedCommand& partial,
+                                        const ParseOptions& options = {});
+
 // True for the line that ends IDLE (RFC 2177 3: "DONE", any case).
 bool IsIdleDone(std::string_view line);
 

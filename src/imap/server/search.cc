@@ -1,0 +1,230 @@
+// SEARCH and UID SEARCH (RFC 9051 6.4.4), with ESEARCH results (RFC 4731,
+// IMAP4rev2), SEARCHRES "$" (RFC 5182) and MODSEQ (RFC 7162 3.1.5).
+// Text keys read and decode each candidate message; see message.h.
+#include <algorithm>
+#include <cctype>
+
+#include "imap/protocol/datetime.h"
+#include "imap/protocol/quote.h"
+#include "imap/server/message.h"
+#include "imap/server/session_impl.h"
+
+namespace tern::imap {
+
+struct SearchContext {
+  std::optional<MessageText> text;
+  bool load_failed = false;
+  uint64_t max_modseq = 0;
+  bool used_modseq = false;
+};
+
+namespace {
+
+char Fold(char c) {
+  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
+
+// RFC 9051 6.4.4: case-insensitive substring match. ASCII letters are
+// folded; other UTF-8 octets must match exactly.
+bool ContainsFold(std::string_view hay, std::string_view needle) {
+  if (needle.empty()) return true;
+  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
+                        [](char a, char b) { return Fold(a) == Fold(b); });
+  return it != hay.end();
+}
+
+bool EqualFold(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(),
+                    [](char x, char y) { return Fold(x) == Fold(y); });
+}
+
+int64_t DayOf(const Date& d) {
+  DateTime dt;
+  dt.date = d;
+  return ToUnixSeconds(dt) / 86400;
+}
+
+int64_t DayOfSeconds(int64_t s) { return s >= 0 ? s / 86400 : (s - 86399) / 86400; }
+
+}  // namespace
+
+bool Session::Impl::Matches(const SearchKey& key, size_t index, SearchContext& ctx) {
+  using K = SearchKey::Kind;
+  const SelectedFolder& s = *selected;
+  const store::MessageMeta& m = s.messages[index];
+  auto load = [&]() -> MessageText* {
+    if (!ctx.text && !ctx.load_failed) {
+      auto t = LoadMessage(*store, s.name, m.uid);
+      if (t) {
+        ctx.text = std::move(*t);
+      } else {
+        ctx.load_failed = true;
+      }
+    }
+    return ctx.text ? &*ctx.text : nullptr;
+  };
+  auto header_has = [&](std::string_view field, std::string_view text) {
+    MessageText* t = load();
+    if (!t) return false;
+    for (const std::string& v : t->HeaderValues(field)) {
+      if (ContainsFold(v, text)) return true;
+    }
+    return false;
+  };
+  switch (key.kind) {
+    case K::kAll: return true;
+    case K::kAnswered: return m.flags & store::kAnswered;
+    case K::kDeleted: return m.flags & store::kDeleted;
+    case K::kDraft: return m.flags & store::kDraft;
+    case K::kFlagged: return m.flags & store::kFlagged;
+    case K::kSeen: return m.flags & store::kSeen;
+    case K::kUnanswered: return !(m.flags & store::kAnswered);
+    case K::kUndeleted: return !(m.flags & store::kDeleted);
+    case K::kUndraft: return !(m.flags & store::kDraft);
+    case K::kUnflagged: return !(m.flags & store::kFlagged);
+    case K::kUnseen: return !(m.flags & store::kSeen);
+    // No \Recent here (RFC 9051 dropped it): nothing is new or recent.
+    case K::kNew: return false;
+    case K::kRecent: return false;
+    case K::kOld: return true;
+    case K::kUnrecent: return true;
+    case K::kBcc: return header_has("Bcc", key.text);
+    case K::kCc: return header_has("Cc", key.text);
+    case K::kFrom: return header_has("From", key.text);
+    case K::kTo: return header_has("To", key.text);
+    case K::kSubject: return header_has("Subject", key.text);
+    case K::kHeader: {
+      MessageText* t = load();
+      if (!t) return false;
+      auto values = t->HeaderValues(key.header);
+      if (key.text.empty()) return !values.empty();  // RFC 9051: any value
+      for (const std::string& v : values) {
+        if (ContainsFold(v, key.text)) return true;
+      }
+      return false;
+    }
+    case K::kBody: {
+      MessageText* t = load();
+      return t && ContainsFold(t->BodyText(), key.text);
+    }
+    case K::kText: {
+      MessageText* t = load();
+      return t && (ContainsFold(t->HeaderBlock(), key.text) ||
+                   ContainsFold(t->BodyText(), key.text));
+    }
+    case K::kKeyword:
+    case K::kUnkeyword: {
+      bool has = false;
+      for (const std::string& k : m.keywords) has |= EqualFold(k, key.text);
+      return key.kind == K::kKeyword ? has : !has;
+    }
+    case K::kBefore: return DayOfSeconds(m.internal_date) < DayOf(key.date);
+    case K::kOn: return DayOfSeconds(m.internal_date) == DayOf(key.date);
+    case K::kSince: return DayOfSeconds(m.internal_date) >= DayOf(key.date);
+    case K::kSentBefore:
+    case K::kSentOn:
+    case K::kSentSince: {
+      MessageText* t = load();
+      if (!t) return false;
+      auto sent = t->SentDate();
+      if (!sent) return false;
+      int64_t day = DayOfSeconds(*sent), want = DayOf(key.date);
+      if (key.kind == K::kSentBefore) return day < want;
+      if (key.kind == K::kSentOn) return day == want;
+      return day >= want;
+    }
+    case K::kLarger: return m.size > key.number;
+    case K::kSmaller: return m.size < key.number;
+    case K::kUid: {
+      if (key.set.saved) {
+        return std::find(saved.begin(), saved.end(), m.uid) != saved.end();
+      }
+      uint32_t star = s.messages.empty() ? 0 : s.messages.back().uid;
+      return InSet(key.set, m.uid, star);
+    }
+    case K::kSequenceSet: {
+      if (key.set.saved) {
+        return std::find(saved.begin(), saved.end(), m.uid) != saved.end();
+      }
+      return InSet(key.set, static_cast<uint32_t>(index + 1),
+                   static_cast<uint32_t>(s.messages.size()));
+    }
+    case K::kModSeq:
+      ctx.used_modseq = true;
+      return m.modseq >= key.number;
+    case K::kNot: return !Matches(key.keys[0], index, ctx);
+    case K::kOr:
+      return Matches(key.keys[0], index, ctx) || Matches(key.keys[1], index, ctx);
+    case K::kAnd:
+      for (const SearchKey& k : key.keys) {
+        if (!Matches(k, index, ctx)) return false;
+      }
+      return true;
+  }
+  return false;
+}
+
+void Session::Impl::Search(const Command& cmd) {
+  const SelectedFolder& s = *selected;
+  const auto& a = cmd.get<SearchArgs>();
+  if (a.charset && !EqualFold(*a.charset, "UTF-8") && !EqualFold(*a.charset, "US-ASCII")) {
+    // RFC 9051 6.4.4: the charsets we take.
+    No("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+    return;
+  }
+  std::vector<uint32_t> matched;  // UIDs or sequence numbers
+  std::vector<uint32_t> matched_uids;
+  bool used_modseq = false;
+  uint64_t max_modseq = 0;
+  for (size_t i = 0; i < s.messages.size(); ++i) {
+    SearchContext ctx;
+    bool all = true;
+    for (const SearchKey& k : a.keys) {
+      if (!Matches(k, i, ctx)) {
+        all = false;
+        break;
+      }
+    }
+    used_modseq |= ctx.used_modseq;
+    if (!all) continue;
+    matched_uids.push_back(s.messages[i].uid);
+    matched.push_back(cmd.uid ? s.messages[i].uid : static_cast<uint32_t>(i + 1));
+    max_modseq = std::max(max_modseq, s.messages[i].modseq);
+  }
+  if (used_modseq) condstore = true;
+  bool save = false, min = false, max = false, count = false, all = false;
+  for (SearchReturn r : a.returns) {
+    save |= r == SearchReturn::kSave;
+    min |= r == SearchReturn::kMin;
+    max |= r == SearchReturn::kMax;
+    count |= r == SearchReturn::kCount;
+    all |= r == SearchReturn::kAll;
+  }
+  if (a.has_return && a.returns.empty()) all = true;  // RETURN () means ALL
+  if (save) saved = matched_uids;
+  bool esearch = a.has_return || rev2;
+  if (!a.has_return && rev2) all = true;
+  if (!esearch) {
+    std::string line = "SEARCH";
+    for (uint32_t n : matched) line += ' ' + std::to_string(n);
+    if (used_modseq && !matched.empty()) {
+      line += " (MODSEQ " + std::to_string(max_modseq) + ")";
+    }
+    Untagged(line);
+  } else if (min || max || count || all) {
+    // RFC 4731 3.1 / RFC 9051 7.3.4.
+    std::string line = "ESEARCH (TAG " + FormatString(tag_, false) + ")";
+    if (cmd.uid) line += " UID";
+    if (min && !matched.empty()) line += " MIN " + std::to_string(matched.front());
+    if (max && !matched.empty()) line += " MAX " + std::to_string(matched.back());
+    if (all && !matched.empty()) line += " ALL " + FormatSet(matched);
+    if (count) line += " COUNT " + std::to_string(matched.size());
+    if (used_modseq && !matched.empty()) line += " MODSEQ " + std::to_string(max_modseq);
+    Untagged(line);
+  }
+  Refresh(cmd.uid);
+  Ok(cmd.uid ? "UID SEARCH completed" : "SEARCH completed");
+}
+
+}  // namespace tern::imap

@@ -1,0 +1,339 @@
+// The selected folder (RFC 9051 6.4): the session's view of it, the
+// untagged updates that keep a client in step with changes made elsewhere
+// (RFC 9051 7.5; RFC 7162 CONDSTORE/QRESYNC), and CLOSE, UNSELECT,
+// EXPUNGE, STORE, COPY and MOVE (RFC 6851).
+#include <algorithm>
+
+#include "imap/server/session_impl.h"
+
+namespace tern::imap {
+namespace {
+
+store::StoreMode ModeOf(StoreMode m) {
+  switch (m) {
+    case StoreMode::kAdd: return store::StoreMode::kAdd;
+    case StoreMode::kRemove: return store::StoreMode::kRemove;
+    case StoreMode::kReplace: break;
+  }
+  return store::StoreMode::kReplace;
+}
+
+}  // namespace
+
+bool InSet(const SequenceSet& set, uint32_t n, uint32_t star) {
+  for (const SeqRange& r : set.ranges) {
+    uint32_t a = r.first == kStar ? star : r.first;
+    uint32_t b = r.last == kStar ? star : r.last;
+    if (a > b) std::swap(a, b);
+    if (n >= a && n <= b) return true;
+  }
+  return false;
+}
+
+std::string Session::Impl::FlagList(const store::MessageMeta& m) const {
+  std::string out = "(";
+  for (const std::string& f : store::SystemFlagNames(m.flags)) {
+    if (out.size() > 1) out += ' ';
+    out += f;
+  }
+  for (const std::string& k : m.keywords) {
+    if (out.size() > 1) out += ' ';
+    out += k;
+  }
+  out += ')';
+  return out;
+}
+
+std::string Session::Impl::FlagsResponse() const {
+  std::string out = "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+  if (selected) {
+    for (const std::string& k : selected->keywords) {
+      out += ' ';
+      out += k;
+    }
+  }
+  out += ')';
+  return out;
+}
+
+void Session::Impl::Refresh(bool expunge_ok) {
+  if (!selected || !store) return;
+  SelectedFolder& s = *selected;
+  auto ch = store->Sync(s.name, s.known_modseq);
+  s.last_sync = std::chrono::steady_clock::now();
+  woken = false;
+  if (!ch) return;  // tried again at the next command
+  std::vector<store::MessageMeta> added;
+  bool new_keywords = false;
+  std::string fetches;
+  for (store::MessageMeta& m : ch->changed) {
+    for (const std::string& k : m.keywords) {
+      new_keywords |= s.keywords.insert(k).second;
+    }
+    if (auto i = s.Find(m.uid)) {
+      store::MessageMeta& old = s.messages[*i];
+      bool differs = old.flags != m.flags || old.keywords != m.keywords;
+      old = std::move(m);
+      if (!differs) continue;
+      fetches += "* " + std::to_string(*i + 1) + " FETCH (UID " +
+                 std::to_string(old.uid) + " FLAGS " + FlagList(old);
+      if (condstore) fetches += " MODSEQ (" + std::to_string(old.modseq) + ")";
+      fetches += ")\r\n";
+    } else if (s.messages.empty() || m.uid > s.messages.back().uid) {
+      added.push_back(std::move(m));
+    }
+  }
+  if (new_keywords) Untagged(FlagsResponse());
+  out += fetches;
+  for (uint32_t u : ch->expunged) {
+    if (s.Find(u) && std::find(s.pending_expunge.begin(), s.pending_expunge.end(), u) ==
+                         s.pending_expunge.end()) {
+      s.pending_expunge.push_back(u);
+    }
+  }
+  if (expunge_ok) FlushExpunges();
+  if (!added.empty()) {
+    for (auto& m : added) s.messages.push_back(std::move(m));
+    Untagged(std::to_string(s.messages.size()) + " EXISTS");
+  }
+  s.known_modseq = std::max(s.known_modseq, ch->state.highest_modseq);
+  s.uidnext = std::max(s.uidnext, ch->state.uidnext);
+}
+
+void Session::Impl::FlushExpunges() {
+  if (!selected || selected->pending_expunge.empty()) return;
+  std::vector<uint32_t> uids = std::move(selected->pending_expunge);
+  selected->pending_expunge.clear();
+  std::sort(uids.begin(), uids.end());
+  SendExpunged(uids);
+}
+
+void Session::Impl::SendExpunged(const std::vector<uint32_t>& uids) {
+  SelectedFolder& s = *selected;
+  std::vector<uint32_t> gone;
+  for (uint32_t u : uids) {
+    auto i = s.Find(u);
+    if (!i) continue;
+    // RFC 9051 7.5.1: each EXPUNGE renumbers the messages after it, so
+    // ascending UIDs are announced with their current numbers.
+    if (!qresync) Untagged(std::to_string(*i + 1) + " EXPUNGE");
+    s.messages.erase(s.messages.begin() + static_cast<std::ptrdiff_t>(*i));
+    gone.push_back(u);
+  }
+  // RFC 7162 3.2.10: VANISHED instead, once QRESYNC is enabled.
+  if (qresync && !gone.empty()) Untagged("VANISHED " + FormatSet(gone));
+  auto p = std::remove_if(s.pending_expunge.begin(), s.pending_expunge.end(),
+                          [&](uint32_t u) { return !s.Find(u); });
+  s.pending_expunge.erase(p, s.pending_expunge.end());
+}
+
+bool Session::Impl::Resolve(const SequenceSet& set, bool uid, std::vector<size_t>* out) {
+  const SelectedFolder& s = *selected;
+  out->clear();
+  if (set.saved) {
+    // RFC 5182 2.1: "$" is the saved result, whatever the command's kind.
+    for (uint32_t u : saved) {
+      if (auto i = s.Find(u)) out->push_back(*i);
+    }
+  } else if (uid) {
+    if (s.messages.empty()) return true;
+    uint32_t max_uid = s.messages.back().uid;
+    for (const SeqRange& r : set.ranges) {
+      uint32_t a = r.first == kStar ? max_uid : r.first;
+      uint32_t b = r.last == kStar ? max_uid : r.last;
+      if (a > b) std::swap(a, b);
+      auto lo = std::lower_bound(
+          s.messages.begin(), s.messages.end(), a,
+          [](const store::MessageMeta& m, uint32_t u) { return m.uid < u; });
+      for (auto it = lo; it != s.messages.end() && it->uid <= b; ++it) {
+        out->push_back(static_cast<size_t>(it - s.messages.begin()));
+      }
+    }
+  } else {
+    uint32_t n = static_cast<uint32_t>(s.messages.size());
+    for (const SeqRange& r : set.ranges) {
+      uint32_t a = r.first == kStar ? n : r.first;
+      uint32_t b = r.last == kStar ? n : r.last;
+      if (a > b) std::swap(a, b);
+      if (n == 0 || b > n || a == 0) {
+        // RFC 9051 9: numbers beyond the last message are an error.
+        Bad("Invalid sequence number");
+        return false;
+      }
+      for (uint32_t k = a; k <= b; ++k) out->push_back(k - 1);
+    }
+  }
+  std::sort(out->begin(), out->end());
+  out->erase(std::unique(out->begin(), out->end()), out->end());
+  return true;
+}
+
+void Session::Impl::Close(bool expunge) {
+  SelectedFolder& s = *selected;
+  if (expunge && !s.read_only) {
+    // RFC 9051 6.4.1: CLOSE expunges silently.
+    auto r = store->Expunge(s.name, std::nullopt);
+    if (r && !r->empty()) host.Changed(s.name);
+  }
+  selected.reset();
+  state = State::kAuthenticated;
+  host.Watch("");
+  Ok(expunge ? "CLOSE completed" : "UNSELECT completed");
+}
+
+void Session::Impl::Expunge(const Command& cmd) {
+  SelectedFolder& s = *selected;
+  std::optional<std::vector<uint32_t>> uids;
+  if (cmd.uid) {
+    std::vector<size_t> idx;
+    if (!Resolve(cmd.get<UidExpungeArgs>().set, true, &idx)) return;
+    uids.emplace();
+    for (size_t i : idx) uids->push_back(s.messages[i].uid);
+  }
+  Refresh(true);
+  auto r = store->Expunge(s.name, uids);
+  if (!r) {
+    StoreError(r.error());
+    return;
+  }
+  SendExpunged(*r);
+  if (!r->empty()) host.Changed(s.name);
+  Refresh(true);
+  if (condstore) {
+    Ok("[HIGHESTMODSEQ " + std::to_string(s.known_modseq) + "] EXPUNGE completed");
+  } else {
+    Ok("EXPUNGE completed");
+  }
+}
+
+void Session::Impl::Store(const Command& cmd) {
+  SelectedFolder& s = *selected;
+  const auto& a = cmd.get<StoreArgs>();
+  std::vector<size_t> idx;
+  if (!Resolve(a.set, cmd.uid, &idx)) return;
+  store::StoreRequest req;
+  req.mode = ModeOf(a.mode);
+  for (const std::string& f : a.flags) {
+    if (!f.empty() && f[0] == '\\') {
+      store::Flags bit = store::SystemFlagOf(f);
+      if (bit == 0) {
+        Bad("Invalid system flag");
+        return;
+      }
+      req.flags |= bit;
+    } else if (std::find(req.keywords.begin(), req.keywords.end(), f) ==
+               req.keywords.end()) {
+      req.keywords.push_back(f);
+    }
+  }
+  if (a.unchanged_since) {
+    condstore = true;  // RFC 7162 3.1: using it enables CONDSTORE
+    req.unchanged_since = a.unchanged_since;
+  }
+  for (size_t i : idx) req.uids.push_back(s.messages[i].uid);
+  std::vector<store::StoreResult> none;
+  store::StoreResult res;
+  if (!req.uids.empty()) {
+    auto r = store->StoreFlags(s.name, req);
+    if (!r) {
+      StoreError(r.error());
+      return;
+    }
+    res = std::move(*r);
+  }
+  bool new_keywords = false;
+  for (store::MessageMeta& m : res.updated) {
+    for (const std::string& k : m.keywords) new_keywords |= s.keywords.insert(k).second;
+    if (auto i = s.Find(m.uid)) s.messages[*i] = std::move(m);
+  }
+  if (new_keywords) Untagged(FlagsResponse());
+  std::vector<uint32_t> failed = res.failed;
+  std::sort(failed.begin(), failed.end());
+  // RFC 9051 6.4.6: the new flags of each message, unless .SILENT (RFC
+  // 7162 3.1.3: with CONDSTORE the MODSEQ goes along).
+  for (size_t i : idx) {
+    const store::MessageMeta& m = s.messages[i];
+    if (std::binary_search(failed.begin(), failed.end(), m.uid)) continue;
+    if (a.silent && !condstore) continue;
+    std::string line = std::to_string(i + 1) + " FETCH (";
+    if (!a.silent) line += "FLAGS " + FlagList(m);
+    if (cmd.uid || condstore) {
+      if (line.back() != '(') line += ' ';
+      line += "UID " + std::to_string(m.uid);
+    }
+    if (condstore) line += " MODSEQ (" + std::to_string(m.modseq) + ")";
+    line += ')';
+    if (a.silent && !condstore) continue;
+    Untagged(line);
+  }
+  if (!res.updated.empty()) host.Changed(s.name);
+  Refresh(cmd.uid);
+  if (!failed.empty()) {
+    // RFC 7162 3.1.3: [MODIFIED] names what UNCHANGEDSINCE kept.
+    std::vector<uint32_t> names;
+    for (uint32_t u : failed) {
+      if (cmd.uid) {
+        names.push_back(u);
+      } else if (auto i = s.Find(u)) {
+        names.push_back(static_cast<uint32_t>(*i + 1));
+      }
+    }
+    std::sort(names.begin(), names.end());
+    Ok("[MODIFIED " + FormatSet(names) + "] Conditional STORE failed");
+    return;
+  }
+  Ok("STORE completed");
+}
+
+void Session::Impl::Copy(const Command& cmd, bool move) {
+  SelectedFolder& s = *selected;
+  const auto& a = cmd.get<CopyArgs>();
+  std::vector<size_t> idx;
+  if (!Resolve(a.set, cmd.uid, &idx)) return;
+  std::vector<uint32_t> uids;
+  for (size_t i : idx) uids.push_back(s.messages[i].uid);
+  if (uids.empty()) {
+    Ok(move ? "MOVE completed" : "COPY completed");
+    return;
+  }
+  auto r = move ? store->Move(s.name, uids, a.mailbox)
+                : store->Copy(s.name, uids, a.mailbox);
+  if (!r) {
+    StoreError(r.error(), true);
+    return;
+  }
+  host.Changed(a.mailbox);
+  std::string code;
+  if (!r->source_uids.empty()) {
+    code = "[COPYUID " + std::to_string(r->uidvalidity) + " " +
+           FormatSet(r->source_uids) + " ";
+    // RFC 4315 3: the target UIDs in the order of the source UIDs.
+    std::string targets;
+    bool consecutive = true;
+    for (size_t i = 1; i < r->target_uids.size(); ++i) {
+      consecutive &= r->target_uids[i] == r->target_uids[i - 1] + 1;
+    }
+    if (consecutive) {
+      targets = FormatSet(r->target_uids);
+    } else {
+      for (size_t i = 0; i < r->target_uids.size(); ++i) {
+        if (i) targets += ',';
+        targets += std::to_string(r->target_uids[i]);
+      }
+    }
+    code += targets + "] ";
+  }
+  if (move) {
+    // RFC 6851 4.3: COPYUID comes in an untagged OK before the expunges.
+    if (!code.empty()) Untagged("OK " + code + "Moved");
+    SendExpunged(r->source_uids);
+    host.Changed(s.name);
+    Refresh(true);
+    Ok("MOVE completed");
+    return;
+  }
+  if (a.mailbox == s.name) Refresh(true);
+  Ok(code + "COPY completed");
+}
+
+}  // namespace tern::imap

@@ -1,0 +1,198 @@
+// The inside of imap::Session, shared by its files: session.cc (framing,
+// states, authentication, the commands that need no mail store),
+// folders.cc (LIST, CREATE, STATUS, SELECT, APPEND...), selected.cc (the
+// selected folder's view and its untagged updates, STORE, EXPUNGE, COPY)
+// and fetch.cc / search.cc.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/sasl_exchange.h"
+#include "imap/protocol/command.h"
+#include "imap/protocol/reader.h"
+#include "imap/server/session.h"
+#include "store/mail_store.h"
+
+namespace tern::imap {
+
+// The folder a session has selected, as the client knows it: its messages
+// in sequence-number order (RFC 9051 2.3.1.2) with the flags last told.
+struct SelectedFolder {
+  std::string name;  // canonical
+  bool read_only = false;
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 1;
+  uint64_t known_modseq = 0;  // changes up to this one were looked at
+  std::vector<store::MessageMeta> messages;
+  // Expunged elsewhere but not yet announced (RFC 9051 7.5.1 holds them
+  // back during FETCH, STORE and SEARCH): still in `messages`.
+  std::vector<uint32_t> pending_expunge;
+  // Keywords seen in the folder, for the FLAGS response.
+  std::set<std::string> keywords;
+  std::chrono::steady_clock::time_point last_sync;
+
+  // Index (sequence number - 1) of `uid`, or nullopt.
+  std::optional<size_t> Find(uint32_t uid) const;
+};
+
+struct Session::Impl {
+  enum class State { kNotAuthenticated, kAuthenticated, kSelected, kLogout };
+  // What Work() is to do.
+  enum class Job {
+    kNone,
+    kSaslStep,    // the SASL mechanism's step
+    kLogin,       // open the account's store
+    kCommand,     // run `command`
+    kAppendData,  // write buffered APPEND literal octets to their stage
+    kIdleSync,    // in IDLE: look at the folder, send what changed
+  };
+
+  Impl(const SessionConfig& c, SessionHost& h, ClientInfo ci);
+
+  // --- session.cc ---
+  size_t Feed(std::string_view data);
+  void OnCommand(FramedCommand framed);
+  void OnContinue();
+  void OnLiteralData(std::string_view chunk);
+  void OnLine(std::string line);
+  void OnReject(const Rejection& r);
+  void Dispatch(Command cmd);
+  void Capability();
+  std::string Capabilities() const;
+  bool AuthAllowed() const;
+  void StartSasl(const Command& cmd);
+  void OnSasl(auth::SaslExchange::Event event);
+  void SaslLine(std::string_view line);
+  void Enable(const Command& cmd);
+  void Id(const Command& cmd);
+  void Work();
+  void FinishLogin();
+  void RunCommand();
+
+  // Response helpers.
+  void Untagged(std::string_view text);
+  void Tagged(std::string_view status, std::string_view text);  // tag_
+  void Ok(std::string_view text) { Tagged("OK", text); }
+  void No(std::string_view text) { Tagged("NO", text); }
+  void Bad(std::string_view text);
+  // A store error as NO with the response code RFC 9051 7.1 gives it.
+  void StoreError(const Error& e, bool trycreate = false);
+  // A mailbox name as the client reads it (modified UTF-7 unless UTF-8 is
+  // enabled), as an astring.
+  std::string MailboxOut(std::string_view name) const;
+  bool utf8() const { return rev2 || utf8_accept; }
+
+  // --- folders.cc (authenticated state) ---
+  void List(const Command& cmd);
+  void Lsub(const Command& cmd);
+  void Namespace();
+  void Create(const Command& cmd);
+  void Delete(const Command& cmd);
+  void Rename(const Command& cmd);
+  void Subscribe(const Command& cmd, bool on);
+  void Status(const Command& cmd);
+  std::string StatusItems(const store::FolderStatus& st,
+                          const std::vector<StatusItem>& items) const;
+  void Select(const Command& cmd);
+  void Append(const Command& cmd);
+  void WriteAppendData();
+  void DropAppend();
+
+  // --- selected.cc ---
+  // Looks at the folder and sends what changed (RFC 9051 7.5); expunges
+  // only when `expunge_ok` (not during FETCH, STORE, SEARCH).
+  void Refresh(bool expunge_ok);
+  // Sends and applies the held-back expunges.
+  void FlushExpunges();
+  void SendExpunged(const std::vector<uint32_t>& uids);
+  std::string FlagList(const store::MessageMeta& m) const;
+  std::string FlagsResponse() const;
+  // Message indexes of a sequence set (UIDs when `uid`), ascending.
+  // False (BAD sent) for sequence numbers beyond the last message.
+  bool Resolve(const SequenceSet& set, bool uid, std::vector<size_t>* out);
+  void Close(bool expunge);
+  void Expunge(const Command& cmd);
+  void Store(const Command& cmd);
+  void Copy(const Command& cmd, bool move);
+
+  // --- fetch.cc ---
+  void Fetch(const Command& cmd);
+  // Continues a FETCH that handed output to the connection.
+  void FetchMore();
+
+  // --- search.cc ---
+  void Search(const Command& cmd);
+  bool Matches(const SearchKey& key, size_t index, struct SearchContext& ctx);
+
+  const SessionConfig& config;
+  SessionHost& host;
+  ClientInfo client;
+  CommandReader reader;
+  State state = State::kNotAuthenticated;
+  Need need = Need::kInput;
+  Job job = Job::kNone;
+  std::string out;
+  std::string tag_;  // of the command being answered
+  std::optional<Command> command;
+  uint32_t errors = 0;
+  uint64_t commands = 0;
+  uint64_t fetched = 0;
+
+  // Authentication.
+  auth::SaslExchange sasl;
+  bool in_sasl = false;
+  std::chrono::milliseconds delay{0};
+  std::string after_delay;  // the tagged NO to send after the delay
+  std::string user;
+  std::unique_ptr<store::MailStore> store;
+
+  // ENABLE (RFC 5161): what the client asked for.
+  bool rev2 = false;         // IMAP4rev2
+  bool utf8_accept = false;  // UTF8=ACCEPT (RFC 6855)
+  bool condstore = false;    // CONDSTORE (RFC 7162 3.1), also by use
+  bool qresync = false;      // QRESYNC (RFC 7162 3.2)
+
+  std::optional<SelectedFolder> selected;
+  // RFC 5182 SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE).
+  std::vector<uint32_t> saved;
+
+  // IDLE (RFC 2177).
+  bool idling = false;
+  bool woken = false;
+
+  // An APPEND whose literals arrive (streamed ones above the reader's
+  // max_literal go straight to their stage).
+  struct Appending {
+    std::optional<std::string> mailbox;
+    std::vector<std::unique_ptr<store::AppendStage>> stages;  // by literal
+    // Octets not yet written, by literal index, in arrival order.
+    std::vector<std::pair<size_t, std::string>> pending;
+    size_t pending_bytes = 0;
+    std::optional<Error> error;  // the first failure; the rest is dropped
+  };
+  std::optional<Appending> appending;
+
+  // A FETCH answered in pieces.
+  struct Fetching {
+    Command cmd;
+    std::vector<size_t> indexes;
+    size_t next = 0;
+    std::vector<bool> seen_set;  // FLAGS to add: \Seen was set by it
+  };
+  std::optional<Fetching> fetching;
+};
+
+// `n` is in the set (no "$"), "*" being `star`.
+bool InSet(const SequenceSet& set, uint32_t n, uint32_t star);
+
+// "1:3,5" for ascending numbers.
+std::string FormatSet(const std::vector<uint32_t>& ascending);
+
+}  // namespace tern::imap

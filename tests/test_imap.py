@@ -1,0 +1,518 @@
+# IMAP4rev2 (RFC 9051) against the real server: login rules, folders, flags,
+# APPEND/COPY/MOVE with UIDPLUS, EXPUNGE rules between sessions, IDLE woken
+# by SMTP delivery, POP3 and IMAP on one mailbox, CONDSTORE/QRESYNC,
+# SEARCH/ESEARCH, with Python's imaplib, curl and a raw client
+# (tests/imap_client.py) over both ports.
+import imaplib
+import os
+import poplib
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+import conftest
+from conftest import PASSWORD, build_message, free_port, run_tool, unique
+from imap_client import Raw, fetch_map, literal_of, no_verify, wait_until
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    ports = {"imap": free_port(), "imaps": free_port(), "plain": free_port(),
+             "pop3s": free_port()}
+    s = conftest.TernServer(
+        tmp_path_factory.mktemp("imap"),
+        extra_listen=[
+            (f"127.0.0.1:{ports['imap']}", "imap"),
+            (f"127.0.0.1:{ports['imaps']}", "imaps"),
+            (f"127.0.0.1:{ports['plain']}", "imap", {"allow_plaintext_auth": True}),
+            (f"127.0.0.1:{ports['pop3s']}", "pop3s"),
+        ],
+        sections={"tls": {"self_signed": True}})
+    s.imap_ports = ports
+    conftest._LIVE.append(s)
+    try:
+        s.start()
+    except BaseException:
+        conftest.shutdown(s)
+        raise
+    yield s
+    conftest.shutdown(s)
+
+
+def new_user(srv):
+    address = f"{unique('i')}@example.test"
+    srv.add_user(address)
+    return address
+
+
+def deliver(srv, user, subject=None, body=None, raw=None):
+    marker = subject or unique("msg")
+    data = raw if raw is not None else build_message(
+        marker, body or ["hello " + marker], to=user)
+    with srv.smtplib() as s:
+        assert s.sendmail("sender@remote.test", [user], data) == {}
+    srv.wait_message(user, marker)
+    return marker, data
+
+
+def session(srv, user, port="plain"):
+    c = Raw(srv.imap_ports[port], tls=(port == "imaps"))
+    c.login(user, PASSWORD)
+    return c
+
+
+def imaps(srv, user):
+    m = imaplib.IMAP4_SSL("127.0.0.1", srv.imap_ports["imaps"], ssl_context=no_verify())
+    m.login(user, PASSWORD)
+    return m
+
+
+# ------------------------------------------------------------------ login
+
+def test_greeting_and_logindisabled_before_starttls(srv):
+    user = new_user(srv)
+    with Raw(srv.imap_ports["imap"]) as c:
+        assert c.greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 IMAP4rev2 ")
+        assert b"STARTTLS" in c.greeting and b"LOGINDISABLED" in c.greeting
+        assert b"AUTH=" not in c.greeting
+        _, t = c.cmd(f'LOGIN "{user}" "{PASSWORD}"')
+        assert t.startswith(b"T1 NO [PRIVACYREQUIRED]"), t
+        _, t = c.cmd("AUTHENTICATE PLAIN")
+        assert b" NO " in t, t
+        _, t = c.cmd("SELECT INBOX")
+        assert b" BAD " in t, t
+        c.starttls()
+        untagged, t = c.ok("CAPABILITY")
+        assert b"AUTH=PLAIN" in untagged[0] and b"AUTH=SCRAM-SHA-256" in untagged[0]
+        assert b"LOGINDISABLED" not in untagged[0] and b"STARTTLS" not in untagged[0]
+        _, t = c.login(user, PASSWORD)
+        # RFC 9051 6.2.3: the new capabilities come with the OK.
+        assert re.match(rb"T\d+ OK \[CAPABILITY IMAP4rev1 IMAP4rev2 ", t), t
+        assert b"IDLE" in t and b"UIDPLUS" in t and b"MOVE" in t and b"CONDSTORE" in t
+
+
+def test_imaplib_starttls_and_imaps(srv):
+    user = new_user(srv)
+    m = imaplib.IMAP4("127.0.0.1", srv.imap_ports["imap"])
+    m.starttls(no_verify())
+    assert m.login(user, PASSWORD)[0] == "OK"
+    assert m.select("INBOX") == ("OK", [b"0"])
+    m.logout()
+    m = imaps(srv, user)
+    typ, data = m.list()
+    assert typ == "OK"
+    names = {d.decode() for d in data}
+    # Every account has the special-use folders (RFC 6154).
+    for want in ('(\\HasNoChildren) "/" INBOX', '(\\HasNoChildren \\Sent) "/" Sent',
+                 '(\\HasNoChildren \\Drafts) "/" Drafts',
+                 '(\\HasNoChildren \\Trash) "/" Trash',
+                 '(\\HasNoChildren \\Junk) "/" Junk'):
+        assert want in names, names
+    m.logout()
+
+
+def test_wrong_password_and_sasl(srv):
+    user = new_user(srv)
+    with Raw(srv.imap_ports["imaps"], tls=True) as c:
+        _, t = c.cmd(f'LOGIN "{user}" "wrong"')
+        assert t.startswith(b"T1 NO [AUTHENTICATIONFAILED]"), t
+        # SASL-IR (RFC 4959): PLAIN in one line.
+        import base64
+        ir = base64.b64encode(f"\0{user}\0{PASSWORD}".encode()).decode()
+        _, t = c.cmd(f"AUTHENTICATE PLAIN {ir}")
+        assert t.startswith(b"T2 OK"), t
+    with Raw(srv.imap_ports["imaps"], tls=True) as c:
+        # Without an initial response: "+ " then the client's line.
+        c.send("A1 AUTHENTICATE PLAIN\r\n")
+        assert c.read_response() == b"+ \r\n"
+        c.send(base64.b64encode(f"\0{user}\0{PASSWORD}".encode()) + b"\r\n")
+        _, t = c.collect("A1")
+        assert t.startswith(b"A1 OK"), t
+    with Raw(srv.imap_ports["imaps"], tls=True) as c:
+        c.send("A1 AUTHENTICATE PLAIN\r\n")
+        c.read_response()
+        c.send("*\r\n")  # RFC 9051 6.2.2: cancelled -> BAD
+        _, t = c.collect("A1")
+        assert t.startswith(b"A1 BAD"), t
+
+
+def test_scram_sha_256(srv):
+    import base64
+    from scram_client import ScramSha256Client
+    user = new_user(srv)
+    with Raw(srv.imap_ports["imaps"], tls=True) as c:
+        sc = ScramSha256Client(user, PASSWORD)
+        c.send(b"A1 AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(sc.client_first()) + b"\r\n")
+        line = c.read_response()
+        assert line.startswith(b"+ "), line
+        final = sc.client_final(base64.b64decode(line[2:].strip()))
+        c.send(base64.b64encode(final) + b"\r\n")
+        line = c.read_response()
+        assert line.startswith(b"+ "), line
+        sc.verify_server_final(base64.b64decode(line[2:].strip()))
+        c.send(b"\r\n")
+        _, t = c.collect("A1")
+        assert t.startswith(b"A1 OK"), t
+
+
+# ------------------------------------------------------------------ messages
+
+def test_delivered_mail_fetch(srv):
+    user = new_user(srv)
+    marker, sent = deliver(srv, user)
+    with session(srv, user) as c:
+        untagged, t = c.ok("SELECT INBOX")
+        assert b"* 1 EXISTS\r\n" in untagged
+        assert any(r.startswith(b"* OK [UIDVALIDITY ") for r in untagged)
+        assert any(r.startswith(b"* OK [UIDNEXT 2]") for r in untagged)
+        assert any(r.startswith(b"* OK [PERMANENTFLAGS (") for r in untagged)
+        assert t.startswith(b"T2 OK [READ-WRITE]"), t
+        untagged, _ = c.ok("FETCH 1 (UID FLAGS RFC822.SIZE INTERNALDATE)")
+        r = untagged[0]
+        assert re.match(rb'\* 1 FETCH \(UID 1 FLAGS \(\) RFC822.SIZE (\d+) INTERNALDATE "', r), r
+        size = int(re.search(rb"RFC822.SIZE (\d+)", r).group(1))
+        untagged, _ = c.ok("FETCH 1 BODY.PEEK[]")
+        whole = literal_of(untagged[0], b"BODY[]")
+        assert len(whole) == size
+        assert whole.endswith(sent)  # our trace headers come first
+        untagged, _ = c.ok("FETCH 1 (FLAGS)")
+        assert b"FLAGS ()" in untagged[0]  # PEEK left \Seen alone
+        untagged, _ = c.ok("FETCH 1 BODY[TEXT]")
+        assert literal_of(untagged[0], b"BODY[TEXT]") == sent.split(b"\r\n\r\n", 1)[1]
+        assert b"FLAGS (\\Seen)" in untagged[0]  # RFC 9051 6.4.5
+        untagged, _ = c.ok("FETCH 1 BODY.PEEK[]<10.20>")
+        assert b"BODY[]<10> {20}" in untagged[0]
+        assert literal_of(untagged[0], b"BODY[]<10>") == whole[10:30]
+        # Sequence numbers past the end are an error; UIDs are not.
+        _, t = c.cmd("FETCH 2 FLAGS")
+        assert b" BAD " in t, t
+        untagged, t = c.ok("UID FETCH 5:* FLAGS")
+        assert untagged == [b"* 1 FETCH (FLAGS (\\Seen) UID 1)\r\n"], untagged
+    # \Seen is also in the Maildir file name, for mutt and Dovecot.
+    files = srv.message_files(user)
+    assert len(files) == 1 and files[0].parent.name == "cur"
+    assert files[0].name.endswith(":2,S"), files[0].name
+
+
+def test_store_expunge_close_unselect(srv):
+    user = new_user(srv)
+    for _ in range(4):
+        deliver(srv, user)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        untagged, _ = c.ok("STORE 1:2 +FLAGS (\\Deleted $Important)")
+        assert b"* 1 FETCH (FLAGS (\\Deleted $Important))\r\n" in untagged, untagged
+        assert any(r.startswith(b"* FLAGS (") and b"$Important" in r for r in untagged)
+        untagged, _ = c.ok("STORE 2 -FLAGS.SILENT (\\Deleted)")
+        assert untagged == []
+        untagged, _ = c.ok("UID STORE 3 FLAGS (\\Flagged)")
+        assert untagged == [b"* 3 FETCH (FLAGS (\\Flagged) UID 3)\r\n"], untagged
+        untagged, t = c.ok("EXPUNGE")
+        assert untagged == [b"* 1 EXPUNGE\r\n"], untagged
+        untagged, _ = c.ok("UID FETCH 1:* (FLAGS)")
+        assert [fetch_map(untagged)[k] for k in (1, 2, 3)] == [
+            b"* 1 FETCH (FLAGS ($Important) UID 2)\r\n",
+            b"* 2 FETCH (FLAGS (\\Flagged) UID 3)\r\n",
+            b"* 3 FETCH (FLAGS () UID 4)\r\n"]
+        # UID EXPUNGE (RFC 4315) removes only the named \Deleted ones.
+        c.ok("STORE 1:3 +FLAGS (\\Deleted)")
+        untagged, _ = c.ok("UID EXPUNGE 3")
+        assert untagged == [b"* 2 EXPUNGE\r\n"], untagged
+        # UNSELECT leaves \Deleted messages; CLOSE expunges them silently.
+        c.ok("UNSELECT")
+        untagged, _ = c.ok("SELECT INBOX")
+        assert b"* 2 EXISTS\r\n" in untagged
+        untagged, _ = c.ok("CLOSE")
+        assert untagged == []
+        untagged, _ = c.ok("EXAMINE INBOX")
+        assert b"* 0 EXISTS\r\n" in untagged
+        _, t = c.cmd("STORE 1 +FLAGS (\\Seen)")
+        assert b" BAD " in t or b" NO " in t
+    # Flags survive a new session (and a restart would read the same index).
+    deliver(srv, user)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        c.ok("STORE 1 +FLAGS ($Later \\Answered)")
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        untagged, _ = c.ok("FETCH 1 FLAGS")
+        assert untagged == [b"* 1 FETCH (FLAGS (\\Answered $Later))\r\n"], untagged
+
+
+def test_append_multiappend_and_trycreate(srv):
+    user = new_user(srv)
+    msg = b"From: a@example.org\r\nSubject: appended\r\n\r\nline one\r\nline two\r\n"
+    with session(srv, user) as c:
+        # Synchronizing literal: "+" before the octets.
+        c.send(f'A1 APPEND Drafts (\\Draft $X) "07-Feb-2024 10:11:12 +0100" {{{len(msg)}}}\r\n')
+        assert c.read_response().startswith(b"+ ")
+        c.send(msg + b"\r\n")
+        _, t = c.collect("A1")
+        m = re.match(rb"A1 OK \[APPENDUID (\d+) (\d+)\]", t)
+        assert m, t
+        # LITERAL+ and MULTIAPPEND (RFC 3502): two messages, one command.
+        c.send(f"A2 APPEND Drafts {{{len(msg)}+}}\r\n".encode() + msg +
+               f" (\\Seen) {{{len(msg)}+}}\r\n".encode() + msg + b"\r\n")
+        _, t = c.collect("A2")
+        assert re.match(rb"A2 OK \[APPENDUID \d+ 2:3\]", t), t
+        _, t = c.cmd(f"APPEND NoSuchFolder {{{len(msg)}+}}\r\n".encode() + msg)
+        assert b"NO [TRYCREATE]" in t, t
+        untagged, _ = c.ok("SELECT Drafts")
+        assert b"* 3 EXISTS\r\n" in untagged
+        untagged, _ = c.ok("FETCH 1:3 (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+        f = fetch_map(untagged)
+        assert b'INTERNALDATE "07-Feb-2024 09:11:12 +0000"' in f[1], f[1]
+        assert b"FLAGS (\\Draft $X)" in f[1] and b"FLAGS (\\Seen)" in f[3]
+        for k in (1, 2, 3):
+            assert literal_of(f[k], b"BODY[]") == msg
+            assert b"RFC822.SIZE %d" % len(msg) in f[k]
+
+
+def test_large_append_streams(srv):
+    user = new_user(srv)
+    body = b"".join(b"line %07d of a large message, padded to look like text\r\n" % i
+                    for i in range(60000))
+    msg = b"Subject: big\r\n\r\n" + body
+    assert len(msg) > 3 * 1024 * 1024
+    with session(srv, user) as c:
+        c.send(f"A1 APPEND INBOX {{{len(msg)}}}\r\n")
+        assert c.read_response().startswith(b"+ ")
+        c.send(msg + b"\r\n")
+        _, t = c.collect("A1")
+        assert t.startswith(b"A1 OK [APPENDUID"), t
+        c.ok("SELECT INBOX")
+        untagged, _ = c.ok("FETCH 1 (RFC822.SIZE BODY.PEEK[])")
+        assert literal_of(untagged[0], b"BODY[]") == msg
+    # Above APPENDLIMIT: refused before the octets are sent (RFC 7889).
+    with session(srv, user) as c:
+        c.send("A1 APPEND INBOX {99999999999}\r\n")
+        r = c.read_response()
+        assert r.startswith(b"A1 NO [TOOBIG]") or r.startswith(b"A1 BAD"), r
+        c.ok("NOOP")
+
+
+def test_folders_copy_move(srv):
+    user = new_user(srv)
+    for _ in range(3):
+        deliver(srv, user)
+    with session(srv, user) as c:
+        c.ok("CREATE Work/Projects/")
+        _, t = c.cmd("CREATE Work/Projects")
+        assert b"NO [ALREADYEXISTS]" in t, t
+        _, t = c.cmd("CREATE INBOX")
+        assert b" NO " in t
+        c.ok("CREATE Archive2 (USE (\\Archive))")  # RFC 6154 CREATE-SPECIAL-USE
+        untagged, _ = c.ok('LIST "" "*"')
+        names = b"".join(untagged)
+        assert b'(\\HasChildren) "/" Work\r\n' in names, names
+        assert b'(\\HasNoChildren) "/" Work/Projects\r\n' in names
+        assert b'(\\HasNoChildren \\Archive) "/" Archive2\r\n' in names
+        untagged, _ = c.ok('LIST "" "%"')
+        assert not any(b"Work/Projects" in r for r in untagged)
+        untagged, _ = c.ok('LIST "Work/" "%"')
+        assert untagged == [b'* LIST (\\HasNoChildren) "/" Work/Projects\r\n'], untagged
+        untagged, _ = c.ok('LIST "" ""')
+        assert untagged == [b'* LIST (\\Noselect) "/" ""\r\n']
+        untagged, _ = c.ok('LIST (SPECIAL-USE) "" "*"')
+        assert len(untagged) == 5, untagged  # Drafts Sent Trash Junk Archive2
+        untagged, _ = c.ok('LIST "" "INBOX" RETURN (STATUS (MESSAGES UNSEEN))')
+        assert untagged[1] == b"* STATUS INBOX (MESSAGES 3 UNSEEN 3)\r\n", untagged
+        c.ok("SUBSCRIBE Work/Projects")
+        untagged, _ = c.ok('LSUB "" "*"')
+        assert untagged == [b'* LSUB () "/" Work/Projects\r\n'], untagged
+        untagged, _ = c.ok('LIST (SUBSCRIBED) "" "Work/*"')
+        assert untagged == [b'* LIST (\\HasNoChildren \\Subscribed) "/" Work/Projects\r\n'], untagged
+
+        c.ok("SELECT INBOX")
+        _, t = c.ok("COPY 1:2 Work/Projects")
+        assert re.search(rb"\[COPYUID \d+ 1:2 1:2\]", t), t
+        _, t = c.cmd("COPY 1 Nowhere")
+        assert b"NO [TRYCREATE]" in t
+        untagged, t = c.ok("UID MOVE 2:3 Trash")
+        assert re.match(rb"\* OK \[COPYUID \d+ 2:3 1:2\]", untagged[0]), untagged
+        assert untagged[1:] == [b"* 2 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n"], untagged
+        untagged, _ = c.ok("STATUS Work/Projects (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED)")
+        assert re.match(rb"\* STATUS Work/Projects \(MESSAGES 2 UIDNEXT 3 UIDVALIDITY \d+ "
+                        rb"UNSEEN 2 SIZE \d+ DELETED 0\)", untagged[0]), untagged
+        c.ok("RENAME Work/Projects Work/Done")
+        untagged, _ = c.ok("STATUS Work/Done (MESSAGES)")
+        assert untagged == [b"* STATUS Work/Done (MESSAGES 2)\r\n"]
+        _, t = c.cmd("DELETE Work")
+        assert b"NO [HASCHILDREN]" in t, t
+        c.ok("DELETE Work/Done")
+        _, t = c.cmd("STATUS Work/Done (MESSAGES)")
+        assert b"NO [NONEXISTENT]" in t, t
+    # The folder is a Maildir++ subfolder that other readers see.
+    md = srv.maildir(user)
+    assert (md / ".Trash" / "cur").is_dir() and (md / ".Archive2").is_dir()
+
+
+def test_international_folder_names(srv):
+    user = new_user(srv)
+    with session(srv, user) as c:
+        c.ok("CREATE &AMk-t&AOk-")  # "Été" in modified UTF-7
+        untagged, _ = c.ok('LIST "" "&AMk-*"')
+        assert untagged == [b'* LIST (\\HasNoChildren) "/" &AMk-t&AOk-\r\n'], untagged
+        c.ok("ENABLE UTF8=ACCEPT")
+        untagged, _ = c.ok('LIST "" "\xc3\x89*"'.encode("latin-1").decode("utf-8"))
+        assert untagged == ['* LIST (\\HasNoChildren) "/" "Été"\r\n'.encode()], untagged
+
+
+# ------------------------------------------------------------------ sessions
+
+def test_two_sessions_see_each_others_changes(srv):
+    user = new_user(srv)
+    for _ in range(3):
+        deliver(srv, user)
+    with session(srv, user) as a, session(srv, user) as b:
+        a.ok("SELECT INBOX")
+        b.ok("SELECT INBOX")
+        a.ok("STORE 2 +FLAGS (\\Flagged)")
+        untagged, _ = b.ok("NOOP")
+        assert untagged == [b"* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n"], untagged
+        a.ok("STORE 1 +FLAGS (\\Deleted)")
+        a.ok("EXPUNGE")
+        # RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE or SEARCH...
+        untagged, _ = b.ok("FETCH 1:3 (FLAGS)")
+        assert not any(b"EXPUNGE" in r for r in untagged), untagged
+        assert len(fetch_map(untagged)) == 3
+        untagged, _ = b.ok("SEARCH ALL")
+        assert not any(b"EXPUNGE" in r for r in untagged), untagged
+        # ...but at the next command that allows it.
+        untagged, _ = b.ok("NOOP")
+        assert b"* 1 EXPUNGE\r\n" in untagged, untagged
+        deliver(srv, user)
+        untagged, _ = b.ok("NOOP")
+        assert b"* 3 EXISTS\r\n" in untagged, untagged
+
+
+def test_idle_woken_by_delivery(srv):
+    user = new_user(srv)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        c.send("I1 IDLE\r\n")
+        assert c.read_response() == b"+ idling\r\n"
+        data = build_message("idle-wake", ["wake up"], to=user)
+        with srv.smtplib() as s:
+            s.sendmail("sender@remote.test", [user], data)
+            sent = time.monotonic()
+        c.sock.settimeout(5)
+        r = c.read_response()
+        waited = time.monotonic() - sent
+        assert r == b"* 1 EXISTS\r\n", r
+        assert waited < 1.0, waited  # the issue's promise: within a second
+        c.send("DONE\r\n")
+        _, t = c.collect("I1")
+        assert t == b"I1 OK IDLE terminated\r\n", t
+    with session(srv, user) as a, session(srv, user) as b:
+        a.ok("SELECT INBOX")
+        b.ok("SELECT INBOX")
+        b.send("I1 IDLE\r\n")
+        assert b.read_response() == b"+ idling\r\n"
+        a.ok("STORE 1 +FLAGS (\\Deleted)")
+        assert b.read_response() == b"* 1 FETCH (UID 1 FLAGS (\\Deleted))\r\n"
+        a.ok("EXPUNGE")
+        assert b.read_response() == b"* 1 EXPUNGE\r\n"  # allowed in IDLE
+        b.send("DONE\r\n")
+        b.collect("I1")
+
+
+def test_pop3_deletion_shows_in_imap(srv):
+    user = new_user(srv)
+    deliver(srv, user)
+    deliver(srv, user)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        # POP3's lock does not keep IMAP out, nor the reverse.
+        p = poplib.POP3_SSL("127.0.0.1", srv.imap_ports["pop3s"], context=no_verify())
+        p.user(user)
+        p.pass_(PASSWORD)
+        assert p.stat()[0] == 2
+        c.ok("NOOP")
+        p.dele(1)
+        p.quit()
+        untagged = wait_until(lambda: c.ok("NOOP")[0], timeout=6)
+        assert untagged == [b"* 1 EXPUNGE\r\n"], untagged
+
+
+def test_condstore_qresync(srv):
+    user = new_user(srv)
+    for _ in range(3):
+        deliver(srv, user)
+    with session(srv, user) as c:
+        untagged, _ = c.ok("ENABLE QRESYNC")
+        assert untagged == [b"* ENABLED QRESYNC\r\n"], untagged
+        untagged, _ = c.ok("SELECT INBOX")
+        hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(untagged)).group(1))
+        uv = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(untagged)).group(1))
+        untagged, _ = c.ok("STORE 2 +FLAGS (\\Seen)")
+        m = re.match(rb"\* 2 FETCH \(FLAGS \(\\Seen\) UID 2 MODSEQ \((\d+)\)\)", untagged[0])
+        assert m and int(m.group(1)) > hms, untagged
+        untagged, _ = c.ok(f"FETCH 1:* (FLAGS) (CHANGEDSINCE {hms})")
+        assert list(fetch_map(untagged)) == [2], untagged
+        _, t = c.cmd(f"STORE 1,2 (UNCHANGEDSINCE {hms}) +FLAGS (\\Flagged)")
+        assert t.startswith(b"T") and b"OK [MODIFIED 2]" in t, t
+        c.ok("STORE 3 +FLAGS (\\Deleted)")
+        untagged, _ = c.ok("EXPUNGE")
+        assert untagged == [b"* VANISHED 3\r\n"], untagged  # RFC 7162 3.2.10
+        c.ok("UNSELECT")
+        untagged, _ = c.ok(f"SELECT INBOX (QRESYNC ({uv} {hms}))")
+        text = b"".join(untagged)
+        assert b"* VANISHED (EARLIER) 3\r\n" in text, untagged
+        assert re.search(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Flagged\) MODSEQ", text), untagged
+        assert re.search(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Seen\) MODSEQ", text), untagged
+
+
+def test_search_and_esearch(srv):
+    user = new_user(srv)
+    for _ in range(4):
+        deliver(srv, user)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        c.ok("STORE 2,4 +FLAGS (\\Seen)")
+        untagged, _ = c.ok("SEARCH UNSEEN")
+        assert untagged == [b"* SEARCH 1 3\r\n"], untagged
+        untagged, _ = c.ok("UID SEARCH OR SEEN UID 1 NOT SMALLER 1")
+        assert untagged == [b"* SEARCH 1 2 4\r\n"], untagged
+        untagged, t = c.ok("SEARCH RETURN (MIN MAX COUNT) ALL")
+        tag = t.split()[0]
+        assert untagged == [b'* ESEARCH (TAG "%s") MIN 1 MAX 4 COUNT 4\r\n' % tag], untagged
+        untagged, _ = c.ok("SEARCH RETURN (SAVE) SEEN")
+        assert untagged == []
+        untagged, _ = c.ok("FETCH $ (UID)")
+        assert list(fetch_map(untagged)) == [2, 4], untagged
+        _, t = c.cmd("SEARCH CHARSET KOI8-R ALL")
+        assert b"NO [BADCHARSET" in t, t
+        untagged, _ = c.ok("ENABLE IMAP4rev2")
+        untagged, t = c.ok("UID SEARCH SEEN")
+        tag = t.split()[0]
+        assert untagged == [b'* ESEARCH (TAG "%s") UID ALL 2,4\r\n' % tag], untagged
+
+
+def test_bad_commands(srv):
+    user = new_user(srv)
+    with session(srv, user) as c:
+        _, t = c.cmd("FROBNICATE")
+        assert re.match(rb"T\d+ BAD", t), t
+        _, t = c.cmd("FETCH 1 FLAGS")
+        assert re.match(rb"T\d+ BAD", t), t  # nothing selected
+        c.send("* NOOP\r\n")
+        r = c.read_response()
+        assert r.startswith(b"* BAD"), r
+        c.ok("NOOP")
+        untagged, t = c.cmd("LOGOUT")
+        assert untagged == [b"* BYE Logging out\r\n"]
+        assert t.endswith(b" OK LOGOUT completed\r\n"), t
+
+
+def test_curl_reads_over_imaps(srv):
+    user = new_user(srv)
+    marker, sent = deliver(srv, user)
+    url = f"imaps://127.0.0.1:{srv.imap_ports['imaps']}/INBOX;UID=1"
+    p = run_tool(["curl", "-sSk", "--max-time", "20", "-u", f"{user}:{PASSWORD}", url],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.endswith(sent), p.stdout[-200:]
