@@ -134,6 +134,7 @@ class Connection : public net::LineConnection, public SessionHost {
   auth::RecordingCredentials credentials_;
   Session session_;
   uint32_t deleted_ = 0;
+  std::string account_key_;  // "domain/local", for the change hub
 };
 
 LoginResult Connection::FinishLogin(const std::string& account) {
@@ -176,6 +177,7 @@ LoginResult Connection::FinishLogin(const std::string& account) {
   }
   maildir_ = std::move(*md);
   lock_ = std::move(**lock);
+  account_key_ = path->domain + "/" + path->local;
   drop_ = std::make_unique<MaildirDrop>(*maildir_);
   r.kind = LoginResult::Kind::kOk;
   r.maildrop = drop_.get();
@@ -266,6 +268,9 @@ asio::awaitable<void> Connection::Update() {
     spdlog::error("pop3 expunge user={}: {}", session_.user(), r.error().message);
   } else {
     deleted_ = static_cast<uint32_t>(job.doomed.size());
+    if (deleted_ > 0 && server_.deps().changes != nullptr) {
+      server_.deps().changes->Publish(account_key_, "INBOX");
+    }
   }
   session_.UpdateDone(static_cast<bool>(r));
 }

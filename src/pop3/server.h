@@ -20,6 +20,7 @@
 #include "net/accept.h"
 #include "net/registry.h"
 #include "net/tls.h"
+#include "store/change_hub.h"
 
 namespace tern::pop3 {
 
@@ -36,6 +37,8 @@ struct ServerDeps {
   asio::thread_pool& blocking;
   const Current<net::TlsContexts>& tls;
   std::string mail_root;  // data_dir/mail, where delivery writes Maildirs
+  // Told of UPDATE's deletions, so IMAP sessions show them at once.
+  store::ChangeHub* changes = nullptr;
 };
 
 class Server {

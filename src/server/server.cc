@@ -420,7 +420,7 @@ int Serve(const config::Config& initial) {
                            cfg);
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(
-      {credentials, throttle, blocking, tls_now, cfg.data_dir + "/mail"}, cfg);
+      {credentials, throttle, blocking, tls_now, cfg.data_dir + "/mail", &changes}, cfg);
   // IMAP reads the same Maildirs, with folders and an index of its own.
   imap::Server imap_server({credentials, throttle, blocking, tls_now,
                             cfg.data_dir + "/mail", changes},

@@ -23,6 +23,10 @@ namespace {
 
 using asio::ip::tcp;
 
+// Changes made by programs that do not use the change hub (mutt, a file
+// dropped into new/, another process) reach a session in IDLE this often.
+constexpr std::chrono::seconds kIdlePoll{15};
+
 class Connection : public net::LineConnection, public SessionHost {
  public:
   Connection(tcp::socket socket, net::LineConnection::Options options, Server& server,
@@ -85,6 +89,9 @@ class Connection : public net::LineConnection, public SessionHost {
           }
           Wake();
         });
+    asio::co_spawn(stream().socket().get_executor(),
+                   PollLoop(std::static_pointer_cast<Connection>(shared_from_this())),
+                   asio::detached);
     return std::unique_ptr<store::MailStore>(std::move(*st));
   }
   void Changed(std::string_view folder) override {
@@ -128,6 +135,8 @@ class Connection : public net::LineConnection, public SessionHost {
   asio::awaitable<bool> Work() override;
   void Ended(net::EndReason reason, std::chrono::milliseconds elapsed) override {
     if (subscription_ != 0) server_.deps().changes.Unsubscribe(subscription_);
+    ended_ = true;
+    if (poll_timer_ != nullptr) poll_timer_->cancel();
     spdlog::info(
         "imap session client={} listener={} user={} commands={} fetched={} end={} "
         "ms={}",
@@ -158,6 +167,23 @@ class Connection : public net::LineConnection, public SessionHost {
   std::string watched_ GUARDED_BY(watch_mu_);
   bool in_work_ = false;
   bool wake_pending_ = false;
+  bool ended_ = false;
+  asio::steady_timer* poll_timer_ = nullptr;  // PollLoop's, while it runs
+
+  // Wakes the session every kIdlePoll (it acts only in IDLE) until the
+  // connection ends. On the connection's strand.
+  static asio::awaitable<void> PollLoop(std::shared_ptr<Connection> self) {
+    asio::steady_timer timer(self->stream().socket().get_executor());
+    self->poll_timer_ = &timer;
+    while (!self->ended_) {
+      timer.expires_after(kIdlePoll);
+      asio::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (self->ended_) break;
+      if (!self->in_work_ && self->session_.idling()) self->Wake();
+    }
+    self->poll_timer_ = nullptr;
+  }
 };
 
 struct WorkJob {
