@@ -61,8 +61,7 @@ bool Balanced(std::string_view s) {
     } else if (c == '{') {
       size_t close = s.find('}', i);
       size_t n = std::stoul(std::string(s.substr(i + 1, close - i - 1)));
-      i = close + 2 + n;
-      --i;
+      i = close + 2 + n;  // the loop steps past the literal's last octet
     } else if (c == '(') {
       ++depth;
     } else if (c == ')') {
