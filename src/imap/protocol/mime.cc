@@ -232,9 +232,18 @@ size_t CountLines(std::string_view s) {
   return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
-bool IsIdentityEncoding(std::optional<std::string_view> encoding) {
-  if (!encoding) return true;
+// The mechanism of a Content-Transfer-Encoding value, lower case; a
+// comment after it ("base64 (it is)") is legal RFC 822 and dropped.
+std::string Mechanism(std::optional<std::string_view> encoding) {
+  if (!encoding) return {};
   std::string e = ToLower(Unfold(*encoding));
+  size_t cut = e.find_first_of(" \t(");
+  if (cut != std::string::npos) e.resize(cut);
+  return e;
+}
+
+bool IsIdentityEncoding(std::optional<std::string_view> encoding) {
+  std::string e = Mechanism(encoding);
   return e.empty() || e == "7bit" || e == "8bit" || e == "binary";
 }
 
@@ -555,10 +564,7 @@ std::string CharsetToUtf8(std::string_view charset, std::string_view bytes) {
 
 bool DecodeTransferEncoding(std::optional<std::string_view> encoding,
                             std::string_view body, std::string* out) {
-  std::string e = encoding ? ToLower(Unfold(*encoding)) : std::string();
-  // A comment after the mechanism ("base64 (it is)") is legal RFC 822.
-  size_t cut = e.find_first_of(" \t(");
-  if (cut != std::string::npos) e.resize(cut);
+  std::string e = Mechanism(encoding);
   out->clear();
   if (e.empty() || e == "7bit" || e == "8bit" || e == "binary") {
     out->assign(body);

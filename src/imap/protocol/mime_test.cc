@@ -512,6 +512,13 @@ TEST(MimeTest, TransferEncodings) {
   EXPECT_TRUE(DecodeTransferEncoding(std::nullopt, "raw", &out));
   EXPECT_EQ(out, "raw");
   EXPECT_FALSE(DecodeTransferEncoding("x-uuencode", "begin", &out));
+  EXPECT_TRUE(DecodeTransferEncoding("base64 (a comment)", "eA==", &out));
+  EXPECT_EQ(out, "x");
+  // A comment does not make a message/rfc822 opaque either.
+  EXPECT_EQ(ParseMime("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: "
+                      "7bit (plain)\r\n\r\nSubject: s\r\n\r\nb\r\n")
+                .root.children.size(),
+            1u);
 
   MimeMessage m = ParseMime("Content-Transfer-Encoding: x-uuencode\r\n\r\nbody\r\n");
   EXPECT_FALSE(BinaryContent(m, {1}).has_value());
