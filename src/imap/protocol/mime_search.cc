@@ -173,15 +173,13 @@ bool ContainsFolded(std::string_view haystack, std::string_view needle) {
   if (needle.empty()) return true;
   if (needle.size() > haystack.size()) return false;
   std::string n = Folded(needle);
-  // Folding the haystack as it is scanned keeps this allocation-free for
-  // the (large) haystack: compare at each start where the first octet
-  // matches. A start inside a UTF-8 sequence can only match a needle that
-  // starts with a continuation octet, which is the caller's choice.
+  // The haystack is folded as it is scanned (no copy of a large body), each
+  // candidate window as if it began the text, like the needle: so a needle
+  // that starts inside a UTF-8 sequence matches the same octets.
   size_t last = haystack.size() - needle.size();
   char first = n[0];
   for (size_t i = 0; i <= last; ++i) {
-    char prev = i > 0 ? haystack[i - 1] : 0;
-    if (Fold(prev, haystack[i]) != first) continue;
+    if (Fold(0, haystack[i]) != first) continue;
     size_t j = 1;
     while (j < n.size() && Fold(haystack[i + j - 1], haystack[i + j]) == n[j]) ++j;
     if (j == n.size()) return true;
