@@ -50,8 +50,10 @@ def new_user(srv):
 
 def deliver(srv, user, subject=None, body=None, raw=None):
     marker = subject or unique("msg")
-    data = raw if raw is not None else build_message(
-        marker, body or ["hello " + marker], to=user)
+    if raw is not None:
+        data = raw.replace(b"MARKER", marker.encode())
+    else:
+        data = build_message(marker, body or ["hello " + marker], to=user)
     with srv.smtplib() as s:
         assert s.sendmail("sender@remote.test", [user], data) == {}
     srv.wait_message(user, marker)
@@ -516,3 +518,79 @@ def test_curl_reads_over_imaps(srv):
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.returncode == 0, p.stderr
     assert p.stdout.endswith(sent), p.stdout[-200:]
+
+
+MULTIPART = (
+    b"From: =?UTF-8?Q?J=C3=BCrgen?= <jurgen@remote.test>\r\n"
+    b"To: Team: a@example.test, \"B, Jr\" <b@example.test>;\r\n"
+    b"Subject: MARKER report\r\n"
+    b"Date: Tue, 03 Dec 2024 10:00:00 +0100\r\n"
+    b"Message-ID: <mp-1@remote.test>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n"
+    b"\r\n"
+    b"preamble\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"Gr=FC=DFe aus K=F6ln, quarterly figures attached\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/octet-stream; name=\"data.bin\"\r\n"
+    b"Content-Disposition: attachment; filename=\"data.bin\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"AAECAwQFBgcICQ==\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: inner@remote.test\r\n"
+    b"Subject: inner\r\n"
+    b"\r\n"
+    b"inner body\r\n"
+    b"--b1--\r\n")
+
+
+def test_mime_fetch_and_text_search(srv):
+    user = new_user(srv)
+    marker, sent = deliver(srv, user, raw=MULTIPART)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        untagged, _ = c.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE)")
+        r = untagged[0]
+        assert (b'"Tue, 03 Dec 2024 10:00:00 +0100" "' + marker.encode() + b' report" '
+                b'(("=?UTF-8?Q?J=C3=BCrgen?=" NIL "jurgen" "remote.test")) ') in r, r
+        # A group in To (RFC 9051 7.5.2 address structure).
+        assert (b'((NIL NIL "Team" NIL)(NIL NIL "a" "example.test")'
+                b'("B, Jr" NIL "b" "example.test")(NIL NIL NIL NIL))') in r, r
+        assert b'"<mp-1@remote.test>"' in r
+        assert b'("text" "plain" ("charset" "iso-8859-1") NIL NIL "quoted-printable" ' in r, r
+        assert b'("application" "octet-stream" ("name" "data.bin") NIL NIL "base64" 16 NIL ' \
+               b'("attachment" ("filename" "data.bin"))' in r, r
+        assert b'"mixed" ("boundary" "b1")' in r
+        untagged, _ = c.ok("FETCH 1 (BODY.PEEK[1] BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] "
+                           "BODY.PEEK[2.MIME] BINARY.PEEK[2] BINARY.SIZE[2] "
+                           "BODY.PEEK[HEADER.FIELDS (Subject Message-ID)])")
+        r = untagged[0]
+        assert literal_of(r, b"BODY[1]") == b"Gr=FC=DFe aus K=F6ln, quarterly figures attached"
+        assert literal_of(r, b"BODY[3.HEADER]") == b"From: inner@remote.test\r\nSubject: inner\r\n\r\n"
+        assert literal_of(r, b"BODY[3.TEXT]") == b"inner body"
+        assert literal_of(r, b"BODY[2.MIME]").startswith(b"Content-Type: application/octet-stream")
+        assert literal_of(r, b"BINARY[2]") == bytes(range(10))
+        assert b"BINARY.SIZE[2] 10" in r
+        assert literal_of(r, b"BODY[HEADER.FIELDS (Subject Message-ID)]") == (
+            b"Subject: " + marker.encode() + b" report\r\nMessage-ID: <mp-1@remote.test>\r\n\r\n")
+        # SEARCH decodes headers and bodies (RFC 2047, quoted-printable,
+        # ISO-8859-1 to UTF-8) and folds case.
+        untagged, _ = c.cmd(b"SEARCH CHARSET UTF-8 FROM {7+}\r\nJ\xc3\xbcrgen")
+        assert untagged == [b"* SEARCH 1\r\n"], untagged
+        untagged, _ = c.cmd(b"SEARCH CHARSET UTF-8 BODY {5+}\r\nk\xc3\xb6ln")
+        assert untagged == [b"* SEARCH 1\r\n"], untagged
+        untagged, _ = c.ok("SEARCH TEXT QUARTERLY SUBJECT report")
+        assert untagged == [b"* SEARCH 1\r\n"], untagged
+        untagged, _ = c.ok("SEARCH OR BODY nowhere-to-be-found HEADER Message-ID mp-2")
+        assert untagged == [b"* SEARCH\r\n"], untagged
+        untagged, _ = c.ok("SEARCH SENTON 3-Dec-2024 HEADER X-Missing \"\"")
+        assert untagged == [b"* SEARCH\r\n"], untagged
+        untagged, _ = c.ok("SEARCH SENTON 3-Dec-2024")
+        assert untagged == [b"* SEARCH 1\r\n"], untagged

@@ -1,4 +1,5 @@
-// MessageText: see message.h.
+// MessageText: see message.h. The parsing and rendering are
+// imap/protocol/mime.h, fetch_render.h and mime_search.h.
 #include "imap/server/message.h"
 
 #include <unistd.h>
@@ -6,16 +7,22 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common/strings.h"
+#include "imap/protocol/fetch_render.h"
+#include "imap/protocol/mime.h"
+#include "imap/protocol/mime_search.h"
 #include "store/crlf.h"
 
 namespace tern::imap {
 
 struct MessageText::Parsed {
-  size_t header_end = 0;  // just after the blank line (or the end)
+  MimeMessage mime;  // views into *crlf_
+  std::string_view header() const {
+    return mime.text.substr(mime.root.offset, mime.root.header_size);
+  }
 };
 
-MessageText::MessageText(std::string crlf) : crlf_(std::move(crlf)) {}
+MessageText::MessageText(std::string crlf)
+    : crlf_(std::make_unique<std::string>(std::move(crlf))) {}
 MessageText::MessageText(MessageText&&) noexcept = default;
 MessageText& MessageText::operator=(MessageText&&) noexcept = default;
 MessageText::~MessageText() = default;
@@ -23,51 +30,47 @@ MessageText::~MessageText() = default;
 MessageText::Parsed& MessageText::parsed() {
   if (!parsed_) {
     parsed_ = std::make_unique<Parsed>();
-    size_t p = crlf_.find("\r\n\r\n");
-    if (crlf_.rfind("\r\n", 0) == 0) {
-      parsed_->header_end = 2;
-    } else {
-      parsed_->header_end = p == std::string::npos ? crlf_.size() : p + 4;
-    }
+    parsed_->mime = ParseMime(*crlf_);
   }
   return *parsed_;
 }
 
 std::string MessageText::Envelope(bool utf8) {
-  return "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
+  return RenderEnvelope(parsed().mime, utf8);
 }
 
 std::string MessageText::BodyStructure(bool extensible, bool utf8) {
-  size_t body = crlf_.size() - parsed().header_end;
-  return "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" " +
-         std::to_string(body) + " 0)";
+  return RenderBodyStructure(parsed().mime, extensible, utf8);
 }
 
 std::string MessageText::SectionOctets(const Section& section) {
-  const Parsed& p = parsed();
-  if (!section.part.empty()) return {};
-  switch (section.text) {
-    case SectionText::kNone: return crlf_;
-    case SectionText::kHeader: return crlf_.substr(0, p.header_end);
-    case SectionText::kText: return crlf_.substr(p.header_end);
-    default: return {};
-  }
+  std::string scratch;
+  std::string_view v = imap::SectionOctets(parsed().mime, section, &scratch);
+  return std::string(v);
 }
 
 std::optional<std::string> MessageText::Binary(const std::vector<uint32_t>& part) {
-  if (part.empty()) return crlf_;
-  return std::string();
+  auto r = BinaryContent(parsed().mime, part);
+  if (!r) return std::nullopt;
+  return std::move(*r);
 }
 
 std::vector<std::string> MessageText::HeaderValues(std::string_view field) {
-  return {};
+  return DecodedHeaderValues(parsed().header(), field);
 }
 
-std::string MessageText::HeaderBlock() { return crlf_.substr(0, parsed().header_end); }
+std::string MessageText::HeaderBlock() { return SearchableHeader(parsed().header()); }
 
-std::string MessageText::BodyText() { return crlf_.substr(parsed().header_end); }
+std::string MessageText::BodyText() { return SearchableBody(parsed().mime); }
 
-std::optional<int64_t> MessageText::SentDate() { return std::nullopt; }
+std::optional<Date> MessageText::SentDate() {
+  auto values = FindHeaderField(parsed().header(), "Date");
+  if (!values) return std::nullopt;
+  auto dt = ParseHeaderDate(Unfold(*values));
+  if (!dt) return std::nullopt;
+  // RFC 9051 6.4.4 SENT*: the date as written, time and zone disregarded.
+  return dt->date;
+}
 
 Result<MessageText> LoadMessage(store::MailStore& store, std::string_view folder,
                                 uint32_t uid) {

@@ -22,7 +22,7 @@ class MessageText {
   MessageText& operator=(MessageText&&) noexcept;
   ~MessageText();
 
-  std::string_view crlf() const { return crlf_; }
+  std::string_view crlf() const { return *crlf_; }
   // RFC 9051 7.5.2 ENVELOPE, BODY and BODYSTRUCTURE.
   std::string Envelope(bool utf8);
   std::string BodyStructure(bool extensible, bool utf8);
@@ -37,13 +37,14 @@ class MessageText {
   std::vector<std::string> HeaderValues(std::string_view field);
   std::string HeaderBlock();
   std::string BodyText();
-  // The Date: header as seconds since the epoch, if it parses.
-  std::optional<int64_t> SentDate();
+  // The date of the Date: header as written, if it parses.
+  std::optional<Date> SentDate();
 
  private:
   struct Parsed;
   Parsed& parsed();
-  std::string crlf_;
+  // Owned through a pointer: the parsed views stay valid when moved.
+  std::unique_ptr<std::string> crlf_;
   std::unique_ptr<Parsed> parsed_;
 };
 

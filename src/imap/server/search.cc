@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "imap/protocol/datetime.h"
+#include "imap/protocol/mime_search.h"
 #include "imap/protocol/quote.h"
 #include "imap/server/message.h"
 #include "imap/server/session_impl.h"
@@ -24,13 +25,10 @@ char Fold(char c) {
   return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
 }
 
-// RFC 9051 6.4.4: case-insensitive substring match. ASCII letters are
-// folded; other UTF-8 octets must match exactly.
+// RFC 9051 6.4.4: case-insensitive substring match (mime_search.h says
+// what is folded).
 bool ContainsFold(std::string_view hay, std::string_view needle) {
-  if (needle.empty()) return true;
-  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
-                        [](char a, char b) { return Fold(a) == Fold(b); });
-  return it != hay.end();
+  return ContainsFolded(hay, needle);
 }
 
 bool EqualFold(std::string_view a, std::string_view b) {
@@ -129,7 +127,7 @@ bool Session::Impl::Matches(const SearchKey& key, size_t index, SearchContext& c
       if (!t) return false;
       auto sent = t->SentDate();
       if (!sent) return false;
-      int64_t day = DayOfSeconds(*sent), want = DayOf(key.date);
+      int64_t day = DayOf(*sent), want = DayOf(key.date);
       if (key.kind == K::kSentBefore) return day < want;
       if (key.kind == K::kSentOn) return day == want;
       return day >= want;
