@@ -29,12 +29,14 @@ build: deps-build $(BUILD)/build.ninja
 run: build
 	@mkdir -p var
 	@echo "Tern dev server (data in ./var): SMTP 127.0.0.1:2525 and [::1]:2525,"
-	@echo "  submission 2587 (STARTTLS) and 2465 (TLS), POP3 2110 (STLS) and 2995 (TLS)"
+	@echo "  submission 2587 (STARTTLS) and 2465 (TLS), POP3 2110 (STLS) and 2995 (TLS),"
+	@echo "  IMAP 2143 (STARTTLS) and 2993 (TLS)"
 	@echo "Add a mailbox:   echo secret | $(BUILD)/tern user add someone@example.test"
 	@echo "  the postmaster: echo secret | $(BUILD)/tern user add admin@example.test"
 	@echo "Send a message:  swaks --server 127.0.0.1:2525 --to someone@example.test"
 	@echo "Read it:         mutt -f var/mail/example.test/someone/Maildir"
 	@echo "  or by POP3:    curl -k pop3s://127.0.0.1:2995/1 -u someone@example.test:secret"
+	@echo "  or by IMAP:    curl -k 'imaps://127.0.0.1:2993/INBOX;UID=1' -u someone@example.test:secret"
 	$(BUILD)/tern serve --config $(CONFIG)
 
 # The unit tests need googletest and RapidCheck, which `make run` does not.

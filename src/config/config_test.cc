@@ -179,8 +179,8 @@ TEST(ConfigTest, UnknownKeysAreRejected) {
             "t.toml:7:1: smtp.max_recipient: unknown key");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[log]\nlevl = \"info\"\n"),
             "t.toml:7:1: log.levl: unknown key");
-  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[imap]\n"),
-            "t.toml:6:2: imap: unknown key");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[imap4]\n"),
+            "t.toml:6:2: imap4: unknown key");
 }
 
 TEST(ConfigTest, WrongTypes) {
