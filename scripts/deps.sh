@@ -15,12 +15,14 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # with python3-yaml). The DKIM tests sign and verify with dkimpy
 # (python3-dkim; python3-nacl for its Ed25519) and OpenDKIM (opendkim in
 # test mode; opendkim-tools' opendkim-genkey, which runs openssl without
-# depending on it). The unit tests (not the server) need googletest and
-# RapidCheck.
+# depending on it). The IMAP client tests run mbsync (isync), mutt,
+# offlineimap3 and imapfilter. The unit tests (not the server) need
+# googletest and RapidCheck.
 test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   python3-aiosmtpd python3-dnslib python3-spf python3-yaml
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
+  isync offlineimap3 imapfilter
   python3-dkim python3-nacl opendkim opendkim-tools)
 # The bench's mail authentication cell runs Postfix with OpenDKIM (from the
 # test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.

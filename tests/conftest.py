@@ -66,6 +66,8 @@ _PACKAGE_OF = {
     "swaks": "swaks", "curl": "curl", "msmtp": "msmtp", "fetchmail": "fetchmail",
     "getmail": "getmail6", "mount": "mount", "umount": "mount",
     "postfix": "postfix", "openssl": "openssl",
+    "mbsync": "isync", "mutt": "mutt", "offlineimap": "offlineimap3",
+    "imapfilter": "imapfilter",
 }
 # swaks features (as `swaks --support` names them) and the Perl modules'
 # packages they need; swaks only Recommends these.
