@@ -98,6 +98,11 @@ class Directory {
   // local). Granting the same pattern twice is an error, as is revoking one
   // that is not there.
   Result<void> Grant(const std::string& account, const std::string& pattern);
+  // The account's own storage quota in octets (0: unlimited), or nullopt to
+  // use the config's [quota] storage (RFC 9208 STORAGE).
+  Result<void> SetQuota(const std::string& account, std::optional<uint64_t> octets);
+  // nullopt: no quota of its own (or no such account).
+  std::optional<uint64_t> QuotaOf(const std::string& account);
   Result<void> Revoke(const std::string& account, const std::string& pattern);
 
   // Every address `account` may send as: its own address first, then the

@@ -55,6 +55,9 @@ struct Snapshot {
   std::unordered_map<std::string, std::string> alias_names;
   // lower-cased account -> grant patterns as stored, in insertion order
   std::unordered_map<std::string, std::vector<std::string>> grants;
+  // lower-cased account -> storage quota in octets (0: unlimited), for
+  // the accounts that have their own
+  std::unordered_map<std::string, uint64_t> quotas;
 };
 
 // Role addresses and system users, ready for lookups (LocalRouting).

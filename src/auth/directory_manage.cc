@@ -344,6 +344,37 @@ Result<std::vector<Alias>> Directory::ListAliases() {
   return aliases;
 }
 
+Result<void> Directory::SetQuota(const std::string& account,
+                                 std::optional<uint64_t> octets) {
+  MutexLock lock(impl_->db_mu);
+  sqlite3* db = impl_->db.get();
+  auto txn = Transaction::Begin(db, true);
+  if (!txn) return tl::unexpected(txn.error());
+  auto update = Prepare(db, "UPDATE accounts SET quota = ? WHERE address = ?");
+  if (!update) return tl::unexpected(update.error());
+  if (octets) {
+    sqlite3_bind_int64(update->get(), 1, static_cast<sqlite3_int64>(*octets));
+  } else {
+    sqlite3_bind_null(update->get(), 1);
+  }
+  BindText(update->get(), 2, account);
+  if (sqlite3_step(update->get()) != SQLITE_DONE) {
+    return Err(DbError(db, "setting quota"));
+  }
+  if (sqlite3_changes(db) == 0) return Err("no such user " + account);
+  if (auto ok = txn->Commit(); !ok) return ok;
+  impl_->AfterWriteLocked();
+  return {};
+}
+
+std::optional<uint64_t> Directory::QuotaOf(const std::string& account) {
+  RefreshIfChanged();
+  auto snapshot = impl_->Current();
+  auto it = snapshot->quotas.find(ToLower(account));
+  if (it == snapshot->quotas.end()) return std::nullopt;
+  return it->second;
+}
+
 Result<void> Directory::Grant(const std::string& account,
                               const std::string& pattern) {
   auto canonical_pattern = CanonicalPattern(pattern);

@@ -32,7 +32,7 @@ using internal::Transaction;
 
 constexpr int kBusyTimeoutMs = 5000;
 // 1: accounts, aliases. 2: SCRAM-SHA-256 keys on accounts, grants.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 }  // namespace
 
@@ -53,11 +53,15 @@ Result<void> Directory::Impl::LoadLocked() {
   if (!version) return tl::unexpected(version.error());
 
   auto fresh = std::make_shared<Snapshot>();
-  auto accounts = Prepare(db.get(), "SELECT address FROM accounts");
+  auto accounts = Prepare(db.get(), "SELECT address, quota FROM accounts");
   if (!accounts) return tl::unexpected(accounts.error());
   int rc;
   while ((rc = sqlite3_step(accounts->get())) == SQLITE_ROW) {
     std::string address = ColumnText(accounts->get(), 0);
+    if (sqlite3_column_type(accounts->get(), 1) != SQLITE_NULL) {
+      fresh->quotas.emplace(ToLower(address),
+                            static_cast<uint64_t>(sqlite3_column_int64(accounts->get(), 1)));
+    }
     fresh->accounts.emplace(ToLower(address), address);
   }
   if (rc != SQLITE_DONE) return Err(DbError(db.get(), "reading accounts"));
@@ -181,8 +185,13 @@ Result<std::unique_ptr<Directory>> Directory::Open(
                      "  UNIQUE (account, pattern));");
       if (!ok) return Err(db_path + ": " + ok.error().message);
     }
+    if (current < 3) {
+      // Per-account storage quota in octets; NULL: the config's default.
+      auto ok = Exec(db, "ALTER TABLE accounts ADD COLUMN quota INTEGER;");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
     if (current < kSchemaVersion) {
-      auto ok = Exec(db, "PRAGMA user_version = 2");
+      auto ok = Exec(db, "PRAGMA user_version = 3");
       if (!ok) return Err(db_path + ": " + ok.error().message);
     }
     if (auto ok = txn->Commit(); !ok) {

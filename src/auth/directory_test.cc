@@ -584,9 +584,16 @@ TEST_F(DirectoryTest, MigratesSchemaOneDatabase) {
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 3);
   sqlite3_finalize(stmt);
   sqlite3_close(db);
+  // Schema 3's per-account quota works on the migrated accounts.
+  EXPECT_EQ(dirs_->QuotaOf("old@example.test"), std::nullopt);
+  ASSERT_TRUE(dirs_->SetQuota("old@example.test", 4096));
+  EXPECT_EQ(dirs_->QuotaOf("OLD@example.test"), 4096u);
+  ASSERT_TRUE(dirs_->SetQuota("old@example.test", std::nullopt));
+  EXPECT_EQ(dirs_->QuotaOf("old@example.test"), std::nullopt);
+  EXPECT_FALSE(dirs_->SetQuota("nobody@example.test", 1));
 }
 
 TEST_F(DirectoryTest, NewerSchemaRefused) {

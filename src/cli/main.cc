@@ -36,6 +36,8 @@
 #include "config/config.h"
 #include "queue/queue.h"
 #include "server/serve.h"
+#include "store/mailbox_path.h"
+#include "store/quota.h"
 
 namespace tern::cli {
 namespace {
@@ -82,6 +84,24 @@ Result<std::unique_ptr<auth::Directory>> OpenDirectory(
   if (!cfg) return tl::unexpected(cfg.error());
   return auth::Directory::Open(cfg->data_dir + "/tern.db", cfg->domains,
                                auth::LocalRouting::FromSystem(cfg->postmaster));
+}
+
+// "512M" -> 536870912; bytes with an optional K, M or G (powers of 1024).
+std::optional<uint64_t> ParseSize(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t mult = 1;
+  std::string digits = text;
+  switch (text.back()) {
+    case 'K': case 'k': mult = 1ull << 10; digits.pop_back(); break;
+    case 'M': case 'm': mult = 1ull << 20; digits.pop_back(); break;
+    case 'G': case 'g': mult = 1ull << 30; digits.pop_back(); break;
+    default: break;
+  }
+  if (digits.empty() || digits.size() > 12 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  return std::stoull(digits) * mult;
 }
 
 // The form the directory stores: domain lower-cased, local part as given.
@@ -504,6 +524,49 @@ int Main(int argc, char** argv) {
       // The first entry is the account itself, so scripts can read the
       // canonical spelling from line one.
       for (const std::string& entry : *owned) std::cout << entry << "\n";
+      return 0;
+    };
+  });
+
+  auto* user_quota = user->add_subcommand(
+      "quota",
+      "show an account's storage quota and use, or set it: SIZE in bytes "
+      "(K, M, G suffixes), 0 for unlimited, 'default' for the config's");
+  user_quota->add_option("address", address, "local@domain")->required();
+  user_quota->add_option("size", pattern, "SIZE, 0 or default");
+  user_quota->callback([&] {
+    action = [&] {
+      auto cfg = LoadConfig(options);
+      if (!cfg) return Fail(cfg.error().message);
+      auto dir = OpenDirectory(options);
+      if (!dir) return Fail(dir.error().message);
+      auto res = (*dir)->Resolve(address);
+      if (res.kind != auth::Resolution::Kind::kLocal || res.mailboxes.size() != 1 ||
+          ToLower(res.mailboxes[0]) != ToLower(Canonical(address))) {
+        return Fail("no such user " + address);
+      }
+      const std::string account = res.mailboxes[0];
+      if (!pattern.empty()) {
+        std::optional<uint64_t> octets;
+        if (pattern != "default") {
+          auto n = ParseSize(pattern);
+          if (!n) return Fail("bad size \"" + pattern + "\": bytes with K, M or G");
+          octets = *n;
+        }
+        if (auto ok = (*dir)->SetQuota(account, octets); !ok) {
+          return Fail(ok.error().message);
+        }
+      }
+      auto own = (*dir)->QuotaOf(account);
+      uint64_t limit = own.value_or(cfg->quota_storage);
+      auto path = store::MailboxPathFor(account);
+      if (!path) return Fail(path.error().message);
+      auto used = store::ScanMaildirUsage(cfg->data_dir + "/mail/" + path->domain +
+                                          "/" + path->local + "/Maildir");
+      if (!used) return Fail(used.error().message);
+      std::cout << account << " quota: "
+                << (limit == 0 ? std::string("unlimited") : std::to_string(limit))
+                << (own ? " (own)" : " (default)") << " used: " << *used << "\n";
       return 0;
     };
   });

@@ -691,7 +691,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
       {"hostname", "data_dir", "user", "domains", "postmaster",
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
-       "auth", "pop3", "imap", "delivery", "dns", "route", "mailauth"});
+       "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -814,6 +814,11 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   }
   if (const toml::table* imap = check.GetTable(root, "imap")) {
     CheckImap(check, *imap, &cfg.imap);
+  }
+  if (const toml::table* quota = check.GetTable(root, "quota")) {
+    check.RejectUnknown(*quota, "quota.", {"storage"});
+    check.GetUint(*quota, "storage", "quota.storage", 0,
+                  uint64_t{std::numeric_limits<int64_t>::max()}, &cfg.quota_storage);
   }
   // Implicit TLS cannot work without a certificate (RFC 8314 3.3).
   if (cfg.tls.certificates.empty() && !cfg.tls.self_signed) {

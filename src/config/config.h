@@ -161,6 +161,11 @@ struct Config {
   SmtpLimits smtp;
   Pop3Settings pop3;
   ImapSettings imap;
+  // [quota] storage: octets each account may keep in all its folders
+  // together (RFC 9208 STORAGE); 0 is unlimited. `tern user quota` sets
+  // one account's own. SMTP refuses mail for a full mailbox (552 5.2.2),
+  // IMAP APPEND and COPY say NO [OVERQUOTA].
+  uint64_t quota_storage = 0;
   TlsSettings tls;
   AuthSettings auth;
   uint32_t threads = 1;                // io threads; 0 = number of cores

@@ -44,6 +44,7 @@
 #include "pop3/server.h"
 #include "imap/server/server.h"
 #include "store/change_hub.h"
+#include "store/quota.h"
 #include "queue/queue.h"
 #include "server/serve.h"
 #include "smtp/server/server.h"
@@ -248,6 +249,8 @@ int Serve(const config::Config& initial) {
   // Wakes IMAP sessions when a folder of their account changes; outlives
   // everything that publishes to it.
   store::ChangeHub changes;
+  // Mailbox usage for quotas, shared by SMTP (552 5.2.2) and IMAP.
+  store::QuotaUsage quota_usage;
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
@@ -366,7 +369,10 @@ int Serve(const config::Config& initial) {
   qopt.remote = outbound->get();
   auto local = delivery::LocalDelivery::Open(
       {cfg.data_dir + "/mail", cfg.hostname,
-       [&changes](const std::string& account) { changes.Publish(account, "INBOX"); }},
+       [&changes, &quota_usage, mail = cfg.data_dir + "/mail"](const std::string& account) {
+         quota_usage.Invalidate(mail + "/" + account + "/Maildir");
+         changes.Publish(account, "INBOX");
+       }},
       [dir](const std::string& a) { return dir->Resolve(a); });
   if (!local) {
     spdlog::critical("queue: {}", local.error().message);
@@ -416,14 +422,15 @@ int Serve(const config::Config& initial) {
         strand, std::move(cache), std::move(*unbound));
   }
   smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now,
-                            mailauth_resolver.get(), &dkim_keys},
+                            mailauth_resolver.get(), &dkim_keys, &quota_usage,
+                            cfg.data_dir + "/mail"},
                            cfg);
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(
       {credentials, throttle, blocking, tls_now, cfg.data_dir + "/mail", &changes}, cfg);
   // IMAP reads the same Maildirs, with folders and an index of its own.
   imap::Server imap_server({credentials, throttle, blocking, tls_now,
-                            cfg.data_dir + "/mail", changes},
+                            cfg.data_dir + "/mail", changes, dir, &quota_usage},
                            cfg);
   std::vector<std::unique_ptr<net::Service>> services;
   for (auto& l : listeners) {

@@ -78,6 +78,8 @@ class Connection : public net::LineConnection, public SessionHost {
       return tl::unexpected(st.error());
     }
     account_key_ = path->domain + "/" + path->local;
+    account_ = account;
+    maildir_ = dir;
     std::weak_ptr<LineConnection> weak = shared_from_this();
     subscription_ = server_.deps().changes.Subscribe(
         account_key_, [weak, this](std::string_view folder) {
@@ -97,6 +99,25 @@ class Connection : public net::LineConnection, public SessionHost {
   void Changed(std::string_view folder) override {
     if (!account_key_.empty()) {
       server_.deps().changes.Publish(account_key_, folder, subscription_);
+    }
+  }
+  std::optional<QuotaState> Quota() override {
+    if (server_.deps().quota == nullptr || maildir_.empty()) return std::nullopt;
+    uint64_t limit = settings_->quota_storage;
+    if (server_.deps().directory != nullptr) {
+      limit = server_.deps().directory->QuotaOf(account_).value_or(limit);
+    }
+    if (limit == 0) return std::nullopt;
+    auto used = server_.deps().quota->Usage(maildir_);
+    if (!used) {
+      spdlog::warn("imap quota usage user={}: {}", account_, used.error().message);
+      return std::nullopt;
+    }
+    return QuotaState{*used, limit};
+  }
+  void UsageChanged(int64_t delta) override {
+    if (server_.deps().quota != nullptr && !maildir_.empty()) {
+      server_.deps().quota->Adjust(maildir_, delta);
     }
   }
   void Watch(std::string_view folder) override {
@@ -162,6 +183,8 @@ class Connection : public net::LineConnection, public SessionHost {
   auth::RecordingCredentials credentials_;
   Session session_;
   std::string account_key_;
+  std::string account_;
+  std::string maildir_;
   uint64_t subscription_ = 0;
   Mutex watch_mu_;
   std::string watched_ GUARDED_BY(watch_mu_);
@@ -277,6 +300,7 @@ void Server::Reload(const config::Config& cfg) {
   auto s = std::make_shared<Settings>();
   s->imap = cfg.imap;
   s->hostname = cfg.hostname;
+  s->quota_storage = cfg.quota_storage;
   settings_.set(std::move(s));
 }
 

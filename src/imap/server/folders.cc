@@ -347,6 +347,49 @@ void Session::Impl::Select(const Command& cmd) {
   Ok(examine ? "[READ-ONLY] EXAMINE completed" : "[READ-WRITE] SELECT completed");
 }
 
+bool Session::Impl::QuotaAllows(uint64_t octets) {
+  auto q = host.Quota();
+  if (!q || q->limit == 0 || q->used + octets <= q->limit) return true;
+  No("[OVERQUOTA] Mailbox storage quota exceeded");  // RFC 9208 4.3
+  return false;
+}
+
+void Session::Impl::QuotaCommand(const Command& cmd) {
+  // RFC 9208: one quota root per account, named "", with the STORAGE
+  // resource in units of 1024 octets.
+  auto quota_line = [&](const store::FolderStatus*) {
+    auto q = host.Quota();
+    std::string res;
+    if (q && q->limit > 0) {
+      res = "STORAGE " + std::to_string((q->used + 1023) / 1024) + " " +
+            std::to_string(q->limit / 1024);
+    }
+    Untagged("QUOTA \"\" (" + res + ")");
+  };
+  if (cmd.name == CommandName::kSetQuota) {
+    No("[NOPERM] Quotas are set by the administrator (tern user quota)");
+    return;
+  }
+  if (cmd.name == CommandName::kGetQuota) {
+    if (!cmd.get<QuotaRootArgs>().root.empty()) {
+      No("[NONEXISTENT] No such quota root");
+      return;
+    }
+    quota_line(nullptr);
+    Ok("GETQUOTA completed");
+    return;
+  }
+  const std::string& mailbox = cmd.get<MailboxArgs>().mailbox;
+  auto st = store->Status(mailbox);
+  if (!st) {
+    StoreError(st.error());
+    return;
+  }
+  Untagged("QUOTAROOT " + MailboxOut(mailbox) + " \"\"");
+  quota_line(nullptr);
+  Ok("GETQUOTAROOT completed");
+}
+
 void Session::Impl::WriteAppendData() {
   if (!appending) return;
   Appending& a = *appending;
@@ -380,6 +423,9 @@ void Session::Impl::Append(const Command& cmd) {
     StoreError(*streamed->error, true);
     return;
   }
+  uint64_t octets = 0;
+  for (const AppendMessage& m : a.messages) octets += m.size;
+  if (!QuotaAllows(octets)) return;
   std::vector<store::StagedAppend> staged;
   for (const AppendMessage& m : a.messages) {
     store::StagedAppend sa;
@@ -417,6 +463,7 @@ void Session::Impl::Append(const Command& cmd) {
     return;
   }
   host.Changed(a.mailbox);
+  host.UsageChanged(static_cast<int64_t>(octets));
   if (selected && selected->name == a.mailbox) Refresh(true);
   std::vector<uint32_t> uids;
   for (const auto& r : *done) uids.push_back(r.uid);

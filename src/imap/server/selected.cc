@@ -196,6 +196,11 @@ void Session::Impl::Expunge(const Command& cmd) {
     StoreError(r.error());
     return;
   }
+  int64_t freed = 0;
+  for (uint32_t u : *r) {
+    if (auto i = s.Find(u)) freed += static_cast<int64_t>(s.messages[*i].size);
+  }
+  host.UsageChanged(-freed);
   SendExpunged(*r);
   if (!r->empty()) host.Changed(s.name);
   Refresh(true);
@@ -296,6 +301,10 @@ void Session::Impl::Copy(const Command& cmd, bool move) {
     Ok(move ? "MOVE completed" : "COPY completed");
     return;
   }
+  uint64_t octets = 0;
+  for (size_t i : idx) octets += s.messages[i].size;
+  // A MOVE within the account adds nothing; a COPY adds the copies.
+  if (!move && !QuotaAllows(octets)) return;
   auto r = move ? store->Move(s.name, uids, a.mailbox)
                 : store->Copy(s.name, uids, a.mailbox);
   if (!r) {
@@ -303,6 +312,7 @@ void Session::Impl::Copy(const Command& cmd, bool move) {
     return;
   }
   host.Changed(a.mailbox);
+  if (!move) host.UsageChanged(static_cast<int64_t>(octets));
   std::string code;
   if (!r->source_uids.empty()) {
     code = "[COPYUID " + std::to_string(r->uidvalidity) + " " +

@@ -18,12 +18,15 @@
 #include "net/registry.h"
 #include "net/tls.h"
 #include "store/change_hub.h"
+#include "store/quota.h"
+#include "auth/directory.h"
 
 namespace tern::imap {
 
 struct Settings {
   config::ImapSettings imap;
   std::string hostname;
+  uint64_t quota_storage = 0;  // [quota] storage, the default per account
 };
 
 // The server's parts that IMAP connections use; they outlive the server.
@@ -35,6 +38,10 @@ struct ServerDeps {
   const Current<net::TlsContexts>& tls;
   std::string mail_root;  // data_dir/mail
   store::ChangeHub& changes;
+  // Quotas (RFC 9208): each account's own limit, and usage shared with
+  // SMTP. Null: no quotas.
+  auth::Directory* directory = nullptr;
+  store::QuotaUsage* quota = nullptr;
 };
 
 class Server {

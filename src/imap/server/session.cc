@@ -123,7 +123,8 @@ std::string Session::Impl::Capabilities() const {
   caps +=
       " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
       " LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC"
-      " STATUS=SIZE UTF8=ACCEPT MULTIAPPEND BINARY APPENDLIMIT=";
+      " STATUS=SIZE UTF8=ACCEPT MULTIAPPEND BINARY QUOTA QUOTA=RES-STORAGE"
+      " APPENDLIMIT=";
   caps += std::to_string(config.append_limit);
   return caps;
 }
@@ -346,9 +347,6 @@ void Session::Impl::Dispatch(Command cmd) {
   switch (name) {
     case N::kSort:
     case N::kThread:
-    case N::kGetQuota:
-    case N::kGetQuotaRoot:
-    case N::kSetQuota:
     case N::kCompress:
       // Parsed, not offered yet (CAPABILITY does not list them).
       Bad("Command not supported");
@@ -563,6 +561,9 @@ void Session::Impl::RunCommand() {
     case N::kStore: Store(cmd); return;
     case N::kCopy: Copy(cmd, false); return;
     case N::kMove: Copy(cmd, true); return;
+    case N::kGetQuota:
+    case N::kGetQuotaRoot:
+    case N::kSetQuota: QuotaCommand(cmd); return;
     default:
       Bad("Command not supported");
       return;

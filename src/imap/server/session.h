@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,12 @@ struct ClientInfo {
   bool tls = false;                 // encrypted now
   bool starttls_available = false;  // STARTTLS can be offered
   bool plaintext_ok = false;        // loopback with the explicit allowance
+};
+
+// RFC 9208 STORAGE of the logged-in account, in octets.
+struct QuotaState {
+  uint64_t used = 0;
+  uint64_t limit = 0;
 };
 
 // What the session needs from its surroundings. Implemented by the
@@ -62,6 +69,10 @@ class SessionHost {
   // The session selected (or left, with an empty name) a folder: changes
   // to it made elsewhere should wake this session (Wake()).
   virtual void Watch(std::string_view folder) {}
+  // The account's quota (from Work()); nullopt when it has none.
+  virtual std::optional<QuotaState> Quota() { return std::nullopt; }
+  // The session added (positive) or removed octets of mail.
+  virtual void UsageChanged(int64_t delta) {}
 };
 
 enum class Need {

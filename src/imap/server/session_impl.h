@@ -102,6 +102,10 @@ struct Session::Impl {
                           const std::vector<StatusItem>& items) const;
   void Select(const Command& cmd);
   void Append(const Command& cmd);
+  // RFC 9208: GETQUOTA, GETQUOTAROOT, SETQUOTA; and the check before
+  // APPEND and COPY add `octets` (false: NO [OVERQUOTA] sent).
+  void QuotaCommand(const Command& cmd);
+  bool QuotaAllows(uint64_t octets);
   void WriteAppendData();
   void DropAppend();
 

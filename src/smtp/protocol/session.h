@@ -72,7 +72,13 @@ struct Transaction {
 
 // The verdict of policy on one RCPT.
 struct RcptVerdict {
-  enum class Kind { kAccept, kUnknownUser, kRelayDenied, kTempFail };
+  enum class Kind {
+    kAccept,
+    kUnknownUser,
+    kRelayDenied,
+    kTempFail,
+    kMailboxFull,  // over its storage quota: 552 5.2.2 (RFC 3463)
+  };
   Kind kind = Kind::kAccept;
 };
 

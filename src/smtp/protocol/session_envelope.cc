@@ -181,6 +181,9 @@ void Session::Impl::Rcpt(std::string_view arg) {
       return Reply("554 5.7.1 " + addr + ": Relay access denied");
     case RcptVerdict::Kind::kTempFail:
       return Reply("451 4.3.0 " + addr + ": Temporary lookup failure");
+    case RcptVerdict::Kind::kMailboxFull:
+      // RFC 5321 4.2.2 552 "exceeded storage allocation"; RFC 3463 X.2.2.
+      return Reply("552 5.2.2 " + addr + ": Mailbox full");
   }
 }
 
@@ -234,6 +237,8 @@ void Session::Impl::Verify(std::string_view arg, bool enabled,
       return Reply("554 5.7.1 " + addr + ": Relay access denied");
     case RcptVerdict::Kind::kTempFail:
       return Reply("451 4.3.0 " + addr + ": Temporary lookup failure");
+    case RcptVerdict::Kind::kMailboxFull:
+      return Reply("552 5.2.2 " + addr + ": Mailbox full");
   }
 }
 

@@ -3,6 +3,7 @@
 // and its own requests (group commit of a message, a SASL step off the io
 // thread, the delay after a failed AUTH); and the listeners that make them.
 #include "smtp/server/server.h"
+#include "store/mailbox_path.h"
 
 #include <spdlog/spdlog.h>
 
@@ -41,7 +42,34 @@ class Connection : public net::LineConnection, public SessionHost {
 
   // --- SessionHost ---
   RcptVerdict CheckRecipient(const Transaction& t, const Mailbox& rcpt) override {
-    return policy::CheckRecipient(deps_.directory, session_.client(), rcpt);
+    RcptVerdict v = policy::CheckRecipient(deps_.directory, session_.client(), rcpt);
+    if (v.kind == RcptVerdict::Kind::kAccept && MailboxFull(rcpt)) {
+      spdlog::info("smtp rcpt refused client={} rcpt=<{}> reason=mailbox-full",
+                   session_.client().ip, rcpt.ToString());
+      v.kind = RcptVerdict::Kind::kMailboxFull;
+    }
+    return v;
+  }
+
+  // The recipient is one account (not an alias to several) over its
+  // storage quota. Usage is cached (store/quota.h), so a busy mailbox is
+  // not rescanned for every recipient.
+  bool MailboxFull(const Mailbox& rcpt) {
+    if (deps_.quota == nullptr) return false;
+    auth::Resolution r = deps_.directory.Resolve(rcpt.ToString());
+    if (r.kind != auth::Resolution::Kind::kLocal || r.mailboxes.size() != 1 ||
+        !r.remote.empty()) {
+      return false;
+    }
+    const std::string& account = r.mailboxes[0];
+    uint64_t limit =
+        deps_.directory.QuotaOf(account).value_or(settings_->quota_storage);
+    if (limit == 0) return false;
+    auto path = store::MailboxPathFor(account);
+    if (!path) return false;
+    auto used = deps_.quota->Usage(deps_.mail_root + "/" + path->domain + "/" +
+                                   path->local + "/Maildir");
+    return used && *used >= limit;
   }
 
   std::string BeginMessage(const Transaction& t) override {
@@ -417,6 +445,7 @@ class Listener : public net::Service {
 std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
   auto s = std::make_shared<Settings>();
   s->limits = cfg.smtp;
+  s->quota_storage = cfg.quota_storage;
   s->hostname = cfg.hostname;
   s->session.hostname = cfg.hostname;
   s->session.max_message_size = cfg.smtp.max_message_size;

@@ -20,6 +20,7 @@
 #include "net/accept.h"
 #include "net/registry.h"
 #include "net/tls.h"
+#include "store/quota.h"
 #include "policy/network.h"
 #include "queue/queue.h"
 #include "smtp/protocol/session.h"
@@ -38,6 +39,7 @@ struct Settings {
   bool verify = false;
   mailauth::InboundSettings inbound;
   bool sign = false;
+  uint64_t quota_storage = 0;  // [quota] storage: the default per account
 };
 std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
 
@@ -54,6 +56,10 @@ struct ServerDeps {
   dns::Resolver* resolver = nullptr;
   // DKIM signing keys by domain (data_dir/dkim), replaced on SIGHUP.
   const Current<const mailauth::DkimKeyMap>* dkim_keys = nullptr;
+  // Mailbox usage for quotas (RCPT to a full mailbox: 552 5.2.2); null:
+  // not checked. The Maildirs are under mail_root.
+  store::QuotaUsage* quota = nullptr;
+  std::string mail_root;
 };
 
 class Server {
