@@ -594,3 +594,36 @@ def test_mime_fetch_and_text_search(srv):
         assert untagged == [b"* SEARCH\r\n"], untagged
         untagged, _ = c.ok("SEARCH SENTON 3-Dec-2024")
         assert untagged == [b"* SEARCH 1\r\n"], untagged
+
+
+def test_detail_delivers_into_an_existing_folder(srv):
+    user = new_user(srv)
+    local, domain = user.split("@")
+    with session(srv, user) as c:
+        c.ok("CREATE Lists")
+        c.ok("SELECT Lists")
+        c.send("I1 IDLE\r\n")
+        assert c.read_response() == b"+ idling\r\n"
+        marker, _ = deliver_to(srv, f"{local}+Lists@{domain}", user, folder=".Lists")
+        c.sock.settimeout(5)
+        assert c.read_response() == b"* 1 EXISTS\r\n"
+        c.send("DONE\r\n")
+        c.collect("I1")
+        untagged, _ = c.ok("FETCH 1 BODY.PEEK[HEADER.FIELDS (Subject)]")
+        assert marker.encode() in untagged[0]
+    # No such folder: the INBOX, as before.
+    marker, _ = deliver_to(srv, f"{local}+nothere@{domain}", user)
+    assert srv.messages(user, marker)
+
+
+def deliver_to(srv, rcpt, user, folder=None):
+    marker = unique("msg")
+    data = build_message(marker, ["hello"], to=rcpt)
+    with srv.smtplib() as s:
+        assert s.sendmail("sender@remote.test", [rcpt], data) == {}
+    md = srv.maildir(user) / folder if folder else srv.maildir(user)
+    found = wait_until(lambda: [p for sub in ("new", "cur") if (md / sub).is_dir()
+                                for p in (md / sub).iterdir()
+                                if marker.encode() in p.read_bytes()])
+    assert found, f"{marker} not delivered into {md}"
+    return marker, data

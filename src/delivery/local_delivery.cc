@@ -3,6 +3,7 @@
 #include "delivery/local_delivery.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -15,10 +16,12 @@
 #include <utility>
 
 #include "common/file_io.h"
+#include "common/strings.h"
 #include "common/unique_fd.h"
 #include "delivery/maildir.h"
 #include "queue/finisher.h"
 #include "queue/spool_format.h"
+#include "store/folder_name.h"
 #include "store/mailbox_path.h"
 
 namespace tern::delivery {
@@ -38,6 +41,7 @@ constexpr char kRemotePending[] = "waiting for remote delivery";
 
 struct Target {
   std::string mailbox;
+  std::string folder;  // canonical IMAP name; empty: the INBOX
   int copy = -1;      // index in the MaildirBatch; -1 when refused
   std::string error;  // why it was refused
 };
@@ -108,6 +112,42 @@ std::string OrcptFor(const std::string& address) {
   return out;
 }
 
+namespace {
+
+// Mail that inbound checks marked as junk (DMARC p=quarantine) carries our
+// X-Spam field among the fields SMTP added (mailauth/inbound.cc).
+bool MarkedJunk(std::string_view prepend) {
+  return prepend.rfind("X-Spam: yes", 0) == 0 ||
+         prepend.find("\nX-Spam: yes") != std::string_view::npos;
+}
+
+// "user+Work@domain" names the folder "Work" of user@domain's account, as
+// Dovecot's LDA does with a detail; nullopt when there is no detail or it
+// is no folder name.
+std::optional<std::string> DetailFolder(const std::string& rcpt,
+                                        const std::string& account) {
+  size_t at = rcpt.rfind('@');
+  size_t plus = rcpt.find('+');
+  if (at == std::string::npos || plus == std::string::npos || plus == 0 ||
+      plus > at) {
+    return std::nullopt;
+  }
+  // Only for the account itself, not an alias that happens to have a '+'.
+  std::string base = rcpt.substr(0, plus) + rcpt.substr(at);
+  if (ToLower(base) != ToLower(account)) return std::nullopt;
+  return store::CanonicalFolderName(rcpt.substr(plus + 1, at - plus - 1));
+}
+
+}  // namespace
+
+bool LocalDelivery::FolderExists(const store::MailboxPath& path,
+                                 const std::string& folder) const {
+  std::string rel = path.domain + "/" + path.local + "/Maildir/" +
+                    store::FolderDirectory(folder) + "/cur";
+  struct stat st;
+  return ::fstatat(mail_root_.get(), rel.c_str(), &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
 Result<std::unique_ptr<LocalDelivery>> LocalDelivery::Open(
     LocalDeliveryOptions options, Resolver resolver) {
   if (!resolver) return Err("local delivery: no resolver");
@@ -122,7 +162,7 @@ Result<std::unique_ptr<LocalDelivery>> LocalDelivery::Open(
 
 LocalDelivery::LocalDelivery(UniqueFd mail_root, std::string hostname,
                              Resolver resolver,
-                             std::function<void(const std::string&)> delivered)
+                             std::function<void(const std::string&, const std::string&)> delivered)
     : mail_root_(std::move(mail_root)),
       hostname_(std::move(hostname)),
       resolver_(std::move(resolver)),
@@ -207,6 +247,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
       source.length = w.file.body_len;
     }
     std::map<std::string, int> copies;  // Maildir path -> copy, one per message
+    const bool junk = MarkedJunk(w.lf_prepend);
     for (size_t i = 0; i < w.state.recipients.size(); ++i) {
       if (w.state.recipients[i].state != RecipientState::kPending) continue;
       Plan plan;
@@ -221,7 +262,16 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           if (!path) {
             t.error = path.error().message;
           } else {
-            std::string key = path->domain + "/" + path->local;
+            // Junk (DMARC quarantine) goes to the Junk folder; a detail
+            // naming an existing folder ("user+Work@") to that folder.
+            if (junk) {
+              t.folder = "Junk";
+            } else if (auto f = DetailFolder(w.state.recipients[i].recipient.address,
+                                             t.mailbox);
+                       f && !store::IsInbox(*f) && FolderExists(*path, *f)) {
+              t.folder = *f;
+            }
+            std::string key = path->domain + "/" + path->local + "/" + t.folder;
             auto it = copies.find(key);
             if (it != copies.end()) {
               t.copy = it->second;
@@ -229,7 +279,8 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
               t.copy = static_cast<int>(batch.Add(
                   *path,
                   DeliveryHeaders(w.file.envelope.sender, t.mailbox) + w.lf_prepend,
-                  source));
+                  source,
+                  t.folder.empty() ? std::string() : store::FolderDirectory(t.folder)));
               copies.emplace(key, t.copy);
             }
           }
@@ -296,7 +347,8 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           ok.push_back(&t);
           if (delivered_) {
             if (auto path = store::MailboxPathFor(t.mailbox)) {
-              delivered_(path->domain + "/" + path->local);
+              delivered_(path->domain + "/" + path->local,
+                         t.folder.empty() ? std::string("INBOX") : t.folder);
             }
           }
         } else {

@@ -13,15 +13,17 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "queue/local.h"
+#include "store/mailbox_path.h"
 
 namespace tern::delivery {
 
 struct LocalDeliveryOptions {
   std::string mail_dir;  // the mail root, data_dir/mail; made when missing
   std::string hostname;  // for Maildir file names
-  // Called after new mail reached an account's INBOX, with its mailbox
-  // path key ("domain/local"): wakes IMAP sessions (store::ChangeHub).
-  std::function<void(const std::string& account)> delivered;
+  // Called after new mail reached an account, with its mailbox path key
+  // ("domain/local") and the folder ("INBOX", "Junk", or the folder a
+  // "user+folder@" detail named): wakes IMAP sessions (store::ChangeHub).
+  std::function<void(const std::string& account, const std::string& folder)> delivered;
 };
 
 // Thread-safe as long as concurrent calls get different message ids.
@@ -44,12 +46,13 @@ class LocalDelivery final : public queue::LocalDeliverer {
 
  private:
   LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver,
-                std::function<void(const std::string&)> delivered);
+                std::function<void(const std::string&, const std::string&)> delivered);
+  bool FolderExists(const store::MailboxPath& path, const std::string& folder) const;
 
   const UniqueFd mail_root_;
   const std::string hostname_;
   const Resolver resolver_;
-  const std::function<void(const std::string&)> delivered_;
+  const std::function<void(const std::string&, const std::string&)> delivered_;
 };
 
 // RFC 3461 4.2 ORCPT value for an address: "rfc822;" + xtext (RFC 3461 4),

@@ -254,3 +254,36 @@ TEST(LocalDeliveryTest, OrcptXtext) {
 
 }  // namespace
 }  // namespace tern::delivery
+
+namespace tern::delivery {
+namespace {
+
+// DMARC p=quarantine (mailauth/inbound.cc adds X-Spam) lands in the
+// account's Junk folder, a Maildir++ folder made on first use, and only
+// there; other mail of the same batch still goes to the INBOX.
+TEST(LocalDeliveryTest, MarkedJunkGoesToTheJunkFolder) {
+  TempDir dir;
+  FakeDirectory directory{{"bob@example.test"}, {}};
+  auto q = StartQueue(dir.path(), directory.resolver());
+  Envelope env = MakeEnvelope("alice@example.org", {"bob@example.test"});
+  env.prepend =
+      "Authentication-Results: mx; dmarc=fail\r\n"
+      "X-Spam: yes (DMARC quarantine policy of example.org)\r\n";
+  ASSERT_TRUE(CommitMessage(*q, env, kMessage));
+  ASSERT_TRUE(CommitMessage(
+      *q, MakeEnvelope("alice@example.org", {"bob@example.test"}), kMessage));
+  ASSERT_TRUE(WaitFor([&] { return QueueSize(dir.path()) == 0; }));
+  q->Stop();
+  const std::string inbox = MaildirNew(dir.path(), "example.test", "bob");
+  const std::string junk =
+      dir.path() + "/mail/example.test/bob/Maildir/.Junk/new";
+  auto junk_files = FilesIn(junk);
+  ASSERT_EQ(junk_files.size(), 1u);
+  EXPECT_NE(ReadFile(junk_files[0]).find("X-Spam: yes"), std::string::npos);
+  auto inbox_files = FilesIn(inbox);
+  ASSERT_EQ(inbox_files.size(), 1u);
+  EXPECT_EQ(ReadFile(inbox_files[0]).find("X-Spam"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tern::delivery

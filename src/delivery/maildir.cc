@@ -155,11 +155,12 @@ void MaildirBatch::Fail(Copy& copy, tl::unexpected<Error> error) {
 
 size_t MaildirBatch::Add(const store::MailboxPath& mailbox,
                          std::string_view headers,
-                         const MessageSource& source) {
+                         const MessageSource& source, std::string_view folder_dir) {
   copies_.emplace_back();
   Copy& c = copies_.back();
   c.dir = mailbox.domain + "/" + mailbox.local + "/Maildir";
-  if (auto written = WriteCopy(c, mailbox, headers, source); !written) {
+  if (!folder_dir.empty()) c.dir += "/" + std::string(folder_dir);
+  if (auto written = WriteCopy(c, mailbox, headers, source, folder_dir); !written) {
     Fail(c, tl::unexpected(written.error()));
   } else {
     c.in_progress = true;
@@ -169,7 +170,8 @@ size_t MaildirBatch::Add(const store::MailboxPath& mailbox,
 
 Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
                                      std::string_view headers,
-                                     const MessageSource& source) {
+                                     const MessageSource& source,
+                                     std::string_view folder_dir) {
   auto domain_fd =
       OpenOrCreateDir(mail_root_fd_, mailbox.domain, mailbox.domain);
   if (!domain_fd) return tl::unexpected(domain_fd.error());
@@ -178,6 +180,13 @@ Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
   if (!user_fd) return tl::unexpected(user_fd.error());
   auto maildir_fd = OpenOrCreateDir(user_fd->get(), "Maildir", c.dir);
   if (!maildir_fd) return tl::unexpected(maildir_fd.error());
+  if (!folder_dir.empty()) {
+    // A Maildir++ folder: the same layout one level down.
+    auto folder_fd =
+        OpenOrCreateDir(maildir_fd->get(), std::string(folder_dir), c.dir);
+    if (!folder_fd) return tl::unexpected(folder_fd.error());
+    maildir_fd = std::move(folder_fd);
+  }
   c.maildir_fd = std::move(*maildir_fd);
 
   std::string unique = MaildirUniqueName(hostname_);

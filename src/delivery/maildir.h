@@ -59,8 +59,10 @@ class MaildirBatch {
 
   // Writes one copy into the mailbox's tmp/, creating the Maildir (mode
   // 0700) when missing. Returns the copy's index for result().
+  // `folder_dir` names a Maildir++ folder (".Junk") to deliver into
+  // instead of the INBOX; it is created when missing.
   size_t Add(const store::MailboxPath& mailbox, std::string_view headers,
-             const MessageSource& source);
+             const MessageSource& source, std::string_view folder_dir = {});
   // Syncs the written copies, renames them into new/ and syncs the renames.
   // A copy is reported delivered only when its file in new/ is durable.
   void Commit();
@@ -72,7 +74,8 @@ class MaildirBatch {
  private:
   struct Copy;
   Result<void> WriteCopy(Copy& copy, const store::MailboxPath& mailbox,
-                         std::string_view headers, const MessageSource& source);
+                         std::string_view headers, const MessageSource& source,
+                         std::string_view folder_dir);
   void Fail(Copy& copy, tl::unexpected<Error> error);
   void SyncAll(bool after_rename);
 

@@ -369,9 +369,10 @@ int Serve(const config::Config& initial) {
   qopt.remote = outbound->get();
   auto local = delivery::LocalDelivery::Open(
       {cfg.data_dir + "/mail", cfg.hostname,
-       [&changes, &quota_usage, mail = cfg.data_dir + "/mail"](const std::string& account) {
+       [&changes, &quota_usage, mail = cfg.data_dir + "/mail"](
+           const std::string& account, const std::string& folder) {
          quota_usage.Invalidate(mail + "/" + account + "/Maildir");
-         changes.Publish(account, "INBOX");
+         changes.Publish(account, folder);
        }},
       [dir](const std::string& a) { return dir->Resolve(a); });
   if (!local) {
