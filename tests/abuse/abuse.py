@@ -111,6 +111,7 @@ AUTH_LIMITS = {"max_failures": 10, "window": 600, "lockout": 900,
                "delay_step_ms": 250, "max_delay_ms": 5000}
 POP3_LIMITS = {"idle_timeout": 600, "max_errors": 10,
                "max_connections_per_ip": 20}
+IMAP_LIMITS = {"max_errors": 10, "max_connections_per_ip": 20}
 
 RSS_BOUND_MIB = 512
 E2E_BOUND_S = 120      # each message: from 250 to seen by POP3
@@ -173,7 +174,8 @@ class Server:
         self.config = self.base / "tern.toml"
         self.log = self.base / "server.log"
         self.ports = {name: free_port() for name in
-                      ("smtp", "submission", "submissions", "pop3", "pop3s")}
+                      ("smtp", "submission", "submissions", "pop3", "pop3s",
+                       "imap", "imaps")}
         smtp = dict(SMTP_LIMITS, max_connections=profile["max_connections"])
         lines = [
             f"hostname = {toml(HOSTNAME)}",
@@ -190,6 +192,7 @@ class Server:
                       f"service = {toml(service)}"]
         for table, values in (("smtp", smtp), ("tls", {"self_signed": True}),
                               ("auth", AUTH_LIMITS), ("pop3", POP3_LIMITS),
+                              ("imap", IMAP_LIMITS),
                               ("dns", {"upstream": ["127.0.0.1:9"]}),
                               # No DNS here (upstream is the discard port):
                               # SPF at MAIL would wait out the resolver's
@@ -411,21 +414,25 @@ class Slowloris:
     def plan(self, i):
         # Mostly port 25; some on every other listener.
         r = i % 20
-        if r < 12:
+        if r < 11:
             return "smtp"
-        if r < 14:
+        if r < 13:
             return "submission"
-        if r < 16:
+        if r < 15:
             return "pop3"
+        if r < 16:
+            return "imap"
         if r < 18:
             return "submissions"
-        return "pop3s"
+        if r < 19:
+            return "pop3s"
+        return "imaps"
 
     async def one(self, i, ramp_done):
         service = self.plan(i)
         ip = self.ips[i % len(self.ips)]
         port = self.srv.ports[service]
-        tls_port = service in ("submissions", "pop3s")
+        tls_port = service in ("submissions", "pop3s", "imaps")
         first = True
         while not self.stop.is_set():
             if not first:
@@ -451,11 +458,12 @@ class Slowloris:
                 else:
                     lines, eof = await read_lines(reader, 15, 1)
                     if not lines or not (lines[0].startswith(b"220") or
-                                         lines[0].startswith(b"+OK")):
+                                         lines[0].startswith(b"+OK") or
+                                         lines[0].startswith(b"* OK")):
                         self.refused.add(reply_key(lines[0]) if lines else "closed")
                         continue
-                    payload = (b"EHLO " if service != "pop3" else b"USER ") + \
-                        b"slowloris" * 200
+                    payload = {"pop3": b"USER ", "imap": b"a LOGIN "}.get(
+                        service, b"EHLO ") + b"slowloris" * 200
                 self.accepted += 1
                 self.by_service.add(service)
                 self.held += 1
@@ -562,7 +570,7 @@ class Garbage:
     async def greet(self, service):
         reader, writer = await open_conn(self.srv.ports[service], self.ip())
         lines, eof = await read_lines(reader, 15, 1)
-        if not lines or lines[0][:1] not in (b"2", b"+"):
+        if not lines or not (lines[0][:1] in (b"2", b"+") or lines[0].startswith(b"* OK")):
             close_writer(writer)
             return None, None, lines
         return reader, writer, lines
@@ -593,6 +601,17 @@ class Garbage:
 
     async def long_line(self, service):
         kind = f"1MB-line/{service}"
+        if service == "imap":
+            # The reader refuses the line (tagged BAD) and resynchronizes:
+            # the next command is answered.
+            lines, eof = await self.exchange(
+                service, b"a1 NOOP " + b"x" * self.big + b"\r\na2 NOOP\r\n",
+                wait=30, limit=2)
+            if lines is None:
+                return self.note(kind, "refused")
+            ok = (len(lines) == 2 and lines[0].startswith(b"a1 BAD") and
+                  lines[1].startswith(b"a2 OK"))
+            return self.expect(kind, ok, f"replies {lines}")
         probe = b"\r\nNOOP\r\n" if service != "pop3" else b"\r\nCAPA\r\n"
         lines, eof = await self.exchange(service, b"NOOP " + b"x" * self.big + probe,
                                          wait=30, limit=2)
@@ -709,6 +728,8 @@ class Garbage:
                 writer.write(b"EHLO half.test\r\nMAIL FROM:<h@remote.test>\r\n")
             elif service == "pop3":
                 writer.write(b"CAPA\r\n")
+            elif service == "imap":
+                writer.write(b"a CAPABILITY\r\n")
             writer.write_eof()
             lines, eof = await read_lines(reader, 20, 200)
             self.expect(kind, eof, f"not closed after our FIN ({lines[-1:]})")
@@ -723,7 +744,7 @@ class Garbage:
         reader, writer, _ = await self.greet(service)
         if reader is None:
             return self.note(kind, "refused")
-        cmd = b"NOOP\r\n" if service != "pop3" else b"CAPA\r\n"
+        cmd = {"pop3": b"CAPA\r\n", "imap": b"a NOOP\r\n"}.get(service, b"NOOP\r\n")
         sent = 0
         try:
             # Until the socket buffers on both sides are full.
@@ -761,11 +782,11 @@ class Garbage:
         while not self.stop.is_set():
             self.rounds += 1
             jobs = []
-            for service in ("smtp", "submission", "pop3"):
+            for service in ("smtp", "submission", "pop3", "imap"):
                 jobs += [self.random_bytes(service), self.long_line(service),
                          self.hello_on_plain(service), self.half_close(service),
                          self.never_read(service)]
-            for service in ("submissions", "pop3s"):
+            for service in ("submissions", "pop3s", "imaps"):
                 jobs += [self.plain_on_tls(service), self.half_close(service)]
             jobs += [self.long_text_line(), self.nul_bytes(), self.nul_text(),
                      self.misc()]
