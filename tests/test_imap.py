@@ -627,3 +627,22 @@ def deliver_to(srv, rcpt, user, folder=None):
                                 if marker.encode() in p.read_bytes()])
     assert found, f"{marker} not delivered into {md}"
     return marker, data
+
+
+def test_envelope_and_bodystructure_are_cached(srv):
+    user = new_user(srv)
+    deliver(srv, user, raw=MULTIPART)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        first, _ = c.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)")
+    # Messages never change, so the renderings come from the index's cache
+    # next time: a file rewritten behind our back (which no Maildir reader
+    # may do) shows it, as its text is new but its ENVELOPE is not.
+    for p in srv.message_files(user):
+        p.write_bytes(b"Subject: rewritten\n\nx\n")
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        again, _ = c.ok("FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)")
+        assert again == first, (again, first)
+        untagged, _ = c.ok("FETCH 1 BODY.PEEK[HEADER]")
+        assert b"Subject: rewritten" in untagged[0], untagged

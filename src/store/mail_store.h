@@ -172,6 +172,14 @@ struct CopyResult {
   std::vector<uint32_t> target_uids;  // same order
 };
 
+// A rendering of a message the IMAP session keeps (ENVELOPE,
+// BODYSTRUCTURE...): `kind` is the session's own code.
+struct PartCacheEntry {
+  uint32_t uid = 0;
+  uint8_t kind = 0;
+  std::string value;
+};
+
 class MailStore {
  public:
   virtual ~MailStore() = default;
@@ -239,6 +247,19 @@ class MailStore {
 
   // The message's octets as stored (LF line ends: store/crlf.h sends them).
   virtual Result<UniqueFd> OpenMessage(std::string_view name, uint32_t uid) = 0;
+
+  // A cache of what the session renders from messages (they never change,
+  // so entries live as long as the message). Optional for a backend: the
+  // defaults keep nothing. Saving need not be durable.
+  virtual Result<std::vector<PartCacheEntry>> LoadPartCache(std::string_view name,
+                                                            uint32_t first_uid,
+                                                            uint32_t last_uid) {
+    return std::vector<PartCacheEntry>{};
+  }
+  virtual Result<void> SavePartCache(std::string_view name,
+                                     const std::vector<PartCacheEntry>& entries) {
+    return {};
+  }
 };
 
 }  // namespace tern::store

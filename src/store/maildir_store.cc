@@ -49,7 +49,7 @@ using sqlite::Prepare;
 using sqlite::StmtPtr;
 using sqlite::Transaction;
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr int kBusyTimeoutMs = 10000;
 constexpr char kForwarded[] = "$Forwarded";
 constexpr char kDeletedPrefix[] = "tern-deleted.";
@@ -446,6 +446,12 @@ struct MaildirStore::Impl {
     sqlite3_bind_int64(del->get(), 1, f.id);
     sqlite3_bind_int64(del->get(), 2, uid);
     if (auto r = Step(del->get()); !r) return r;
+    auto parts =
+        Prepare(db.get(), "DELETE FROM parts WHERE folder = ? AND uid = ?");
+    if (!parts) return tl::unexpected(parts.error());
+    sqlite3_bind_int64(parts->get(), 1, f.id);
+    sqlite3_bind_int64(parts->get(), 2, uid);
+    if (auto r = Step(parts->get()); !r) return r;
     auto ins = Prepare(db.get(),
                        "INSERT OR REPLACE INTO expunged (folder, uid, modseq) "
                        "VALUES (?, ?, ?)");
@@ -605,6 +611,7 @@ struct MaildirStore::Impl {
     if (!*f) return {};
     for (const char* sql : {"DELETE FROM messages WHERE folder = ?",
                             "DELETE FROM expunged WHERE folder = ?",
+                            "DELETE FROM parts WHERE folder = ?",
                             "DELETE FROM folders WHERE id = ?"}) {
       auto st = Prepare(db.get(), sql);
       if (!st) return tl::unexpected(st.error());
@@ -1032,6 +1039,21 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
                "  modseq INTEGER NOT NULL,"
                "  PRIMARY KEY (folder, uid)) WITHOUT ROWID;"
                "PRAGMA user_version = 1;");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    if (current < 2) {
+      // Schema 2: what FETCH renders from a message's MIME structure
+      // (ENVELOPE, BODYSTRUCTURE), kept so the next client's sync need not
+      // read and parse every message again. A message never changes, so
+      // the rows live as long as the message.
+      auto ok = Exec(db,
+                     "CREATE TABLE IF NOT EXISTS parts ("
+                     "  folder INTEGER NOT NULL,"
+                     "  uid INTEGER NOT NULL,"
+                     "  kind INTEGER NOT NULL,"
+                     "  value BLOB NOT NULL,"
+                     "  PRIMARY KEY (folder, uid, kind)) WITHOUT ROWID;"
+                     "PRAGMA user_version = 2;");
       if (!ok) return Err(db_path + ": " + ok.error().message);
     }
     auto inbox = impl->LoadFolder("INBOX");
@@ -1749,6 +1771,63 @@ Result<std::string> MaildirStore::MessagePath(std::string_view name,
   if (!row) return tl::unexpected(row.error());
   if (!*row) return Fail("no such message", ENOENT);
   return Sub((*f)->dir, (*row)->file);
+}
+
+Result<std::vector<PartCacheEntry>> MaildirStore::LoadPartCache(
+    std::string_view name, uint32_t first_uid, uint32_t last_uid) {
+  std::vector<PartCacheEntry> out;
+  auto txn = Transaction::Begin(impl_->db.get(), false);
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  auto st = Prepare(impl_->db.get(),
+                    "SELECT uid, kind, value FROM parts "
+                    "WHERE folder = ? AND uid BETWEEN ? AND ?");
+  if (!st) return tl::unexpected(st.error());
+  sqlite3_bind_int64(st->get(), 1, (*f)->id);
+  sqlite3_bind_int64(st->get(), 2, first_uid);
+  sqlite3_bind_int64(st->get(), 3, last_uid);
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    PartCacheEntry e;
+    e.uid = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0));
+    e.kind = static_cast<uint8_t>(sqlite3_column_int(st->get(), 1));
+    const void* blob = sqlite3_column_blob(st->get(), 2);
+    int n = sqlite3_column_bytes(st->get(), 2);
+    if (blob != nullptr && n > 0) e.value.assign(static_cast<const char*>(blob), n);
+    out.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return Fail(sqlite3_errmsg(impl_->db.get()), EIO);
+  return out;
+}
+
+Result<void> MaildirStore::SavePartCache(std::string_view name,
+                                         const std::vector<PartCacheEntry>& entries) {
+  if (entries.empty()) return {};
+  auto txn = Transaction::Begin(impl_->db.get(), true);
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  // Only for messages still there (an expunge may have come between).
+  auto st = Prepare(impl_->db.get(),
+                    "INSERT OR REPLACE INTO parts (folder, uid, kind, value) "
+                    "SELECT ?1, ?2, ?3, ?4 WHERE EXISTS "
+                    "(SELECT 1 FROM messages WHERE folder = ?1 AND uid = ?2)");
+  if (!st) return tl::unexpected(st.error());
+  for (const PartCacheEntry& e : entries) {
+    sqlite3_reset(st->get());
+    sqlite3_bind_int64(st->get(), 1, (*f)->id);
+    sqlite3_bind_int64(st->get(), 2, e.uid);
+    sqlite3_bind_int(st->get(), 3, e.kind);
+    sqlite3_bind_blob(st->get(), 4, e.value.data(), static_cast<int>(e.value.size()),
+                      SQLITE_TRANSIENT);
+    if (sqlite3_step(st->get()) != SQLITE_DONE) {
+      return Fail(sqlite3_errmsg(impl_->db.get()), EIO);
+    }
+  }
+  return txn->Commit();
 }
 
 Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name,

@@ -68,6 +68,11 @@ class MaildirStore final : public MailStore {
       std::string_view name,
       const std::optional<std::vector<uint32_t>>& uids) override;
   Result<UniqueFd> OpenMessage(std::string_view name, uint32_t uid) override;
+  Result<std::vector<PartCacheEntry>> LoadPartCache(std::string_view name,
+                                                    uint32_t first_uid,
+                                                    uint32_t last_uid) override;
+  Result<void> SavePartCache(std::string_view name,
+                             const std::vector<PartCacheEntry>& entries) override;
 
   // Where message `uid` of folder `name` is, relative to the account's
   // Maildir ("cur/NAME:2,S", ".Sent/cur/NAME:2,S"), as the index has it.

@@ -1030,3 +1030,34 @@ TEST_F(StoreImapTest, Pop3AndImapOnOneMailbox) {
 
 }  // namespace
 }  // namespace tern::store
+
+namespace tern::store {
+namespace {
+
+TEST_F(StoreImapTest, PartCacheLivesAsLongAsItsMessage) {
+  auto s = Open();
+  Put("new/1.M1.h", "a\n", 30);
+  Put("new/2.M1.h", "b\n", 20);
+  auto snap = Select(*s, "INBOX");
+  ASSERT_EQ(snap.messages.size(), 2u);
+  ASSERT_TRUE(s->SavePartCache("INBOX", {{1, 3, "(\"text\")"}, {2, 3, "(\"x\")"},
+                                         {7, 3, "no such message"}}));
+  auto got = s->LoadPartCache("INBOX", 1, 100);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 2u);  // UID 7 does not exist: not kept
+  EXPECT_EQ((*got)[0].value, "(\"text\")");
+  StoreRequest del;
+  del.uids = {1};
+  del.mode = StoreMode::kAdd;
+  del.flags = kDeleted;
+  ASSERT_TRUE(s->StoreFlags("INBOX", del));
+  ASSERT_TRUE(s->Expunge("INBOX", std::nullopt));
+  got = s->LoadPartCache("INBOX", 1, 100);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].uid, 2u);
+  EXPECT_FALSE(s->LoadPartCache("Nope", 1, 2));
+}
+
+}  // namespace
+}  // namespace tern::store

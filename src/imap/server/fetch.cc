@@ -28,11 +28,27 @@ bool SetsSeen(const FetchItem& item) {
   }
 }
 
+// Part-cache kinds (store::PartCacheEntry::kind); +8 for the UTF-8 form.
+constexpr uint8_t kCacheEnvelope = 1;
+constexpr uint8_t kCacheBody = 2;
+constexpr uint8_t kCacheBodyStructure = 3;
+constexpr uint8_t kCacheUtf8 = 8;
+// How many messages' cache entries are read at once.
+constexpr size_t kCacheBatch = 1000;
+
+uint8_t CacheKind(FetchAtt att) {
+  switch (att) {
+    case FetchAtt::kEnvelope: return kCacheEnvelope;
+    case FetchAtt::kBody: return kCacheBody;
+    case FetchAtt::kBodyStructure: return kCacheBodyStructure;
+    default: return 0;
+  }
+}
+
+// Items that need the message's octets (the cacheable renderings are
+// looked up first).
 bool NeedsContent(const FetchItem& item) {
   switch (item.att) {
-    case FetchAtt::kEnvelope:
-    case FetchAtt::kBody:
-    case FetchAtt::kBodyStructure:
     case FetchAtt::kBodySection:
     case FetchAtt::kBinary:
     case FetchAtt::kBinarySize:
@@ -162,21 +178,52 @@ void Session::Impl::FetchMore() {
   tag_ = f.cmd.tag;
   bool want_uid = f.cmd.uid;
   bool has_flags = false, has_modseq = false;
-  bool content = false;
+  bool content = false, cacheable = false;
   for (const FetchItem& item : a.items) {
     want_uid &= item.att != FetchAtt::kUid;
     has_flags |= item.att == FetchAtt::kFlags;
     has_modseq |= item.att == FetchAtt::kModSeq;
     content |= NeedsContent(item);
+    cacheable |= CacheKind(item.att) != 0;
   }
   if (has_modseq) condstore = true;
   bool u8 = utf8();
+  const uint8_t form = u8 ? kCacheUtf8 : 0;
+  auto save_cache = [&] {
+    if (!f.to_save.empty()) {
+      (void)store->SavePartCache(s.name, f.to_save);  // a cache: best effort
+      f.to_save.clear();
+    }
+  };
   while (f.next < f.indexes.size()) {
     size_t k = f.next++;
     size_t i = f.indexes[k];
     const store::MessageMeta& m = s.messages[i];
+    if (cacheable && k >= f.cached_until) {
+      // The next batch's renderings, in one read of the index.
+      size_t end = std::min(f.indexes.size(), k + kCacheBatch);
+      f.cached.clear();
+      auto got = store->LoadPartCache(s.name, m.uid, s.messages[f.indexes[end - 1]].uid);
+      if (got) {
+        for (auto& e : *got) {
+          f.cached.emplace(uint64_t{e.uid} << 8 | e.kind, std::move(e.value));
+        }
+      }
+      f.cached_until = end;
+    }
+    // The cached rendering of `att` for this message, or nullptr.
+    auto cached = [&](FetchAtt att) -> const std::string* {
+      auto it = f.cached.find(uint64_t{m.uid} << 8 | (CacheKind(att) | form));
+      return it == f.cached.end() ? nullptr : &it->second;
+    };
+    bool need_text = content;
+    if (!need_text && cacheable) {
+      for (const FetchItem& item : a.items) {
+        if (CacheKind(item.att) != 0 && cached(item.att) == nullptr) need_text = true;
+      }
+    }
     std::optional<MessageText> text;
-    if (content) {
+    if (need_text) {
       auto t = LoadMessage(*store, s.name, m.uid);
       if (!t) {
         // RFC 9051 7.1: the message cannot be read now; the rest goes on.
@@ -186,6 +233,15 @@ void Session::Impl::FetchMore() {
       }
       text = std::move(*t);
     }
+    // A rendering from the cache, or made now and kept for next time.
+    auto render = [&](FetchAtt att) -> std::string {
+      if (const std::string* c = cached(att)) return *c;
+      std::string v = att == FetchAtt::kEnvelope ? text->Envelope(u8)
+                      : att == FetchAtt::kBody   ? text->BodyStructure(false, u8)
+                                                 : text->BodyStructure(true, u8);
+      f.to_save.push_back({m.uid, static_cast<uint8_t>(CacheKind(att) | form), v});
+      return v;
+    };
     std::string line = "* " + std::to_string(i + 1) + " FETCH (";
     size_t start = line.size();
     auto sep = [&] {
@@ -211,13 +267,13 @@ void Session::Impl::FetchMore() {
           line += "MODSEQ (" + std::to_string(m.modseq) + ")";
           break;
         case FetchAtt::kEnvelope:
-          line += "ENVELOPE " + text->Envelope(u8);
+          line += "ENVELOPE " + render(item.att);
           break;
         case FetchAtt::kBody:
-          line += "BODY " + text->BodyStructure(false, u8);
+          line += "BODY " + render(item.att);
           break;
         case FetchAtt::kBodyStructure:
-          line += "BODYSTRUCTURE " + text->BodyStructure(true, u8);
+          line += "BODYSTRUCTURE " + render(item.att);
           break;
         case FetchAtt::kRfc822:
           line += "RFC822 ";
@@ -284,11 +340,13 @@ void Session::Impl::FetchMore() {
     ++fetched;
     if (out.size() >= config.output_chunk && f.next < f.indexes.size()) {
       // The connection writes this much, then calls Work() again.
+      save_cache();
       job = Job::kCommand;
       need = Need::kWork;
       return;
     }
   }
+  save_cache();
   bool uid = f.cmd.uid;
   fetching.reset();
   Refresh(uid);

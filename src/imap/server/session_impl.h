@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -189,6 +190,11 @@ struct Session::Impl {
     std::vector<size_t> indexes;
     size_t next = 0;
     std::vector<bool> seen_set;  // FLAGS to add: \Seen was set by it
+    // Renderings from the store's part cache (uid << 8 | kind), loaded for
+    // the indexes before `cached_until`, and the new ones to save.
+    std::unordered_map<uint64_t, std::string> cached;
+    size_t cached_until = 0;
+    std::vector<store::PartCacheEntry> to_save;
   };
   std::optional<Fetching> fetching;
 };
