@@ -56,7 +56,8 @@ unit: deps-test deps-build
 	cd $(BUILD) && ctest --output-on-failure -R '^[A-Z]'
 
 # Side by side with Postfix and smtp-sink; QUICK=1 for a short run,
-# MAILAUTH=0 without the mail authentication cell.
+# MAILAUTH=0 without the mail authentication cell, IMAP=0 without the IMAP
+# cells (against a private Dovecot), IMAP=only with nothing but them.
 # Writes build/bench/results.{md,json} and throughput.png.
 bench: build
 	@scripts/deps.sh bench

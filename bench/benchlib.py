@@ -238,8 +238,9 @@ def percentile(sorted_vals, p):
     return sorted_vals[max(0, min(len(sorted_vals), rank) - 1)]
 
 
-def wait_smtp(host, port, timeout):
-    """Waits until HOST:PORT answers with a 220 greeting; True on success."""
+def wait_smtp(host, port, timeout, greeting=b"220", bye=b"QUIT\r\n"):
+    """Waits until HOST:PORT answers with a 220 greeting (or `greeting`:
+    b"* OK" for IMAP); True on success."""
     import socket
     deadline = time.monotonic() + timeout
     last = ""
@@ -253,9 +254,9 @@ def wait_smtp(host, port, timeout):
                     if not chunk:
                         break
                     data += chunk
-                if data.startswith(b"220"):
+                if data.startswith(greeting):
                     try:
-                        s.sendall(b"QUIT\r\n")
+                        s.sendall(bye)
                         s.recv(512)
                     except OSError:
                         pass
@@ -264,7 +265,7 @@ def wait_smtp(host, port, timeout):
         except OSError as e:
             last = str(e)
         time.sleep(0.1)
-    log(f"no 220 greeting from {host}:{port} within {timeout:.0f} s ({last.strip()})")
+    log(f"no {greeting.decode()} greeting from {host}:{port} within {timeout:.0f} s ({last.strip()})")
     return False
 
 
@@ -315,10 +316,28 @@ def fsync_probe(directory, n=50):
     return percentile(times, 50), percentile(times, 99), times[-1]
 
 
+def tree_pids(root):
+    """ROOT and its live descendants."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                children.setdefault(_ppid_utime_stime(int(name))[0], []).append(int(name))
+            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+                continue
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 def _main(argv):
     """Small command line for run.sh: wait-smtp HOST PORT SECS | cpu SPEC |
     count MAILDIR | rss PID | port-free HOST PORT | udp-port-free HOST PORT |
-    fsync-probe DIR | auth-check MAILDIR"""
+    fsync-probe DIR | auth-check MAILDIR | wait-imap HOST PORT SECS |
+    tree-pids PID"""
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "fsync-probe":
         p50, p99, mx = fsync_probe(argv[2])
@@ -336,6 +355,11 @@ def _main(argv):
         return 0 if r["checked"] and r["all_pass"] == r["checked"] else 1
     if cmd == "wait-smtp":
         return 0 if wait_smtp(argv[2], int(argv[3]), float(argv[4])) else 1
+    if cmd == "wait-imap":
+        return 0 if wait_smtp(argv[2], int(argv[3]), float(argv[4]), b"* OK", b"a LOGOUT\r\n") else 1
+    if cmd == "tree-pids":
+        print(" ".join(str(p) for p in tree_pids(int(argv[2]))))
+        return 0
     if cmd == "cpu":
         print(cpu_seconds(argv[2]))
         return 0

@@ -243,6 +243,11 @@ def main():
     ap.add_argument("--mailauth-latency", nargs="*", default=[])
     ap.add_argument("--mailauth-info", help="prep.json of mailauth_prep.py")
     ap.add_argument("--mailauth-dns", help="dnsserver.py counters at the end")
+    ap.add_argument("--imap", help="IMAP cell runs (imap_bench.py cell, JSON lines)")
+    ap.add_argument("--imap-idle", help="imap_bench.py idle records")
+    ap.add_argument("--imap-wake", help="imap_bench.py wake records")
+    ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
+    ap.add_argument("--imap-secs", help="seconds the IMAP part took")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -274,10 +279,17 @@ def main():
     ma_dns = load_json(args.mailauth_dns)
     if args.mailauth:
         tg += mailauth_targets(ma_rows, ma_lat)
+    imap = None
+    if args.imap:
+        imap = imap_summary(read_jsonl_opt(args.imap), read_jsonl_opt(args.imap_idle),
+                            read_jsonl_opt(args.imap_wake), load_json(args.imap_info),
+                            load_text(args.imap_secs))
+        tg += imap["targets"]
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
     failed_runs = [r for r in runs + ma_runs if not r.get("ok")]
+    imap_failed = [r for r in (imap["runs"] if imap else []) if not r.get("ok")]
     # --- text ---------------------------------------------------------------
     hdr = ("size", "conn", "sess", "Tern/s", "Postfix/s", "sink/s", "T/P", "T/sink",
            "T cpu/1k", "P cpu/1k", "T e2e/s", "P e2e/s", "rounds")
@@ -321,6 +333,9 @@ def main():
         for s, d in ma_lat.items():
             text.append(f"  latency {NAMES.get(s, s)}: offered {d['offered_rate']} msgs/s: p50 "
                         f"{fmt(d['p50_ms'], 2)} ms, p99 {fmt(d['p99_ms'], 2)} ms, errors {d['errors']}")
+    if imap:
+        text.append("")
+        text += imap_text(imap)
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -331,6 +346,8 @@ def main():
         for r in failed_runs[:20]:
             text.append(f"  {r['server']} {size_name(r['size'])} s={r['sessions']} {r['mode']} "
                         f"round {r.get('round')}: {r.get('error')}")
+    for r in imap_failed[:20]:
+        text.append(f"  IMAP {r['server']} {r['cell']} round {r.get('round')}: FAILED: {r.get('error')}")
     print("\n".join(text))
 
     # --- markdown -------------------------------------------------------------
@@ -414,6 +431,8 @@ def main():
         md.append("")
     if args.mailauth:
         md += mailauth_md(ma_rows, ma_lat, ma_info, ma_dns, env, ma_runs)
+    if imap:
+        md += imap_md(imap, env)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -421,9 +440,12 @@ def main():
     for t in tg:
         md.append(f"| {t['result']} | {t['target']} | {t['measured']} | {t['goal']} |")
     md.append("")
-    if failed_runs:
+    if failed_runs or imap_failed:
         md.append("## Failed runs")
         md.append("")
+        for r in imap_failed:
+            md.append(f"- IMAP {NAMES.get(r['server'], r['server'])} {r['cell']}, round "
+                      f"{r.get('round')}: {r.get('error')}")
         for r in failed_runs:
             md.append(f"- {NAMES.get(r['server'], r['server'])} {size_name(r['size'])}, "
                       f"{r['sessions']} sessions, {r['mode']}, round {r.get('round')}: "
@@ -435,9 +457,173 @@ def main():
         json.dump({"env": env, "cells": rows, "targets": tg, "latency": lat, "idle": idle,
                    "parser": parser, "runs": runs,
                    "mailauth": {"cells": ma_rows, "latency": ma_lat, "info": ma_info,
-                                "dns": ma_dns, "runs": ma_runs} if args.mailauth else None},
+                                "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
+                   "imap": imap},
                   f, indent=1)
     return 0
+
+
+def load_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except (TypeError, OSError):
+        return None
+
+
+def read_jsonl_opt(path):
+    try:
+        return read_jsonl(path) if path and os.path.exists(path) else []
+    except (OSError, ValueError):
+        return []
+
+
+# --- IMAP ------------------------------------------------------------------------
+# Rows: (key, label, cell, first?, unit). Time cells are compared as
+# Dovecot's time / Tern's (= Tern's rate / Dovecot's); APPEND by rate.
+IMAP_ROWS = [
+    ("select_first", "SELECT INBOX, first (builds the index)", "select", True, "ms"),
+    ("select", "SELECT INBOX, warm", "select", False, "ms"),
+    ("fetch_first", "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE), first", "fetch", True, "ms"),
+    ("fetch", "the same FETCH, later runs", "fetch", False, "ms"),
+    ("search", "UID SEARCH TEXT <word>", "search", False, "ms"),
+    ("append", "APPEND ~4 KiB messages", "append", False, "msgs/s"),
+]
+NAMES.update({"tern-imap": "Tern", "dovecot": "Dovecot"})
+
+
+def imap_summary(runs, idle, wake, info, secs):
+    rows = []
+    for key, label, cell, first, unit in IMAP_ROWS:
+        row = {"key": key, "label": label, "unit": unit}
+        for server in ("tern-imap", "dovecot"):
+            rs = [r for r in runs if r.get("server") == server and r.get("cell") == cell
+                  and bool(r.get("first")) == first]
+            ok = [r for r in rs if r.get("ok")]
+            name = "tern" if server == "tern-imap" else "dovecot"
+            if unit == "ms":
+                vals = [r["secs"] * 1000 for r in ok]
+            else:
+                vals = [r["rate"] for r in ok]
+            cpu = [r["server_cpu"] * 1000 for r in ok if r.get("server_cpu") is not None]
+            if unit == "msgs/s":
+                cpu = [r["server_cpu"] * 1000 / r["messages"] for r in ok if r.get("server_cpu") is not None]
+            row[name] = statistics.median(vals) if vals else None
+            row[name + "_all"] = vals
+            row[name + "_cpu_ms"] = statistics.median(cpu) if cpu else None
+            row[name + "_errors"] = len(rs) - len(ok)
+            if cell == "search" and ok:
+                row[name + "_hits"] = ok[-1].get("hits")
+            if cell == "append" and ok:
+                row["clients"] = ok[-1].get("clients")
+                row["messages"] = ok[-1].get("messages")
+                row["message_bytes"] = ok[-1].get("message_bytes")
+        t, d = row["tern"], row["dovecot"]
+        if unit == "ms":
+            row["ratio"] = d / t if t and d else None
+        else:
+            row["ratio"] = t / d if t and d else None
+        row["rounds"] = len(row["tern_all"])
+        rows.append(row)
+    idle_by = {r["server"]: r for r in idle}
+    wake_by = {r["server"]: r for r in wake}
+    tg = []
+
+    def add(name, value, goal, passed):
+        tg.append({"target": name, "measured": value, "goal": goal,
+                   "result": "-" if passed is None else ("PASS" if passed else "FAIL")})
+    for row in rows:
+        r = row["ratio"]
+        add(f"IMAP {row['label']}: Tern/Dovecot", fmt(r, 2, "x"), ">= 2x",
+            None if r is None else r >= 2)
+    ti = idle_by.get("tern-imap")
+    v = ti.get("rss_per_conn_kib") if ti else None
+    add(f"IMAP memory per connection in IDLE (Tern, {ti['connections'] if ti else '?'} connections)",
+        fmt(v, 1, " KiB"), "< 32 KiB", None if v is None else v < 32)
+    tw = wake_by.get("tern-imap")
+    v = tw.get("p99_ms") if tw else None
+    add("IMAP wake-up, SMTP 250 to * EXISTS in IDLE, p99 (Tern)", fmt(v, 1, " ms"), "< 50 ms",
+        None if v is None else v < 50)
+    return {"rows": rows, "idle": idle_by, "wake": wake_by, "info": info, "secs": secs,
+            "targets": tg, "runs": runs}
+
+
+def imap_text(imap):
+    out = ["IMAP (median of rounds; Tern/Dovecot = Dovecot's time / Tern's, or rate / rate):"]
+    for row in imap["rows"]:
+        d = 1 if row["unit"] == "ms" else 0
+        out.append(f"  {row['label']}: Tern {fmt(row['tern'], d)} {row['unit']}, Dovecot "
+                   f"{fmt(row['dovecot'], d)} {row['unit']}: {fmt(row['ratio'], 2, 'x')}")
+    for s, r in imap["idle"].items():
+        out.append(f"  {NAMES.get(s, s)}: {r['connections']} connections in IDLE: RSS "
+                   f"{fmt(r['rss_per_conn_kib'], 1)} KiB, PSS {fmt(r['pss_per_conn_kib'], 1)} KiB per connection")
+    for s, r in imap["wake"].items():
+        out.append(f"  {NAMES.get(s, s)} wake-up ({r['method']}): p50 {fmt(r['p50_ms'], 1)} ms, p99 "
+                   f"{fmt(r['p99_ms'], 1)} ms, max {fmt(r['max_ms'], 1)} ms ({r['samples']} samples)")
+    if imap["secs"]:
+        out.append(f"  the IMAP part took {imap['secs']} s")
+    return out
+
+
+def imap_md(imap, env):
+    info = imap["info"] or {}
+    md = ["## IMAP", ""]
+    md.append(f"Tern's IMAP server and a private Dovecot {env.get('dovecot_version', '?')} (own "
+              f"config, base_dir and passwd-file; `ssl = no`, plain LOGIN on loopback), each on its "
+              f"own copy of the same Maildir: {info.get('messages', '?')} messages, "
+              f"{fmt((info.get('bytes') or 0) / 1e6, 1)} MB (plain, multipart/alternative, "
+              f"attachments, forwarded messages, encoded words), all in `cur/`. Servers on the "
+              f"server core, the driver (bench/imap_bench.py, raw sockets) on the other; each "
+              f"cell opens a new connection and LOGINs before the timed command. Round 0 is "
+              f"each server's first SELECT (its index is built) and first FETCH; the other "
+              f"rows are medians of {env.get('imap_rounds', '?')} round(s). Tern/Dovecot is "
+              f"Dovecot's time over Tern's (or Tern's rate over Dovecot's): above 1x Tern is faster.")
+    md.append("")
+    md.append("| cell | Tern | Dovecot | Tern/Dovecot | Tern CPU ms | Dovecot CPU ms | rounds |")
+    md.append("|---|--:|--:|--:|--:|--:|--:|")
+    for row in imap["rows"]:
+        d = 1 if row["unit"] == "ms" else 0
+        label = row["label"]
+        cpu_unit = ""
+        if row["key"] == "append" and row.get("clients"):
+            label += f" ({row['clients']} clients, {row['messages']} messages of {row['message_bytes']} B)"
+            cpu_unit = " per msg"
+        if row["key"] == "search" and row.get("tern_hits") is not None:
+            label += f" ({row.get('tern_hits')} / {row.get('dovecot_hits')} UIDs found)"
+        md.append(f"| {label} | {fmt(row['tern'], d)} {row['unit']} | {fmt(row['dovecot'], d)} {row['unit']} "
+                  f"| {fmt(row['ratio'], 2, 'x')} | {fmt(row['tern_cpu_ms'], 1)}{cpu_unit} "
+                  f"| {fmt(row['dovecot_cpu_ms'], 1)}{cpu_unit} | {row['rounds']} |")
+    md.append("")
+    if imap["idle"]:
+        md.append("Connections in IDLE (LOGIN, SELECT INBOX, IDLE; memory of every process of the "
+                  "server: Tern is one process, Dovecot one imap process per connection):")
+        md.append("")
+        md.append("| server | connections | processes | RSS before → with them KiB | RSS per conn KiB "
+                  "| PSS before → with them KiB | PSS per conn KiB | errors |")
+        md.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for s, r in imap["idle"].items():
+            md.append(f"| {NAMES.get(s, s)} | {r['connections']} | {r['procs_before']} → {r['procs_idle']} "
+                      f"| {r['rss_before_kib']} → {r['rss_idle_kib']} | {fmt(r['rss_per_conn_kib'], 1)} "
+                      f"| {r['pss_before_kib']} → {r['pss_idle_kib']} | {fmt(r['pss_per_conn_kib'], 1)} "
+                      f"| {r['errors']} |")
+        md.append("")
+    if imap["wake"]:
+        md.append("Wake-up in IDLE: Tern from the SMTP 250 after the final dot (its own SMTP listener) "
+                  "to `* n EXISTS`; Dovecot from the start of writing the file into `tmp/` (then "
+                  "fsync, rename into `new/`, as an MDA does) to `* n EXISTS`. One message at a "
+                  "time, 20–100 ms apart.")
+        md.append("")
+        md.append("| server | delivery | samples | p50 ms | p90 ms | p99 ms | max ms | errors |")
+        md.append("|---|---|--:|--:|--:|--:|--:|--:|")
+        for s, r in imap["wake"].items():
+            md.append(f"| {NAMES.get(s, s)} | {r['method']} | {r['samples']} | {fmt(r['p50_ms'], 1)} "
+                      f"| {fmt(r['p90_ms'], 1)} | {fmt(r['p99_ms'], 1)} | {fmt(r['max_ms'], 1)} "
+                      f"| {r['errors']} |")
+        md.append("")
+    if imap["secs"]:
+        md.append(f"The IMAP part took {imap['secs']} s.")
+        md.append("")
+    return md
 
 
 def load_json(path):

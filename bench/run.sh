@@ -18,6 +18,12 @@
 #   ("SESSIONS:new|reuse ..."; default "32:new"), TERN_AUTH_PORT (2729),
 #   POSTFIX_AUTH_PORT (2627), DNS_ADDR (127.0.53.1; its port 53 serves the
 #   zone), OPENDKIM_PORT/OPENDMARC_PORT (8891/8893, loopback).
+# IMAP cells against a private Dovecot (IMAP=0 skips them, IMAP=only runs
+#   them alone): IMAP_ROUNDS, IMAP_MESSAGES (10000), IMAP_CELLS
+#   ("select fetch search append"), IMAP_APPEND_CLIENTS (8),
+#   IMAP_APPEND_PER_CLIENT, IMAP_IDLE_CONNS (1000; QUICK 300), IMAP_IDLE_SECS
+#   (300, QUICK 90: opening connections stops then), IMAP_WAKE_SAMPLES,
+#   TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT (2144/2731/2145).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -61,6 +67,32 @@ fi
 PLAIN=1
 if [ "${MAILAUTH:-}" = only ]; then PLAIN=; SERVERS=${SERVERS:-tern}; fi
 SERVERS=${SERVERS:-"tern postfix sink"}
+# IMAP=only: the IMAP cells alone (no SMTP servers, cells or tests).
+IMAP=${IMAP:-1}
+[ "$IMAP" = 0 ] && IMAP=
+if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; fi
+[ "${MAILAUTH:-}" = only ] && IMAP=
+IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
+IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
+IMAP_CELLS=${IMAP_CELLS:-"select fetch search append"}
+IMAP_APPEND_CLIENTS=${IMAP_APPEND_CLIENTS:-8}
+if [ -n "$QUICK" ]; then
+  # Opening 1,000 takes Tern 10+ minutes on a 10,000-message INBOX
+  # (docs/performance.md, IMAP): QUICK opens fewer.
+  IMAP_IDLE_CONNS=${IMAP_IDLE_CONNS:-300}
+  IMAP_IDLE_SECS=${IMAP_IDLE_SECS:-90}
+  IMAP_APPEND_PER_CLIENT=${IMAP_APPEND_PER_CLIENT:-50}
+  IMAP_WAKE_SAMPLES=${IMAP_WAKE_SAMPLES:-50}
+else
+  IMAP_IDLE_CONNS=${IMAP_IDLE_CONNS:-1000}
+  IMAP_APPEND_PER_CLIENT=${IMAP_APPEND_PER_CLIENT:-150}
+  IMAP_WAKE_SAMPLES=${IMAP_WAKE_SAMPLES:-200}
+fi
+# Opening stops after this long (each connection LOGINs, SELECTs, IDLEs).
+IMAP_IDLE_SECS=${IMAP_IDLE_SECS:-300}
+TERN_IMAP_PORT=${TERN_IMAP_PORT:-2144}
+TERN_IMAP_SMTP_PORT=${TERN_IMAP_SMTP_PORT:-2731}
+DOVECOT_IMAP_PORT=${DOVECOT_IMAP_PORT:-2145}
 LAT_CONNS=${LAT_CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 TERN_PORT=${TERN_PORT:-2727}
@@ -89,6 +121,9 @@ WORK=
 SINK_PID=
 TERN_PID=
 TERN_AUTH_PID=
+TERN_IMAP_PID=
+DOVECOT_PID=
+DOVECOT_TREE=
 DNS_PID=
 OPENDKIM_PID=
 OPENDMARC_PID=
@@ -142,12 +177,24 @@ cleanup() {
   local j
   for j in $(jobs -p); do
     case " $j " in
-      " $SINK_PID "|" $TERN_PID "|" $TERN_AUTH_PID "|" $DNS_PID "|" $OPENDKIM_PID "|" $OPENDMARC_PID ") ;;
+      " $SINK_PID "|" $TERN_PID "|" $TERN_AUTH_PID "|" $TERN_IMAP_PID "|" $DOVECOT_PID "|" $DNS_PID "|" $OPENDKIM_PID "|" $OPENDMARC_PID ") ;;
       *) kill -TERM "$j" 2>/dev/null ;;
     esac
   done
   stop_pid "$TERN_PID" "Tern"
   stop_pid "$TERN_AUTH_PID" "Tern (mail authentication)"
+  stop_pid "$TERN_IMAP_PID" "Tern (IMAP)"
+  if [ -n "$DOVECOT_PID" ]; then
+    # The master ends its children; any left over (by pid, ours only) get KILL.
+    DOVECOT_TREE=$("$PY" "$BENCH/benchlib.py" tree-pids "$DOVECOT_PID" 2>/dev/null || true)
+    stop_pid "$DOVECOT_PID" "Dovecot"
+    # (only if the pid still runs a Dovecot binary: pids can be reused)
+    for j in $DOVECOT_TREE; do
+      case $(readlink "/proc/$j/exe" 2>/dev/null) in
+        /usr/lib/dovecot/*|/usr/sbin/dovecot) kill -KILL "$j" 2>/dev/null ;;
+      esac
+    done
+  fi
   stop_pid "$SINK_PID" "smtp-sink"
   # The milters share postfix-auth's cgroup, whose leftovers get SIGKILL.
   # Both are asked to stop at once: each takes seconds to finish.
@@ -220,6 +267,18 @@ if [ -n "$MAILAUTH" ]; then
     die "$DNS_ADDR port 53 is in use; set DNS_ADDR to another loopback address"
 fi
 
+if [ -n "$IMAP" ]; then
+  for t in /usr/sbin/dovecot /usr/bin/doveadm; do
+    command -v "$t" >/dev/null || die "missing $t: run scripts/deps.sh bench (or IMAP=0)"
+  done
+  [ -x /usr/lib/dovecot/imap ] || die "no Dovecot imap: install dovecot-imapd (scripts/deps.sh bench) or IMAP=0"
+  [ -x "$TERN" ] || die "no $TERN: build Tern first (make build)"
+  for port in $TERN_IMAP_PORT $TERN_IMAP_SMTP_PORT $DOVECOT_IMAP_PORT; do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port" ||
+      die "port $port on loopback is in use; set TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT"
+  done
+fi
+
 NCPU=$(nproc)
 # Prefixes, not functions: a background function would run in a subshell
 # and $! would not be the server's pid.
@@ -255,6 +314,7 @@ fi
 
 mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl \
+  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -325,8 +385,9 @@ json.dump({
   "disk_postfix": """$(df --output=source "$WORK/postfix" 2>/dev/null | tail -1)""",
   "server_cpus": "$SERVER_CPUS", "load_cpus": "$LOAD_CPUS", "nofile": $NOFILE,
   "postfix_version": """$postfix_version""", "tern_version": """$tern_version""",
+  "dovecot_version": """$(dovecot --version 2>/dev/null || echo ?)""",
   "mailauth_versions": """$(dpkg-query -W -f='${Package} ${Version}, ' opendkim opendmarc postfix-policyd-spf-python python3-spf python3-dkim 2>/dev/null | sed 's/, $//')""",
-  "quick": bool("$QUICK"), "rounds": $ROUNDS, "cells": """$CELLS""".split(),
+  "quick": bool("$QUICK"), "rounds": $ROUNDS, "imap_rounds": $([ -n "$IMAP" ] && echo "$IMAP_ROUNDS" || echo 0), "cells": """$CELLS""".split(),
   "date": """$(date -u +%Y-%m-%dT%H:%M:%SZ)""", "git": """$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo ?)""",
   "loadavg_start": """$(cut -d' ' -f1-3 /proc/loadavg)""",
 }, open(sys.argv[1], "w"), indent=1)
@@ -493,7 +554,7 @@ EOF
   "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
     >"$WORK/logs/$tag.log" 2>&1 &
   local pid=$!
-  case $tag in tern) TERN_PID=$pid ;; *) TERN_AUTH_PID=$pid ;; esac
+  case $tag in tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; *) TERN_AUTH_PID=$pid ;; esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
     { tail -20 "$WORK/logs/$tag.log" >&2; die "$tag did not start"; }
   kill -0 "$pid" 2>/dev/null || die "$tag exited"
@@ -729,6 +790,164 @@ mailauth_args() {  # server: sets CELL_ARGS
   case $1 in postfix-auth) CELL_ARGS+=(--guess-rate 100) ;; esac
 }
 
+# --- IMAP: Tern's IMAP server and a private Dovecot on the same Maildir -------
+# One Maildir of $IMAP_MESSAGES varied messages (imap_bench.py populate),
+# copied for each server: Tern's account Maildir in its own data_dir, and a
+# Dovecot (dovecot -F -c with its own base_dir, passwd-file and Maildir,
+# mail processes as nobody) that never reads /etc/dovecot. Both are pinned
+# like the other servers; the driver runs on the load generator's core.
+IMAP_DIR=
+IMAP_RUNS=
+start_imap() {
+  IMAP_DIR=$WORK/imap
+  mkdir -p "$IMAP_DIR"
+  log "IMAP: writing a $IMAP_MESSAGES-message Maildir (imap_bench.py populate)"
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/imap_bench.py" populate --maildir "$IMAP_DIR/Maildir" \
+    --count "$IMAP_MESSAGES" --info "$IMAP_DIR/info.json" || die "imap_bench.py populate failed"
+  local tmd=$WORK/tern-imap/mail/bench.test/user/Maildir
+  mkdir -p "$(dirname "$tmd")"
+  cp -a "$IMAP_DIR/Maildir" "$tmd"
+  start_tern tern-imap "$TERN_IMAP_SMTP_PORT" "[mailauth]
+verify = false
+
+[imap]
+max_connections = $((IMAP_IDLE_CONNS + 1000))
+max_connections_per_ip = $((IMAP_IDLE_CONNS + 1000))
+
+[[listen]]
+address = \"127.0.0.1:$TERN_IMAP_PORT\"
+service = \"imap\"
+allow_plaintext_auth = true"
+  "$PY" "$BENCH/benchlib.py" wait-imap 127.0.0.1 "$TERN_IMAP_PORT" "$START_TIMEOUT" ||
+    die "Tern's IMAP listener does not answer on 127.0.0.1:$TERN_IMAP_PORT"
+
+  local dv=$IMAP_DIR/dovecot vuid vgid hashed
+  vuid=$(id -u nobody); vgid=$(id -g nobody)
+  mkdir -p "$dv/mail"
+  cp -a "$IMAP_DIR/Maildir" "$dv/mail/Maildir"
+  chown -R "$vuid:$vgid" "$dv/mail"
+  # ARGON2ID (64 MiB) like Tern's libsodium hash, so a LOGIN costs both
+  # about the same (no timed figure includes one).
+  hashed=$(doveadm -c /dev/null pw -s ARGON2ID -p bench-password) || die "doveadm pw failed"
+  echo "user@bench.test:$hashed" >"$dv/passwd"
+  cat >"$dv/dovecot.conf" <<DOVECOT_CONF
+# Private Dovecot for the Tern benchmark (generated by bench/run.sh).
+base_dir = $dv/run
+state_dir = $dv/state
+log_path = $WORK/logs/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_login_user = nobody
+default_internal_user = nobody
+# Room for the idle-connection test (one imap process per connection).
+default_process_limit = $((IMAP_IDLE_CONNS + 1000))
+default_client_limit = $((4 * IMAP_IDLE_CONNS + 10000))
+passdb {
+  driver = passwd-file
+  args = $dv/passwd
+}
+userdb {
+  driver = static
+  args = uid=$vuid gid=$vgid home=$dv/home
+}
+mail_location = maildir:$dv/mail/Maildir
+first_valid_uid = 1
+protocol imap {
+  mail_max_userip_connections = $((IMAP_IDLE_CONNS + 1000))
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $DOVECOT_IMAP_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  chroot =
+}
+service anvil {
+  chroot =
+}
+DOVECOT_CONF
+  log "starting Dovecot $(dovecot --version | cut -d' ' -f1) (dovecot -F -c $dv/dovecot.conf, port $DOVECOT_IMAP_PORT)"
+  "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" /usr/sbin/dovecot -F -c "$dv/dovecot.conf" \
+    >"$WORK/logs/dovecot-stdout.log" 2>&1 &
+  DOVECOT_PID=$!
+  "$PY" "$BENCH/benchlib.py" wait-imap 127.0.0.1 "$DOVECOT_IMAP_PORT" "$START_TIMEOUT" ||
+    { tail -20 "$WORK/logs/dovecot.log" "$WORK/logs/dovecot-stdout.log" >&2; die "Dovecot did not start"; }
+  log "Dovecot running, master pid $DOVECOT_PID"
+}
+
+imap_port() { case $1 in tern-imap) echo "$TERN_IMAP_PORT" ;; dovecot) echo "$DOVECOT_IMAP_PORT" ;; esac; }
+imap_cpu() { case $1 in tern-imap) echo "pid:$TERN_IMAP_PID" ;; dovecot) echo "tree:$DOVECOT_PID" ;; esac; }
+imap_alive() { case $1 in tern-imap) kill -0 "$TERN_IMAP_PID" 2>/dev/null ;; dovecot) kill -0 "$DOVECOT_PID" 2>/dev/null ;; esac; }
+imap_cell() {  # server cell round
+  local server=$1 cell=$2 round=$3 rc=0 expect=
+  if ! imap_alive "$server"; then log "$server: not running; IMAP $cell skipped"; FAILED=1; return 0; fi
+  case $cell in
+    select) expect=$IMAP_MESSAGES ;;
+    search) expect=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["with_word"])' "$IMAP_DIR/info.json") ;;
+  esac
+  # APPEND writes files: a settled file system, as for the SMTP cells.
+  if [ "$cell" = append ]; then settle_fs; else sync -f "$WORK" 2>/dev/null || sync; fi
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/imap_bench.py" cell --server "$server" --port "$(imap_port "$server")" \
+    --cell "$cell" --round "$round" ${expect:+--expect "$expect"} --cpu "$(imap_cpu "$server")" \
+    --clients "$IMAP_APPEND_CLIENTS" --per-client "$IMAP_APPEND_PER_CLIENT" --out "$IMAP_RUNS" || rc=$?
+  [ $rc -eq 0 ] || FAILED=1
+}
+run_imap() {
+  local started=$SECONDS server round cell rc
+  IMAP_RUNS=$WORK/imap.jsonl
+  : >"$IMAP_RUNS"
+  start_imap
+  # Round 0: each server's first SELECT (it builds its index) and first
+  # FETCH (Dovecot fills dovecot.index.cache); the rounds are warm.
+  log "=== IMAP: first SELECT and first FETCH (round 0) ==="
+  for cell in select fetch; do
+    for server in tern-imap dovecot; do imap_cell "$server" "$cell" 0; done
+  done
+  for server in tern-imap dovecot; do
+    "$PY" "$BENCH/imap_bench.py" setup --server "$server" --port "$(imap_port "$server")" || FAILED=1
+  done
+  for round in $(seq "$IMAP_ROUNDS"); do
+    log "=== IMAP round $round of $IMAP_ROUNDS ==="
+    for cell in $IMAP_CELLS; do
+      for server in tern-imap dovecot; do imap_cell "$server" "$cell" "$round"; done
+    done
+  done
+  for server in tern-imap dovecot; do
+    imap_alive "$server" || { log "$server: not running; no idle test"; FAILED=1; continue; }
+    rc=0
+    "${PIN_LOAD[@]}" "$PY" "$BENCH/imap_bench.py" idle --server "$server" --port "$(imap_port "$server")" \
+      --pids "$(imap_cpu "$server")" --count "$IMAP_IDLE_CONNS" --open-timeout "$IMAP_IDLE_SECS" \
+      --out "$WORK/imap-idle.jsonl" || rc=$?
+    [ $rc -eq 0 ] || { FAILED=1; log "$server: IMAP idle test failed"; }
+  done
+  # Wake-up: Tern gets its mail by SMTP (250 to EXISTS); Dovecot by a file
+  # written to tmp/, flushed and renamed into new/ (start of the write to
+  # EXISTS), which its IDLE notices through inotify.
+  for server in tern-imap dovecot; do
+    imap_alive "$server" || { log "$server: not running; no wake-up test"; FAILED=1; continue; }
+    rc=0
+    if [ "$server" = tern-imap ]; then
+      "${PIN_LOAD[@]}" "$PY" "$BENCH/imap_bench.py" wake --server "$server" --port "$TERN_IMAP_PORT" \
+        --smtp-port "$TERN_IMAP_SMTP_PORT" --samples "$IMAP_WAKE_SAMPLES" --out "$WORK/imap-wake.jsonl" || rc=$?
+    else
+      "${PIN_LOAD[@]}" "$PY" "$BENCH/imap_bench.py" wake --server "$server" --port "$DOVECOT_IMAP_PORT" \
+        --maildir "$IMAP_DIR/dovecot/mail/Maildir" --owner "$(id -u nobody):$(id -g nobody)" \
+        --samples "$IMAP_WAKE_SAMPLES" --out "$WORK/imap-wake.jsonl" || rc=$?
+    fi
+    [ $rc -eq 0 ] || { FAILED=1; log "$server: IMAP wake-up test failed"; }
+  done
+  imap_alive tern-imap || { FAILED=1; log "Tern (IMAP) is gone"; }
+  imap_alive dovecot || { FAILED=1; log "Dovecot is gone"; }
+  log "IMAP part took $((SECONDS - started)) s"
+  echo $((SECONDS - started)) >"$WORK/imap-secs"
+}
+
 # === main ======================================================================
 log "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $NCPU cores; kernel $(uname -r)"
 log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy)"
@@ -892,6 +1111,9 @@ if [ -n "$PLAIN" ] && has_server tern && [ -z "${DEAD[tern]:-}" ] && server_aliv
   server_alive tern || { FAILED=1; log "Tern died during the idle connection test"; }
 fi
 
+# IMAP cells: Tern against a private Dovecot on the same Maildir.
+[ -n "$IMAP" ] && run_imap
+
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
 if [ -z "$PLAIN" ]; then
@@ -913,9 +1135,12 @@ log "writing the report"
   ${LAT_FILES[@]+--latency "${LAT_FILES[@]}"} ${IDLE_FILE:+--idle "$IDLE_FILE"} \
   ${PARSER_FILE:+--parser "$PARSER_FILE"} \
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
-  ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} || { log "report failed"; FAILED=1; }
+  ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
+  ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
+  || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
+[ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"

@@ -26,7 +26,9 @@ test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   python3-dkim python3-nacl opendkim opendkim-tools)
 # The bench's mail authentication cell runs Postfix with OpenDKIM (from the
 # test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.
-bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d libbenchmark-dev
+# Its IMAP cells compare with a private Dovecot imapd (never the system's
+# service: run.sh starts its own with its own config).
+bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d dovecot-imapd libbenchmark-dev
   opendmarc postfix-policyd-spf-python)
 # libFuzzer comes with clang's runtime libraries.
 fuzz_pkgs=(clang libclang-rt-14-dev)
