@@ -334,7 +334,7 @@ def test_mutt_reads_saves_and_flags(srv, tmp_path):
     keys = ("<display-message><exit><save-message>=Archive<enter>"
             "<next-undeleted><flag-message><sync-mailbox><quit>")
     code, screen = run_in_pty(["mutt", "-n", "-F", str(rc), "-d", "2", "-e", f'push "{keys}"'],
-                              env, timeout=8)
+                              env, timeout=30)
     trace = mutt_trace(tmp_path)
     why = f"\nmutt's screen (tail):\n{screen[-2500:]}" + trace
     if "[Msgs:0]" in screen and re.search(r"BODY\[HEADER\.FIELDS \([^)]*\)\] \{0\}", trace):

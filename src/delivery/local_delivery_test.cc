@@ -86,7 +86,10 @@ TEST(LocalDeliveryTest, ExactBytesWithCrlfToLf) {
       "Subject: hello\n\nline one\nline two\n";
   EXPECT_EQ(ReadFile(files[0]), expected);
   std::string name = std::filesystem::path(files[0]).filename();
-  EXPECT_TRUE(name.ends_with(".localhost,S=" + std::to_string(expected.size())))
+  // ",W=": the size with CRLF line ends, as IMAP counts it.
+  size_t lines = std::count(expected.begin(), expected.end(), '\n');
+  EXPECT_TRUE(name.ends_with(".localhost,S=" + std::to_string(expected.size()) +
+                             ",W=" + std::to_string(expected.size() + lines)))
       << name;
 }
 

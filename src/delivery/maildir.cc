@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "common/file_io.h"
+#include "store/crlf.h"
 #include "common/unique_name.h"
 
 namespace tern::delivery {
@@ -204,6 +205,10 @@ Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
   c.tmp_name = tmp;
 
   uint64_t size = headers.size();
+  // The size in CRLF form too, for the ",W=" of the name: IMAP's
+  // RFC822.SIZE without reading the file again (Dovecot reads it too).
+  store::CrlfSizer crlf;
+  crlf.Feed(headers);
   int err = 0;
   if (source.lf_body != nullptr) {
     struct iovec iov[2] = {
@@ -211,6 +216,7 @@ Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
         {const_cast<char*>(source.lf_body->data()), source.lf_body->size()}};
     err = io::WritevAll(c.file_fd.get(), iov, 2);
     size += source.lf_body->size();
+    crlf.Feed(*source.lf_body);
   } else {
     // Large message: convert while copying so it never sits in memory.
     err = io::WriteAll(c.file_fd.get(), headers.data(), headers.size());
@@ -228,6 +234,7 @@ Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
       if (left == n) conv.Finish(out);
       err = io::WriteAll(c.file_fd.get(), out.data(), out.size());
       size += out.size();
+      crlf.Feed(out);
       left -= n;
       offset += static_cast<off_t>(n);
     }
@@ -239,7 +246,8 @@ Result<void> MaildirBatch::WriteCopy(Copy& c, const store::MailboxPath& mailbox,
     return io::ErrnoErr("fstat " + c.dir + "/" + tmp, errno);
   }
   c.dev = st.st_dev;
-  c.new_name = "new/" + unique + ",S=" + std::to_string(size);
+  c.new_name = "new/" + unique + ",S=" + std::to_string(size) +
+               ",W=" + std::to_string(crlf.Finish());
   return {};
 }
 

@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "common/file_io.h"
+#include "common/mutex.h"
 #include "common/sqlite_util.h"
 #include "common/strings.h"
 #include "common/unique_name.h"
@@ -150,6 +151,63 @@ int SyncDirAt(int parent, const std::string& name) {
 
 std::string Sub(const std::string& dir, std::string_view rest) {
   return dir.empty() ? std::string(rest) : dir + "/" + std::string(rest);
+}
+
+// The CRLF size a file name states (",W=1234", as Tern's delivery and
+// Dovecot write it), or nullopt.
+std::optional<uint64_t> CrlfSizeInName(std::string_view file) {
+  size_t slash = file.rfind('/');
+  std::string_view base = file.substr(slash == std::string_view::npos ? 0 : slash + 1);
+  base = base.substr(0, base.find(':'));
+  size_t at = base.find(",W=");
+  if (at == std::string_view::npos) return std::nullopt;
+  uint64_t v = 0;
+  size_t i = at + 3;
+  size_t digits = 0;
+  for (; i < base.size() && base[i] >= '0' && base[i] <= '9' && digits < 15; ++i, ++digits) {
+    v = v * 10 + static_cast<uint64_t>(base[i] - '0');
+  }
+  if (digits == 0 || (i < base.size() && base[i] != ',')) return std::nullopt;
+  return v;
+}
+
+// Folders whose cur/ and new/ were last seen to agree with the index, by
+// their directories' mtimes, for every session of this process. A Maildir
+// change (delivery, rename, unlink, by us or any other program) changes
+// the mtime of the directory it happens in, so while both mtimes stay the
+// same a reconcile has nothing to find and the listing is skipped. Only
+// mtimes at least a second old are trusted: two changes within one clock
+// tick can leave the same mtime.
+class ScanCache {
+ public:
+  struct Stamp {
+    int64_t new_ns = 0;
+    int64_t cur_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  bool Unchanged(const std::string& key, const Stamp& now) {
+    MutexLock lock(mu_);
+    auto it = seen_.find(key);
+    return it != seen_.end() && it->second == now;
+  }
+  void Agreed(const std::string& key, const Stamp& stamp) {
+    MutexLock lock(mu_);
+    if (seen_.size() > 100000) seen_.clear();
+    seen_[key] = stamp;
+  }
+  void Forget(const std::string& key) {
+    MutexLock lock(mu_);
+    seen_.erase(key);
+  }
+
+ private:
+  Mutex mu_;
+  std::unordered_map<std::string, Stamp> seen_ GUARDED_BY(mu_);
+};
+
+ScanCache& Scans() {
+  static ScanCache* cache = new ScanCache();  // never destroyed: threads use it
+  return *cache;
 }
 
 Result<uint64_t> CrlfSizeOfFd(int fd) {
@@ -661,6 +719,10 @@ struct MaildirStore::Impl {
   Result<void> Reconcile(Folder& f) {
     auto dir = OpenFolderDir(f);
     if (!dir) return tl::unexpected(dir.error());
+    // Taken before the listing: a change after it moves the mtimes on.
+    const std::string scan_key = path + "/" + f.dir;
+    std::optional<ScanCache::Stamp> stamp = DirStamp(dir->get());
+    if (stamp && Scans().Unchanged(scan_key, *stamp)) return {};
     CleanTmp(dir->get());
     auto files = ListMessages(dir->get());
     if (!files) return tl::unexpected(files.error());
@@ -711,7 +773,10 @@ struct MaildirStore::Impl {
         struct stat st;
         if (::fstat(fd.get(), &st) != 0)
           return io::ErrnoErr("stat " + file, errno);
-        auto size = CrlfSizeOfFd(fd.get());
+        // The size IMAP announces (RFC822.SIZE, CRLF octets): from the
+        // name when the writer put it there, else counted.
+        auto size = CrlfSizeInName(file) ? Result<uint64_t>(*CrlfSizeInName(file))
+                                         : CrlfSizeOfFd(fd.get());
         if (!size) return tl::unexpected(size.error());
         fresh.push_back({uniq, file,
                          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
@@ -768,8 +833,29 @@ struct MaildirStore::Impl {
     if (changed) {
       f.highest = modseq;
       if (auto x = SaveFolder(f); !x) return x;
+      // Written in the caller's transaction, which may yet fail: the next
+      // reconcile looks again rather than trusting these mtimes.
+      Scans().Forget(scan_key);
+    } else if (stamp) {
+      Scans().Agreed(scan_key, *stamp);
     }
     return {};
+  }
+
+  // The mtimes of cur/ and new/, when both are old enough to trust.
+  static std::optional<ScanCache::Stamp> DirStamp(int dir) {
+    struct stat cur, fresh;
+    if (::fstatat(dir, "cur", &cur, 0) != 0 || ::fstatat(dir, "new", &fresh, 0) != 0) {
+      return std::nullopt;
+    }
+    struct timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    auto ns = [](const struct timespec& t) {
+      return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+    };
+    ScanCache::Stamp s{ns(fresh.st_mtim), ns(cur.st_mtim)};
+    if (ns(now) - std::max(s.new_ns, s.cur_ns) < 1000000000) return std::nullopt;
+    return s;
   }
 
   // Maildir: files in tmp/ untouched for 36 hours are left-overs of
@@ -989,7 +1075,10 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
   // reached the disk (fsync of the WAL) when it returns, so an OK sent
   // after it survives a crash or a power cut.
   for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+        // One connection per IMAP session: a small page cache each (the
+        // kernel caches the file for all of them), not 2 MiB.
+        "PRAGMA cache_size=-128"}) {
     if (auto ok = Exec(db, pragma); !ok)
       return Err(db_path + ": " + ok.error().message);
   }

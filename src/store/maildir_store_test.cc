@@ -1061,3 +1061,44 @@ TEST_F(StoreImapTest, PartCacheLivesAsLongAsItsMessage) {
 
 }  // namespace
 }  // namespace tern::store
+
+namespace tern::store {
+namespace {
+
+void AgeDir(const std::string& dir, int seconds) {
+  fs::last_write_time(dir, fs::file_time_type::clock::now() - std::chrono::seconds(seconds));
+}
+
+// Unchanged directories are not listed again (their mtimes say so), and
+// every kind of change still shows: a new file, a rename by another
+// program, a removal.
+TEST_F(StoreImapTest, ReconcileSkipsUnchangedDirectoriesOnly) {
+  auto s = Open();
+  Put("new/1.M1.h", "a\n", 30);
+  Put("new/2.M1.h", "b\n", 20);
+  AgeDir(path + "/new", 10);
+  AgeDir(path + "/cur", 10);
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 2u);
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 2u);  // skipped: same mtimes
+  Put("new/3.M1.h", "c\n");
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 3u);
+  AgeDir(path + "/new", 5);
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 3u);
+  fs::rename(path + "/new/1.M1.h", path + "/cur/1.M1.h:2,S");
+  auto snap = Select(*s, "INBOX");
+  ASSERT_EQ(snap.messages.size(), 3u);
+  EXPECT_EQ(snap.messages[0].flags, kSeen);
+  AgeDir(path + "/new", 5);
+  AgeDir(path + "/cur", 5);
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 3u);
+  fs::remove(path + "/cur/1.M1.h:2,S");
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 2u);
+  // Another store object of this process trusts the same verification.
+  AgeDir(path + "/cur", 5);
+  EXPECT_EQ(Select(*s, "INBOX").messages.size(), 2u);
+  auto other = Open();
+  EXPECT_EQ(Select(*other, "INBOX").messages.size(), 2u);
+}
+
+}  // namespace
+}  // namespace tern::store
