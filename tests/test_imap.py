@@ -1,7 +1,7 @@
 # IMAP4rev2 (RFC 9051) against the real server: login rules, folders, flags,
 # APPEND/COPY/MOVE with UIDPLUS, EXPUNGE rules between sessions, IDLE woken
 # by SMTP delivery, POP3 and IMAP on one mailbox, CONDSTORE/QRESYNC,
-# SEARCH/ESEARCH, with Python's imaplib, curl and a raw client
+# SEARCH/ESEARCH, SORT and THREAD (RFC 5256), with Python's imaplib, curl and a raw client
 # (tests/imap_client.py) over both ports.
 import imaplib
 import os
@@ -492,6 +492,60 @@ def test_search_and_esearch(srv):
         untagged, t = c.ok("UID SEARCH SEEN")
         tag = t.split()[0]
         assert untagged == [b'* ESEARCH (TAG "%s") UID ALL 2,4\r\n' % tag], untagged
+
+
+def test_sort_and_thread(srv):
+    user = new_user(srv)
+    u = unique("t")
+
+    def message(subject, date, extra=""):
+        head = (f"From: <sender@remote.test>\r\nTo: <{user}>\r\nSubject: {subject}\r\n"
+                f"Date: {date}\r\n{extra}X-Marker: MARKER\r\n\r\nbody\r\n")
+        return head.encode()
+
+    # A first message to expunge, so that UIDs are not sequence numbers.
+    deliver(srv, user, raw=message("gone", "Mon, 1 Jan 2024 08:00:00 +0000"))
+    root, reply1, reply2 = (f"<{n}-{u}@client.test>" for n in ("root", "r1", "r2"))
+    mails = [
+        message("plan", "Mon, 1 Jan 2024 10:00:00 +0000", f"Message-ID: {root}\r\n"),
+        message("Re: plan", "Mon, 1 Jan 2024 12:00:00 +0100",  # 11:00 UTC
+                f"Message-ID: {reply1}\r\nIn-Reply-To: {root}\r\n"),
+        message("Re: plan", "Mon, 1 Jan 2024 12:00:00 +0000",
+                f"Message-ID: {reply2}\r\nReferences: {root}\r\n {reply1}\r\n"),
+        message("apple", "Sun, 31 Dec 2023 08:00:00 +0000"),
+        message("Re: apple", "Tue, 2 Jan 2024 08:00:00 +0000"),
+    ]
+    for m in mails:
+        deliver(srv, user, raw=m)
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+        c.ok("STORE 1 +FLAGS (\\Deleted)")
+        c.ok("EXPUNGE")
+        untagged, _ = c.ok("CAPABILITY")
+        caps = untagged[0].split()
+        for cap in (b"SORT", b"THREAD=REFERENCES", b"THREAD=ORDEREDSUBJECT", b"ESORT"):
+            assert cap in caps, untagged
+        untagged, _ = c.ok("SORT (REVERSE DATE) UTF-8 ALL")
+        assert untagged == [b"* SORT 5 3 2 1 4\r\n"], untagged
+        untagged, _ = c.ok("UID SORT (SUBJECT) UTF-8 ALL")
+        assert untagged == [b"* SORT 5 6 2 3 4\r\n"], untagged
+        untagged, _ = c.ok("UID SORT (SUBJECT REVERSE ARRIVAL) US-ASCII SUBJECT plan")
+        assert untagged == [b"* SORT 4 3 2\r\n"], untagged
+        # The reply chain is one thread; "Re: apple" has no references but
+        # joins "apple" by its subject (RFC 5256 4 step 6).
+        untagged, _ = c.ok("THREAD REFERENCES UTF-8 ALL")
+        assert untagged == [b"* THREAD (4 5)(1 2 3)\r\n"], untagged
+        untagged, _ = c.ok("UID THREAD REFERENCES UTF-8 ALL")
+        assert untagged == [b"* THREAD (5 6)(2 3 4)\r\n"], untagged
+        untagged, _ = c.ok("THREAD ORDEREDSUBJECT UTF-8 ALL")
+        assert untagged == [b"* THREAD (4 5)(1 (2)(3))\r\n"], untagged
+        untagged, t = c.ok("SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL")
+        tag = t.split()[0]
+        assert untagged == [b'* ESEARCH (TAG "%s") MIN 4 MAX 5 COUNT 5\r\n' % tag], untagged
+        _, t = c.cmd("SORT (DATE) KOI8-R ALL")
+        assert b"NO [BADCHARSET" in t, t
+        _, t = c.cmd("THREAD NOSUCH UTF-8 ALL")
+        assert re.match(rb"T\d+ BAD", t), t
 
 
 def test_bad_commands(srv):

@@ -270,7 +270,8 @@ std::optional<DateTime> ParseHeaderDate(std::string_view value) {
   return dt;
 }
 
-std::string BaseSubject(std::string_view subject) {
+std::string BaseSubject(std::string_view subject, bool* reply_or_forward) {
+  bool reply = false;
   // (1) encoded words decoded, whitespace collapsed.
   std::string s = CollapseSpace(smtp::DecodeEncodedWords(subject));
   while (true) {
@@ -280,6 +281,7 @@ std::string BaseSubject(std::string_view subject) {
         s.pop_back();
       } else if (s.size() >= 5 && IEquals(std::string_view(s).substr(s.size() - 5), "(fwd)")) {
         s.resize(s.size() - 5);
+        reply = true;
       } else {
         break;
       }
@@ -301,6 +303,7 @@ std::string BaseSubject(std::string_view subject) {
       if (r != std::string::npos) {
         s.erase(0, r);
         changed = true;
+        reply = true;
         continue;
       }
       b = Blob(s, 0);
@@ -312,8 +315,10 @@ std::string BaseSubject(std::string_view subject) {
     // (6) a "[fwd: ...]" wrapper.
     if (s.size() >= 6 && IStarts(s, 0, "[fwd:") && s.back() == ']') {
       s = s.substr(5, s.size() - 6);
+      reply = true;
       continue;
     }
+    if (reply_or_forward) *reply_or_forward = reply;
     return s;
   }
 }

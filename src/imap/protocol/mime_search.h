@@ -46,8 +46,10 @@ std::optional<DateTime> ParseHeaderDate(std::string_view value);
 
 // RFC 5256 2.1 base subject: encoded words decoded, whitespace collapsed,
 // trailing "(fwd)", leading "Re:", "Fw:", "Fwd:" and "[blob]" prefixes and
-// a "[fwd: ...]" wrapper removed, repeatedly.
-std::string BaseSubject(std::string_view subject);
+// a "[fwd: ...]" wrapper removed, repeatedly. *reply_or_forward (when
+// given) tells whether steps (2), (4) or (6) removed anything: what THREAD
+// REFERENCES calls a reply or forward (RFC 5256 2.1, 4 step 6).
+std::string BaseSubject(std::string_view subject, bool* reply_or_forward = nullptr);
 
 // RFC 5256 3 FROM, TO, CC sort keys: the mailbox (local part) of the first
 // address of an address-list field value; empty when there is none.

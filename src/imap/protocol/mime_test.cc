@@ -593,5 +593,19 @@ TEST(MimeSearchTest, SortKeys) {
   EXPECT_EQ(FirstMailbox(""), "");
 }
 
+TEST(MimeSearchTest, BaseSubjectTellsRepliesAndForwards) {
+  bool reply = true;
+  EXPECT_EQ(BaseSubject("[list] lunch", &reply), "lunch");
+  EXPECT_FALSE(reply);  // a blob alone is not a reply (RFC 5256 2.1)
+  EXPECT_EQ(BaseSubject("Re: lunch", &reply), "lunch");
+  EXPECT_TRUE(reply);
+  EXPECT_EQ(BaseSubject("lunch (fwd)", &reply), "lunch");
+  EXPECT_TRUE(reply);
+  EXPECT_EQ(BaseSubject("[Fwd: lunch]", &reply), "lunch");
+  EXPECT_TRUE(reply);
+  EXPECT_EQ(BaseSubject("  lunch  ", &reply), "lunch");
+  EXPECT_FALSE(reply);
+}
+
 }  // namespace
 }  // namespace tern::imap

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "imap/protocol/datetime.h"
 #include "imap/protocol/fetch_render.h"
 #include "imap/protocol/mime.h"
 #include "imap/protocol/mime_search.h"
@@ -72,22 +73,56 @@ std::optional<Date> MessageText::SentDate() {
   return dt->date;
 }
 
-Result<MessageText> LoadMessage(store::MailStore& store, std::string_view folder,
-                                uint32_t uid) {
+std::optional<int64_t> MessageText::SentTime() {
+  auto value = FindHeaderField(parsed().header(), "Date");
+  if (!value) return std::nullopt;
+  auto dt = ParseHeaderDate(Unfold(*value));
+  if (!dt) return std::nullopt;
+  return ToUnixSeconds(*dt);
+}
+
+std::optional<std::string> MessageText::RawHeader(std::string_view field) {
+  auto value = FindHeaderField(parsed().header(), field);
+  if (!value) return std::nullopt;
+  return Unfold(*value);
+}
+
+namespace {
+
+// Reads the message into CRLF form; with `header_only`, stops once the
+// blank line that ends the header has been read and cuts there.
+Result<MessageText> Load(store::MailStore& store, std::string_view folder,
+                         uint32_t uid, bool header_only) {
   auto fd = store.OpenMessage(folder, uid);
   if (!fd) return tl::unexpected(fd.error());
-  store::CrlfEncoder enc;
+  // POP3 TOP's cut with no body lines keeps the header and its blank line.
+  store::CrlfEncoder enc(false, header_only ? 0 : -1);
   std::string out;
   char buf[64 * 1024];
+  // Headers are mostly a few KiB: do not read 64 KiB of body for them.
+  size_t want = header_only ? 8 * 1024 : sizeof buf;
   for (;;) {
-    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    ssize_t n = ::read(fd->get(), buf, want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Err(std::string("read: ") + std::strerror(errno), errno);
     if (n == 0) break;
     enc.Feed(std::string_view(buf, static_cast<size_t>(n)), out);
+    if (enc.done()) break;
   }
   enc.Finish(out);
   return MessageText(std::move(out));
+}
+
+}  // namespace
+
+Result<MessageText> LoadMessage(store::MailStore& store, std::string_view folder,
+                                uint32_t uid) {
+  return Load(store, folder, uid, false);
+}
+
+Result<MessageText> LoadHeader(store::MailStore& store, std::string_view folder,
+                               uint32_t uid) {
+  return Load(store, folder, uid, true);
 }
 
 }  // namespace tern::imap

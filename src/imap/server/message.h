@@ -39,6 +39,12 @@ class MessageText {
   std::string BodyText();
   // The date of the Date: header as written, if it parses.
   std::optional<Date> SentDate();
+  // SORT and THREAD (RFC 5256): the Date: header as an instant (seconds
+  // since the epoch, UTC), if it parses; the first field called `field`,
+  // unfolded but not decoded (address lists and Message-IDs are parsed
+  // from it), nullopt when absent.
+  std::optional<int64_t> SentTime();
+  std::optional<std::string> RawHeader(std::string_view field);
 
  private:
   struct Parsed;
@@ -51,5 +57,10 @@ class MessageText {
 // Reads message `uid` of `folder` and converts it to CRLF.
 Result<MessageText> LoadMessage(store::MailStore& store, std::string_view folder,
                                 uint32_t uid);
+
+// The same for the header only (up to and with the blank line, or all of
+// a message without one): what SORT and THREAD read.
+Result<MessageText> LoadHeader(store::MailStore& store, std::string_view folder,
+                               uint32_t uid);
 
 }  // namespace tern::imap

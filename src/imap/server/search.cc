@@ -12,13 +12,6 @@
 
 namespace tern::imap {
 
-struct SearchContext {
-  std::optional<MessageText> text;
-  bool load_failed = false;
-  uint64_t max_modseq = 0;
-  bool used_modseq = false;
-};
-
 namespace {
 
 char Fold(char c) {
@@ -163,6 +156,23 @@ bool Session::Impl::Matches(const SearchKey& key, size_t index, SearchContext& c
   return false;
 }
 
+void Session::Impl::ForEachMatch(
+    const std::vector<SearchKey>& keys, bool* used_modseq,
+    const std::function<void(size_t index, SearchContext& ctx)>& each) {
+  for (size_t i = 0; i < selected->messages.size(); ++i) {
+    SearchContext ctx;
+    bool all = true;
+    for (const SearchKey& k : keys) {
+      if (!Matches(k, i, ctx)) {
+        all = false;
+        break;
+      }
+    }
+    *used_modseq |= ctx.used_modseq;
+    if (all) each(i, ctx);
+  }
+}
+
 void Session::Impl::Search(const Command& cmd) {
   const SelectedFolder& s = *selected;
   const auto& a = cmd.get<SearchArgs>();
@@ -175,21 +185,11 @@ void Session::Impl::Search(const Command& cmd) {
   std::vector<uint32_t> matched_uids;
   bool used_modseq = false;
   uint64_t max_modseq = 0;
-  for (size_t i = 0; i < s.messages.size(); ++i) {
-    SearchContext ctx;
-    bool all = true;
-    for (const SearchKey& k : a.keys) {
-      if (!Matches(k, i, ctx)) {
-        all = false;
-        break;
-      }
-    }
-    used_modseq |= ctx.used_modseq;
-    if (!all) continue;
+  ForEachMatch(a.keys, &used_modseq, [&](size_t i, SearchContext&) {
     matched_uids.push_back(s.messages[i].uid);
     matched.push_back(cmd.uid ? s.messages[i].uid : static_cast<uint32_t>(i + 1));
     max_modseq = std::max(max_modseq, s.messages[i].modseq);
-  }
+  });
   if (used_modseq) condstore = true;
   bool save = false, min = false, max = false, count = false, all = false;
   for (SearchReturn r : a.returns) {

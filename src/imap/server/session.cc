@@ -123,6 +123,7 @@ std::string Session::Impl::Capabilities() const {
   caps +=
       " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
       " LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC"
+      " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
       " STATUS=SIZE UTF8=ACCEPT MULTIAPPEND BINARY QUOTA QUOTA=RES-STORAGE"
       " APPENDLIMIT=";
   caps += std::to_string(config.append_limit);
@@ -337,7 +338,8 @@ void Session::Impl::Dispatch(Command cmd) {
   }
   static constexpr N kSelectedOnly[] = {N::kCheck, N::kClose, N::kUnselect,
                                         N::kExpunge, N::kSearch, N::kFetch,
-                                        N::kStore, N::kCopy, N::kMove};
+                                        N::kStore, N::kCopy, N::kMove,
+                                        N::kSort, N::kThread};
   bool selected_only = std::find(std::begin(kSelectedOnly), std::end(kSelectedOnly),
                                  name) != std::end(kSelectedOnly);
   if (selected_only && state != State::kSelected) {
@@ -345,8 +347,6 @@ void Session::Impl::Dispatch(Command cmd) {
     return;
   }
   switch (name) {
-    case N::kSort:
-    case N::kThread:
     case N::kCompress:
       // Parsed, not offered yet (CAPABILITY does not list them).
       Bad("Command not supported");
@@ -525,9 +525,11 @@ void Session::Impl::RunCommand() {
       cmd.name != N::kIdle &&
       (woken || std::chrono::steady_clock::now() - selected->last_sync >
                     std::chrono::seconds(5))) {
+    // RFC 9051 7.5.1; RFC 5256 3: SORT and THREAD are SEARCH here.
     bool held = !cmd.uid && (cmd.name == N::kFetch || cmd.name == N::kStore ||
-                             cmd.name == N::kSearch);
-    Refresh(!held);  // RFC 9051 7.5.1
+                             cmd.name == N::kSearch || cmd.name == N::kSort ||
+                             cmd.name == N::kThread);
+    Refresh(!held);
   }
   switch (cmd.name) {
     case N::kNoop:
@@ -557,6 +559,8 @@ void Session::Impl::RunCommand() {
     case N::kUnselect: Close(false); return;
     case N::kExpunge: Expunge(cmd); return;
     case N::kSearch: Search(cmd); return;
+    case N::kSort: Sort(cmd); return;
+    case N::kThread: Thread(cmd); return;
     case N::kFetch: Fetch(cmd); return;
     case N::kStore: Store(cmd); return;
     case N::kCopy: Copy(cmd, false); return;

@@ -2,11 +2,12 @@
 // states, authentication, the commands that need no mail store),
 // folders.cc (LIST, CREATE, STATUS, SELECT, APPEND...), selected.cc (the
 // selected folder's view and its untagged updates, STORE, EXPUNGE, COPY)
-// and fetch.cc / search.cc.
+// and fetch.cc / search.cc / sort.cc.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -18,6 +19,7 @@
 #include "auth/sasl_exchange.h"
 #include "imap/protocol/command.h"
 #include "imap/protocol/reader.h"
+#include "imap/server/message.h"
 #include "imap/server/session.h"
 #include "store/mail_store.h"
 
@@ -33,7 +35,8 @@ struct SelectedFolder {
   uint64_t known_modseq = 0;  // changes up to this one were looked at
   std::vector<store::MessageMeta> messages;
   // Expunged elsewhere but not yet announced (RFC 9051 7.5.1 holds them
-  // back during FETCH, STORE and SEARCH): still in `messages`.
+  // back during FETCH, STORE and SEARCH, and SORT and THREAD, which RFC
+  // 5256 makes behave as SEARCH): still in `messages`.
   std::vector<uint32_t> pending_expunge;
   // Keywords seen in the folder, for the FLAGS response.
   std::set<std::string> keywords;
@@ -41,6 +44,15 @@ struct SelectedFolder {
 
   // Index (sequence number - 1) of `uid`, or nullopt.
   std::optional<size_t> Find(uint32_t uid) const;
+};
+
+// What matching search keys against one message keeps: the message once
+// a key needed its text (SORT and THREAD read their keys from it too).
+struct SearchContext {
+  std::optional<MessageText> text;
+  bool load_failed = false;
+  uint64_t max_modseq = 0;
+  bool used_modseq = false;
 };
 
 struct Session::Impl {
@@ -112,7 +124,7 @@ struct Session::Impl {
 
   // --- selected.cc ---
   // Looks at the folder and sends what changed (RFC 9051 7.5); expunges
-  // only when `expunge_ok` (not during FETCH, STORE, SEARCH).
+  // only when `expunge_ok` (not during FETCH, STORE, SEARCH, SORT, THREAD).
   void Refresh(bool expunge_ok);
   // Sends and applies the held-back expunges.
   void FlushExpunges();
@@ -134,7 +146,15 @@ struct Session::Impl {
 
   // --- search.cc ---
   void Search(const Command& cmd);
-  bool Matches(const SearchKey& key, size_t index, struct SearchContext& ctx);
+  bool Matches(const SearchKey& key, size_t index, SearchContext& ctx);
+  // Calls `each` for every message (ascending) that matches all `keys`.
+  // *used_modseq tells whether a MODSEQ key was seen (RFC 7162 3.1.5).
+  void ForEachMatch(const std::vector<SearchKey>& keys, bool* used_modseq,
+                    const std::function<void(size_t index, SearchContext& ctx)>& each);
+
+  // --- sort.cc (RFC 5256, RFC 5267 ESORT, RFC 5957 DISPLAYFROM/TO) ---
+  void Sort(const Command& cmd);
+  void Thread(const Command& cmd);
 
   const SessionConfig& config;
   SessionHost& host;

@@ -1,7 +1,8 @@
 // Unit tests for the sans-I/O IMAP session: states, login rules, literal
 // handling, STARTTLS injection, the BAD limit, and the selected folder's
 // updates (IDLE woken by another session's change, EXPUNGE held back
-// during FETCH), on a real MaildirStore in a temporary directory.
+// during FETCH), SORT and THREAD (RFC 5256), on a real MaildirStore in a
+// temporary directory.
 #include "imap/server/session.h"
 
 #include <gtest/gtest.h>
@@ -105,6 +106,16 @@ class ImapSessionTest : public ::testing::Test {
     std::string out = Drive(*s, "a LOGIN u@example.test secret\r\n");
     EXPECT_NE(out.find("a OK [CAPABILITY"), std::string::npos) << out;
     return s;
+  }
+
+  // APPENDs `message` (CRLF) to INBOX, with an INTERNALDATE when given.
+  static void Append(Session& s, const std::string& message,
+                     const std::string& date = "") {
+    std::string cmd = "ap APPEND INBOX ";
+    if (!date.empty()) cmd += "\"" + date + "\" ";
+    cmd += "{" + std::to_string(message.size()) + "+}\r\n" + message + "\r\n";
+    std::string out = Drive(s, cmd);
+    EXPECT_NE(out.find("ap OK"), std::string::npos) << out;
   }
 
   SessionConfig config_;
@@ -217,6 +228,164 @@ TEST_F(ImapSessionTest, ExpungeHeldBackDuringFetch) {
   EXPECT_NE(out.find("* 2 FETCH"), std::string::npos) << out;
   out = Drive(*b, "f NOOP\r\n");
   EXPECT_EQ(out, "* 1 EXPUNGE\r\nf OK NOOP completed\r\n");
+}
+
+// Four messages whose keys sort differently (RFC 5256 3).
+class ImapSortTest : public ImapSessionTest {
+ protected:
+  void SetUp() override {
+    ImapSessionTest::SetUp();
+    s_ = LoggedIn();
+    messages_ = {
+        "From: \"Zed\" <bob@example.com>\r\nTo: carol@example.com\r\n"
+        "Subject: Re: banana\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n"
+        "one\r\n",
+        "From: alice@example.com\r\nTo: \"Ann\" <zoe@example.com>\r\n"
+        "Subject: apple\r\nDate: Mon, 1 Jan 2024 12:00:00 +0200\r\n\r\n"
+        "two two two two\r\n",
+        "From: Carl <CARL@example.com>\r\nCc: dave@example.com\r\n"
+        "Subject: [list] Cherry\r\n\r\nthree\r\n",
+        "From: \"adam\" <yves@example.com>\r\nSubject: Fwd: apple\r\n"
+        "Date: Sun, 31 Dec 2023 23:00:00 -0200\r\n\r\nfour\r\n",
+    };
+    const char* arrival[] = {"05-Jan-2024 00:00:00 +0000", "03-Jan-2024 00:00:00 +0000",
+                             "02-Jan-2024 00:00:00 +0000", "04-Jan-2024 00:00:00 +0000"};
+    for (size_t i = 0; i < messages_.size(); ++i) Append(*s_, messages_[i], arrival[i]);
+    Drive(*s_, "s SELECT INBOX\r\n");
+  }
+  std::string Sort(const std::string& args) {
+    return Drive(*s_, "t SORT " + args + "\r\n");
+  }
+  std::unique_ptr<Session> s_;
+  std::vector<std::string> messages_;
+};
+
+TEST_F(ImapSortTest, SortKeys) {
+  EXPECT_EQ(Sort("(ARRIVAL) UTF-8 ALL"), "* SORT 3 2 4 1\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(REVERSE ARRIVAL) UTF-8 ALL"), "* SORT 1 4 2 3\r\nt OK SORT completed\r\n");
+  // DATE in UTC; message 3 has none and uses its INTERNALDATE.
+  EXPECT_EQ(Sort("(DATE) US-ASCII ALL"), "* SORT 4 2 1 3\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(REVERSE DATE) utf-8 ALL"), "* SORT 3 1 2 4\r\nt OK SORT completed\r\n");
+  // Base subjects: apple, apple, banana, cherry; ties in mailbox order.
+  EXPECT_EQ(Sort("(SUBJECT) UTF-8 ALL"), "* SORT 2 4 1 3\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(REVERSE SUBJECT) UTF-8 ALL"), "* SORT 3 1 2 4\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(SUBJECT DATE) UTF-8 ALL"), "* SORT 4 2 1 3\r\nt OK SORT completed\r\n");
+  // The mailbox part, case-folded: alice, bob, CARL, yves.
+  EXPECT_EQ(Sort("(FROM) UTF-8 ALL"), "* SORT 2 1 3 4\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(TO) UTF-8 ALL"), "* SORT 3 4 1 2\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(CC REVERSE FROM) UTF-8 ALL"), "* SORT 4 1 2 3\r\nt OK SORT completed\r\n");
+  // RFC 5957: display names (adam, Carl, Zed), else the address.
+  EXPECT_EQ(Sort("(DISPLAYFROM) UTF-8 ALL"), "* SORT 4 2 3 1\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(DISPLAYTO ARRIVAL) UTF-8 ALL"),
+            "* SORT 3 4 2 1\r\nt OK SORT completed\r\n");
+  std::vector<uint32_t> by_size = {1, 2, 3, 4};
+  std::stable_sort(by_size.begin(), by_size.end(), [&](uint32_t a, uint32_t b) {
+    return messages_[a - 1].size() < messages_[b - 1].size();
+  });
+  std::string want = "* SORT";
+  for (uint32_t n : by_size) want += " " + std::to_string(n);
+  EXPECT_EQ(Sort("(SIZE) UTF-8 ALL"), want + "\r\nt OK SORT completed\r\n");
+}
+
+TEST_F(ImapSortTest, CriteriaCharsetUidAndEsort) {
+  EXPECT_EQ(Sort("(DATE) UTF-8 SUBJECT apple"), "* SORT 4 2\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(DATE) UTF-8 FROM nobody"), "* SORT\r\nt OK SORT completed\r\n");
+  EXPECT_EQ(Sort("(DATE) KOI8-R ALL"),
+            "t NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n");
+  EXPECT_EQ(Drive(*s_, "u UID SORT (REVERSE SUBJECT) UTF-8 2:4\r\n"),
+            "* SORT 3 2 4\r\nu OK UID SORT completed\r\n");
+  // RFC 5267 ESORT: MIN and MAX in sort order, ALL keeps the order.
+  EXPECT_EQ(Sort("RETURN (MIN MAX COUNT ALL) (REVERSE DATE) UTF-8 ALL"),
+            "* ESEARCH (TAG \"t\") MIN 3 MAX 4 ALL 3,1:2,4 COUNT 4\r\n"
+            "t OK SORT completed\r\n");
+  EXPECT_EQ(Drive(*s_, "v UID SORT RETURN () (ARRIVAL) UTF-8 ALL\r\n"),
+            "* ESEARCH (TAG \"v\") UID ALL 3,2,4,1\r\nv OK UID SORT completed\r\n");
+  EXPECT_EQ(Sort("RETURN (SAVE) (DATE) UTF-8 SUBJECT apple"), "t OK SORT completed\r\n");
+  EXPECT_EQ(Drive(*s_, "w SEARCH $\r\n"), "* SEARCH 2 4\r\nw OK SEARCH completed\r\n");
+  std::string caps = Drive(*s_, "x CAPABILITY\r\n");
+  for (const char* c : {" SORT ", " SORT=DISPLAY ", " ESORT ", " THREAD=ORDEREDSUBJECT ",
+                        " THREAD=REFERENCES "}) {
+    EXPECT_NE(caps.find(c), std::string::npos) << c << caps;
+  }
+}
+
+TEST_F(ImapSessionTest, ThreadReferencesAndOrderedSubject) {
+  auto s = LoggedIn();
+  struct M {
+    const char* id;
+    const char* refs;  // a whole header line or ""
+    const char* subject;
+    const char* time;
+  };
+  const M ms[] = {
+      {"<a@x>", "", "hello", "10:00"},
+      {"<b@x>", "In-Reply-To: <a@x>\r\n", "Re: hello", "10:05"},
+      {"<c@x>", "References: <a@x>\r\n <b@x>\r\n", "Re: hello", "10:10"},
+      {"<d@x>", "References: <a@x>\r\n", "Re: hello", "10:07"},
+      {"<e@x>", "", "other", "09:00"},
+      {"<f@x>", "References: <missing@x>\r\n", "Re: lost", "11:00"},
+      {"<g@x>", "References: (comment <no@x>) <missing@x>\r\n", "Re: lost", "11:30"},
+      {"<h@x>", "", "Re: other", "12:00"},
+  };
+  for (const M& m : ms) {
+    Append(*s, std::string("Message-ID: ") + m.id + "\r\n" + m.refs + "Subject: " +
+                   m.subject + "\r\nDate: 1 Jan 2024 " + m.time + ":00 +0000\r\n\r\nx\r\n");
+  }
+  Drive(*s, "s SELECT INBOX\r\n");
+  // 2 and 4 answer 1, 3 answers 2; 6 and 7 answer a message that is not
+  // there (a dummy with two children stays at the root); 8 has only the
+  // subject of 5 and is a reply, so it goes under 5 (RFC 5256 4 step 6).
+  EXPECT_EQ(Drive(*s, "t THREAD REFERENCES UTF-8 ALL\r\n"),
+            "* THREAD (5 8)(1 (2 3)(4))((6)(7))\r\nt OK THREAD completed\r\n");
+  EXPECT_EQ(Drive(*s, "t THREAD ORDEREDSUBJECT UTF-8 ALL\r\n"),
+            "* THREAD (5 8)(1 (2)(4)(3))(6 7)\r\nt OK THREAD completed\r\n");
+  // Only the matching messages are threaded: without 2, 3 hangs from the
+  // dummy of <b@x>, which is pruned: 3 becomes a child of 1, after 4.
+  EXPECT_EQ(Drive(*s, "t THREAD REFERENCES UTF-8 NOT 2\r\n"),
+            "* THREAD (5 8)(1 (4)(3))((6)(7))\r\nt OK THREAD completed\r\n");
+  EXPECT_EQ(Drive(*s, "u UID THREAD REFERENCES UTF-8 1:4\r\n"),
+            "* THREAD (1 (2 3)(4))\r\nu OK UID THREAD completed\r\n");
+  EXPECT_EQ(Drive(*s, "v THREAD REFERENCES UTF-8 SUBJECT nothing\r\n"),
+            "* THREAD\r\nv OK THREAD completed\r\n");
+  EXPECT_EQ(Drive(*s, "w THREAD BOGUS UTF-8 ALL\r\n"), "w BAD Unknown thread algorithm\r\n");
+  EXPECT_EQ(Drive(*s, "x THREAD REFERENCES KOI8-R ALL\r\n"),
+            "x NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n");
+}
+
+TEST_F(ImapSessionTest, ThreadSurvivesLoopsAndDuplicateIds) {
+  auto s = LoggedIn();
+  // 1 and 2 name each other as parent; 3 names itself; 4 repeats 1's id.
+  Append(*s, "Message-ID: <p@x>\r\nReferences: <q@x>\r\nSubject: a\r\n"
+             "Date: 1 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n");
+  Append(*s, "Message-ID: <q@x>\r\nReferences: <p@x>\r\nSubject: b\r\n"
+             "Date: 1 Jan 2024 10:01:00 +0000\r\n\r\nx\r\n");
+  Append(*s, "Message-ID: <r@x>\r\nReferences: <r@x>\r\nSubject: c\r\n"
+             "Date: 1 Jan 2024 10:02:00 +0000\r\n\r\nx\r\n");
+  Append(*s, "Message-ID: <p@x>\r\nSubject: d\r\n"
+             "Date: 1 Jan 2024 10:03:00 +0000\r\n\r\nx\r\n");
+  Drive(*s, "s SELECT INBOX\r\n");
+  // 1 becomes the child of the dummy <q@x>, then 2 fills <q@x> and would
+  // be 1's child: a loop, so it stays a root with 1 under it.
+  EXPECT_EQ(Drive(*s, "t THREAD REFERENCES UTF-8 ALL\r\n"),
+            "* THREAD (2 1)(3)(4)\r\nt OK THREAD completed\r\n");
+}
+
+TEST_F(ImapSessionTest, ExpungeHeldBackDuringSortNotUidSort) {
+  auto a = LoggedIn();
+  auto b = LoggedIn();
+  Drive(*a, "a APPEND INBOX {8+}\r\nx: 1\r\n\r\n {8+}\r\nx: 2\r\n\r\n\r\n");
+  Drive(*a, "b SELECT INBOX\r\n");
+  Drive(*b, "b SELECT INBOX\r\n");
+  Drive(*a, "c STORE 1 +FLAGS (\\Deleted)\r\nd EXPUNGE\r\n");
+  EXPECT_FALSE(b->Wake());
+  // RFC 5256 3 / RFC 9051 7.5.1: not during SORT and THREAD.
+  EXPECT_EQ(Drive(*b, "e SORT (ARRIVAL) UTF-8 ALL\r\n"),
+            "* SORT 1 2\r\ne OK SORT completed\r\n");
+  EXPECT_EQ(Drive(*b, "f THREAD ORDEREDSUBJECT UTF-8 ALL\r\n"),
+            "* THREAD (1 2)\r\nf OK THREAD completed\r\n");
+  // UID SORT may announce it, after its answer (as UID SEARCH does).
+  EXPECT_EQ(Drive(*b, "g UID SORT (ARRIVAL) UTF-8 ALL\r\n"),
+            "* SORT 1 2\r\n* 1 EXPUNGE\r\ng OK UID SORT completed\r\n");
 }
 
 }  // namespace
