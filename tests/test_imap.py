@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import time
+import zlib
 
 import pytest
 
@@ -700,3 +701,205 @@ def test_envelope_and_bodystructure_are_cached(srv):
         assert again == first, (again, first)
         untagged, _ = c.ok("FETCH 1 BODY.PEEK[HEADER]")
         assert b"Subject: rewritten" in untagged[0], untagged
+
+
+# ------------------------------------------------------------------ COMPRESS
+
+class Deflated:
+    """The client half of COMPRESS=DEFLATE (RFC 4978) on a Raw connection:
+    raw DEFLATE (no zlib header: wbits -15) both ways, each send ending in
+    a sync flush, responses inflated as they come."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+        self.buf = b""
+
+    def encode(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        return self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def send(self, data):
+        self.sock.sendall(self.encode(data))
+
+    def _more(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed; unread {self.buf!r}")
+        self.buf += self.inflate.decompress(chunk)
+
+    def readline(self):
+        while b"\n" not in self.buf:
+            self._more()
+        i = self.buf.index(b"\n") + 1
+        line, self.buf = self.buf[:i], self.buf[i:]
+        return line
+
+    def read(self, n):
+        while len(self.buf) < n:
+            self._more()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+
+def plain_line(sock):
+    """One CRLF line read octet by octet: nothing after it is taken."""
+    line = b""
+    while not line.endswith(b"\r\n"):
+        b = sock.recv(1)
+        if not b:
+            raise EOFError(f"connection closed after {line!r}")
+        line += b
+    return line
+
+
+def start_compress(c, before=b"", after=b""):
+    """COMPRESS DEFLATE on `c`, whose reader holds nothing (every earlier
+    command was answered). `before`: plain commands pipelined ahead of it;
+    `after`: commands sent deflated in the same write, right behind it.
+    Returns the plain lines up to the tagged OK."""
+    tag = c.tag()
+    d = Deflated(c.sock)
+    c.sock.sendall(before + f"{tag} COMPRESS DEFLATE\r\n".encode() +
+                   (d.encode(after) if after else b""))
+    lines = []
+    while True:
+        line = plain_line(c.sock)
+        lines.append(line)
+        if line.startswith(tag.encode() + b" "):
+            break
+    # RFC 4978 3: everything after this CRLF is compressed, both ways.
+    assert line == f"{tag} OK DEFLATE active\r\n".encode(), lines
+    c.f = d
+    c.send = d.send
+    return lines
+
+
+def session_log(srv, user):
+    lines = [l for l in srv.log_text().splitlines()
+             if "imap session " in l and f"user={user} " in l]
+    return lines[-1] if lines else None
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("port", ["plain", "imaps"])
+def test_compress_deflate(srv, port):
+    user = new_user(srv)
+    marker, sent = deliver(srv, user)
+    # RFC 4978 5: command-auth, so not before login.
+    with Raw(srv.imap_ports[port], tls=(port == "imaps")) as c:
+        assert b"COMPRESS" not in c.greeting
+        _, t = c.cmd("COMPRESS DEFLATE")
+        assert t == b"T1 BAD Log in first\r\n", t
+    with Raw(srv.imap_ports[port], tls=(port == "imaps")) as c:
+        _, t = c.login(user, PASSWORD)
+        assert b" COMPRESS=DEFLATE " in t, t  # in the post-login CAPABILITY
+        _, t = c.cmd("COMPRESS LZW")
+        assert t == b"T2 BAD Unknown compression algorithm\r\n", t
+        # A plain command pipelined ahead of COMPRESS is answered plain;
+        # commands in the same packet right behind it are compressed and
+        # must be inflated, not taken as they are (RFC 4978 3).
+        lines = start_compress(
+            c, before=b"P0 NOOP\r\n",
+            after=b"P1 SELECT INBOX\r\nP2 FETCH 1 (FLAGS BODY.PEEK[])\r\nP3 NOOP\r\n")
+        assert lines[0] == b"P0 OK NOOP completed\r\n", lines
+        untagged, t = c.collect("P1")
+        assert t.startswith(b"P1 OK [READ-WRITE]"), t
+        assert b"* 1 EXISTS\r\n" in untagged
+        untagged, t = c.collect("P2")
+        assert t == b"P2 OK FETCH completed\r\n", t
+        assert literal_of(untagged[0], b"BODY[]").endswith(sent)
+        _, t = c.collect("P3")
+        assert t == b"P3 OK NOOP completed\r\n", t
+
+        # APPEND with a synchronizing literal ("+" comes back compressed),
+        # then a large one with LITERAL+ that the server streams to disk
+        # in pieces while it is still inflating the rest.
+        msg = b"From: a@example.org\r\nSubject: squeezed\r\n\r\nsmall body\r\n"
+        c.send(f"A1 APPEND INBOX {{{len(msg)}}}\r\n")
+        assert c.read_response().startswith(b"+ ")
+        c.send(msg + b"\r\n")
+        _, t = c.collect("A1")
+        assert re.match(rb"A1 OK \[APPENDUID \d+ 2\]", t), t
+        big = b"Subject: big\r\n\r\n" + b"".join(
+            b"line %07d of a large message, padded to look like text\r\n" % i
+            for i in range(50000))
+        assert len(big) > 2 * 1024 * 1024
+        c.send(f"A2 APPEND INBOX {{{len(big)}+}}\r\n".encode() + big + b"\r\nA3 NOOP\r\n")
+        untagged, t = c.collect("A2")
+        assert re.match(rb"A2 OK \[APPENDUID \d+ 3\]", t), t
+        _, t = c.collect("A3")
+        assert t == b"A3 OK NOOP completed\r\n", t
+        untagged, _ = c.ok("NOOP")
+        untagged, _ = c.ok("FETCH 2:3 (RFC822.SIZE BODY.PEEK[])")
+        f = fetch_map(untagged)
+        assert literal_of(f[2], b"BODY[]") == msg
+        assert literal_of(f[3], b"BODY[]") == big  # several output pieces
+
+        # Once on, it stays on (RFC 5530 3 COMPRESSIONACTIVE).
+        _, t = c.cmd("COMPRESS DEFLATE")
+        assert re.match(rb"T\d+ NO \[COMPRESSIONACTIVE\]", t), t
+        untagged, _ = c.ok("CAPABILITY")
+        assert b"COMPRESS=DEFLATE" in untagged[0]
+        untagged, t = c.cmd("LOGOUT")
+        assert untagged == [b"* BYE Logging out\r\n"], untagged
+        assert t.endswith(b" OK LOGOUT completed\r\n"), t
+    # The session line tells how much deflate saved, each way.
+    line = wait_until(lambda: session_log(srv, user))
+    m = re.search(r" deflate_out=(\d+)/(\d+) deflate_in=(\d+)/(\d+) end=closed ", line)
+    assert m, line
+    out_plain, out_wire, in_plain, in_wire = map(int, m.groups())
+    assert out_plain > len(big) and out_wire < out_plain / 5, line
+    assert in_plain > len(big) and in_wire < in_plain / 5, line
+
+
+def test_compress_garbage_and_bomb(srv):
+    user = new_user(srv)
+    # A stream that is not DEFLATE (reserved block type 11) ends the
+    # connection, with a log line; the server goes on.
+    with session(srv, user) as c:
+        start_compress(c)
+        c.sock.sendall(b"\x07" + os.urandom(200))
+        with pytest.raises((EOFError, ConnectionResetError)):
+            c.read_response()
+    line = wait_until(lambda: session_log(srv, user))
+    assert " end=bad-compression " in line, line
+    assert re.search(rf"imap compression error client=127\.0\.0\.1 listener=imap "
+                     r"error=", srv.log_text())
+    # zlib framing (78 9c) is not what RFC 4978 asks for: refused too.
+    with session(srv, user) as c:
+        start_compress(c)
+        c.sock.sendall(zlib.compress(b"Z1 NOOP\r\n"))
+        with pytest.raises((EOFError, ConnectionResetError)):
+            c.read_response()
+
+    # A bomb: 64 MiB of one octet in a line, about 64 KiB on the wire. It is
+    # inflated a piece at a time and the reader drops the over-long line,
+    # so the server neither buffers it nor stops answering.
+    with session(srv, user) as c:
+        start_compress(c)
+        before = rss_kib(srv.proc.pid)
+        z = c.f.deflate
+        wire = (z.compress(b"B0 NOOP ") + z.compress(b"A" * (64 << 20)) +
+                z.compress(b"\r\nB1 NOOP\r\n") + z.flush(zlib.Z_SYNC_FLUSH))
+        assert len(wire) < 256 * 1024
+        c.sock.sendall(wire)
+        r = c.read_response()
+        assert r.startswith(b"B0 BAD [LIMIT] Command line too long"), r
+        _, t = c.collect("B1")
+        assert t == b"B1 OK NOOP completed\r\n", t
+        grown = rss_kib(srv.proc.pid) - before
+        assert grown < 32 * 1024, f"server grew by {grown} KiB"
+        c.ok("NOOP")
+    assert srv.running()
+    with session(srv, user) as c:
+        c.ok("NOOP")

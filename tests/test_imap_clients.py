@@ -21,7 +21,7 @@ import pytest
 
 import conftest
 from conftest import PASSWORD, build_message, free_port, run_tool, to_lf, unique
-from imap_client import Raw, fetch_map, literal_of
+from imap_client import Raw, fetch_map, literal_of, wait_until
 
 CLIENT_TIMEOUT = 30
 
@@ -241,9 +241,17 @@ def muttrc(srv, user, home, extra=""):
     return rc
 
 
-def test_mutt_batch_send_saves_to_sent(srv, tmp_path):
+def deflated_sessions(srv, user):
+    """The session log lines of `user` that ran under COMPRESS=DEFLATE."""
+    return [ln for ln in srv.log_text().splitlines()
+            if "imap session " in ln and f"user={user} " in ln and " deflate_out=" in ln]
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_mutt_batch_send_saves_to_sent(srv, tmp_path, deflate):
     # Batch mode (stdin not a terminal): mutt "sends" through a sendmail
     # stand-in and APPENDs its copy to the IMAP Sent folder ($record).
+    # With $imap_deflate mutt asks for COMPRESS=DEFLATE (RFC 4978).
     user = new_user(srv)
     sent = tmp_path / "sent.eml"
     sm = tmp_path / "sendmail.sh"
@@ -251,7 +259,8 @@ def test_mutt_batch_send_saves_to_sent(srv, tmp_path):
     sm.chmod(0o755)
     rc = muttrc(srv, user, tmp_path,
                 'set record="+Sent" copy=yes\n'
-                f'set from="{user}" sendmail="{sm}"\n')
+                f'set from="{user}" sendmail="{sm}"\n' +
+                ("set imap_deflate=yes\n" if deflate else ""))
     subject = unique("mutt-sent")
     argv = ["mutt", "-n", "-F", str(rc), "-d", "2", "-s", subject, "rcpt@remote.test"]
     env = dict(os.environ, HOME=str(tmp_path), LC_ALL="C.UTF-8")
@@ -266,6 +275,8 @@ def test_mutt_batch_send_saves_to_sent(srv, tmp_path):
     assert "\\Seen" in flags, flags
     # The copy is the message mutt handed to sendmail.
     assert to_lf(body) == sent.read_bytes(), out
+    if deflate:
+        assert wait_until(lambda: deflated_sessions(srv, user)), out
 
 
 def mutt_trace(home):
@@ -319,17 +330,19 @@ def run_in_pty(argv, env, timeout, give_up_keys=b"q"):
     return (None if gave_up else p.returncode), screen
 
 
-def test_mutt_reads_saves_and_flags(srv, tmp_path):
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_mutt_reads_saves_and_flags(srv, tmp_path, deflate):
     # mutt on a terminal, driven by `push`: open message 1 (\Seen), save it
     # to =Archive (created on the fly) which marks it deleted, flag
-    # message 2, sync (expunge) and quit.
+    # message 2, sync (expunge) and quit; also under COMPRESS=DEFLATE.
     user = new_user(srv)
     s1, stored1 = deliver(srv, user)
     s2, stored2 = deliver(srv, user)
     rc = muttrc(srv, user, tmp_path,
                 "set sort=mailbox-order confirmcreate=no confirmappend=no delete=yes\n"
                 "set quit=yes move=no mark_old=no wait_key=no pager_stop=yes\n"
-                "set index_format='%4C %Z %-20.20L %s'\n")
+                "set index_format='%4C %Z %-20.20L %s'\n" +
+                ("set imap_deflate=yes\n" if deflate else ""))
     env = dict(os.environ, HOME=str(tmp_path), TERM="vt100", LC_ALL="C.UTF-8")
     keys = ("<display-message><exit><save-message>=Archive<enter>"
             "<next-undeleted><flag-message><sync-mailbox><quit>")
@@ -356,6 +369,8 @@ def test_mutt_reads_saves_and_flags(srv, tmp_path):
     _, flags, body = by_subject(inbox, s2)
     assert to_lf(body) == stored2
     assert flags == {"\\Flagged"}, flags
+    if deflate:
+        assert wait_until(lambda: deflated_sessions(srv, user)), why
 
 
 # ------------------------------------------------------------------ offlineimap

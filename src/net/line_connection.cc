@@ -18,6 +18,13 @@ constexpr uint32_t kHandshakeTimeout = 30;
 // After a timeout or for close_notify: a short last chance to be heard.
 constexpr uint32_t kGoodbyeTimeout = 5;
 constexpr uint32_t kCloseNotifyTimeout = 2;
+// Compressed input is inflated this much at a time and handed to the
+// session before more is inflated: a decompression bomb (DEFLATE reaches
+// about 1000:1) costs the session what the same plain input would, never
+// a buffer of its whole expansion.
+constexpr size_t kInflateChunk = 16 * 1024;
+// Encode()'s buffer is let go above this (a long FETCH's piece).
+constexpr size_t kKeepDeflated = 64 * 1024;
 
 }  // namespace
 
@@ -31,6 +38,7 @@ std::string_view EndReasonName(EndReason reason) {
     case EndReason::kReadError: return "read-error";
     case EndReason::kWriteError: return "write-error";
     case EndReason::kTlsHandshakeFailed: return "tls-handshake-failed";
+    case EndReason::kBadCompression: return "bad-compression";
   }
   return "unknown";
 }
@@ -82,11 +90,55 @@ void LineConnection::Wake() {
   });
 }
 
+LineConnection::CompressionStats LineConnection::compression() const {
+  CompressionStats st;
+  if (!deflater_) return st;
+  st.active = true;
+  st.sent_plain = deflater_->plain_octets();
+  st.sent_wire = deflater_->compressed_octets();
+  st.received_wire = inflater_->compressed_octets();
+  st.received_plain = inflater_->plain_octets();
+  return st;
+}
+
+std::string_view LineConnection::Encode(std::string_view data) {
+  if (!deflater_) return data;
+  if (deflated_.capacity() > kKeepDeflated) {
+    std::string().swap(deflated_);
+  } else {
+    deflated_.clear();
+  }
+  // One sync flush per batch of replies (RFC 4978 4): the client can
+  // decode every response we have written.
+  deflater_->Compress(data, &deflated_);
+  return deflated_;
+}
+
+bool LineConnection::FeedPending(std::string& pending) {
+  while (want() == Want::kInput) {
+    if (!pending.empty()) {
+      size_t n = Feed(pending);
+      pending.erase(0, n);
+      continue;
+    }
+    if (!inflater_ || !inflater_->more()) break;
+    if (!inflater_->Inflate(kInflateChunk, &pending)) {
+      spdlog::info("{} compression error client={} listener={} error={}",
+                   options_.protocol, options_.client_ip, options_.listener,
+                   inflater_->error());
+      end_ = EndReason::kBadCompression;
+      return false;
+    }
+  }
+  return true;
+}
+
 asio::awaitable<bool> LineConnection::Write(std::string& data) {
   if (data.empty()) co_return true;
   deadline_.ExpiresAfter(CommandTimeout());
   asio::error_code ec;
-  co_await stream_.AsyncWrite(asio::buffer(data),
+  std::string_view wire = Encode(data);
+  co_await stream_.AsyncWrite(asio::buffer(wire.data(), wire.size()),
                               asio::redirect_error(asio::use_awaitable, ec));
   data.clear();
   if (ec) {
@@ -136,10 +188,7 @@ asio::awaitable<void> LineConnection::Run() {
     Greet();
   }
   while (run) {
-    while (!pending.empty() && want() == Want::kInput) {
-      size_t n = Feed(pending);
-      pending.erase(0, n);
-    }
+    if (!FeedPending(pending)) break;
     if (want() == Want::kWork) {
       if (!co_await Work()) break;
       awaiting_command = true;
@@ -160,10 +209,30 @@ asio::awaitable<void> LineConnection::Run() {
       // far may reach the TLS session (RFC 3207 5, RFC 2595 4;
       // CVE-2011-0411).
       pending.clear();
+      if (deflater_) {
+        // TLS goes under compression, never over it (RFC 4978 3 orders
+        // them; IMAP refuses STARTTLS after login anyway).
+        end_ = EndReason::kClosed;
+        break;
+      }
       if (!co_await Handshake()) {
         end_ = EndReason::kTlsHandshakeFailed;
         break;
       }
+      awaiting_command = true;
+      continue;
+    }
+    if (want() == Want::kCompress) {
+      // RFC 4978 3: compression starts right after the CRLF of the tagged
+      // OK, written above as it is. What the client sent after COMPRESS
+      // (it should have waited, but may pipeline) is already compressed.
+      if (!deflater_) {
+        deflater_ = std::make_unique<Deflater>();
+        inflater_ = std::make_unique<Inflater>();
+        inflater_->Append(pending);
+        pending.clear();
+      }
+      CompressionStarted();
       awaiting_command = true;
       continue;
     }
@@ -187,7 +256,8 @@ asio::awaitable<void> LineConnection::Run() {
         SayTimeout();
         deadline_.ClearTimeout();
         deadline_.ExpiresAfter(kGoodbyeTimeout);
-        co_await stream_.AsyncWrite(asio::buffer(output()),
+        std::string_view wire = Encode(output());
+        co_await stream_.AsyncWrite(asio::buffer(wire.data(), wire.size()),
                                     asio::redirect_error(asio::use_awaitable, ec));
         output().clear();
         break;
@@ -202,7 +272,9 @@ asio::awaitable<void> LineConnection::Run() {
       break;
     }
     std::string_view in(buf_.data(), n);
-    if (pending.empty()) {
+    if (inflater_) {
+      inflater_->Append(in);  // the loop top inflates it piece by piece
+    } else if (pending.empty()) {
       size_t used = Feed(in);
       if (used < in.size()) pending.assign(in.substr(used));
     } else {

@@ -1,10 +1,11 @@
 // The connection core every line protocol shares (SMTP, POP3, and IMAP
 // next): one coroutine that owns the socket, feeds a sans-I/O session and
-// writes its replies, with the deadline, implicit TLS and STARTTLS, the
-// timeout reply, graceful and forced shutdown, TLS close_notify and the
-// closing log line. A protocol subclasses it with its session and a
-// handler for its own requests (SMTP: commit, AUTH delay; POP3: send a
-// message, UPDATE) and nothing else.
+// writes its replies, with the deadline, implicit TLS and STARTTLS,
+// DEFLATE above the stream (IMAP COMPRESS), the timeout reply, graceful
+// and forced shutdown, TLS close_notify and the closing log line. A
+// protocol subclasses it with its session and a handler for its own
+// requests (SMTP: commit, AUTH delay; POP3: send a message, UPDATE) and
+// nothing else.
 #pragma once
 
 #include <asio.hpp>
@@ -18,6 +19,7 @@
 #include <string_view>
 
 #include "net/deadline.h"
+#include "net/deflate.h"
 #include "net/off_thread.h"
 #include "net/stream.h"
 #include "net/tls.h"
@@ -44,6 +46,7 @@ enum class EndReason {
   kReadError,
   kWriteError,
   kTlsHandshakeFailed,
+  kBadCompression,      // the client's compressed stream did not inflate
 };
 std::string_view EndReasonName(EndReason reason);
 
@@ -84,6 +87,11 @@ class LineConnection : public Stoppable,
     kClose,     // write output() and close
     kStartTls,  // write output(), then the TLS handshake, then TlsStarted()
     kWork,      // the protocol's own request: the loop calls Work()
+    // Write output() as it is, then compress both directions from the next
+    // octet on (IMAP COMPRESS=DEFLATE, RFC 4978 3), then
+    // CompressionStarted(). Input already read after the command is
+    // compressed: it is inflated, not fed as it is.
+    kCompress,
   };
 
   // --- the session, as every line protocol has one ---
@@ -98,6 +106,8 @@ class LineConnection : public Stoppable,
   virtual void SayTimeout() = 0;   // queue the goodbye for a timeout
   // TLS is up (implicit, or after STARTTLS): stream() tells the details.
   virtual void TlsStarted() = 0;
+  // Compression is on (after Want::kCompress).
+  virtual void CompressionStarted() {}
 
   // --- deadlines (seconds) ---
   // Armed when a reply goes out: the client has this long to send its
@@ -123,6 +133,13 @@ class LineConnection : public Stoppable,
   Deadline& deadline() { return deadline_; }
   bool shutting_down() const { return shutdown_; }
   void set_end(EndReason reason) { end_ = reason; }
+  // Octet counts of a compressed connection, for the closing log line.
+  struct CompressionStats {
+    bool active = false;
+    uint64_t sent_plain = 0, sent_wire = 0;          // deflated
+    uint64_t received_wire = 0, received_plain = 0;  // inflated
+  };
+  CompressionStats compression() const;
   // Writes and clears `data`, after arming CommandTimeout() (each chunk of
   // a long answer gets its own). False on error (the end reason is set).
   asio::awaitable<bool> Write(std::string& data);
@@ -141,11 +158,22 @@ class LineConnection : public Stoppable,
       std::shared_ptr<LineConnection> c, std::function<void()> finished);
   asio::awaitable<void> Run();
   asio::awaitable<bool> Handshake();
+  // Feeds the session what it has been sent, inflating compressed input a
+  // piece at a time; stops when the session wants something else or all
+  // input is used. False when compressed input is corrupt (end_ is set).
+  bool FeedPending(std::string& pending);
+  // What goes on the wire for `data`: itself, or its deflated form.
+  std::string_view Encode(std::string_view data);
 
   Stream stream_;
   Deadline deadline_;
   Options options_;
   std::array<char, 4096> buf_;
+  // Compression (RFC 4978) sits here, above the Stream and so above TLS:
+  // TLS records carry deflated octets. Null until Want::kCompress.
+  std::unique_ptr<Deflater> deflater_;
+  std::unique_ptr<Inflater> inflater_;
+  std::string deflated_;  // Encode()'s output, kept for its capacity
   std::chrono::steady_clock::time_point started_;
   EndReason end_ = EndReason::kEof;
   bool reading_ = false;

@@ -5,6 +5,7 @@
 // change hub. Also the listeners that make the connections.
 #include "imap/server/server.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -137,6 +138,7 @@ class Connection : public net::LineConnection, public SessionHost {
       case Need::kInput: return Want::kInput;
       case Need::kClose: return Want::kClose;
       case Need::kStartTls: return Want::kStartTls;
+      case Need::kCompress: return Want::kCompress;
       case Need::kWork:
       case Need::kDelay: return Want::kWork;
     }
@@ -147,6 +149,7 @@ class Connection : public net::LineConnection, public SessionHost {
   void SayShutdown() override { session_.Shutdown(); }
   void SayTimeout() override { session_.Timeout(); }
   void TlsStarted() override { session_.TlsStarted(); }
+  void CompressionStarted() override { session_.CompressionStarted(); }
   uint32_t CommandTimeout() override { return settings_->imap.idle_timeout; }
   bool Woken() override {
     wake_pending_ = true;
@@ -158,11 +161,17 @@ class Connection : public net::LineConnection, public SessionHost {
     if (subscription_ != 0) server_.deps().changes.Unsubscribe(subscription_);
     ended_ = true;
     if (poll_timer_ != nullptr) poll_timer_->cancel();
+    // With COMPRESS (RFC 4978): octets before/after deflate each way.
+    std::string deflate;
+    if (auto st = compression(); st.active) {
+      deflate = fmt::format(" deflate_out={}/{} deflate_in={}/{}", st.sent_plain,
+                            st.sent_wire, st.received_plain, st.received_wire);
+    }
     spdlog::info(
-        "imap session client={} listener={} user={} commands={} fetched={} end={} "
+        "imap session client={} listener={} user={} commands={} fetched={}{} end={} "
         "ms={}",
         ip(), options().listener, session_.user().empty() ? "-" : session_.user(),
-        session_.commands(), session_.fetched(), net::EndReasonName(reason),
+        session_.commands(), session_.fetched(), deflate, net::EndReasonName(reason),
         elapsed.count());
   }
 

@@ -124,7 +124,7 @@ std::string Session::Impl::Capabilities() const {
       " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
       " LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC"
       " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES"
-      " STATUS=SIZE UTF8=ACCEPT MULTIAPPEND BINARY QUOTA QUOTA=RES-STORAGE"
+      " STATUS=SIZE UTF8=ACCEPT MULTIAPPEND BINARY COMPRESS=DEFLATE QUOTA QUOTA=RES-STORAGE"
       " APPENDLIMIT=";
   caps += std::to_string(config.append_limit);
   return caps;
@@ -336,6 +336,10 @@ void Session::Impl::Dispatch(Command cmd) {
     Namespace();
     return;
   }
+  if (name == N::kCompress) {
+    Compress(cmd);
+    return;
+  }
   static constexpr N kSelectedOnly[] = {N::kCheck, N::kClose, N::kUnselect,
                                         N::kExpunge, N::kSearch, N::kFetch,
                                         N::kStore, N::kCopy, N::kMove,
@@ -347,10 +351,6 @@ void Session::Impl::Dispatch(Command cmd) {
     return;
   }
   switch (name) {
-    case N::kCompress:
-      // Parsed, not offered yet (CAPABILITY does not list them).
-      Bad("Command not supported");
-      return;
     case N::kNoop:
       if (state != State::kSelected) {
         Ok("NOOP completed");
@@ -377,6 +377,30 @@ void Session::Impl::Id(const Command& cmd) {
   // RFC 2971 3.3: the server's identity; nothing about its version.
   Untagged("ID (\"name\" \"Tern\")");
   Ok("ID completed");
+}
+
+void Session::Impl::Compress(const Command& cmd) {
+  // RFC 4978 5: "command-auth =/ compress", so the authenticated and the
+  // selected state only (before login Dispatch says "Log in first").
+  // RFC 4978 3: BAD for an unknown argument; "DEFLATE" is the one there is.
+  if (cmd.get<CompressArgs>().algorithm != "DEFLATE") {
+    Bad("Unknown compression algorithm");
+    return;
+  }
+  if (compressed) {
+    // Once on, compression stays on for the connection. RFC 4978 3
+    // allows BAD here and gives NO [COMPRESSIONACTIVE] when some layer
+    // already compresses; RFC 5530 3 defines that code as "compression is
+    // already active", which is the case, so the client gets the code.
+    No("[COMPRESSIONACTIVE] DEFLATE is already active");
+    return;
+  }
+  // RFC 4978 3: the server compresses starting right after the CRLF of
+  // this OK, and the client from its next command on. The connection
+  // writes the OK as it is, then switches (Need::kCompress); whatever
+  // the reader has not taken yet is compressed.
+  Ok("DEFLATE active");
+  need = Need::kCompress;
 }
 
 void Session::Impl::Enable(const Command& cmd) {
@@ -603,6 +627,12 @@ void Session::TlsStarted() {
   s.client.tls = true;
   s.sasl.Reset();  // RFC 9051 6.2.1: nothing said before TLS counts
   if (s.need == Need::kStartTls) s.need = Need::kInput;
+}
+
+void Session::CompressionStarted() {
+  Impl& s = *impl_;
+  s.compressed = true;
+  if (s.need == Need::kCompress) s.need = Need::kInput;
 }
 
 bool Session::Wake() {

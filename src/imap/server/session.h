@@ -80,6 +80,9 @@ enum class Need {
   kWork,      // call Work() on the blocking pool, then go on
   kDelay,     // wait delay() (a failed login), then DelayDone()
   kStartTls,  // write output(), run the TLS handshake, call TlsStarted()
+  // write output(), then deflate both directions (RFC 4978 3), then call
+  // CompressionStarted(); input after the COMPRESS command is compressed
+  kCompress,
   kClose,     // write output() and close
 };
 
@@ -94,7 +97,8 @@ class Session {
   void Greet();
   // Consumes input; returns how many bytes it took. Stops early when need()
   // is no longer kInput (the caller keeps the rest, except after STARTTLS:
-  // RFC 9051 6.2.1, what follows must be dropped).
+  // RFC 9051 6.2.1, what follows must be dropped; after COMPRESS the rest
+  // is compressed and must be inflated first, RFC 4978 3).
   size_t Feed(std::string_view data);
   Need need() const;
   std::string& output();
@@ -104,6 +108,8 @@ class Session {
   std::chrono::milliseconds delay() const;
   void DelayDone();
   void TlsStarted();
+  // The connection now deflates both ways (after Need::kCompress).
+  void CompressionStarted();
 
   // Another session or a delivery changed the watched folder. On the
   // connection's thread, between Feed()/Work() calls. True when the

@@ -85,6 +85,7 @@ struct Session::Impl {
   void SaslLine(std::string_view line);
   void Enable(const Command& cmd);
   void Id(const Command& cmd);
+  void Compress(const Command& cmd);
   void Work();
   void FinishLogin();
   void RunCommand();
@@ -183,6 +184,9 @@ struct Session::Impl {
   bool utf8_accept = false;  // UTF8=ACCEPT (RFC 6855)
   bool condstore = false;    // CONDSTORE (RFC 7162 3.1), also by use
   bool qresync = false;      // QRESYNC (RFC 7162 3.2)
+
+  // COMPRESS=DEFLATE (RFC 4978) is on: there is no way back.
+  bool compressed = false;
 
   std::optional<SelectedFolder> selected;
   // RFC 5182 SEARCHRES: the UIDs of the last SEARCH RETURN (SAVE).

@@ -150,6 +150,28 @@ TEST_F(ImapSessionTest, StartTlsDropsWhatFollows) {
   EXPECT_NE(Drive(s, "c CAPABILITY\r\n").find("AUTH=PLAIN"), std::string::npos);
 }
 
+TEST_F(ImapSessionTest, CompressStopsAtTheCommandAndStaysOn) {
+  auto s = Make(true);
+  // RFC 4978 5: command-auth, so not before login.
+  EXPECT_EQ(Drive(*s, "a COMPRESS DEFLATE\r\n"), "a BAD Log in first\r\n");
+  s = LoggedIn();
+  EXPECT_NE(Drive(*s, "b CAPABILITY\r\n").find(" COMPRESS=DEFLATE "), std::string::npos);
+  EXPECT_EQ(Drive(*s, "c COMPRESS LZW\r\n"), "c BAD Unknown compression algorithm\r\n");
+  // What follows the command is compressed: the session leaves it to the
+  // connection, which inflates it first (RFC 4978 3).
+  std::string in = "d COMPRESS DEFLATE\r\n\x4b\x01\x00";
+  EXPECT_EQ(s->Feed(in), std::string("d COMPRESS DEFLATE\r\n").size());
+  EXPECT_EQ(s->need(), Need::kCompress);
+  EXPECT_EQ(s->output(), "d OK DEFLATE active\r\n");
+  s->output().clear();
+  s->CompressionStarted();
+  EXPECT_EQ(s->need(), Need::kInput);
+  EXPECT_EQ(Drive(*s, "e COMPRESS DEFLATE\r\n"),
+            "e NO [COMPRESSIONACTIVE] DEFLATE is already active\r\n");
+  EXPECT_EQ(s->need(), Need::kInput);
+  EXPECT_EQ(Drive(*s, "f NOOP\r\n"), "f OK NOOP completed\r\n");
+}
+
 TEST_F(ImapSessionTest, WrongPasswordAndStoreFailure) {
   auto s = Make(true);
   EXPECT_EQ(Drive(*s, "a LOGIN u@example.test nope\r\n"),
