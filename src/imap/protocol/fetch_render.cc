@@ -5,6 +5,7 @@
 
 #include "common/strings.h"
 #include "imap/protocol/quote.h"
+#include "smtp/protocol/rfc5322.h"
 
 namespace tern::imap {
 namespace {
@@ -24,14 +25,8 @@ constexpr std::string_view kEmptyEnvelope =
     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
 
 // ---- address lists (RFC 5322 3.4, obsolete forms of 4.4) ----
-
-bool IsAtext(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-      (c >= '0' && c <= '9') || c >= 0x80) {
-    return true;
-  }
-  return c != 0 && std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr;
-}
+// A lenient tokenizer of its own: smtp::ParseAddressList is strict, flattens
+// groups and decodes names, where ENVELOPE keeps all three as written.
 
 struct AddrToken {
   enum class Kind { kWord, kQuoted, kLiteral, kComment, kSpecial };
@@ -76,9 +71,9 @@ void TokenizeAddresses(std::string_view s, std::vector<AddrToken>* out) {
       out->push_back({AddrToken::Kind::kLiteral, s.substr(i, end - i), {}, space});
       space = false;
       i = end;
-    } else if (IsAtext(c)) {
+    } else if (smtp::IsAtext(c)) {
       size_t j = i;
-      while (j < s.size() && IsAtext(static_cast<unsigned char>(s[j]))) ++j;
+      while (j < s.size() && smtp::IsAtext(static_cast<unsigned char>(s[j]))) ++j;
       out->push_back({AddrToken::Kind::kWord, s.substr(i, j - i), {}, space});
       space = false;
       i = j;

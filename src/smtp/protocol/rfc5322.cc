@@ -9,9 +9,7 @@
 #include "common/strings.h"
 
 namespace tern::smtp {
-namespace {
 
-// RFC 5322 3.2.3 atext; octets >= 0x80 count as atext too (RFC 6532 3.2).
 bool IsAtext(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
       (c >= '0' && c <= '9') || c >= 0x80) {
@@ -19,6 +17,8 @@ bool IsAtext(unsigned char c) {
   }
   return c != 0 && std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr;
 }
+
+namespace {
 
 struct Token {
   enum class Kind { kAtom, kQuoted, kLiteral, kSpecial };

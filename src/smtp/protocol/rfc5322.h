@@ -10,6 +10,9 @@
 
 namespace tern::smtp {
 
+// RFC 5322 3.2.3 atext; octets >= 0x80 count as atext too (RFC 6532 3.2).
+bool IsAtext(unsigned char c);
+
 struct HeaderMailbox {
   std::string display_name;  // RFC 2047 decoded; empty when absent
   std::string local;         // unquoted content ("a b" for "\"a b\"")
