@@ -4,6 +4,7 @@
 # authserv-id removed; and on the way out, DKIM signatures that dkimpy
 # verifies at a test sink. DNS is a python3-dnslib server on 127.0.0.1.
 import email
+import time
 import email.policy
 import os
 import re
@@ -147,10 +148,21 @@ def test_quarantine_policy_marks_as_junk(srv):
     m = unique("quiet")
     r = send(srv, "x@other.test", message("boss@quiet.test", m))
     assert r.code == 250, r
-    raw = srv.wait_messages("u@example.test", m)[0]
+    # Delivered into the account's Junk folder (a Maildir++ folder IMAP
+    # shows with \Junk), not the INBOX.
+    junk = srv.maildir("u@example.test") / ".Junk"
+    deadline = time.monotonic() + 10
+    found = []
+    while not found and time.monotonic() < deadline:
+        found = [p for sub in ("new", "cur") if (junk / sub).is_dir()
+                 for p in (junk / sub).iterdir() if m.encode() in p.read_bytes()]
+        time.sleep(0.05)
+    assert len(found) == 1, f"{m} not in {junk}"
+    raw = found[0].read_bytes()
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     assert msg["X-Spam"].startswith("yes"), msg["X-Spam"]
     assert "dmarc=fail" in auth_results(raw)[0]
+    assert not srv.messages("u@example.test", m)  # not in the INBOX
 
 
 def test_our_authserv_id_claims_are_removed(srv, keypair):
