@@ -210,7 +210,7 @@ void Session::Impl::OnLiteralData(std::string_view chunk) {
   // Only APPEND literals are streamed (reader.h). Before login nothing is
   // kept: the command is refused when it is complete.
   if (state == State::kNotAuthenticated) return;
-  if (!appending) appending.emplace();
+  if (!appending) appending = Appending{};
   Appending& a = *appending;
   if (a.error) return;
   if (!a.mailbox) a.mailbox = AppendTarget(reader.partial(), {utf8()});
