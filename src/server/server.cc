@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "auth/directory.h"
+#include "common/heap.h"
 #include "common/version.h"
 #include "control/control.h"
 #include "delivery/local_delivery.h"
@@ -246,6 +247,7 @@ void RaiseFileLimit() {
 int Serve(const config::Config& initial) {
   config::Config cfg = initial;
   RaiseFileLimit();
+  SetHeapPolicy();
   // Wakes IMAP sessions when a folder of their account changes; outlives
   // everything that publishes to it.
   store::ChangeHub changes;

@@ -260,6 +260,10 @@ class MailStore {
                                      const std::vector<PartCacheEntry>& entries) {
     return {};
   }
+
+  // The session will wait for a long time (IMAP IDLE): give back what
+  // caches hold. The next call refills them.
+  virtual void ReleaseMemory() {}
 };
 
 }  // namespace tern::store

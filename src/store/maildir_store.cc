@@ -332,6 +332,39 @@ std::optional<SpecialUse> SpecialUseOf(std::string_view name) {
   return std::nullopt;
 }
 
+// A connection to the index with the settings every use needs.
+Result<DbPtr> OpenIndex(const std::string& db_path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(
+      db_path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+      nullptr);
+  DbPtr owned(raw);
+  if (rc != SQLITE_OK) {
+    return Err(db_path + ": " +
+               (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3* db = owned.get();
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  // Sessions close their connection while they wait (ReleaseMemory): the
+  // last one out would otherwise checkpoint the WAL into the database,
+  // with its fsyncs, each time. Commits still checkpoint once the WAL
+  // holds 1,000 pages (SQLite's automatic checkpoint).
+  sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  // WAL: readers do not block the writer; synchronous=FULL: a COMMIT has
+  // reached the disk (fsync of the WAL) when it returns, so an OK sent
+  // after it survives a crash or a power cut.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+        // One connection per IMAP session: a small page cache each (the
+        // kernel caches the file for all of them), not 2 MiB.
+        "PRAGMA cache_size=-128"}) {
+    if (auto ok = Exec(db, pragma); !ok)
+      return Err(db_path + ": " + ok.error().message);
+  }
+  return owned;
+}
+
 struct MaildirStore::Impl {
   std::string path;
   UniqueFd root;
@@ -347,7 +380,21 @@ struct MaildirStore::Impl {
     return {};
   }
 
-  Result<Transaction> Write() { return Transaction::Begin(db.get(), true); }
+  // ReleaseMemory() closes the connection; the next transaction opens it
+  // again.
+  Result<void> Connect() {
+    if (db) return {};
+    auto opened = OpenIndex(path + "/" + kImapIndexFile);
+    if (!opened) return tl::unexpected(opened.error());
+    db = std::move(*opened);
+    return {};
+  }
+  Result<Transaction> Begin(bool write) {
+    if (auto r = Connect(); !r) return tl::unexpected(r.error());
+    return Transaction::Begin(db.get(), write);
+  }
+  Result<Transaction> Write() { return Begin(true); }
+  Result<Transaction> Read() { return Begin(false); }
 
   Result<void> Commit(Transaction& txn) {
     auto r = txn.Commit();
@@ -1059,29 +1106,10 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
   int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return io::ErrnoErr("open " + db_path, errno);
   ::close(fd);
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(
-      db_path.c_str(), &raw,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  impl->db.reset(raw);
-  if (rc != SQLITE_OK) {
-    return Err(db_path + ": " +
-               (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-  }
+  auto opened = OpenIndex(db_path);
+  if (!opened) return tl::unexpected(opened.error());
+  impl->db = std::move(*opened);
   sqlite3* db = impl->db.get();
-  sqlite3_busy_timeout(db, kBusyTimeoutMs);
-  // WAL: readers do not block the writer; synchronous=FULL: a COMMIT has
-  // reached the disk (fsync of the WAL) when it returns, so an OK sent
-  // after it survives a crash or a power cut.
-  for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-        // One connection per IMAP session: a small page cache each (the
-        // kernel caches the file for all of them), not 2 MiB.
-        "PRAGMA cache_size=-128"}) {
-    if (auto ok = Exec(db, pragma); !ok)
-      return Err(db_path + ": " + ok.error().message);
-  }
   {
     auto txn = Transaction::Begin(db, true);
     if (!txn) return Err(db_path + ": " + txn.error().message);
@@ -1849,9 +1877,15 @@ Result<std::vector<uint32_t>> MaildirStore::Expunge(
   return gone;
 }
 
+void MaildirStore::ReleaseMemory() {
+  // The connection with its page cache and parsed schema (~14 KiB per
+  // idle IMAP session, measured); the next transaction opens it again.
+  impl_->db.reset();
+}
+
 Result<std::string> MaildirStore::MessagePath(std::string_view name,
                                               uint32_t uid) {
-  auto txn = Transaction::Begin(impl_->db.get(), false);
+  auto txn = impl_->Read();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
   if (!f) return tl::unexpected(f.error());
@@ -1865,7 +1899,7 @@ Result<std::string> MaildirStore::MessagePath(std::string_view name,
 Result<std::vector<PartCacheEntry>> MaildirStore::LoadPartCache(
     std::string_view name, uint32_t first_uid, uint32_t last_uid) {
   std::vector<PartCacheEntry> out;
-  auto txn = Transaction::Begin(impl_->db.get(), false);
+  auto txn = impl_->Read();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
   if (!f) return tl::unexpected(f.error());
@@ -1894,7 +1928,7 @@ Result<std::vector<PartCacheEntry>> MaildirStore::LoadPartCache(
 Result<void> MaildirStore::SavePartCache(std::string_view name,
                                          const std::vector<PartCacheEntry>& entries) {
   if (entries.empty()) return {};
-  auto txn = Transaction::Begin(impl_->db.get(), true);
+  auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
   if (!f) return tl::unexpected(f.error());
@@ -1923,7 +1957,7 @@ Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name,
                                            uint32_t uid) {
   std::string file, uniq, folder_dir;
   {
-    auto txn = Transaction::Begin(impl_->db.get(), false);
+    auto txn = impl_->Read();
     if (!txn) return tl::unexpected(txn.error());
     auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
     if (!f) return tl::unexpected(f.error());

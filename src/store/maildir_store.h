@@ -73,6 +73,7 @@ class MaildirStore final : public MailStore {
                                                     uint32_t last_uid) override;
   Result<void> SavePartCache(std::string_view name,
                              const std::vector<PartCacheEntry>& entries) override;
+  void ReleaseMemory() override;
 
   // Where message `uid` of folder `name` is, relative to the account's
   // Maildir ("cur/NAME:2,S", ".Sent/cur/NAME:2,S"), as the index has it.

@@ -12,6 +12,7 @@
 
 #include "auth/recording_credentials.h"
 #include "auth/sasl.h"
+#include "common/heap.h"
 #include "common/mutex.h"
 #include "imap/server/session.h"
 #include "net/address.h"
@@ -102,6 +103,7 @@ class Connection : public net::LineConnection, public SessionHost {
       server_.deps().changes.Publish(account_key_, folder, subscription_);
     }
   }
+  void ReleaseMemory() override { TrimHeapSoon(); }
   std::optional<QuotaState> Quota() override {
     if (server_.deps().quota == nullptr || maildir_.empty()) return std::nullopt;
     uint64_t limit = settings_->quota_storage;

@@ -18,6 +18,51 @@ store::StoreMode ModeOf(StoreMode m) {
   return store::StoreMode::kReplace;
 }
 
+using UidRuns = std::vector<SelectedFolder::UidRun>;
+
+// Position (sequence number - 1) of `uid` among ascending runs.
+std::optional<size_t> RunIndex(const UidRuns& runs, uint32_t uid) {
+  size_t before = 0;
+  for (const auto& r : runs) {
+    if (uid < r.first) return std::nullopt;
+    if (uid <= r.last) return before + (uid - r.first);
+    before += static_cast<size_t>(r.last - r.first) + 1;
+  }
+  return std::nullopt;
+}
+
+size_t RunCount(const UidRuns& runs) {
+  size_t n = 0;
+  for (const auto& r : runs) n += static_cast<size_t>(r.last - r.first) + 1;
+  return n;
+}
+
+// `uid` above every UID of the runs.
+void RunAppend(UidRuns& runs, uint32_t uid) {
+  if (!runs.empty() && runs.back().last + 1 == uid) {
+    runs.back().last = uid;
+  } else {
+    runs.push_back({uid, uid});
+  }
+}
+
+void RunErase(UidRuns& runs, uint32_t uid) {
+  auto it = std::find_if(runs.begin(), runs.end(),
+                         [&](const SelectedFolder::UidRun& r) { return uid <= r.last; });
+  if (it == runs.end() || uid < it->first) return;
+  if (it->first == it->last) {
+    runs.erase(it);
+  } else if (uid == it->first) {
+    ++it->first;
+  } else if (uid == it->last) {
+    --it->last;
+  } else {
+    SelectedFolder::UidRun tail{uid + 1, it->last};
+    it->last = uid - 1;
+    runs.insert(it + 1, tail);
+  }
+}
+
 }  // namespace
 
 bool InSet(const SequenceSet& set, uint32_t n, uint32_t star) {
@@ -63,6 +108,10 @@ void Session::Impl::Refresh(bool expunge_ok) {
   s.last_sync = std::chrono::steady_clock::now();
   woken = false;
   if (!ch) return;  // tried again at the next command
+  if (s.hibernated) {
+    RefreshHibernated(*ch);
+    return;
+  }
   std::vector<store::MessageMeta> added;
   bool new_keywords = false;
   std::string fetches;
@@ -98,6 +147,115 @@ void Session::Impl::Refresh(bool expunge_ok) {
   }
   s.known_modseq = std::max(s.known_modseq, ch->state.highest_modseq);
   s.uidnext = std::max(s.uidnext, ch->state.uidnext);
+}
+
+void Session::Impl::RefreshHibernated(store::FolderChanges& ch) {
+  SelectedFolder& s = *selected;
+  bool new_keywords = false;
+  std::string fetches;
+  std::vector<uint32_t> added;
+  uint32_t last = s.idle_uids.empty() ? 0 : s.idle_uids.back().last;
+  for (const store::MessageMeta& m : ch.changed) {
+    for (const std::string& k : m.keywords) {
+      new_keywords |= s.keywords.insert(k).second;
+    }
+    if (auto i = RunIndex(s.idle_uids, m.uid)) {
+      // The flags last told are not kept here, so every change is told,
+      // also one that ends where it started (RFC 9051 7.5.2 lets a server
+      // send FETCH data at any time).
+      fetches += "* " + std::to_string(*i + 1) + " FETCH (UID " + std::to_string(m.uid) +
+                 " FLAGS " + FlagList(m);
+      if (condstore) fetches += " MODSEQ (" + std::to_string(m.modseq) + ")";
+      fetches += ")\r\n";
+    } else if (m.uid > last) {
+      added.push_back(m.uid);
+      last = m.uid;
+    }
+  }
+  if (new_keywords) Untagged(FlagsResponse());
+  out += fetches;
+  // In IDLE expunges are always sent (RFC 9051 7.5.1 holds them back only
+  // during FETCH, STORE and SEARCH), so none is pending here.
+  std::vector<uint32_t> gone;
+  for (uint32_t u : ch.expunged) {  // ascending: each EXPUNGE renumbers
+    auto i = RunIndex(s.idle_uids, u);
+    if (!i) continue;
+    if (!qresync) Untagged(std::to_string(*i + 1) + " EXPUNGE");
+    RunErase(s.idle_uids, u);
+    gone.push_back(u);
+  }
+  if (qresync && !gone.empty()) Untagged("VANISHED " + FormatSet(gone));
+  if (!added.empty()) {
+    for (uint32_t u : added) RunAppend(s.idle_uids, u);
+    Untagged(std::to_string(RunCount(s.idle_uids)) + " EXISTS");
+  }
+  s.known_modseq = std::max(s.known_modseq, ch.state.highest_modseq);
+  s.uidnext = std::max(s.uidnext, ch.state.uidnext);
+}
+
+void Session::Impl::Hibernate() {
+  if (selected) {
+    SelectedFolder& s = *selected;
+    FlushExpunges();
+    if (!s.hibernated) {
+      s.idle_uids.clear();
+      for (const store::MessageMeta& m : s.messages) RunAppend(s.idle_uids, m.uid);
+      s.idle_uids.shrink_to_fit();
+      std::vector<store::MessageMeta>().swap(s.messages);
+      s.hibernated = true;
+    }
+  }
+  std::vector<uint32_t>(saved).swap(saved);
+  if (store) store->ReleaseMemory();
+  host.ReleaseMemory();
+}
+
+bool Session::Impl::Thaw() {
+  SelectedFolder& s = *selected;
+  if (!s.hibernated) return true;
+  auto snap = store->Select(s.name);
+  if (!snap) {
+    StoreError(snap.error());  // still hibernated: the next command tries again
+    return false;
+  }
+  // The messages the client knows, as they are now. A change made after
+  // the last look (MODSEQ above known_modseq) is told here, since the
+  // next Refresh compares with what the view holds; a message gone since
+  // then stays with no flags until its EXPUNGE may be sent; newer
+  // messages are left for Refresh to announce with EXISTS.
+  std::vector<store::MessageMeta> view;
+  view.reserve(RunCount(s.idle_uids));
+  std::string fetches;
+  bool new_keywords = false;
+  auto it = snap->messages.begin();
+  for (const SelectedFolder::UidRun& r : s.idle_uids) {
+    for (uint64_t u = r.first; u <= r.last; ++u) {
+      while (it != snap->messages.end() && it->uid < u) ++it;
+      if (it != snap->messages.end() && it->uid == u) {
+        if (it->modseq > s.known_modseq) {
+          for (const std::string& k : it->keywords) {
+            new_keywords |= s.keywords.insert(k).second;
+          }
+          fetches += "* " + std::to_string(view.size() + 1) + " FETCH (UID " +
+                     std::to_string(u) + " FLAGS " + FlagList(*it);
+          if (condstore) fetches += " MODSEQ (" + std::to_string(it->modseq) + ")";
+          fetches += ")\r\n";
+        }
+        view.push_back(std::move(*it));
+      } else {
+        store::MessageMeta gone;
+        gone.uid = static_cast<uint32_t>(u);
+        view.push_back(std::move(gone));
+        s.pending_expunge.push_back(static_cast<uint32_t>(u));
+      }
+    }
+  }
+  if (new_keywords) Untagged(FlagsResponse());
+  out += fetches;
+  s.messages = std::move(view);
+  s.hibernated = false;
+  UidRuns().swap(s.idle_uids);
+  return true;
 }
 
 void Session::Impl::FlushExpunges() {

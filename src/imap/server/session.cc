@@ -526,6 +526,7 @@ void Session::Impl::Work() {
       return;
     case Job::kIdleSync:
       if (selected) Refresh(true);
+      Hibernate();
       return;
     case Job::kCommand:
       RunCommand();
@@ -542,12 +543,20 @@ void Session::Impl::RunCommand() {
   Command cmd = std::move(*command);
   command.reset();
   tag_ = cmd.tag;
+  // After IDLE the view comes back from the store; the commands that only
+  // look for changes work on the hibernated one.
+  bool thawed = false;
+  if (selected && selected->hibernated && cmd.name != N::kIdle && cmd.name != N::kNoop &&
+      cmd.name != N::kCheck && cmd.name != N::kSelect && cmd.name != N::kExamine) {
+    if (!Thaw()) return;
+    thawed = true;
+  }
   // Changes made elsewhere reach the client before this command's answer
   // when something told us of them, and at least every few seconds
   // otherwise (programs that do not tell: mutt, another Tern node).
   if (selected && cmd.name != N::kNoop && cmd.name != N::kCheck &&
       cmd.name != N::kIdle &&
-      (woken || std::chrono::steady_clock::now() - selected->last_sync >
+      (thawed || woken || std::chrono::steady_clock::now() - selected->last_sync >
                     std::chrono::seconds(5))) {
     // RFC 9051 7.5.1; RFC 5256 3: SORT and THREAD are SEARCH here.
     bool held = !cmd.uid && (cmd.name == N::kFetch || cmd.name == N::kStore ||
@@ -567,6 +576,7 @@ void Session::Impl::RunCommand() {
       idling = true;
       woken = false;
       reader.ExpectLine(kIdleLineLimit);
+      Hibernate();
       return;
     case N::kSelect:
     case N::kExamine: Select(cmd); return;

@@ -71,6 +71,9 @@ class SessionHost {
   virtual void Watch(std::string_view folder) {}
   // The account's quota (from Work()); nullopt when it has none.
   virtual std::optional<QuotaState> Quota() { return std::nullopt; }
+  // The session freed what it could and will wait (IDLE): the process may
+  // give memory back to the system.
+  virtual void ReleaseMemory() {}
   // The session added (positive) or removed octets of mail.
   virtual void UsageChanged(int64_t delta) {}
 };

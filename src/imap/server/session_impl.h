@@ -42,6 +42,18 @@ struct SelectedFolder {
   std::set<std::string> keywords;
   std::chrono::steady_clock::time_point last_sync;
 
+  // A session in IDLE (RFC 2177) may wait there for hours, and a server
+  // holds thousands of them, so it keeps only its UIDs, as ascending runs,
+  // with `messages` empty (Session::Impl::Hibernate); the next command
+  // loads the rest from the store again (Thaw). Wake-ups in IDLE work on
+  // the runs alone.
+  struct UidRun {
+    uint32_t first;
+    uint32_t last;
+  };
+  bool hibernated = false;
+  std::vector<UidRun> idle_uids;
+
   // Index (sequence number - 1) of `uid`, or nullopt.
   std::optional<size_t> Find(uint32_t uid) const;
 };
@@ -127,6 +139,12 @@ struct Session::Impl {
   // Looks at the folder and sends what changed (RFC 9051 7.5); expunges
   // only when `expunge_ok` (not during FETCH, STORE, SEARCH, SORT, THREAD).
   void Refresh(bool expunge_ok);
+  // Refresh of a hibernated view (in IDLE: expunges are always sent).
+  void RefreshHibernated(store::FolderChanges& ch);
+  // IDLE: drops the view but its UIDs, and the store's caches.
+  void Hibernate();
+  // Before a command: the view again, from the store (false: NO sent).
+  bool Thaw();
   // Sends and applies the held-back expunges.
   void FlushExpunges();
   void SendExpunged(const std::vector<uint32_t>& uids);

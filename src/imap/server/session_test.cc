@@ -252,6 +252,54 @@ TEST_F(ImapSessionTest, ExpungeHeldBackDuringFetch) {
   EXPECT_EQ(out, "* 1 EXPUNGE\r\nf OK NOOP completed\r\n");
 }
 
+// In IDLE a session keeps only its UIDs (Hibernate): wake-ups must still
+// number expunges and flag changes right, and the view that comes back
+// after DONE must hold what changed in between.
+TEST_F(ImapSessionTest, IdleHibernatedKeepsSequenceNumbers) {
+  auto a = LoggedIn();
+  auto b = LoggedIn();
+  std::string cmd = "a APPEND INBOX";
+  for (int i = 1; i <= 6; ++i) cmd += " {8+}\r\nx: " + std::to_string(i) + "\r\n\r\n";
+  Drive(*a, cmd + "\r\n");
+  Drive(*a, "b SELECT INBOX\r\n");
+  Drive(*b, "b SELECT INBOX\r\n");
+  EXPECT_EQ(Drive(*b, "c IDLE\r\n"), "+ idling\r\n");
+  // UIDs 1..6: expunge 2 and 4 (a hole in the runs), flag 5, deliver one.
+  Drive(*a, "d STORE 2,4 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n");
+  Drive(*a, "f STORE 3 +FLAGS (\\Flagged)\r\n");  // 3 is UID 5 now
+  Drive(*a, "g APPEND INBOX {8+}\r\nx: 7\r\n\r\n\r\n");
+  EXPECT_TRUE(b->Wake());
+  EXPECT_EQ(Drive(*b, ""),
+            "* 5 FETCH (UID 5 FLAGS (\\Flagged))\r\n"
+            "* 2 EXPUNGE\r\n* 3 EXPUNGE\r\n* 5 EXISTS\r\n");
+  // Between the last wake-up and DONE: UID 3 expunged, UID 6 flagged.
+  Drive(*a, "h STORE 2 +FLAGS (\\Deleted)\r\ni EXPUNGE\r\nj STORE 3 +FLAGS (\\Seen)\r\n");
+  EXPECT_EQ(Drive(*b, "DONE\r\n"), "c OK IDLE terminated\r\n");
+  // A FETCH by sequence number: the flag change is told, the expunge held
+  // back (RFC 9051 7.5.1), the numbers still those the client knows.
+  std::string out = Drive(*b, "k FETCH 1:5 (UID FLAGS)\r\n");
+  EXPECT_EQ(out.find("EXPUNGE"), std::string::npos) << out;
+  EXPECT_NE(out.find("* 4 FETCH (UID 6 FLAGS (\\Seen))"), std::string::npos) << out;
+  EXPECT_NE(out.find("* 3 FETCH (UID 5 FLAGS (\\Flagged))"), std::string::npos) << out;
+  EXPECT_NE(out.find("* 5 FETCH (UID 7 FLAGS ())"), std::string::npos) << out;
+  EXPECT_NE(out.find("k OK"), std::string::npos) << out;
+  EXPECT_EQ(Drive(*b, "l NOOP\r\n"), "* 2 EXPUNGE\r\nl OK NOOP completed\r\n");
+  out = Drive(*b, "m FETCH 1:* (UID FLAGS)\r\n");
+  EXPECT_EQ(out,
+            "* 1 FETCH (UID 1 FLAGS ())\r\n* 2 FETCH (UID 5 FLAGS (\\Flagged))\r\n"
+            "* 3 FETCH (UID 6 FLAGS (\\Seen))\r\n* 4 FETCH (UID 7 FLAGS ())\r\n"
+            "m OK FETCH completed\r\n");
+  // IDLE again, then a second IDLE right after DONE: the runs survive.
+  EXPECT_EQ(Drive(*b, "n IDLE\r\n"), "+ idling\r\n");
+  EXPECT_EQ(Drive(*b, "DONE\r\n"), "n OK IDLE terminated\r\n");
+  EXPECT_EQ(Drive(*b, "o IDLE\r\n"), "+ idling\r\n");
+  Drive(*a, "p STORE 1 +FLAGS (\\Answered)\r\n");
+  EXPECT_TRUE(b->Wake());
+  EXPECT_EQ(Drive(*b, ""), "* 1 FETCH (UID 1 FLAGS (\\Answered))\r\n");
+  EXPECT_EQ(Drive(*b, "DONE\r\nq UID SEARCH ALL\r\n"),
+            "o OK IDLE terminated\r\n* SEARCH 1 5 6 7\r\nq OK UID SEARCH completed\r\n");
+}
+
 // Four messages whose keys sort differently (RFC 5256 3).
 class ImapSortTest : public ImapSessionTest {
  protected:
