@@ -756,6 +756,13 @@ def test_search_text_with_the_full_text_index(srv):
         check(b"BODY", "z", [2, 3])
         check(b"TEXT", "ö", [1])
         check(b"TEXT", "Subject", [1, 2, 3, 4])
+        # False candidates of the index, dropped by the check: a BODY needle
+        # in the header only, and every trigram of the needle but not the
+        # needle ("zebra ab" and "ascii" in 3).
+        check(b"BODY", "Subject", [])
+        check(b"BODY", "beta zebra", [])
+        check(b"TEXT", "zebra ascii", [])
+        check(b"TEXT", "beta zebra", [2])
         # Inside AND and OR, and with other keys.
         assert search_uids(c, b"OR BODY zebra BODY quarterly") == [1, 2, 3]
         assert search_uids(c, b"NOT BODY zebra") == [1, 4]

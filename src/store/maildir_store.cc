@@ -50,7 +50,7 @@ using sqlite::Prepare;
 using sqlite::StmtPtr;
 using sqlite::Transaction;
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 constexpr int kBusyTimeoutMs = 10000;
 constexpr char kForwarded[] = "$Forwarded";
 constexpr char kDeletedPrefix[] = "tern-deleted.";
@@ -393,22 +393,36 @@ std::string IndexableText(std::string_view s) {
   return out;
 }
 
-// The needle as an FTS5 phrase ("..." with quotes doubled), or nullopt
-// when the trigram index cannot answer it: malformed UTF-8, NUL, or fewer
-// than three characters (a trigram MATCH needs three).
-std::optional<std::string> TextPhrase(std::string_view needle) {
-  size_t chars = 0;
-  std::string out = "\"";
+// The FTS5 query for a needle: every trigram of it, each a string of its
+// own ("..." with quotes doubled), ANDed; nullopt when the trigram index
+// cannot answer it: malformed UTF-8, NUL, or fewer than three characters
+// (a trigram MATCH needs three). Not a phrase: `fts` is detail=none, which
+// keeps no positions, and FTS5 refuses phrases of more than one token
+// there. A row with all the trigrams need not have them in a row, so it is
+// a candidate only; the caller checks it.
+std::optional<std::string> TextQuery(std::string_view needle) {
+  std::vector<size_t> starts;  // where each character begins
   for (size_t i = 0; i < needle.size();) {
     size_t n = Utf8SequenceAt(needle, i);
     if (n == 0) return std::nullopt;
-    if (needle[i] == '"') out.push_back('"');
-    out.append(needle.substr(i, n));
+    starts.push_back(i);
     i += n;
-    ++chars;
   }
-  if (chars < 3) return std::nullopt;
-  out.push_back('"');
+  if (starts.size() < 3) return std::nullopt;
+  starts.push_back(needle.size());
+  std::set<std::string_view> seen;  // each trigram once
+  std::string out;
+  for (size_t k = 0; k + 3 < starts.size(); ++k) {
+    std::string_view tri = needle.substr(starts[k], starts[k + 3] - starts[k]);
+    if (!seen.insert(tri).second) continue;
+    if (!out.empty()) out.append(" AND ");
+    out.push_back('"');
+    for (char c : tri) {
+      if (c == '"') out.push_back('"');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
   return out;
 }
 
@@ -1251,9 +1265,8 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
     if (current < 3) {
       // Schema 3: the full-text index of SEARCH TEXT and BODY (see
       // SearchText). `textindex` says which messages have their text in
-      // `fts` (complete = 0: cut at the session's size limit). The FTS5
-      // table is left out where SQLite lacks FTS5 or its trigram tokenizer
-      // (before 3.34): SEARCH then reads every message as before.
+      // `fts` (complete = 0: cut at the session's size limit). Schema 3's
+      // `fts` kept trigram positions; schema 4 makes it anew.
       auto ok = Exec(db,
                      "CREATE TABLE IF NOT EXISTS textindex ("
                      "  folder INTEGER NOT NULL,"
@@ -1262,9 +1275,23 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
                      "  PRIMARY KEY (folder, uid)) WITHOUT ROWID;"
                      "PRAGMA user_version = 3;");
       if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    if (current < 4) {
+      // Schema 4: `fts` without trigram positions (detail=none), less
+      // than half of schema 3's size. Schema 3's table is dropped and every
+      // message marked unindexed, so SEARCH builds the index again,
+      // lazily, as for a new account. The FTS5 table is left out where
+      // SQLite lacks FTS5 or its trigram tokenizer (before 3.34): SEARCH
+      // then reads every message as before.
+      auto ok = Exec(db,
+                     "DELETE FROM textindex;"
+                     "PRAGMA user_version = 4;");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+      (void)Exec(db, "DROP TABLE IF EXISTS fts");
       (void)Exec(db,
                  "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING "
-                 "fts5(header, body, tokenize = 'trigram case_sensitive 0')");
+                 "fts5(header, body, tokenize = 'trigram case_sensitive 0', "
+                 "detail = none)");
     }
     {
       auto probe = Prepare(db, "SELECT 1 FROM sqlite_master WHERE name = 'fts'");
@@ -2048,15 +2075,17 @@ Result<void> MaildirStore::SavePartCache(std::string_view name,
 // SEARCH TEXT and BODY (RFC 9051 6.4.4) through the trigram index: FTS5
 // with case_sensitive 0 folds every letter Unicode knows as upper or lower
 // case, a superset of what the session's matcher (ContainsFolded: ASCII and
-// Latin-1) folds, and a phrase of trigrams is a substring; so every message
-// the matcher would find is among the candidates.
+// Latin-1) folds, and a text that contains the needle contains each of its
+// trigrams; so every message the matcher would find is among the
+// candidates. BODY asks the same as TEXT: detail=none keeps no columns
+// either (FTS5 refuses a column filter there), so a needle found only in
+// the header makes a false candidate, which the caller's check drops.
 Result<std::optional<std::vector<uint32_t>>> MaildirStore::SearchText(
     std::string_view name, std::string_view needle, TextField field) {
   using Out = std::optional<std::vector<uint32_t>>;
   if (!impl_->has_fts) return Out{};
-  auto phrase = TextPhrase(needle);
-  if (!phrase) return Out{};
-  std::string query = field == TextField::kBody ? "{body} : " + *phrase : *phrase;
+  auto query = TextQuery(needle);
+  if (!query) return Out{};
   sqlite3* db = impl_->db.get();
   auto txn = Transaction::Begin(db, false);
   if (!txn) return tl::unexpected(txn.error());
@@ -2077,8 +2106,8 @@ Result<std::optional<std::vector<uint32_t>>> MaildirStore::SearchText(
                          "SELECT rowid FROM fts WHERE fts MATCH ?1 "
                          "AND rowid BETWEEN ?2 AND ?3");
   if (!matches) return tl::unexpected(matches.error());
-  sqlite3_bind_text(matches->get(), 1, query.data(), static_cast<int>(query.size()),
-                    SQLITE_TRANSIENT);
+  sqlite3_bind_text(matches->get(), 1, query->data(),
+                    static_cast<int>(query->size()), SQLITE_TRANSIENT);
   sqlite3_bind_int64(matches->get(), 2, TextRowid(id, 0));
   sqlite3_bind_int64(matches->get(), 3, TextRowid(id, 0xffffffffu));
   if (auto r = collect(matches->get()); !r) return tl::unexpected(r.error());
