@@ -703,6 +703,91 @@ def test_envelope_and_bodystructure_are_cached(srv):
         assert b"Subject: rewritten" in untagged[0], untagged
 
 
+FTS_MESSAGE = (b"From: <a@remote.test>\r\nTo: <u@example.test>\r\nSubject: MARKER %s\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               b"Content-Transfer-Encoding: quoted-printable\r\n\r\n%s\r\n")
+
+
+def search_uids(c, criteria):
+    """UID SEARCH; criteria as bytes (literals allowed)."""
+    untagged, tagged = c.cmd(b"UID SEARCH CHARSET UTF-8 " + criteria)
+    assert tagged.split()[1] == b"OK", (criteria, tagged)
+    line = [u for u in untagged if u.startswith(b"* SEARCH")]
+    assert len(line) == 1, untagged
+    return [int(n) for n in line[0].split()[2:]]
+
+
+def test_search_text_with_the_full_text_index(srv):
+    """SEARCH TEXT and BODY through the store's trigram index answer as the
+    scan does (RFC 9051 6.4.4): `NOT NOT key` is never narrowed by the index,
+    so it is the reference."""
+    user = new_user(srv)
+    bodies = [(b"alpha", b"Gr=C3=BC=C3=9Fe aus K=C3=B6ln, quarterly figures"),
+              (b"beta zebra", b"=C3=84RGER mit der Zebra-Herde"),
+              (b"gamma", b"plain ascii zebra ab \"quoted\""),
+              (b"delta zebra", b"nothing here")]
+    for subject, body in bodies:
+        deliver(srv, user, raw=FTS_MESSAGE % (subject, body))
+
+    def lit(text):
+        data = text.encode()
+        return b"{%d+}\r\n" % len(data) + data
+
+    with session(srv, user) as c:
+        c.ok("SELECT INBOX")
+
+        def check(key, needle, expected=None):
+            got = search_uids(c, key + b" " + lit(needle))
+            reference = search_uids(c, b"NOT NOT " + key + b" " + lit(needle))
+            assert got == reference, (key, needle, got, reference)
+            if expected is not None:
+                assert got == expected, (key, needle, got)
+            return got
+
+        check(b"TEXT", "zebra", [2, 3, 4])
+        check(b"BODY", "zebra", [2, 3])
+        check(b"BODY", "ZEBRA-h", [2])
+        check(b"BODY", "ärger", [2])
+        check(b"TEXT", "KÖLN", [1])
+        check(b"BODY", "grüße aus", [1])
+        check(b"BODY", "\"quoted\"", [3])
+        check(b"TEXT", "no such text anywhere", [])
+        check(b"BODY", "ab", [3])   # too short for trigrams: scanned
+        check(b"BODY", "z", [2, 3])
+        check(b"TEXT", "ö", [1])
+        check(b"TEXT", "Subject", [1, 2, 3, 4])
+        # False candidates of the index, dropped by the check: a BODY needle
+        # in the header only, and every trigram of the needle but not the
+        # needle ("zebra ab" and "ascii" in 3).
+        check(b"BODY", "Subject", [])
+        check(b"BODY", "beta zebra", [])
+        check(b"TEXT", "zebra ascii", [])
+        check(b"TEXT", "beta zebra", [2])
+        # Inside AND and OR, and with other keys.
+        assert search_uids(c, b"OR BODY zebra BODY quarterly") == [1, 2, 3]
+        assert search_uids(c, b"NOT BODY zebra") == [1, 4]
+        assert search_uids(c, b"BODY zebra SUBJECT gamma") == [3]
+        assert search_uids(c, b"(BODY zebra TEXT beta)") == [2]
+        # The index was built by the first SEARCH.
+        import sqlite3
+        db = sqlite3.connect(srv.maildir(user) / "tern-imap.sqlite")
+        try:
+            assert db.execute("SELECT count(*) FROM textindex").fetchone()[0] == 4
+        finally:
+            db.close()
+        # Expunged messages leave the index; new mail is indexed at the
+        # next SEARCH.
+        c.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")
+        check(b"BODY", "zebra", [2])
+        deliver(srv, user, raw=FTS_MESSAGE % (b"epsilon", b"another zebra"))
+        c.ok("NOOP")
+        check(b"BODY", "zebra", [2, 5])
+        check(b"TEXT", "epsilon", [5])
+        untagged, _ = c.ok("SEARCH BODY zebra")
+        assert untagged == [b"* SEARCH 2 4\r\n"], untagged
+
+
 # ------------------------------------------------------------------ COMPRESS
 
 class Deflated:

@@ -180,6 +180,20 @@ struct PartCacheEntry {
   std::string value;
 };
 
+// The full-text index SEARCH TEXT and BODY can use (RFC 9051 6.4.4). The
+// store keeps text it is given; what the text is (decoded header fields,
+// the body's text parts in UTF-8) is the session's business.
+struct TextIndexEntry {
+  uint32_t uid = 0;
+  std::string header;
+  std::string body;
+  // False when the text given is not all of the message's (cut at a size
+  // limit): the message is then a candidate for every needle.
+  bool complete = true;
+};
+
+enum class TextField { kText, kBody };  // header and body, or body only
+
 class MailStore {
  public:
   virtual ~MailStore() = default;
@@ -258,6 +272,30 @@ class MailStore {
   }
   virtual Result<void> SavePartCache(std::string_view name,
                                      const std::vector<PartCacheEntry>& entries) {
+    return {};
+  }
+
+  // The full-text index. Optional for a backend: the defaults have none
+  // (SearchText returns nullopt and the session reads every message).
+  //
+  // SearchText: the UIDs of the folder that may contain `needle` (valid
+  // UTF-8, at least three characters) ignoring case: every message whose
+  // indexed text has it, every message indexed incompletely and every
+  // message not indexed at all, ascending. A superset: the caller checks
+  // each one. nullopt when the index cannot answer this needle.
+  virtual Result<std::optional<std::vector<uint32_t>>> SearchText(
+      std::string_view name, std::string_view needle, TextField field) {
+    return std::optional<std::vector<uint32_t>>{};
+  }
+  // Up to `limit` UIDs of the folder whose text is not indexed yet,
+  // ascending (empty for a backend without an index).
+  virtual Result<std::vector<uint32_t>> UnindexedText(std::string_view name,
+                                                      size_t limit) {
+    return std::vector<uint32_t>{};
+  }
+  // Adds text to the index (messages expunged meanwhile are skipped).
+  virtual Result<void> IndexText(std::string_view name,
+                                 const std::vector<TextIndexEntry>& entries) {
     return {};
   }
 

@@ -50,7 +50,7 @@ using sqlite::Prepare;
 using sqlite::StmtPtr;
 using sqlite::Transaction;
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 4;
 constexpr int kBusyTimeoutMs = 10000;
 constexpr char kForwarded[] = "$Forwarded";
 constexpr char kDeletedPrefix[] = "tern-deleted.";
@@ -365,11 +365,108 @@ Result<DbPtr> OpenIndex(const std::string& db_path) {
   return owned;
 }
 
+namespace {
+
+// The rowid of a message's row in `fts`: folder id and UID in one number.
+int64_t TextRowid(int64_t folder, uint32_t uid) {
+  return static_cast<int64_t>((static_cast<uint64_t>(folder) << 32) | uid);
+}
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629 4: no
+// overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is
+// none. NUL counts as malformed here.
+size_t Utf8SequenceAt(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  if (c == 0) return 0;
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+// What goes into `fts`: the text with every octet that is not part of a
+// well-formed UTF-8 sequence replaced by U+FFFD. A well-formed needle that
+// occurs in the original octets then occurs, as the same characters, in
+// the result: it begins with a lead octet, where the decoding of the
+// original resynchronises, and each of its sequences is decoded alone.
+// Without this the trigram tokenizer could join a stray continuation
+// octet to the needle's last character and miss it.
+std::string IndexableText(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    size_t n = Utf8SequenceAt(s, i);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+// The FTS5 query for a needle: every trigram of it, each a string of its
+// own ("..." with quotes doubled), ANDed; nullopt when the trigram index
+// cannot answer it: malformed UTF-8, NUL, or fewer than three characters
+// (a trigram MATCH needs three). Not a phrase: `fts` is detail=none, which
+// keeps no positions, and FTS5 refuses phrases of more than one token
+// there. A row with all the trigrams need not have them in a row, so it is
+// a candidate only; the caller checks it.
+std::optional<std::string> TextQuery(std::string_view needle) {
+  std::vector<size_t> starts;  // where each character begins
+  for (size_t i = 0; i < needle.size();) {
+    size_t n = Utf8SequenceAt(needle, i);
+    if (n == 0) return std::nullopt;
+    starts.push_back(i);
+    i += n;
+  }
+  if (starts.size() < 3) return std::nullopt;
+  starts.push_back(needle.size());
+  std::set<std::string_view> seen;  // each trigram once
+  std::string out;
+  for (size_t k = 0; k + 3 < starts.size(); ++k) {
+    std::string_view tri = needle.substr(starts[k], starts[k + 3] - starts[k]);
+    if (!seen.insert(tri).second) continue;
+    if (!out.empty()) out.append(" AND ");
+    out.push_back('"');
+    for (char c : tri) {
+      if (c == '"') out.push_back('"');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  return out;
+}
+
+}  // namespace
+
 struct MaildirStore::Impl {
   std::string path;
   UniqueFd root;
   DbPtr db;
   MaildirStoreOptions options;
+  bool has_fts = false;  // the SQLite has FTS5 with the trigram tokenizer
 
   // --- index helpers -------------------------------------------------------
 
@@ -557,6 +654,7 @@ struct MaildirStore::Impl {
     sqlite3_bind_int64(parts->get(), 1, f.id);
     sqlite3_bind_int64(parts->get(), 2, uid);
     if (auto r = Step(parts->get()); !r) return r;
+    if (auto r = DropText(f.id, uid, uid); !r) return r;
     auto ins = Prepare(db.get(),
                        "INSERT OR REPLACE INTO expunged (folder, uid, modseq) "
                        "VALUES (?, ?, ?)");
@@ -723,7 +821,26 @@ struct MaildirStore::Impl {
       sqlite3_bind_int64(st->get(), 1, (*f)->id);
       if (auto r = Step(st->get()); !r) return r;
     }
-    return {};
+    return DropText((*f)->id, 0, 0xffffffffu);
+  }
+
+  // The full-text rows of UIDs first..last of a folder.
+  Result<void> DropText(int64_t folder, uint32_t first, uint32_t last) {
+    auto ti = Prepare(db.get(),
+                      "DELETE FROM textindex WHERE folder = ? AND uid BETWEEN ? AND ?");
+    if (!ti) return tl::unexpected(ti.error());
+    sqlite3_bind_int64(ti->get(), 1, folder);
+    sqlite3_bind_int64(ti->get(), 2, first);
+    sqlite3_bind_int64(ti->get(), 3, last);
+    if (auto r = Step(ti->get()); !r) return r;
+    if (!has_fts) return {};
+    auto st = Prepare(db.get(), first == last
+                                    ? "DELETE FROM fts WHERE rowid = ?1"
+                                    : "DELETE FROM fts WHERE rowid BETWEEN ?1 AND ?2");
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, TextRowid(folder, first));
+    if (first != last) sqlite3_bind_int64(st->get(), 2, TextRowid(folder, last));
+    return Step(st->get());
   }
 
   // The folder of a name, inside a write transaction: its row (made for a
@@ -1172,6 +1289,42 @@ Result<std::unique_ptr<MaildirStore>> MaildirStore::Open(
                      "  PRIMARY KEY (folder, uid, kind)) WITHOUT ROWID;"
                      "PRAGMA user_version = 2;");
       if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    if (current < 3) {
+      // Schema 3: the full-text index of SEARCH TEXT and BODY (see
+      // SearchText). `textindex` says which messages have their text in
+      // `fts` (complete = 0: cut at the session's size limit). Schema 3's
+      // `fts` kept trigram positions; schema 4 makes it anew.
+      auto ok = Exec(db,
+                     "CREATE TABLE IF NOT EXISTS textindex ("
+                     "  folder INTEGER NOT NULL,"
+                     "  uid INTEGER NOT NULL,"
+                     "  complete INTEGER NOT NULL,"
+                     "  PRIMARY KEY (folder, uid)) WITHOUT ROWID;"
+                     "PRAGMA user_version = 3;");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+    }
+    if (current < 4) {
+      // Schema 4: `fts` without trigram positions (detail=none), less
+      // than half of schema 3's size. Schema 3's table is dropped and every
+      // message marked unindexed, so SEARCH builds the index again,
+      // lazily, as for a new account. The FTS5 table is left out where
+      // SQLite lacks FTS5 or its trigram tokenizer (before 3.34): SEARCH
+      // then reads every message as before.
+      auto ok = Exec(db,
+                     "DELETE FROM textindex;"
+                     "PRAGMA user_version = 4;");
+      if (!ok) return Err(db_path + ": " + ok.error().message);
+      (void)Exec(db, "DROP TABLE IF EXISTS fts");
+      (void)Exec(db,
+                 "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING "
+                 "fts5(header, body, tokenize = 'trigram case_sensitive 0', "
+                 "detail = none)");
+    }
+    {
+      auto probe = Prepare(db, "SELECT 1 FROM sqlite_master WHERE name = 'fts'");
+      if (!probe) return tl::unexpected(probe.error());
+      impl->has_fts = sqlite3_step(probe->get()) == SQLITE_ROW;
     }
     auto inbox = impl->LoadFolder("INBOX");
     if (!inbox) return tl::unexpected(inbox.error());
@@ -1949,6 +2102,123 @@ Result<void> MaildirStore::SavePartCache(std::string_view name,
     if (sqlite3_step(st->get()) != SQLITE_DONE) {
       return Fail(sqlite3_errmsg(impl_->db.get()), EIO);
     }
+  }
+  return txn->Commit();
+}
+
+// SEARCH TEXT and BODY (RFC 9051 6.4.4) through the trigram index: FTS5
+// with case_sensitive 0 folds every letter Unicode knows as upper or lower
+// case, a superset of what the session's matcher (ContainsFolded: ASCII and
+// Latin-1) folds, and a text that contains the needle contains each of its
+// trigrams; so every message the matcher would find is among the
+// candidates. BODY asks the same as TEXT: detail=none keeps no columns
+// either (FTS5 refuses a column filter there), so a needle found only in
+// the header makes a false candidate, which the caller's check drops.
+Result<std::optional<std::vector<uint32_t>>> MaildirStore::SearchText(
+    std::string_view name, std::string_view needle, TextField field) {
+  using Out = std::optional<std::vector<uint32_t>>;
+  if (!impl_->has_fts) return Out{};
+  auto query = TextQuery(needle);
+  if (!query) return Out{};
+  auto txn = impl_->Read();
+  if (!txn) return tl::unexpected(txn.error());
+  sqlite3* db = impl_->db.get();
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  int64_t id = (*f)->id;
+  std::vector<uint32_t> out;
+  auto collect = [&](sqlite3_stmt* st) -> Result<void> {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      out.push_back(static_cast<uint32_t>(sqlite3_column_int64(st, 0) & 0xffffffff));
+    }
+    if (rc != SQLITE_DONE) return Fail(sqlite3_errmsg(db), EIO);
+    return {};
+  };
+  auto matches = Prepare(db,
+                         "SELECT rowid FROM fts WHERE fts MATCH ?1 "
+                         "AND rowid BETWEEN ?2 AND ?3");
+  if (!matches) return tl::unexpected(matches.error());
+  sqlite3_bind_text(matches->get(), 1, query->data(),
+                    static_cast<int>(query->size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int64(matches->get(), 2, TextRowid(id, 0));
+  sqlite3_bind_int64(matches->get(), 3, TextRowid(id, 0xffffffffu));
+  if (auto r = collect(matches->get()); !r) return tl::unexpected(r.error());
+  // Messages the index cannot vouch for: cut at the size limit, or not
+  // indexed (yet).
+  auto rest = Prepare(db,
+                      "SELECT uid FROM textindex WHERE folder = ?1 AND complete = 0 "
+                      "UNION ALL "
+                      "SELECT uid FROM messages m WHERE folder = ?1 AND NOT EXISTS "
+                      "(SELECT 1 FROM textindex t WHERE t.folder = ?1 AND t.uid = m.uid)");
+  if (!rest) return tl::unexpected(rest.error());
+  sqlite3_bind_int64(rest->get(), 1, id);
+  if (auto r = collect(rest->get()); !r) return tl::unexpected(r.error());
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return Out{std::move(out)};
+}
+
+Result<std::vector<uint32_t>> MaildirStore::UnindexedText(std::string_view name,
+                                                          size_t limit) {
+  std::vector<uint32_t> out;
+  if (!impl_->has_fts) return out;
+  auto txn = impl_->Read();
+  if (!txn) return tl::unexpected(txn.error());
+  sqlite3* db = impl_->db.get();
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  auto st = Prepare(db,
+                    "SELECT uid FROM messages m WHERE folder = ?1 AND NOT EXISTS "
+                    "(SELECT 1 FROM textindex t WHERE t.folder = ?1 AND t.uid = m.uid) "
+                    "ORDER BY uid LIMIT ?2");
+  if (!st) return tl::unexpected(st.error());
+  sqlite3_bind_int64(st->get(), 1, (*f)->id);
+  sqlite3_bind_int64(st->get(), 2, static_cast<int64_t>(limit));
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    out.push_back(static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0)));
+  }
+  if (rc != SQLITE_DONE) return Fail(sqlite3_errmsg(db), EIO);
+  return out;
+}
+
+Result<void> MaildirStore::IndexText(std::string_view name,
+                                     const std::vector<TextIndexEntry>& entries) {
+  if (!impl_->has_fts || entries.empty()) return {};
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  sqlite3* db = impl_->db.get();
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  int64_t id = (*f)->id;
+  // Only messages still there and not indexed already (another session may
+  // have done it meanwhile).
+  auto mark = Prepare(db,
+                      "INSERT OR IGNORE INTO textindex (folder, uid, complete) "
+                      "SELECT ?1, ?2, ?3 WHERE EXISTS "
+                      "(SELECT 1 FROM messages WHERE folder = ?1 AND uid = ?2)");
+  auto add = Prepare(db, "INSERT INTO fts (rowid, header, body) VALUES (?, ?, ?)");
+  if (!mark) return tl::unexpected(mark.error());
+  if (!add) return tl::unexpected(add.error());
+  for (const TextIndexEntry& e : entries) {
+    sqlite3_reset(mark->get());
+    sqlite3_bind_int64(mark->get(), 1, id);
+    sqlite3_bind_int64(mark->get(), 2, e.uid);
+    sqlite3_bind_int(mark->get(), 3, e.complete ? 1 : 0);
+    if (sqlite3_step(mark->get()) != SQLITE_DONE) return Fail(sqlite3_errmsg(db), EIO);
+    if (sqlite3_changes(db) == 0) continue;
+    std::string header = IndexableText(e.header), body = IndexableText(e.body);
+    sqlite3_reset(add->get());
+    sqlite3_bind_int64(add->get(), 1, TextRowid(id, e.uid));
+    sqlite3_bind_text(add->get(), 2, header.data(), static_cast<int>(header.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_text(add->get(), 3, body.data(), static_cast<int>(body.size()),
+                      SQLITE_STATIC);
+    if (sqlite3_step(add->get()) != SQLITE_DONE) return Fail(sqlite3_errmsg(db), EIO);
   }
   return txn->Commit();
 }

@@ -74,6 +74,12 @@ class MaildirStore final : public MailStore {
   Result<void> SavePartCache(std::string_view name,
                              const std::vector<PartCacheEntry>& entries) override;
   void ReleaseMemory() override;
+  Result<std::optional<std::vector<uint32_t>>> SearchText(
+      std::string_view name, std::string_view needle, TextField field) override;
+  Result<std::vector<uint32_t>> UnindexedText(std::string_view name,
+                                              size_t limit) override;
+  Result<void> IndexText(std::string_view name,
+                         const std::vector<TextIndexEntry>& entries) override;
 
   // Where message `uid` of folder `name` is, relative to the account's
   // Maildir ("cur/NAME:2,S", ".Sent/cur/NAME:2,S"), as the index has it.

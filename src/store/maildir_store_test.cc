@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1098,6 +1099,211 @@ TEST_F(StoreImapTest, ReconcileSkipsUnchangedDirectoriesOnly) {
   EXPECT_EQ(Select(*s, "INBOX").messages.size(), 2u);
   auto other = Open();
   EXPECT_EQ(Select(*other, "INBOX").messages.size(), 2u);
+}
+
+}  // namespace
+}  // namespace tern::store
+
+namespace tern::store {
+namespace {
+
+std::vector<uint32_t> Found(MailStore& s, const std::string& folder, std::string_view needle,
+                            TextField field = TextField::kText) {
+  auto r = s.SearchText(folder, needle, field);
+  EXPECT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r && *r) << "no index answer for " << needle;
+  return r && *r ? **r : std::vector<uint32_t>{};
+}
+
+// The full-text index (schema 4): candidates by trigram, folded like the
+// session's matcher or more; unindexed and incomplete messages are always
+// candidates; expunge, folder deletion and reopening keep it right.
+TEST_F(StoreImapTest, FullTextIndex) {
+  auto s = Open();
+  Put("new/1.M1.h", "a\n", 30);
+  Put("new/2.M1.h", "b\n", 20);
+  Put("new/3.M1.h", "c\n", 10);
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 3u);
+  auto todo = s->UnindexedText("INBOX", 10);
+  ASSERT_TRUE(todo);
+  EXPECT_EQ(*todo, (std::vector<uint32_t>{1, 2, 3}));
+  // Nothing indexed: everything is a candidate.
+  EXPECT_EQ(Found(*s, "INBOX", "zebra"), (std::vector<uint32_t>{1, 2, 3}));
+  ASSERT_TRUE(s->IndexText(
+      "INBOX", {{1, "Subject: Hello Zebra\n", "body one", true},
+                {2, "Subject: x\n", "Ein Ärger mit der ZEBRA-Herde", true},
+                {9, "no such message", "zebra", true}}));
+  todo = s->UnindexedText("INBOX", 10);
+  ASSERT_TRUE(todo);
+  EXPECT_EQ(*todo, (std::vector<uint32_t>{3}));
+  ASSERT_TRUE(s->IndexText("INBOX", {{3, "", "", false}}));  // too large
+  EXPECT_EQ(Found(*s, "INBOX", "zebra"), (std::vector<uint32_t>{1, 2, 3}));
+  // BODY asks what TEXT asks (detail=none has no column filter): 1 has the
+  // needle in its header only, a false candidate the session's check drops.
+  EXPECT_EQ(Found(*s, "INBOX", "zebra", TextField::kBody),
+            (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_EQ(Found(*s, "INBOX", "ärger", TextField::kBody), (std::vector<uint32_t>{2, 3}));
+  EXPECT_EQ(Found(*s, "INBOX", "HELLO"), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(Found(*s, "INBOX", "lo z"), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(Found(*s, "INBOX", "\"quoted\""), (std::vector<uint32_t>{3}));
+  // Needles the index cannot answer.
+  const std::vector<std::string_view> unanswerable = {"ze", "", "\xC3", "ab\xFF", "ÄÄ",
+                                                      std::string_view("ab\0", 3)};
+  for (std::string_view n : unanswerable) {
+    auto r = s->SearchText("INBOX", n, TextField::kText);
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(*r) << n;
+  }
+  // Latin-1 letters fold as in the session's matcher.
+  EXPECT_EQ(Found(*s, "INBOX", "ÄRG", TextField::kBody), (std::vector<uint32_t>{2, 3}));
+  // Malformed UTF-8 in the text does not hide a well-formed needle.
+  ASSERT_TRUE(s->Select("INBOX"));
+  Put("new/4.M1.h", "d\n");
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 4u);
+  ASSERT_TRUE(s->IndexText("INBOX", {{4, "", "x\xC3\xA9t\xC3\xA9\x80\xFFy", true}}));
+  EXPECT_EQ(Found(*s, "INBOX", "\xC3\xA9t\xC3\xA9", TextField::kBody),
+            (std::vector<uint32_t>{3, 4}));
+  EXPECT_EQ(Found(*s, "INBOX", "\xC3\x89T\xC3\x89", TextField::kBody), (std::vector<uint32_t>{3, 4}));
+  // Expunge removes the text; reopening keeps the rest.
+  Store(*s, "INBOX", {1}, StoreMode::kAdd, kDeleted);
+  ASSERT_TRUE(s->Expunge("INBOX", std::nullopt));
+  EXPECT_EQ(Found(*s, "INBOX", "zebra"), (std::vector<uint32_t>{2, 3}));
+  s.reset();
+  s = Open();
+  EXPECT_EQ(Found(*s, "INBOX", "zebra"), (std::vector<uint32_t>{2, 3}));
+  todo = s->UnindexedText("INBOX", 10);
+  ASSERT_TRUE(todo);
+  EXPECT_TRUE(todo->empty());
+  // A deleted folder takes its text along; a new one of that name starts
+  // empty.
+  ASSERT_TRUE(s->CreateFolder("Work", SpecialUse::kNone));
+  Append(*s, "Work", "Subject: zebra\r\n\r\nzebra\r\n");
+  ASSERT_TRUE(s->IndexText("Work", {{1, "Subject: zebra\n", "zebra", true}}));
+  EXPECT_EQ(Found(*s, "Work", "zebra"), (std::vector<uint32_t>{1}));
+  EXPECT_EQ(Found(*s, "Work", "giraffe"), (std::vector<uint32_t>{}));
+  ASSERT_TRUE(s->DeleteFolder("Work"));
+  ASSERT_TRUE(s->CreateFolder("Work", SpecialUse::kNone));
+  Append(*s, "Work", "Subject: other\r\n\r\nother\r\n");
+  EXPECT_EQ(Found(*s, "Work", "giraffe"), (std::vector<uint32_t>{1}));  // unindexed
+  ASSERT_TRUE(s->IndexText("Work", {{1, "Subject: other\n", "other", true}}));
+  EXPECT_EQ(Found(*s, "Work", "zebra"), (std::vector<uint32_t>{}));
+  EXPECT_FALSE(s->SearchText("Nope", "zebra", TextField::kText));
+}
+
+// Candidates are the messages that have every trigram of the needle,
+// anywhere: a superset of those that have the needle.
+TEST_F(StoreImapTest, FullTextCandidatesHaveEveryTrigram) {
+  auto s = Open();
+  Put("new/1.M1.h", "a\n", 20);
+  Put("new/2.M1.h", "b\n", 10);
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 2u);
+  std::string numbers;  // many different trigrams
+  for (int i = 1000; i < 1300; ++i) numbers += std::to_string(i) + " ";
+  ASSERT_TRUE(s->IndexText(
+      "INBOX", {{1, "Subject: abcx\n", "bcde aaaa " + numbers, true},
+                {2, "Subject: x\n", "ABCDE \"q\"\"", true}}));
+  EXPECT_EQ(Found(*s, "INBOX", "abcde"), (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(Found(*s, "INBOX", "xbcde"), (std::vector<uint32_t>{}));
+  EXPECT_EQ(Found(*s, "INBOX", "aaaaaaa"), (std::vector<uint32_t>{1}));
+  EXPECT_EQ(Found(*s, "INBOX", "\"q\"\""), (std::vector<uint32_t>{2}));
+  EXPECT_EQ(Found(*s, "INBOX", "cde \"q"), (std::vector<uint32_t>{2}));
+  EXPECT_EQ(Found(*s, "INBOX", "AND"), (std::vector<uint32_t>{}));
+  EXPECT_EQ(Found(*s, "INBOX", "a OR b NOT c"), (std::vector<uint32_t>{}));
+  // A long needle is one long AND, still answered.
+  EXPECT_EQ(Found(*s, "INBOX", numbers), (std::vector<uint32_t>{1}));
+  EXPECT_EQ(Found(*s, "INBOX", numbers + "Z"), (std::vector<uint32_t>{}));
+}
+
+// An index of schema 2 gets the full-text tables at open and keeps its
+// messages and UIDs.
+TEST_F(StoreImapTest, SchemaTwoIndexIsUpgraded) {
+  {
+    auto s = Open();
+    Append(*s, "INBOX", "Subject: old\r\n\r\nold mail\r\n");
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((path + "/tern-imap.sqlite").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DROP TABLE fts; DROP TABLE textindex; PRAGMA user_version = 2;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = Open();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(Uids(Select(*s, "INBOX").messages), (std::vector<uint32_t>{1}));
+  auto todo = s->UnindexedText("INBOX", 10);
+  ASSERT_TRUE(todo);
+  EXPECT_EQ(*todo, (std::vector<uint32_t>{1}));
+  ASSERT_TRUE(s->IndexText("INBOX", {{1, "Subject: old\n", "old mail", true}}));
+  EXPECT_EQ(Found(*s, "INBOX", "OLD MAIL"), (std::vector<uint32_t>{1}));
+  EXPECT_EQ(Found(*s, "INBOX", "new mail"), (std::vector<uint32_t>{}));
+}
+
+// Schema 3's `fts` kept trigram positions (detail=full): at open it is
+// dropped and made anew without them, and every message is indexed again.
+TEST_F(StoreImapTest, SchemaThreeFullTextIndexIsRebuilt) {
+  {
+    auto s = Open();
+    Append(*s, "INBOX", "Subject: old\r\n\r\nold mail\r\n");
+  }
+  auto exec = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((path + "/tern-imap.sqlite").c_str(), &db),
+              SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  };
+  auto query = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    std::string out;
+    EXPECT_EQ(sqlite3_open((path + "/tern-imap.sqlite").c_str(), &db),
+              SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st, 0);
+      out = t != nullptr ? reinterpret_cast<const char*>(t) : "";
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+  };
+  // What schema 3 made, with the message indexed.
+  exec(
+      "DROP TABLE fts;"
+      "CREATE VIRTUAL TABLE fts USING "
+      "fts5(header, body, tokenize = 'trigram case_sensitive 0');"
+      "INSERT INTO fts (rowid, header, body) "
+      "  SELECT folder << 32 | uid, 'Subject: old', 'old mail' FROM messages;"
+      "INSERT INTO textindex (folder, uid, complete) SELECT folder, uid, 1 "
+      "FROM messages;"
+      "PRAGMA user_version = 3;");
+  auto s = Open();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(query("PRAGMA user_version"), "4");
+  EXPECT_NE(query("SELECT sql FROM sqlite_master WHERE name = 'fts'")
+                .find("detail = none"),
+            std::string::npos);
+  EXPECT_EQ(query("SELECT count(*) FROM fts"), "0");
+  EXPECT_EQ(Uids(Select(*s, "INBOX").messages), (std::vector<uint32_t>{1}));
+  auto todo = s->UnindexedText("INBOX", 10);
+  ASSERT_TRUE(todo);
+  EXPECT_EQ(*todo, (std::vector<uint32_t>{1}));
+  EXPECT_EQ(Found(*s, "INBOX", "new mail"),
+            (std::vector<uint32_t>{1}));  // unindexed
+  ASSERT_TRUE(s->IndexText("INBOX", {{1, "Subject: old\n", "old mail", true}}));
+  EXPECT_EQ(Found(*s, "INBOX", "OLD MAIL"), (std::vector<uint32_t>{1}));
+  EXPECT_EQ(Found(*s, "INBOX", "new mail"), (std::vector<uint32_t>{}));
+  // Opening again changes nothing.
+  s.reset();
+  s = Open();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(Found(*s, "INBOX", "OLD MAIL"), (std::vector<uint32_t>{1}));
+  EXPECT_EQ(query("SELECT count(*) FROM textindex"), "1");
 }
 
 }  // namespace

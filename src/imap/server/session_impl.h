@@ -170,6 +170,13 @@ struct Session::Impl {
   // *used_modseq tells whether a MODSEQ key was seen (RFC 7162 3.1.5).
   void ForEachMatch(const std::vector<SearchKey>& keys, bool* used_modseq,
                     const std::function<void(size_t index, SearchContext& ctx)>& each);
+  // The UIDs that can match `key` according to the store's full-text index
+  // (ascending), nullopt when the index does not narrow it down.
+  std::optional<std::vector<uint32_t>> TextCandidates(const SearchKey& key,
+                                                      bool* indexed);
+  // Puts the text of the selected folder's messages not yet indexed into
+  // the store's index.
+  void IndexSelectedText();
 
   // --- sort.cc (RFC 5256, RFC 5267 ESORT, RFC 5957 DISPLAYFROM/TO) ---
   void Sort(const Command& cmd);
