@@ -43,7 +43,7 @@ run: build
 test: deps-test deps-build
 	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) -DTERN_TESTS=ON
 	cmake --build $(BUILD) -j $(JOBS)
-	cd $(BUILD) && ctest --output-on-failure --timeout 900
+	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure --timeout 900
 
 # `make test` in a clean Debian bookworm root (what CI runs): catches an
 # install step that only works because this machine has a package already.

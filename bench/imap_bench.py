@@ -530,11 +530,28 @@ def idle(args):
         f"opening {args.count} connections (LOGIN, SELECT {args.folder}, IDLE)")
     t0 = time.monotonic()
     deadline[0] = t0 + args.open_timeout
-    threads = [threading.Thread(target=opener) for _ in range(args.parallel)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+
+    def open_until(left):
+        # Leaves `left` connections in `todo` for a later call.
+        keep = todo[:left]
+        del todo[:left]
+        threads = [threading.Thread(target=opener) for _ in range(args.parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        todo.extend(keep)
+
+    # Half the connections, then the rest: the memory per connection is
+    # the difference between the two, both taken in the steady state a
+    # server reaches with connections in IDLE (a server that gives freed
+    # heap back when sessions go idle would otherwise show its own
+    # leftovers from the cells before as negative figures).
+    open_until(args.count - args.count // 2)
+    time.sleep(args.settle)
+    half = memory(args.pids)
+    n_half = len(conns)
+    open_until(0)
     open_secs = time.monotonic() - t0
     time.sleep(args.settle)
     during = memory(args.pids)
@@ -554,8 +571,10 @@ def idle(args):
            "procs_before": before[0], "procs_idle": during[0], "procs_after": after[0],
            "rss_before_kib": before[1], "rss_idle_kib": during[1], "rss_after_kib": after[1],
            "pss_before_kib": before[2], "pss_idle_kib": during[2], "pss_after_kib": after[2],
-           "rss_per_conn_kib": (during[1] - before[1]) / n if n else None,
-           "pss_per_conn_kib": (during[2] - before[2]) / n if n else None,
+           "rss_half_kib": half[1], "pss_half_kib": half[2], "connections_half": n_half,
+           "rss_per_conn_kib": (during[1] - half[1]) / (n - n_half) if n > n_half else None,
+           "pss_per_conn_kib": (during[2] - half[2]) / (n - n_half) if n > n_half else None,
+           "rss_per_conn_from_start_kib": (during[1] - before[1]) / n if n else None,
            "errors": len(errors), "error_examples": errors[:5]}
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")

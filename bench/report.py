@@ -596,14 +596,16 @@ def imap_md(imap, env):
     md.append("")
     if imap["idle"]:
         md.append("Connections in IDLE (LOGIN, SELECT INBOX, IDLE; memory of every process of the "
-                  "server: Tern is one process, Dovecot one imap process per connection):")
+                  "server: Tern is one process, Dovecot one imap process per connection; per "
+                  "connection: the growth from half of them to all, divided by the second half):")
         md.append("")
-        md.append("| server | connections | processes | RSS before → with them KiB | RSS per conn KiB "
+        md.append("| server | connections | processes | RSS before → half → all KiB | RSS per conn KiB "
                   "| PSS before → with them KiB | PSS per conn KiB | errors |")
         md.append("|---|--:|--:|--:|--:|--:|--:|--:|")
         for s, r in imap["idle"].items():
             md.append(f"| {NAMES.get(s, s)} | {r['connections']} | {r['procs_before']} → {r['procs_idle']} "
-                      f"| {r['rss_before_kib']} → {r['rss_idle_kib']} | {fmt(r['rss_per_conn_kib'], 1)} "
+                      f"| {r['rss_before_kib']} → {r.get('rss_half_kib', '-')} → {r['rss_idle_kib']} "
+                      f"| {fmt(r['rss_per_conn_kib'], 1)} "
                       f"| {r['pss_before_kib']} → {r['pss_idle_kib']} | {fmt(r['pss_per_conn_kib'], 1)} "
                       f"| {r['errors']} |")
         md.append("")

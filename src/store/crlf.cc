@@ -2,6 +2,8 @@
 // and CRLF both end a line; a CR not followed by LF is message data.
 #include "store/crlf.h"
 
+#include <cstring>
+
 namespace tern::store {
 
 void CrlfEncoder::EndLine(std::string& out) {
@@ -68,35 +70,36 @@ void CrlfEncoder::Finish(std::string& out) {
   if (!at_line_start_) EndLine(out);
 }
 
+// The size CrlfEncoder's output would have, without writing it: every
+// octet counts once, and an LF not preceded by CR once more (its CR). A
+// CR at the very end becomes CRLF, a last line without its end gets one.
+// memchr finds the LFs: this runs over every message of a folder a client
+// selects for the first time when the file names do not carry the size.
 void CrlfSizer::Feed(std::string_view in) {
-  for (char c : in) {
-    if (pending_cr_) {
-      pending_cr_ = false;
-      if (c == '\n') {
-        size_ += 2;
-        at_line_start_ = true;
-        continue;
-      }
-      size_ += 1;
-      at_line_start_ = false;
-    }
-    if (c == '\n') {
-      size_ += 2;
-      at_line_start_ = true;
-    } else if (c == '\r') {
-      pending_cr_ = true;
-    } else {
-      size_ += 1;
-      at_line_start_ = false;
-    }
+  if (in.empty()) return;
+  size_ += in.size();
+  const char* p = in.data();
+  const char* end = p + in.size();
+  char before = last_;
+  while (const char* lf = static_cast<const char*>(std::memchr(p, '\n', end - p))) {
+    char prev = lf == in.data() ? before : lf[-1];
+    if (prev != '\r') ++size_;
+    p = lf + 1;
+    if (p == end) break;
   }
+  last_ = in.back();
+  any_ = true;
 }
 
 uint64_t CrlfSizer::Finish() {
-  // Same end rule as CrlfEncoder::Finish: the last line always gets CRLF.
-  if (pending_cr_ || !at_line_start_) size_ += 2;
-  pending_cr_ = false;
-  at_line_start_ = true;
+  if (any_) {
+    if (last_ == '\r') {
+      size_ += 1;
+    } else if (last_ != '\n') {
+      size_ += 2;
+    }
+  }
+  last_ = '\n';  // as after a line end: a second Finish adds nothing
   return size_;
 }
 

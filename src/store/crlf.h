@@ -46,8 +46,8 @@ class CrlfSizer {
 
  private:
   uint64_t size_ = 0;
-  bool pending_cr_ = false;
-  bool at_line_start_ = true;
+  char last_ = 0;  // the last octet fed
+  bool any_ = false;
 };
 
 // The same for a message in memory.

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <string>
 
 namespace tern::store {
@@ -63,6 +65,26 @@ TEST(StoreCrlfTest, SizeMatchesUnstuffedEncoding) {
   CrlfSizer sizer;
   for (char c : bin) sizer.Feed(std::string_view(&c, 1));
   EXPECT_EQ(sizer.Finish(), Encode(bin).size());
+}
+
+// The sizer against the encoder on random octets, fed in random pieces:
+// CR, LF and their runs at piece boundaries are where the two could part.
+TEST(StoreCrlfTest, SizerAgreesWithEncoderOnRandomInput) {
+  std::mt19937 rng(1234);
+  const char alphabet[] = {'a', '\r', '\n', '.', '\0'};
+  for (int round = 0; round < 2000; ++round) {
+    std::string in(rng() % 40, 'x');
+    for (char& c : in) c = alphabet[rng() % sizeof(alphabet)];
+    CrlfSizer sizer;
+    for (size_t i = 0; i < in.size();) {
+      size_t n = 1 + rng() % 5;
+      sizer.Feed(std::string_view(in).substr(i, n));
+      i += n;
+    }
+    uint64_t size = sizer.Finish();
+    EXPECT_EQ(size, Encode(in).size()) << round;
+    EXPECT_EQ(sizer.Finish(), size);  // a second Finish adds nothing
+  }
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -211,16 +212,18 @@ ScanCache& Scans() {
 }
 
 Result<uint64_t> CrlfSizeOfFd(int fd) {
-  std::string buf(64 * 1024, '\0');
+  // Not zeroed: a first SELECT may size thousands of files.
+  constexpr size_t kChunk = 64 * 1024;
+  auto buf = std::make_unique_for_overwrite<char[]>(kChunk);
   CrlfSizer sizer;
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+    ssize_t n = ::read(fd, buf.get(), kChunk);
     if (n < 0) {
       if (errno == EINTR) continue;
       return io::ErrnoErr("read", errno);
     }
     if (n == 0) break;
-    sizer.Feed(std::string_view(buf.data(), static_cast<size_t>(n)));
+    sizer.Feed(std::string_view(buf.get(), static_cast<size_t>(n)));
   }
   return sizer.Finish();
 }
