@@ -176,9 +176,10 @@ std::optional<uint64_t> CrlfSizeInName(std::string_view file) {
 // their directories' mtimes, for every session of this process. A Maildir
 // change (delivery, rename, unlink, by us or any other program) changes
 // the mtime of the directory it happens in, so while both mtimes stay the
-// same a reconcile has nothing to find and the listing is skipped. Only
-// mtimes at least a second old are trusted: two changes within one clock
-// tick can leave the same mtime.
+// same a reconcile has nothing to find and the listing is skipped; while
+// only new/'s moves (delivery), only new/ is listed. Only mtimes at least
+// a second old are trusted: two changes within one clock tick can leave
+// the same mtime. 0: that directory is not known to agree.
 class ScanCache {
  public:
   struct Stamp {
@@ -186,10 +187,11 @@ class ScanCache {
     int64_t cur_ns = 0;
     bool operator==(const Stamp&) const = default;
   };
-  bool Unchanged(const std::string& key, const Stamp& now) {
+  std::optional<Stamp> Get(const std::string& key) {
     MutexLock lock(mu_);
     auto it = seen_.find(key);
-    return it != seen_.end() && it->second == now;
+    if (it == seen_.end()) return std::nullopt;
+    return it->second;
   }
   void Agreed(const std::string& key, const Stamp& stamp) {
     MutexLock lock(mu_);
@@ -681,9 +683,10 @@ struct MaildirStore::Impl {
 
   // The files of cur/ and new/ by unique name (cur/ wins when a message is
   // in both, a crash of some other program between link and unlink).
-  Result<std::map<std::string, std::string>> ListMessages(int dir) {
+  Result<std::map<std::string, std::string>> ListMessages(int dir, bool cur = true) {
     std::map<std::string, std::string> out;
     for (const char* sub : {"new", "cur"}) {
+      if (!cur && sub[0] == 'c') continue;
       auto fd = io::OpenDirAt(dir, sub);
       if (!fd) return tl::unexpected(fd.error());
       auto names = io::ListDir(fd->get());
@@ -889,7 +892,18 @@ struct MaildirStore::Impl {
     // Taken before the listing: a change after it moves the mtimes on.
     const std::string scan_key = path + "/" + f.dir;
     std::optional<ScanCache::Stamp> stamp = DirStamp(dir->get());
-    if (stamp && Scans().Unchanged(scan_key, *stamp)) return {};
+    if (stamp) {
+      if (auto agreed = Scans().Get(scan_key)) {
+        bool cur_same = stamp->cur_ns != 0 && agreed->cur_ns == stamp->cur_ns;
+        bool new_same = stamp->new_ns != 0 && agreed->new_ns == stamp->new_ns;
+        if (cur_same && new_same) return {};
+        if (cur_same) {
+          auto done = ReconcileNew(f, dir->get(), scan_key, *stamp);
+          if (!done) return tl::unexpected(done.error());
+          if (*done) return {};
+        }
+      }
+    }
     CleanTmp(dir->get());
     auto files = ListMessages(dir->get());
     if (!files) return tl::unexpected(files.error());
@@ -920,35 +934,11 @@ struct MaildirStore::Impl {
       }
     }
 
-    struct Fresh {
-      std::string uniq, file;
-      int64_t mtime_ns;
-      int64_t date;
-      uint64_t size;
-    };
-    std::vector<Fresh> fresh;
+    std::vector<std::pair<std::string, std::string>> fresh;  // uniq, file
     for (const auto& [uniq, file] : *files) {
       auto it = by_uniq.find(uniq);
       if (it == by_uniq.end()) {
-        UniqueFd fd(::openat(dir->get(), file.c_str(),
-                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-        if (!fd) {
-          if (errno == ENOENT)
-            continue;  // gone meanwhile; or renamed: next time
-          return io::ErrnoErr("open " + Sub(f.dir, file), errno);
-        }
-        struct stat st;
-        if (::fstat(fd.get(), &st) != 0)
-          return io::ErrnoErr("stat " + file, errno);
-        // The size IMAP announces (RFC822.SIZE, CRLF octets): from the
-        // name when the writer put it there, else counted.
-        auto size = CrlfSizeInName(file) ? Result<uint64_t>(*CrlfSizeInName(file))
-                                         : CrlfSizeOfFd(fd.get());
-        if (!size) return tl::unexpected(size.error());
-        fresh.push_back({uniq, file,
-                         static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                             st.st_mtim.tv_nsec,
-                         static_cast<int64_t>(st.st_mtim.tv_sec), *size});
+        fresh.emplace_back(uniq, file);
         continue;
       }
       const Row& r = *it->second;
@@ -975,6 +965,127 @@ struct MaildirStore::Impl {
       if (auto x = UpdateRow(f, updated); !x) return x;
     }
 
+    auto added = AddFresh(f, dir->get(), fresh, modseq);
+    if (!added) return tl::unexpected(added.error());
+    changed |= *added;
+    if (changed) {
+      f.highest = modseq;
+      if (auto x = SaveFolder(f); !x) return x;
+      // Written in the caller's transaction, which may yet fail: the next
+      // reconcile looks again rather than trusting these mtimes.
+      Scans().Forget(scan_key);
+    } else if (stamp) {
+      Scans().Agreed(scan_key, *stamp);
+    }
+    return {};
+  }
+
+  // Reconcile when only new/ may have changed (cur/ agrees with the index
+  // at `stamp.cur_ns`): delivery adds files there, and a file leaving new/
+  // for cur/ would have moved cur/'s mtime. Lists new/ alone and reads the
+  // index rows of new/ alone, so a delivery into a large folder costs what
+  // the new files cost. False: something else happened (a row of new/
+  // whose file was renamed, a new file the index has elsewhere): the
+  // caller does the whole reconcile.
+  Result<bool> ReconcileNew(Folder& f, int dir, const std::string& scan_key,
+                            const ScanCache::Stamp& stamp) {
+    auto files = ListMessages(dir, false);
+    if (!files) return tl::unexpected(files.error());
+    std::string sql = std::string("SELECT ") + kRowColumns +
+                      " FROM messages WHERE folder = ? AND substr(file, 1, 4) = 'new/'";
+    auto st = Prepare(db.get(), sql.c_str());
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, f.id);
+    std::map<std::string, Row> in_new;
+    int rc;
+    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+      Row r = ReadRow(st->get());
+      std::string uniq = r.uniq;
+      in_new.emplace(std::move(uniq), std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Err(sqlite::DbError(db.get(), "index"));
+    st->reset();
+
+    uint64_t modseq = f.highest + 1;
+    bool changed = false;
+    std::vector<std::pair<std::string, std::string>> fresh;
+    for (const auto& [uniq, file] : *files) {
+      auto it = in_new.find(uniq);
+      if (it != in_new.end()) {
+        if (it->second.file != file) return false;
+        continue;
+      }
+      auto known = Prepare(db.get(), "SELECT 1 FROM messages WHERE folder = ? AND uniq = ?");
+      if (!known) return tl::unexpected(known.error());
+      sqlite3_bind_int64(known->get(), 1, f.id);
+      BindText(known->get(), 2, uniq);
+      if (sqlite3_step(known->get()) == SQLITE_ROW) return false;
+      fresh.emplace_back(uniq, file);
+    }
+    std::vector<const Row*> missing;
+    for (const auto& [uniq, r] : in_new) {
+      if (!files->count(uniq)) missing.push_back(&r);
+    }
+    if (!missing.empty()) {
+      // As in Reconcile(): only what a second listing misses too is gone.
+      auto again = ListMessages(dir, false);
+      if (!again) return tl::unexpected(again.error());
+      for (const Row* r : missing) {
+        if (again->count(r->uniq)) return false;
+        if (auto x = RemoveRow(f, r->uid, modseq); !x) return tl::unexpected(x.error());
+        changed = true;
+      }
+    }
+    auto added = AddFresh(f, dir, fresh, modseq);
+    if (!added) return tl::unexpected(added.error());
+    changed |= *added;
+    if (changed) {
+      f.highest = modseq;
+      if (auto x = SaveFolder(f); !x) return tl::unexpected(x.error());
+      // cur/ was not touched: it still agrees whatever this transaction
+      // becomes; new/ is looked at again next time.
+      Scans().Agreed(scan_key, ScanCache::Stamp{0, stamp.cur_ns});
+    } else {
+      Scans().Agreed(scan_key, stamp);
+    }
+    return true;
+  }
+
+  // Gives the files (uniq, "new/..." or "cur/...") of `fresh`, which the
+  // index does not have, UIDs in arrival order and rows at `modseq`.
+  // True when any was added (a file gone meanwhile is skipped).
+  Result<bool> AddFresh(Folder& f, int dir,
+                        const std::vector<std::pair<std::string, std::string>>& files,
+                        uint64_t modseq) {
+    struct Fresh {
+      std::string uniq, file;
+      int64_t mtime_ns;
+      int64_t date;
+      uint64_t size;
+    };
+    std::vector<Fresh> fresh;
+    bool changed = false;
+    for (const auto& [uniq, file] : files) {
+      UniqueFd fd(::openat(dir, file.c_str(),
+                           O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (!fd) {
+        if (errno == ENOENT)
+          continue;  // gone meanwhile; or renamed: next time
+        return io::ErrnoErr("open " + Sub(f.dir, file), errno);
+      }
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0)
+        return io::ErrnoErr("stat " + file, errno);
+      // The size IMAP announces (RFC822.SIZE, CRLF octets): from the
+      // name when the writer put it there, else counted.
+      auto size = CrlfSizeInName(file) ? Result<uint64_t>(*CrlfSizeInName(file))
+                                       : CrlfSizeOfFd(fd.get());
+      if (!size) return tl::unexpected(size.error());
+      fresh.push_back({uniq, file,
+                       static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                           st.st_mtim.tv_nsec,
+                       static_cast<int64_t>(st.st_mtim.tv_sec), *size});
+    }
     // New messages get UIDs in arrival order: the file's mtime (delivery
     // and APPEND set it; Maildir names do not sort by time).
     std::sort(fresh.begin(), fresh.end(), [](const Fresh& a, const Fresh& b) {
@@ -994,22 +1105,13 @@ struct MaildirStore::Impl {
       r.modseq = modseq;
       r.date = n.date;
       r.size = n.size;
-      if (auto x = InsertRow(f, r); !x) return x;
+      if (auto x = InsertRow(f, r); !x) return tl::unexpected(x.error());
       changed = true;
     }
-    if (changed) {
-      f.highest = modseq;
-      if (auto x = SaveFolder(f); !x) return x;
-      // Written in the caller's transaction, which may yet fail: the next
-      // reconcile looks again rather than trusting these mtimes.
-      Scans().Forget(scan_key);
-    } else if (stamp) {
-      Scans().Agreed(scan_key, *stamp);
-    }
-    return {};
+    return changed;
   }
 
-  // The mtimes of cur/ and new/, when both are old enough to trust.
+  // The mtimes of new/ and cur/, each 0 when too recent to trust.
   static std::optional<ScanCache::Stamp> DirStamp(int dir) {
     struct stat cur, fresh;
     if (::fstatat(dir, "cur", &cur, 0) != 0 || ::fstatat(dir, "new", &fresh, 0) != 0) {
@@ -1020,9 +1122,10 @@ struct MaildirStore::Impl {
     auto ns = [](const struct timespec& t) {
       return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
     };
-    ScanCache::Stamp s{ns(fresh.st_mtim), ns(cur.st_mtim)};
-    if (ns(now) - std::max(s.new_ns, s.cur_ns) < 1000000000) return std::nullopt;
-    return s;
+    auto trusted = [&](const struct timespec& t) {
+      return ns(now) - ns(t) < 1000000000 ? 0 : ns(t);
+    };
+    return ScanCache::Stamp{trusted(fresh.st_mtim), trusted(cur.st_mtim)};
   }
 
   // Maildir: files in tmp/ untouched for 36 hours are left-overs of

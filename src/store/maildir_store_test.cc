@@ -1101,6 +1101,54 @@ TEST_F(StoreImapTest, ReconcileSkipsUnchangedDirectoriesOnly) {
   EXPECT_EQ(Select(*other, "INBOX").messages.size(), 2u);
 }
 
+// While cur/ keeps the mtime it agreed at, a delivery into new/ is
+// reconciled from new/ alone: new files get the next UIDs, files gone from
+// new/ are expunged, and cur/ is not even listed (a file slipped into it
+// with its mtime put back is not seen until cur/'s mtime moves).
+TEST_F(StoreImapTest, ReconcileOfNewAlone) {
+  auto s = Open();
+  Put("cur/1.M1.h:2,S", "a\n", 40);
+  Put("cur/2.M1.h:2,", "b\n", 30);
+  AgeDir(path + "/new", 10);
+  AgeDir(path + "/cur", 10);
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 2u);
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 2u);  // no change: agreed
+  auto cur_time = fs::last_write_time(path + "/cur");
+  Put("new/3.M1.h", "c\n", 5);
+  Put("new/4.M1.h", "d\n", 4);
+  auto snap = Select(*s, "INBOX");
+  ASSERT_EQ(snap.messages.size(), 4u);
+  EXPECT_EQ(snap.messages[2].uid, 3u);
+  EXPECT_EQ(snap.messages[3].uid, 4u);
+  EXPECT_EQ(snap.messages[0].flags, kSeen);
+  // Not seen: cur/ still shows the mtime it agreed at.
+  Put("cur/5.M1.h:2,", "e\n", 3);
+  fs::last_write_time(path + "/cur", cur_time);
+  fs::remove(path + "/new/3.M1.h");
+  auto changes = s->Sync("INBOX", snap.messages[3].modseq);
+  ASSERT_TRUE(changes) << changes.error().message;
+  EXPECT_EQ(changes->expunged, (std::vector<uint32_t>{3}));
+  EXPECT_TRUE(changes->changed.empty());
+  // cur/'s mtime moves: the whole reconcile finds the file.
+  AgeDir(path + "/cur", 2);
+  snap = Select(*s, "INBOX");
+  ASSERT_EQ(snap.messages.size(), 4u);
+  EXPECT_EQ(snap.messages[3].uid, 5u);
+  // A file in new/ that the index has in cur/ (another program's link
+  // before its unlink): the whole reconcile, which lets cur/ win.
+  AgeDir(path + "/new", 2);
+  AgeDir(path + "/cur", 2);
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 4u);
+  ASSERT_EQ(Select(*s, "INBOX").messages.size(), 4u);
+  cur_time = fs::last_write_time(path + "/cur");
+  fs::copy_file(path + "/cur/1.M1.h:2,S", path + "/new/1.M1.h");
+  fs::last_write_time(path + "/cur", cur_time);
+  snap = Select(*s, "INBOX");
+  ASSERT_EQ(snap.messages.size(), 4u);
+  EXPECT_EQ(snap.messages[0].uid, 1u);
+  EXPECT_EQ(snap.messages[0].flags, kSeen);
+}
+
 }  // namespace
 }  // namespace tern::store
 
