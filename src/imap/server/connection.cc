@@ -104,6 +104,18 @@ class Connection : public net::LineConnection, public SessionHost {
     }
   }
   void ReleaseMemory() override { TrimHeapSoon(); }
+  void IndexTextLater(std::string_view folder) override {
+    if (maildir_.empty()) return;
+    store::MaildirStoreOptions opt;
+    opt.hostname = settings_->hostname;
+    server_.indexer().Request(
+        maildir_ + "\n" + std::string(folder), std::string(folder),
+        [dir = maildir_, opt]() -> Result<std::unique_ptr<store::MailStore>> {
+          auto st = store::MaildirStore::Open(dir, opt);
+          if (!st) return tl::unexpected(st.error());
+          return std::unique_ptr<store::MailStore>(std::move(*st));
+        });
+  }
   std::optional<QuotaState> Quota() override {
     if (server_.deps().quota == nullptr || maildir_.empty()) return std::nullopt;
     uint64_t limit = settings_->quota_storage;

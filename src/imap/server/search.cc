@@ -13,6 +13,7 @@
 #include "imap/protocol/quote.h"
 #include "imap/server/message.h"
 #include "imap/server/session_impl.h"
+#include "imap/server/text_indexer.h"
 
 namespace tern::imap {
 
@@ -42,14 +43,9 @@ int64_t DayOf(const Date& d) {
 
 int64_t DayOfSeconds(int64_t s) { return s >= 0 ? s / 86400 : (s - 86399) / 86400; }
 
-// Decoded text above this size (header or body) is not indexed: such a
-// message is a candidate for every needle and read at each SEARCH.
-constexpr size_t kIndexedTextLimit = 1 << 20;
-// Messages read and indexed per write transaction.
-constexpr size_t kIndexBatch = 256;
-constexpr size_t kIndexBatchBytes = 16 << 20;  // text held before it is written
-// The longest a SEARCH spends building the index (IndexSelectedText).
-constexpr std::chrono::milliseconds kIndexBudget{2000};
+// SEARCH indexes up to this many messages itself, for at most this long.
+constexpr size_t kInlineIndexMax = 256;
+constexpr std::chrono::milliseconds kInlineIndexBudget{1000};
 
 bool UsesModSeq(const SearchKey& key) {
   if (key.kind == SearchKey::Kind::kModSeq) return true;
@@ -192,38 +188,16 @@ bool Session::Impl::Matches(const SearchKey& key, size_t index, SearchContext& c
 
 void Session::Impl::IndexSelectedText() {
   const SelectedFolder& s = *selected;
-  // A SEARCH spends at most this long indexing; what is left stays a
-  // candidate (read as without an index) and the next SEARCH goes on. A
-  // large folder's first search is then a scan plus a little, not the
-  // whole index build (72 s for 100,000 messages here).
-  const auto deadline = std::chrono::steady_clock::now() + kIndexBudget;
-  for (;;) {
-    if (std::chrono::steady_clock::now() >= deadline) return;
-    auto uids = store->UnindexedText(s.name, kIndexBatch);
-    if (!uids || uids->empty()) return;
-    std::vector<store::TextIndexEntry> entries;
-    size_t bytes = 0;
-    for (uint32_t uid : *uids) {
-      if (bytes > kIndexBatchBytes) break;  // the rest in the next round
-      store::TextIndexEntry e;
-      e.uid = uid;
-      auto t = LoadMessage(*store, s.name, uid);
-      if (t) {
-        e.header = t->HeaderBlock();
-        e.body = t->BodyText();
-      }
-      // Unreadable or too large: kept as a candidate for every needle, so
-      // SEARCH reads it as it would without an index.
-      if (!t || e.header.size() > kIndexedTextLimit || e.body.size() > kIndexedTextLimit) {
-        e.header.clear();
-        e.body.clear();
-        e.complete = false;
-      }
-      bytes += e.header.size() + e.body.size();
-      entries.push_back(std::move(e));
-    }
-    if (!store->IndexText(s.name, entries)) return;  // SEARCH still answers
+  // A few messages are indexed here and now; more than a batch go to the
+  // background indexer (text_indexer.h), and this SEARCH reads what is not
+  // indexed yet, as without an index.
+  auto todo = store->UnindexedText(s.name, kInlineIndexMax + 1);
+  if (!todo || todo->empty()) return;
+  if (todo->size() <= kInlineIndexMax) {
+    IndexFolderText(*store, s.name, std::chrono::steady_clock::now() + kInlineIndexBudget);
+    return;
   }
+  host.IndexTextLater(s.name);
 }
 
 std::optional<std::vector<uint32_t>> Session::Impl::TextCandidates(const SearchKey& key,

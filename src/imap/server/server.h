@@ -17,6 +17,7 @@
 #include "net/accept.h"
 #include "net/registry.h"
 #include "net/tls.h"
+#include "imap/server/text_indexer.h"
 #include "store/change_hub.h"
 #include "store/quota.h"
 #include "auth/directory.h"
@@ -53,11 +54,13 @@ class Server {
   ServerDeps& deps() { return deps_; }
   std::shared_ptr<const Settings> settings() const { return settings_.get(); }
   net::ConnectionLimiter& limiter() { return limiter_; }
+  TextIndexer& indexer() { return indexer_; }
 
  private:
   ServerDeps deps_;
   Current<const Settings> settings_;
   net::ConnectionLimiter limiter_;  // all IMAP listeners together
+  TextIndexer indexer_;
 };
 
 }  // namespace tern::imap

@@ -74,6 +74,10 @@ class SessionHost {
   // The session freed what it could and will wait (IDLE): the process may
   // give memory back to the system.
   virtual void ReleaseMemory() {}
+  // The full-text index of `folder` lacks many messages: build it in the
+  // background (text_indexer.h). Without it later searches go on reading
+  // what is not indexed.
+  virtual void IndexTextLater(std::string_view folder) {}
   // The session added (positive) or removed octets of mail.
   virtual void UsageChanged(int64_t delta) {}
 };
