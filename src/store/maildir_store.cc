@@ -470,6 +470,8 @@ struct MaildirStore::Impl {
   std::string path;
   UniqueFd root;
   DbPtr db;
+  // Cached(): finalized before `db` closes (declared after it).
+  std::vector<std::pair<const char*, sqlite::StmtPtr>> cached;
   MaildirStoreOptions options;
   bool has_fts = false;  // the SQLite has FTS5 with the trigram tokenizer
 
@@ -611,22 +613,42 @@ struct MaildirStore::Impl {
     return std::optional<Row>(ReadRow(st->get()));
   }
 
-  Result<void> InsertRow(const Folder& f, const Row& r) {
-    auto st = Prepare(db.get(),
-                      "INSERT INTO messages (folder, uid, uniq, file, flags, "
-                      "keywords, modseq, "
-                      "internaldate, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  // A statement prepared once per connection, reset for the caller:
+  // for the ones run once per message (a first SELECT inserts thousands
+  // of rows). `sql` is a string literal: its address is the key.
+  Result<sqlite3_stmt*> Cached(const char* sql) {
+    for (auto& [key, st] : cached) {
+      if (key == sql) {
+        sqlite3_reset(st.get());
+        sqlite3_clear_bindings(st.get());
+        return st.get();
+      }
+    }
+    auto st = Prepare(db.get(), sql);
     if (!st) return tl::unexpected(st.error());
-    sqlite3_bind_int64(st->get(), 1, f.id);
-    sqlite3_bind_int64(st->get(), 2, r.uid);
-    BindText(st->get(), 3, r.uniq);
-    BindText(st->get(), 4, r.file);
-    sqlite3_bind_int(st->get(), 5, r.flags);
-    BindText(st->get(), 6, JoinKeywords(r.keywords));
-    sqlite3_bind_int64(st->get(), 7, static_cast<int64_t>(r.modseq));
-    sqlite3_bind_int64(st->get(), 8, r.date);
-    sqlite3_bind_int64(st->get(), 9, static_cast<int64_t>(r.size));
-    return Step(st->get());
+    cached.emplace_back(sql, std::move(*st));
+    return cached.back().second.get();
+  }
+
+  Result<void> InsertRow(const Folder& f, const Row& r) {
+    static constexpr char kInsert[] =
+        "INSERT INTO messages (folder, uid, uniq, file, flags, keywords, modseq, "
+        "internaldate, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    auto cached_st = Cached(kInsert);
+    if (!cached_st) return tl::unexpected(cached_st.error());
+    sqlite3_stmt* st = *cached_st;
+    sqlite3_bind_int64(st, 1, f.id);
+    sqlite3_bind_int64(st, 2, r.uid);
+    BindText(st, 3, r.uniq);
+    BindText(st, 4, r.file);
+    sqlite3_bind_int(st, 5, r.flags);
+    BindText(st, 6, JoinKeywords(r.keywords));
+    sqlite3_bind_int64(st, 7, static_cast<int64_t>(r.modseq));
+    sqlite3_bind_int64(st, 8, r.date);
+    sqlite3_bind_int64(st, 9, static_cast<int64_t>(r.size));
+    auto done = Step(st);
+    sqlite3_reset(st);
+    return done;
   }
 
   Result<void> UpdateRow(const Folder& f, const Row& r) {
@@ -1066,20 +1088,27 @@ struct MaildirStore::Impl {
     std::vector<Fresh> fresh;
     bool changed = false;
     for (const auto& [uniq, file] : files) {
-      UniqueFd fd(::openat(dir, file.c_str(),
-                           O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-      if (!fd) {
-        if (errno == ENOENT)
-          continue;  // gone meanwhile; or renamed: next time
-        return io::ErrnoErr("open " + Sub(f.dir, file), errno);
-      }
-      struct stat st;
-      if (::fstat(fd.get(), &st) != 0)
-        return io::ErrnoErr("stat " + file, errno);
       // The size IMAP announces (RFC822.SIZE, CRLF octets): from the
-      // name when the writer put it there, else counted.
-      auto size = CrlfSizeInName(file) ? Result<uint64_t>(*CrlfSizeInName(file))
-                                       : CrlfSizeOfFd(fd.get());
+      // name when the writer put it there (then the file is not opened),
+      // else counted.
+      std::optional<uint64_t> named = CrlfSizeInName(file);
+      struct stat st;
+      Result<uint64_t> size = named.value_or(0);
+      if (named) {
+        if (::fstatat(dir, file.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+          if (errno == ENOENT) continue;  // gone meanwhile; or renamed: next time
+          return io::ErrnoErr("stat " + Sub(f.dir, file), errno);
+        }
+        if (!S_ISREG(st.st_mode)) continue;  // as O_NOFOLLOW refuses a link
+      } else {
+        UniqueFd fd(::openat(dir, file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!fd) {
+          if (errno == ENOENT) continue;  // gone meanwhile; or renamed: next time
+          return io::ErrnoErr("open " + Sub(f.dir, file), errno);
+        }
+        if (::fstat(fd.get(), &st) != 0) return io::ErrnoErr("stat " + file, errno);
+        size = CrlfSizeOfFd(fd.get());
+      }
       if (!size) return tl::unexpected(size.error());
       fresh.push_back({uniq, file,
                        static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
@@ -2139,6 +2168,7 @@ Result<std::vector<uint32_t>> MaildirStore::Expunge(
 void MaildirStore::ReleaseMemory() {
   // The connection with its page cache and parsed schema (~14 KiB per
   // idle IMAP session, measured); the next transaction opens it again.
+  impl_->cached.clear();
   impl_->db.reset();
 }
 

@@ -2,7 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "imap/server/message.h"
 
@@ -74,6 +79,17 @@ void TextIndexer::Request(std::string key, std::string folder, Opener open) {
 }
 
 void TextIndexer::Run() {
+  // Background work: the lowest CPU priority (nice 19) and the idle I/O
+  // class for this thread only (Linux: both apply per thread), so sessions
+  // and deliveries go first.
+  pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 19) != 0) {
+    spdlog::debug("imap text index: setpriority: {}", errno);
+  }
+#if defined(SYS_ioprio_set)
+  constexpr int kIoprioWhoProcess = 1, kIoprioClassIdle = 3, kIoprioClassShift = 13;
+  ::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid, kIoprioClassIdle << kIoprioClassShift);
+#endif
   for (;;) {
     Job job;
     {
