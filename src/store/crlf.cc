@@ -50,8 +50,17 @@ void CrlfEncoder::Feed(std::string_view in, std::string& out) {
     // RFC 1939 3: a line starting with "." gets one more.
     if (at_line_start_ && dot_stuff_ && c == '.') out += '.';
     // Copy the run of plain octets up to the next CR or LF at once.
-    size_t j = i;
-    while (j < in.size() && in[j] != '\n' && in[j] != '\r') ++j;
+    // (memchr twice rather than a loop over octets: messages are stored
+    // with LF, so the CR search usually runs to the LF.)
+    const char* start = in.data() + i;
+    const char* stop = in.data() + in.size();
+    if (const void* lf = std::memchr(start, '\n', static_cast<size_t>(stop - start))) {
+      stop = static_cast<const char*>(lf);
+    }
+    if (const void* cr = std::memchr(start, '\r', static_cast<size_t>(stop - start))) {
+      stop = static_cast<const char*>(cr);
+    }
+    size_t j = static_cast<size_t>(stop - in.data());
     out.append(in.data() + i, j - i);
     i = j;
     at_line_start_ = false;

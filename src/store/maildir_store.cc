@@ -2242,6 +2242,16 @@ Result<std::vector<PartCacheEntry>> MaildirStore::LoadPartCache(
 Result<void> MaildirStore::SavePartCache(std::string_view name,
                                          const std::vector<PartCacheEntry>& entries) {
   if (entries.empty()) return {};
+  if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
+  // A cache need not survive a crash: this commit is not synced (a long
+  // FETCH saves every 256 KiB of output, and an fsync each cost more than
+  // the inserts). The next synced commit syncs these frames with its own,
+  // and a torn, unsynced commit is dropped by the WAL's checksums.
+  (void)Exec(impl_->db.get(), "PRAGMA synchronous=OFF");
+  struct Restore {
+    sqlite3* db;
+    ~Restore() { (void)Exec(db, "PRAGMA synchronous=FULL"); }
+  } restore{impl_->db.get()};
   auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
