@@ -543,11 +543,15 @@ void Session::Impl::RunCommand() {
   Command cmd = std::move(*command);
   command.reset();
   tag_ = cmd.tag;
-  // After IDLE the view comes back from the store; the commands that only
-  // look for changes work on the hibernated one.
+  // After IDLE the view comes back from the store for the commands that
+  // use messages by number or UID (these are also all the commands that
+  // hold expunges back, so a hibernated Refresh() may always send them);
+  // the others work on the hibernated view.
   bool thawed = false;
-  if (selected && selected->hibernated && cmd.name != N::kIdle && cmd.name != N::kNoop &&
-      cmd.name != N::kCheck && cmd.name != N::kSelect && cmd.name != N::kExamine) {
+  if (selected && selected->hibernated &&
+      (cmd.name == N::kFetch || cmd.name == N::kStore || cmd.name == N::kSearch ||
+       cmd.name == N::kSort || cmd.name == N::kThread || cmd.name == N::kCopy ||
+       cmd.name == N::kMove || cmd.name == N::kExpunge)) {
     if (!Thaw()) return;
     thawed = true;
   }

@@ -139,7 +139,8 @@ struct Session::Impl {
   // Looks at the folder and sends what changed (RFC 9051 7.5); expunges
   // only when `expunge_ok` (not during FETCH, STORE, SEARCH, SORT, THREAD).
   void Refresh(bool expunge_ok);
-  // Refresh of a hibernated view (in IDLE: expunges are always sent).
+  // Refresh of a hibernated view: expunges are always sent (the commands
+  // that hold them back thaw the view first).
   void RefreshHibernated(store::FolderChanges& ch);
   // IDLE: drops the view but its UIDs, and the store's caches.
   void Hibernate();
