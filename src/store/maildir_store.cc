@@ -1063,11 +1063,14 @@ struct MaildirStore::Impl {
         if (it->second.file != file) return false;
         continue;
       }
-      auto known = Prepare(db.get(), "SELECT 1 FROM messages WHERE folder = ? AND uniq = ?");
+      static constexpr char kKnown[] = "SELECT 1 FROM messages WHERE folder = ? AND uniq = ?";
+      auto known = Cached(kKnown);
       if (!known) return tl::unexpected(known.error());
-      sqlite3_bind_int64(known->get(), 1, f.id);
-      BindText(known->get(), 2, uniq);
-      if (sqlite3_step(known->get()) == SQLITE_ROW) return false;
+      sqlite3_bind_int64(*known, 1, f.id);
+      BindText(*known, 2, uniq);
+      bool elsewhere = sqlite3_step(*known) == SQLITE_ROW;
+      sqlite3_reset(*known);
+      if (elsewhere) return false;
       fresh.emplace_back(uniq, file);
     }
     std::vector<const Row*> missing;

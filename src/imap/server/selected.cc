@@ -101,6 +101,20 @@ std::string Session::Impl::FlagsResponse() const {
   return out;
 }
 
+std::string Session::Impl::FlagsUpdate(size_t seq, const store::MessageMeta& m) const {
+  std::string line = "* " + std::to_string(seq) + " FETCH (UID " + std::to_string(m.uid) +
+                     " FLAGS " + FlagList(m);
+  if (condstore) line += " MODSEQ (" + std::to_string(m.modseq) + ")";
+  line += ")\r\n";
+  return line;
+}
+
+bool Session::Impl::NoteKeywords(const store::MessageMeta& m) {
+  bool added = false;
+  for (const std::string& k : m.keywords) added |= selected->keywords.insert(k).second;
+  return added;
+}
+
 void Session::Impl::Refresh(bool expunge_ok) {
   if (!selected || !store) return;
   SelectedFolder& s = *selected;
@@ -116,18 +130,12 @@ void Session::Impl::Refresh(bool expunge_ok) {
   bool new_keywords = false;
   std::string fetches;
   for (store::MessageMeta& m : ch->changed) {
-    for (const std::string& k : m.keywords) {
-      new_keywords |= s.keywords.insert(k).second;
-    }
+    new_keywords |= NoteKeywords(m);
     if (auto i = s.Find(m.uid)) {
       store::MessageMeta& old = s.messages[*i];
       bool differs = old.flags != m.flags || old.keywords != m.keywords;
       old = std::move(m);
-      if (!differs) continue;
-      fetches += "* " + std::to_string(*i + 1) + " FETCH (UID " +
-                 std::to_string(old.uid) + " FLAGS " + FlagList(old);
-      if (condstore) fetches += " MODSEQ (" + std::to_string(old.modseq) + ")";
-      fetches += ")\r\n";
+      if (differs) fetches += FlagsUpdate(*i + 1, old);
     } else if (s.messages.empty() || m.uid > s.messages.back().uid) {
       added.push_back(std::move(m));
     }
@@ -149,24 +157,19 @@ void Session::Impl::Refresh(bool expunge_ok) {
   s.uidnext = std::max(s.uidnext, ch->state.uidnext);
 }
 
-void Session::Impl::RefreshHibernated(store::FolderChanges& ch) {
+void Session::Impl::RefreshHibernated(const store::FolderChanges& ch) {
   SelectedFolder& s = *selected;
   bool new_keywords = false;
   std::string fetches;
   std::vector<uint32_t> added;
   uint32_t last = s.idle_uids.empty() ? 0 : s.idle_uids.back().last;
   for (const store::MessageMeta& m : ch.changed) {
-    for (const std::string& k : m.keywords) {
-      new_keywords |= s.keywords.insert(k).second;
-    }
+    new_keywords |= NoteKeywords(m);
     if (auto i = RunIndex(s.idle_uids, m.uid)) {
       // The flags last told are not kept here, so every change is told,
       // also one that ends where it started (RFC 9051 7.5.2 lets a server
       // send FETCH data at any time).
-      fetches += "* " + std::to_string(*i + 1) + " FETCH (UID " + std::to_string(m.uid) +
-                 " FLAGS " + FlagList(m);
-      if (condstore) fetches += " MODSEQ (" + std::to_string(m.modseq) + ")";
-      fetches += ")\r\n";
+      fetches += FlagsUpdate(*i + 1, m);
     } else if (m.uid > last) {
       added.push_back(m.uid);
       last = m.uid;
@@ -205,7 +208,7 @@ void Session::Impl::Hibernate() {
       s.hibernated = true;
     }
   }
-  std::vector<uint32_t>(saved).swap(saved);
+  saved.shrink_to_fit();
   if (store) store->ReleaseMemory();
   host.ReleaseMemory();
 }
@@ -233,13 +236,8 @@ bool Session::Impl::Thaw() {
       while (it != snap->messages.end() && it->uid < u) ++it;
       if (it != snap->messages.end() && it->uid == u) {
         if (it->modseq > s.known_modseq) {
-          for (const std::string& k : it->keywords) {
-            new_keywords |= s.keywords.insert(k).second;
-          }
-          fetches += "* " + std::to_string(view.size() + 1) + " FETCH (UID " +
-                     std::to_string(u) + " FLAGS " + FlagList(*it);
-          if (condstore) fetches += " MODSEQ (" + std::to_string(it->modseq) + ")";
-          fetches += ")\r\n";
+          new_keywords |= NoteKeywords(*it);
+          fetches += FlagsUpdate(view.size() + 1, *it);
         }
         view.push_back(std::move(*it));
       } else {
@@ -406,7 +404,7 @@ void Session::Impl::Store(const Command& cmd) {
   }
   bool new_keywords = false;
   for (store::MessageMeta& m : res.updated) {
-    for (const std::string& k : m.keywords) new_keywords |= s.keywords.insert(k).second;
+    new_keywords |= NoteKeywords(m);
     if (auto i = s.Find(m.uid)) s.messages[*i] = std::move(m);
   }
   if (new_keywords) Untagged(FlagsResponse());

@@ -141,7 +141,7 @@ struct Session::Impl {
   void Refresh(bool expunge_ok);
   // Refresh of a hibernated view: expunges are always sent (the commands
   // that hold them back thaw the view first).
-  void RefreshHibernated(store::FolderChanges& ch);
+  void RefreshHibernated(const store::FolderChanges& ch);
   // IDLE: drops the view but its UIDs, and the store's caches.
   void Hibernate();
   // Before a command: the view again, from the store (false: NO sent).
@@ -150,6 +150,11 @@ struct Session::Impl {
   void FlushExpunges();
   void SendExpunged(const std::vector<uint32_t>& uids);
   std::string FlagList(const store::MessageMeta& m) const;
+  // "* seq FETCH (UID u FLAGS (...) [MODSEQ (n)])": a flag change told.
+  std::string FlagsUpdate(size_t seq, const store::MessageMeta& m) const;
+  // Adds the message's keywords to the selected folder's; true when one
+  // is new (a FLAGS response is then due).
+  bool NoteKeywords(const store::MessageMeta& m);
   std::string FlagsResponse() const;
   // Message indexes of a sequence set (UIDs when `uid`), ascending.
   // False (BAD sent) for sequence numbers beyond the last message.
