@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -62,13 +63,17 @@ enum class SpecialUse {
 std::string_view SpecialUseName(SpecialUse use);  // "\Sent", "" for kNone
 std::optional<SpecialUse> SpecialUseOf(std::string_view name);
 
+inline constexpr uint64_t kUnknownSize = UINT64_MAX;
+
 struct MessageMeta {
   uint32_t uid = 0;
   uint64_t modseq = 0;  // RFC 7162 mod-sequence: positive
   Flags flags = 0;
   std::vector<std::string> keywords;  // sorted, as first set (case kept)
   int64_t internal_date = 0;  // seconds since the epoch (RFC 9051 2.3.3)
-  uint64_t size = 0;          // RFC822.SIZE: octets as sent (CRLF)
+  // RFC822.SIZE: octets as sent (CRLF). kUnknownSize when the folder was
+  // indexed in bulk without reading the files (MailStore::Sizes).
+  uint64_t size = 0;
   bool operator==(const MessageMeta&) const = default;
 };
 
@@ -208,7 +213,9 @@ class MailStore {
   virtual Result<void> SetSubscribed(std::string_view name,
                                      bool subscribed) = 0;
   virtual Result<std::vector<std::string>> Subscriptions() = 0;
-  virtual Result<FolderStatus> Status(std::string_view name) = 0;
+  // `with_size`: FolderStatus::size is wanted (RFC 8438 STATUS=SIZE); it
+  // may cost reading messages whose size the index does not have yet.
+  virtual Result<FolderStatus> Status(std::string_view name, bool with_size = true) = 0;
 
   // Picks up changes made by other programs, then returns everything.
   virtual Result<FolderSnapshot> Select(std::string_view name) = 0;
@@ -261,6 +268,16 @@ class MailStore {
 
   // The message's octets as stored (LF line ends: store/crlf.h sends them).
   virtual Result<UniqueFd> OpenMessage(std::string_view name, uint32_t uid) = 0;
+
+  // RFC822.SIZE of messages indexed without one (kUnknownSize): counted
+  // from the files now and kept in the index. Returns (uid, size) for
+  // those still there, ascending by UID.
+  virtual Result<std::vector<std::pair<uint32_t, uint64_t>>> Sizes(
+      std::string_view name, const std::vector<uint32_t>& uids) = 0;
+  // Sizes the caller counted itself (from the octets of a message it
+  // read). Need not be durable.
+  virtual Result<void> SaveSizes(std::string_view name,
+                                 const std::vector<std::pair<uint32_t, uint64_t>>& sizes) = 0;
 
   // A cache of what the session renders from messages (they never change,
   // so entries live as long as the message). Optional for a backend: the

@@ -213,6 +213,10 @@ ScanCache& Scans() {
   return *cache;
 }
 
+// AddFresh(): more new files than this in one reconcile are indexed
+// without their sizes (kUnknownSize).
+constexpr size_t kCountSizesUpTo = 64;
+
 Result<uint64_t> CrlfSizeOfFd(int fd) {
   // Not zeroed: a first SELECT may size thousands of files.
   constexpr size_t kChunk = 64 * 1024;
@@ -475,6 +479,20 @@ struct MaildirStore::Impl {
   MaildirStoreOptions options;
   bool has_fts = false;  // the SQLite has FTS5 with the trigram tokenizer
 
+  // OpenMessage() along a run of UIDs (a FETCH of many messages): the
+  // file names of the next kFileWindow messages from one query, and the
+  // folder's directory kept open, instead of a transaction and a lookup
+  // per message. A name gone stale (the message renamed by a flag change
+  // or expunged since) fails to open and the caller looks again.
+  static constexpr int kFileWindow = 128;
+  struct FileWindow {
+    std::string folder;  // canonical name; empty: nothing loaded
+    UniqueFd dir;
+    uint32_t first = 0, last = 0;  // the UIDs looked up
+    std::vector<std::pair<uint32_t, std::string>> files;  // ascending UID
+  };
+  FileWindow window;
+
   // --- index helpers -------------------------------------------------------
 
   Result<void> Step(sqlite3_stmt* st) {
@@ -495,6 +513,7 @@ struct MaildirStore::Impl {
   }
   Result<Transaction> Begin(bool write) {
     if (auto r = Connect(); !r) return tl::unexpected(r.error());
+    agree_on_commit.clear();  // left by a transaction that did not commit
     return Transaction::Begin(db.get(), write);
   }
   Result<Transaction> Write() { return Begin(true); }
@@ -503,8 +522,13 @@ struct MaildirStore::Impl {
   Result<void> Commit(Transaction& txn) {
     auto r = txn.Commit();
     if (!r) return Err(path + "/" + kImapIndexFile + ": " + r.error().message);
+    for (const auto& [key, stamp] : agree_on_commit) Scans().Agreed(key, stamp);
+    agree_on_commit.clear();
     return {};
   }
+  // Folders a reconcile brought in line with their directories in the
+  // current transaction: they agree once it commits (through Commit()).
+  std::vector<std::pair<std::string, ScanCache::Stamp>> agree_on_commit;
 
   Result<uint32_t> NextUidValidity() {
     auto st =
@@ -527,23 +551,28 @@ struct MaildirStore::Impl {
     return static_cast<uint32_t>(next);
   }
 
+  // Run for every message a FETCH reads (OpenMessage): prepared once.
   Result<std::optional<Folder>> LoadFolder(const std::string& name) {
-    auto st = Prepare(db.get(),
-                      "SELECT id, uidvalidity, uidnext, highestmodseq, "
-                      "special_use FROM folders "
-                      "WHERE name = ?");
+    static constexpr char kLoad[] =
+        "SELECT id, uidvalidity, uidnext, highestmodseq, special_use "
+        "FROM folders WHERE name = ?";
+    auto st = Cached(kLoad);
     if (!st) return tl::unexpected(st.error());
-    BindText(st->get(), 1, name);
-    if (sqlite3_step(st->get()) != SQLITE_ROW) return std::optional<Folder>();
-    Folder f;
-    f.id = sqlite3_column_int64(st->get(), 0);
-    f.name = name;
-    f.dir = FolderDirectory(name);
-    f.uidvalidity = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 1));
-    f.uidnext = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 2));
-    f.highest = static_cast<uint64_t>(sqlite3_column_int64(st->get(), 3));
-    f.use = static_cast<SpecialUse>(sqlite3_column_int(st->get(), 4));
-    return std::optional<Folder>(std::move(f));
+    BindText(*st, 1, name);
+    std::optional<Folder> out;
+    if (sqlite3_step(*st) == SQLITE_ROW) {
+      out = Folder{};
+      Folder& f = *out;
+      f.id = sqlite3_column_int64(*st, 0);
+      f.name = name;
+      f.dir = FolderDirectory(name);
+      f.uidvalidity = static_cast<uint32_t>(sqlite3_column_int64(*st, 1));
+      f.uidnext = static_cast<uint32_t>(sqlite3_column_int64(*st, 2));
+      f.highest = static_cast<uint64_t>(sqlite3_column_int64(*st, 3));
+      f.use = static_cast<SpecialUse>(sqlite3_column_int(*st, 4));
+    }
+    sqlite3_reset(*st);  // no statement left open across the transaction's end
+    return out;
   }
 
   Result<void> InsertFolder(const std::string& name, SpecialUse use) {
@@ -629,14 +658,18 @@ struct MaildirStore::Impl {
   }
 
   Result<std::optional<Row>> RowByUid(const Folder& f, uint32_t uid) {
-    std::string sql = std::string("SELECT ") + kRowColumns +
-                      " FROM messages WHERE folder = ? AND uid = ?";
-    auto st = Prepare(db.get(), sql.c_str());
+    static constexpr char kByUid[] =
+        "SELECT uid, uniq, file, flags, keywords, modseq, internaldate, size "
+        "FROM messages WHERE folder = ? AND uid = ?";
+    static_assert(std::string_view(kByUid).find(kRowColumns) != std::string_view::npos);
+    auto st = Cached(kByUid);
     if (!st) return tl::unexpected(st.error());
-    sqlite3_bind_int64(st->get(), 1, f.id);
-    sqlite3_bind_int64(st->get(), 2, uid);
-    if (sqlite3_step(st->get()) != SQLITE_ROW) return std::optional<Row>();
-    return std::optional<Row>(ReadRow(st->get()));
+    sqlite3_bind_int64(*st, 1, f.id);
+    sqlite3_bind_int64(*st, 2, uid);
+    std::optional<Row> out;
+    if (sqlite3_step(*st) == SQLITE_ROW) out = ReadRow(*st);
+    sqlite3_reset(*st);
+    return out;
   }
 
   // A statement prepared once per connection, reset for the caller:
@@ -1019,9 +1052,10 @@ struct MaildirStore::Impl {
     if (changed) {
       f.highest = modseq;
       if (auto x = SaveFolder(f); !x) return x;
-      // Written in the caller's transaction, which may yet fail: the next
-      // reconcile looks again rather than trusting these mtimes.
+      // Written in the caller's transaction, which may yet fail: these
+      // mtimes are trusted only once it commits.
       Scans().Forget(scan_key);
+      if (stamp) agree_on_commit.emplace_back(scan_key, *stamp);
     } else if (stamp) {
       Scans().Agreed(scan_key, *stamp);
     }
@@ -1094,8 +1128,9 @@ struct MaildirStore::Impl {
       f.highest = modseq;
       if (auto x = SaveFolder(f); !x) return tl::unexpected(x.error());
       // cur/ was not touched: it still agrees whatever this transaction
-      // becomes; new/ is looked at again next time.
+      // becomes; new/ agrees once it commits.
       Scans().Agreed(scan_key, ScanCache::Stamp{0, stamp.cur_ns});
+      agree_on_commit.emplace_back(scan_key, stamp);
     } else {
       Scans().Agreed(scan_key, stamp);
     }
@@ -1116,11 +1151,16 @@ struct MaildirStore::Impl {
     };
     std::vector<Fresh> fresh;
     bool changed = false;
+    // A folder indexed in bulk (a Maildir another server wrote, its first
+    // SELECT) is not read now: sizes are counted when first asked for
+    // (Sizes()), as Dovecot does. A few new files are counted at once.
+    const bool count_sizes = files.size() <= kCountSizesUpTo;
     for (const auto& [uniq, file] : files) {
       // The size IMAP announces (RFC822.SIZE, CRLF octets): from the
       // name when the writer put it there (then the file is not opened),
-      // else counted.
+      // else counted (or left for later).
       std::optional<uint64_t> named = CrlfSizeInName(file);
+      if (!named && !count_sizes) named = kUnknownSize;
       struct stat st;
       Result<uint64_t> size = named.value_or(0);
       if (named) {
@@ -1211,6 +1251,72 @@ struct MaildirStore::Impl {
     if (auto r = Reconcile(*f); !r) return tl::unexpected(r.error());
     return f;
   }
+
+  // Counts the sizes the index lacks (kUnknownSize) of `f`'s messages,
+  // of all of them or of those in `uids` (ascending), and writes them in
+  // the caller's write transaction. A file gone meanwhile is skipped: the
+  // next reconcile finds where it went.
+  Result<std::vector<std::pair<uint32_t, uint64_t>>> CountSizes(
+      const Folder& f, const std::vector<uint32_t>* uids) {
+    std::vector<std::pair<uint32_t, uint64_t>> out;
+    auto st = Prepare(db.get(),
+                      "SELECT uid, file FROM messages WHERE folder = ? AND size < 0 "
+                      "ORDER BY uid");
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(st->get(), 1, f.id);
+    std::vector<std::pair<uint32_t, std::string>> todo;
+    int rc;
+    while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+      auto uid = static_cast<uint32_t>(sqlite3_column_int64(st->get(), 0));
+      if (uids && !std::binary_search(uids->begin(), uids->end(), uid)) continue;
+      todo.emplace_back(uid, ColumnText(st->get(), 1));
+    }
+    if (rc != SQLITE_DONE) return Err(sqlite::DbError(db.get(), "index"));
+    st->reset();
+    if (todo.empty()) return out;
+    auto dir = OpenFolderDir(f);
+    if (!dir) return tl::unexpected(dir.error());
+    for (const auto& [uid, file] : todo) {
+      UniqueFd fd(::openat(dir->get(), file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (!fd) {
+        if (errno == ENOENT) continue;
+        return io::ErrnoErr("open " + Sub(f.dir, file), errno);
+      }
+      auto size = CrlfSizeOfFd(fd.get());
+      if (!size) return tl::unexpected(size.error());
+      out.emplace_back(uid, *size);
+    }
+    if (auto w = WriteSizes(f, out); !w) return tl::unexpected(w.error());
+    return out;
+  }
+
+  Result<void> WriteSizes(const Folder& f,
+                          const std::vector<std::pair<uint32_t, uint64_t>>& sizes) {
+    static constexpr char kUpdate[] =
+        "UPDATE messages SET size = ? WHERE folder = ? AND uid = ? AND size < 0";
+    for (const auto& [uid, size] : sizes) {
+      auto st = Cached(kUpdate);
+      if (!st) return tl::unexpected(st.error());
+      sqlite3_bind_int64(*st, 1, static_cast<int64_t>(size));
+      sqlite3_bind_int64(*st, 2, f.id);
+      sqlite3_bind_int64(*st, 3, uid);
+      if (auto r = Step(*st); !r) return r;
+    }
+    return {};
+  }
+
+  // Commits of what the index can rebuild (the part cache, counted
+  // sizes) are not synced while this lives: a long FETCH saves every
+  // 256 KiB of output, and an fsync each cost more than the inserts. The
+  // next synced commit syncs these frames with its own, and a torn,
+  // unsynced commit is dropped by the WAL's checksums.
+  struct Unsynced {
+    sqlite3* db;
+    explicit Unsynced(sqlite3* d) : db(d) { (void)Exec(db, "PRAGMA synchronous=OFF"); }
+    ~Unsynced() { (void)Exec(db, "PRAGMA synchronous=FULL"); }
+    Unsynced(const Unsynced&) = delete;
+    Unsynced& operator=(const Unsynced&) = delete;
+  };
 
   // --- subscriptions --------------------------------------------------------
 
@@ -1762,15 +1868,20 @@ Result<std::vector<std::string>> MaildirStore::Subscriptions() {
   return std::vector<std::string>(subs->begin(), subs->end());
 }
 
-Result<FolderStatus> MaildirStore::Status(std::string_view name) {
+Result<FolderStatus> MaildirStore::Status(std::string_view name, bool with_size) {
   auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->Reconciled(name);
   if (!f) return tl::unexpected(f.error());
+  if (with_size) {
+    if (auto counted = impl_->CountSizes(*f, nullptr); !counted) {
+      return tl::unexpected(counted.error());
+    }
+  }
   auto st =
       Prepare(impl_->db.get(),
               "SELECT count(*), coalesce(sum((flags & 1) = 0), 0), "
-              "coalesce(sum((flags & 8) != 0), 0), coalesce(sum(size), 0) "
+              "coalesce(sum((flags & 8) != 0), 0), coalesce(sum(max(size, 0)), 0) "
               "FROM messages WHERE folder = ?");
   if (!st) return tl::unexpected(st.error());
   sqlite3_bind_int64(st->get(), 1, f->id);
@@ -2198,6 +2309,7 @@ void MaildirStore::ReleaseMemory() {
   // idle IMAP session, measured); the next transaction opens it again.
   impl_->cached.clear();
   impl_->db.reset();
+  impl_->window = {};
 }
 
 Result<std::string> MaildirStore::MessagePath(std::string_view name,
@@ -2246,15 +2358,7 @@ Result<void> MaildirStore::SavePartCache(std::string_view name,
                                          const std::vector<PartCacheEntry>& entries) {
   if (entries.empty()) return {};
   if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
-  // A cache need not survive a crash: this commit is not synced (a long
-  // FETCH saves every 256 KiB of output, and an fsync each cost more than
-  // the inserts). The next synced commit syncs these frames with its own,
-  // and a torn, unsynced commit is dropped by the WAL's checksums.
-  (void)Exec(impl_->db.get(), "PRAGMA synchronous=OFF");
-  struct Restore {
-    sqlite3* db;
-    ~Restore() { (void)Exec(db, "PRAGMA synchronous=FULL"); }
-  } restore{impl_->db.get()};
+  Impl::Unsynced unsynced(impl_->db.get());  // a cache need not survive a crash
   auto txn = impl_->Write();
   if (!txn) return tl::unexpected(txn.error());
   auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
@@ -2277,6 +2381,38 @@ Result<void> MaildirStore::SavePartCache(std::string_view name,
       return Fail(sqlite3_errmsg(impl_->db.get()), EIO);
     }
   }
+  return txn->Commit();
+}
+
+Result<std::vector<std::pair<uint32_t, uint64_t>>> MaildirStore::Sizes(
+    std::string_view name, const std::vector<uint32_t>& uids) {
+  if (uids.empty()) return std::vector<std::pair<uint32_t, uint64_t>>{};
+  if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
+  Impl::Unsynced unsynced(impl_->db.get());  // counted again if lost
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  std::vector<uint32_t> sorted = uids;
+  std::sort(sorted.begin(), sorted.end());
+  auto counted = impl_->CountSizes(**f, &sorted);
+  if (!counted) return tl::unexpected(counted.error());
+  if (auto r = txn->Commit(); !r) return tl::unexpected(r.error());
+  return counted;
+}
+
+Result<void> MaildirStore::SaveSizes(
+    std::string_view name, const std::vector<std::pair<uint32_t, uint64_t>>& sizes) {
+  if (sizes.empty()) return {};
+  if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
+  Impl::Unsynced unsynced(impl_->db.get());  // counted again if lost
+  auto txn = impl_->Write();
+  if (!txn) return tl::unexpected(txn.error());
+  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
+  if (!f) return tl::unexpected(f.error());
+  if (!*f) return Fail("no such mailbox", ENOENT);
+  if (auto w = impl_->WriteSizes(**f, sizes); !w) return w;
   return txn->Commit();
 }
 
@@ -2399,6 +2535,42 @@ Result<void> MaildirStore::IndexText(std::string_view name,
 
 Result<UniqueFd> MaildirStore::OpenMessage(std::string_view name,
                                            uint32_t uid) {
+  std::string canonical = CanonicalFolderName(name).value_or("");
+  Impl::FileWindow& w = impl_->window;
+  if (w.folder != canonical || uid < w.first || uid > w.last) {
+    w.folder.clear();
+    w.files.clear();
+    auto txn = impl_->Read();
+    if (!txn) return tl::unexpected(txn.error());
+    auto f = impl_->LoadFolder(canonical);
+    if (!f) return tl::unexpected(f.error());
+    if (!*f) return Fail("no such mailbox", ENOENT);
+    static constexpr char kFiles[] =
+        "SELECT uid, file FROM messages WHERE folder = ? AND uid >= ? ORDER BY uid LIMIT ?";
+    auto st = impl_->Cached(kFiles);
+    if (!st) return tl::unexpected(st.error());
+    sqlite3_bind_int64(*st, 1, (*f)->id);
+    sqlite3_bind_int64(*st, 2, uid);
+    sqlite3_bind_int(*st, 3, Impl::kFileWindow);
+    while (sqlite3_step(*st) == SQLITE_ROW) {
+      w.files.emplace_back(static_cast<uint32_t>(sqlite3_column_int64(*st, 0)),
+                           ColumnText(*st, 1));
+    }
+    sqlite3_reset(*st);
+    auto dir = impl_->OpenFolderDir(**f);
+    if (!dir) return tl::unexpected(dir.error());
+    w.dir = std::move(*dir);
+    w.folder = canonical;
+    w.first = uid;
+    w.last = w.files.size() < Impl::kFileWindow ? UINT32_MAX : w.files.back().first;
+  }
+  auto it = std::lower_bound(w.files.begin(), w.files.end(), uid,
+                             [](const auto& e, uint32_t u) { return e.first < u; });
+  if (it != w.files.end() && it->first == uid) {
+    UniqueFd fd(::openat(w.dir.get(), it->second.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (fd) return fd;
+  }
+  // Not in the window (added since) or its name is stale: the index now.
   std::string file, uniq, folder_dir;
   {
     auto txn = impl_->Read();

@@ -47,7 +47,7 @@ class MaildirStore final : public MailStore {
                             std::string_view to) override;
   Result<void> SetSubscribed(std::string_view name, bool subscribed) override;
   Result<std::vector<std::string>> Subscriptions() override;
-  Result<FolderStatus> Status(std::string_view name) override;
+  Result<FolderStatus> Status(std::string_view name, bool with_size = true) override;
   Result<FolderSnapshot> Select(std::string_view name) override;
   Result<FolderChanges> Sync(std::string_view name,
                              uint64_t since_modseq) override;
@@ -68,6 +68,10 @@ class MaildirStore final : public MailStore {
       std::string_view name,
       const std::optional<std::vector<uint32_t>>& uids) override;
   Result<UniqueFd> OpenMessage(std::string_view name, uint32_t uid) override;
+  Result<std::vector<std::pair<uint32_t, uint64_t>>> Sizes(
+      std::string_view name, const std::vector<uint32_t>& uids) override;
+  Result<void> SaveSizes(std::string_view name,
+                         const std::vector<std::pair<uint32_t, uint64_t>>& sizes) override;
   Result<std::vector<PartCacheEntry>> LoadPartCache(std::string_view name,
                                                     uint32_t first_uid,
                                                     uint32_t last_uid) override;

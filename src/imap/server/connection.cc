@@ -131,9 +131,10 @@ class Connection : public net::LineConnection, public SessionHost {
     return QuotaState{*used, limit};
   }
   void UsageChanged(int64_t delta) override {
-    if (server_.deps().quota != nullptr && !maildir_.empty()) {
-      server_.deps().quota->Adjust(maildir_, delta);
-    }
+    if (TracksUsage()) server_.deps().quota->Adjust(maildir_, delta);
+  }
+  bool TracksUsage() const override {
+    return server_.deps().quota != nullptr && !maildir_.empty();
   }
   void Watch(std::string_view folder) override {
     MutexLock lock(watch_mu_);

@@ -178,9 +178,10 @@ void Session::Impl::FetchMore() {
   tag_ = f.cmd.tag;
   bool want_uid = f.cmd.uid;
   bool has_flags = false, has_modseq = false;
-  bool content = false, cacheable = false;
+  bool content = false, cacheable = false, has_size = false;
   for (const FetchItem& item : a.items) {
     want_uid &= item.att != FetchAtt::kUid;
+    has_size |= item.att == FetchAtt::kRfc822Size;
     has_flags |= item.att == FetchAtt::kFlags;
     has_modseq |= item.att == FetchAtt::kModSeq;
     content |= NeedsContent(item);
@@ -194,11 +195,15 @@ void Session::Impl::FetchMore() {
       (void)store->SavePartCache(s.name, f.to_save);  // a cache: best effort
       f.to_save.clear();
     }
+    if (!f.sizes_to_save.empty()) {
+      (void)store->SaveSizes(s.name, f.sizes_to_save);  // else counted again
+      f.sizes_to_save.clear();
+    }
   };
   while (f.next < f.indexes.size()) {
     size_t k = f.next++;
     size_t i = f.indexes[k];
-    const store::MessageMeta& m = s.messages[i];
+    store::MessageMeta& m = s.messages[i];
     if (cacheable && k >= f.cached_until) {
       // The next batch's renderings, in one read of the index.
       size_t end = std::min(f.indexes.size(), k + kCacheBatch);
@@ -216,7 +221,8 @@ void Session::Impl::FetchMore() {
       auto it = f.cached.find(uint64_t{m.uid} << 8 | (CacheKind(att) | form));
       return it == f.cached.end() ? nullptr : &it->second;
     };
-    bool need_text = content;
+    // A size the index lacks is counted from the octets read for it.
+    bool need_text = content || (has_size && m.size == store::kUnknownSize);
     if (!need_text && cacheable) {
       for (const FetchItem& item : a.items) {
         if (CacheKind(item.att) != 0 && cached(item.att) == nullptr) need_text = true;
@@ -232,6 +238,10 @@ void Session::Impl::FetchMore() {
         continue;
       }
       text = std::move(*t);
+      if (m.size == store::kUnknownSize) {
+        m.size = text->crlf().size();
+        f.sizes_to_save.emplace_back(m.uid, m.size);
+      }
     }
     // A rendering from the cache, or made now and kept for next time.
     auto render = [&](FetchAtt att) -> std::string {

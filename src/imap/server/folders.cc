@@ -69,6 +69,15 @@ void Session::Impl::Namespace() {
   Ok("NAMESPACE completed");
 }
 
+namespace {
+
+// RFC 8438 STATUS=SIZE is asked for (it may cost counting sizes).
+bool WantsSize(const std::vector<StatusItem>& items) {
+  return std::find(items.begin(), items.end(), StatusItem::kSize) != items.end();
+}
+
+}  // namespace
+
 std::string Session::Impl::StatusItems(const store::FolderStatus& st,
                                        const std::vector<StatusItem>& items) const {
   std::string out;
@@ -150,7 +159,7 @@ void Session::Impl::List(const Command& cmd) {
     listed.insert(f.name);
     Untagged("LIST (" + attrs + ") \"/\" " + MailboxOut(f.name));
     if (ret_status) {
-      auto st = store->Status(f.name);
+      auto st = store->Status(f.name, WantsSize(a.status));
       if (st) {
         Untagged("STATUS " + MailboxOut(f.name) + " (" + StatusItems(*st, a.status) +
                  ")");
@@ -265,7 +274,7 @@ void Session::Impl::Status(const Command& cmd) {
   for (StatusItem item : a.items) {
     if (item == StatusItem::kHighestModSeq) condstore = true;  // RFC 7162 3.1
   }
-  auto st = store->Status(a.mailbox);
+  auto st = store->Status(a.mailbox, WantsSize(a.items));
   if (!st) {
     StoreError(st.error());
     return;
@@ -380,7 +389,7 @@ void Session::Impl::QuotaCommand(const Command& cmd) {
     return;
   }
   const std::string& mailbox = cmd.get<MailboxArgs>().mailbox;
-  auto st = store->Status(mailbox);
+  auto st = store->Status(mailbox, false);
   if (!st) {
     StoreError(st.error());
     return;

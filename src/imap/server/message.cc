@@ -2,6 +2,7 @@
 // imap/protocol/mime.h, fetch_render.h and mime_search.h.
 #include "imap/server/message.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -98,6 +99,13 @@ Result<MessageText> Load(store::MailStore& store, std::string_view folder,
   // POP3 TOP's cut with no body lines keeps the header and its blank line.
   store::CrlfEncoder enc(false, header_only ? 0 : -1);
   std::string out;
+  struct stat st;
+  if (!header_only && ::fstat(fd->get(), &st) == 0 && st.st_size > 0) {
+    // Room for the CRLF form (a CR per ~40 octets of line, mostly) so
+    // the string does not grow by copying itself.
+    auto size = static_cast<size_t>(st.st_size);
+    out.reserve(size + size / 32 + 64);
+  }
   char buf[64 * 1024];
   // Headers are mostly a few KiB: do not read 64 KiB of body for them.
   size_t want = header_only ? 8 * 1024 : sizeof buf;

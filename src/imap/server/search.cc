@@ -47,13 +47,16 @@ int64_t DayOfSeconds(int64_t s) { return s >= 0 ? s / 86400 : (s - 86399) / 8640
 constexpr size_t kInlineIndexMax = 256;
 constexpr std::chrono::milliseconds kInlineIndexBudget{1000};
 
-bool UsesModSeq(const SearchKey& key) {
-  if (key.kind == SearchKey::Kind::kModSeq) return true;
+// Whether `key` or a key inside it is of `kind`.
+bool HasKey(const SearchKey& key, SearchKey::Kind kind) {
+  if (key.kind == kind) return true;
   for (const SearchKey& k : key.keys) {
-    if (UsesModSeq(k)) return true;
+    if (HasKey(k, kind)) return true;
   }
   return false;
 }
+
+bool UsesModSeq(const SearchKey& key) { return HasKey(key, SearchKey::Kind::kModSeq); }
 
 std::vector<uint32_t> Intersect(const std::vector<uint32_t>& a,
                                 const std::vector<uint32_t>& b) {
@@ -155,8 +158,10 @@ bool Session::Impl::Matches(const SearchKey& key, size_t index, SearchContext& c
       if (key.kind == K::kSentOn) return day == want;
       return day >= want;
     }
-    case K::kLarger: return m.size > key.number;
-    case K::kSmaller: return m.size < key.number;
+    // A size that could not be counted (the file is unreadable) matches
+    // neither.
+    case K::kLarger: return m.size != store::kUnknownSize && m.size > key.number;
+    case K::kSmaller: return m.size != store::kUnknownSize && m.size < key.number;
     case K::kUid: {
       if (key.set.saved) {
         return std::find(saved.begin(), saved.end(), m.uid) != saved.end();
@@ -252,6 +257,12 @@ void Session::Impl::ForEachMatch(
     // Skipped messages do not reach a MODSEQ key; RFC 7162 3.1.5 has any
     // MODSEQ criterion enable CONDSTORE.
     for (const SearchKey& k : keys) *used_modseq |= UsesModSeq(k);
+  }
+  for (const SearchKey& k : keys) {
+    if (HasKey(k, SearchKey::Kind::kLarger) || HasKey(k, SearchKey::Kind::kSmaller)) {
+      CountSizes();
+      break;
+    }
   }
   for (size_t i = 0; i < selected->messages.size(); ++i) {
     if (candidates && !std::binary_search(candidates->begin(), candidates->end(),

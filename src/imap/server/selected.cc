@@ -283,6 +283,25 @@ void Session::Impl::SendExpunged(const std::vector<uint32_t>& uids) {
   s.pending_expunge.erase(p, s.pending_expunge.end());
 }
 
+void Session::Impl::CountSizes(const std::vector<size_t>* indexes) {
+  SelectedFolder& s = *selected;
+  std::vector<uint32_t> uids;
+  auto want = [&](size_t i) {
+    if (s.messages[i].size == store::kUnknownSize) uids.push_back(s.messages[i].uid);
+  };
+  if (indexes) {
+    for (size_t i : *indexes) want(i);
+  } else {
+    for (size_t i = 0; i < s.messages.size(); ++i) want(i);
+  }
+  if (uids.empty()) return;
+  auto counted = store->Sizes(s.name, uids);
+  if (!counted) return;  // they stay unknown: FETCH says the message cannot be read
+  for (const auto& [uid, size] : *counted) {
+    if (auto i = s.Find(uid)) s.messages[*i].size = size;
+  }
+}
+
 bool Session::Impl::Resolve(const SequenceSet& set, bool uid, std::vector<size_t>* out) {
   const SelectedFolder& s = *selected;
   out->clear();
@@ -347,6 +366,13 @@ void Session::Impl::Expunge(const Command& cmd) {
     for (size_t i : idx) uids->push_back(s.messages[i].uid);
   }
   Refresh(true);
+  if (host.TracksUsage()) {
+    std::vector<size_t> doomed;  // what the quota figure will lose
+    for (size_t i = 0; i < s.messages.size(); ++i) {
+      if (s.messages[i].flags & store::kDeleted) doomed.push_back(i);
+    }
+    CountSizes(&doomed);
+  }
   auto r = store->Expunge(s.name, uids);
   if (!r) {
     StoreError(r.error());
@@ -354,7 +380,10 @@ void Session::Impl::Expunge(const Command& cmd) {
   }
   int64_t freed = 0;
   for (uint32_t u : *r) {
-    if (auto i = s.Find(u)) freed += static_cast<int64_t>(s.messages[*i].size);
+    auto i = s.Find(u);
+    if (i && s.messages[*i].size != store::kUnknownSize) {
+      freed += static_cast<int64_t>(s.messages[*i].size);
+    }
   }
   host.UsageChanged(-freed);
   SendExpunged(*r);
@@ -457,8 +486,11 @@ void Session::Impl::Copy(const Command& cmd, bool move) {
     Ok(move ? "MOVE completed" : "COPY completed");
     return;
   }
+  if (!move && host.TracksUsage()) CountSizes(&idx);
   uint64_t octets = 0;
-  for (size_t i : idx) octets += s.messages[i].size;
+  for (size_t i : idx) {
+    if (s.messages[i].size != store::kUnknownSize) octets += s.messages[i].size;
+  }
   // A MOVE within the account adds nothing; a COPY adds the copies.
   if (!move && !QuotaAllows(octets)) return;
   auto r = move ? store->Move(s.name, uids, a.mailbox)

@@ -80,6 +80,9 @@ class SessionHost {
   virtual void IndexTextLater(std::string_view folder) {}
   // The session added (positive) or removed octets of mail.
   virtual void UsageChanged(int64_t delta) {}
+  // Whether UsageChanged() and Quota() count (an account's usage is kept):
+  // then COPY and EXPUNGE need the sizes of what they copy or remove.
+  virtual bool TracksUsage() const { return false; }
 };
 
 enum class Need {

@@ -159,6 +159,10 @@ struct Session::Impl {
   // Message indexes of a sequence set (UIDs when `uid`), ascending.
   // False (BAD sent) for sequence numbers beyond the last message.
   bool Resolve(const SequenceSet& set, bool uid, std::vector<size_t>* out);
+  // Gives the messages at `indexes` of the selected folder (all of them
+  // when null) whose size the index lacks (store::kUnknownSize) their
+  // counted size; one the store cannot read keeps kUnknownSize.
+  void CountSizes(const std::vector<size_t>* indexes = nullptr);
   void Close(bool expunge);
   void Expunge(const Command& cmd);
   void Store(const Command& cmd);
@@ -250,6 +254,9 @@ struct Session::Impl {
     std::unordered_map<uint64_t, std::string> cached;
     size_t cached_until = 0;
     std::vector<store::PartCacheEntry> to_save;
+    // RFC822.SIZE counted from messages read for this FETCH whose index
+    // row had none (store::kUnknownSize), saved with the renderings.
+    std::vector<std::pair<uint32_t, uint64_t>> sizes_to_save;
   };
   std::optional<Fetching> fetching;
 };

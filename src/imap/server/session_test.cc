@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -219,6 +221,41 @@ TEST_F(ImapSessionTest, AppendSelectFetchStore) {
   EXPECT_EQ(out,
             "* 1 FETCH (FLAGS (\\Seen))\r\nd OK STORE completed\r\n"
             "e BAD Invalid sequence number\r\n");
+}
+
+// A Maildir another program wrote is indexed without reading its files
+// (store::kUnknownSize); RFC822.SIZE, LARGER/SMALLER, SORT SIZE and STATUS
+// SIZE count them when asked and agree with each other.
+TEST_F(ImapSessionTest, SizesOfABulkIndexedFolder) {
+  const std::string md = root_ + "/Maildir";
+  for (const char* sub : {"/cur", "/new", "/tmp"}) std::filesystem::create_directories(md + sub);
+  const int n = 80;  // more than a reconcile counts at once
+  uint64_t total = 0;
+  for (int i = 0; i < n; ++i) {
+    // Message i has 2 + i + 1 lines of text: sizes grow with the UID.
+    std::string text = "Subject: m\n\n" + std::string(static_cast<size_t>(i), '\n');
+    total += text.size() * 2;  // every octet is a LF but "Subject: m"
+    total -= 10;
+    std::string name = md + "/cur/" + std::to_string(1000 + i) + ".M1.h:2,S";
+    std::ofstream(name, std::ios::binary) << text;
+    auto when = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(n - i);
+    std::filesystem::last_write_time(name, when);
+  }
+  auto s = LoggedIn();
+  std::string out = Drive(*s, "a SELECT INBOX\r\n");
+  ASSERT_NE(out.find("* 80 EXISTS"), std::string::npos) << out;
+  out = Drive(*s, "b FETCH 1,80 RFC822.SIZE\r\n");
+  EXPECT_EQ(out,
+            "* 1 FETCH (RFC822.SIZE 14)\r\n* 80 FETCH (RFC822.SIZE 172)\r\n"
+            "b OK FETCH completed\r\n");
+  out = Drive(*s, "c UID SEARCH LARGER 165 SMALLER 170\r\n");
+  EXPECT_NE(out.find("* SEARCH 77 78\r\n"), std::string::npos) << out;
+  out = Drive(*s, "d SORT (REVERSE SIZE) US-ASCII UID 1:3\r\n");
+  EXPECT_NE(out.find("* SORT 3 2 1\r\n"), std::string::npos) << out;
+  out = Drive(*s, "e STATUS INBOX (MESSAGES SIZE)\r\n");
+  EXPECT_NE(out.find("* STATUS INBOX (MESSAGES 80 SIZE " + std::to_string(total) + ")"),
+            std::string::npos)
+      << out;
 }
 
 TEST_F(ImapSessionTest, IdleWokenByAnotherSession) {

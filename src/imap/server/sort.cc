@@ -505,7 +505,7 @@ Item MakeItem(const SelectedFolder& f, store::MailStore& store, bool uid, size_t
   it.number = uid ? m.uid : static_cast<uint32_t>(i + 1);
   it.arrival = m.internal_date;
   it.date = m.internal_date;
-  it.size = m.size;
+  it.size = m.size == store::kUnknownSize ? 0 : m.size;
   if (want.header()) {
     if (!ctx.text && !ctx.load_failed) {
       auto t = LoadHeader(store, f.name, m.uid);
@@ -537,6 +537,9 @@ void Session::Impl::Sort(const Command& cmd) {
       case SortKey::kDisplayFrom: want.display_from = true; break;
       case SortKey::kDisplayTo: want.display_to = true; break;
     }
+  }
+  for (const SortCriterion& c : a.criteria) {
+    if (c.key == SortKey::kSize) CountSizes();
   }
   bool used_modseq = false;
   uint64_t max_modseq = 0;
