@@ -6,8 +6,8 @@
 # it may include. The order is the one of the diagram: nothing includes a
 # layer above its own.
 set(layers
-  common config net dns auth store protocols queue policy mailauth delivery
-  services server cli)
+  common config net dns auth store protocols queue policy mailauth antispam
+  delivery services server cli)
 
 set(common_paths    "common/")
 set(config_paths    "config/")
@@ -19,6 +19,7 @@ set(protocols_paths "smtp/protocol/" "smtp/client/" "pop3/session" "imap/protoco
 set(queue_paths     "queue/")
 set(policy_paths    "policy/")
 set(mailauth_paths  "mailauth/")
+set(antispam_paths  "antispam/")
 set(delivery_paths  "delivery/")
 set(services_paths  "smtp/server/" "pop3/server" "pop3/connection" "imap/server/"
                     "control/")
@@ -35,12 +36,14 @@ set(protocols_may common auth)
 set(queue_may     common)
 set(policy_may    common auth protocols)
 set(mailauth_may  common dns)
+set(antispam_may  common dns)
 set(delivery_may  common config net dns auth store protocols queue mailauth)
-set(services_may  common config net dns auth store protocols queue policy mailauth)
+set(services_may  common config net dns auth store protocols queue policy mailauth
+                  antispam)
 set(server_may    common config net dns auth store protocols queue policy mailauth
-                  delivery services)
+                  antispam delivery services)
 set(cli_may       common config net dns auth store protocols queue policy mailauth
-                  delivery services server)
+                  antispam delivery services server)
 
 function(layer_of path out)
   foreach(layer ${layers})
