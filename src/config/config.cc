@@ -505,6 +505,35 @@ void CheckMailauth(Checker& check, const toml::table& t, MailauthSettings* out) 
                 &out->srs_max_age_days);
 }
 
+void CheckAntispam(Checker& check, const toml::table& t, AntispamSettings* out) {
+  check.RejectUnknown(t, "antispam.",
+                      {"dnsbl", "dnswl", "greylist", "greylist_delay", "pregreet",
+                       "pregreet_wait_ms"});
+  for (auto [key, list] : {std::pair{"dnsbl", &out->dnsbl}, std::pair{"dnswl", &out->dnswl}}) {
+    std::vector<std::pair<std::string, const toml::node*>> items;
+    if (!check.GetStringArray(t, key, std::string("antispam.") + key, false, &items)) continue;
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string zone = ToLower(items[i].first);
+      if (!IsDomainName(zone)) {
+        check.Fail(items[i].second->source(),
+                   std::string("antispam.") + key + "[" + std::to_string(i) + "]",
+                   "\"" + items[i].first + "\" is not a valid DNS zone name");
+      } else {
+        list->push_back(zone);
+      }
+    }
+  }
+  check.GetBool(t, "greylist", "antispam.greylist", &out->greylist);
+  // Up to an hour: the retry window is four hours, and clients retry for
+  // a few days (RFC 5321 4.5.4.1).
+  check.GetUint(t, "greylist_delay", "antispam.greylist_delay", 1, 3600,
+                &out->greylist_delay);
+  check.GetBool(t, "pregreet", "antispam.pregreet", &out->pregreet);
+  // postscreen waits 6 s; a long wait delays every legitimate client too.
+  check.GetUint(t, "pregreet_wait_ms", "antispam.pregreet_wait_ms", 10, 30000,
+                &out->pregreet_wait_ms);
+}
+
 // [delivery], [dns] and [[route]]: outbound delivery (issue 5).
 void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
   auto tls_ok = [](const std::string& v) {
@@ -691,7 +720,8 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
       {"hostname", "data_dir", "user", "domains", "postmaster",
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
-       "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth"});
+       "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth",
+       "antispam"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -808,6 +838,9 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   }
   if (const toml::table* mailauth = check.GetTable(root, "mailauth")) {
     CheckMailauth(check, *mailauth, &cfg.mailauth);
+  }
+  if (const toml::table* antispam = check.GetTable(root, "antispam")) {
+    CheckAntispam(check, *antispam, &cfg.antispam);
   }
   if (const toml::table* pop3 = check.GetTable(root, "pop3")) {
     CheckPop3(check, *pop3, &cfg.pop3);

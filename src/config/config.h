@@ -134,6 +134,25 @@ struct MailauthSettings {
   uint32_t srs_max_age_days = 21;
 };
 
+// [antispam]: what port 25 asks of clients that are neither authenticated
+// nor in trusted_networks (issue 15).
+struct AntispamSettings {
+  // RFC 5782 DNS lists: a client listed in a dnsbl zone is refused at
+  // RCPT (554 5.7.1 naming the list); one listed in a dnswl zone skips
+  // the blocklists and greylisting.
+  std::vector<std::string> dnsbl;
+  std::vector<std::string> dnswl;
+  // Greylisting: the first RCPT of a new (client /24 or /64, sender,
+  // recipient) triplet gets 451 4.7.1; a retry after greylist_delay
+  // seconds (and within 4 hours) passes. Kept in data_dir/greylist.sqlite.
+  bool greylist = false;
+  uint32_t greylist_delay = 300;
+  // Pregreet: the 220 waits pregreet_wait_ms; a client that talks before
+  // it (a bot that does not wait for the greeting) gets 554 5.5.1.
+  bool pregreet = false;
+  uint32_t pregreet_wait_ms = 1000;
+};
+
 // [[route]]: mail for `domain` ("*" = every remote domain) goes to `relay`
 // (a smarthost) instead of the domain's MX hosts.
 struct Route {
@@ -176,6 +195,7 @@ struct Config {
   DnsSettings dns;
   std::vector<Route> routes;
   MailauthSettings mailauth;
+  AntispamSettings antispam;
 };
 
 // Loads and validates the file. Error text: "FILE:LINE:COL: key: reason",

@@ -404,3 +404,44 @@ TEST(ConfigTest, LoadMissingFile) {
 
 }  // namespace
 }  // namespace tern::config
+
+namespace tern::config {
+namespace {
+
+TEST(ConfigTest, Antispam) {
+  auto cfg = Parse(std::string(kMinimal) +
+                       "[antispam]\n"
+                       "dnsbl = [\"Zen.Example\", \"bl.example\"]\n"
+                       "dnswl = [\"wl.example\"]\n"
+                       "greylist = true\n"
+                       "greylist_delay = 60\n"
+                       "pregreet = true\n"
+                       "pregreet_wait_ms = 300\n",
+                   "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->antispam.dnsbl, (std::vector<std::string>{"zen.example", "bl.example"}));
+  EXPECT_EQ(cfg->antispam.dnswl, (std::vector<std::string>{"wl.example"}));
+  EXPECT_TRUE(cfg->antispam.greylist);
+  EXPECT_EQ(cfg->antispam.greylist_delay, 60u);
+  EXPECT_TRUE(cfg->antispam.pregreet);
+  EXPECT_EQ(cfg->antispam.pregreet_wait_ms, 300u);
+
+  auto plain = Parse(kMinimal, "t.toml");
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain->antispam.dnsbl.empty());
+  EXPECT_FALSE(plain->antispam.greylist);
+  EXPECT_FALSE(plain->antispam.pregreet);
+
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "[antispam]\ndnsbl = [\"not a zone\"]\n")
+                .find("antispam.dnsbl[0]: \"not a zone\" is not a valid DNS zone name"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "[antispam]\ngreylist_delay = 0\n")
+                .find("antispam.greylist_delay"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "[antispam]\ngreylisting = true\n")
+                .find("antispam.greylisting"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tern::config

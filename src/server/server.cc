@@ -28,6 +28,7 @@
 #include "delivery/local_delivery.h"
 #include "delivery/setup.h"
 #include "dns/cache.h"
+#include "antispam/greylist.h"
 #include "dns/serial_resolver.h"
 #include "dns/unbound_resolver.h"
 #include "mailauth/arc.h"
@@ -410,7 +411,7 @@ int Serve(const config::Config& initial) {
   // (libunbound and its cache are not thread-safe); connections ask from
   // theirs.
   std::unique_ptr<dns::Resolver> mailauth_resolver;
-  if (cfg.mailauth.verify) {
+  if (cfg.mailauth.verify || !cfg.antispam.dnsbl.empty() || !cfg.antispam.dnswl.empty()) {
     auto strand = asio::make_strand(io.get_executor());
     dns::UnboundOptions uo;
     uo.upstreams = cfg.dns.upstream;
@@ -424,9 +425,22 @@ int Serve(const config::Config& initial) {
     mailauth_resolver = std::make_unique<dns::SerialResolver>(
         strand, std::move(cache), std::move(*unbound));
   }
+  // Greylisting triplets survive restarts (issue 15). Turning greylisting
+  // on or changing its delay takes a restart, not a SIGHUP.
+  std::unique_ptr<antispam::Greylist> greylist;
+  if (cfg.antispam.greylist) {
+    antispam::GreylistOptions go;
+    go.delay = std::chrono::seconds(cfg.antispam.greylist_delay);
+    auto opened = antispam::Greylist::Open(cfg.data_dir + "/greylist.sqlite", go);
+    if (!opened) {
+      spdlog::critical("greylist: {}", opened.error().message);
+      return 1;
+    }
+    greylist = std::move(*opened);
+  }
   smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now,
                             mailauth_resolver.get(), &dkim_keys, &quota_usage,
-                            cfg.data_dir + "/mail"},
+                            cfg.data_dir + "/mail", greylist.get()},
                            cfg);
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(

@@ -87,6 +87,10 @@ Need Session::Impl::need() const {
       return Need::kDelay;
     case State::kSenderCheck:
       return Need::kSenderCheck;
+    case State::kRcptCheck:
+      return Need::kRcptCheck;
+    case State::kGreetWait:
+      return Need::kGreetWait;
     case State::kCommit:
       return Need::kCommit;
     case State::kStartTls:
@@ -108,6 +112,7 @@ bool Session::Impl::InTransaction() const {
     case State::kData:
     case State::kChunk:
     case State::kSenderCheck:
+    case State::kRcptCheck:
     case State::kCommit:
       return true;
     default:
@@ -450,7 +455,27 @@ Session::~Session() {
 }
 
 void Session::Greet() {
+  if (impl_->config.pregreet_wait.count() > 0) {
+    impl_->SetState(Impl::State::kGreetWait);
+    return;
+  }
   // RFC 5321 4.2: the greeting carries no enhanced code (none negotiated).
+  impl_->out += "220 " + impl_->config.hostname + " ESMTP Tern\r\n";
+}
+
+void Session::GreetWaitDone(bool talked_first) {
+  if (impl_->state != Impl::State::kGreetWait) return;
+  if (talked_first) {
+    // RFC 5321 3.1: a 554 in place of the 220 refuses the session; the
+    // client must send QUIT, which we do not wait for. RFC 5321 4.3.1
+    // has the client wait for the greeting; RFC 3463 5.5.1: invalid
+    // command (sequence).
+    impl_->out += "554 5.5.1 " + impl_->config.hostname +
+                  " Protocol error: commands sent before the greeting\r\n";
+    impl_->SetState(Impl::State::kClosed);
+    return;
+  }
+  impl_->SetState(Impl::State::kNoHelo);
   impl_->out += "220 " + impl_->config.hostname + " ESMTP Tern\r\n";
 }
 
@@ -484,6 +509,12 @@ const Transaction& Session::transaction() const { return impl_->t; }
 void Session::SenderChecked(std::string_view refusal) {
   impl_->SenderChecked(refusal);
 }
+
+void Session::RcptChecked(std::string_view refusal) { impl_->RcptChecked(refusal); }
+
+const SessionConfig& Session::config() const { return impl_->config; }
+
+const Mailbox& Session::pending_recipient() const { return impl_->rcpt_pending; }
 
 void Session::CommitRefused(std::string_view reply) {
   impl_->CommitRefused(reply);

@@ -38,6 +38,12 @@ struct SessionConfig {
   // When set, a MAIL that passed policy waits for Need::kSenderCheck (the
   // connection's SPF check, which asks DNS) before its 250.
   bool sender_check = false;
+  // When set, a RCPT that passed policy waits for Need::kRcptCheck (the
+  // connection's DNS list and greylisting checks) before its 250.
+  bool rcpt_check = false;
+  // Pregreet test ([antispam] pregreet): Greet() holds the 220 back for
+  // this long (Need::kGreetWait); 0 greets at once.
+  std::chrono::milliseconds pregreet_wait{0};
 };
 
 // Facts about the connection that policy and the Received: header need.
@@ -165,6 +171,12 @@ enum class Need {
   // Only with SessionConfig::sender_check: check the MAIL FROM of the
   // current transaction, then call SenderChecked().
   kSenderCheck,
+  // Only with SessionConfig::rcpt_check: check pending_recipient() of the
+  // current transaction, then call RcptChecked().
+  kRcptCheck,
+  // Only with SessionConfig::pregreet_wait: wait that long, then call
+  // GreetWaitDone() saying whether the client sent anything meanwhile.
+  kGreetWait,
 };
 
 class Session {
@@ -174,8 +186,11 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Queues the 220 greeting.
+  // Queues the 220 greeting (or, with a pregreet wait, asks for it).
   void Greet();
+  // The end of Need::kGreetWait: the 220, or for a client that talked
+  // before it a 554 and the end of the session.
+  void GreetWaitDone(bool talked_first);
   // Consumes input and returns how many bytes it took. It stops early (and
   // returns less than data.size()) when need() is no longer kInput; the
   // caller must keep the rest and feed it again after acting. A partial
@@ -205,6 +220,11 @@ class Session {
   // The answer to Need::kSenderCheck: empty to accept (250), else the full
   // refusal reply line, which ends the transaction.
   void SenderChecked(std::string_view refusal);
+  // The answer to Need::kRcptCheck: empty to accept the recipient (250),
+  // else the full refusal reply line; the transaction goes on either way.
+  void RcptChecked(std::string_view refusal);
+  // The recipient Need::kRcptCheck is about.
+  const Mailbox& pending_recipient() const;
   // The transaction, for the sender check and the commit (MAIL FROM, HELO).
   const Transaction& transaction() const;
   // The connection timed out: 421 4.4.2 and close.
@@ -218,6 +238,7 @@ class Session {
   bool InData() const;
 
   const ClientInfo& client() const;
+  const SessionConfig& config() const;
   ClientInfo& mutable_client();
 
  private:

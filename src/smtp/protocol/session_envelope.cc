@@ -112,6 +112,23 @@ void Session::Impl::SenderChecked(std::string_view refusal) {
   Reply(refusal);
 }
 
+void Session::Impl::RcptChecked(std::string_view refusal) {
+  if (state != State::kRcptCheck) return;
+  if (!refusal.empty()) {
+    // RFC 5321 4.1.1.3: a refused recipient leaves the transaction as it
+    // was; the client may go on with others.
+    SetState(rcpt_resume);
+    rcpt_pending = {};
+    return Reply(refusal);
+  }
+  t.rcpts.push_back(std::move(rcpt_pending));
+  t.rcpt_params.push_back(std::move(rcpt_pending_params));
+  rcpt_pending = {};
+  rcpt_pending_params = {};
+  SetState(State::kRcpt);
+  Reply("250 2.1.5 Ok");
+}
+
 const char* Session::Impl::CheckRcpt(std::string_view) const {
   switch (state) {
     case State::kMail:
@@ -170,6 +187,14 @@ void Session::Impl::Rcpt(std::string_view arg) {
   std::string addr = "<" + rcpt.ToString() + ">";
   switch (host.CheckRecipient(t, rcpt).kind) {
     case RcptVerdict::Kind::kAccept:
+      if (config.rcpt_check) {
+        // The host checks outside (DNS lists, greylisting): the 250
+        // waits for RcptChecked().
+        rcpt_pending = std::move(rcpt);
+        rcpt_pending_params = std::move(params);
+        rcpt_resume = state;
+        return SetState(State::kRcptCheck);
+      }
       t.rcpts.push_back(std::move(rcpt));
       t.rcpt_params.push_back(std::move(params));
       SetState(State::kRcpt);

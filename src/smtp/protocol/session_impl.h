@@ -22,9 +22,13 @@ struct Session::Impl {
   // Where the session stands in the dialogue. need(), InTransaction() and
   // InData() are read from it, and every change goes through SetState():
   //
+  //   (with a pregreet wait: kGreetWait -GreetWaitDone()-> kNoHelo, or
+  //   kClosed for a client that talked first)
   //   kNoHelo -EHLO/HELO-> kReady -MAIL-> kMail -RCPT-> kRcpt
   //   (with sender checks: kReady -MAIL-> kSenderCheck -SenderChecked()->
   //   kMail, or kReady when refused)
+  //   (with recipient checks: kMail or kRcpt -RCPT-> kRcptCheck
+  //   -RcptChecked()-> kRcpt, or back to rcpt_resume when refused)
   //   kRcpt -DATA-> kData -"."-> kCommit -Committed()-> kReady
   //   kRcpt -BDAT-> kChunk -> kChunking -BDAT-> kChunk ... -LAST-> kCommit
   //   kReady -AUTH-> kSasl <-> kSaslStep, kSaslFinal; then kReady, or
@@ -50,9 +54,11 @@ struct Session::Impl {
     kChunk,      // the octets of a BDAT chunk, stored
     kSkipChunk,  // the octets of a refused BDAT chunk, dropped
     // Waiting for the connection (need() is not kInput):
+    kGreetWait,  // the 220 is held back (pregreet test, Need::kGreetWait)
     kSaslStep,   // a SASL step runs outside (Need::kSaslStep)
     kAuthDelay,  // the reply to a failed AUTH is held back (Need::kDelay)
     kSenderCheck,  // MAIL passed policy; the host checks it (SPF) outside
+    kRcptCheck,  // RCPT passed policy; the host checks it (DNSBL, greylist)
     kCommit,     // the message is complete; the host makes it durable
     kStartTls,   // 220 to STARTTLS queued; the handshake comes next
     kClosed,     // the last reply is queued
@@ -112,6 +118,12 @@ struct Session::Impl {
   const char* bdat_refusal = nullptr;
   State bdat_resume = State::kNoHelo;
   bool bdat_reset_after = false;
+
+  // kRcptCheck: the recipient the host checks, and the state to go back
+  // to when it is refused.
+  Mailbox rcpt_pending;
+  RcptParams rcpt_pending_params;
+  State rcpt_resume = State::kMail;
 
   // The SASL exchange (RFC 4954 4), active exactly in kSasl, kSaslFinal
   // and kSaslStep (where the connection runs its step).
@@ -190,6 +202,7 @@ struct Session::Impl {
   void Committed(bool ok, bool no_space);
   void CommitRefused(std::string_view reply);
   void SenderChecked(std::string_view refusal);
+  void RcptChecked(std::string_view refusal);
 };
 
 }  // namespace tern::smtp

@@ -1612,6 +1612,70 @@ TEST_F(SessionTest, SenderCheckHoldsTheMailReply) {
   EXPECT_EQ(session->need(), Need::kSenderCheck);
 }
 
+// Pregreet: the 220 waits for the connection, which says whether the
+// client talked first; then a 554 instead of the greeting ends it.
+TEST_F(SessionTest, PregreetHoldsTheGreeting) {
+  config.pregreet_wait = std::chrono::milliseconds(300);
+  Reset();
+  session->Greet();
+  EXPECT_EQ(session->need(), Need::kGreetWait);
+  EXPECT_EQ(Take(), "");
+  session->GreetWaitDone(false);
+  EXPECT_EQ(Codes(Take()), "220");
+  EXPECT_EQ(Codes(Send("EHLO client.test\r\n")), "250");
+
+  Reset();
+  session->Greet();
+  session->GreetWaitDone(true);
+  EXPECT_EQ(Take().rfind("554 5.5.1 ", 0), 0u);
+  EXPECT_EQ(session->need(), Need::kClose);
+  session->GreetWaitDone(false);  // late: nothing more
+  EXPECT_EQ(Take(), "");
+}
+
+// DNS lists and greylisting at RCPT: the 250 waits for the connection's
+// check, pipelined commands wait behind it, and a refused recipient leaves
+// the transaction and the recipients before it as they were.
+TEST_F(SessionTest, RcptCheckHoldsTheRcptReply) {
+  config.rcpt_check = true;
+  Reset();
+  Ehlo();
+  std::string in = "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n";
+  size_t used = session->Feed(in);
+  EXPECT_EQ(Codes(Take()), "250");  // MAIL
+  EXPECT_EQ(session->need(), Need::kRcptCheck);
+  EXPECT_EQ(session->pending_recipient().ToString(), "b@y.test");
+  EXPECT_TRUE(session->InTransaction());
+  session->RcptChecked("");
+  EXPECT_EQ(Take(), "250 2.1.5 Ok\r\n");
+  used += session->Feed(in.substr(used));
+  EXPECT_EQ(used, in.size());
+  ASSERT_EQ(session->need(), Need::kRcptCheck);
+  EXPECT_EQ(session->pending_recipient().ToString(), "c@y.test");
+  session->RcptChecked("451 4.7.1 <c@y.test>: Greylisted, try again in 300 seconds");
+  EXPECT_EQ(Take(), "451 4.7.1 <c@y.test>: Greylisted, try again in 300 seconds\r\n");
+  EXPECT_EQ(session->need(), Need::kInput);
+  ASSERT_EQ(session->transaction().rcpts.size(), 1u);
+  EXPECT_EQ(session->transaction().rcpts[0].ToString(), "b@y.test");
+  EXPECT_EQ(Codes(Send("DATA\r\n")), "354");
+
+  // Refused as the first recipient: DATA still needs one.
+  Reset();
+  Ehlo();
+  Send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n");
+  ASSERT_EQ(session->need(), Need::kRcptCheck);
+  Take();
+  session->RcptChecked("554 5.7.1 Service unavailable; client [192.0.2.1] blocked using bl.test");
+  EXPECT_EQ(Codes(Take()), "554");
+  EXPECT_TRUE(session->InTransaction());
+  EXPECT_EQ(Codes(Send("DATA\r\n")), "503");  // RFC 5321 3.3: no valid recipients
+  // A policy refusal never reaches the check.
+  host->verdicts["nobody"] = RcptVerdict::Kind::kRelayDenied;
+  EXPECT_EQ(Codes(Send("RSET\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<nobody@y.test>\r\n")),
+            "250 250 554");
+  EXPECT_EQ(session->need(), Need::kInput);
+}
+
 // A DMARC reject after the final dot: the refusal replaces the 250 and the
 // message is dropped.
 TEST_F(SessionTest, CommitRefusedDropsTheMessage) {

@@ -13,6 +13,8 @@
 #include <ctime>
 #include <optional>
 
+#include "antispam/dnsbl.h"
+#include "antispam/greylist.h"
 #include "auth/recording_credentials.h"
 #include "common/strings.h"
 #include "net/address.h"
@@ -185,7 +187,9 @@ class Connection : public net::LineConnection, public SessionHost {
       case Need::kCommit:
       case Need::kDelay:
       case Need::kSaslStep:
-      case Need::kSenderCheck: return Want::kWork;
+      case Need::kSenderCheck:
+      case Need::kRcptCheck:
+      case Need::kGreetWait: return Want::kWork;
     }
     return Want::kClose;
   }
@@ -223,6 +227,10 @@ class Connection : public net::LineConnection, public SessionHost {
   }
   void StartMailauth(int64_t now);
   asio::awaitable<void> CheckSender();
+  // Port-25 clients neither authenticated nor trusted meet [antispam].
+  bool Screened() const { return options().listener == "smtp" && !Vouched(); }
+  asio::awaitable<void> CheckRcpt();
+  std::string Greylisted(const Mailbox& rcpt);
   // False when the message was refused (DMARC) instead of committed.
   asio::awaitable<bool> FinishMailauth();
   asio::awaitable<void> Commit();
@@ -246,6 +254,8 @@ class Connection : public net::LineConnection, public SessionHost {
   std::shared_ptr<const mailauth::DkimKeyMap> keys_;  // kept for signer_
   std::unique_ptr<mailauth::OutboundSigner> signer_;
   std::string filtered_;
+  // The client's DNS list verdict, asked once (at the first RCPT).
+  std::optional<antispam::ClientListing> listing_;
   Session session_;
   uint32_t messages_ = 0;
   std::string summary_sender_;
@@ -318,6 +328,73 @@ asio::awaitable<void> Connection::CheckSender() {
     }
   }
   session_.SenderChecked(refusal);
+}
+
+// Issue 15 at RCPT: the DNS lists (RFC 5782; queried since the connect),
+// then greylisting. The decision waits for RCPT so that the client sees
+// why in the reply to a command (and postmaster@ could be let through).
+asio::awaitable<void> Connection::CheckRcpt() {
+  const config::AntispamSettings& as = settings_->antispam;
+  std::string refusal;
+  const char* reason = "";
+  if (Screened()) {
+    if (!listing_ && deps_.resolver != nullptr && (!as.dnsbl.empty() || !as.dnswl.empty())) {
+      listing_ = co_await antispam::CheckClientLists(*deps_.resolver, client_ip(), as.dnswl,
+                                                     as.dnsbl);
+      for (const antispam::ListAnswer& e : listing_->errors) {
+        spdlog::warn("smtp dnsbl lookup failed client={} list={} error={}", client_ip(),
+                     e.zone, e.error);
+      }
+      if (!listing_->allowed_by.empty()) {
+        spdlog::info("smtp dnswl client={} list={}", client_ip(), listing_->allowed_by);
+      } else if (listing_->blocked) {
+        std::string codes;
+        for (const std::string& c : listing_->blocked->codes) {
+          codes += (codes.empty() ? "" : ",") + c;
+        }
+        spdlog::info("smtp dnsbl listed client={} list={} codes={}", client_ip(),
+                     listing_->blocked->zone, codes);
+      }
+    }
+    bool allowed = listing_ && !listing_->allowed_by.empty();
+    if (listing_ && listing_->blocked) {
+      refusal = antispam::DnsblRefusal(client_ip(), *listing_->blocked);
+      reason = "dnsbl";
+    } else if (!allowed && as.greylist && deps_.greylist != nullptr) {
+      refusal = Greylisted(session_.pending_recipient());
+      reason = "greylist";
+    }
+  }
+  if (!refusal.empty()) {
+    spdlog::info("smtp rcpt refused client={} from=<{}> rcpt=<{}> reason={}", client_ip(),
+                 session_.transaction().mail_from.ToString(),
+                 session_.pending_recipient().ToString(), reason);
+  }
+  session_.RcptChecked(refusal);
+}
+
+// Greylisting: a new (client network, sender, recipient) triplet is
+// deferred; RFC 5321 4.5.4.1 has a real client retry, which passes after
+// the delay. Empty when it passes (or when the store fails: greylisting
+// never costs mail).
+std::string Connection::Greylisted(const Mailbox& rcpt) {
+  const Transaction& t = session_.transaction();
+  std::string network = antispam::GreylistNetwork(client_ip());
+  if (network.empty()) return "";
+  antispam::GreylistVerdict v =
+      deps_.greylist->Check(network, t.mail_from.null() ? "" : t.mail_from.ToString(),
+                            rcpt.ToString(), static_cast<int64_t>(std::time(nullptr)));
+  if (v.why == antispam::GreylistVerdict::Why::kError) {
+    spdlog::warn("smtp greylist unavailable client={}: {}", client_ip(), v.error);
+    return "";
+  }
+  spdlog::debug("smtp greylist client={} network={} rcpt=<{}> verdict={}", client_ip(),
+                network, rcpt.ToString(), antispam::GreylistWhyName(v.why));
+  if (v.pass) return "";
+  // RFC 3463 4.7.1: delivery not authorized, for now; RFC 6647 4.2.1
+  // (greylisting): a temporary failure at RCPT.
+  return "451 4.7.1 <" + rcpt.ToString() + ">: Greylisted, try again in " +
+         std::to_string(std::max<int64_t>(v.retry_in, 1)) + " seconds";
 }
 
 asio::awaitable<bool> Connection::FinishMailauth() {
@@ -395,6 +472,21 @@ asio::awaitable<bool> Connection::Work() {
   } else if (need == Need::kSenderCheck) {
     deadline().ExpiresAfter(limits().command_timeout);
     co_await CheckSender();
+  } else if (need == Need::kGreetWait) {
+    // Pregreet (postscreen's test): a client that does not wait for the
+    // 220 (RFC 5321 4.3.1) is a bot that speaks blind. Whatever it sent
+    // waits unread in the socket; nothing else reads it meanwhile.
+    deadline().ExpiresAfter(limits().command_timeout);
+    co_await Sleep(session_.config().pregreet_wait);
+    asio::error_code ec;
+    size_t waiting = stream().socket().available(ec);
+    if (!ec && waiting > 0) {
+      spdlog::info("smtp pregreet client={} bytes={} action=reject", client_ip(), waiting);
+    }
+    session_.GreetWaitDone(!ec && waiting > 0);
+  } else if (need == Need::kRcptCheck) {
+    deadline().ExpiresAfter(limits().command_timeout);
+    co_await CheckRcpt();
   } else if (need == Need::kSaslStep) {
     // Argon2id or PBKDF2 work runs on the blocking pool; the session is
     // untouched by this coroutine until the step is done.
@@ -464,6 +556,7 @@ std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
   s->inbound.spf_reject = cfg.mailauth.spf_fail == "reject";
   s->inbound.arc_trusted_sealers = cfg.mailauth.arc_trusted_sealers;
   s->sign = cfg.mailauth.sign;
+  s->antispam = cfg.antispam;
   return s;
 }
 
@@ -496,6 +589,22 @@ std::shared_ptr<net::LineConnection> Listener::Make(tcp::socket socket,
   // SPF waits at MAIL where it may apply (port 25, a resolver to ask).
   sc.sender_check = settings->verify && server_.deps().resolver != nullptr &&
                     listener_.service == "smtp";
+  // [antispam] at RCPT for strangers on port 25 (AUTH may still make
+  // one a known client: the check looks again).
+  const config::AntispamSettings& as = settings->antispam;
+  bool lists = !as.dnsbl.empty() || !as.dnswl.empty();
+  sc.rcpt_check = listener_.service == "smtp" && !client.trusted &&
+                  ((lists && server_.deps().resolver != nullptr) ||
+                   (as.greylist && server_.deps().greylist != nullptr));
+  if (listener_.service == "smtp" && !client.trusted && as.pregreet) {
+    sc.pregreet_wait = std::chrono::milliseconds(as.pregreet_wait_ms);
+  }
+  if (sc.rcpt_check && lists && server_.deps().resolver != nullptr) {
+    // RFC 5782 lists are asked now; the answers wait in the cache.
+    std::vector<std::string> zones = as.dnswl;
+    zones.insert(zones.end(), as.dnsbl.begin(), as.dnsbl.end());
+    antispam::Prefetch(*server_.deps().resolver, client.ip, zones);
+  }
   return std::make_shared<Connection>(std::move(socket), std::move(options),
                                       server_.deps(), std::move(settings), sc,
                                       std::move(client));

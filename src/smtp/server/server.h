@@ -25,6 +25,10 @@
 #include "queue/queue.h"
 #include "smtp/protocol/session.h"
 
+namespace tern::antispam {
+class Greylist;
+}
+
 namespace tern::smtp {
 
 // What connections need from the config, replaced whole on SIGHUP: a
@@ -40,6 +44,7 @@ struct Settings {
   mailauth::InboundSettings inbound;
   bool sign = false;
   uint64_t quota_storage = 0;  // [quota] storage: the default per account
+  config::AntispamSettings antispam;  // port 25, strangers only
 };
 std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
 
@@ -60,6 +65,8 @@ struct ServerDeps {
   // not checked. The Maildirs are under mail_root.
   store::QuotaUsage* quota = nullptr;
   std::string mail_root;
+  // Greylisting triplets ([antispam] greylist); null: not greylisting.
+  antispam::Greylist* greylist = nullptr;
 };
 
 class Server {
