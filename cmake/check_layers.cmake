@@ -36,7 +36,7 @@ set(protocols_may common auth)
 set(queue_may     common)
 set(policy_may    common auth protocols)
 set(mailauth_may  common dns)
-set(antispam_may  common dns)
+set(antispam_may  common config dns)
 set(delivery_may  common config net dns auth store protocols queue mailauth)
 set(services_may  common config net dns auth store protocols queue policy mailauth
                   antispam)

@@ -3,6 +3,7 @@
 # 127.0.0.1 serves the lists; clients connect from different 127.0.0.x
 # addresses so that each has a listing of its own.
 import smtplib
+import signal
 import socket
 import time
 
@@ -219,5 +220,74 @@ def test_pregreet_client_is_refused_and_a_patient_one_is_greeted(tmp_path, dns):
             s.sendmail("a@remote.test", ["u@example.test"], build_message(marker, ["x"]))
         assert time.monotonic() - started >= 0.4
         srv.wait_message("u@example.test", marker)
+    finally:
+        shutdown(srv)
+
+
+def away_from_window_edge(seconds):
+    """Fixed windows of the clock: keep a test's counts inside one."""
+    left = seconds - time.time() % seconds
+    if left < 10:
+        time.sleep(left + 0.5)
+
+
+def test_user_rate_limits_and_user_show(tmp_path, dns):
+    sub = free_port()
+    srv = server(tmp_path, dns, {},
+                 extra_listen=[(f"127.0.0.1:{sub}", "submission", {"allow_plaintext_auth": True})])
+    srv.sections["ratelimit"] = {"user_messages_per_hour": 2, "user_recipients_per_hour": 3}
+    srv.stop()
+    srv.write_config()
+    srv.start()
+    try:
+        away_from_window_edge(3600)
+        with smtplib.SMTP("127.0.0.1", sub, local_hostname="client.test", timeout=20) as s:
+            s.login("u@example.test", PASSWORD)
+            s.sendmail("u@example.test", ["v@example.test", "w@example.test"],
+                       build_message(unique("one"), ["x"], sender="u@example.test"))
+            assert s.mail("u@example.test")[0] == 250
+            assert s.rcpt("v@example.test")[0] == 250
+            code, text = s.rcpt("w@example.test")
+            assert code == 451
+            assert text.decode().startswith(
+                "4.7.1 Too many recipients from u@example.test this hour (limit 3), "
+                "try again in ")
+            assert s.data(build_message(unique("two"), ["x"], sender="u@example.test"))[0] == 250
+            code, text = s.mail("u@example.test")
+            assert code == 451
+            assert b"Too many messages from u@example.test this hour (limit 2)" in text
+        out = srv.cli("user", "show", "u@example.test").stdout
+        assert out.splitlines()[0] == "u@example.test"
+        assert "sent this hour: 2 messages (limit 2), 3 recipients (limit 3)" in out
+        assert "sent today: 2 messages (limit none), 3 recipients (limit none)" in out
+        # Another account has its own counts; a SIGHUP keeps them.
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with smtplib.SMTP("127.0.0.1", sub, local_hostname="client.test", timeout=20) as s:
+            s.login("v@example.test", PASSWORD)
+            assert s.mail("v@example.test")[0] == 250
+        assert "sent this hour: 2 messages" in srv.cli("user", "show", "u@example.test").stdout
+        assert "reason=ratelimit" in srv.log_text()
+    finally:
+        shutdown(srv)
+
+
+def test_connections_per_minute_from_one_address(tmp_path, dns):
+    srv = server(tmp_path, dns, {})
+    srv.sections["ratelimit"] = {"client_connections_per_minute": 2}
+    srv.stop()
+    srv.write_config()
+    srv.start()
+    try:
+        away_from_window_edge(60)
+        for _ in range(2):
+            with smtp_from(srv, CLEAN) as s:
+                assert s.noop()[0] == 250
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtp_from(srv, CLEAN)
+        assert refused.value.smtp_code == 421
+        assert b"4.7.0 Too many connections from [127.0.0.5] this minute" in refused.value.smtp_error
+        with smtp_from(srv, GREY) as s:  # another address has its own count
+            assert s.noop()[0] == 250
     finally:
         shutdown(srv)

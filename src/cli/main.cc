@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,7 @@
 #include "common/strings.h"
 #include "common/version.h"
 #include "config/config.h"
+#include "control/control.h"
 #include "queue/queue.h"
 #include "server/serve.h"
 #include "store/mailbox_path.h"
@@ -513,7 +515,8 @@ int Main(int argc, char** argv) {
   });
   auto* user_show = user->add_subcommand(
       "show",
-      "print the account, then every address it may send as, one per line");
+      "print the account, then every address it may send as, one per line, "
+      "then what it sent this hour and today against [ratelimit]");
   user_show->add_option("address", address, "local@domain")->required();
   user_show->callback([&] {
     action = [&] {
@@ -524,6 +527,32 @@ int Main(int argc, char** argv) {
       // The first entry is the account itself, so scripts can read the
       // canonical spelling from line one.
       for (const std::string& entry : *owned) std::cout << entry << "\n";
+      auto cfg = LoadConfig(options);
+      if (!cfg) return Fail(cfg.error().message);
+      // The counts live in the running server (antispam/rate_limit.h).
+      auto usage = control::Request(cfg->data_dir, "usage " + owned->front());
+      if (!usage) {
+        std::cout << "sending: unknown (" << usage.error().message << ")\n";
+        return 0;
+      }
+      std::map<std::string, std::string> n;
+      for (std::string_view rest = *usage; !rest.empty();) {
+        size_t sp = rest.find(' ');
+        std::string_view item = rest.substr(0, sp);
+        rest.remove_prefix(sp == std::string_view::npos ? rest.size() : sp + 1);
+        size_t eq = item.find('=');
+        if (eq != std::string_view::npos) {
+          n[std::string(item.substr(0, eq))] = std::string(item.substr(eq + 1));
+        }
+      }
+      auto limit = [](uint32_t v) { return v == 0 ? std::string("none") : std::to_string(v); };
+      const config::RateLimitConfig& r = cfg->ratelimit;
+      std::cout << "sent this hour: " << n["messages_hour"] << " messages (limit "
+                << limit(r.user_messages_per_hour) << "), " << n["recipients_hour"]
+                << " recipients (limit " << limit(r.user_recipients_per_hour) << ")\n"
+                << "sent today: " << n["messages_day"] << " messages (limit "
+                << limit(r.user_messages_per_day) << "), " << n["recipients_day"]
+                << " recipients (limit " << limit(r.user_recipients_per_day) << ")\n";
       return 0;
     };
   });

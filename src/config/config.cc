@@ -534,6 +534,26 @@ void CheckAntispam(Checker& check, const toml::table& t, AntispamSettings* out) 
                 &out->pregreet_wait_ms);
 }
 
+void CheckRateLimit(Checker& check, const toml::table& t, RateLimitConfig* out) {
+  static constexpr std::pair<const char*, uint32_t RateLimitConfig::*> kFields[] = {
+      {"client_connections_per_minute", &RateLimitConfig::client_connections_per_minute},
+      {"client_messages_per_minute", &RateLimitConfig::client_messages_per_minute},
+      {"user_messages_per_hour", &RateLimitConfig::user_messages_per_hour},
+      {"user_messages_per_day", &RateLimitConfig::user_messages_per_day},
+      {"user_recipients_per_hour", &RateLimitConfig::user_recipients_per_hour},
+      {"user_recipients_per_day", &RateLimitConfig::user_recipients_per_day},
+      {"sender_domain_messages_per_hour", &RateLimitConfig::sender_domain_messages_per_hour},
+  };
+  check.RejectUnknown(t, "ratelimit.",
+                      {"client_connections_per_minute", "client_messages_per_minute",
+                       "user_messages_per_hour", "user_messages_per_day",
+                       "user_recipients_per_hour", "user_recipients_per_day",
+                       "sender_domain_messages_per_hour"});
+  for (const auto& [key, field] : kFields) {
+    check.GetUint(t, key, std::string("ratelimit.") + key, 0, kU32Max, &(out->*field));
+  }
+}
+
 // [delivery], [dns] and [[route]]: outbound delivery (issue 5).
 void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
   auto tls_ok = [](const std::string& v) {
@@ -721,7 +741,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
        "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth",
-       "antispam"});
+       "antispam", "ratelimit"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -841,6 +861,9 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   }
   if (const toml::table* antispam = check.GetTable(root, "antispam")) {
     CheckAntispam(check, *antispam, &cfg.antispam);
+  }
+  if (const toml::table* ratelimit = check.GetTable(root, "ratelimit")) {
+    CheckRateLimit(check, *ratelimit, &cfg.ratelimit);
   }
   if (const toml::table* pop3 = check.GetTable(root, "pop3")) {
     CheckPop3(check, *pop3, &cfg.pop3);

@@ -153,6 +153,19 @@ struct AntispamSettings {
   uint32_t pregreet_wait_ms = 1000;
 };
 
+// [ratelimit] (issue 15): 0 turns a limit off. Authenticated users are
+// counted by account, other untrusted clients by address and, on port 25,
+// by MAIL FROM domain. Fixed windows of the clock (antispam/rate_limit.h).
+struct RateLimitConfig {
+  uint32_t client_connections_per_minute = 0;
+  uint32_t client_messages_per_minute = 0;
+  uint32_t user_messages_per_hour = 0;
+  uint32_t user_messages_per_day = 0;
+  uint32_t user_recipients_per_hour = 0;
+  uint32_t user_recipients_per_day = 0;
+  uint32_t sender_domain_messages_per_hour = 0;
+};
+
 // [[route]]: mail for `domain` ("*" = every remote domain) goes to `relay`
 // (a smarthost) instead of the domain's MX hosts.
 struct Route {
@@ -196,6 +209,7 @@ struct Config {
   std::vector<Route> routes;
   MailauthSettings mailauth;
   AntispamSettings antispam;
+  RateLimitConfig ratelimit;
 };
 
 // Loads and validates the file. Error text: "FILE:LINE:COL: key: reason",

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "common/strings.h"
 
@@ -27,8 +28,9 @@ asio::awaitable<void> AcceptLoop(ServerImpl* self);
 
 class ServerImpl final : public ControlServer {
  public:
-  ServerImpl(asio::io_context& io, std::string path, queue::Queue& queue)
-      : acceptor_(io), path_(std::move(path)), queue_(queue) {}
+  ServerImpl(asio::io_context& io, std::string path, queue::Queue& queue,
+             const antispam::RateLimiter* rate)
+      : acceptor_(io), path_(std::move(path)), queue_(queue), rate_(rate) {}
   ~ServerImpl() override { Close(); }
 
   Result<void> Bind() {
@@ -75,6 +77,7 @@ class ServerImpl final : public ControlServer {
   stream_protocol::acceptor acceptor_;
   std::string path_;
   queue::Queue& queue_;
+  const antispam::RateLimiter* rate_;
   bool closed_ = false;
 };
 
@@ -86,7 +89,7 @@ asio::awaitable<void> Serve(ServerImpl* self, stream_protocol::socket socket) {
                                   asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
   line.resize(line.find('\n'));
-  std::string reply = Dispatch(self->queue_, line) + "\n";
+  std::string reply = Dispatch(self->queue_, line, self->rate_) + "\n";
   co_await asio::async_write(socket, asio::buffer(reply),
                              asio::redirect_error(asio::use_awaitable, ec));
 }
@@ -108,7 +111,8 @@ std::string SocketPath(const std::string& data_dir) {
   return data_dir + "/control.sock";
 }
 
-std::string Dispatch(queue::Queue& queue, const std::string& raw) {
+std::string Dispatch(queue::Queue& queue, const std::string& raw,
+                     const antispam::RateLimiter* rate) {
   std::string line(Trim(raw));
   size_t space = line.find(' ');
   std::string verb = ToLower(line.substr(0, space));
@@ -117,6 +121,20 @@ std::string Dispatch(queue::Queue& queue, const std::string& raw) {
   Result<std::string> r = Err("unknown command \"" + verb + "\"");
   if (verb == "ping") {
     r = std::string("pong");
+  } else if (verb == "usage") {
+    // An account's sending this hour and day (rate limits): counted in
+    // this process only, so it is asked here rather than read from disk.
+    if (arg.empty()) {
+      r = Err("usage needs an address");
+    } else if (rate == nullptr) {
+      r = Err("no rate counters in this server");
+    } else {
+      antispam::UserUsage u = rate->Usage(arg, static_cast<int64_t>(std::time(nullptr)));
+      r = "messages_hour=" + std::to_string(u.messages_hour) +
+          " messages_day=" + std::to_string(u.messages_day) +
+          " recipients_hour=" + std::to_string(u.recipients_hour) +
+          " recipients_day=" + std::to_string(u.recipients_day);
+    }
   } else if (verb == "flush") {
     r = queue.Flush();
   } else if (arg.empty() && (verb == "retry" || verb == "hold" ||
@@ -142,8 +160,9 @@ std::string Dispatch(queue::Queue& queue, const std::string& raw) {
 }
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(
-    asio::io_context& io, const std::string& data_dir, queue::Queue& queue) {
-  auto server = std::make_unique<ServerImpl>(io, SocketPath(data_dir), queue);
+    asio::io_context& io, const std::string& data_dir, queue::Queue& queue,
+    const antispam::RateLimiter* rate) {
+  auto server = std::make_unique<ServerImpl>(io, SocketPath(data_dir), queue, rate);
   if (auto ok = server->Bind(); !ok) return tl::unexpected(ok.error());
   asio::co_spawn(io, AcceptLoop(server.get()), asio::detached);
   return std::unique_ptr<ControlServer>(std::move(server));

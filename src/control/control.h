@@ -2,7 +2,7 @@
 // which `tern queue flush|retry|hold|release|delete|bounce` reach the running
 // server. One request line per connection, one reply line:
 //   request  VERB [ARG] LF      (FLUSH, RETRY id, HOLD id, RELEASE id,
-//                                DELETE id, BOUNCE id, PING)
+//                                DELETE id, BOUNCE id, PING, USAGE user)
 //   reply    "OK text" LF or "ERR text" LF, then the server closes.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include <asio.hpp>
 
 #include "common/result.h"
+#include "antispam/rate_limit.h"
 #include "queue/queue.h"
 
 namespace tern::control {
@@ -22,9 +23,10 @@ class ControlServer {
  public:
   // Binds data_dir/control.sock (replacing a stale one) and starts
   // accepting on `io`.
-  static Result<std::unique_ptr<ControlServer>> Start(asio::io_context& io,
-                                                      const std::string& data_dir,
-                                                      queue::Queue& queue);
+  // `rate` (may be null) answers USAGE.
+  static Result<std::unique_ptr<ControlServer>> Start(
+      asio::io_context& io, const std::string& data_dir, queue::Queue& queue,
+      const antispam::RateLimiter* rate = nullptr);
   virtual ~ControlServer() = default;
   // Stops accepting and removes the socket file.
   virtual void Close() = 0;
@@ -32,7 +34,8 @@ class ControlServer {
 
 // Executes one request line against the queue (the socket's dispatcher,
 // exposed for tests). Returns the reply line without LF.
-std::string Dispatch(queue::Queue& queue, const std::string& line);
+std::string Dispatch(queue::Queue& queue, const std::string& line,
+                     const antispam::RateLimiter* rate = nullptr);
 
 // Client side: sends `request`, returns the reply text after "OK ", or an
 // error: the "ERR" text, or "server is not running (no control socket at

@@ -29,6 +29,7 @@
 #include "delivery/setup.h"
 #include "dns/cache.h"
 #include "antispam/greylist.h"
+#include "antispam/rate_limit.h"
 #include "dns/serial_resolver.h"
 #include "dns/unbound_resolver.h"
 #include "mailauth/arc.h"
@@ -393,7 +394,10 @@ int Serve(const config::Config& initial) {
     return 1;
   }
   // `tern queue flush|retry|hold|...` reach the queue through this socket.
-  auto control = control::ControlServer::Start(io, cfg.data_dir, **queue);
+  // Rate limit counters outlive every SIGHUP ([ratelimit] numbers are
+  // read again, the counts stay); the control socket shows them.
+  antispam::RateLimiter rate_limiter;
+  auto control = control::ControlServer::Start(io, cfg.data_dir, **queue, &rate_limiter);
   if (!control) {
     spdlog::critical("{}", control.error().message);
     return 1;
@@ -440,7 +444,7 @@ int Serve(const config::Config& initial) {
   }
   smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now,
                             mailauth_resolver.get(), &dkim_keys, &quota_usage,
-                            cfg.data_dir + "/mail", greylist.get()},
+                            cfg.data_dir + "/mail", greylist.get(), &rate_limiter},
                            cfg);
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(

@@ -455,6 +455,11 @@ Session::~Session() {
 }
 
 void Session::Greet() {
+  if (!impl_->config.greet_refusal.empty()) {
+    impl_->out += impl_->config.greet_refusal + "\r\n";
+    impl_->SetState(Impl::State::kClosed);
+    return;
+  }
   if (impl_->config.pregreet_wait.count() > 0) {
     impl_->SetState(Impl::State::kGreetWait);
     return;

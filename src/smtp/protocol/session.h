@@ -44,6 +44,9 @@ struct SessionConfig {
   // Pregreet test ([antispam] pregreet): Greet() holds the 220 back for
   // this long (Need::kGreetWait); 0 greets at once.
   std::chrono::milliseconds pregreet_wait{0};
+  // When set, Greet() sends this line (a 421 or 554, RFC 5321 3.1) in
+  // place of the 220 and the session ends (a connection rate limit).
+  std::string greet_refusal;
 };
 
 // Facts about the connection that policy and the Received: header need.
@@ -84,8 +87,10 @@ struct RcptVerdict {
     kRelayDenied,
     kTempFail,
     kMailboxFull,  // over its storage quota: 552 5.2.2 (RFC 3463)
+    kRefused,      // the host's own reply line (a rate limit): `reply`
   };
   Kind kind = Kind::kAccept;
+  std::string reply;  // kRefused: the full reply line, no CRLF
 };
 
 // The verdict of policy on MAIL FROM.
@@ -94,8 +99,10 @@ struct SenderVerdict {
     kAccept,
     kNotOwned,     // authenticated user, address not theirs: 553 5.7.1
     kLocalSpoof,   // unauthenticated outsider claiming our domain: 550 5.7.1
+    kRefused,      // the host's own reply line (a rate limit): `reply`
   };
   Kind kind = Kind::kAccept;
+  std::string reply;  // kRefused: the full reply line, no CRLF
 };
 
 // What the session needs from its surroundings. Implemented by the server

@@ -77,9 +77,12 @@ void Session::Impl::Mail(std::string_view arg) {
     return Reply("553 5.6.7 Non-ASCII address requires SMTPUTF8");
   }
   std::string addr = "<" + path->mailbox.ToString() + ">";
-  switch (host.CheckMailFrom(path->mailbox).kind) {
+  SenderVerdict sv = host.CheckMailFrom(path->mailbox);
+  switch (sv.kind) {
     case SenderVerdict::Kind::kAccept:
       break;
+    case SenderVerdict::Kind::kRefused:
+      return Reply(sv.reply);
     case SenderVerdict::Kind::kNotOwned:
       return Reply("553 5.7.1 " + addr +
                    ": Sender address rejected: not owned by user " +
@@ -185,7 +188,10 @@ void Session::Impl::Rcpt(std::string_view arg) {
     return Reply("452 4.5.3 Too many recipients");
   }
   std::string addr = "<" + rcpt.ToString() + ">";
-  switch (host.CheckRecipient(t, rcpt).kind) {
+  RcptVerdict rv = host.CheckRecipient(t, rcpt);
+  switch (rv.kind) {
+    case RcptVerdict::Kind::kRefused:
+      return Reply(rv.reply);
     case RcptVerdict::Kind::kAccept:
       if (config.rcpt_check) {
         // The host checks outside (DNS lists, greylisting): the 250
@@ -252,7 +258,10 @@ void Session::Impl::Verify(std::string_view arg, bool enabled,
     mb = std::move(*parsed);
   }
   std::string addr = "<" + mb.ToString() + ">";
-  switch (host.CheckRecipient(t, mb).kind) {
+  RcptVerdict rv = host.CheckRecipient(t, mb);
+  switch (rv.kind) {
+    case RcptVerdict::Kind::kRefused:
+      return Reply(rv.reply);
     case RcptVerdict::Kind::kAccept:
       return Reply("250 2.1.5 " + addr);
     case RcptVerdict::Kind::kUnknownUser:

@@ -15,6 +15,7 @@
 
 #include "antispam/dnsbl.h"
 #include "antispam/greylist.h"
+#include "antispam/rate_limit.h"
 #include "auth/recording_credentials.h"
 #include "common/strings.h"
 #include "net/address.h"
@@ -45,6 +46,18 @@ class Connection : public net::LineConnection, public SessionHost {
   // --- SessionHost ---
   RcptVerdict CheckRecipient(const Transaction& t, const Mailbox& rcpt) override {
     RcptVerdict v = policy::CheckRecipient(deps_.directory, session_.client(), rcpt);
+    if (v.kind == RcptVerdict::Kind::kAccept && Limited()) {
+      std::string refusal =
+          deps_.rate->Recipient(settings_->rate, session_.client().auth_user, t.rcpts.size(),
+                                static_cast<int64_t>(std::time(nullptr)));
+      if (!refusal.empty()) {
+        spdlog::info("smtp rcpt refused client={} user={} rcpt=<{}> reason=ratelimit: {}",
+                     client_ip(), session_.client().auth_user, rcpt.ToString(), refusal);
+        v.kind = RcptVerdict::Kind::kRefused;
+        v.reply = std::move(refusal);
+        return v;
+      }
+    }
     if (v.kind == RcptVerdict::Kind::kAccept && MailboxFull(rcpt)) {
       spdlog::info("smtp rcpt refused client={} rcpt=<{}> reason=mailbox-full",
                    session_.client().ip, rcpt.ToString());
@@ -122,7 +135,32 @@ class Connection : public net::LineConnection, public SessionHost {
   std::string Now() override { return Rfc5322Date(std::time(nullptr)); }
 
   SenderVerdict CheckMailFrom(const Mailbox& from) override {
-    return policy::CheckMailFrom(deps_.directory, session_.client(), from);
+    SenderVerdict v = policy::CheckMailFrom(deps_.directory, session_.client(), from);
+    if (v.kind == SenderVerdict::Kind::kAccept && Limited()) {
+      std::string refusal = deps_.rate->Mail(settings_->rate, client_ip(),
+                                             session_.client().auth_user, RateDomain(from),
+                                             static_cast<int64_t>(std::time(nullptr)));
+      if (!refusal.empty()) {
+        spdlog::info("smtp mail refused client={} user={} from=<{}> reason=ratelimit: {}",
+                     client_ip(), session_.client().auth_user, from.ToString(), refusal);
+        v.kind = SenderVerdict::Kind::kRefused;
+        v.reply = std::move(refusal);
+      }
+    }
+    return v;
+  }
+
+  // Rate limits (antispam/rate_limit.h) count authenticated users and
+  // untrusted clients; trusted networks and `tern sendmail` are not
+  // limited.
+  bool Limited() const {
+    return deps_.rate != nullptr &&
+           (!session_.client().auth_user.empty() || !session_.client().trusted);
+  }
+  // Port-25 mail from strangers counts per MAIL FROM domain too.
+  std::string RateDomain(const Mailbox& from) const {
+    if (!Screened() || from.null()) return "";
+    return from.domain;
   }
 
   bool HeaderSenderAllowed(const std::string& address,
@@ -448,6 +486,12 @@ asio::awaitable<void> Connection::Commit() {
   bool no_space = !r && r.error().NoSpace();
   if (r) {
     ++messages_;
+    if (Limited()) {
+      const Transaction& t = session_.transaction();
+      deps_.rate->Accepted(settings_->rate, client_ip(), session_.client().auth_user,
+                           RateDomain(t.mail_from),
+                           t.rcpts.size(), static_cast<int64_t>(std::time(nullptr)));
+    }
     spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
                  id, size, summary_sender_, summary_rcpts_, client_ip());
   } else {
@@ -557,6 +601,7 @@ std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
   s->inbound.arc_trusted_sealers = cfg.mailauth.arc_trusted_sealers;
   s->sign = cfg.mailauth.sign;
   s->antispam = cfg.antispam;
+  s->rate = cfg.ratelimit;
   return s;
 }
 
@@ -596,6 +641,15 @@ std::shared_ptr<net::LineConnection> Listener::Make(tcp::socket socket,
   sc.rcpt_check = listener_.service == "smtp" && !client.trusted &&
                   ((lists && server_.deps().resolver != nullptr) ||
                    (as.greylist && server_.deps().greylist != nullptr));
+  if (server_.deps().rate != nullptr && !client.trusted) {
+    // Counted at connect, before AUTH could tell who it is.
+    sc.greet_refusal = server_.deps().rate->Connection(
+        settings->rate, client.ip, static_cast<int64_t>(std::time(nullptr)));
+    if (!sc.greet_refusal.empty()) {
+      spdlog::info("smtp connection refused client={} listener={} reason=ratelimit",
+                   client.ip, listener_.service);
+    }
+  }
   if (listener_.service == "smtp" && !client.trusted && as.pregreet) {
     sc.pregreet_wait = std::chrono::milliseconds(as.pregreet_wait_ms);
   }

@@ -27,6 +27,7 @@
 
 namespace tern::antispam {
 class Greylist;
+class RateLimiter;
 }
 
 namespace tern::smtp {
@@ -45,6 +46,7 @@ struct Settings {
   bool sign = false;
   uint64_t quota_storage = 0;  // [quota] storage: the default per account
   config::AntispamSettings antispam;  // port 25, strangers only
+  config::RateLimitConfig rate;
 };
 std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
 
@@ -67,6 +69,8 @@ struct ServerDeps {
   std::string mail_root;
   // Greylisting triplets ([antispam] greylist); null: not greylisting.
   antispam::Greylist* greylist = nullptr;
+  // Rate limit counters, kept across SIGHUP; null: no limits.
+  antispam::RateLimiter* rate = nullptr;
 };
 
 class Server {
