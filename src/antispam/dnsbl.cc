@@ -1,50 +1,32 @@
 #include "antispam/dnsbl.h"
 
-#include <arpa/inet.h>
-
-#include <cstring>
+#include "common/cidr.h"
+#include "common/strings.h"
 
 namespace tern::antispam {
 namespace {
 
 constexpr size_t kMaxReason = 200;  // octets of a list's TXT text in a reply
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string DnsListQueryName(std::string_view ip, std::string_view zone) {
-  std::string text(ip);
-  unsigned char v4[4];
-  unsigned char v6[16];
+  std::optional<IpOctets> a = ParseClientAddress(ip);
+  if (!a) return "";
   std::string out;
-  if (inet_pton(AF_INET, text.c_str(), v4) == 1) {
+  if (IsIpv4(*a)) {
     // RFC 5782 2.1: 192.0.2.99 -> 99.2.0.192.zone
-  } else if (inet_pton(AF_INET6, text.c_str(), v6) == 1) {
-    static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (std::memcmp(v6, kMapped, sizeof kMapped) == 0) {
-      std::memcpy(v4, v6 + 12, 4);
-    } else {
-      // RFC 5782 2.4: every nibble, least significant first.
-      static constexpr char kHex[] = "0123456789abcdef";
-      for (int i = 15; i >= 0; --i) {
-        out += kHex[v6[i] & 0xf];
-        out += '.';
-        out += kHex[v6[i] >> 4];
-        out += '.';
-      }
-      return out + std::string(zone);
-    }
+    for (int i = 15; i >= 12; --i) out += std::to_string((*a)[i]) + ".";
   } else {
-    return "";
+    // RFC 5782 2.4: every nibble, least significant first.
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; --i) {
+      out += kHex[(*a)[i] & 0xf];
+      out += '.';
+      out += kHex[(*a)[i] >> 4];
+      out += '.';
+    }
   }
-  for (int i = 3; i >= 0; --i) out += std::to_string(v4[i]) + ".";
   return out + std::string(zone);
 }
 
@@ -58,14 +40,14 @@ ListAnswer ClassifyListAnswer(std::string_view zone, const dns::Answer& answer) 
     return out;
   }
   for (const std::string& a : answer.addresses) {
-    unsigned char v4[4];
-    if (inet_pton(AF_INET, a.c_str(), v4) != 1 || v4[0] != 127) {
+    std::optional<IpOctets> parsed = ParseClientAddress(a);
+    if (!parsed || !IsIpv4(*parsed) || (*parsed)[12] != 127) {
       out.kind = ListAnswer::Kind::kError;
       out.error = "answer " + a + " is outside 127.0.0.0/8";
       out.codes.clear();
       return out;
     }
-    if (v4[1] == 255 && v4[2] == 255) {
+    if ((*parsed)[13] == 255 && (*parsed)[14] == 255) {
       // The list refuses this resolver (Spamhaus: 127.255.255.252-255).
       out.kind = ListAnswer::Kind::kError;
       out.error = "the list refused the query (" + a + ")";
@@ -132,7 +114,7 @@ asio::awaitable<ClientListing> CheckClientLists(dns::Resolver& resolver, std::st
 
 std::string DnsblRefusal(std::string_view ip, const ListAnswer& listing) {
   std::string out = "554 5.7.1 Service unavailable; client [" + std::string(ip) +
-                    "] blocked using " + Lower(listing.zone);
+                    "] blocked using " + ToLower(listing.zone);
   if (!listing.reason.empty()) {
     std::string reason;
     for (char c : listing.reason) {

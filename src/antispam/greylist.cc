@@ -100,15 +100,6 @@ constexpr char kPurgeNetworks[] =
     " OR (passed < ?2 AND NOT EXISTS"
     "     (SELECT 1 FROM triplets WHERE triplets.network = networks.network))";
 
-// RFC 4291 2.5.5.2: ::ffff:0:0/96 holds the IPv4 addresses (common/cidr.h
-// keeps IPv4 in that form).
-bool IsIpv4(const IpOctets& address) {
-  for (int i = 0; i < 10; ++i) {
-    if (address[i] != 0) return false;
-  }
-  return address[10] == 0xff && address[11] == 0xff;
-}
-
 // Resets a reused statement when its use ends, however it ends, so that it
 // holds no read lock and is ready for the next bind.
 class Using {
@@ -405,29 +396,14 @@ Result<std::unique_ptr<Greylist>> Greylist::Open(const std::string& path,
   };
 
   // The file names the correspondents of every user: private, like the
-  // account directory. Created here because SQLite would follow the umask.
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int error = errno;
-    return fail(std::strerror(error), error);
-  }
-  ::close(fd);
-
+  // account directory.
+  auto opened = sqlite::OpenPrivate(path, kBusyTimeoutMs);
+  if (!opened) return fail(opened.error().message, opened.error().code);
   // Nobody else sees the Impl yet; the lock lets the thread-safety
   // analysis check the uses below as well.
   MutexLock lock(impl->mu);
-  sqlite3* raw = nullptr;
-  // NOMUTEX: Impl::mu already serializes every use of the connection.
-  int rc = sqlite3_open_v2(
-      path.c_str(), &raw,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  impl->db.reset(raw);  // a handle comes back even on failure
-  if (rc != SQLITE_OK) {
-    return fail(raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
-  }
-  sqlite3* db = raw;
-  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  impl->db = std::move(*opened);
+  sqlite3* db = impl->db.get();
   // WAL: a commit appends to the log instead of rewriting pages.
   // synchronous=NORMAL: no fsync per commit (only at checkpoints); a crash
   // may lose the last commits, which only greylists those triplets again,

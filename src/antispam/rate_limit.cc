@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "common/strings.h"
+
 namespace tern::antispam {
 namespace {
 
@@ -10,14 +12,6 @@ int64_t WindowStart(RateWindow w, int64_t now) {
   int64_t r = now % len;
   if (r < 0) r += len;
   return now - r;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
 }
 
 // RFC 3463 4.7.1 (delivery not authorized, for now); RFC 5321 4.2.5: a
@@ -106,7 +100,7 @@ std::string RateLimiter::Mail(const RateLimitSettings& s, std::string_view ip,
                               std::string_view user, std::string_view domain,
                               int64_t now) const {
   if (!user.empty()) {
-    std::string key = "user-msg:" + Lower(user);
+    std::string key = "user-msg:" + ToLower(user);
     for (auto [w, limit] : {std::pair{RateWindow::kHour, s.user_messages_per_hour},
                             std::pair{RateWindow::kDay, s.user_messages_per_day}}) {
       if (limit != 0 && counters_.Count(key, w, now) >= limit) {
@@ -122,9 +116,9 @@ std::string RateLimiter::Mail(const RateLimitSettings& s, std::string_view ip,
                  s.client_messages_per_minute, now);
   }
   if (!domain.empty() && s.sender_domain_messages_per_hour != 0 &&
-      counters_.Count("domain:" + Lower(domain), RateWindow::kHour, now) >=
+      counters_.Count("domain:" + ToLower(domain), RateWindow::kHour, now) >=
           s.sender_domain_messages_per_hour) {
-    return Later("messages from senders at " + Lower(domain), RateWindow::kHour,
+    return Later("messages from senders at " + ToLower(domain), RateWindow::kHour,
                  s.sender_domain_messages_per_hour, now);
   }
   return "";
@@ -133,7 +127,7 @@ std::string RateLimiter::Mail(const RateLimitSettings& s, std::string_view ip,
 std::string RateLimiter::Recipient(const RateLimitSettings& s, std::string_view user,
                                    size_t accepted, int64_t now) const {
   if (user.empty()) return "";
-  std::string key = "user-rcpt:" + Lower(user);
+  std::string key = "user-rcpt:" + ToLower(user);
   for (auto [w, limit] : {std::pair{RateWindow::kHour, s.user_recipients_per_hour},
                           std::pair{RateWindow::kDay, s.user_recipients_per_day}}) {
     if (limit != 0 && counters_.Count(key, w, now) + accepted >= limit) {
@@ -148,8 +142,8 @@ void RateLimiter::Accepted(const RateLimitSettings& s, std::string_view ip,
                            int64_t now) {
   if (!user.empty()) {
     for (RateWindow w : {RateWindow::kHour, RateWindow::kDay}) {
-      counters_.Add("user-msg:" + Lower(user), w, now);
-      counters_.Add("user-rcpt:" + Lower(user), w, now, recipients);
+      counters_.Add("user-msg:" + ToLower(user), w, now);
+      counters_.Add("user-rcpt:" + ToLower(user), w, now, recipients);
     }
     return;
   }
@@ -157,13 +151,13 @@ void RateLimiter::Accepted(const RateLimitSettings& s, std::string_view ip,
     counters_.Add("msg:" + std::string(ip), RateWindow::kMinute, now);
   }
   if (!domain.empty() && s.sender_domain_messages_per_hour != 0) {
-    counters_.Add("domain:" + Lower(domain), RateWindow::kHour, now);
+    counters_.Add("domain:" + ToLower(domain), RateWindow::kHour, now);
   }
 }
 
 UserUsage RateLimiter::Usage(std::string_view user, int64_t now) const {
   UserUsage u;
-  std::string msg = "user-msg:" + Lower(user), rcpt = "user-rcpt:" + Lower(user);
+  std::string msg = "user-msg:" + ToLower(user), rcpt = "user-rcpt:" + ToLower(user);
   u.messages_hour = counters_.Count(msg, RateWindow::kHour, now);
   u.messages_day = counters_.Count(msg, RateWindow::kDay, now);
   u.recipients_hour = counters_.Count(rcpt, RateWindow::kHour, now);

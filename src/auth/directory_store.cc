@@ -117,29 +117,14 @@ Result<std::unique_ptr<Directory>> Directory::Open(
   }
   impl->SetRoles(std::move(routing));
 
-  // The file holds password hashes: create it private before SQLite does
-  // (SQLite would use the umask, and gives its -wal/-shm files the same mode).
-  int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Err(db_path + ": " + std::strerror(errno));
-  }
-  ::close(fd);
-
+  // The file holds password hashes: private (sqlite::OpenPrivate).
+  auto opened = sqlite::OpenPrivate(db_path, kBusyTimeoutMs);
+  if (!opened) return Err(db_path + ": " + opened.error().message);
   // Nobody else sees the Impl yet; the lock costs nothing and lets the
   // thread-safety analysis check the connection's uses here as well.
   MutexLock lock(impl->db_mu);
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(
-      db_path.c_str(), &raw,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-      nullptr);
-  impl->db.reset(raw);  // a handle comes back even on failure
-  if (rc != SQLITE_OK) {
-    return Err(db_path + ": " +
-               (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-  }
+  impl->db = std::move(*opened);
   sqlite3* db = impl->db.get();
-  sqlite3_busy_timeout(db, kBusyTimeoutMs);
   // WAL lets `tern user add` write while the server reads.
   if (auto ok = Exec(db, "PRAGMA journal_mode=WAL"); !ok) {
     return Err(db_path + ": " + ok.error().message);

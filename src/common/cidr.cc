@@ -176,4 +176,9 @@ std::optional<IpOctets> ParseClientAddress(std::string_view text) {
   return *addr;
 }
 
+bool IsIpv4(const IpOctets& address) {
+  IpOctets prefix = MappedPrefix();
+  return std::equal(address.begin(), address.begin() + 12, prefix.begin());
+}
+
 }  // namespace tern

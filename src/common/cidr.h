@@ -48,6 +48,9 @@ struct Cidr {
 // say which value it was about.
 Result<Cidr> ParseCidr(std::string_view text);
 
+// True for an IPv4 address (its mapped form, ::ffff:0:0/96).
+bool IsIpv4(const IpOctets& address);
+
 // Parses one address, IPv4 or IPv6, by the same rules (no zone id).
 Result<IpOctets> ParseIpAddress(std::string_view text);
 

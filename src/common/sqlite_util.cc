@@ -2,7 +2,32 @@
 // and reading columns.
 #include "common/sqlite_util.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace tern::sqlite {
+
+Result<DbPtr> OpenPrivate(const std::string& path, int busy_timeout_ms) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int error = errno;
+    return Err(std::strerror(error), error);
+  }
+  ::close(fd);
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  DbPtr db(raw);  // a handle comes back even on failure
+  if (rc != SQLITE_OK) {
+    return Err(raw != nullptr ? sqlite3_errmsg(raw) : "out of memory");
+  }
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
+  return db;
+}
 
 std::string DbError(sqlite3* db, std::string_view what) {
   return std::string(what) + ": " + sqlite3_errmsg(db);

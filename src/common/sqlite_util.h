@@ -23,6 +23,14 @@ struct StmtFinalizer {
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
+// Opens (creating if needed) a database that only its owner may read
+// (password hashes, greylist correspondents): the file is made with mode
+// 0600 before SQLite opens it, since SQLite would follow the umask and
+// give its -wal/-shm files the same mode. NOMUTEX: the caller serializes
+// every use of the connection. The error is SQLite's or the system's,
+// without the path.
+Result<DbPtr> OpenPrivate(const std::string& path, int busy_timeout_ms);
+
 // "what: <SQLite's last error on db>".
 std::string DbError(sqlite3* db, std::string_view what);
 Result<void> Exec(sqlite3* db, const char* sql);

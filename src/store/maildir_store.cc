@@ -1317,6 +1317,24 @@ struct MaildirStore::Impl {
     Unsynced(const Unsynced&) = delete;
     Unsynced& operator=(const Unsynced&) = delete;
   };
+  // An unsynced write transaction on an existing folder, for what the
+  // index can rebuild. Members end in reverse: the commit (or rollback)
+  // comes before synchronous=FULL is back.
+  struct CacheWrite {
+    std::unique_ptr<Unsynced> unsynced;
+    Transaction txn;
+    Folder folder;
+  };
+  Result<CacheWrite> BeginCacheWrite(std::string_view name) {
+    if (auto c = Connect(); !c) return tl::unexpected(c.error());
+    auto unsynced = std::make_unique<Unsynced>(db.get());
+    auto txn = Write();
+    if (!txn) return tl::unexpected(txn.error());
+    auto f = LoadFolder(CanonicalFolderName(name).value_or(""));
+    if (!f) return tl::unexpected(f.error());
+    if (!*f) return Fail("no such mailbox", ENOENT);
+    return CacheWrite{std::move(unsynced), std::move(*txn), std::move(**f)};
+  }
 
   // --- subscriptions --------------------------------------------------------
 
@@ -2357,13 +2375,8 @@ Result<std::vector<PartCacheEntry>> MaildirStore::LoadPartCache(
 Result<void> MaildirStore::SavePartCache(std::string_view name,
                                          const std::vector<PartCacheEntry>& entries) {
   if (entries.empty()) return {};
-  if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
-  Impl::Unsynced unsynced(impl_->db.get());  // a cache need not survive a crash
-  auto txn = impl_->Write();
-  if (!txn) return tl::unexpected(txn.error());
-  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
-  if (!f) return tl::unexpected(f.error());
-  if (!*f) return Fail("no such mailbox", ENOENT);
+  auto w = impl_->BeginCacheWrite(name);  // a cache need not survive a crash
+  if (!w) return tl::unexpected(w.error());
   // Only for messages still there (an expunge may have come between).
   auto st = Prepare(impl_->db.get(),
                     "INSERT OR REPLACE INTO parts (folder, uid, kind, value) "
@@ -2372,7 +2385,7 @@ Result<void> MaildirStore::SavePartCache(std::string_view name,
   if (!st) return tl::unexpected(st.error());
   for (const PartCacheEntry& e : entries) {
     sqlite3_reset(st->get());
-    sqlite3_bind_int64(st->get(), 1, (*f)->id);
+    sqlite3_bind_int64(st->get(), 1, w->folder.id);
     sqlite3_bind_int64(st->get(), 2, e.uid);
     sqlite3_bind_int(st->get(), 3, e.kind);
     sqlite3_bind_blob(st->get(), 4, e.value.data(), static_cast<int>(e.value.size()),
@@ -2381,39 +2394,29 @@ Result<void> MaildirStore::SavePartCache(std::string_view name,
       return Fail(sqlite3_errmsg(impl_->db.get()), EIO);
     }
   }
-  return txn->Commit();
+  return w->txn.Commit();
 }
 
 Result<std::vector<std::pair<uint32_t, uint64_t>>> MaildirStore::Sizes(
     std::string_view name, const std::vector<uint32_t>& uids) {
   if (uids.empty()) return std::vector<std::pair<uint32_t, uint64_t>>{};
-  if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
-  Impl::Unsynced unsynced(impl_->db.get());  // counted again if lost
-  auto txn = impl_->Write();
-  if (!txn) return tl::unexpected(txn.error());
-  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
-  if (!f) return tl::unexpected(f.error());
-  if (!*f) return Fail("no such mailbox", ENOENT);
+  auto w = impl_->BeginCacheWrite(name);  // sizes are counted again if lost
+  if (!w) return tl::unexpected(w.error());
   std::vector<uint32_t> sorted = uids;
   std::sort(sorted.begin(), sorted.end());
-  auto counted = impl_->CountSizes(**f, &sorted);
+  auto counted = impl_->CountSizes(w->folder, &sorted);
   if (!counted) return tl::unexpected(counted.error());
-  if (auto r = txn->Commit(); !r) return tl::unexpected(r.error());
+  if (auto r = w->txn.Commit(); !r) return tl::unexpected(r.error());
   return counted;
 }
 
 Result<void> MaildirStore::SaveSizes(
     std::string_view name, const std::vector<std::pair<uint32_t, uint64_t>>& sizes) {
   if (sizes.empty()) return {};
-  if (auto c = impl_->Connect(); !c) return tl::unexpected(c.error());
-  Impl::Unsynced unsynced(impl_->db.get());  // counted again if lost
-  auto txn = impl_->Write();
-  if (!txn) return tl::unexpected(txn.error());
-  auto f = impl_->LoadFolder(CanonicalFolderName(name).value_or(""));
-  if (!f) return tl::unexpected(f.error());
-  if (!*f) return Fail("no such mailbox", ENOENT);
-  if (auto w = impl_->WriteSizes(**f, sizes); !w) return w;
-  return txn->Commit();
+  auto w = impl_->BeginCacheWrite(name);  // sizes are counted again if lost
+  if (!w) return tl::unexpected(w.error());
+  if (auto r = impl_->WriteSizes(w->folder, sizes); !r) return r;
+  return w->txn.Commit();
 }
 
 // SEARCH TEXT and BODY (RFC 9051 6.4.4) through the trigram index: FTS5
