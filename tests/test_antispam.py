@@ -10,7 +10,8 @@ import time
 import pytest
 from dnslib import QTYPE, TXT, A
 
-from conftest import PASSWORD, TernServer, build_message, free_port, shutdown, unique, _LIVE
+from conftest import (PASSWORD, TernServer, build_message, free_port, ipv6_available, shutdown,
+                      unique, _LIVE)
 from faultkit import start_dns, stop_dns
 
 BLOCKED = "127.0.0.2"       # in bl.test, with a reason
@@ -289,5 +290,28 @@ def test_connections_per_minute_from_one_address(tmp_path, dns):
         assert b"4.7.0 Too many connections from [127.0.0.5] this minute" in refused.value.smtp_error
         with smtp_from(srv, GREY) as s:  # another address has its own count
             assert s.noop()[0] == 250
+    finally:
+        shutdown(srv)
+
+
+def nibbles(ip6_packed):
+    return ".".join(f"{b & 0xf:x}.{b >> 4:x}" for b in reversed(ip6_packed))
+
+
+def test_ipv6_client_is_looked_up_by_nibbles(tmp_path, dns):
+    if not ipv6_available():
+        pytest.skip("no IPv6 loopback here")
+    # RFC 5782 2.4: ::1 is 1.0.0.0...0.bl6.test (32 nibbles, last first).
+    dns._add(nibbles(socket.inet_pton(socket.AF_INET6, "::1")) + ".bl6.test",
+             A("127.0.0.4"), QTYPE.A)
+    port6 = free_port("::1")
+    srv = server(tmp_path, dns, {"dnsbl": ["bl6.test"]},
+                 extra_listen=[(f"[::1]:{port6}", "smtp")])
+    try:
+        with smtplib.SMTP("::1", port6, local_hostname="client.test", timeout=20) as s:
+            code, text = rcpt(s, "a@remote.test", "u@example.test")
+            assert code == 554
+            assert b"client [::1] blocked using bl6.test" in text
+        assert "smtp dnsbl listed client=::1 list=bl6.test codes=127.0.0.4" in srv.log_text()
     finally:
         shutdown(srv)
