@@ -370,7 +370,9 @@ asio::awaitable<void> Connection::CheckSender() {
 
 // Issue 15 at RCPT: the DNS lists (RFC 5782; queried since the connect),
 // then greylisting. The decision waits for RCPT so that the client sees
-// why in the reply to a command (and postmaster@ could be let through).
+// why in the reply to a command. Postmaster@ is screened like any
+// recipient (RFC 5321 4.5.1 asks for every reasonable effort to take its
+// mail; exempting it is not done yet).
 asio::awaitable<void> Connection::CheckRcpt() {
   const config::AntispamSettings& as = settings_->antispam;
   std::string refusal;
