@@ -4,6 +4,7 @@
 # NO [OVERQUOTA] for APPEND and COPY.
 import re
 import smtplib
+import time
 
 import pytest
 
@@ -26,9 +27,17 @@ def srv(make_server):
 def send(srv, user, size):
     marker = unique("q")
     data = build_message(marker, ["x" * 70] * (size // 72), to=user)
+    line = f"delivered to {user}: "
+    before = srv.log_text().count(line)
     with srv.smtplib() as s:
         s.sendmail("sender@remote.test", [user], data)
     srv.wait_message(user, marker)
+    # The file shows in new/ before the delivery agent tells the quota
+    # cache; its log line comes after that.
+    deadline = time.monotonic() + 10
+    while srv.log_text().count(line) == before:
+        assert time.monotonic() < deadline, "no delivery log line"
+        time.sleep(0.02)
 
 
 def rcpt_reply(srv, user):

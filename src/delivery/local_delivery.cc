@@ -342,15 +342,17 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
         const Result<std::string>& r =
             batch.result(static_cast<size_t>(t.copy));
         if (r) {
-          spdlog::info("queue {}: <{}> delivered to {}: {}", w.id, rcpt,
-                       t.mailbox, *r);
           ok.push_back(&t);
+          // Told before the log line, so whoever reads the log (the quota
+          // test) sees the quota cache invalidated already.
           if (delivered_) {
             if (auto path = store::MailboxPathFor(t.mailbox)) {
               delivered_(path->domain + "/" + path->local,
                          t.folder.empty() ? std::string("INBOX") : t.folder);
             }
           }
+          spdlog::info("queue {}: <{}> delivered to {}: {}", w.id, rcpt,
+                       t.mailbox, *r);
         } else {
           spdlog::warn("queue {}: <{}> delivery to {} deferred: {}", w.id, rcpt,
                        t.mailbox, r.error().message);
