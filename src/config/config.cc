@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -534,6 +535,78 @@ void CheckAntispam(Checker& check, const toml::table& t, AntispamSettings* out) 
                 &out->pregreet_wait_ms);
 }
 
+// "host:port" with an IP address (a name would need DNS for every
+// message), "[v6]:port", or "unix:/absolute/path".
+void CheckMilters(Checker& check, const toml::table& root, Config* cfg) {
+  const toml::node* node = root.get("milter");
+  if (node == nullptr) return;
+  const auto* array = node->as_array();
+  if (array == nullptr) {
+    check.Fail(node->source(), "milter", "expected [[milter]] tables");
+    return;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = (*array)[i];
+    std::string prefix = "milter[" + std::to_string(i) + "]";
+    const auto* t = element.as_table();
+    if (t == nullptr) {
+      check.Fail(element.source(), prefix, "expected a [[milter]] table");
+      continue;
+    }
+    check.RejectUnknown(*t, prefix + ".", {"address", "on_error", "timeout"});
+    MilterConfig m;
+    if (check.GetString(*t, "address", prefix + ".address", true, &m.address)) {
+      std::string reason;
+      if (m.address.starts_with("unix:")) {
+        m.path = m.address.substr(5);
+        if (m.path.empty() || m.path[0] != '/') reason = "a Unix socket path must be absolute";
+        else if (m.path.size() > 107) reason = "the socket path is too long";
+      } else {
+        std::string host = m.address, port_text;
+        if (!host.empty() && host.front() == '[') {
+          size_t close = host.find(']');
+          if (close == std::string::npos || close + 1 >= host.size() || host[close + 1] != ':') {
+            reason = "expected \"[address]:port\"";
+          } else {
+            port_text = host.substr(close + 2);
+            host = host.substr(1, close - 1);
+          }
+        } else if (size_t colon = host.rfind(':'); colon != std::string::npos &&
+                                                     host.find(':') == colon) {
+          port_text = host.substr(colon + 1);
+          host = host.substr(0, colon);
+        } else {
+          reason = "expected \"address:port\", \"[address]:port\" or \"unix:/path\"";
+        }
+        if (reason.empty()) {
+          unsigned char buf[16];
+          bool ec = inet_pton(AF_INET, host.c_str(), buf) != 1 &&
+                    inet_pton(AF_INET6, host.c_str(), buf) != 1;
+          uint32_t port = 0;
+          auto [p, e] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+          if (ec) {
+            reason = "\"" + host + "\" is not an IP address";
+          } else if (e != std::errc() || p != port_text.data() + port_text.size() || port == 0 ||
+                     port > 65535) {
+            reason = "bad port \"" + port_text + "\"";
+          } else {
+            m.host = host;
+            m.port = static_cast<uint16_t>(port);
+          }
+        }
+      }
+      if (!reason.empty()) check.Fail(t->get("address")->source(), prefix + ".address", reason);
+    }
+    if (check.GetString(*t, "on_error", prefix + ".on_error", false, &m.on_error) &&
+        m.on_error != "tempfail" && m.on_error != "accept" && m.on_error != "reject") {
+      check.Fail(t->get("on_error")->source(), prefix + ".on_error",
+                 "must be \"tempfail\", \"accept\" or \"reject\"");
+    }
+    check.GetUint(*t, "timeout", prefix + ".timeout", 1, 3600, &m.timeout);
+    cfg->milters.push_back(std::move(m));
+  }
+}
+
 void CheckRateLimit(Checker& check, const toml::table& t, RateLimitConfig* out) {
   static constexpr std::pair<const char*, uint32_t RateLimitConfig::*> kFields[] = {
       {"client_connections_per_minute", &RateLimitConfig::client_connections_per_minute},
@@ -741,7 +814,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
        "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth",
-       "antispam", "ratelimit"});
+       "antispam", "ratelimit", "milter"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -865,6 +938,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   if (const toml::table* ratelimit = check.GetTable(root, "ratelimit")) {
     CheckRateLimit(check, *ratelimit, &cfg.ratelimit);
   }
+  CheckMilters(check, root, &cfg);
   if (const toml::table* pop3 = check.GetTable(root, "pop3")) {
     CheckPop3(check, *pop3, &cfg.pop3);
   }

@@ -166,6 +166,21 @@ struct RateLimitConfig {
   uint32_t sender_domain_messages_per_hour = 0;
 };
 
+// [[milter]] (issue 15): a mail filter speaking the Sendmail milter
+// protocol (rspamd, spamass-milter, clamav-milter). Every SMTP listener's
+// mail passes each one in order (antispam/milter_client.h).
+struct MilterConfig {
+  std::string address;  // as written: "host:port", "[v6]:port", "unix:/path"
+  std::string host;     // parsed: an IP address, or empty for a socket path
+  uint16_t port = 0;
+  std::string path;     // a Unix socket
+  // What a filter that cannot be reached, times out or breaks the
+  // protocol costs the message: "tempfail" (451 4.7.1, the client retries),
+  // "accept" (the filter is skipped), "reject" (550 5.7.1).
+  std::string on_error = "tempfail";
+  uint32_t timeout = 30;  // seconds for each reply of the filter
+};
+
 // [[route]]: mail for `domain` ("*" = every remote domain) goes to `relay`
 // (a smarthost) instead of the domain's MX hosts.
 struct Route {
@@ -210,6 +225,7 @@ struct Config {
   MailauthSettings mailauth;
   AntispamSettings antispam;
   RateLimitConfig ratelimit;
+  std::vector<MilterConfig> milters;
 };
 
 // Loads and validates the file. Error text: "FILE:LINE:COL: key: reason",

@@ -107,7 +107,13 @@ void QueueImpl::CommitterLoop() {
       }
     }
     for (PendingCommit& pc : batch) {
-      if (pc.error.empty()) Schedule(pc.id);
+      if (!pc.error.empty()) continue;
+      if (pc.quarantined) {
+        MutexLock lock(sched_mu_);
+        held_.insert(pc.id);
+      } else {
+        Schedule(pc.id);
+      }
     }
     batch.clear();
   }

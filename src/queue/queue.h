@@ -40,6 +40,9 @@ struct Envelope {
   // reader puts before the message bytes. The bytes themselves are never
   // rewritten.
   std::string prepend;
+  // A mail filter quarantined the message (issue 15): it waits on hold,
+  // with this reason, until `tern queue release`. Written only when set.
+  std::string quarantine;
 };
 
 enum class RecipientState { kPending, kDelivered, kFailed };
@@ -81,6 +84,12 @@ class Writer {
   // after its last byte (signatures, authentication results). Before
   // Commit; replaces what an earlier call gave.
   virtual void SetPrepend(std::string header_lines) = 0;
+  // The envelope, which may still change before Commit (a mail filter's
+  // new sender or recipients, a quarantine).
+  virtual Envelope& envelope() = 0;
+  // Forgets the bytes written so far: the message is written anew (a
+  // mail filter changed it). False on an I/O error.
+  virtual bool Restart() = 0;
 };
 
 struct Options {

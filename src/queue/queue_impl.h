@@ -77,6 +77,8 @@ class WriterImpl final : public Writer {
   void SetPrepend(std::string header_lines) override {
     envelope_.prepend = std::move(header_lines);
   }
+  Envelope& envelope() override { return envelope_; }
+  bool Restart() override;
 
   // Completes the file; returns 0 or an errno value.
   int Finish();
@@ -109,6 +111,7 @@ struct PendingCommit {
   std::function<void(Result<void>)> done;
   std::string error;
   int error_code = 0;  // errno of the failure, for Error::code
+  bool quarantined = false;  // held, not scheduled (Envelope::quarantine)
 };
 
 class QueueImpl final : public Queue {

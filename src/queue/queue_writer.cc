@@ -2,9 +2,11 @@
 // memory and streams large ones to their file; Begin creates the file (from
 // the pool of spent ones) and Commit hands the finished file to the committer.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <memory>
@@ -61,6 +63,24 @@ bool WriterImpl::Write(std::string_view data) {
     }
   }
   buffer_.append(data);
+  return true;
+}
+
+bool WriterImpl::Restart() {
+  if (error_ != 0) return false;
+  if (spilled_) {
+    // The file keeps what was written; Finish cuts any old tail.
+    struct stat st;
+    if (::fstat(fd_.get(), &st) != 0 || ::lseek(fd_.get(), 0, SEEK_SET) != 0) {
+      error_ = errno;
+      return false;
+    }
+    old_size_ = std::max<uint64_t>(old_size_, static_cast<uint64_t>(st.st_size));
+    spilled_ = false;
+  }
+  buffer_.clear();
+  size_ = 0;
+  crc_ = 0;
   return true;
 }
 
@@ -131,6 +151,7 @@ void QueueImpl::Commit(std::unique_ptr<Writer> writer,
   PendingCommit pc;
   pc.id = impl->id();
   pc.done = std::move(done);
+  pc.quarantined = !impl->envelope().quarantine.empty();
   // The session thread writes the bytes (to the page cache: cheap); only
   // the sync is left to the committer.
   if (int err = impl->Finish(); err != 0) {

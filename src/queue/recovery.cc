@@ -53,6 +53,7 @@ Result<void> QueueImpl::Recover() {
   if (!names) return tl::unexpected(names.error());
   std::sort(names->begin(), names->end());  // ids sort by time
   std::set<std::string> valid;
+  std::set<std::string> quarantined;  // on hold unless a state file says otherwise
   for (const std::string& name : *names) {
     if (IsHidden(name) || !IsValidQueueId(name)) {
       spdlog::warn("queue: ignoring stray file msg/{}", name);
@@ -73,6 +74,7 @@ Result<void> QueueImpl::Recover() {
       continue;
     }
     valid.insert(name);
+    if (!file->envelope.quarantine.empty()) quarantined.insert(name);
   }
   if (auto states = io::ListDir(spool_->state_fd.get()); states) {
     for (const std::string& name : *states) {
@@ -104,7 +106,7 @@ Result<void> QueueImpl::Recover() {
     int err = 0;
     auto raw = io::ReadSmallFileAt(spool_->state_fd.get(), id, 64u << 20, &err);
     int64_t next = 0;
-    bool is_held = false;
+    bool is_held = quarantined.count(id) > 0;
     if (raw) {
       if (auto state = DecodeState(*raw)) {
         next = state->next_attempt;

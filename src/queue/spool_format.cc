@@ -93,6 +93,8 @@ std::string EncodeEnvelope(const Envelope& env) {
   PutStr(out, env.auth_user);
   PutU64(out, static_cast<uint64_t>(env.received_at));
   PutStr(out, env.prepend);
+  // Optional trailing field: files without it are as before.
+  if (!env.quarantine.empty()) PutStr(out, env.quarantine);
   return out;
 }
 
@@ -120,6 +122,7 @@ Result<Envelope> DecodeEnvelope(std::string_view data, uint32_t version) {
   env.auth_user = r.Str();
   env.received_at = static_cast<int64_t>(r.Int(8));
   if (version >= 2) env.prepend = r.Str();
+  if (version >= 2 && r.ok() && !r.done()) env.quarantine = r.Str();
   if (!r.done()) return Err("envelope: malformed");
   return env;
 }
@@ -232,6 +235,12 @@ MessageState InitialState(const Envelope& env) {
   for (const Recipient& r : env.recipients) {
     state.recipients.push_back(
         RecipientRecord{r, RecipientState::kPending, {}});
+  }
+  // A quarantined message starts on hold; once released, its state file
+  // says so.
+  if (!env.quarantine.empty()) {
+    state.held = true;
+    state.last_error = "quarantined: " + env.quarantine;
   }
   return state;
 }

@@ -15,6 +15,7 @@
 
 #include "antispam/dnsbl.h"
 #include "antispam/greylist.h"
+#include "antispam/milter_client.h"
 #include "antispam/rate_limit.h"
 #include "auth/recording_credentials.h"
 #include "common/strings.h"
@@ -102,6 +103,8 @@ class Connection : public net::LineConnection, public SessionHost {
       return {};
     }
     writer_ = std::move(*w);
+    milter_copy_.clear();
+    discarded_ = false;
     return writer_->id();
   }
 
@@ -114,6 +117,7 @@ class Connection : public net::LineConnection, public SessionHost {
       data = filtered_;
     }
     if (signer_) signer_->Feed(data);
+    if (milters_) milter_copy_.append(data);
     if (writer_ && writer_->Write(data)) return true;
     if (writer_ && !no_space_) {
       int err = writer_->error();
@@ -127,6 +131,7 @@ class Connection : public net::LineConnection, public SessionHost {
   bool StorageFull() override { return no_space_; }
 
   void AbortMessage() override {
+    milter_copy_.clear();
     writer_.reset();
     inbound_.reset();
     signer_.reset();
@@ -209,6 +214,7 @@ class Connection : public net::LineConnection, public SessionHost {
   void AuthSucceeded(std::string_view mechanism,
                      const std::string& user) override {
     deps_.throttle.Success(client_ip());
+    auth_mechanism_ = std::string(mechanism);
     spdlog::info("smtp auth ok client={} listener={} mechanism={} user={}",
                  client_ip(), options().listener, mechanism, user);
   }
@@ -246,6 +252,7 @@ class Connection : public net::LineConnection, public SessionHost {
   asio::awaitable<bool> Work() override;
   void Ended(net::EndReason reason, std::chrono::milliseconds elapsed) override {
     writer_.reset();
+    milters_.reset();  // QUIT to each filter
     spdlog::info("smtp session client={} listener={} messages={} end={} ms={}",
                  client_ip(), options().listener, messages_,
                  net::EndReasonName(reason), elapsed.count());
@@ -272,6 +279,10 @@ class Connection : public net::LineConnection, public SessionHost {
   // False when the message was refused (DMARC) instead of committed.
   asio::awaitable<bool> FinishMailauth();
   asio::awaitable<void> Commit();
+  // [[milter]]: the chain, made at the first MAIL; the message for it.
+  void UpdateMilterInfo();
+  // False when the filters refused the message (CommitRefused called).
+  asio::awaitable<bool> RunMilters();
 
   const ServerDeps& deps_;
   std::shared_ptr<const Settings> settings_;
@@ -294,6 +305,10 @@ class Connection : public net::LineConnection, public SessionHost {
   std::string filtered_;
   // The client's DNS list verdict, asked once (at the first RCPT).
   std::optional<antispam::ClientListing> listing_;
+  std::unique_ptr<antispam::MilterChain> milters_;
+  std::string milter_copy_;  // the message as written, for the filters
+  bool discarded_ = false;   // a filter discarded the current message
+  std::string auth_mechanism_;
   Session session_;
   uint32_t messages_ = 0;
   std::string summary_sender_;
@@ -365,7 +380,114 @@ asio::awaitable<void> Connection::CheckSender() {
                    helo_spf_->reason);
     }
   }
+  if (refusal.empty() && !settings_->milters.empty()) {
+    if (!milters_) {
+      milters_ = std::make_unique<antispam::MilterChain>(settings_->milters,
+                                                         antispam::MilterConnectionInfo{});
+    }
+    UpdateMilterInfo();
+    const Transaction& t = session_.transaction();
+    std::vector<std::string> args;
+    if (t.declared_size > 0) args.push_back("SIZE=" + std::to_string(t.declared_size));
+    if (!t.body.empty()) args.push_back("BODY=" + t.body);
+    if (!t.ret.empty()) args.push_back("RET=" + t.ret);
+    if (!t.envid.empty()) args.push_back("ENVID=" + t.envid);
+    if (t.smtputf8) args.push_back("SMTPUTF8");
+    antispam::MilterVerdict v = co_await milters_->Mail(
+        t.mail_from.null() ? std::string() : t.mail_from.ToString(), std::move(args));
+    if (v.kind == antispam::MilterVerdict::Kind::kRefuse) {
+      spdlog::info("smtp mail refused client={} from=<{}> reason=milter", client_ip(),
+                   t.mail_from.ToString());
+      refusal = v.reply;
+    }
+  }
   session_.SenderChecked(refusal);
+}
+
+// What the filters are told of the connection, as it stands at MAIL.
+void Connection::UpdateMilterInfo() {
+  antispam::MilterConnectionInfo& i = milters_->info();
+  const ClientInfo& c = session_.client();
+  i.hostname = settings_->hostname;
+  i.daemon_name = options().listener;
+  i.daemon_addr = c.local_ip;
+  i.client_addr = c.ip;
+  i.client_port = c.port;
+  i.client_name = "[" + c.ip + "]";
+  i.helo = session_.transaction().helo;
+  i.tls_version = c.tls ? stream().version() : std::string();
+  i.cipher = c.tls ? stream().cipher() : std::string();
+  i.auth_authen = c.auth_user;
+  i.auth_type = c.auth_user.empty() ? std::string() : auth_mechanism_;
+}
+
+// [[milter]] at the end of the message: the filters see it (after our
+// own Authentication-Results filtering, before DKIM signing) and may
+// refuse, discard, quarantine or change it. Changes rewrite the spooled
+// message and envelope before the commit; a filter that fails changes
+// nothing (milter_client.h).
+asio::awaitable<bool> Connection::RunMilters() {
+  if (!milters_ || !writer_) co_return true;
+  queue::Envelope& env = writer_->envelope();
+  antispam::MilterMessage m = antispam::MilterMessage::Parse(milter_copy_);
+  m.sender = env.sender;
+  for (const queue::Recipient& r : env.recipients) m.rcpts.push_back(r.address);
+  antispam::MilterResult r = co_await milters_->Message(m, writer_->id());
+  std::string what;
+  for (const std::string& l : r.log) what += (what.empty() ? "" : "; ") + l;
+  if (!what.empty()) spdlog::info("smtp milter id={} client={} {}", writer_->id(), client_ip(), what);
+  if (r.verdict.kind == antispam::MilterVerdict::Kind::kRefuse) {
+    spdlog::info("smtp message refused id={} client={} reason=milter reply=\"{}\"",
+                 writer_->id(), client_ip(), r.verdict.reply.substr(0, r.verdict.reply.find('\r')));
+    session_.CommitRefused(r.verdict.reply);
+    co_return false;
+  }
+  if (r.verdict.kind == antispam::MilterVerdict::Kind::kDiscard) {
+    discarded_ = true;
+    co_return true;
+  }
+  if (r.changed_envelope) {
+    std::vector<queue::Recipient> rcpts;
+    for (const std::string& a : m.rcpts) {
+      auto same = std::find_if(env.recipients.begin(), env.recipients.end(),
+                               [&](const queue::Recipient& x) { return x.address == a; });
+      if (same != env.recipients.end()) {
+        rcpts.push_back(*same);
+      } else {
+        queue::Recipient added;
+        added.address = a;
+        rcpts.push_back(std::move(added));
+      }
+    }
+    env.sender = m.sender;
+    env.recipients = std::move(rcpts);
+    summary_sender_ = env.sender;
+    summary_rcpts_ = env.recipients.size();
+    if (env.recipients.empty()) {
+      // Every recipient taken away: nowhere left to deliver it.
+      spdlog::info("smtp milter id={} removed every recipient: discarded", writer_->id());
+      discarded_ = true;
+      co_return true;
+    }
+  }
+  if (r.changed_text) {
+    std::string text = m.Text();
+    if (!writer_->Restart() || !writer_->Write(text)) {
+      spdlog::error("smtp queue write failed client={} errno={}", client_ip(), writer_->error());
+      session_.CommitRefused("451 4.3.0 Error writing the message, try again later");
+      co_return false;
+    }
+    if (signer_ && keys_) {
+      // The signature must cover the message as it leaves.
+      signer_ = std::make_unique<mailauth::OutboundSigner>(*keys_, env.received_at);
+      signer_->Feed(text);
+    }
+  }
+  if (!r.quarantine.empty()) {
+    env.quarantine = r.quarantine;
+    spdlog::warn("smtp milter id={} quarantined: {}", writer_->id(), r.quarantine);
+  }
+  co_return true;
 }
 
 // Issue 15 at RCPT: the DNS lists (RFC 5782; queried since the connect),
@@ -443,6 +565,7 @@ asio::awaitable<bool> Connection::FinishMailauth() {
     inbound_->End(&tail);
     if (!tail.empty() && writer_) writer_->Write(tail);
     if (signer_) signer_->Feed(tail);
+    if (milters_) milter_copy_ += tail;
     if (inbound_->removed() > 0) {
       spdlog::info("smtp removed {} Authentication-Results claiming {} client={}",
                    inbound_->removed(), settings_->hostname, client_ip());
@@ -463,6 +586,10 @@ asio::awaitable<bool> Connection::FinishMailauth() {
     if (writer_) writer_->SetPrepend(std::move(v.header_fields));
   }
   inbound_.reset();
+  if (milters_) {
+    if (!co_await RunMilters()) co_return false;
+    milter_copy_.clear();
+  }
   if (signer_) {
     auto signatures = signer_->Finish();
     if (!signatures) {
@@ -482,6 +609,16 @@ asio::awaitable<void> Connection::Commit() {
   // RFC 5321 4.5.3.2.8: the client waits up to 10 minutes here.
   deadline().ExpiresAfter(limits().final_timeout);
   if (!co_await FinishMailauth()) co_return;
+  if (discarded_) {
+    // RFC 5321 has no way to say "dropped": the client hears 250.
+    spdlog::info("smtp discarded id={} from=<{}> client={} reason=milter",
+                 writer_ ? writer_->id() : std::string("-"), summary_sender_, client_ip());
+    writer_.reset();
+    discarded_ = false;
+    ++messages_;
+    session_.Committed(true);
+    co_return;
+  }
   std::string id = writer_ ? writer_->id() : std::string();
   uint64_t size = writer_ ? writer_->size() : 0;
   auto r = co_await CommitMessage(deps_.queue, std::move(writer_));
@@ -604,6 +741,7 @@ std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg) {
   s->sign = cfg.mailauth.sign;
   s->antispam = cfg.antispam;
   s->rate = cfg.ratelimit;
+  s->milters = cfg.milters;
   return s;
 }
 
@@ -643,6 +781,11 @@ std::shared_ptr<net::LineConnection> Listener::Make(tcp::socket socket,
   sc.rcpt_check = listener_.service == "smtp" && !client.trusted &&
                   ((lists && server_.deps().resolver != nullptr) ||
                    (as.greylist && server_.deps().greylist != nullptr));
+  if (!settings->milters.empty()) {
+    // Mail filters hear of MAIL and each RCPT before the 250.
+    sc.sender_check = true;
+    sc.rcpt_check = true;
+  }
   if (server_.deps().rate != nullptr && !client.trusted) {
     // Counted at connect, before AUTH could tell who it is.
     sc.greet_refusal = server_.deps().rate->Connection(

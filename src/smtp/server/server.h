@@ -47,6 +47,8 @@ struct Settings {
   uint64_t quota_storage = 0;  // [quota] storage: the default per account
   config::AntispamSettings antispam;  // port 25, strangers only
   config::RateLimitConfig rate;
+  // [[milter]]: mail filters for every listener's mail, in order.
+  std::vector<config::MilterConfig> milters;
 };
 std::shared_ptr<const Settings> MakeSettings(const config::Config& cfg);
 

@@ -1,0 +1,805 @@
+// MilterChain: see milter_client.h.
+#include "antispam/milter_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "common/result.h"
+
+// g++ 12 warns, wrongly, about mismatched new/delete of asio's coroutine
+// frames (as in spf.cc and dnsbl.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace tern::antispam {
+
+using Socket = asio::generic::stream_protocol::socket;
+using Kind = MilterReply::Kind;
+
+namespace {
+
+constexpr char kVersionMacro[] = "Tern";
+
+// What each configured failure costs (milter_client.h).
+std::string OnErrorReply(const config::MilterConfig& cfg) {
+  if (cfg.on_error == "reject") return "550 5.7.1 Mail filter unavailable, mail refused";
+  if (cfg.on_error == "accept") return "";
+  // RFC 3463 4.7.1: delivery not authorized, for now.
+  return "451 4.7.1 Mail filter unavailable, try again later";
+}
+
+// The filter's 'y' reply as SMTP reply lines (the last with a space).
+std::string ReplyText(const MilterReply& r) {
+  std::string out;
+  std::string code = std::to_string(r.code);
+  for (size_t i = 0; i < r.lines.size(); ++i) {
+    if (i) out += "\r\n";
+    out += code + (i + 1 == r.lines.size() ? " " : "-") + r.lines[i];
+  }
+  if (r.lines.empty()) out = code;
+  return out;
+}
+
+std::string StripAngles(std::string_view a) {
+  if (a.size() >= 2 && a.front() == '<' && a.back() == '>') a = a.substr(1, a.size() - 2);
+  return std::string(a);
+}
+
+bool EqualsNoCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// RFC 5322 2.2: a field name is printable US-ASCII except the colon.
+bool ValidFieldName(std::string_view name) {
+  if (name.empty() || name.size() > 200) return false;
+  for (char c : name) {
+    if (c < 33 || c > 126 || c == ':') return false;
+  }
+  return true;
+}
+
+// A field value from a filter, after LF -> CRLF: every line break must
+// fold (be followed by a space or tab), or the filter could inject whole
+// header fields or end the header section; no bare CR; no NUL.
+bool ValidFieldValue(std::string_view value) {
+  for (size_t i = 0; i < value.size(); ++i) {
+    char c = value[i];
+    if (c == '\0') return false;
+    if (c == '\r' && (i + 2 >= value.size() || value[i + 1] != '\n' ||
+                      (value[i + 2] != ' ' && value[i + 2] != '\t'))) {
+      return false;
+    }
+    if (c == '\n' && (i == 0 || value[i - 1] != '\r')) return false;
+  }
+  return true;
+}
+
+// An address from a filter: no controls, spaces or angle brackets inside.
+bool ValidAddress(std::string_view a) {
+  if (a.size() > 320) return false;
+  for (char c : a) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 32 || u == 127 || c == '<' || c == '>') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// --- the message ---------------------------------------------------------
+
+MilterMessage MilterMessage::Parse(std::string_view text) {
+  MilterMessage m;
+  m.separator = false;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find("\r\n", pos);
+    size_t next = eol == std::string_view::npos ? text.size() : eol + 2;
+    std::string_view line =
+        text.substr(pos, (eol == std::string_view::npos ? text.size() : eol) - pos);
+    if (line.empty()) {
+      m.separator = true;
+      pos = next;
+      break;
+    }
+    if ((line[0] == ' ' || line[0] == '\t') && !m.fields.empty()) {
+      m.fields.back().value += "\r\n";
+      m.fields.back().value += line;
+      pos = next;
+      continue;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || !ValidFieldName(line.substr(0, colon))) break;
+    m.fields.push_back({std::string(line.substr(0, colon)), std::string(line.substr(colon + 1))});
+    pos = next;
+  }
+  m.body = std::string(text.substr(pos));
+  return m;
+}
+
+std::string MilterMessage::Text() const {
+  std::string out;
+  size_t n = body.size() + 2;
+  for (const Field& f : fields) n += f.name.size() + f.value.size() + 3;
+  out.reserve(n);
+  for (const Field& f : fields) {
+    out += f.name;
+    out += ':';
+    out += f.value;
+    out += "\r\n";
+  }
+  if (separator) out += "\r\n";
+  out += body;
+  return out;
+}
+
+// --- one filter ------------------------------------------------------------
+
+struct MilterChain::Filter {
+  config::MilterConfig cfg;
+  std::shared_ptr<Socket> sock;
+  MilterReader reader;
+  MilterNegotiation neg;
+  bool connected = false;  // negotiated; connect and HELO sent
+  bool in_txn = false;     // MAIL sent, the transaction not finished
+  bool skip_txn = false;   // accepted this transaction: no more events
+  bool skip_conn = false;  // accepted at connect or HELO: none at all
+  bool failed = false;     // failed in this transaction (on_error applied)
+  std::string refused;     // its refusal of the connection, for every MAIL
+
+  bool Active() const { return connected && !failed && !skip_txn && !skip_conn; }
+  bool Wants(uint32_t no_bit) const { return (neg.protocol & no_bit) == 0; }
+  bool Replies(uint32_t nr_bit) const { return (neg.protocol & nr_bit) == 0; }
+
+  void Close() {
+    if (sock) {
+      asio::error_code ec;
+      sock->close(ec);
+    }
+    sock.reset();
+    reader = MilterReader();
+    connected = false;
+    in_txn = false;
+  }
+};
+
+namespace {
+
+// The outcome of one exchange with a filter.
+struct Step {
+  enum class What { kContinue, kAccept, kRefuse, kDiscard, kSkip, kError };
+  What what = What::kContinue;
+  std::string reply;  // kRefuse
+  std::string error;  // kError
+};
+
+// Arms a timer that cancels the filter's socket when it fires; disarmed
+// (cancelled) when this goes out of scope.
+class Watchdog {
+ public:
+  Watchdog(const asio::any_io_executor& ex, const std::shared_ptr<Socket>& sock,
+           std::chrono::seconds after)
+      : timer_(ex), fired_(std::make_shared<bool>(false)) {
+    timer_.expires_after(after);
+    timer_.async_wait([weak = std::weak_ptr<Socket>(sock), fired = fired_](asio::error_code ec) {
+      if (ec) return;
+      *fired = true;
+      if (auto s = weak.lock()) {
+        asio::error_code ignored;
+        s->cancel(ignored);
+      }
+    });
+  }
+  ~Watchdog() { timer_.cancel(); }
+  bool fired() const { return *fired_; }
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> fired_;
+};
+
+asio::awaitable<Result<void>> Send(MilterChain::Filter& f, const std::string& bytes);
+asio::awaitable<Result<MilterReply>> Receive(MilterChain::Filter& f);
+
+}  // namespace
+
+namespace {
+
+asio::awaitable<Result<void>> Send(MilterChain::Filter& f, const std::string& bytes) {
+  if (!f.sock) co_return Err("not connected");
+  auto ex = co_await asio::this_coro::executor;
+  Watchdog dog(ex, f.sock, std::chrono::seconds(f.cfg.timeout));
+  asio::error_code ec;
+  co_await asio::async_write(*f.sock, asio::buffer(bytes),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  if (dog.fired()) co_return Err("timed out sending after " + std::to_string(f.cfg.timeout) + " s");
+  if (ec) co_return Err("send: " + ec.message());
+  co_return Result<void>{};
+}
+
+// The next packet from the filter, progress replies ('p') swallowed, each
+// one restarting the timeout (libmilter smfi_progress).
+asio::awaitable<Result<MilterReply>> Receive(MilterChain::Filter& f) {
+  if (!f.sock) co_return Err("not connected");
+  auto ex = co_await asio::this_coro::executor;
+  for (;;) {
+    while (f.reader.HasPacket()) {
+      MilterPacket p = f.reader.Pop();
+      auto reply = ParseMilterReply(p.command, p.data);
+      if (!reply) co_return tl::unexpected(reply.error());
+      if (reply->kind == Kind::kProgress) continue;
+      co_return reply;
+    }
+    if (f.reader.failed()) co_return Err(f.reader.error());
+    char buf[8192];
+    asio::error_code ec;
+    size_t n;
+    bool fired;
+    {
+      Watchdog dog(ex, f.sock, std::chrono::seconds(f.cfg.timeout));
+      n = co_await f.sock->async_read_some(asio::buffer(buf),
+                                           asio::redirect_error(asio::use_awaitable, ec));
+      fired = dog.fired();
+    }
+    if (fired) co_return Err("no reply within " + std::to_string(f.cfg.timeout) + " s");
+    if (ec == asio::error::eof) co_return Err("the filter closed the connection");
+    if (ec) co_return Err("receive: " + ec.message());
+    if (!f.reader.Feed(std::string_view(buf, n))) co_return Err(f.reader.error());
+    // A progress packet arriving restarts the wait: the loop starts a new
+    // watchdog for each read.
+  }
+}
+
+// The reply to an ordinary event (not end of body): what it means.
+Step Interpret(const MilterReply& r, const char* event) {
+  Step s;
+  switch (r.kind) {
+    case Kind::kContinue: s.what = Step::What::kContinue; break;
+    case Kind::kAccept: s.what = Step::What::kAccept; break;
+    case Kind::kSkip: s.what = Step::What::kSkip; break;
+    case Kind::kDiscard: s.what = Step::What::kDiscard; break;
+    case Kind::kReject:
+      s.what = Step::What::kRefuse;
+      s.reply = "550 5.7.1 Refused by the mail filter";
+      break;
+    case Kind::kTempFail:
+      s.what = Step::What::kRefuse;
+      s.reply = "451 4.7.1 Refused for now by the mail filter, try again later";
+      break;
+    case Kind::kReplyCode:
+      s.what = Step::What::kRefuse;
+      s.reply = ReplyText(r);
+      break;
+    case Kind::kConnFail:
+    case Kind::kShutdown:
+      // The filter gives up on this connection: treated as its failure.
+      s.what = Step::What::kError;
+      s.error = std::string("the filter ended the connection at ") + event;
+      break;
+    default:
+      s.what = Step::What::kError;
+      s.error = std::string("a reply not allowed in answer to ") + event;
+      if (r.modification()) {
+        s.error = std::string("a message change in answer to ") + event +
+                  " (only allowed at end of body)";
+      }
+      break;
+  }
+  return s;
+}
+
+}  // namespace
+
+// --- the chain ---------------------------------------------------------------
+
+MilterChain::MilterChain(const std::vector<config::MilterConfig>& filters,
+                         MilterConnectionInfo info)
+    : info_(std::move(info)) {
+  for (const config::MilterConfig& c : filters) {
+    auto f = std::make_unique<Filter>();
+    f->cfg = c;
+    filters_.push_back(std::move(f));
+  }
+}
+
+MilterChain::~MilterChain() { Quit(); }
+
+void MilterChain::Quit() {
+  for (auto& f : filters_) {
+    if (f->sock && f->connected) {
+      // Best effort and without waiting: a filter that does not read it
+      // sees the close.
+      std::string q = EncodeQuit();
+      asio::error_code ec;
+      f->sock->non_blocking(true, ec);
+      if (!ec) f->sock->write_some(asio::buffer(q), ec);
+    }
+    f->Close();
+  }
+}
+
+namespace {
+
+// The macros for `stage`: those the filter asked for in its negotiation
+// (v6), else all of them; empty values are left out.
+std::string Macros(const MilterNegotiation& neg, uint32_t stage, char command,
+                   std::vector<MilterMacro> all) {
+  for (const MilterMacroList& list : neg.macro_lists) {
+    if (list.stage != stage) continue;
+    std::erase_if(all, [&](const MilterMacro& m) {
+      return std::find(list.names.begin(), list.names.end(), m.name) == list.names.end();
+    });
+  }
+  std::erase_if(all, [](const MilterMacro& m) { return m.value.empty(); });
+  if (all.empty()) return {};
+  return EncodeMacros(command, all);
+}
+
+}  // namespace
+
+// Sends one event (its macros first) and, unless the filter said it would
+// not answer it, reads the answer.
+static asio::awaitable<Step> Event(MilterChain::Filter& f, std::string packet,
+                                   uint32_t no_reply_bit, const char* event) {
+  auto sent = co_await Send(f, packet);
+  if (!sent) co_return Step{Step::What::kError, "", sent.error().message};
+  if (!f.Replies(no_reply_bit)) co_return Step{};
+  auto reply = co_await Receive(f);
+  if (!reply) co_return Step{Step::What::kError, "", reply.error().message};
+  co_return Interpret(*reply, event);
+}
+
+namespace {
+
+// Connects, negotiates, and sends connect and HELO.
+asio::awaitable<Step> Open(MilterChain::Filter& f, const MilterConnectionInfo& info) {
+  f.Close();
+  f.failed = false;
+  f.skip_conn = false;
+  f.refused.clear();
+  auto ex = co_await asio::this_coro::executor;
+  f.sock = std::make_shared<Socket>(ex);
+  asio::error_code ec;
+  {
+    Watchdog dog(ex, f.sock, std::chrono::seconds(f.cfg.timeout));
+    if (!f.cfg.path.empty()) {
+      asio::local::stream_protocol::endpoint ep(f.cfg.path);
+      co_await f.sock->async_connect(asio::generic::stream_protocol::endpoint(ep),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      asio::ip::tcp::endpoint ep(asio::ip::make_address(f.cfg.host, ec), f.cfg.port);
+      if (!ec) {
+        co_await f.sock->async_connect(asio::generic::stream_protocol::endpoint(ep),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+    if (dog.fired()) co_return Step{Step::What::kError, "", "connect timed out"};
+  }
+  if (ec) co_return Step{Step::What::kError, "", "connect: " + ec.message()};
+
+  // What Tern honours: every action, every protocol step except
+  // SMFIP_RCPT_REJ (refused recipients are not shown) and the larger
+  // data sizes (body chunks stay at 65,535 octets).
+  constexpr uint32_t kActions = milter::kActAll;
+  constexpr uint32_t kProtocol = milter::kProtoAll & ~milter::kProtoRcptRej;
+  auto sent = co_await Send(f, EncodeOptNeg(milter::kVersion, kActions, kProtocol));
+  if (!sent) co_return Step{Step::What::kError, "", sent.error().message};
+  auto reply = co_await Receive(f);
+  if (!reply) co_return Step{Step::What::kError, "", reply.error().message};
+  if (reply->kind != Kind::kNegotiate) {
+    co_return Step{Step::What::kError, "", "no option negotiation reply"};
+  }
+  if (auto ok = CheckMilterNegotiation(reply->negotiation, kActions, kProtocol); !ok) {
+    co_return Step{Step::What::kError, "", ok.error().message};
+  }
+  f.neg = reply->negotiation;
+  f.connected = true;
+
+  // Connect.
+  if (f.Wants(milter::kProtoNoConnect)) {
+    std::string packet = Macros(
+        f.neg, milter::kStageConnect, milter::kCmdConnect,
+        {{std::string(milter::macro::kHostName), info.hostname},
+         {std::string(milter::macro::kDaemonName), info.daemon_name},
+         {std::string(milter::macro::kDaemonAddr), info.daemon_addr},
+         {std::string(milter::macro::kVersion), kVersionMacro},
+         {std::string(milter::macro::kClientAddr), info.client_addr},
+         {std::string(milter::macro::kClientPort), std::to_string(info.client_port)},
+         {std::string(milter::macro::kClientName), info.client_name},
+         {std::string(milter::macro::kClientPtr), info.client_name}});
+    char family = info.client_addr.find(':') != std::string::npos ? milter::kFamilyInet6
+                                                                   : milter::kFamilyInet;
+    packet += EncodeConnect(info.client_name, family, info.client_port, info.client_addr);
+    Step s = co_await Event(f, std::move(packet), milter::kProtoNrConnect, "connect");
+    if (s.what == Step::What::kAccept) f.skip_conn = true;
+    if (s.what != Step::What::kContinue && s.what != Step::What::kSkip) co_return s;
+  }
+  // HELO.
+  if (f.Wants(milter::kProtoNoHelo) && !info.helo.empty()) {
+    std::string packet =
+        Macros(f.neg, milter::kStageHelo, milter::kCmdHelo,
+               {{std::string(milter::macro::kTlsVersion), info.tls_version},
+                {std::string(milter::macro::kCipher), info.cipher}});
+    packet += EncodeHelo(info.helo);
+    Step s = co_await Event(f, std::move(packet), milter::kProtoNrHelo, "HELO");
+    if (s.what == Step::What::kAccept) f.skip_conn = true;
+    if (s.what != Step::What::kContinue && s.what != Step::What::kSkip) co_return s;
+  }
+  co_return Step{};
+}
+
+}  // namespace
+
+// A failed filter: logged, closed, and its on_error as the verdict.
+static MilterVerdict Failed(MilterChain::Filter& f, const std::string& why, const char* stage) {
+  spdlog::warn("milter {} failed at {}: {} (on_error={})", f.cfg.address, stage, why,
+               f.cfg.on_error);
+  f.Close();
+  f.failed = true;
+  MilterVerdict v;
+  std::string reply = OnErrorReply(f.cfg);
+  if (!reply.empty()) {
+    v.kind = MilterVerdict::Kind::kRefuse;
+    v.reply = std::move(reply);
+  }
+  return v;
+}
+
+asio::awaitable<MilterVerdict> MilterChain::Mail(std::string sender,
+                                                 std::vector<std::string> args) {
+  sender_ = sender;
+  discard_ = false;
+  for (auto& fp : filters_) {
+    Filter& f = *fp;
+    f.skip_txn = false;
+    f.failed = false;
+    if (!f.connected) {
+      Step s = co_await Open(f, info_);
+      if (s.what == Step::What::kError) {
+        MilterVerdict v = Failed(f, s.error, "connect");
+        if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
+        continue;
+      }
+      if (s.what == Step::What::kRefuse) {
+        spdlog::info("milter {} refused the connection: {}", f.cfg.address, s.reply);
+        f.refused = s.reply;
+      }
+      if (s.what == Step::What::kDiscard) f.skip_conn = true;
+    }
+    // A filter that refused the connection refuses each transaction.
+    if (!f.refused.empty()) co_return MilterVerdict{MilterVerdict::Kind::kRefuse, f.refused};
+    if (!f.Active()) continue;
+    if (f.in_txn) {
+      // The last transaction ended without its message (RSET, a refusal).
+      if (auto sent = co_await Send(f, EncodeAbort()); !sent) {
+        MilterVerdict v = Failed(f, sent.error().message, "abort");
+        if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
+        continue;
+      }
+    }
+    f.in_txn = true;
+    if (!f.Wants(milter::kProtoNoMail)) continue;
+    std::string packet = Macros(f.neg, milter::kStageEnvFrom, milter::kCmdMail,
+                                {{std::string(milter::macro::kMailAddr), sender},
+                                 {std::string(milter::macro::kAuthType), info_.auth_type},
+                                 {std::string(milter::macro::kAuthAuthen), info_.auth_authen}});
+    packet += EncodeMail("<" + sender + ">", args);
+    Step s = co_await Event(f, std::move(packet), milter::kProtoNrMail, "MAIL");
+    if (s.what == Step::What::kError) {
+      MilterVerdict v = Failed(f, s.error, "MAIL");
+      if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
+      continue;
+    }
+    if (s.what == Step::What::kAccept) f.skip_txn = true;
+    if (s.what == Step::What::kDiscard) discard_ = true;
+    if (s.what == Step::What::kRefuse) {
+      spdlog::info("milter {} refused MAIL FROM:<{}>: {}", f.cfg.address, sender, s.reply);
+      co_return MilterVerdict{MilterVerdict::Kind::kRefuse, s.reply};
+    }
+  }
+  co_return MilterVerdict{};
+}
+
+asio::awaitable<MilterVerdict> MilterChain::Rcpt(std::string rcpt,
+                                                 std::vector<std::string> args) {
+  for (auto& fp : filters_) {
+    Filter& f = *fp;
+    if (!f.Active() || !f.Wants(milter::kProtoNoRcpt)) continue;
+    std::string packet = Macros(f.neg, milter::kStageEnvRcpt, milter::kCmdRcpt,
+                                {{std::string(milter::macro::kRcptAddr), rcpt}});
+    packet += EncodeRcpt("<" + rcpt + ">", args);
+    Step s = co_await Event(f, std::move(packet), milter::kProtoNrRcpt, "RCPT");
+    if (s.what == Step::What::kError) {
+      MilterVerdict v = Failed(f, s.error, "RCPT");
+      if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
+      continue;
+    }
+    if (s.what == Step::What::kAccept) f.skip_txn = true;
+    if (s.what == Step::What::kDiscard) discard_ = true;
+    if (s.what == Step::What::kRefuse) {
+      spdlog::info("milter {} refused RCPT TO:<{}>: {}", f.cfg.address, rcpt, s.reply);
+      co_return MilterVerdict{MilterVerdict::Kind::kRefuse, s.reply};
+    }
+  }
+  co_return MilterVerdict{};
+}
+
+namespace {
+
+// Applies one filter's accepted changes. False (with `why`) when one is
+// malformed: then none of them is applied.
+bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, MilterResult& r,
+                  const std::string& filter, std::string* why) {
+  MilterMessage out = m;
+  bool body_replaced = false;
+  bool text = false, envelope = false;
+  std::string quarantine;
+  for (const MilterReply& c : changes) {
+    switch (c.kind) {
+      case Kind::kAddHeader:
+      case Kind::kInsertHeader:
+      case Kind::kChangeHeader: {
+        std::string value = MilterValueToCrlf(c.value);
+        if (!ValidFieldName(c.name) || !ValidFieldValue(value)) {
+          *why = "malformed header field \"" + c.name.substr(0, 60) + "\"";
+          return false;
+        }
+        // sendmail writes "Name: value" unless the value starts with
+        // white space (SMFIP_HDR_LEADSPC filters send it that way).
+        if (!value.empty() && value[0] != ' ' && value[0] != '\t') value.insert(0, " ");
+        if (c.kind == Kind::kAddHeader) {
+          out.fields.push_back({c.name, value});
+        } else if (c.kind == Kind::kInsertHeader) {
+          size_t at = std::min<size_t>(c.index, out.fields.size());
+          out.fields.insert(out.fields.begin() + static_cast<ptrdiff_t>(at), {c.name, value});
+        } else {
+          // libmilter smfi_chgheader: the index-th (from 1) field of that
+          // name; an empty value deletes it; a missing one is added.
+          uint32_t seen = 0;
+          auto it = std::find_if(out.fields.begin(), out.fields.end(), [&](const auto& f) {
+            return EqualsNoCase(f.name, c.name) && ++seen == std::max<uint32_t>(c.index, 1);
+          });
+          bool empty = c.value.find_first_not_of(" \t") == std::string::npos;
+          if (it == out.fields.end()) {
+            if (!empty) out.fields.push_back({c.name, value});
+          } else if (empty) {
+            out.fields.erase(it);
+          } else {
+            it->value = value;
+          }
+        }
+        text = true;
+        break;
+      }
+      case Kind::kReplaceBody:
+        if (!body_replaced) out.body.clear();
+        body_replaced = true;
+        out.body += MilterValueToCrlf(c.body);
+        text = true;
+        break;
+      case Kind::kChangeFrom: {
+        std::string a = StripAngles(c.address);
+        if (!ValidAddress(a)) {
+          *why = "malformed sender \"" + c.address.substr(0, 80) + "\"";
+          return false;
+        }
+        out.sender = a;
+        envelope = true;
+        break;
+      }
+      case Kind::kAddRcpt:
+      case Kind::kAddRcptPar: {
+        std::string a = StripAngles(c.address);
+        if (a.empty() || !ValidAddress(a)) {
+          *why = "malformed recipient \"" + c.address.substr(0, 80) + "\"";
+          return false;
+        }
+        if (std::none_of(out.rcpts.begin(), out.rcpts.end(),
+                         [&](const std::string& x) { return EqualsNoCase(x, a); })) {
+          out.rcpts.push_back(a);
+        }
+        envelope = true;
+        break;
+      }
+      case Kind::kDelRcpt: {
+        std::string a = StripAngles(c.address);
+        std::erase_if(out.rcpts, [&](const std::string& x) { return EqualsNoCase(x, a); });
+        envelope = true;
+        break;
+      }
+      case Kind::kQuarantine:
+        quarantine = c.reason.empty() ? "by " + filter : c.reason;
+        break;
+      default:
+        break;
+    }
+  }
+  if (body_replaced && !out.body.empty() && !out.body.ends_with("\r\n")) out.body += "\r\n";
+  m = std::move(out);
+  r.changed_text |= text;
+  r.changed_envelope |= envelope;
+  if (!quarantine.empty()) r.quarantine = quarantine;
+  return true;
+}
+
+std::string Describe(const std::vector<MilterReply>& changes) {
+  int headers = 0, body = 0, rcpts = 0, from = 0, quarantine = 0;
+  for (const MilterReply& c : changes) {
+    switch (c.kind) {
+      case Kind::kAddHeader:
+      case Kind::kInsertHeader:
+      case Kind::kChangeHeader: ++headers; break;
+      case Kind::kReplaceBody: body = 1; break;
+      case Kind::kAddRcpt:
+      case Kind::kAddRcptPar:
+      case Kind::kDelRcpt: ++rcpts; break;
+      case Kind::kChangeFrom: from = 1; break;
+      case Kind::kQuarantine: quarantine = 1; break;
+      default: break;
+    }
+  }
+  std::string out;
+  auto add = [&](int n, const char* what) {
+    if (n) out += (out.empty() ? "" : ",") + std::to_string(n) + " " + what;
+  };
+  add(headers, "header");
+  add(body, "body");
+  add(from, "sender");
+  add(rcpts, "recipient");
+  add(quarantine, "quarantine");
+  return out.empty() ? "no changes" : out;
+}
+
+}  // namespace
+
+asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::string queue_id) {
+  MilterResult result;
+  if (discard_) {
+    result.verdict.kind = MilterVerdict::Kind::kDiscard;
+    co_return result;
+  }
+  const std::vector<MilterMacro> id_macro = {{std::string(milter::macro::kQueueId), queue_id}};
+  for (auto& fp : filters_) {
+    Filter& f = *fp;
+    if (!f.Active()) continue;
+    const char* stage = "DATA";
+    std::vector<MilterReply> changes;
+    Step s;
+    bool done = false;  // accepted before the end: no changes, next filter
+    // DATA.
+    if (f.Wants(milter::kProtoNoData)) {
+      std::string packet =
+          Macros(f.neg, milter::kStageData, milter::kCmdData, id_macro) + EncodeData();
+      s = co_await Event(f, std::move(packet), milter::kProtoNrData, "DATA");
+    }
+    // Header fields.
+    if (s.what == Step::What::kContinue && f.Wants(milter::kProtoNoHeaders)) {
+      stage = "header";
+      bool lead = (f.neg.protocol & milter::kProtoHeaderLeadSpace) != 0;
+      for (const MilterMessage::Field& field : message.fields) {
+        std::string_view value = field.value;
+        // Without SMFIP_HDR_LEADSPC the space after the colon is not sent.
+        if (!lead && !value.empty() && value[0] == ' ') value.remove_prefix(1);
+        s = co_await Event(f, EncodeHeader(field.name, value), milter::kProtoNrHeader, "header");
+        if (s.what != Step::What::kContinue) break;
+      }
+    }
+    if (s.what == Step::What::kContinue && f.Wants(milter::kProtoNoEoh)) {
+      stage = "end of headers";
+      std::string packet =
+          Macros(f.neg, milter::kStageEoh, milter::kCmdEndOfHeaders, id_macro) +
+          EncodeEndOfHeaders();
+      s = co_await Event(f, std::move(packet), milter::kProtoNrEoh, "end of headers");
+    }
+    // Body, in chunks; 's' (SMFIP_SKIP) stops it.
+    if (s.what == Step::What::kContinue && f.Wants(milter::kProtoNoBody)) {
+      stage = "body";
+      std::string_view body = message.body;
+      while (!body.empty()) {
+        size_t n = std::min(body.size(), milter::kChunkSize);
+        s = co_await Event(f, EncodeBody(body.substr(0, n)), milter::kProtoNrBody, "body");
+        body.remove_prefix(n);
+        if (s.what != Step::What::kContinue) break;
+      }
+      if (s.what == Step::What::kSkip) s.what = Step::What::kContinue;
+    }
+    if (s.what == Step::What::kAccept) done = true;
+    // End of body: changes, then the final reply.
+    if (s.what == Step::What::kContinue && !done) {
+      stage = "end of body";
+      std::string packet =
+          Macros(f.neg, milter::kStageEom, milter::kCmdEndOfBody, id_macro) + EncodeEndOfBody();
+      auto sent = co_await Send(f, packet);
+      if (!sent) {
+        s = Step{Step::What::kError, "", sent.error().message};
+      } else {
+        for (;;) {
+          auto reply = co_await Receive(f);
+          if (!reply) {
+            s = Step{Step::What::kError, "", reply.error().message};
+            break;
+          }
+          if (reply->modification()) {
+            uint32_t bit = 0;
+            switch (reply->kind) {
+              case Kind::kAddHeader: bit = milter::kActAddHeaders; break;
+              case Kind::kInsertHeader:
+              case Kind::kChangeHeader: bit = milter::kActChangeHeaders; break;
+              case Kind::kReplaceBody: bit = milter::kActChangeBody; break;
+              case Kind::kAddRcpt: bit = milter::kActAddRcpt; break;
+              case Kind::kAddRcptPar: bit = milter::kActAddRcptPar; break;
+              case Kind::kDelRcpt: bit = milter::kActDelRcpt; break;
+              case Kind::kChangeFrom: bit = milter::kActChangeFrom; break;
+              case Kind::kQuarantine: bit = milter::kActQuarantine; break;
+              default: break;
+            }
+            // sendmail milter.c: a change the filter did not negotiate is
+            // a protocol error.
+            if ((f.neg.actions & bit) == 0) {
+              s = Step{Step::What::kError, "", "a change it did not negotiate"};
+              break;
+            }
+            if (changes.size() >= 10000) {
+              s = Step{Step::What::kError, "", "too many changes"};
+              break;
+            }
+            changes.push_back(std::move(*reply));
+            continue;
+          }
+          s = Interpret(*reply, "end of body");
+          if (s.what == Step::What::kSkip) {
+            s = Step{Step::What::kError, "", "'s' in answer to end of body"};
+          }
+          break;
+        }
+      }
+      f.in_txn = false;
+    }
+    if (s.what == Step::What::kError) {
+      MilterVerdict v = Failed(f, s.error, stage);
+      result.log.push_back(f.cfg.address + " failed");
+      if (v.kind != MilterVerdict::Kind::kContinue) {
+        result.verdict = v;
+        co_return result;
+      }
+      continue;
+    }
+    if (s.what == Step::What::kRefuse) {
+      spdlog::info("milter {} refused message {}: {}", f.cfg.address, queue_id, s.reply);
+      result.verdict = MilterVerdict{MilterVerdict::Kind::kRefuse, s.reply};
+      result.log.push_back(f.cfg.address + " refused");
+      co_return result;
+    }
+    if (s.what == Step::What::kDiscard) {
+      result.verdict.kind = MilterVerdict::Kind::kDiscard;
+      result.log.push_back(f.cfg.address + " discarded");
+      co_return result;
+    }
+    if (done) {
+      f.in_txn = true;  // ended early: aborted at the next MAIL
+      result.log.push_back(f.cfg.address + " accepted");
+      continue;
+    }
+    std::string why;
+    if (!ApplyChanges(changes, message, result, f.cfg.address, &why)) {
+      MilterVerdict v = Failed(f, why, "end of body");
+      result.log.push_back(f.cfg.address + " failed");
+      if (v.kind != MilterVerdict::Kind::kContinue) {
+        result.verdict = v;
+        co_return result;
+      }
+      continue;
+    }
+    result.log.push_back(f.cfg.address + " " + Describe(changes));
+  }
+  co_return result;
+}
+
+}  // namespace tern::antispam
