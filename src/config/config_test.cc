@@ -408,6 +408,44 @@ TEST(ConfigTest, LoadMissingFile) {
 namespace tern::config {
 namespace {
 
+TEST(ConfigTest, Milters) {
+  auto cfg = Parse(std::string("milter = [{address = \"127.0.0.1:11332\"}, "
+                               "{address = \"unix:/run/f.sock\", on_error = \"accept\", "
+                               "timeout = 5}, {address = \"[::1]:8891\"}]\n") +
+                       kMinimal,
+                   "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  ASSERT_EQ(cfg->milters.size(), 3u);
+  EXPECT_EQ(cfg->milters[0].host, "127.0.0.1");
+  EXPECT_EQ(cfg->milters[0].port, 11332);
+  EXPECT_EQ(cfg->milters[0].on_error, "tempfail");
+  EXPECT_EQ(cfg->milters[0].timeout, 30u);
+  EXPECT_EQ(cfg->milters[1].path, "/run/f.sock");
+  EXPECT_TRUE(cfg->milters[1].host.empty());
+  EXPECT_EQ(cfg->milters[1].on_error, "accept");
+  EXPECT_EQ(cfg->milters[1].timeout, 5u);
+  EXPECT_EQ(cfg->milters[2].host, "::1");
+  EXPECT_EQ(cfg->milters[2].port, 8891);
+  auto plain = Parse(kMinimal, "t.toml");
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain->milters.empty());
+  auto error = [](const std::string& entry) {
+    return ErrorOf("milter = [" + entry + "]\n" + kMinimal);
+  };
+  EXPECT_NE(error("{address = \"rspamd:11332\"}").find("is not an IP address"),
+            std::string::npos);
+  EXPECT_NE(error("{address = \"127.0.0.1\"}").find("milter[0].address"), std::string::npos);
+  EXPECT_NE(error("{address = \"127.0.0.1:0\"}").find("bad port"), std::string::npos);
+  EXPECT_NE(error("{address = \"unix:run/f\"}").find("must be absolute"), std::string::npos);
+  EXPECT_NE(error("{address = \"127.0.0.1:1\", on_error = \"ignore\"}")
+                .find("milter[0].on_error"),
+            std::string::npos);
+  EXPECT_NE(error("{address = \"127.0.0.1:1\", timeout = 0}").find("milter[0].timeout"),
+            std::string::npos);
+  EXPECT_NE(error("{address = \"127.0.0.1:1\", mode = 1}").find("milter[0].mode"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, Antispam) {
   auto cfg = Parse(std::string(kMinimal) +
                        "[antispam]\n"

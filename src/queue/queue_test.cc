@@ -14,7 +14,14 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+
+#include <algorithm>
+#include <future>
+
+#include "common/unique_fd.h"
 #include "queue/local.h"
+#include "queue/spool_format.h"
 #include "queue/queue_test_util.h"
 
 namespace tern::queue {
@@ -67,6 +74,50 @@ TEST(QueueTest, CommitCallsBackFileExistsAndListed) {
   ASSERT_EQ(e.state.size(), 1u);
   EXPECT_EQ(e.state[0], RecipientState::kPending);
   EXPECT_NE(e.envelope.received_at, 0);
+  q->Stop();
+}
+
+// A mail filter's changes: the writer starts the message again (small
+// messages in memory, big ones spilled to the file) and the envelope
+// changes before the commit; a quarantined message is listed as held.
+TEST(QueueTest, RestartEnvelopeChangesAndQuarantine) {
+  TempDir dir;
+  auto q = StartQueue(dir.path());
+  for (size_t first : {size_t{100}, size_t{3} << 20}) {
+    auto w = q->Begin(MakeEnvelope("alice@example.org", {"bob@example.test"}));
+    ASSERT_TRUE(w);
+    std::string id = (*w)->id();
+    ASSERT_TRUE((*w)->Write(std::string(first, 'x')));
+    ASSERT_TRUE((*w)->Restart());
+    ASSERT_TRUE((*w)->Write(kMessage));
+    EXPECT_EQ((*w)->size(), sizeof kMessage - 1);
+    (*w)->envelope().sender = "filter@example.org";
+    (*w)->envelope().recipients.push_back({"carol@example.test", "", ""});
+    (*w)->envelope().quarantine = "looks odd";
+    std::promise<Result<void>> p;
+    auto f = p.get_future();
+    q->Commit(std::move(*w), [&p](Result<void> r) { p.set_value(std::move(r)); });
+    ASSERT_TRUE(f.get());
+    auto entries = List(dir.path());
+    ASSERT_TRUE(entries);
+    auto e = std::find_if(entries->begin(), entries->end(),
+                          [&](const Entry& x) { return x.envelope.id == id; });
+    ASSERT_NE(e, entries->end());
+    EXPECT_EQ(e->size, sizeof kMessage - 1);
+    EXPECT_EQ(e->envelope.sender, "filter@example.org");
+    ASSERT_EQ(e->envelope.recipients.size(), 2u);
+    EXPECT_EQ(e->envelope.recipients[1].address, "carol@example.test");
+    EXPECT_TRUE(e->held);
+    EXPECT_EQ(e->last_error, "quarantined: looks odd");
+    // The file holds the new message only (its CRC checked on reading).
+    UniqueFd fd(::open((dir.path() + "/queue/msg/" + id).c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    auto file = ReadAndVerifyMessage(fd.get());
+    ASSERT_TRUE(file) << file.error().message;
+    auto text = ReadMessageText(fd.get(), *file, 1 << 20);
+    ASSERT_TRUE(text);
+    EXPECT_EQ(*text, kMessage);
+  }
   q->Stop();
 }
 

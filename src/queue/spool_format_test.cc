@@ -124,6 +124,26 @@ TEST(SpoolFormatTest, EnvelopeRoundTrip) {
   EXPECT_FALSE(DecodeEnvelope(encoded + "x"));
 }
 
+TEST(SpoolFormatTest, QuarantineIsOptionalAndStartsHeld) {
+  Envelope env = SampleEnvelope();
+  const std::string plain = EncodeEnvelope(env);
+  env.quarantine = "spam, says the filter";
+  const std::string held = EncodeEnvelope(env);
+  // Without a quarantine the encoding is what it always was.
+  EXPECT_EQ(held.substr(0, plain.size()), plain);
+  EXPECT_GT(held.size(), plain.size());
+  auto a = DecodeEnvelope(plain);
+  auto b = DecodeEnvelope(held);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->quarantine, "");
+  EXPECT_EQ(b->quarantine, "spam, says the filter");
+  EXPECT_FALSE(DecodeEnvelope(held.substr(0, held.size() - 1)));
+  EXPECT_FALSE(InitialState(*a).held);
+  MessageState s = InitialState(*b);
+  EXPECT_TRUE(s.held);
+  EXPECT_EQ(s.last_error, "quarantined: spam, says the filter");
+}
+
 TEST(SpoolFormatTest, ValidFileReadsBack) {
   TempDir dir;
   std::string body = "Subject: x\r\n\r\nhello\r\n";
