@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "common/result.h"
+#include "common/strings.h"
 
 // g++ 12 warns, wrongly, about mismatched new/delete of asio's coroutine
 // frames (as in spf.cc and dnsbl.cc).
@@ -48,14 +49,6 @@ std::string StripAngles(std::string_view a) {
   return std::string(a);
 }
 
-bool EqualsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // RFC 5322 2.2: a field name is printable US-ASCII except the colon.
 bool ValidFieldName(std::string_view name) {
   if (name.empty() || name.size() > 200) return false;
@@ -79,6 +72,18 @@ bool ValidFieldValue(std::string_view value) {
     if (c == '\n' && (i == 0 || value[i - 1] != '\r')) return false;
   }
   return true;
+}
+
+// A spam verdict in a header field a filter wrote: rspamd's "X-Spam: Yes"
+// (its add_header action), SpamAssassin's "X-Spam-Flag: YES" and
+// "X-Spam-Status: Yes, score=...".
+bool SpamVerdictField(std::string_view name, std::string_view value) {
+  size_t start = value.find_first_not_of(" \t");
+  value = start == std::string_view::npos ? std::string_view() : value.substr(start);
+  bool yes = value.size() >= 3 && IEquals(value.substr(0, 3), "yes") &&
+             (value.size() == 3 || value[3] == ',' || value[3] == ' ' || value[3] == '\r');
+  return yes && (IEquals(name, "X-Spam") || IEquals(name, "X-Spam-Flag") ||
+                 IEquals(name, "X-Spam-Status"));
 }
 
 // An address from a filter: no controls, spaces or angle brackets inside.
@@ -539,7 +544,7 @@ bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, Mil
                   const std::string& filter, std::string* why) {
   MilterMessage out = m;
   bool body_replaced = false;
-  bool text = false, envelope = false;
+  bool text = false, envelope = false, spam = false;
   std::string quarantine;
   for (const MilterReply& c : changes) {
     switch (c.kind) {
@@ -554,6 +559,7 @@ bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, Mil
         // sendmail writes "Name: value" unless the value starts with
         // white space (SMFIP_HDR_LEADSPC filters send it that way).
         if (!value.empty() && value[0] != ' ' && value[0] != '\t') value.insert(0, " ");
+        if (SpamVerdictField(c.name, value)) spam = true;
         if (c.kind == Kind::kAddHeader) {
           out.fields.push_back({c.name, value});
         } else if (c.kind == Kind::kInsertHeader) {
@@ -564,7 +570,7 @@ bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, Mil
           // name; an empty value deletes it; a missing one is added.
           uint32_t seen = 0;
           auto it = std::find_if(out.fields.begin(), out.fields.end(), [&](const auto& f) {
-            return EqualsNoCase(f.name, c.name) && ++seen == std::max<uint32_t>(c.index, 1);
+            return IEquals(f.name, c.name) && ++seen == std::max<uint32_t>(c.index, 1);
           });
           bool empty = c.value.find_first_not_of(" \t") == std::string::npos;
           if (it == out.fields.end()) {
@@ -602,7 +608,7 @@ bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, Mil
           return false;
         }
         if (std::none_of(out.rcpts.begin(), out.rcpts.end(),
-                         [&](const std::string& x) { return EqualsNoCase(x, a); })) {
+                         [&](const std::string& x) { return IEquals(x, a); })) {
           out.rcpts.push_back(a);
         }
         envelope = true;
@@ -610,7 +616,7 @@ bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, Mil
       }
       case Kind::kDelRcpt: {
         std::string a = StripAngles(c.address);
-        std::erase_if(out.rcpts, [&](const std::string& x) { return EqualsNoCase(x, a); });
+        std::erase_if(out.rcpts, [&](const std::string& x) { return IEquals(x, a); });
         envelope = true;
         break;
       }
@@ -625,6 +631,7 @@ bool ApplyChanges(const std::vector<MilterReply>& changes, MilterMessage& m, Mil
   m = std::move(out);
   r.changed_text |= text;
   r.changed_envelope |= envelope;
+  r.spam |= spam;
   if (!quarantine.empty()) r.quarantine = quarantine;
   return true;
 }

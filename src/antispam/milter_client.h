@@ -91,6 +91,11 @@ struct MilterResult {
   bool changed_text = false;      // header fields or body changed
   bool changed_envelope = false;  // sender or recipients changed
   std::string quarantine;         // non-empty: hold the message, this reason
+  // A filter marked the message as spam with a header field it added or
+  // changed ("X-Spam: Yes" from rspamd, "X-Spam-Flag: YES" from
+  // SpamAssassin): it goes to the Junk folder. Fields the message came
+  // with do not count.
+  bool spam = false;
   std::vector<std::string> log;   // what each filter did, for the log
 };
 

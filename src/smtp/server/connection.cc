@@ -483,6 +483,12 @@ asio::awaitable<bool> Connection::RunMilters() {
       signer_->Feed(text);
     }
   }
+  if (r.spam) {
+    // Local delivery files messages marked so into the Junk folder
+    // (delivery/local_delivery.cc MarkedJunk), as for DMARC quarantine.
+    env.prepend += "X-Spam: yes (mail filter verdict)\r\n";
+    spdlog::info("smtp milter id={} marked the message as spam: Junk folder", writer_->id());
+  }
   if (!r.quarantine.empty()) {
     env.quarantine = r.quarantine;
     spdlog::warn("smtp milter id={} quarantined: {}", writer_->id(), r.quarantine);
@@ -491,15 +497,17 @@ asio::awaitable<bool> Connection::RunMilters() {
 }
 
 // Issue 15 at RCPT: the DNS lists (RFC 5782; queried since the connect),
-// then greylisting. The decision waits for RCPT so that the client sees
-// why in the reply to a command. Postmaster@ is screened like any
-// recipient (RFC 5321 4.5.1 asks for every reasonable effort to take its
-// mail; exempting it is not done yet).
+// then greylisting, then the mail filters. The decision waits for RCPT so
+// that the client sees why in the reply to a command. Mail to postmaster
+// skips the lists and greylisting: RFC 5321 4.5.1 wants it taken, and a
+// listed sender must be able to ask why (the filters still see it).
 asio::awaitable<void> Connection::CheckRcpt() {
   const config::AntispamSettings& as = settings_->antispam;
   std::string refusal;
   const char* reason = "";
-  if (Screened()) {
+  const Mailbox& rcpt = session_.pending_recipient();
+  const bool postmaster = IEquals(rcpt.local, "postmaster");
+  if (Screened() && !postmaster) {
     if (!listing_ && deps_.resolver != nullptr && (!as.dnsbl.empty() || !as.dnswl.empty())) {
       listing_ = co_await antispam::CheckClientLists(*deps_.resolver, client_ip(), as.dnswl,
                                                      as.dnsbl);
@@ -525,6 +533,13 @@ asio::awaitable<void> Connection::CheckRcpt() {
     } else if (!allowed && as.greylist && deps_.greylist != nullptr) {
       refusal = Greylisted(session_.pending_recipient());
       reason = "greylist";
+    }
+  }
+  if (refusal.empty() && milters_) {
+    antispam::MilterVerdict v = co_await milters_->Rcpt(rcpt.ToString(), {});
+    if (v.kind == antispam::MilterVerdict::Kind::kRefuse) {
+      refusal = v.reply;
+      reason = "milter";
     }
   }
   if (!refusal.empty()) {
@@ -598,7 +613,8 @@ asio::awaitable<bool> Connection::FinishMailauth() {
     } else if (!signatures->empty()) {
       spdlog::info("smtp dkim signed client={} domain={}", client_ip(),
                    signer_->domain());
-      if (writer_) writer_->SetPrepend(std::move(*signatures));
+      // Before what the filters added (an X-Spam mark).
+      if (writer_) writer_->SetPrepend(*signatures + writer_->envelope().prepend);
     }
     signer_.reset();
   }
