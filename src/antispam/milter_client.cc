@@ -347,6 +347,68 @@ std::string Macros(const MilterNegotiation& neg, uint32_t stage, char command,
   return EncodeMacros(command, all);
 }
 
+// g++ 12 destroys braced temporaries in coroutine bodies twice: every
+// packet with a macro list and every aggregate holding a string is built
+// here, outside the coroutines.
+Step ErrorStep(std::string why) {
+  Step s;
+  s.what = Step::What::kError;
+  s.error = std::move(why);
+  return s;
+}
+
+MilterVerdict Refusal(std::string reply) {
+  MilterVerdict v;
+  v.kind = MilterVerdict::Kind::kRefuse;
+  v.reply = std::move(reply);
+  return v;
+}
+
+std::string ConnectPacket(const MilterNegotiation& neg, const MilterConnectionInfo& info) {
+  std::string packet = Macros(
+      neg, milter::kStageConnect, milter::kCmdConnect,
+      {{std::string(milter::macro::kHostName), info.hostname},
+       {std::string(milter::macro::kDaemonName), info.daemon_name},
+       {std::string(milter::macro::kDaemonAddr), info.daemon_addr},
+       {std::string(milter::macro::kVersion), kVersionMacro},
+       {std::string(milter::macro::kClientAddr), info.client_addr},
+       {std::string(milter::macro::kClientPort), std::to_string(info.client_port)},
+       {std::string(milter::macro::kClientName), info.client_name},
+       {std::string(milter::macro::kClientPtr), info.client_name}});
+  char family = info.client_addr.find(':') != std::string::npos ? milter::kFamilyInet6
+                                                                 : milter::kFamilyInet;
+  return packet + EncodeConnect(info.client_name, family, info.client_port, info.client_addr);
+}
+
+std::string HeloPacket(const MilterNegotiation& neg, const MilterConnectionInfo& info) {
+  return Macros(neg, milter::kStageHelo, milter::kCmdHelo,
+                {{std::string(milter::macro::kTlsVersion), info.tls_version},
+                 {std::string(milter::macro::kCipher), info.cipher}}) +
+         EncodeHelo(info.helo);
+}
+
+std::string MailPacket(const MilterNegotiation& neg, const MilterConnectionInfo& info,
+                       const std::string& sender, const std::vector<std::string>& args) {
+  return Macros(neg, milter::kStageEnvFrom, milter::kCmdMail,
+                {{std::string(milter::macro::kMailAddr), sender},
+                 {std::string(milter::macro::kAuthType), info.auth_type},
+                 {std::string(milter::macro::kAuthAuthen), info.auth_authen}}) +
+         EncodeMail("<" + sender + ">", args);
+}
+
+std::string RcptPacket(const MilterNegotiation& neg, const std::string& rcpt,
+                       const std::vector<std::string>& args) {
+  return Macros(neg, milter::kStageEnvRcpt, milter::kCmdRcpt,
+                {{std::string(milter::macro::kRcptAddr), rcpt}}) +
+         EncodeRcpt("<" + rcpt + ">", args);
+}
+
+// The queue id macro before DATA, end of headers and end of body.
+std::string IdMacro(const MilterNegotiation& neg, uint32_t stage, char command,
+                    const std::string& id) {
+  return Macros(neg, stage, command, {{std::string(milter::macro::kQueueId), id}});
+}
+
 }  // namespace
 
 // Sends one event (its macros first) and, unless the filter said it would
@@ -354,10 +416,10 @@ std::string Macros(const MilterNegotiation& neg, uint32_t stage, char command,
 static asio::awaitable<Step> Event(MilterChain::Filter& f, std::string packet,
                                    uint32_t no_reply_bit, const char* event) {
   auto sent = co_await Send(f, packet);
-  if (!sent) co_return Step{Step::What::kError, "", sent.error().message};
+  if (!sent) co_return ErrorStep(sent.error().message);
   if (!f.Replies(no_reply_bit)) co_return Step{};
   auto reply = co_await Receive(f);
-  if (!reply) co_return Step{Step::What::kError, "", reply.error().message};
+  if (!reply) co_return ErrorStep(reply.error().message);
   co_return Interpret(*reply, event);
 }
 
@@ -385,54 +447,39 @@ asio::awaitable<Step> Open(MilterChain::Filter& f, const MilterConnectionInfo& i
                                        asio::redirect_error(asio::use_awaitable, ec));
       }
     }
-    if (dog.fired()) co_return Step{Step::What::kError, "", "connect timed out"};
+    if (dog.fired()) co_return ErrorStep("connect timed out");
   }
-  if (ec) co_return Step{Step::What::kError, "", "connect: " + ec.message()};
+  if (ec) co_return ErrorStep("connect: " + ec.message());
 
   // What Tern honours: every action, every protocol step except
   // SMFIP_RCPT_REJ (refused recipients are not shown) and the larger
   // data sizes (body chunks stay at 65,535 octets).
   constexpr uint32_t kActions = milter::kActAll;
   constexpr uint32_t kProtocol = milter::kProtoAll & ~milter::kProtoRcptRej;
-  auto sent = co_await Send(f, EncodeOptNeg(milter::kVersion, kActions, kProtocol));
-  if (!sent) co_return Step{Step::What::kError, "", sent.error().message};
+  const std::string offer = EncodeOptNeg(milter::kVersion, kActions, kProtocol);
+  auto sent = co_await Send(f, offer);
+  if (!sent) co_return ErrorStep(sent.error().message);
   auto reply = co_await Receive(f);
-  if (!reply) co_return Step{Step::What::kError, "", reply.error().message};
+  if (!reply) co_return ErrorStep(reply.error().message);
   if (reply->kind != Kind::kNegotiate) {
-    co_return Step{Step::What::kError, "", "no option negotiation reply"};
+    co_return ErrorStep("no option negotiation reply");
   }
   if (auto ok = CheckMilterNegotiation(reply->negotiation, kActions, kProtocol); !ok) {
-    co_return Step{Step::What::kError, "", ok.error().message};
+    co_return ErrorStep(ok.error().message);
   }
   f.neg = reply->negotiation;
   f.connected = true;
 
   // Connect.
   if (f.Wants(milter::kProtoNoConnect)) {
-    std::string packet = Macros(
-        f.neg, milter::kStageConnect, milter::kCmdConnect,
-        {{std::string(milter::macro::kHostName), info.hostname},
-         {std::string(milter::macro::kDaemonName), info.daemon_name},
-         {std::string(milter::macro::kDaemonAddr), info.daemon_addr},
-         {std::string(milter::macro::kVersion), kVersionMacro},
-         {std::string(milter::macro::kClientAddr), info.client_addr},
-         {std::string(milter::macro::kClientPort), std::to_string(info.client_port)},
-         {std::string(milter::macro::kClientName), info.client_name},
-         {std::string(milter::macro::kClientPtr), info.client_name}});
-    char family = info.client_addr.find(':') != std::string::npos ? milter::kFamilyInet6
-                                                                   : milter::kFamilyInet;
-    packet += EncodeConnect(info.client_name, family, info.client_port, info.client_addr);
+    std::string packet = ConnectPacket(f.neg, info);
     Step s = co_await Event(f, std::move(packet), milter::kProtoNrConnect, "connect");
     if (s.what == Step::What::kAccept) f.skip_conn = true;
     if (s.what != Step::What::kContinue && s.what != Step::What::kSkip) co_return s;
   }
   // HELO.
   if (f.Wants(milter::kProtoNoHelo) && !info.helo.empty()) {
-    std::string packet =
-        Macros(f.neg, milter::kStageHelo, milter::kCmdHelo,
-               {{std::string(milter::macro::kTlsVersion), info.tls_version},
-                {std::string(milter::macro::kCipher), info.cipher}});
-    packet += EncodeHelo(info.helo);
+    std::string packet = HeloPacket(f.neg, info);
     Step s = co_await Event(f, std::move(packet), milter::kProtoNrHelo, "HELO");
     if (s.what == Step::What::kAccept) f.skip_conn = true;
     if (s.what != Step::What::kContinue && s.what != Step::What::kSkip) co_return s;
@@ -479,11 +526,12 @@ asio::awaitable<MilterVerdict> MilterChain::Mail(std::string sender,
       if (s.what == Step::What::kDiscard) f.skip_conn = true;
     }
     // A filter that refused the connection refuses each transaction.
-    if (!f.refused.empty()) co_return MilterVerdict{MilterVerdict::Kind::kRefuse, f.refused};
+    if (!f.refused.empty()) co_return Refusal(f.refused);
     if (!f.Active()) continue;
     if (f.in_txn) {
       // The last transaction ended without its message (RSET, a refusal).
-      if (auto sent = co_await Send(f, EncodeAbort()); !sent) {
+      const std::string abort = EncodeAbort();
+      if (auto sent = co_await Send(f, abort); !sent) {
         MilterVerdict v = Failed(f, sent.error().message, "abort");
         if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
         continue;
@@ -491,11 +539,7 @@ asio::awaitable<MilterVerdict> MilterChain::Mail(std::string sender,
     }
     f.in_txn = true;
     if (!f.Wants(milter::kProtoNoMail)) continue;
-    std::string packet = Macros(f.neg, milter::kStageEnvFrom, milter::kCmdMail,
-                                {{std::string(milter::macro::kMailAddr), sender},
-                                 {std::string(milter::macro::kAuthType), info_.auth_type},
-                                 {std::string(milter::macro::kAuthAuthen), info_.auth_authen}});
-    packet += EncodeMail("<" + sender + ">", args);
+    std::string packet = MailPacket(f.neg, info_, sender, args);
     Step s = co_await Event(f, std::move(packet), milter::kProtoNrMail, "MAIL");
     if (s.what == Step::What::kError) {
       MilterVerdict v = Failed(f, s.error, "MAIL");
@@ -506,7 +550,7 @@ asio::awaitable<MilterVerdict> MilterChain::Mail(std::string sender,
     if (s.what == Step::What::kDiscard) discard_ = true;
     if (s.what == Step::What::kRefuse) {
       spdlog::info("milter {} refused MAIL FROM:<{}>: {}", f.cfg.address, sender, s.reply);
-      co_return MilterVerdict{MilterVerdict::Kind::kRefuse, s.reply};
+      co_return Refusal(s.reply);
     }
   }
   co_return MilterVerdict{};
@@ -517,9 +561,7 @@ asio::awaitable<MilterVerdict> MilterChain::Rcpt(std::string rcpt,
   for (auto& fp : filters_) {
     Filter& f = *fp;
     if (!f.Active() || !f.Wants(milter::kProtoNoRcpt)) continue;
-    std::string packet = Macros(f.neg, milter::kStageEnvRcpt, milter::kCmdRcpt,
-                                {{std::string(milter::macro::kRcptAddr), rcpt}});
-    packet += EncodeRcpt("<" + rcpt + ">", args);
+    std::string packet = RcptPacket(f.neg, rcpt, args);
     Step s = co_await Event(f, std::move(packet), milter::kProtoNrRcpt, "RCPT");
     if (s.what == Step::What::kError) {
       MilterVerdict v = Failed(f, s.error, "RCPT");
@@ -530,7 +572,7 @@ asio::awaitable<MilterVerdict> MilterChain::Rcpt(std::string rcpt,
     if (s.what == Step::What::kDiscard) discard_ = true;
     if (s.what == Step::What::kRefuse) {
       spdlog::info("milter {} refused RCPT TO:<{}>: {}", f.cfg.address, rcpt, s.reply);
-      co_return MilterVerdict{MilterVerdict::Kind::kRefuse, s.reply};
+      co_return Refusal(s.reply);
     }
   }
   co_return MilterVerdict{};
@@ -672,7 +714,6 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
     result.verdict.kind = MilterVerdict::Kind::kDiscard;
     co_return result;
   }
-  const std::vector<MilterMacro> id_macro = {{std::string(milter::macro::kQueueId), queue_id}};
   for (auto& fp : filters_) {
     Filter& f = *fp;
     if (!f.Active()) continue;
@@ -683,7 +724,7 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
     // DATA.
     if (f.Wants(milter::kProtoNoData)) {
       std::string packet =
-          Macros(f.neg, milter::kStageData, milter::kCmdData, id_macro) + EncodeData();
+          IdMacro(f.neg, milter::kStageData, milter::kCmdData, queue_id) + EncodeData();
       s = co_await Event(f, std::move(packet), milter::kProtoNrData, "DATA");
     }
     // Header fields.
@@ -694,14 +735,15 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
         std::string_view value = field.value;
         // Without SMFIP_HDR_LEADSPC the space after the colon is not sent.
         if (!lead && !value.empty() && value[0] == ' ') value.remove_prefix(1);
-        s = co_await Event(f, EncodeHeader(field.name, value), milter::kProtoNrHeader, "header");
+        std::string packet = EncodeHeader(field.name, value);
+        s = co_await Event(f, std::move(packet), milter::kProtoNrHeader, "header");
         if (s.what != Step::What::kContinue) break;
       }
     }
     if (s.what == Step::What::kContinue && f.Wants(milter::kProtoNoEoh)) {
       stage = "end of headers";
       std::string packet =
-          Macros(f.neg, milter::kStageEoh, milter::kCmdEndOfHeaders, id_macro) +
+          IdMacro(f.neg, milter::kStageEoh, milter::kCmdEndOfHeaders, queue_id) +
           EncodeEndOfHeaders();
       s = co_await Event(f, std::move(packet), milter::kProtoNrEoh, "end of headers");
     }
@@ -711,7 +753,8 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
       std::string_view body = message.body;
       while (!body.empty()) {
         size_t n = std::min(body.size(), milter::kChunkSize);
-        s = co_await Event(f, EncodeBody(body.substr(0, n)), milter::kProtoNrBody, "body");
+        std::string packet = EncodeBody(body.substr(0, n));
+        s = co_await Event(f, std::move(packet), milter::kProtoNrBody, "body");
         body.remove_prefix(n);
         if (s.what != Step::What::kContinue) break;
       }
@@ -722,15 +765,15 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
     if (s.what == Step::What::kContinue && !done) {
       stage = "end of body";
       std::string packet =
-          Macros(f.neg, milter::kStageEom, milter::kCmdEndOfBody, id_macro) + EncodeEndOfBody();
+          IdMacro(f.neg, milter::kStageEom, milter::kCmdEndOfBody, queue_id) + EncodeEndOfBody();
       auto sent = co_await Send(f, packet);
       if (!sent) {
-        s = Step{Step::What::kError, "", sent.error().message};
+        s = ErrorStep(sent.error().message);
       } else {
         for (;;) {
           auto reply = co_await Receive(f);
           if (!reply) {
-            s = Step{Step::What::kError, "", reply.error().message};
+            s = ErrorStep(reply.error().message);
             break;
           }
           if (reply->modification()) {
@@ -750,11 +793,11 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
             // sendmail milter.c: a change the filter did not negotiate is
             // a protocol error.
             if ((f.neg.actions & bit) == 0) {
-              s = Step{Step::What::kError, "", "a change it did not negotiate"};
+              s = ErrorStep("a change it did not negotiate");
               break;
             }
             if (changes.size() >= 10000) {
-              s = Step{Step::What::kError, "", "too many changes"};
+              s = ErrorStep("too many changes");
               break;
             }
             changes.push_back(std::move(*reply));
@@ -762,7 +805,7 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
           }
           s = Interpret(*reply, "end of body");
           if (s.what == Step::What::kSkip) {
-            s = Step{Step::What::kError, "", "'s' in answer to end of body"};
+            s = ErrorStep("'s' in answer to end of body");
           }
           break;
         }
@@ -780,7 +823,7 @@ asio::awaitable<MilterResult> MilterChain::Message(MilterMessage& message, std::
     }
     if (s.what == Step::What::kRefuse) {
       spdlog::info("milter {} refused message {}: {}", f.cfg.address, queue_id, s.reply);
-      result.verdict = MilterVerdict{MilterVerdict::Kind::kRefuse, s.reply};
+      result.verdict = Refusal(s.reply);
       result.log.push_back(f.cfg.address + " refused");
       co_return result;
     }

@@ -381,11 +381,7 @@ asio::awaitable<void> Connection::CheckSender() {
     }
   }
   if (refusal.empty() && !settings_->milters.empty()) {
-    if (!milters_) {
-      milters_ = std::make_unique<antispam::MilterChain>(settings_->milters,
-                                                         antispam::MilterConnectionInfo{});
-    }
-    UpdateMilterInfo();
+    UpdateMilterInfo();  // makes the chain at the first MAIL
     const Transaction& t = session_.transaction();
     std::vector<std::string> args;
     if (t.declared_size > 0) args.push_back("SIZE=" + std::to_string(t.declared_size));
@@ -393,8 +389,10 @@ asio::awaitable<void> Connection::CheckSender() {
     if (!t.ret.empty()) args.push_back("RET=" + t.ret);
     if (!t.envid.empty()) args.push_back("ENVID=" + t.envid);
     if (t.smtputf8) args.push_back("SMTPUTF8");
-    antispam::MilterVerdict v = co_await milters_->Mail(
-        t.mail_from.null() ? std::string() : t.mail_from.ToString(), std::move(args));
+    // Named, not temporaries: g++ 12 may destroy temporaries of a co_await
+    // expression twice.
+    std::string from = t.mail_from.null() ? std::string() : t.mail_from.ToString();
+    antispam::MilterVerdict v = co_await milters_->Mail(std::move(from), std::move(args));
     if (v.kind == antispam::MilterVerdict::Kind::kRefuse) {
       spdlog::info("smtp mail refused client={} from=<{}> reason=milter", client_ip(),
                    t.mail_from.ToString());
@@ -406,6 +404,10 @@ asio::awaitable<void> Connection::CheckSender() {
 
 // What the filters are told of the connection, as it stands at MAIL.
 void Connection::UpdateMilterInfo() {
+  if (!milters_) {
+    milters_ = std::make_unique<antispam::MilterChain>(settings_->milters,
+                                                       antispam::MilterConnectionInfo());
+  }
   antispam::MilterConnectionInfo& i = milters_->info();
   const ClientInfo& c = session_.client();
   i.hostname = settings_->hostname;
@@ -432,7 +434,8 @@ asio::awaitable<bool> Connection::RunMilters() {
   antispam::MilterMessage m = antispam::MilterMessage::Parse(milter_copy_);
   m.sender = env.sender;
   for (const queue::Recipient& r : env.recipients) m.rcpts.push_back(r.address);
-  antispam::MilterResult r = co_await milters_->Message(m, writer_->id());
+  std::string id = writer_->id();
+  antispam::MilterResult r = co_await milters_->Message(m, std::move(id));
   std::string what;
   for (const std::string& l : r.log) what += (what.empty() ? "" : "; ") + l;
   if (!what.empty()) spdlog::info("smtp milter id={} client={} {}", writer_->id(), client_ip(), what);
@@ -536,7 +539,9 @@ asio::awaitable<void> Connection::CheckRcpt() {
     }
   }
   if (refusal.empty() && milters_) {
-    antispam::MilterVerdict v = co_await milters_->Rcpt(rcpt.ToString(), {});
+    std::string address = rcpt.ToString();
+    std::vector<std::string> no_args;
+    antispam::MilterVerdict v = co_await milters_->Rcpt(std::move(address), std::move(no_args));
     if (v.kind == antispam::MilterVerdict::Kind::kRefuse) {
       refusal = v.reply;
       reason = "milter";
