@@ -48,7 +48,7 @@ worker "rspamd_proxy" {{
         default = yes;
         self_scan = yes;
     }}
-}}
+{proxy_extra}}}
 """
 
 # Merged into the distribution's options: DNS goes to the discard port on
@@ -88,7 +88,9 @@ skip_authenticated = false;
 class RspamdPeer:
     """rspamd in the foreground, milter proxy on 127.0.0.1:`port`."""
 
-    def __init__(self, base, hs_cache=None):
+    def __init__(self, base, hs_cache=None, proxy_options=None):
+        """`proxy_options`: more settings of the proxy worker, e.g.
+        {"quarantine_on_reject": "yes"} (values written as they are)."""
         need_tool("rspamd")
         self.base = os.path.abspath(str(base))
         self.confdir = os.path.join(self.base, "conf")
@@ -103,6 +105,7 @@ class RspamdPeer:
         self.port = free_port()
         self.log_path = os.path.join(self.logdir, "rspamd.log")
         self.out_path = os.path.join(self.logdir, "stdout.log")
+        self.proxy_options = dict(proxy_options or {})
         self.proc = None
         self.startup_seconds = None
         self.write_config()
@@ -112,7 +115,8 @@ class RspamdPeer:
             f.write(text)
 
     def write_config(self):
-        self._write("rspamd.conf", _TOP_CONF.format(port=self.port))
+        extra = "".join(f"    {k} = {v};\n" for k, v in self.proxy_options.items())
+        self._write("rspamd.conf", _TOP_CONF.format(port=self.port, proxy_extra=extra))
         self._write("local.d/options.inc", _LOCAL_OPTIONS)
         self._write("override.d/options.inc",
                     _OVERRIDE_OPTIONS.format(hs_cache=self.hs_cache))

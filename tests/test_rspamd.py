@@ -2,8 +2,9 @@
 # Debian's package, run privately by tests/rspamd_peer.py as a proxy worker
 # in milter mode. rspamd refuses the GTUBE test string with its own reply,
 # adds its headers to the mail it passes, scans the submission port's mail
-# too, and Tern answers 451 4.7.1 while the milter is down (on_error =
-# "tempfail").
+# too, replaces the verdict fields a message arrived with, can have Tern hold
+# a message in quarantine, and Tern answers 451 4.7.1 while the milter is
+# down (on_error = "tempfail").
 import email
 import email.policy
 import smtplib
@@ -11,6 +12,7 @@ import smtplib
 import pytest
 
 from conftest import PASSWORD, build_message, free_port, unique
+from faultkit import wait_for
 from rspamd_peer import RspamdPeer, milter_negotiate, milter_scan
 
 # The Generic Test for Unsolicited Bulk Email: rspamd's action for it is
@@ -189,3 +191,58 @@ def test_submission_is_scanned_too(make_server, rspamd):
                                  sender="u@example.test", to="v@example.test"))
     d = srv.wait_message("v@example.test", clean)
     assert_scanned_headers(d.raw, clean)
+
+
+def test_headers_the_message_arrived_with_are_replaced_by_rspamds(make_server, rspamd):
+    """rspamd deletes spam verdict fields a sender wrote (SMFIR_CHGHEADER
+    with an empty value) before adding its own; a forged X-Spam: Yes does
+    not send the message to Junk."""
+    srv = milter_server(make_server, rspamd)
+    marker = unique("forged")
+    with srv.smtplib(timeout=30) as s:
+        s.sendmail("sender@remote.test", ["u@example.test"],
+                   build_message(marker, ["a clean message with forged verdicts"],
+                                 extra_headers=["X-Spam-Status: No, score=-99.00 (forged)",
+                                                "X-Spam: Yes",
+                                                "X-Spamd-Result: forged"]))
+    d = srv.wait_message("u@example.test", marker)
+    assert b"forged)" not in d.raw and b"X-Spamd-Result: forged" not in d.raw, d.raw.decode()
+    assert b"\nX-Spam: " not in d.raw, d.raw.decode()
+    assert_scanned_headers(d.raw, marker)
+    for name in RSPAMD_HEADERS:
+        assert d.raw.count(f"\n{name}: ".encode()) == 1, name
+
+
+def test_quarantine_holds_the_message_until_released(make_server, tmp_path, hs_cache):
+    """With quarantine_on_reject, rspamd answers GTUBE with SMFIR_QUARANTINE
+    and accept: the client gets 250, the message waits in the queue, held,
+    until `tern queue release`."""
+    peer = RspamdPeer(tmp_path / "rspamd", hs_cache=hs_cache,
+                      proxy_options={"quarantine_on_reject": "yes"})
+    peer.start()
+    try:
+        srv = milter_server(make_server, peer)
+        marker = unique("quarantine")
+        with srv.smtplib(timeout=30) as s:
+            s.ehlo()
+            s.mail("sender@remote.test")
+            assert s.rcpt("u@example.test")[0] == 250
+            code, text = s.data(build_message(marker, ["Test spam:", GTUBE]))
+            assert code == 250, (code, text)
+        srv.assert_no_message("u@example.test", marker)
+        entries = srv.queue_json()
+        assert len(entries) == 1, entries
+        e = entries[0]
+        assert e["held"] is True, e
+        assert e["last_error"] == "quarantined: Spam message quarantined", e
+        assert [r["address"] for r in e["recipients"]] == ["u@example.test"], e
+        listing = srv.queue_list()
+        assert e["id"] in listing and "quarantined: Spam message quarantined" in listing, listing
+
+        srv.cli("queue", "release", e["id"])
+        d = srv.wait_message("u@example.test", marker, timeout=20)
+        assert GTUBE.encode() in d.raw
+        wait_for(lambda: srv.queue_json() == [], 10, "the released message to leave the queue",
+                 srv)
+    finally:
+        peer.stop()
