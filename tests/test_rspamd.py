@@ -39,14 +39,18 @@ def rspamd(tmp_path_factory, hs_cache):
     peer.stop()
 
 
-def milter_server(make_server, peer):
+def milter_server(make_server, peer, route=None):
     """Tern with `peer` as its one milter, and an authenticated submission
-    listener beside port 25."""
+    listener beside port 25; `route`: one [[route]] table."""
     sub = free_port()
+    top = {}
+    if route:  # an array of tables, written inline like the milter's
+        top["route"] = [route]
     srv = make_server(
         milter=[{"address": f"127.0.0.1:{peer.port}", "on_error": "tempfail",
                  "timeout": 10}],
-        extra_listen=[(f"127.0.0.1:{sub}", "submission", {"allow_plaintext_auth": True})])
+        extra_listen=[(f"127.0.0.1:{sub}", "submission", {"allow_plaintext_auth": True})],
+        **top)
     srv.sub_port = sub
     return srv
 
@@ -246,3 +250,40 @@ def test_quarantine_holds_the_message_until_released(make_server, tmp_path, hs_c
                  srv)
     finally:
         peer.stop()
+
+
+class _Sink:
+    """An SMTP server that keeps the bytes of each message as they came."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.original_content)
+        return "250 2.0.0 accepted"
+
+
+def test_relayed_mail_carries_rspamds_headers_in_crlf(make_server, rspamd):
+    """Submitted mail to another domain leaves with rspamd's headers, and
+    their folding (bare LF from rspamd) goes out as CRLF like every other
+    line (RFC 5321 2.3.8)."""
+    from aiosmtpd.controller import Controller
+    sink = _Sink()
+    sink_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=sink_port, ready_timeout=5)
+    controller.start()
+    try:
+        srv = milter_server(make_server, rspamd,
+                            route={"domain": "remote.test", "relay": f"[127.0.0.1]:{sink_port}"})
+        marker = unique("relayed")
+        with submission(srv) as s:
+            s.sendmail("u@example.test", ["someone@remote.test"],
+                       build_message(marker, ["a clean message", "for another domain"],
+                                     sender="u@example.test", to="someone@remote.test"))
+        wait_for(lambda: sink.messages, 20, "the relayed message at the sink", srv)
+        data = sink.messages[0]
+        assert b"\n" not in data.replace(b"\r\n", b""), f"bare LF on the wire: {data!r}"
+        assert b"\r" not in data.replace(b"\r\n", b""), f"bare CR on the wire: {data!r}"
+        assert_scanned_headers(data.replace(b"\r\n", b"\n"), marker)
+    finally:
+        controller.stop()
