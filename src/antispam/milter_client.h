@@ -31,6 +31,7 @@
 
 #include <asio.hpp>
 
+#include "antispam/milter_message.h"
 #include "antispam/milter_protocol.h"
 #include "config/config.h"
 
@@ -49,28 +50,6 @@ struct MilterConnectionInfo {
   std::string cipher;       // {cipher}
   std::string auth_type;    // {auth_type}: the SASL mechanism
   std::string auth_authen;  // {auth_authen}: the login
-};
-
-// A message as the filters see and change it.
-struct MilterMessage {
-  std::string sender;                 // address without <>; empty for <>
-  std::vector<std::string> mail_args; // ESMTP parameters of MAIL ("SIZE=12")
-  std::vector<std::string> rcpts;     // addresses without <>
-  struct Field {
-    std::string name;
-    // Everything after the colon up to the field's final CRLF: the
-    // leading space and any folding (CRLF + whitespace) included.
-    std::string value;
-  };
-  std::vector<Field> fields;
-  bool separator = true;  // an empty line followed the header fields
-  std::string body;       // CRLF lines
-
-  // Splits a message (CRLF lines) into fields and body. A line that is
-  // neither a field nor a continuation ends the header section there.
-  static MilterMessage Parse(std::string_view text);
-  // The message text again: fields, the empty line, the body.
-  std::string Text() const;
 };
 
 // The verdict on one event.
