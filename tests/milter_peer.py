@@ -7,7 +7,8 @@
 #   python3 tests/milter_peer.py --socket unix:/path/to/socket --record DIR
 #
 # What it does is decided by the mail it sees:
-#   MAIL FROM local part  milter-reject -> reject, milter-tempfail -> tempfail
+#   MAIL FROM local part  milter-reject -> reject, milter-tempfail -> tempfail,
+#                         milter-reply -> 553 5.7.1 with a text
 #   RCPT TO local part    mreject... -> reject that recipient, mtempfail... ->
 #                         tempfail it, mreply... -> 550 5.7.1 with a text
 #   X-Test-Action: headers, each one action, done in order at end of message:
@@ -150,6 +151,9 @@ class PeerMilter(Milter.Base):
             return self.verdict("mail", Milter.REJECT)
         if lp == "milter-tempfail":
             return self.verdict("mail", Milter.TEMPFAIL)
+        if lp == "milter-reply":
+            self.setreply("553", "5.7.1", "Sender refused by the test filter")
+            return self.verdict("mail", Milter.REJECT)
         return self.verdict("mail", Milter.CONTINUE)
 
     def envrcpt(self, rcpt, *params):
