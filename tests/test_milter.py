@@ -606,6 +606,22 @@ def test_filters_run_in_order_each_seeing_the_previous_changes(make_server, milt
     assert body_of(d) == b"rewritten by the first filter\n"
 
 
+def test_a_refusal_by_the_first_filter_spares_the_second(make_server, milter_peer):
+    first, second = milter_peer(tag="first"), milter_peer(tag="second")
+    srv = milter_server(make_server, first, second)
+    refused, passed = unique("refused"), unique("passed")
+    r = send(srv, message_with(refused, ["@first reply", "@second addheader X-Second yes"]))
+    assert r.lines == ["554 5.7.1 Spam refused by the test filter"], r
+    queued_id(send(srv, message_with(passed, ["@second addheader X-Second yes"])))
+    d = srv.wait_message("u@example.test", passed)
+    assert ("X-Second", "yes") in delivered_headers(d)
+    second.message(passed)
+    seen = [m for c in second.connections() for m in c["messages"]
+            if any(refused in v for _, v in m["headers"])]
+    assert seen == [], "the second filter was shown a message the first refused"
+    srv.assert_no_message("u@example.test", refused, settle=0.5)
+
+
 def test_unix_socket_filter(make_server, milter_peer):
     peer = milter_peer(unix=True)
     srv = milter_server(make_server, peer)
@@ -662,10 +678,13 @@ def test_starttls_session_tells_the_filter_its_tls(make_server, milter_peer):
 
 # ---------------------------------------------------------------- failures
 
-@pytest.mark.parametrize("on_error,code,enhanced", [
-    ("tempfail", 451, "4.7.1"), ("reject", 550, "5.7.1")])
-def test_unreachable_filter_refuses_at_mail(make_server, on_error, code, enhanced):
-    srv = milter_server(make_server, f"127.0.0.1:{free_port()}", on_error=on_error)
+@pytest.mark.parametrize("on_error,code,enhanced,unix", [
+    ("tempfail", 451, "4.7.1", False), ("reject", 550, "5.7.1", False),
+    ("tempfail", 451, "4.7.1", True)])
+def test_unreachable_filter_refuses_at_mail(make_server, tmp_path, on_error, code, enhanced,
+                                            unix):
+    address = f"unix:{tmp_path}/no-such.sock" if unix else f"127.0.0.1:{free_port()}"
+    srv = milter_server(make_server, address, on_error=on_error)
     with srv.connect() as c:
         c.start()
         r = c.cmd("MAIL FROM:<a@remote.test>")
@@ -679,15 +698,23 @@ def test_unreachable_filter_with_on_error_accept_lets_mail_through(make_server):
     srv.wait_message("u@example.test", marker)
 
 
-def test_filter_dying_mid_message_with_tempfail_loses_nothing_and_keeps_nothing(
-        make_server, milter_peer):
+@pytest.mark.parametrize("on_error,code,enhanced", [
+    ("tempfail", 451, "4.7.1"), ("reject", 550, "5.7.1")])
+def test_filter_dying_mid_message_refuses_it_and_keeps_nothing(
+        make_server, milter_peer, on_error, code, enhanced):
     peer = milter_peer()
-    srv = milter_server(make_server, peer, on_error="tempfail")
+    srv = milter_server(make_server, peer, on_error=on_error)
     marker = unique("die")
-    r = send(srv, message_with(marker, ["die"]))
-    assert (r.code, r.enhanced) == (451, "4.7.1"), r
-    peer.expect_exit = True
-    assert peer.wait_exit() == 3
+    with srv.connect() as c:
+        c.start()
+        r = c.send_message("a@remote.test", ["u@example.test"], message_with(marker, ["die"]))
+        assert (r.code, r.enhanced) == (code, enhanced), r
+        peer.expect_exit = True
+        assert peer.wait_exit() == 3
+        # The filter is gone: the next transaction finds nobody listening.
+        r = c.cmd("MAIL FROM:<a@remote.test>")
+        assert (r.code, r.enhanced) == (code, enhanced), r
+        c.cmd("QUIT")
     srv.assert_no_message("u@example.test", marker)
     assert srv.message_files("u@example.test") == []
     assert queue_entries(srv) == []
