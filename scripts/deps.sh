@@ -21,14 +21,16 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # machine booted with systemd the package starts that service (localhost
 # ports 11332-11334), unused by the tests; in a root with no init system
 # running (scripts/fresh-root.sh's chroot, a container) invoke-rc.d does not
-# start it and the install still succeeds. The unit tests (not the server)
-# need googletest and RapidCheck.
+# start it and the install still succeeds. test_milter.py's own filter
+# (tests/milter_peer.py) runs on pymilter (python3-milter, over sendmail's
+# libmilter). The unit tests (not the server) need googletest and RapidCheck.
 test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   python3-aiosmtpd python3-dnslib python3-spf python3-yaml
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
   isync offlineimap3 imapfilter
-  python3-dkim python3-nacl opendkim opendkim-tools rspamd)
+  python3-dkim python3-nacl opendkim opendkim-tools rspamd
+  python3-milter)
 # The bench's mail authentication cell runs Postfix with OpenDKIM (from the
 # test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.
 # Its IMAP cells compare with a private Dovecot imapd (never the system's

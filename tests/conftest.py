@@ -711,8 +711,10 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         for srv in list(_LIVE):
-            rep.sections.append(
-                (f"tern server log (tail) {srv.log_path}", srv.log_tail()))
+            # Other programs a test runs (a mail filter) may be listed too,
+            # under a label of their own.
+            label = getattr(srv, "log_label", "tern server log")
+            rep.sections.append((f"{label} (tail) {srv.log_path}", srv.log_tail()))
 
 
 def check_trace(d, sender, rcpt, helo="client.test", ip="127.0.0.1",
