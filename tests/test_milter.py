@@ -527,6 +527,31 @@ def test_quarantine_holds_the_message_until_released(pair):
     assert held() == []
 
 
+def junk_files(srv, address, marker):
+    junk = srv.maildir(address) / ".Junk"
+    return [p for sub in ("new", "cur") if (junk / sub).is_dir()
+            for p in (junk / sub).iterdir() if marker.encode() in p.read_bytes()]
+
+
+def test_spam_verdict_of_a_filter_files_into_junk(pair):
+    """A spam verdict field the filter writes (rspamd's X-Spam: Yes,
+    SpamAssassin's X-Spam-Flag: YES) sends the message to Junk; the same
+    field in the message as it arrived does not."""
+    srv = pair
+    for field in ("X-Spam Yes", "X-Spam-Flag YES"):
+        marker = unique("junk")
+        queued_id(send(srv, message_with(marker, [f"addheader {field}"])))
+        deadline = time.monotonic() + 10
+        while not junk_files(srv, "u@example.test", marker):
+            assert time.monotonic() < deadline, f"{field}: not in Junk"
+            time.sleep(0.05)
+        assert not srv.messages("u@example.test", marker), "also in INBOX"
+    marker = unique("forged")
+    queued_id(send(srv, message_with(marker, extra=["X-Spam: yes", "X-Spam-Flag: YES"])))
+    srv.wait_message("u@example.test", marker)
+    assert not junk_files(srv, "u@example.test", marker)
+
+
 # ---------------------------------------------------------------- modifications
 
 def test_header_modifications(pair):
