@@ -28,6 +28,7 @@
 #include "cli/arc_commands.h"
 #include "cli/check_message.h"
 #include "cli/check_spf.h"
+#include "cli/setup_commands.h"
 #include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
 #include "cli/sendmail.h"
@@ -721,7 +722,7 @@ int Main(int argc, char** argv) {
   }
 
   // `tern check ...`: mail authentication from the shell, one file each.
-  CLI::App* check = app.add_subcommand("check", "check mail authentication");
+  CLI::App* check = app.add_subcommand("check", "check mail authentication and DNS records");
   check->require_subcommand(1);
   RegisterCheckSpf(check, [&options] { return LoadConfig(options); }, &action);
   RegisterCheckMessage(check, [&options] { return LoadConfig(options); }, &action);
@@ -729,6 +730,8 @@ int Main(int argc, char** argv) {
                        &action);
   RegisterArcCommands(app, *check, [&] { return LoadConfig(options); },
                       &action);
+  RegisterSetupCommands(app, *check, [&] { return LoadConfig(options); },
+                        [&] { return options.config_path; }, &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",

@@ -28,6 +28,21 @@ TEST(RdataTest, Mx) {
   EXPECT_EQ(mx->exchange, "mx1.remote.test");
 }
 
+TEST(RdataTest, Srv) {
+  std::string rdata = std::string("\x00\x01\x00\x02\x01\xd1", 6) + Wire({"MX", "Example", "org"});
+  auto srv = ParseSrv(rdata);
+  ASSERT_TRUE(srv);
+  EXPECT_EQ(srv->priority, 1);
+  EXPECT_EQ(srv->weight, 2);
+  EXPECT_EQ(srv->port, 465);
+  EXPECT_EQ(srv->target, "mx.example.org");
+  // RFC 6186 4: target "." says the service is not offered.
+  auto none = ParseSrv(std::string("\0\0\0\0\0\0\0", 7));
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->target, "");
+  EXPECT_FALSE(ParseSrv(std::string("\0\0\0\0\0\0", 6)));
+}
+
 TEST(RdataTest, NullMx) {
   auto mx = ParseMx(std::string("\x00\x00\x00", 3));
   ASSERT_TRUE(mx);

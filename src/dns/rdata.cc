@@ -45,6 +45,22 @@ std::optional<MxRecord> ParseMx(std::string_view rdata) {
   return mx;
 }
 
+std::optional<SrvRecord> ParseSrv(std::string_view rdata) {
+  if (rdata.size() < 7) return std::nullopt;
+  auto u16 = [&](size_t at) {
+    return static_cast<uint16_t>((static_cast<unsigned char>(rdata[at]) << 8) |
+                                 static_cast<unsigned char>(rdata[at + 1]));
+  };
+  SrvRecord srv;
+  srv.priority = u16(0);
+  srv.weight = u16(2);
+  srv.port = u16(4);
+  auto name = NameFromWire(rdata.substr(6));
+  if (!name) return std::nullopt;
+  srv.target = std::move(*name);
+  return srv;
+}
+
 std::optional<std::string> ParseAddress(RrType type, std::string_view rdata) {
   char text[INET6_ADDRSTRLEN];
   if (type == RrType::kA && rdata.size() == 4) {

@@ -18,6 +18,8 @@ std::optional<std::string> NameFromWire(std::string_view data);
 
 // RFC 1035 3.3.9 MX RDATA: preference, exchange.
 std::optional<MxRecord> ParseMx(std::string_view rdata);
+// RFC 2782: priority, weight, port (16 bits each), then the target name.
+std::optional<SrvRecord> ParseSrv(std::string_view rdata);
 
 // RFC 1035 3.4.1 (A) and RFC 3596 2.2 (AAAA) RDATA to a textual address.
 std::optional<std::string> ParseAddress(RrType type, std::string_view rdata);

@@ -20,6 +20,7 @@ enum class RrType : uint16_t {
   kMx = 15,
   kTxt = 16,
   kAaaa = 28,
+  kSrv = 33,  // RFC 2782 (RFC 6186 mail client service records)
 };
 
 // RFC 4035 4.3: kept with every answer so that DANE (RFC 7672) can later
@@ -39,6 +40,13 @@ struct MxRecord {
   std::string exchange;
 };
 
+struct SrvRecord {
+  uint16_t priority = 0;
+  uint16_t weight = 0;
+  uint16_t port = 0;
+  std::string target;  // lower case, no trailing dot; empty for "."
+};
+
 struct Answer {
   Status status = Status::kTempFail;
   Security security = Security::kInsecure;
@@ -50,6 +58,7 @@ struct Answer {
   // 7208 3.3, RFC 6376 3.6.2.2 read a record that way).
   std::vector<std::string> txt;
   std::vector<std::string> names;      // for kPtr: lower case, no dot
+  std::vector<SrvRecord> srv;          // for kSrv
   std::string error;                   // for kTempFail, human readable
 };
 

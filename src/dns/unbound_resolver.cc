@@ -78,6 +78,8 @@ Answer ToAnswer(RrType type, int err, ub_result* raw) {
       } else {
         spdlog::warn("dns: malformed TXT record for {} ignored", result->qname);
       }
+    } else if (type == RrType::kSrv) {
+      if (auto srv = ParseSrv(rdata)) a.srv.push_back(std::move(*srv));
     } else if (type == RrType::kPtr) {
       if (auto name = NameFromWire(rdata)) a.names.push_back(std::move(*name));
     } else if (auto addr = ParseAddress(type, rdata)) {
