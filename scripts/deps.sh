@@ -23,9 +23,11 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # running (scripts/fresh-root.sh's chroot, a container) invoke-rc.d does not
 # start it and the install still succeeds. test_milter.py's own filter
 # (tests/milter_peer.py) runs on pymilter (python3-milter, over sendmail's
-# libmilter). The unit tests (not the server) need googletest and RapidCheck.
+# libmilter). test_setup.py parses the zone text `tern setup` prints with
+# dnspython (python3-dnspython), as a DNS tool reading it would. The unit
+# tests (not the server) need googletest and RapidCheck.
 test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
-  python3-aiosmtpd python3-dnslib python3-spf python3-yaml
+  python3-aiosmtpd python3-dnslib python3-dnspython python3-spf python3-yaml
   swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libio-socket-inet6-perl
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
   isync offlineimap3 imapfilter
