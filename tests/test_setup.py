@@ -250,6 +250,18 @@ def test_setup_leaves_a_multiline_domains_array_alone(tmp_path):
     assert records(parse_zone(p.stdout))[(DOMAIN, "MX")] == [f"10 {HOST}."]
 
 
+def test_setup_adds_to_a_domains_line_with_a_comment(tmp_path):
+    import tomllib
+    srv = make_config(tmp_path / "srv")
+    text = srv.config_path.read_text().replace(
+        'domains = ["example.test"]', 'domains = ["example.test"]  # [more] later')
+    srv.config_path.write_text(text)
+    srv.cli("setup", DOMAIN, "--no-keys", *ARGS)
+    # What a TOML reader (and Tern) sees, not what the line looks like.
+    assert tomllib.loads(srv.config_path.read_text())["domains"] == \
+        ["example.test", DOMAIN], domains_line(srv)
+
+
 # ---------------------------------------------------------- bad input
 
 BAD_DOMAINS = ["not a domain", 'x"]', "nodots", "-"]
