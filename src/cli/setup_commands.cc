@@ -85,7 +85,8 @@ std::vector<SetupRecord> SetupRecords(const SetupInput& in) {
     out.push_back({in.host, is4 ? "A" : "AAAA", ip, true,
                    in.host == d || in.host.ends_with("." + d)
                        ? "The mail host's address"
-                       : "The mail host's address (in the zone of " + in.host + ")"});
+                       : "The mail host's address: publish it in the zone of " + in.host +
+                             " (tern check dns checks it)"});
   }
   if (!v4) {
     out.push_back({in.host, "A", "IPV4-ADDRESS", false,
@@ -150,7 +151,10 @@ std::string ZoneText(const std::vector<SetupRecord>& records, const SetupInput& 
       }
       value = quoted;
     }
-    z << (r.publish ? "" : "; ") << Dot(r.name) << " " << kTtl << " IN " << r.type << " "
+    // A record of another zone (the host's address when the host is
+    // named in another domain) is shown, not meant for this zone file.
+    bool here = r.name == in.domain || r.name.ends_with("." + in.domain);
+    z << (r.publish && here ? "" : "; ") << Dot(r.name) << " " << kTtl << " IN " << r.type << " "
       << value << "\n";
   }
   return z.str();
@@ -168,8 +172,25 @@ Result<std::string> AddDomainToConfigText(const std::string& text, const std::st
     if (!done && !in_table && t.starts_with("domains") &&
         t.substr(7).find_first_not_of(" \t") != std::string_view::npos &&
         t.substr(t.find_first_not_of(" \t", 7)).starts_with("=")) {
-      size_t open = line.find('['), close = line.rfind(']');
-      if (open == std::string::npos || close == std::string::npos || close < open) {
+      // The array's own closing bracket: the first ']' outside a quoted
+      // string (a comment after it may hold brackets of its own).
+      size_t open = line.find('['), close = std::string::npos;
+      char quote = 0;
+      for (size_t i = open == std::string::npos ? line.size() : open + 1; i < line.size(); ++i) {
+        char c = line[i];
+        if (quote != 0) {
+          if (c == '\\' && quote == '"') ++i;
+          else if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '#') {
+          break;
+        } else if (c == ']') {
+          close = i;
+          break;
+        }
+      }
+      if (open == std::string::npos || close == std::string::npos) {
         return Err("the domains array spans several lines: add \"" + domain + "\" to it by hand");
       }
       std::string items = line.substr(open + 1, close - open - 1);
@@ -222,6 +243,18 @@ Result<SetupInput> Gather(const config::Config& cfg, const SetupArgs& a, bool ma
     in.ips.push_back(ip);
   }
   in.report_address = a.report.empty() ? "postmaster@" + in.domain : a.report;
+  {
+    // It goes into mailto: URIs of TXT records: a plain local@domain.
+    const std::string& r = in.report_address;
+    size_t at = r.rfind('@');
+    bool ok = at != std::string::npos && at > 0 && IsHostName(r.substr(at + 1)) &&
+              r.size() <= 254;
+    for (size_t i = 0; ok && i < at; ++i) {
+      unsigned char c = static_cast<unsigned char>(r[i]);
+      ok = c > 32 && c < 127 && std::string_view("\"\\;,!<>()[]:@ ").find(r[i]) == std::string_view::npos;
+    }
+    if (!ok) return Err("\"" + r + "\" is not a plain mail address for --report-to");
+  }
   for (const config::Listener& l : cfg.listeners) {
     if (l.service != "smtp") in.services.emplace_back(l.service, l.port);
   }
@@ -259,6 +292,8 @@ int RunSetup(const SetupArgs& a, const std::function<Result<config::Config>()>& 
              const std::string& config_path) {
   auto cfg = load_config();
   if (!cfg) return Fail(cfg.error().message);
+  // Everything is checked before the configuration is touched.
+  if (auto checked = Gather(*cfg, a, false); !checked) return Fail(checked.error().message);
   std::string domain = ToLower(a.domain);
   if (!domain.empty() && domain.back() == '.') domain.pop_back();
   if (std::find(cfg->domains.begin(), cfg->domains.end(), domain) == cfg->domains.end()) {
@@ -370,16 +405,18 @@ Verdict Judge(const SetupRecord& want, const dns::Answer& a) {
       if (kind == "v=spf1") {
         // Any SPF record that lets the MX hosts send.
         std::string s = " " + ToLower(t) + " ";
-        matched = s.find(" mx ") != std::string::npos || s.find(" +mx ") != std::string::npos ||
-                  s.find(" mx:") != std::string::npos;
+        matched = matched || s.find(" mx ") != std::string::npos ||
+                  s.find(" +mx ") != std::string::npos || s.find(" mx:") != std::string::npos;
       } else if (kind == "v=DMARC1" || kind == "v=TLSRPTv1") {
         matched = true;  // present; its policy is the owner's choice
       } else {
-        matched = Squeeze(t) == Squeeze(want.value);
+        matched = matched || Squeeze(t) == Squeeze(want.value);
       }
     }
     v.ok = matched && same_kind == 1;
-    if (matched && same_kind > 1) seen.push_back("(more than one: receivers ignore them all)");
+    if (same_kind > 1 && kind != "v=DKIM1") {
+      seen.push_back("(more than one: receivers ignore them all)");
+    }
   }
   for (const std::string& s : seen) v.found += (v.found.empty() ? "" : ", ") + s;
   if (v.found.empty()) v.found = "none";
@@ -418,6 +455,12 @@ int RunCheckDns(const SetupArgs& args, const std::function<Result<config::Config
     } else {
       std::cout << "\n         want: " << r.value << "\n         have: " << v.found << "\n";
     }
+  }
+  bool none_answered = std::all_of(answers.begin(), answers.end(), [](const auto& kv) {
+    return kv.second.status == dns::Status::kTempFail;
+  });
+  if (none_answered) {
+    std::cout << "No DNS answer at all: is [dns] upstream reachable from here?\n";
   }
   std::cout << (bad == 0 ? "All " + std::to_string(records.size()) + " records are in place.\n"
                          : std::to_string(bad) + " of " + std::to_string(records.size()) +
