@@ -5,7 +5,6 @@
 #include <asio.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "dns/unbound_resolver.h"
 #include "mailauth/dkim_crypto.h"
 #include "mailauth/dkim_keys.h"
+#include "mailauth/dmarc.h"
 
 namespace tern::cli {
 namespace {
@@ -45,21 +45,10 @@ constexpr SrvService kSrv[] = {
     {"pop3s", "_pop3s._tcp", 0},             {"pop3", "_pop3._tcp", 10},
 };
 
-// Letters, digits and hyphens in dot-separated labels of 1 to 63 octets.
+// A host or mail domain name: DNS labels of letters, digits and hyphens
+// (no '_', which only service and key names use).
 bool IsHostName(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  size_t label = 0;
-  for (char c : name) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') {
-      if (++label > 63) return false;
-    } else {
-      return false;
-    }
-  }
-  return label > 0;
+  return mailauth::IsDnsDomainName(name) && name.find('_') == std::string_view::npos;
 }
 
 std::string PolicyId(int64_t now) {
