@@ -188,6 +188,37 @@ def auth_summary(path, names):
     return {"checked": n, "with_ar": headers, "all_pass": passed, "failed_example": example}
 
 
+def header_values(path, name):
+    """The values of header `name` (unfolded) in a delivered message."""
+    import re
+    with open(path, "rb") as f:
+        head = f.read(65536).replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    text = re.sub(rb"\n[ \t]+", b" ", head).decode("latin-1")
+    want = name.lower()
+    return [v.strip() for n, _, v in (line.partition(":") for line in text.split("\n"))
+            if n.strip().lower() == want]
+
+
+def header_summary(path, names, name):
+    """Counts over the messages `names` of Maildir `path`: how many carry
+    header `name`; the first value seen, and the first message without it."""
+    n = found = 0
+    example = missing = None
+    for m in sorted(names):
+        try:
+            vals = header_values(os.path.join(path, m), name)
+        except FileNotFoundError:
+            continue
+        n += 1
+        if vals:
+            found += 1
+            if example is None:
+                example = vals[0][:200]
+        elif missing is None:
+            missing = m
+    return {"checked": n, "with_header": found, "example": example, "missing_example": missing}
+
+
 def maildir_move(path, dest):
     """Moves delivered messages out of the way (into dest, same file
     system). Unlike deleting, this frees no inodes: on ext4 without a

@@ -6,6 +6,9 @@ With --message-file it sends that file (smtp-source -F) instead of a
 generated message; --auth-check then requires every delivered message to
 carry Authentication-Results with spf, dkim and dmarc all "pass", and
 --dns records how many questions the cell's DNS server was asked.
+--header NAME requires every delivered message to carry that header (the
+milter cell: rspamd's X-Spamd-Result), and --helper-cpu measures a
+helper's CPU (rspamd) beside the server's, recorded on its own.
 Exit status: 0 when the run was clean, 1 when smtp-source failed or a
 message was lost or duplicated."""
 
@@ -17,7 +20,8 @@ import subprocess
 import sys
 import time
 
-from benchlib import (append_jsonl, auth_summary, cpu_by_name, cpu_seconds, log, maildir_clear,
+from benchlib import (append_jsonl, auth_summary, cpu_by_name, cpu_seconds, header_summary, log,
+                      maildir_clear,
                       maildir_count, maildir_move, maildir_names, read_jsonl)
 
 # First guess at msgs/s when nothing has been measured yet for a server.
@@ -91,6 +95,10 @@ def main():
                     help="send this message (smtp-source -F, LF line ends) instead of -l SIZE")
     ap.add_argument("--auth-check", action="store_true",
                     help="every delivered message must show spf, dkim and dmarc pass")
+    ap.add_argument("--header", default="",
+                    help="every delivered message must carry this header")
+    ap.add_argument("--helper-cpu", default="",
+                    help="benchlib.cpu_seconds spec of a helper (rspamd), recorded on its own")
     ap.add_argument("--dns", default="", help="ADDRESS:PORT of dnsserver.py: count its queries")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--delivery-timeout", type=float, default=180.0)
@@ -114,10 +122,12 @@ def main():
            "mode": args.mode, "count": count, "round": args.round, "ok": False,
            "error": "", "cmd": " ".join(cmd)}
     base = maildir_count(args.maildir) if args.maildir else 0
-    before = maildir_names(args.maildir) if args.maildir and args.auth_check else set()
+    before = (maildir_names(args.maildir) if args.maildir and (args.auth_check or args.header)
+              else set())
     dns0 = dns_queries(args.dns)
     by_name0 = cpu_by_name(args.cpu)
     cpu0 = cpu_seconds(args.cpu)
+    helper0 = cpu_seconds(args.helper_cpu) if args.helper_cpu else None
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     log(f"{args.server}: {args.size} B x {count} msgs, {args.sessions} sessions, "
         f"{args.mode} connection (round {args.round})")
@@ -172,6 +182,14 @@ def main():
     if cpu0 is not None and cpu1 is not None:
         rec["cpu_s"] = round(cpu1 - cpu0, 3)
         rec["cpu_per_1k"] = round((cpu1 - cpu0) / count * 1000, 4)
+    if helper0 is not None:
+        try:
+            helper1 = cpu_seconds(args.helper_cpu)
+            rec["helper_cpu_s"] = round(helper1 - helper0, 3)
+            rec["helper_cpu_per_1k"] = round((helper1 - helper0) / count * 1000, 4)
+        except (OSError, RuntimeError) as e:
+            if not rec["error"]:
+                rec["error"] = f"helper CPU not readable (process gone?): {e}"
     by_name1 = cpu_by_name(args.cpu)
     if by_name1:
         # Per process name, ms per message (live processes only).
@@ -192,6 +210,16 @@ def main():
             rec["error"] = (f"{a['all_pass']} of {a['checked']} delivered messages show "
                             f"spf, dkim and dmarc pass ({a['with_ar']} have "
                             f"Authentication-Results; e.g. {a['failed_example']})")
+    if args.header and args.maildir:
+        # A milter cell where the milter did not see the mail is an error.
+        h = header_summary(args.maildir, maildir_names(args.maildir) - before, args.header)
+        rec["header"] = args.header
+        rec["header_checked"] = h["checked"]
+        rec["header_found"] = h["with_header"]
+        rec["header_example"] = h["example"]
+        if not rec["error"] and (h["checked"] == 0 or h["with_header"] != h["checked"]):
+            rec["error"] = (f"{h['with_header']} of {h['checked']} delivered messages carry "
+                            f"{args.header} (e.g. not {h['missing_example']})")
     rec["ok"] = not rec["error"]
     if args.maildir and args.archive:
         # Keep the Maildir small for the next run; delete only when the
@@ -208,6 +236,10 @@ def main():
         extra = ""
         if "auth_pass" in rec:
             extra += f", {rec['auth_pass']}/{rec['auth_checked']} show spf+dkim+dmarc pass"
+        if "header_found" in rec:
+            extra += f", {rec['header_found']}/{rec['header_checked']} carry {args.header}"
+        if "helper_cpu_per_1k" in rec:
+            extra += f", helper CPU {rec['helper_cpu_per_1k']:.3f} s/1k msgs"
         if "dns_per_msg" in rec:
             extra += f", {rec['dns_per_msg']} DNS queries/msg"
         log(f"{args.server}: {rec['rate']:.0f} msgs/s ({wall:.2f} s){cpu_txt}{extra}")

@@ -16,8 +16,11 @@ from benchlib import read_jsonl
 
 NAMES = {"tern": "Tern", "postfix": "Postfix", "sink": "smtp-sink",
          "tern-nocheck": "Tern, no checks", "tern-auth": "Tern, SPF+DKIM+DMARC",
-         "postfix-auth": "Postfix + OpenDKIM, OpenDMARC, policyd-spf"}
+         "postfix-auth": "Postfix + OpenDKIM, OpenDMARC, policyd-spf",
+         "tern-nomilter": "Tern, no milter", "tern-milter": "Tern + rspamd",
+         "postfix-nomilter": "Postfix, no milter", "postfix-milter": "Postfix + rspamd"}
 MA_SERVERS = ("tern-nocheck", "tern-auth", "postfix-auth")
+MI_SERVERS = ("tern-nomilter", "tern-milter", "postfix-nomilter", "postfix-milter")
 SERVERS = ("tern", "postfix", "sink")
 
 
@@ -180,6 +183,159 @@ def aggregate_mailauth(runs):
     return cells
 
 
+def aggregate_milter(runs):
+    cells = aggregate(runs)
+    # rspamd's CPU (medians) and the messages checked for its header (sums).
+    for key, c in cells.items():
+        ok = [r for r in runs if r.get("round", 0) >= 1 and r.get("ok") and
+              (r["server"], r["size"], r["sessions"], r["mode"]) == key]
+        h = [r["helper_cpu_per_1k"] for r in ok if r.get("helper_cpu_per_1k") is not None]
+        c["helper_cpu_per_1k"] = statistics.median(h) if h else None
+        c["header_checked"] = sum(r.get("header_checked", 0) for r in ok)
+        c["header_found"] = sum(r.get("header_found", 0) for r in ok)
+        c["messages"] = sum(r.get("count", 0) for r in ok)
+        c["delivered"] = sum(r.get("delivered", 0) for r in ok)
+    return cells
+
+
+def milter_rows(cells):
+    """One row per (sessions, mode) of the milter cell. CPU in ms per
+    message (s per 1,000 messages); rspamd's measured during each server's
+    runs."""
+    def diff(a, b):
+        return a - b if a is not None and b is not None else None
+
+    def add(a, b):
+        return a + b if a is not None and b is not None else None
+
+    rows = []
+    for sessions, mode in sorted({(k[2], k[3]) for k in cells}, key=lambda t: (t[1] != "new", t[0])):
+        get = lambda s: cells.get((s, 1024, sessions, mode), {})
+        c = {s: get(s) for s in MI_SERVERS}
+        row = {"sessions": sessions, "mode": mode}
+        for s in MI_SERVERS:
+            k = s.replace("-", "_")
+            row[k] = c[s].get("rate")
+            row[k + "_cpu_ms"] = c[s].get("cpu_per_1k")
+            row[k + "_rspamd_cpu_ms"] = c[s].get("helper_cpu_per_1k")
+            row[k + "_total_cpu_ms"] = add(c[s].get("cpu_per_1k"), c[s].get("helper_cpu_per_1k"))
+        row["tern_vs_postfix"] = ratio(row["tern_milter"], row["postfix_milter"])
+        row["tern_vs_postfix_nomilter"] = ratio(row["tern_nomilter"], row["postfix_nomilter"])
+        row["tern_milter_vs_nomilter"] = ratio(row["tern_milter"], row["tern_nomilter"])
+        row["postfix_milter_vs_nomilter"] = ratio(row["postfix_milter"], row["postfix_nomilter"])
+        # The milter's CPU cost to each MTA itself (rspamd's own not included).
+        row["tern_milter_cost_cpu_ms"] = diff(row["tern_milter_cpu_ms"], row["tern_nomilter_cpu_ms"])
+        row["postfix_milter_cost_cpu_ms"] = diff(row["postfix_milter_cpu_ms"],
+                                                 row["postfix_nomilter_cpu_ms"])
+        row["rates"] = {s: c[s].get("rates", []) for s in MI_SERVERS}
+        row["header"] = {s: [c[s].get("header_found"), c[s].get("header_checked")]
+                         for s in ("tern-milter", "postfix-milter")}
+        row["messages"] = {s: [c[s].get("delivered"), c[s].get("messages")] for s in MI_SERVERS}
+        row["rounds"] = max((x.get("ok_rounds", 0) for x in c.values()), default=0)
+        row["errors"] = sum(len(x.get("errors", [])) for x in c.values())
+        rows.append(row)
+    return rows
+
+
+def milter_targets(rows, runs):
+    out = []
+
+    def add(name, value, goal, passed):
+        out.append({"target": name, "measured": value, "goal": goal,
+                    "result": "n/a" if passed is None else ("PASS" if passed else "FAIL")})
+
+    for r in rows:
+        if r["mode"] != "new" and any(x["mode"] == "new" for x in rows):
+            continue
+        v = r["tern_vs_postfix"]
+        add(f"milter (rspamd), 1 KiB, {r['sessions']} sessions, {r['mode']} conn: "
+            f"Tern/Postfix throughput, both with rspamd", fmt(v, 2, "x"), ">= 1.5x",
+            None if v is None else v >= 1.5)
+    counted = [r for r in runs if r.get("round", 0) >= 1]
+    bad = [r for r in counted if not r.get("ok")]
+    add("milter (rspamd): runs with every message delivered (and rspamd's header on each)",
+        f"{len(counted) - len(bad)} of {len(counted)}", "all",
+        None if not counted else not bad)
+    return out
+
+
+def milter_md(rows, lat, env, runs):
+    md = ["## Milter (rspamd)", ""]
+    pin = env.get("rspamd_pin", "server")
+    md.append(f"One private rspamd {env.get('rspamd_version', '?')} (the distribution's defaults; "
+              f"one proxy worker in milter mode with self_scan, no redis, DNS to a closed port, "
+              f"rbl/asn/fuzzy/update off; milter_headers adds X-Spamd-Result, X-Rspamd-Server, "
+              f"X-Spam-Status) on the {'servers’' if pin == 'server' else 'load generator’s'} "
+              f"core, milter for both Tern (`[[milter]]`, on_error tempfail) and a second "
+              f"Postfix (`smtpd_milters`, protocol 6, default action tempfail). The same "
+              f"smtp-source 1 KiB messages to each server in turn, with the plain Tern (and "
+              f"the plain Postfix, when it runs) at the same cells. A run counts only if every "
+              f"message reached the Maildir and, with the milter, carries X-Spamd-Result. "
+              f"Server CPU excludes rspamd; rspamd's CPU (its process tree or cgroup) is "
+              f"measured over each server's runs. Medians of {env.get('milter_rounds', '?')} "
+              f"round(s).")
+    md.append("")
+    md.append("| sessions | connection | Tern msgs/s | Tern + rspamd msgs/s | Postfix msgs/s "
+              "| Postfix + rspamd msgs/s | Tern/Postfix, both with rspamd | Tern with/without "
+              "milter | Postfix with/without | CPU ms/msg Tern: alone / with milter / + rspamd "
+              "| CPU ms/msg Postfix: alone / with milter / + rspamd | rspamd CPU ms/msg "
+              "(Tern's / Postfix's runs) | rounds |")
+    md.append("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        md.append(f"| {r['sessions']} | {'new per message' if r['mode'] == 'new' else 'reused'} "
+                  f"| {fmt(r['tern_nomilter'])} | {fmt(r['tern_milter'])} | {fmt(r['postfix_nomilter'])} "
+                  f"| {fmt(r['postfix_milter'])} | **{fmt(r['tern_vs_postfix'], 2, 'x')}** "
+                  f"| {fmt(r['tern_milter_vs_nomilter'], 2, 'x')} | {fmt(r['postfix_milter_vs_nomilter'], 2, 'x')} "
+                  f"| {fmt(r['tern_nomilter_cpu_ms'], 3)} / {fmt(r['tern_milter_cpu_ms'], 3)} / "
+                  f"{fmt(r['tern_milter_total_cpu_ms'], 3)} "
+                  f"| {fmt(r['postfix_nomilter_cpu_ms'], 3)} / {fmt(r['postfix_milter_cpu_ms'], 3)} / "
+                  f"{fmt(r['postfix_milter_total_cpu_ms'], 3)} "
+                  f"| {fmt(r['tern_milter_rspamd_cpu_ms'], 3)} / {fmt(r['postfix_milter_rspamd_cpu_ms'], 3)} "
+                  f"| {r['rounds']} |")
+    md.append("")
+    for r in rows:
+        md.append(f"- {r['sessions']} sessions, {r['mode']}: the milter costs Tern "
+                  f"{fmt(r['tern_milter_cost_cpu_ms'], 3)} ms of its own CPU per message and "
+                  f"Postfix {fmt(r['postfix_milter_cost_cpu_ms'], 3)} ms (with minus without), "
+                  f"rspamd's scan {fmt(r['tern_milter_rspamd_cpu_ms'], 3)} / "
+                  f"{fmt(r['postfix_milter_rspamd_cpu_ms'], 3)} ms more. Rates of the rounds: " +
+                  "; ".join(f"{NAMES[s]} {', '.join(fmt(v) for v in r['rates'][s]) or '-'}"
+                            for s in MI_SERVERS) +
+                  ". With rspamd's header: " + ", ".join(
+                      f"{NAMES[s]} {h[0] if h[0] is not None else '-'} of {h[1] if h[1] is not None else '-'}"
+                      for s, h in r["header"].items()) + ".")
+    md.append("")
+    ex = next((r.get("header_example") for r in runs if r.get("header_example")), None)
+    if ex:
+        md.append(f"rspamd's verdict on a delivered message (X-Spamd-Result, first 200 "
+                  f"characters): `{ex}`.")
+        md.append("")
+    if lat:
+        md.append("The milter round-trip in the final-dot latency: Tern with rspamd and the plain "
+                  "Tern at the same offered load (half of Tern with rspamd's median peak), 1 KiB "
+                  "over 32 persistent connections (bench/latency.py):")
+        md.append("")
+        md.append("| server | offered msgs/s | achieved msgs/s | samples | p50 ms | p90 ms | p99 ms "
+                  "| max ms | late starts | errors |")
+        md.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for s, d in lat.items():
+            md.append(f"| {NAMES.get(s, s)} | {d['offered_rate']} | {d['achieved_rate']} "
+                      f"| {d['samples']} | {fmt(d['p50_ms'], 2)} | {fmt(d['p90_ms'], 2)} "
+                      f"| {fmt(d['p99_ms'], 2)} | {fmt(d['max_ms'], 2)} | {d['late_starts']} "
+                      f"| {d['errors']} |")
+        md.append("")
+        a, b = lat.get("tern-milter"), lat.get("tern-nomilter")
+        if a and b and a.get("p50_ms") is not None and b.get("p50_ms") is not None:
+            md.append(f"The milter adds {a['p50_ms'] - b['p50_ms']:.2f} ms at p50 and "
+                      f"{fmt(diff_or_none(a.get('p90_ms'), b.get('p90_ms')), 2)} ms at p90.")
+            md.append("")
+    return md
+
+
+def diff_or_none(a, b):
+    return a - b if a is not None and b is not None else None
+
+
 def plot(outdir, cells):
     """throughput.png: msgs/s against sessions, new-connection mode."""
     gnuplot = shutil.which("gnuplot")
@@ -243,6 +399,8 @@ def main():
     ap.add_argument("--mailauth-latency", nargs="*", default=[])
     ap.add_argument("--mailauth-info", help="prep.json of mailauth_prep.py")
     ap.add_argument("--mailauth-dns", help="dnsserver.py counters at the end")
+    ap.add_argument("--milter", help="runs of the milter cell (JSON lines)")
+    ap.add_argument("--milter-latency", nargs="*", default=[])
     ap.add_argument("--imap", help="IMAP cell runs (imap_bench.py cell, JSON lines)")
     ap.add_argument("--imap-idle", help="imap_bench.py idle records")
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
@@ -279,6 +437,14 @@ def main():
     ma_dns = load_json(args.mailauth_dns)
     if args.mailauth:
         tg += mailauth_targets(ma_rows, ma_lat)
+    mi_runs = read_jsonl(args.milter) if args.milter else []
+    mi_rows = milter_rows(aggregate_milter(mi_runs)) if args.milter else []
+    mi_lat = {}
+    for p in args.milter_latency:
+        d = json.load(open(p))
+        mi_lat[d["server"]] = d
+    if args.milter:
+        tg += milter_targets(mi_rows, mi_runs)
     imap = None
     if args.imap:
         imap = imap_summary(read_jsonl_opt(args.imap), read_jsonl_opt(args.imap_idle),
@@ -288,7 +454,7 @@ def main():
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
-    failed_runs = [r for r in runs + ma_runs if not r.get("ok")]
+    failed_runs = [r for r in runs + ma_runs + mi_runs if not r.get("ok")]
     imap_failed = [r for r in (imap["runs"] if imap else []) if not r.get("ok")]
     # --- text ---------------------------------------------------------------
     hdr = ("size", "conn", "sess", "Tern/s", "Postfix/s", "sink/s", "T/P", "T/sink",
@@ -331,6 +497,20 @@ def main():
                         f"{fmt(r['postfix_auth'])}; Tern/Postfix {fmt(r['tern_auth_vs_postfix_auth'], 2, 'x')}, "
                         f"checks keep {fmt(r['tern_auth_vs_nocheck'], 2, 'x')} of Tern's rate")
         for s, d in ma_lat.items():
+            text.append(f"  latency {NAMES.get(s, s)}: offered {d['offered_rate']} msgs/s: p50 "
+                        f"{fmt(d['p50_ms'], 2)} ms, p99 {fmt(d['p99_ms'], 2)} ms, errors {d['errors']}")
+    if args.milter:
+        text.append("")
+        text.append("Milter (rspamd; 1 KiB; msgs/s, median of rounds; CPU ms per message):")
+        for r in mi_rows:
+            text.append(f"  {r['sessions']} sessions, {r['mode']} conn: Tern {fmt(r['tern_nomilter'])}, "
+                        f"Tern+rspamd {fmt(r['tern_milter'])}, Postfix {fmt(r['postfix_nomilter'])}, "
+                        f"Postfix+rspamd {fmt(r['postfix_milter'])}; Tern/Postfix with rspamd "
+                        f"{fmt(r['tern_vs_postfix'], 2, 'x')}; CPU Tern {fmt(r['tern_milter_cpu_ms'], 3)} "
+                        f"+ rspamd {fmt(r['tern_milter_rspamd_cpu_ms'], 3)}, Postfix "
+                        f"{fmt(r['postfix_milter_cpu_ms'], 3)} + rspamd "
+                        f"{fmt(r['postfix_milter_rspamd_cpu_ms'], 3)}")
+        for s, d in mi_lat.items():
             text.append(f"  latency {NAMES.get(s, s)}: offered {d['offered_rate']} msgs/s: p50 "
                         f"{fmt(d['p50_ms'], 2)} ms, p99 {fmt(d['p99_ms'], 2)} ms, errors {d['errors']}")
     if imap:
@@ -431,6 +611,8 @@ def main():
         md.append("")
     if args.mailauth:
         md += mailauth_md(ma_rows, ma_lat, ma_info, ma_dns, env, ma_runs)
+    if args.milter:
+        md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
     md.append("## Targets")
@@ -458,6 +640,8 @@ def main():
                    "parser": parser, "runs": runs,
                    "mailauth": {"cells": ma_rows, "latency": ma_lat, "info": ma_info,
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
+                   "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
+                   if args.milter else None,
                    "imap": imap},
                   f, indent=1)
     return 0

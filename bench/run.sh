@@ -5,7 +5,8 @@
 #
 # Usage (as root, after `scripts/deps.sh bench` and a build):
 #   bench/run.sh              full run: 3 rounds of 16 cells, ~35-45 min
-#   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min (+1-2 min mail authentication)
+#   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min (+1-2 min mail authentication,
+#                             ~3 min milter with rspamd)
 # Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
 #   SERVERS="tern postfix sink", TARGET_SECS (length of one run),
 #   LAT_SECS, LAT_RATE (msgs/s; default half of Tern's peak), IDLE_CONNS,
@@ -18,6 +19,15 @@
 #   ("SESSIONS:new|reuse ..."; default "32:new"), TERN_AUTH_PORT (2729),
 #   POSTFIX_AUTH_PORT (2627), DNS_ADDR (127.0.53.1; its port 53 serves the
 #   zone), OPENDKIM_PORT/OPENDMARC_PORT (8891/8893, loopback).
+# Milter cell, Tern and Postfix with one private rspamd as their milter
+#   (MILTER=0 skips it, MILTER=only runs it alone): MI_ROUNDS, MI_CELLS
+#   ("SESSIONS:new|reuse ..."; default "8:new 32:new 32:reuse", QUICK
+#   "8:new 32:new"), TERN_MILTER_PORT (2733), POSTFIX_MILTER_PORT (2628),
+#   RSPAMD_PORT (11342, loopback), RSPAMD_PIN (server: rspamd shares the
+#   servers' core, as the mail authentication milters do; load: the other
+#   core), RSPAMD_HS_CACHE (compiled Hyperscan databases, kept between runs;
+#   default $BUILD/bench/rspamd-hs-cache). MILTER=only also runs the plain
+#   tern and postfix (SERVERS), which the cell compares with.
 # IMAP cells against a private Dovecot (IMAP=0 skips them, IMAP=only runs
 #   them alone): IMAP_ROUNDS, IMAP_MESSAGES (10000), IMAP_CELLS
 #   ("select fetch search append"), IMAP_APPEND_CLIENTS (8),
@@ -65,12 +75,15 @@ fi
 # MAILAUTH=only: the mail authentication cell alone (no plain cells,
 # latency, idle or parser runs; only the plain Tern among SERVERS).
 PLAIN=1
-if [ "${MAILAUTH:-}" = only ]; then PLAIN=; SERVERS=${SERVERS:-tern}; fi
+if [ "${MAILAUTH:-}" = only ]; then PLAIN=; SERVERS=${SERVERS:-tern}; MILTER=0; fi
+# MILTER=only: the milter cell alone (the plain Tern and Postfix, which
+# the cell compares with, among SERVERS; no mail authentication or IMAP cells).
+if [ "${MILTER:-}" = only ]; then PLAIN=; SERVERS=${SERVERS:-"tern postfix"}; MAILAUTH=0; IMAP=0; fi
 SERVERS=${SERVERS:-"tern postfix sink"}
 # IMAP=only: the IMAP cells alone (no SMTP servers, cells or tests).
 IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
-if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; fi
+if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
 [ "${MAILAUTH:-}" = only ] && IMAP=
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
@@ -111,6 +124,16 @@ POSTFIX_AUTH_PORT=${POSTFIX_AUTH_PORT:-2627}
 DNS_ADDR=${DNS_ADDR:-127.0.53.1}
 OPENDKIM_PORT=${OPENDKIM_PORT:-8891}
 OPENDMARC_PORT=${OPENDMARC_PORT:-8893}
+MILTER=${MILTER:-1}
+[ "$MILTER" = 0 ] && MILTER=
+MI_ROUNDS=${MI_ROUNDS:-$ROUNDS}
+if [ -n "$QUICK" ]; then MI_CELLS=${MI_CELLS:-"8:new 32:new"}
+else MI_CELLS=${MI_CELLS:-"8:new 32:new 32:reuse"}; fi
+TERN_MILTER_PORT=${TERN_MILTER_PORT:-2733}
+POSTFIX_MILTER_PORT=${POSTFIX_MILTER_PORT:-2628}
+RSPAMD_PORT=${RSPAMD_PORT:-11342}
+RSPAMD_PIN=${RSPAMD_PIN:-server}
+RSPAMD_HS_CACHE=${RSPAMD_HS_CACHE:-$OUT/rspamd-hs-cache}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }
@@ -121,6 +144,9 @@ WORK=
 SINK_PID=
 TERN_PID=
 TERN_AUTH_PID=
+TERN_MILTER_PID=
+RSPAMD_PID=
+RSPAMD_TREE=
 TERN_IMAP_PID=
 DOVECOT_PID=
 DOVECOT_TREE=
@@ -177,12 +203,13 @@ cleanup() {
   local j
   for j in $(jobs -p); do
     case " $j " in
-      " $SINK_PID "|" $TERN_PID "|" $TERN_AUTH_PID "|" $TERN_IMAP_PID "|" $DOVECOT_PID "|" $DNS_PID "|" $OPENDKIM_PID "|" $OPENDMARC_PID ") ;;
+      " $SINK_PID "|" $TERN_PID "|" $TERN_AUTH_PID "|" $TERN_MILTER_PID "|" $RSPAMD_PID "|" $TERN_IMAP_PID "|" $DOVECOT_PID "|" $DNS_PID "|" $OPENDKIM_PID "|" $OPENDMARC_PID ") ;;
       *) kill -TERM "$j" 2>/dev/null ;;
     esac
   done
   stop_pid "$TERN_PID" "Tern"
   stop_pid "$TERN_AUTH_PID" "Tern (mail authentication)"
+  stop_pid "$TERN_MILTER_PID" "Tern (milter)"
   stop_pid "$TERN_IMAP_PID" "Tern (IMAP)"
   if [ -n "$DOVECOT_PID" ]; then
     # The master ends its children; any left over (by pid, ours only) get KILL.
@@ -202,6 +229,18 @@ cleanup() {
   stop_pid "$OPENDKIM_PID" "OpenDKIM"
   stop_pid "$OPENDMARC_PID" "OpenDMARC"
   for j in "${!PF_CONF[@]}"; do stop_postfix "$j"; done
+  if [ -n "$RSPAMD_PID" ]; then
+    # The main process ends its workers; any left (in its cgroup, or of its
+    # process tree and still running rspamd: pids can be reused) get KILL.
+    RSPAMD_TREE=$("$PY" "$BENCH/benchlib.py" tree-pids "$RSPAMD_PID" 2>/dev/null || true)
+    stop_pid "$RSPAMD_PID" "rspamd"
+    [ -n "${PF_CG[rspamd]:-}" ] && RSPAMD_TREE+=" $(cat "${PF_CG[rspamd]}/cgroup.procs" 2>/dev/null)"
+    for j in $RSPAMD_TREE; do
+      case $(readlink "/proc/$j/exe" 2>/dev/null) in
+        */rspamd) kill -KILL "$j" 2>/dev/null ;;
+      esac
+    done
+  fi
   stop_pid "$DNS_PID" "DNS server"
   if [ -n "$CG_ROOT" ] && [ -d "$CG_ROOT" ]; then
     local d
@@ -267,6 +306,20 @@ if [ -n "$MAILAUTH" ]; then
     die "$DNS_ADDR port 53 is in use; set DNS_ADDR to another loopback address"
 fi
 
+if [ -n "$MILTER" ] && ! has_server tern; then
+  log "no tern in SERVERS: no milter cell"
+  MILTER=
+fi
+if [ -n "$MILTER" ]; then
+  command -v rspamd >/dev/null || die "missing rspamd: run scripts/deps.sh bench (or MILTER=0)"
+  [ -d /etc/rspamd ] || die "no /etc/rspamd (the distribution's defaults the private rspamd reads)"
+  case $RSPAMD_PIN in server|load) ;; *) die "RSPAMD_PIN must be server or load" ;; esac
+  for port in $TERN_MILTER_PORT $POSTFIX_MILTER_PORT $RSPAMD_PORT; do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port" ||
+      die "port $port on loopback is in use; set TERN_MILTER_PORT/POSTFIX_MILTER_PORT/RSPAMD_PORT"
+  done
+fi
+
 if [ -n "$IMAP" ]; then
   for t in /usr/sbin/dovecot /usr/bin/doveadm; do
     command -v "$t" >/dev/null || die "missing $t: run scripts/deps.sh bench (or IMAP=0)"
@@ -313,7 +366,7 @@ if [ "$IDLE_CONNS" -gt $((NOFILE - 200)) ]; then
 fi
 
 mkdir -p "$OUT"
-rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl \
+rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl "$OUT"/milter.jsonl \
   "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
@@ -386,6 +439,8 @@ json.dump({
   "server_cpus": "$SERVER_CPUS", "load_cpus": "$LOAD_CPUS", "nofile": $NOFILE,
   "postfix_version": """$postfix_version""", "tern_version": """$tern_version""",
   "dovecot_version": """$(dovecot --version 2>/dev/null || echo ?)""",
+  "rspamd_version": """$(dpkg-query -W -f='${Version}' rspamd 2>/dev/null || echo ?)""",
+  "rspamd_pin": "$RSPAMD_PIN", "milter_rounds": $([ -n "$MILTER" ] && echo "$MI_ROUNDS" || echo 0),
   "mailauth_versions": """$(dpkg-query -W -f='${Package} ${Version}, ' opendkim opendmarc postfix-policyd-spf-python python3-spf python3-dkim 2>/dev/null | sed 's/, $//')""",
   "quick": bool("$QUICK"), "rounds": $ROUNDS, "imap_rounds": $([ -n "$IMAP" ] && echo "$IMAP_ROUNDS" || echo 0), "cells": """$CELLS""".split(),
   "date": """$(date -u +%Y-%m-%dT%H:%M:%SZ)""", "git": """$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo ?)""",
@@ -554,7 +609,10 @@ EOF
   "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
     >"$WORK/logs/$tag.log" 2>&1 &
   local pid=$!
-  case $tag in tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; *) TERN_AUTH_PID=$pid ;; esac
+  case $tag in
+    tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; tern-milter) TERN_MILTER_PID=$pid ;;
+    *) TERN_AUTH_PID=$pid ;;
+  esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
     { tail -20 "$WORK/logs/$tag.log" >&2; die "$tag did not start"; }
   kill -0 "$pid" 2>/dev/null || die "$tag exited"
@@ -563,23 +621,32 @@ EOF
 
 # Server names of the runs. The mail authentication cell adds tern-nocheck
 # (the plain Tern, sent the same signed message), tern-auth (every check on)
-# and postfix-auth (OpenDKIM, OpenDMARC, policyd-spf).
+# and postfix-auth (OpenDKIM, OpenDMARC, policyd-spf). The milter cell adds
+# tern-nomilter and postfix-nomilter (the plain Tern and Postfix), and
+# tern-milter and postfix-milter (rspamd as their milter).
 server_port() {
   case $1 in
-    tern|tern-nocheck) echo "$TERN_PORT" ;; postfix) echo "$POSTFIX_PORT" ;; sink) echo "$SINK_PORT" ;;
+    tern|tern-nocheck|tern-nomilter) echo "$TERN_PORT" ;; postfix|postfix-nomilter) echo "$POSTFIX_PORT" ;;
+    sink) echo "$SINK_PORT" ;;
     tern-auth) echo "$TERN_AUTH_PORT" ;; postfix-auth) echo "$POSTFIX_AUTH_PORT" ;;
+    tern-milter) echo "$TERN_MILTER_PORT" ;; postfix-milter) echo "$POSTFIX_MILTER_PORT" ;;
   esac
 }
 server_maildir() {
   case $1 in
-    tern|tern-nocheck) echo "${TERN_MAILDIR_OF[tern]}" ;; tern-auth) echo "${TERN_MAILDIR_OF[tern-auth]}" ;;
-    postfix|postfix-auth) echo "${PF_MAILDIR[$1]}" ;; *) echo "" ;;
+    tern|tern-nocheck|tern-nomilter) echo "${TERN_MAILDIR_OF[tern]}" ;;
+    tern-auth|tern-milter) echo "${TERN_MAILDIR_OF[$1]}" ;;
+    postfix|postfix-nomilter) echo "${PF_MAILDIR[postfix]}" ;;
+    postfix-auth|postfix-milter) echo "${PF_MAILDIR[$1]}" ;; *) echo "" ;;
   esac
 }
 server_cpu() {
   case $1 in
-    tern|tern-nocheck) echo "pid:$TERN_PID" ;; tern-auth) echo "pid:$TERN_AUTH_PID" ;;
-    postfix) echo "${PF_CPU[postfix]}" ;; sink) echo "pid:$SINK_PID" ;;
+    tern|tern-nocheck|tern-nomilter) echo "pid:$TERN_PID" ;; tern-auth) echo "pid:$TERN_AUTH_PID" ;;
+    tern-milter) echo "pid:$TERN_MILTER_PID" ;;
+    postfix|postfix-nomilter) echo "${PF_CPU[postfix]}" ;; sink) echo "pid:$SINK_PID" ;;
+    # rspamd is measured on its own (cell.py --helper-cpu), not in here.
+    postfix-milter) echo "${PF_CPU[postfix-milter]}" ;;
     postfix-auth)
       # With a cgroup the milters are in it; otherwise add them up.
       if [ -n "${PF_CG[postfix-auth]}" ]; then echo "${PF_CPU[postfix-auth]}"
@@ -588,9 +655,11 @@ server_cpu() {
 }
 server_alive() {
   case $1 in
-    tern|tern-nocheck) kill -0 "$TERN_PID" 2>/dev/null ;;
+    tern|tern-nocheck|tern-nomilter) kill -0 "$TERN_PID" 2>/dev/null ;;
     tern-auth) kill -0 "$TERN_AUTH_PID" 2>/dev/null ;;
-    postfix) kill -0 "${PF_MASTER[postfix]}" 2>/dev/null ;;
+    tern-milter) kill -0 "$TERN_MILTER_PID" 2>/dev/null && kill -0 "$RSPAMD_PID" 2>/dev/null ;;
+    postfix|postfix-nomilter) kill -0 "${PF_MASTER[postfix]}" 2>/dev/null ;;
+    postfix-milter) kill -0 "${PF_MASTER[postfix-milter]}" 2>/dev/null && kill -0 "$RSPAMD_PID" 2>/dev/null ;;
     postfix-auth) kill -0 "${PF_MASTER[postfix-auth]}" 2>/dev/null &&
       kill -0 "$OPENDKIM_PID" 2>/dev/null && kill -0 "$OPENDMARC_PID" 2>/dev/null ;;
     sink) kill -0 "$SINK_PID" 2>/dev/null ;;
@@ -790,6 +859,130 @@ mailauth_args() {  # server: sets CELL_ARGS
   case $1 in postfix-auth) CELL_ARGS+=(--guess-rate 100) ;; esac
 }
 
+# --- milter: one private rspamd, a Postfix and a Tern that both use it -------
+# rspamd 3.x from the distribution with its defaults (/etc/rspamd), run in
+# the foreground (-f, as root with --insecure) with its own top file,
+# local.d/override.d, databases, run dir and log under $WORK/rspamd. As in
+# tests/rspamd_peer.py: one proxy worker in milter mode scanning the mail
+# itself (self_scan), no controller or normal worker, no redis; DNS goes to
+# the closed discard port on loopback (every lookup fails at once) and the
+# modules that only ask outside services (rbl, asn, rspamd_update,
+# fuzzy_check) are off. milter_headers adds X-Spamd-Result,
+# X-Rspamd-Server and X-Spam-Status to every message (local ones too), which
+# the cell checks for. rspamd's CPU (main, proxy and hs_helper) is measured
+# on its own: its cgroup, or its process tree.
+RSPAMD_DIR=
+MI_SERVERS=
+start_milter() {
+  RSPAMD_DIR=$WORK/rspamd
+  local conf=$RSPAMD_DIR/conf
+  mkdir -p "$conf/local.d" "$conf/override.d" "$RSPAMD_DIR/db" "$RSPAMD_DIR/run" \
+    "$RSPAMD_DIR/log" "$RSPAMD_HS_CACHE"
+  cat >"$conf/rspamd.conf" <<EOF2
+# Private rspamd for the Tern benchmark (generated by bench/run.sh).
+.include "\$CONFDIR/common.conf"
+
+options {
+    pidfile = "\$RUNDIR/rspamd.pid";
+    .include "\$CONFDIR/options.inc"
+    .include(try=true; priority=1,duplicate=merge) "\$LOCAL_CONFDIR/local.d/options.inc"
+    .include(try=true; priority=10) "\$LOCAL_CONFDIR/override.d/options.inc"
+}
+
+logging {
+    type = "file";
+    filename = "\$LOGDIR/rspamd.log";
+    level = "info";
+}
+
+worker "rspamd_proxy" {
+    bind_socket = "127.0.0.1:$RSPAMD_PORT";
+    milter = yes;
+    timeout = 120s;
+    count = 1;
+    upstream "local" {
+        default = yes;
+        self_scan = yes;
+    }
+}
+EOF2
+  cat >"$conf/local.d/options.inc" <<EOF2
+dns {
+    nameserver = ["127.0.0.1:9"];
+    timeout = 0.5s;
+    retransmits = 1;
+}
+EOF2
+  cat >"$conf/override.d/options.inc" <<EOF2
+filters = "chartable,dkim,regexp";
+hs_cache_dir = "$RSPAMD_HS_CACHE";
+EOF2
+  cat >"$conf/local.d/milter_headers.conf" <<EOF2
+use = ["x-spamd-result", "x-rspamd-server", "x-spam-status"];
+skip_local = false;
+skip_authenticated = false;
+EOF2
+  local m
+  for m in rbl asn rspamd_update fuzzy_check; do echo "enabled = false;" >"$conf/override.d/$m.conf"; done
+
+  local pin=("${PIN_SERVER[@]}")
+  [ "$RSPAMD_PIN" = load ] && pin=("${PIN_LOAD[@]}")
+  pf_cgroup rspamd
+  local cg=${PF_CG[rspamd]}
+  log "starting rspamd $(dpkg-query -W -f='${Version}' rspamd 2>/dev/null) (milter proxy on 127.0.0.1:$RSPAMD_PORT, on the ${RSPAMD_PIN} core)"
+  ( if [ -n "$cg" ]; then echo "$BASHPID" >"$cg/cgroup.procs"; fi
+    exec "${pin[@]}" rspamd -f --insecure -c "$conf/rspamd.conf" \
+      --var=CONFDIR=/etc/rspamd --var=LOCAL_CONFDIR="$conf" --var=DBDIR="$RSPAMD_DIR/db" \
+      --var=RUNDIR="$RSPAMD_DIR/run" --var=LOGDIR="$RSPAMD_DIR/log"
+  ) >"$WORK/logs/rspamd-stdout.log" 2>&1 &
+  RSPAMD_PID=$!
+  [ -n "$cg" ] || PF_CPU[rspamd]=tree:$RSPAMD_PID
+  wait_tcp "$RSPAMD_PORT" 60 && kill -0 "$RSPAMD_PID" 2>/dev/null ||
+    { tail -20 "$WORK/logs/rspamd-stdout.log" "$RSPAMD_DIR/log/rspamd.log" >&2; die "rspamd did not start"; }
+  # The first start compiles the Hyperscan databases (10-20 s; later runs
+  # load them from RSPAMD_HS_CACHE): wait until they are loaded, so no
+  # run measures the slower matching without them.
+  local i
+  for i in $(seq 1200); do
+    grep -q 'full hyperscan database.*has been loaded' "$RSPAMD_DIR/log/rspamd.log" 2>/dev/null && break
+    kill -0 "$RSPAMD_PID" 2>/dev/null || die "rspamd exited (see $WORK/logs/rspamd.log)"
+    sleep 0.1
+  done
+  if grep -q 'full hyperscan database.*has been loaded' "$RSPAMD_DIR/log/rspamd.log"; then
+    log "rspamd running, pid $RSPAMD_PID; Hyperscan databases loaded after $((i / 10)) s"
+  else
+    log "WARNING: rspamd has not reported its Hyperscan databases after 120 s; going on"
+  fi
+  ln -sf "$RSPAMD_DIR/log/rspamd.log" "$WORK/logs/rspamd.log"
+
+  # Both servers: rspamd as the one milter, tempfail when it fails.
+  start_postfix postfix-milter "$POSTFIX_MILTER_PORT" 127.0.0.0/8 "
+# Milter cell: rspamd's milter proxy.
+smtpd_milters = inet:127.0.0.1:$RSPAMD_PORT
+non_smtpd_milters =
+milter_default_action = tempfail
+milter_protocol = 6"
+  start_tern tern-milter "$TERN_MILTER_PORT" "[mailauth]
+verify = false
+
+[[milter]]
+address = \"127.0.0.1:$RSPAMD_PORT\"
+on_error = \"tempfail\"
+timeout = 30"
+  MI_SERVERS="tern-nomilter tern-milter"
+  has_server postfix && MI_SERVERS+=" postfix-nomilter"
+  MI_SERVERS+=" postfix-milter"
+}
+
+# The milter cell: smtp-source's generated 1 KiB message (the plain cells'),
+# rspamd's CPU measured beside each server's, and for the servers with the
+# milter every delivered message must carry rspamd's header.
+milter_args() {  # server: sets CELL_ARGS
+  CELL_ARGS=(--helper-cpu "${PF_CPU[rspamd]}")
+  case $1 in *-milter) CELL_ARGS+=(--header X-Spamd-Result) ;; esac
+  case $1 in postfix-*) CELL_ARGS+=(--guess-rate 300) ;; esac
+}
+
 # --- IMAP: Tern's IMAP server and a private Dovecot on the same Maildir -------
 # One Maildir of $IMAP_MESSAGES varied messages (imap_bench.py populate),
 # copied for each server: Tern's account Maildir in its own data_dir, and a
@@ -969,6 +1162,7 @@ has_server postfix && start_postfix postfix "$POSTFIX_PORT" 127.0.0.0/8
 has_server tern && start_tern tern "$TERN_PORT" "[mailauth]
 verify = false"
 [ -n "$MAILAUTH" ] && start_mailauth
+[ -n "$MILTER" ] && start_milter
 # A 250 after DATA waits for at least one flush to this disk (shared by a
 # group commit); its cost puts the latency numbers in context.
 FSYNC_PROBE=$("$PY" "$BENCH/benchlib.py" fsync-probe "$WORK/fsync-probe" || echo "?")
@@ -991,6 +1185,14 @@ done
 if [ -n "$MAILAUTH" ]; then
   for server in $MA_SERVERS; do
     mailauth_args "$server"
+    CELL_DELIVERY_TIMEOUT=30 run_cell "$server" 1024 1 new 0 1
+  done
+  CELL_ARGS=()
+fi
+if [ -n "$MILTER" ]; then
+  for server in $MI_SERVERS; do
+    case $server in *-nomilter) continue ;; esac   # the plain servers had theirs
+    milter_args "$server"
     CELL_DELIVERY_TIMEOUT=30 run_cell "$server" 1024 1 new 0 1
   done
   CELL_ARGS=()
@@ -1099,6 +1301,56 @@ if [ -n "$MAILAUTH" ]; then
   "$PY" "$BENCH/dnsserver.py" stats "$DNS_ADDR" 53 >"$WORK/dns-stats.json" 2>/dev/null || true
 fi
 
+# Milter: a warm-up (rspamd's first messages cost it several times more
+# CPU), rounds of the cell, then the final-dot latency of Tern with the
+# milter and of the plain Tern at the same load (half of Tern with the
+# milter's peak): the difference is what the milter round-trip adds.
+MI_RUNS=$WORK/milter.jsonl
+: >"$MI_RUNS"
+MI_LAT_FILES=()
+if [ -n "$MILTER" ]; then
+  RUNS_FILE=$MI_RUNS
+  log "=== milter: warm-up (round 0, not counted) ==="
+  for server in tern-milter postfix-milter; do
+    milter_args "$server"
+    run_cell "$server" 1024 8 new 0 500
+  done
+  for round in $(seq "$MI_ROUNDS"); do
+    log "=== milter (rspamd), round $round of $MI_ROUNDS ==="
+    for cell in $MI_CELLS; do
+      IFS=: read -r sessions mode <<<"$cell"
+      for server in $MI_SERVERS; do
+        milter_args "$server"
+        run_cell "$server" 1024 "$sessions" "$mode" "$round"
+      done
+    done
+  done
+  CELL_ARGS=()
+  RUNS_FILE=$RUNS
+  PEAK=$("$PY" "$BENCH/report.py" --runs "$MI_RUNS" --peak tern-milter)
+  rate=$("$PY" -c 'import sys; print(int(round(float(sys.argv[1]) / 2)))' "$PEAK")
+  if [ "$rate" -lt 1 ]; then
+    log "milter latency: no rate measured for tern-milter; no latency test"
+    FAILED=1
+  else
+    log "milter latency: $rate msgs/s (half of tern-milter's peak $PEAK msgs/s), $LAT_SECS s each"
+    for server in tern-milter tern-nomilter; do
+      if ! server_alive "$server"; then log "$server: not running; no latency test"; FAILED=1; continue; fi
+      f=$WORK/latency_$server.json
+      md=$(server_maildir "$server")
+      rc=0
+      settle_fs
+      "${PIN_LOAD[@]}" "$PY" "$BENCH/latency.py" --server "$server" --port "$(server_port "$server")" \
+        --rate "$rate" --duration "$LAT_SECS" --conns "$LAT_CONNS" --peak "$PEAK" \
+        --maildir "$md" --out "$f" || rc=$?
+      [ $rc -eq 0 ] || { FAILED=1; log "$server: latency test failed"; }
+      [ -f "$f" ] && MI_LAT_FILES+=("$f")
+      ( cd "$BENCH" && "$PY" -c 'import sys; from benchlib import maildir_move; maildir_move(*sys.argv[1:])' \
+        "$md" "$WORK/archive/latency-$server" ) || true
+    done
+  fi
+fi
+
 # Idle connections: memory per connection of Tern.
 IDLE_FILE=
 if [ -n "$PLAIN" ] && has_server tern && [ -z "${DEAD[tern]:-}" ] && server_alive tern; then
@@ -1136,10 +1388,12 @@ log "writing the report"
   ${PARSER_FILE:+--parser "$PARSER_FILE"} \
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
+  ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
+[ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
 
 if [ "$FAILED" -ne 0 ]; then

@@ -36,7 +36,8 @@ test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
 # The bench's mail authentication cell runs Postfix with OpenDKIM (from the
 # test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.
 # Its IMAP cells compare with a private Dovecot imapd (never the system's
-# service: run.sh starts its own with its own config).
+# service: run.sh starts its own with its own config). Its milter cell runs
+# a private rspamd (from the test set), never the system's service.
 bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d dovecot-imapd libbenchmark-dev
   opendmarc postfix-policyd-spf-python)
 # libFuzzer comes with clang's runtime libraries.
