@@ -129,6 +129,30 @@ struct Triplet {
 
 }  // namespace
 
+std::string GreylistSender(std::string_view sender) {
+  std::string s = ToLower(sender);
+  size_t at = s.rfind('@');
+  std::string local = at == std::string::npos ? s : s.substr(0, at);
+  std::string domain = at == std::string::npos ? "" : s.substr(at);
+  // BATV (draft-levine-smtp-batv): "prvs=" 4 digits 6 hex "=" local, and
+  // the "btv1==" form some senders use: the local part follows the last
+  // '=' of the tag.
+  if (local.starts_with("prvs=") || local.starts_with("btv1==")) {
+    size_t eq = local.rfind('=');
+    if (eq != std::string::npos && eq + 1 < local.size()) local = local.substr(eq + 1);
+  }
+  std::string out;
+  for (size_t i = 0; i < local.size(); ++i) {
+    if (local[i] >= '0' && local[i] <= '9') {
+      while (i + 1 < local.size() && local[i + 1] >= '0' && local[i + 1] <= '9') ++i;
+      out += '#';
+    } else {
+      out += local[i];
+    }
+  }
+  return out + domain;
+}
+
 std::string GreylistNetwork(std::string_view ip) {
   std::optional<IpOctets> address = ParseClientAddress(ip);
   if (!address) return "";

@@ -33,6 +33,15 @@ namespace tern::antispam {
 // would greylist such a host again at every retry.
 std::string GreylistNetwork(std::string_view ip);
 
+// The sender as the triplet keeps it: lower case, with the parts that
+// change at every attempt taken out, or a retry would never match its
+// first attempt. A BATV tag ("prvs=1234abcdef=user@", "btv1==...==user@",
+// each attempt signed anew) is removed, and in the local part every run of
+// digits becomes "#" (VERP and bounce addresses such as
+// "bounce-4711-user=example.org@" number each message or attempt).
+// "" (the null sender) stays "".
+std::string GreylistSender(std::string_view sender);
+
 struct GreylistOptions {
   std::chrono::seconds delay{300};  // a retry before this is deferred again
   // A first attempt not retried within this is forgotten.

@@ -22,6 +22,21 @@ using Why = GreylistVerdict::Why;
 constexpr int64_t kT0 = 1'800'000'000;  // some time in 2027
 constexpr char kNet[] = "192.0.2.0/24";
 
+TEST(GreylistSenderTest, ChangingPartsAreTakenOut) {
+  EXPECT_EQ(GreylistSender(""), "");
+  EXPECT_EQ(GreylistSender("Alice@Example.ORG"), "alice@example.org");
+  // BATV: each attempt signs the address anew.
+  EXPECT_EQ(GreylistSender("prvs=1234abcdef=alice@example.org"), "alice@example.org");
+  EXPECT_EQ(GreylistSender("prvs=9876fedcba=alice@example.org"), "alice@example.org");
+  EXPECT_EQ(GreylistSender("btv1==0123abcd4e5==alice@example.org"), "alice@example.org");
+  // VERP and numbered bounce addresses: one triplet for every message.
+  EXPECT_EQ(GreylistSender("bounce-4711-bob=example.test@lists.example.org"),
+            GreylistSender("bounce-4712-bob=example.test@lists.example.org"));
+  EXPECT_EQ(GreylistSender("msg-20261205-17@example.org"), "msg-#-#@example.org");
+  // The domain keeps its digits (another host is another sender).
+  EXPECT_EQ(GreylistSender("a1@mx2.example.org"), "a#@mx2.example.org");
+}
+
 TEST(GreylistNetworkTest, Ipv4IsItsSlash24) {
   EXPECT_EQ(GreylistNetwork("192.0.2.77"), "192.0.2.0/24");
   EXPECT_EQ(GreylistNetwork("198.51.100.0"), "198.51.100.0/24");

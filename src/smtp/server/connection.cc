@@ -564,7 +564,9 @@ std::string Connection::Greylisted(const Mailbox& rcpt) {
   std::string network = antispam::GreylistNetwork(client_ip());
   if (network.empty()) return "";
   antispam::GreylistVerdict v =
-      deps_.greylist->Check(network, t.mail_from.null() ? "" : t.mail_from.ToString(),
+      deps_.greylist->Check(network,
+                            antispam::GreylistSender(t.mail_from.null() ? ""
+                                                                        : t.mail_from.ToString()),
                             rcpt.ToString(), static_cast<int64_t>(std::time(nullptr)));
   if (v.why == antispam::GreylistVerdict::Why::kError) {
     spdlog::warn("smtp greylist unavailable client={}: {}", client_ip(), v.error);
