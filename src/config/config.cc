@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -562,38 +561,11 @@ void CheckMilters(Checker& check, const toml::table& root, Config* cfg) {
         if (m.path.empty() || m.path[0] != '/') reason = "a Unix socket path must be absolute";
         else if (m.path.size() > 107) reason = "the socket path is too long";
       } else {
-        std::string host = m.address, port_text;
-        if (!host.empty() && host.front() == '[') {
-          size_t close = host.find(']');
-          if (close == std::string::npos || close + 1 >= host.size() || host[close + 1] != ':') {
-            reason = "expected \"[address]:port\"";
-          } else {
-            port_text = host.substr(close + 2);
-            host = host.substr(1, close - 1);
-          }
-        } else if (size_t colon = host.rfind(':'); colon != std::string::npos &&
-                                                     host.find(':') == colon) {
-          port_text = host.substr(colon + 1);
-          host = host.substr(0, colon);
-        } else {
-          reason = "expected \"address:port\", \"[address]:port\" or \"unix:/path\"";
-        }
-        if (reason.empty()) {
-          unsigned char buf[16];
-          bool ec = inet_pton(AF_INET, host.c_str(), buf) != 1 &&
-                    inet_pton(AF_INET6, host.c_str(), buf) != 1;
-          uint32_t port = 0;
-          auto [p, e] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-          if (ec) {
-            reason = "\"" + host + "\" is not an IP address";
-          } else if (e != std::errc() || p != port_text.data() + port_text.size() || port == 0 ||
-                     port > 65535) {
-            reason = "bad port \"" + port_text + "\"";
-          } else {
-            m.host = host;
-            m.port = static_cast<uint16_t>(port);
-          }
-        }
+        // The listeners' own "HOST:PORT" / "[IPv6]:PORT" rules.
+        Listener parsed;
+        reason = ParseListenAddress(m.address, &parsed);
+        m.host = parsed.host;
+        m.port = parsed.port;
       }
       if (!reason.empty()) check.Fail(t->get("address")->source(), prefix + ".address", reason);
     }
