@@ -117,13 +117,6 @@ class Watchdog {
   std::shared_ptr<bool> fired_;
 };
 
-asio::awaitable<Result<void>> Send(MilterChain::Filter& f, const std::string& bytes);
-asio::awaitable<Result<MilterReply>> Receive(MilterChain::Filter& f);
-
-}  // namespace
-
-namespace {
-
 asio::awaitable<Result<void>> Send(MilterChain::Filter& f, const std::string& bytes) {
   if (!f.sock) co_return Err("not connected");
   auto ex = co_await asio::this_coro::executor;
@@ -207,38 +200,6 @@ Step Interpret(const MilterReply& r, const char* event) {
   return s;
 }
 
-}  // namespace
-
-// --- the chain ---------------------------------------------------------------
-
-MilterChain::MilterChain(const std::vector<config::MilterConfig>& filters,
-                         MilterConnectionInfo info)
-    : info_(std::move(info)) {
-  for (const config::MilterConfig& c : filters) {
-    auto f = std::make_unique<Filter>();
-    f->cfg = c;
-    filters_.push_back(std::move(f));
-  }
-}
-
-MilterChain::~MilterChain() { Quit(); }
-
-void MilterChain::Quit() {
-  for (auto& f : filters_) {
-    if (f->sock && f->connected) {
-      // Best effort and without waiting: a filter that does not read it
-      // sees the close.
-      std::string q = EncodeQuit();  // what waits in `out` is dropped
-      asio::error_code ec;
-      f->sock->non_blocking(true, ec);
-      if (!ec) f->sock->write_some(asio::buffer(q), ec);
-    }
-    f->Close();
-  }
-}
-
-namespace {
-
 // The macros for `stage`: those the filter asked for in its negotiation
 // (v6), else all of them; empty values are left out.
 std::string Macros(const MilterNegotiation& neg, uint32_t stage, char command,
@@ -316,11 +277,9 @@ std::string IdMacro(const MilterNegotiation& neg, uint32_t stage, char command,
   return Macros(neg, stage, command, {{std::string(milter::macro::kQueueId), id}});
 }
 
-}  // namespace
-
 // Sends one event (its macros first) and, unless the filter said it would
 // not answer it, reads the answer.
-static asio::awaitable<Step> Event(MilterChain::Filter& f, std::string packet,
+asio::awaitable<Step> Event(MilterChain::Filter& f, std::string packet,
                                    uint32_t no_reply_bit, const char* event) {
   f.out += packet;
   if (!f.Replies(no_reply_bit)) co_return Step{};
@@ -331,8 +290,6 @@ static asio::awaitable<Step> Event(MilterChain::Filter& f, std::string packet,
   if (!reply) co_return ErrorStep(reply.error().message);
   co_return Interpret(*reply, event);
 }
-
-namespace {
 
 // Connects, negotiates, and sends connect and HELO.
 asio::awaitable<Step> Open(MilterChain::Filter& f, const MilterConnectionInfo& info) {
@@ -402,10 +359,8 @@ asio::awaitable<Step> Open(MilterChain::Filter& f, const MilterConnectionInfo& i
   co_return Step{};
 }
 
-}  // namespace
-
 // A failed filter: logged, closed, and its on_error as the verdict.
-static MilterVerdict Failed(MilterChain::Filter& f, const std::string& why, const char* stage) {
+MilterVerdict Failed(MilterChain::Filter& f, const std::string& why, const char* stage) {
   spdlog::warn("milter {} failed at {}: {} (on_error={})", f.cfg.address, stage, why,
                f.cfg.on_error);
   f.Close();
@@ -419,9 +374,62 @@ static MilterVerdict Failed(MilterChain::Filter& f, const std::string& why, cons
   return v;
 }
 
+// What a filter's answer to MAIL or RCPT (`what`, for the log) means for
+// the chain. True when `*verdict` is to be given to the client now; false
+// to go on with the next filter.
+bool Settle(MilterChain::Filter& f, const Step& s, const char* stage, const std::string& what,
+            bool* discard, MilterVerdict* verdict) {
+  switch (s.what) {
+    case Step::What::kError:
+      *verdict = Failed(f, s.error, stage);
+      return verdict->kind != MilterVerdict::Kind::kContinue;
+    case Step::What::kAccept:
+      f.skip_txn = true;
+      return false;
+    case Step::What::kDiscard:
+      *discard = true;
+      return false;
+    case Step::What::kRefuse:
+      spdlog::info("milter {} refused {}: {}", f.cfg.address, what, s.reply);
+      *verdict = Refusal(s.reply);
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// --- the chain ---------------------------------------------------------------
+
+MilterChain::MilterChain(const std::vector<config::MilterConfig>& filters,
+                         MilterConnectionInfo info)
+    : info_(std::move(info)) {
+  for (const config::MilterConfig& c : filters) {
+    auto f = std::make_unique<Filter>();
+    f->cfg = c;
+    filters_.push_back(std::move(f));
+  }
+}
+
+MilterChain::~MilterChain() { Quit(); }
+
+void MilterChain::Quit() {
+  for (auto& f : filters_) {
+    if (f->sock && f->connected) {
+      // Best effort and without waiting: a filter that does not read it
+      // sees the close.
+      std::string q = EncodeQuit();  // what waits in `out` is dropped
+      asio::error_code ec;
+      f->sock->non_blocking(true, ec);
+      if (!ec) f->sock->write_some(asio::buffer(q), ec);
+    }
+    f->Close();
+  }
+}
+
 asio::awaitable<MilterVerdict> MilterChain::Mail(std::string sender,
                                                  std::vector<std::string> args) {
-  sender_ = sender;
   discard_ = false;
   for (auto& fp : filters_) {
     Filter& f = *fp;
@@ -452,17 +460,8 @@ asio::awaitable<MilterVerdict> MilterChain::Mail(std::string sender,
     if (!f.Wants(milter::kProtoNoMail)) continue;
     std::string packet = MailPacket(f.neg, info_, sender, args);
     Step s = co_await Event(f, std::move(packet), milter::kProtoNrMail, "MAIL");
-    if (s.what == Step::What::kError) {
-      MilterVerdict v = Failed(f, s.error, "MAIL");
-      if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
-      continue;
-    }
-    if (s.what == Step::What::kAccept) f.skip_txn = true;
-    if (s.what == Step::What::kDiscard) discard_ = true;
-    if (s.what == Step::What::kRefuse) {
-      spdlog::info("milter {} refused MAIL FROM:<{}>: {}", f.cfg.address, sender, s.reply);
-      co_return Refusal(s.reply);
-    }
+    MilterVerdict v;
+    if (Settle(f, s, "MAIL", "MAIL FROM:<" + sender + ">", &discard_, &v)) co_return v;
   }
   co_return MilterVerdict{};
 }
@@ -474,17 +473,8 @@ asio::awaitable<MilterVerdict> MilterChain::Rcpt(std::string rcpt,
     if (!f.Active() || !f.Wants(milter::kProtoNoRcpt)) continue;
     std::string packet = RcptPacket(f.neg, rcpt, args);
     Step s = co_await Event(f, std::move(packet), milter::kProtoNrRcpt, "RCPT");
-    if (s.what == Step::What::kError) {
-      MilterVerdict v = Failed(f, s.error, "RCPT");
-      if (v.kind != MilterVerdict::Kind::kContinue) co_return v;
-      continue;
-    }
-    if (s.what == Step::What::kAccept) f.skip_txn = true;
-    if (s.what == Step::What::kDiscard) discard_ = true;
-    if (s.what == Step::What::kRefuse) {
-      spdlog::info("milter {} refused RCPT TO:<{}>: {}", f.cfg.address, rcpt, s.reply);
-      co_return Refusal(s.reply);
-    }
+    MilterVerdict v;
+    if (Settle(f, s, "RCPT", "RCPT TO:<" + rcpt + ">", &discard_, &v)) co_return v;
   }
   co_return MilterVerdict{};
 }

@@ -107,7 +107,6 @@ class MilterChain {
  private:
   std::vector<std::unique_ptr<Filter>> filters_;
   MilterConnectionInfo info_;
-  std::string sender_;  // of the current transaction, for macros
   bool discard_ = false;  // a filter discarded the transaction already
 };
 
