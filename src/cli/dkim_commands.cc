@@ -123,10 +123,7 @@ int Dns(const config::Config& cfg, const std::string& domain) {
   bool any = false;
   for (const mailauth::DkimKeyFile& f : *files) {
     if (!domain.empty() && f.domain != ToLower(domain)) continue;
-    std::ifstream in(f.path, std::ios::binary);
-    auto key = mailauth::ParseDkimPrivateKeyPem(ReadAll(in));
-    if (!key) return Fail(f.path + ": " + key.error().message);
-    auto text = mailauth::DkimKeyRecordText(*key);
+    auto text = mailauth::DkimKeyFileRecordText(f);
     if (!text) return Fail(text.error().message);
     std::cout << "; " << mailauth::DkimKeyTypeName(f.type) << " key " << f.path
               << "\n"

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "antispam/dnsbl.h"
+#include "cli/message_text.h"
 #include "common/cidr.h"
 #include "common/strings.h"
 #include "dns/unbound_resolver.h"
@@ -265,12 +266,7 @@ Result<SetupInput> Gather(const config::Config& cfg, const SetupArgs& a, bool ma
   }
   for (const mailauth::DkimKeyFile& f : *keys) {
     if (f.domain != in.domain) continue;
-    std::ifstream file(f.path, std::ios::binary);
-    std::stringstream buf;
-    buf << file.rdbuf();
-    auto key = mailauth::ParseDkimPrivateKeyPem(buf.str());
-    if (!key) return Err(f.path + ": " + key.error().message);
-    auto text = mailauth::DkimKeyRecordText(*key);
+    auto text = mailauth::DkimKeyFileRecordText(f);
     if (!text) return tl::unexpected(text.error());
     in.dkim.emplace_back(f.selector + "._domainkey." + f.domain, *text);
   }
@@ -287,9 +283,7 @@ int RunSetup(const SetupArgs& a, const std::function<Result<config::Config>()>& 
   if (!domain.empty() && domain.back() == '.') domain.pop_back();
   if (std::find(cfg->domains.begin(), cfg->domains.end(), domain) == cfg->domains.end()) {
     std::ifstream file(config_path, std::ios::binary);
-    std::stringstream buf;
-    buf << file.rdbuf();
-    auto changed = AddDomainToConfigText(buf.str(), domain);
+    auto changed = AddDomainToConfigText(ReadAll(file), domain);
     if (!changed) {
       std::cerr << "tern: " << config_path << ": " << changed.error().message << "\n";
     } else {

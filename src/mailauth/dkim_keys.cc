@@ -238,6 +238,14 @@ Result<void> RemoveDkimKey(const std::string& data_dir,
   return {};
 }
 
+Result<std::string> DkimKeyFileRecordText(const DkimKeyFile& file) {
+  auto pem = ReadFile(file.path);
+  if (!pem) return tl::unexpected(pem.error());
+  auto key = ParseDkimPrivateKeyPem(*pem);
+  if (!key) return Err(file.path + ": " + key.error().message);
+  return DkimKeyRecordText(*key);
+}
+
 Result<std::vector<DkimSigningKey>> LoadDkimSigningKeys(
     const std::string& data_dir, const std::string& domain_in) {
   std::string domain = ToLower(domain_in);

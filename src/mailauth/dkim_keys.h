@@ -55,6 +55,9 @@ Result<NewDkimKey> CreateDkimKey(const std::string& data_dir,
                                  const std::string& selector, DkimKeyType type,
                                  int rsa_bits);
 
+// The TXT record text of a stored key (its public half, DkimKeyRecordText).
+Result<std::string> DkimKeyFileRecordText(const DkimKeyFile& file);
+
 // Every key file, sorted by domain, then creation time, then selector.
 // Files that do not follow the naming are skipped.
 Result<std::vector<DkimKeyFile>> ListDkimKeys(const std::string& data_dir);
