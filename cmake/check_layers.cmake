@@ -15,14 +15,15 @@ set(net_paths       "net/")
 set(dns_paths       "dns/")
 set(auth_paths      "auth/")
 set(store_paths     "store/")
-set(protocols_paths "smtp/protocol/" "smtp/client/" "pop3/session" "imap/protocol/")
+set(protocols_paths "smtp/protocol/" "smtp/client/" "pop3/session" "imap/protocol/"
+                    "http/protocol/")
 set(queue_paths     "queue/")
 set(policy_paths    "policy/")
 set(mailauth_paths  "mailauth/")
 set(antispam_paths  "antispam/")
 set(delivery_paths  "delivery/")
 set(services_paths  "smtp/server/" "pop3/server" "pop3/connection" "imap/server/"
-                    "control/")
+                    "http/server/" "control/")
 set(server_paths    "server/")
 set(cli_paths       "cli/")
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/metrics.h"
 #include "common/mutex.h"
 
 namespace tern::auth {
@@ -36,6 +37,7 @@ std::chrono::milliseconds AuthThrottle::Failure(const std::string& ip,
   ++entry.failures;
   if (!blocked && entry.failures >= config_.max_failures) {
     entry.blocked_until = now + config_.lockout;
+    metrics::Get().auth_lockouts.With().Inc();
   }
   auto delay = config_.delay_step * entry.failures;
   return std::min<std::chrono::milliseconds>(delay, config_.max_delay);

@@ -332,10 +332,11 @@ void CheckListeners(Checker& check, const toml::table& root, Config* cfg) {
                         &listener.service)) {
       const std::string& service = listener.service;
       constexpr const char* kSupported =
-          "smtp, submission, submissions, pop3, pop3s, imap, imaps";
+          "smtp, submission, submissions, pop3, pop3s, imap, imaps, http, https, admin";
       if (service != "smtp" && service != "submission" &&
           service != "submissions" && service != "pop3" && service != "pop3s" &&
-          service != "imap" && service != "imaps") {
+          service != "imap" && service != "imaps" && service != "http" &&
+          service != "https" && service != "admin") {
         check.Fail(table->get("service")->source(), prefix + ".service",
                    "unknown service \"" + service + "\" (supported: " +
                        kSupported + ")");
@@ -455,6 +456,26 @@ void CheckPop3(Checker& check, const toml::table& pop3, Pop3Settings* out) {
                  "expected \"NEVER\" or a number of days");
     }
   }
+}
+
+void CheckHttp(Checker& check, const toml::table& t, HttpSettings* out) {
+  check.RejectUnknown(t, "http.",
+                      {"idle_timeout", "max_connections", "max_connections_per_ip",
+                       "mta_sts_mode", "mta_sts_max_age"});
+  check.GetUint(t, "idle_timeout", "http.idle_timeout", 1, 3600, &out->idle_timeout);
+  check.GetUint(t, "max_connections", "http.max_connections", 1, kU32Max,
+                &out->max_connections);
+  check.GetUint(t, "max_connections_per_ip", "http.max_connections_per_ip", 1, kU32Max,
+                &out->max_connections_per_ip);
+  if (check.GetString(t, "mta_sts_mode", "http.mta_sts_mode", false, &out->mta_sts_mode) &&
+      out->mta_sts_mode != "testing" && out->mta_sts_mode != "enforce" &&
+      out->mta_sts_mode != "none") {
+    check.Fail(t.get("mta_sts_mode")->source(), "http.mta_sts_mode",
+               "expected \"testing\", \"enforce\" or \"none\" (RFC 8461 5)");
+  }
+  // RFC 8461 3.2: max_age is at most 31557600 seconds (about a year).
+  check.GetUint(t, "mta_sts_max_age", "http.mta_sts_max_age", 1, 31557600,
+                &out->mta_sts_max_age);
 }
 
 void CheckImap(Checker& check, const toml::table& t, ImapSettings* out) {
@@ -786,7 +807,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
        "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth",
-       "antispam", "ratelimit", "milter"});
+       "antispam", "ratelimit", "milter", "http"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -917,6 +938,9 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   if (const toml::table* imap = check.GetTable(root, "imap")) {
     CheckImap(check, *imap, &cfg.imap);
   }
+  if (const toml::table* http = check.GetTable(root, "http")) {
+    CheckHttp(check, *http, &cfg.http);
+  }
   if (const toml::table* quota = check.GetTable(root, "quota")) {
     check.RejectUnknown(*quota, "quota.", {"storage"});
     check.GetUint(*quota, "storage", "quota.storage", 0,
@@ -928,7 +952,8 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
     const toml::array* array = listen ? listen->as_array() : nullptr;
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {
       const std::string& service = cfg.listeners[i].service;
-      if ((service != "submissions" && service != "pop3s" && service != "imaps") ||
+      if ((service != "submissions" && service != "pop3s" && service != "imaps" &&
+           service != "https") ||
           array == nullptr) {
         continue;
       }

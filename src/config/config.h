@@ -16,7 +16,10 @@ struct Listener {
   // "smtp" (port 25, STARTTLS), "submission" (587, STARTTLS, AUTH before
   // MAIL; RFC 6409) or "submissions" (465, implicit TLS; RFC 8314);
   // "pop3" (110, STLS) or "pop3s" (995, implicit TLS);
-  // "imap" (143, STARTTLS) or "imaps" (993, implicit TLS).
+  // "imap" (143, STARTTLS) or "imaps" (993, implicit TLS);
+  // "http" (80: client autoconfig, ACME HTTP-01, redirects to HTTPS),
+  // "https" (443: autoconfig, Autodiscover, MTA-STS policy) or "admin"
+  // (/metrics and /health; loopback and trusted_networks clients only).
   std::string service;
   std::string host;      // parsed from address, brackets removed
   uint16_t port = 0;     // parsed from address
@@ -64,6 +67,18 @@ struct ImapSettings {
   uint32_t max_connections = 2000;  // IMAP listeners together
   uint32_t max_connections_per_ip = 50;  // clients open one per folder
   uint64_t append_limit = 50ull * 1024 * 1024;  // RFC 7889 APPENDLIMIT
+};
+
+// [http]: the web listeners (issue 16).
+struct HttpSettings {
+  uint32_t idle_timeout = 30;          // seconds for each request (keep-alive)
+  uint32_t max_connections = 500;      // http, https and admin together
+  uint32_t max_connections_per_ip = 20;
+  // The MTA-STS policy served at https://mta-sts.DOMAIN/ (RFC 8461 3.2):
+  // "testing" reports failures without refusing, "enforce" makes senders
+  // refuse a host without a valid certificate, "none" withdraws a policy.
+  std::string mta_sts_mode = "testing";
+  uint32_t mta_sts_max_age = 604800;   // seconds senders keep the policy
 };
 
 struct SmtpLimits {
@@ -208,6 +223,7 @@ struct Config {
   SmtpLimits smtp;
   Pop3Settings pop3;
   ImapSettings imap;
+  HttpSettings http;
   // [quota] storage: octets each account may keep in all its folders
   // together (RFC 9208 STORAGE); 0 is unlimited. `tern user quota` sets
   // one account's own. SMTP refuses mail for a full mailbox (552 5.2.2),

@@ -255,7 +255,8 @@ TEST(ConfigTest, Services) {
   text.replace(text.find("\"smtp\""), 6, "\"smtpd\"");
   EXPECT_EQ(ErrorOf(text),
             "t.toml:5:11: listen[0].service: unknown service \"smtpd\" "
-            "(supported: smtp, submission, submissions, pop3, pop3s, imap, imaps)");
+            "(supported: smtp, submission, submissions, pop3, pop3s, imap, imaps, http, https, "
+            "admin)");
   text = std::string(kMinimal) +
          "[[listen]]\naddress = \"127.0.0.1:2587\"\nservice = \"submission\"\n";
   auto cfg = Parse(text, "t.toml");

@@ -16,10 +16,12 @@
 #include <utility>
 
 #include "common/file_io.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "common/unique_fd.h"
 #include "delivery/maildir.h"
 #include "queue/finisher.h"
+#include "queue/queue_id.h"
 #include "queue/spool_format.h"
 #include "store/folder_name.h"
 #include "store/mailbox_path.h"
@@ -322,6 +324,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
         rec.error = "user unknown";
         rec.status = "5.1.1";  // RFC 3463: bad destination mailbox
         spdlog::warn("queue {}: <{}> failed: user unknown", w.id, rcpt);
+        metrics::CountDelivery("local", "failed", 0);
         w.state.recipients[plan.rcpt] = std::move(rec);
         continue;
       }
@@ -337,6 +340,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           spdlog::error("queue {}: <{}> mailbox {} refused: {}", w.id, rcpt,
                         t.mailbox, t.error);
           perm.push_back({&t, t.error});
+          metrics::CountDelivery("local", "failed", 0);
           continue;
         }
         const Result<std::string>& r =
@@ -353,10 +357,12 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           }
           spdlog::info("queue {}: <{}> delivered to {}: {}", w.id, rcpt,
                        t.mailbox, *r);
+          metrics::CountDelivery("local", "delivered", queue::QueueIdMicros(w.id));
         } else {
           spdlog::warn("queue {}: <{}> delivery to {} deferred: {}", w.id, rcpt,
                        t.mailbox, r.error().message);
           temp.push_back({&t, r.error().message});
+          metrics::CountDelivery("local", "deferred", 0);
         }
       }
       bool expanded = !(plan.targets.size() == 1 && plan.remote.empty() &&

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "dns/resolver.h"
 #include "mailauth/arc_lookup.h"
@@ -32,6 +33,21 @@ std::string SpfDomain(const SmtpIdentity& who) {
   size_t at = who.mail_from.rfind('@');
   return ToLower(at == std::string::npos ? who.mail_from
                                          : who.mail_from.substr(at + 1));
+}
+
+// tern_mailauth_results_total, one count per method and message (the
+// best DKIM result when there are several signatures). A plain function:
+// Finish() is a coroutine, and g++ 12 mishandles braced lists in those.
+void CountResults(const InboundVerdict& v, std::string_view spf) {
+  metrics::Catalog& m = metrics::Get();
+  m.mailauth.With({"spf", spf}).Inc();
+  std::string_view dkim = "none";
+  for (const DkimResult& d : v.dkim) {
+    dkim = DkimStatusName(d.status);
+    if (d.status == DkimStatus::kPass) break;
+  }
+  m.mailauth.With({"dkim", dkim}).Inc();
+  m.mailauth.With({"dmarc", DmarcResultName(v.dmarc.result)}).Inc();
 }
 
 }  // namespace
@@ -211,6 +227,7 @@ asio::awaitable<InboundVerdict> InboundMessage::Finish(
     if (!v.arc.LastSealer().empty()) v.summary += "/" + v.arc.LastSealer();
   }
   if (!v.arc_override.empty()) v.summary += " (dmarc overridden by arc)";
+  CountResults(v, spf ? SpfResultName(spf->result) : "none");
 
   if (v.dmarc.result == DmarcResult::kFail && v.arc_override.empty()) {
     // RFC 7489 6.6.4 and 6.7: the domain's policy, as sampled by pct.

@@ -5,11 +5,27 @@
 
 #include <chrono>
 
+#include "common/metrics.h"
 #include "net/address.h"
 
 namespace tern::net {
 
 using asio::ip::tcp;
+
+namespace {
+
+// Metrics, outside the coroutine (g++ 12 mishandles braced lists built in
+// coroutine bodies; see line_connection.cc).
+void CountRefused(Service& service) {
+  metrics::Get().connections_refused.With({service.protocol(), service.listener()}).Inc();
+}
+
+metrics::Series& CountAccepted(Service& service) {
+  metrics::Get().connections.With({service.protocol(), service.listener()}).Inc();
+  return metrics::Get().connections_open.With({service.protocol()});
+}
+
+}  // namespace
 
 asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Registry& registry,
                                  Service& service) {
@@ -34,13 +50,19 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Registry& registry,
       spdlog::warn("{} connection refused client={} reason=limit listener={} total={}",
                    service.protocol(), ip, service.listener(),
                    service.limiter().total());
+      CountRefused(service);
       Refuse(std::move(socket), service.RefusalLine());
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
     std::shared_ptr<LineConnection> conn = service.Make(std::move(socket), ip);
     uint64_t key = registry.Register(conn, ip, &service.limiter());
-    conn->Start([&registry, key] { registry.Unregister(key); });
+    metrics::Series& open = CountAccepted(service);
+    open.Add(1);
+    conn->Start([&registry, key, &open] {
+      open.Add(-1);
+      registry.Unregister(key);
+    });
   }
 }
 

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/metrics.h"
+
 namespace tern::net {
 namespace {
 
@@ -25,6 +27,16 @@ constexpr uint32_t kCloseNotifyTimeout = 2;
 constexpr size_t kInflateChunk = 16 * 1024;
 // Encode()'s buffer is let go above this (a long FETCH's piece).
 constexpr size_t kKeepDeflated = 64 * 1024;
+
+// Plain functions: g++ 12 mishandles braced lists of temporaries in
+// coroutine bodies.
+void CountTlsHandshake(const std::string& protocol, const std::string& version) {
+  metrics::Get().tls_handshakes.With({protocol, version}).Inc();
+}
+
+void CountTlsFailure(const std::string& protocol) {
+  metrics::Get().tls_failures.With({protocol}).Inc();
+}
 
 }  // namespace
 
@@ -161,6 +173,7 @@ asio::awaitable<bool> LineConnection::Handshake() {
   co_await stream_.AsyncHandshake(options_.tls,
                                   asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
+    CountTlsFailure(options_.protocol);
     spdlog::info("{} tls handshake failed client={} listener={} error={}",
                  options_.protocol, options_.client_ip, options_.listener,
                  deadline_.timed_out() ? std::string("timeout") : ec.message());
@@ -169,6 +182,7 @@ asio::awaitable<bool> LineConnection::Handshake() {
   spdlog::info("{} tls client={} listener={} version={} cipher={} sni={}",
                options_.protocol, options_.client_ip, options_.listener,
                stream_.version(), stream_.cipher(), stream_.server_name());
+  CountTlsHandshake(options_.protocol, stream_.version());
   TlsStarted();
   co_return true;
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 
+#include "common/metrics.h"
 #include "auth/recording_credentials.h"
 #include "auth/sasl.h"
 #include "common/strings.h"
@@ -68,6 +69,7 @@ class Connection : public net::LineConnection, public SessionHost {
   }
   std::chrono::milliseconds AuthFailed(std::string_view mechanism,
                                        std::string_view user) override {
+    metrics::Get().auth.With({"pop3", "failure"}).Inc();
     auto wait = server_.deps().throttle.Failure(ip());
     // Never the password or the SASL payload: the name and the outcome.
     spdlog::warn("pop3 auth failed client={} mechanism={} user={} delay_ms={}",
@@ -76,6 +78,7 @@ class Connection : public net::LineConnection, public SessionHost {
     return wait;
   }
   void AuthSucceeded(std::string_view mechanism, const std::string& user) override {
+    metrics::Get().auth.With({"pop3", "success"}).Inc();
     server_.deps().throttle.Success(ip());
   }
 

@@ -12,6 +12,7 @@
 #include <cerrno>
 
 #include "common/file_io.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "common/unique_fd.h"
 #include "queue/dsn.h"
@@ -235,6 +236,7 @@ bool Finisher::SendReports(const std::string& id, int msg_fd,
   for (size_t i : marks) state.recipients[i].notified = true;
   std::string what;
   for (const DsnRecipient& d : report) {
+    metrics::Get().bounces.With({d.action}).Inc();
     what += (what.empty() ? "" : ", ") + d.action + " <" + d.address + ">";
   }
   spdlog::info("queue {}: {} {} to <{}>: {}", id,

@@ -135,6 +135,16 @@ class Queue {
   virtual Result<std::string> Delete(const std::string& id) = 0;
   // Fails every pending recipient now, with a DSN to the sender.
   virtual Result<std::string> Bounce(const std::string& id) = 0;
+
+  // What the queue holds now (for /metrics): waiting, in delivery and
+  // held messages, and when the oldest of them was queued (its id's
+  // time, microseconds since the epoch; 0 when empty).
+  struct Stats {
+    size_t messages = 0;
+    size_t held = 0;
+    uint64_t oldest_micros = 0;
+  };
+  virtual Stats GetStats() = 0;
 };
 
 // Writes a complete message durably into data_dir/queue/incoming (used by

@@ -58,4 +58,14 @@ bool IsValidQueueId(std::string_view id) {
   return true;
 }
 
+uint64_t QueueIdMicros(std::string_view id) {
+  if (!IsValidQueueId(id)) return 0;
+  uint64_t v = 0;
+  for (size_t i = 0; i < kTimeDigits; ++i) {
+    const char* at = std::char_traits<char>::find(kAlphabet, 32, id[i]);
+    v = (v << 5) | static_cast<uint64_t>(at - kAlphabet);
+  }
+  return v;
+}
+
 }  // namespace tern::queue

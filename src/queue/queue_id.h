@@ -2,6 +2,7 @@
 // are safe as file names and short enough for log lines.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -16,5 +17,8 @@ std::string NewQueueId();
 // True for strings NewQueueId could have produced (used to ignore stray
 // files in the spool directories).
 bool IsValidQueueId(std::string_view id);
+
+// When the id was made (microseconds since the epoch); 0 for an invalid id.
+uint64_t QueueIdMicros(std::string_view id);
 
 }  // namespace tern::queue

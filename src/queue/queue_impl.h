@@ -131,6 +131,7 @@ class QueueImpl final : public Queue {
   Result<std::string> Release(const std::string& id) override;
   Result<std::string> Delete(const std::string& id) override;
   Result<std::string> Bounce(const std::string& id) override;
+  Stats GetStats() override EXCLUDES(sched_mu_);
 
  private:
   using Clock = std::chrono::steady_clock;

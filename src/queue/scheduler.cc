@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/file_io.h"
+#include "common/metrics.h"
 #include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "queue/file_pool.h"
@@ -101,6 +102,11 @@ void QueueImpl::ApplyRemote(RemoteReport report) {
       rec.status = o.status;
       rec.remote_mta = o.remote_mta;
       rec.dsn_passed = o.dsn_passed;
+      metrics::CountDelivery("remote",
+                             o.state == RecipientState::kDelivered ? "delivered"
+                             : o.state == RecipientState::kFailed  ? "failed"
+                                                                   : "deferred",
+                             QueueIdMicros(id));
       if (o.state == RecipientState::kPending) {
         deferred = true;
         state.last_error = o.reply;
@@ -326,6 +332,23 @@ Result<std::string> QueueImpl::Delete(const std::string& id) {
 }
 Result<std::string> QueueImpl::Bounce(const std::string& id) {
   return RequestOp(id, Op::kBounce);
+}
+
+Queue::Stats QueueImpl::GetStats() {
+  Stats st;
+  MutexLock lock(sched_mu_);
+  st.messages = waiting_.size() + inflight_.size() + held_.size();
+  st.held = held_.size();
+  // Ids sort by time: waiting_ is ordered, the other two are small.
+  std::string_view oldest;
+  if (!waiting_.empty()) oldest = waiting_.begin()->first;
+  for (const auto* set : {&inflight_, &held_}) {
+    for (const std::string& id : *set) {
+      if (oldest.empty() || id < oldest) oldest = id;
+    }
+  }
+  st.oldest_micros = QueueIdMicros(oldest);
+  return st;
 }
 
 }  // namespace tern::queue::internal

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <asio.hpp>
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -23,6 +25,7 @@
 
 #include "auth/directory.h"
 #include "common/heap.h"
+#include "common/metrics.h"
 #include "common/version.h"
 #include "control/control.h"
 #include "delivery/local_delivery.h"
@@ -45,6 +48,7 @@
 #include "net/registry.h"
 #include "net/tls.h"
 #include "pop3/server.h"
+#include "http/server/server.h"
 #include "imap/server/server.h"
 #include "store/change_hub.h"
 #include "store/quota.h"
@@ -207,6 +211,23 @@ auth::ThrottleConfig ThrottleConfigFrom(const config::AuthSettings& a) {
   tc.delay_step = std::chrono::milliseconds(a.delay_step_ms);
   tc.max_delay = std::chrono::milliseconds(a.max_delay_ms);
   return tc;
+}
+
+// /health: the data folder must have room for mail (64 MiB and 1% free,
+// both for root's reserve and for everyone else's).
+bool DataDirHealthy(const std::string& data_dir, std::string* why) {
+  struct statvfs st;
+  if (::statvfs(data_dir.c_str(), &st) != 0) {
+    *why = "data_dir " + data_dir + ": " + std::strerror(errno);
+    return false;
+  }
+  uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  uint64_t total = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
+  if (free_bytes < (64ull << 20) || free_bytes * 100 < total) {
+    *why = "data_dir " + data_dir + " has " + std::to_string(free_bytes >> 20) + " MiB free";
+    return false;
+  }
+  return true;
 }
 
 // Waits for connections to finish after a shutdown request, forcing them
@@ -453,10 +474,27 @@ int Serve(const config::Config& initial) {
   imap::Server imap_server({credentials, throttle, blocking, tls_now,
                             cfg.data_dir + "/mail", changes, dir, &quota_usage},
                            cfg);
+  // The web listeners (autoconfig, MTA-STS, ACME HTTP-01, /metrics).
+  http::Server http_server({tls_now, nullptr,
+                            [data_dir = cfg.data_dir](std::string* why) {
+                              return DataDirHealthy(data_dir, why);
+                            }},
+                           cfg);
+  queue::Queue* q = queue->get();
+  metrics::Get().queue_messages.SetCallback(
+      [q] { return static_cast<double>(q->GetStats().messages); });
+  metrics::Get().queue_oldest.SetCallback([q] {
+    uint64_t oldest = q->GetStats().oldest_micros;
+    if (oldest == 0) return 0.0;
+    double now = static_cast<double>(std::time(nullptr));
+    return std::max(0.0, now - static_cast<double>(oldest) / 1e6);
+  });
   std::vector<std::unique_ptr<net::Service>> services;
   for (auto& l : listeners) {
     const std::string& service = l.config.service;
-    if (service == "pop3" || service == "pop3s") {
+    if (service == "http" || service == "https" || service == "admin") {
+      services.push_back(http_server.MakeListener(l.config));
+    } else if (service == "pop3" || service == "pop3s") {
       services.push_back(pop3_server.MakeListener(l.config));
     } else if (service == "imap" || service == "imaps") {
       services.push_back(imap_server.MakeListener(l.config));
@@ -494,6 +532,7 @@ int Serve(const config::Config& initial) {
       smtp_server.Reload(*fresh);
       pop3_server.Reload(*fresh);
       imap_server.Reload(*fresh);
+      http_server.Reload(*fresh);
       grace = fresh->shutdown_grace;
       spdlog::info("config reloaded from {} (listeners unchanged)", cfg.path);
       // New certificates serve new connections; sessions keep theirs.
@@ -539,6 +578,8 @@ int Serve(const config::Config& initial) {
   // they report to is destroyed.
   blocking.join();
   control->reset();  // its acceptor belongs to the io context
+  metrics::Get().queue_messages.SetCallback(nullptr);
+  metrics::Get().queue_oldest.SetCallback(nullptr);
   (*queue)->Stop();
   listeners.clear();
   stop_signals_owner.reset();

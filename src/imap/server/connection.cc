@@ -10,6 +10,7 @@
 
 #include <atomic>
 
+#include "common/metrics.h"
 #include "auth/recording_credentials.h"
 #include "auth/sasl.h"
 #include "common/heap.h"
@@ -54,6 +55,7 @@ class Connection : public net::LineConnection, public SessionHost {
   }
   std::chrono::milliseconds AuthFailed(std::string_view mechanism,
                                        std::string_view user) override {
+    metrics::Get().auth.With({"imap", "failure"}).Inc();
     auto wait = server_.deps().throttle.Failure(ip());
     // Never the password or the SASL payload.
     spdlog::warn("imap auth failed client={} mechanism={} user={} delay_ms={}", ip(),
@@ -62,6 +64,7 @@ class Connection : public net::LineConnection, public SessionHost {
     return wait;
   }
   void AuthSucceeded(std::string_view mechanism, const std::string& user) override {
+    metrics::Get().auth.With({"imap", "success"}).Inc();
     server_.deps().throttle.Success(ip());
     spdlog::info("imap login client={} user={} mechanism={}", ip(), user, mechanism);
   }

@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "smtp/protocol/session_impl.h"
 
@@ -25,6 +26,24 @@ constexpr size_t kMaxHelo = 255;
 // RFC 4954 4: AUTH lines and SASL responses may be 12288 octets long,
 // CRLF included.
 constexpr size_t kSaslLine = 12288 - 2;
+
+// tern_smtp_refusals_total: "550 5.7.1 ..." counts as code 550, status
+// 5.7.1 (the enhanced status code of RFC 3463 when the reply has one).
+void CountRefusal(const std::string& listener, std::string_view text) {
+  std::string_view code = text.substr(0, 3);
+  std::string_view status;
+  if (text.size() > 4) {
+    std::string_view rest = text.substr(4);
+    size_t end = rest.find(' ');
+    std::string_view word = rest.substr(0, end);
+    bool enhanced = word.size() >= 5 && word.size() <= 11 &&
+                    (word[0] == '4' || word[0] == '5') && word[1] == '.' &&
+                    std::count(word.begin(), word.end(), '.') == 2 &&
+                    word.find_first_not_of("0123456789.") == std::string_view::npos;
+    if (enhanced) status = word;
+  }
+  metrics::Get().smtp_refusals.With({listener, code, status}).Inc();
+}
 
 }  // namespace
 
@@ -139,6 +158,10 @@ void Session::Impl::Reply(std::string_view text) {
   out.append(text);
   out.append("\r\n");
   bool error = text[0] == '4' || text[0] == '5';
+  // A multi-line reply counts once, at its last line.
+  if (error && !config.listener.empty() && (text.size() < 4 || text[3] != '-')) {
+    CountRefusal(config.listener, text);
+  }
   // A 452 for too many recipients is flow control, not misbehaviour:
   // RFC 5321 4.5.3.1.10 expects the client to send the rest later, so it
   // must not cost the transaction already accepted.

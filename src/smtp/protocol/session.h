@@ -31,6 +31,9 @@ struct SessionConfig {
   // AUTH without TLS; config allows it only on loopback listeners.
   bool auth_allowed_plaintext = false;
   bool submission = false;     // AUTH required before MAIL (RFC 6409 4.3)
+  // The listener's service name: 4xx/5xx replies are counted under it in
+  // tern_smtp_refusals_total (none when empty, as in unit tests).
+  std::string listener;
   // When set, each SASL step is handed to the connection (Need::kSaslStep)
   // instead of running inside Feed(): a password check costs tens of
   // milliseconds of Argon2id and must not stall an io thread.

@@ -18,6 +18,7 @@
 #include "antispam/milter_client.h"
 #include "antispam/rate_limit.h"
 #include "auth/recording_credentials.h"
+#include "common/metrics.h"
 #include "common/strings.h"
 #include "net/address.h"
 #include "net/line_connection.h"
@@ -32,6 +33,14 @@ namespace {
 using asio::ip::tcp;
 
 using auth::RecordingCredentials;
+
+// A message taken: counted, and its commit time observed. Outside the
+// coroutines (g++ 12 and braced lists in coroutine bodies).
+void CountAccepted(const std::string& listener, std::chrono::steady_clock::time_point started) {
+  metrics::Get().smtp_accepted.With({listener}).Inc();
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+  metrics::Get().smtp_commit_seconds.With().Observe(took.count());
+}
 
 class Connection : public net::LineConnection, public SessionHost {
  public:
@@ -201,6 +210,7 @@ class Connection : public net::LineConnection, public SessionHost {
 
   std::chrono::milliseconds AuthFailed(std::string_view mechanism,
                                        std::string_view user) override {
+    metrics::Get().auth.With({"smtp", "failure"}).Inc();
     auto delay = deps_.throttle.Failure(client_ip());
     // Never the password or the SASL payload: the name and the outcome.
     spdlog::warn("smtp auth failed client={} listener={} mechanism={} user={} "
@@ -213,6 +223,7 @@ class Connection : public net::LineConnection, public SessionHost {
 
   void AuthSucceeded(std::string_view mechanism,
                      const std::string& user) override {
+    metrics::Get().auth.With({"smtp", "success"}).Inc();
     deps_.throttle.Success(client_ip());
     auth_mechanism_ = std::string(mechanism);
     spdlog::info("smtp auth ok client={} listener={} mechanism={} user={}",
@@ -629,6 +640,7 @@ asio::awaitable<bool> Connection::FinishMailauth() {
 }
 
 asio::awaitable<void> Connection::Commit() {
+  auto commit_started = std::chrono::steady_clock::now();
   // RFC 5321 4.5.3.2.8: the client waits up to 10 minutes here.
   deadline().ExpiresAfter(limits().final_timeout);
   if (!co_await FinishMailauth()) co_return;
@@ -656,6 +668,7 @@ asio::awaitable<void> Connection::Commit() {
     }
     spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
                  id, size, summary_sender_, summary_rcpts_, client_ip());
+    CountAccepted(options().listener, commit_started);
   } else {
     spdlog::error("smtp commit failed client={} error={}", client_ip(),
                   r.error().message);
@@ -793,6 +806,7 @@ std::shared_ptr<net::LineConnection> Listener::Make(tcp::socket socket,
   sc.auth_allowed_plaintext = listener_.allow_plaintext_auth;
   // RFC 6409 4.3 / RFC 8314: both submission ports require AUTH.
   sc.submission = listener_.service != "smtp";
+  sc.listener = listener_.service;
   sc.async_sasl = true;
   // SPF waits at MAIL where it may apply (port 25, a resolver to ask).
   sc.sender_check = settings->verify && server_.deps().resolver != nullptr &&
