@@ -111,8 +111,10 @@ TSAN_ENV = TSAN_OPTIONS=halt_on_error=0:exitcode=66:second_deadlock_stack=1
 
 # -O1 -g1: the sanitizers need neither -O2 nor full debug info (-g1 keeps
 # the function names and lines of a report), and the build is the longest
-# step of CI.
-ASAN_CMAKE_FLAGS = -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
+# step of CI. At -O1 g++ 12 also warns mismatched-new-delete about Asio's
+# coroutine frame allocator (a false positive; ASan checks the real
+# pairing at run time, alloc-dealloc-mismatch).
+ASAN_CMAKE_FLAGS = -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG -Wno-mismatched-new-delete"
 
 test-asan: deps-test
 	cmake -S . -B $(ASAN_BUILD) -G Ninja $(CMAKE_FLAGS) $(ASAN_CMAKE_FLAGS) -DTERN_SANITIZE=ON -DTERN_TSAN=OFF -DTERN_TESTS=ON
