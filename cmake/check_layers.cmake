@@ -7,7 +7,7 @@
 # layer above its own.
 set(layers
   common config net dns auth store protocols queue policy mailauth antispam
-  delivery services server cli)
+  acme delivery services server cli)
 
 set(common_paths    "common/")
 set(config_paths    "config/")
@@ -21,6 +21,7 @@ set(queue_paths     "queue/")
 set(policy_paths    "policy/")
 set(mailauth_paths  "mailauth/")
 set(antispam_paths  "antispam/")
+set(acme_paths      "acme/")
 set(delivery_paths  "delivery/")
 set(services_paths  "smtp/server/" "pop3/server" "pop3/connection" "imap/server/"
                     "http/server/" "control/")
@@ -38,13 +39,14 @@ set(queue_may     common)
 set(policy_may    common auth protocols)
 set(mailauth_may  common dns)
 set(antispam_may  common config dns)
+set(acme_may      common config net)
 set(delivery_may  common config net dns auth store protocols queue mailauth)
 set(services_may  common config net dns auth store protocols queue policy mailauth
                   antispam)
 set(server_may    common config net dns auth store protocols queue policy mailauth
-                  antispam delivery services)
+                  antispam acme delivery services)
 set(cli_may       common config net dns auth store protocols queue policy mailauth
-                  antispam delivery services server)
+                  antispam acme delivery services server)
 
 function(layer_of path out)
   foreach(layer ${layers})

@@ -478,6 +478,40 @@ void CheckHttp(Checker& check, const toml::table& t, HttpSettings* out) {
                 &out->mta_sts_max_age);
 }
 
+void CheckAcme(Checker& check, const toml::table& t, AcmeSettings* out) {
+  check.RejectUnknown(t, "acme.",
+                      {"directory", "contact", "names", "challenge", "ca_file", "renew_days",
+                       "check_interval"});
+  if (check.GetString(t, "directory", "acme.directory", true, &out->directory) &&
+      !out->directory.starts_with("https://")) {
+    check.Fail(t.get("directory")->source(), "acme.directory",
+               "expected the https:// URL of the ACME directory (RFC 8555 7.1.1)");
+  }
+  if (check.GetString(t, "contact", "acme.contact", false, &out->contact) &&
+      (out->contact.find('@') == std::string::npos || out->contact.starts_with("mailto:"))) {
+    check.Fail(t.get("contact")->source(), "acme.contact",
+               "expected an email address (without mailto:)");
+  }
+  std::vector<std::pair<std::string, const toml::node*>> names;
+  if (check.GetStringArray(t, "names", "acme.names", false, &names)) {
+    for (const auto& [n, node] : names) {
+      if (!IsDomainName(n)) {
+        check.Fail(node->source(), "acme.names", "\"" + n + "\" is not a host name");
+      }
+      out->names.push_back(ToLower(n));
+    }
+  }
+  if (check.GetString(t, "challenge", "acme.challenge", false, &out->challenge) &&
+      out->challenge != "http-01" && out->challenge != "tls-alpn-01") {
+    check.Fail(t.get("challenge")->source(), "acme.challenge",
+               "expected \"http-01\" or \"tls-alpn-01\"");
+  }
+  check.GetString(t, "ca_file", "acme.ca_file", false, &out->ca_file);
+  check.GetUint(t, "renew_days", "acme.renew_days", 1, 3650, &out->renew_days);
+  check.GetUint(t, "check_interval", "acme.check_interval", 1, 7 * 86400,
+                &out->check_interval);
+}
+
 void CheckImap(Checker& check, const toml::table& t, ImapSettings* out) {
   check.RejectUnknown(t, "imap.",
                       {"idle_timeout", "max_errors", "max_connections",
@@ -807,7 +841,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
        "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth",
-       "antispam", "ratelimit", "milter", "http"});
+       "antispam", "ratelimit", "milter", "http", "acme"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -941,13 +975,38 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   if (const toml::table* http = check.GetTable(root, "http")) {
     CheckHttp(check, *http, &cfg.http);
   }
+  if (const toml::table* acme = check.GetTable(root, "acme")) {
+    CheckAcme(check, *acme, &cfg.acme);
+    auto has = [&](std::initializer_list<std::string_view> services) {
+      return std::any_of(cfg.listeners.begin(), cfg.listeners.end(), [&](const Listener& l) {
+        return std::find(services.begin(), services.end(), l.service) != services.end();
+      });
+    };
+    if (cfg.acme.names.empty()) cfg.acme.names.push_back(ToLower(cfg.hostname));
+    if (cfg.acme.challenge.empty()) {
+      cfg.acme.challenge = has({"http"}) ? "http-01" : "tls-alpn-01";
+    }
+    // The CA connects to port 80 (HTTP-01) or 443 (TLS-ALPN-01) of each
+    // name; something of ours must answer there.
+    if (cfg.acme.challenge == "http-01" && !has({"http"})) {
+      check.Fail(acme->source(), "acme.challenge",
+                 "http-01 needs an http listener (port 80 in production)");
+    }
+    if (cfg.acme.challenge == "tls-alpn-01" &&
+        !has({"https", "imaps", "pop3s", "submissions"})) {
+      check.Fail(acme->source(), "acme.challenge",
+                 "tls-alpn-01 needs an implicit-TLS listener (https on port 443 in "
+                 "production)");
+    }
+  }
   if (const toml::table* quota = check.GetTable(root, "quota")) {
     check.RejectUnknown(*quota, "quota.", {"storage"});
     check.GetUint(*quota, "storage", "quota.storage", 0,
                   uint64_t{std::numeric_limits<int64_t>::max()}, &cfg.quota_storage);
   }
-  // Implicit TLS cannot work without a certificate (RFC 8314 3.3).
-  if (cfg.tls.certificates.empty() && !cfg.tls.self_signed) {
+  // Implicit TLS cannot work without a certificate (RFC 8314 3.3); ACME
+  // brings one (with a self-signed stand-in until it arrives).
+  if (cfg.tls.certificates.empty() && !cfg.tls.self_signed && cfg.acme.directory.empty()) {
     const toml::node* listen = root.get("listen");
     const toml::array* array = listen ? listen->as_array() : nullptr;
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {

@@ -81,6 +81,21 @@ struct HttpSettings {
   uint32_t mta_sts_max_age = 604800;   // seconds senders keep the policy
 };
 
+// [acme]: certificates from an ACME CA (RFC 8555), e.g. Let's Encrypt
+// (issue 16). Off while `directory` is empty.
+struct AcmeSettings {
+  std::string directory;           // "https://acme-v02.api.letsencrypt.org/directory"
+  std::string contact;             // an address the CA may write to
+  std::vector<std::string> names;  // the certificate's names; default: hostname
+  // "http-01" (port 80, the http listener) or "tls-alpn-01" (RFC 8737:
+  // any implicit-TLS listener, 443 in production); default: http-01 when
+  // an http listener exists.
+  std::string challenge;
+  std::string ca_file;             // a CA for the ACME server's own HTTPS
+  uint32_t renew_days = 30;        // renew when fewer days are left
+  uint32_t check_interval = 43200; // seconds between checks
+};
+
 struct SmtpLimits {
   uint64_t max_message_size = 50ull * 1024 * 1024;  // RFC 1870 SIZE
   uint32_t max_recipients = 100;       // RFC 5321 4.5.3.1.8 minimum is 100
@@ -224,6 +239,7 @@ struct Config {
   Pop3Settings pop3;
   ImapSettings imap;
   HttpSettings http;
+  AcmeSettings acme;
   // [quota] storage: octets each account may keep in all its folders
   // together (RFC 9208 STORAGE); 0 is unlimited. `tern user quota` sets
   // one account's own. SMTP refuses mail for a full mailbox (552 5.2.2),

@@ -19,7 +19,11 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 
+#include "common/mutex.h"
 #include "common/strings.h"
 
 namespace tern::net {
@@ -93,6 +97,31 @@ Result<X509Ptr> ReadCertificate(const std::string& path) {
 }
 
 // A fresh context with our protocol rules.
+// RFC 7301 3.2: the server picks a protocol the client offered, or none
+// (NOACK: the handshake goes on without ALPN, which is what every mail
+// client expects). Only ACME's "acme-tls/1" is ever picked, and only
+// while a TLS-ALPN-01 challenge for the requested name is pending.
+int OnAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+           const unsigned char* in, unsigned int inlen, void*) {
+  static constexpr std::string_view kAcme = "acme-tls/1";
+  for (unsigned int i = 0; i < inlen;) {
+    unsigned int len = in[i];
+    if (i + 1 + len > inlen) break;
+    std::string_view proto(reinterpret_cast<const char*>(in + i + 1), len);
+    if (proto == kAcme) {
+      const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+      if (name == nullptr || !AlpnChallenges::Get().Apply(ssl, ToLower(name))) {
+        return SSL_TLSEXT_ERR_NOACK;
+      }
+      *out = in + i + 1;
+      *outlen = static_cast<unsigned char>(len);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + len;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
 Result<std::unique_ptr<asio::ssl::context>> NewContext() {
   auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX* c = ctx->native_handle();
@@ -110,6 +139,7 @@ Result<std::unique_ptr<asio::ssl::context>> NewContext() {
   // id context is required once resumption is on.
   static const unsigned char kSid[] = "tern-smtp";
   SSL_CTX_set_session_id_context(c, kSid, sizeof kSid - 1);
+  SSL_CTX_set_alpn_select_cb(c, &OnAlpn, nullptr);
   return ctx;
 }
 
@@ -176,6 +206,47 @@ int TlsContexts::OnServerName(SSL* ssl, int* alert, void* arg) {
   SSL_CTX* ctx = self->Find(ToLower(name));
   if (ctx != nullptr && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
   return SSL_TLSEXT_ERR_OK;
+}
+
+struct AlpnChallenges::State {
+  Mutex mu;
+  std::unordered_map<std::string, std::pair<X509Ptr, PkeyPtr>> by_name GUARDED_BY(mu);
+};
+
+AlpnChallenges::AlpnChallenges() : state_(std::make_shared<State>()) {}
+
+AlpnChallenges& AlpnChallenges::Get() {
+  static AlpnChallenges* challenges = new AlpnChallenges();  // never destroyed
+  return *challenges;
+}
+
+Result<void> AlpnChallenges::Set(const std::string& name, const std::string& cert_pem,
+                                 const std::string& key_pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> cb(
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), &BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> kb(
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), &BIO_free);
+  X509Ptr cert(cb ? PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr) : nullptr);
+  PkeyPtr key(kb ? PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!cert || !key) return Err("acme challenge certificate: " + SslError());
+  MutexLock lock(state_->mu);
+  state_->by_name[ToLower(name)] = {std::move(cert), std::move(key)};
+  return {};
+}
+
+void AlpnChallenges::Clear(const std::string& name) {
+  MutexLock lock(state_->mu);
+  state_->by_name.erase(ToLower(name));
+}
+
+bool AlpnChallenges::Apply(SSL* ssl, const std::string& name) {
+  MutexLock lock(state_->mu);
+  auto it = state_->by_name.find(name);
+  if (it == state_->by_name.end()) return false;
+  // The ALPN callback runs before the certificate is chosen for the
+  // handshake, so this one is what the validator sees.
+  return SSL_use_certificate(ssl, it->second.first.get()) == 1 &&
+         SSL_use_PrivateKey(ssl, it->second.second.get()) == 1;
 }
 
 Result<CertificateFiles> EnsureSelfSigned(const std::string& dir,

@@ -48,6 +48,29 @@ class TlsContexts {
   std::vector<std::string> names_;
 };
 
+// ACME TLS-ALPN-01 (RFC 8737): while a challenge for `name` is pending,
+// a handshake that offers ALPN "acme-tls/1" with that server name gets
+// the challenge certificate instead of the server's own, and the
+// protocol is selected (3: nothing else may be sent on it; the validator
+// just closes). Every context TlsContexts builds consults this set.
+class AlpnChallenges {
+ public:
+  static AlpnChallenges& Get();
+  // PEM certificate and key made by the ACME client; replaces any for
+  // the same name.
+  Result<void> Set(const std::string& name, const std::string& cert_pem,
+                   const std::string& key_pem);
+  void Clear(const std::string& name);
+  // From the ALPN callback: true when a challenge for `name` exists (the
+  // certificate is then installed on `ssl`).
+  bool Apply(SSL* ssl, const std::string& name);
+
+ private:
+  AlpnChallenges();
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
 // Makes sure `dir` holds a self-signed ECDSA P-256 certificate for
 // `hostname` (cert.pem, key.pem with mode 0600), creating it if missing.
 // Sets *created when it made a new one.

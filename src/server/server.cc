@@ -31,6 +31,7 @@
 #include "delivery/local_delivery.h"
 #include "delivery/setup.h"
 #include "dns/cache.h"
+#include "acme/acme_client.h"
 #include "antispam/greylist.h"
 #include "antispam/rate_limit.h"
 #include "dns/serial_resolver.h"
@@ -125,20 +126,39 @@ Result<void> DropPrivileges(const std::string& user, const std::string& data_dir
   return {};
 }
 
-// The TLS contexts the config asks for: its certificates, or the dev
-// self-signed one (made on first start). Null when TLS is not configured.
+// The TLS contexts the config asks for: the ACME certificate (when [acme]
+// has issued one), its certificates, or the dev self-signed one (made on
+// first start; also the stand-in until ACME's first certificate). Null
+// when TLS is not configured.
 Result<std::shared_ptr<net::TlsContexts>> LoadTls(const config::Config& cfg) {
   std::vector<net::CertificateFiles> certs;
   for (const config::Certificate& c : cfg.tls.certificates) {
     certs.push_back({c.cert, c.key});
   }
-  if (certs.empty() && cfg.tls.self_signed) {
+  if (!cfg.acme.directory.empty()) {
+    std::string path = acme::CertPath(cfg.data_dir + "/acme");
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      // First: the default for clients that send no server name.
+      std::vector<net::CertificateFiles> with = certs;
+      with.insert(with.begin(), {path, path});
+      auto set = net::TlsContexts::Load(with);
+      if (set) {
+        spdlog::info("tls: ACME certificate and {} other(s) for {}", certs.size(),
+                     fmt::join((*set)->names(), ","));
+        return *set;
+      }
+      // A damaged file must not keep the server down: ACME replaces it.
+      spdlog::error("tls: the ACME certificate is not usable: {}", set.error().message);
+    }
+  }
+  if (certs.empty() && (cfg.tls.self_signed || !cfg.acme.directory.empty())) {
     bool created = false;
     auto self = net::EnsureSelfSigned(cfg.data_dir + "/tls", cfg.hostname, &created);
     if (!self) return Err(self.error().message);
     if (created) {
       spdlog::warn("generated a self-signed certificate for {} in {} "
-                   "(dev only: clients will not trust it)",
+                   "(dev only, or until ACME brings one: clients will not trust it)",
                    cfg.hostname, self->cert);
     }
     certs.push_back(*self);
@@ -474,8 +494,39 @@ int Serve(const config::Config& initial) {
   imap::Server imap_server({credentials, throttle, blocking, tls_now,
                             cfg.data_dir + "/mail", changes, dir, &quota_usage},
                            cfg);
+  // ACME certificates (issue 16): issued and renewed on a thread of their
+  // own; a new one is swapped into the TLS contexts on the io context, as
+  // SIGHUP does, so connections keep theirs and new ones get it.
+  Current<const config::Config> tls_config(std::make_shared<const config::Config>(cfg));
+  auto reload_tls = [&tls_now, &tls_config] {
+    auto c = tls_config.get();
+    if (auto t = LoadTls(*c); !t) {
+      spdlog::error("tls reload failed, keeping the old certificates: {}", t.error().message);
+    } else if (*t || !tls_now.get()) {
+      tls_now.set(std::move(*t));
+    }
+  };
+  std::unique_ptr<acme::Manager> acme_manager;
+  if (!cfg.acme.directory.empty()) {
+    acme::Options ao;
+    ao.directory = cfg.acme.directory;
+    ao.contact = cfg.acme.contact;
+    ao.names = cfg.acme.names;
+    ao.challenge = cfg.acme.challenge;
+    ao.ca_file = cfg.acme.ca_file;
+    ao.dir = cfg.data_dir + "/acme";
+    ao.renew_days = cfg.acme.renew_days;
+    ao.check_interval = cfg.acme.check_interval;
+    acme_manager = std::make_unique<acme::Manager>(
+        std::move(ao), [&io, reload_tls] { asio::post(io, reload_tls); });
+  }
+  acme::Manager* acme_ptr = acme_manager.get();
   // The web listeners (autoconfig, MTA-STS, ACME HTTP-01, /metrics).
-  http::Server http_server({tls_now, nullptr,
+  http::Server http_server({tls_now,
+                            [acme_ptr](const std::string& token) -> std::optional<std::string> {
+                              if (acme_ptr == nullptr) return std::nullopt;
+                              return acme_ptr->Http01Answer(token);
+                            },
                             [data_dir = cfg.data_dir](std::string* why) {
                               return DataDirHealthy(data_dir, why);
                             }},
@@ -536,6 +587,7 @@ int Serve(const config::Config& initial) {
       grace = fresh->shutdown_grace;
       spdlog::info("config reloaded from {} (listeners unchanged)", cfg.path);
       // New certificates serve new connections; sessions keep theirs.
+      tls_config.set(std::make_shared<const config::Config>(*fresh));
       if (auto t = LoadTls(*fresh); !t) {
         spdlog::error("tls reload failed, keeping the old certificates: {}",
                       t.error().message);
@@ -564,12 +616,16 @@ int Serve(const config::Config& initial) {
   spdlog::info("{} ready: hostname={} domains={} data_dir={}", VersionLine(),
                cfg.hostname, fmt::join(cfg.domains, ","), cfg.data_dir);
 
+  if (acme_manager) acme_manager->Start();
+
   unsigned n = cfg.threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                 : cfg.threads;
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < n; ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  // Its callback posts into the io context, which must outlive it.
+  acme_manager.reset();
 
   // The queue calls every pending commit callback (they post into the
   // stopped io context), then the io context is destroyed with the
