@@ -3,9 +3,11 @@
 # Usage: scripts/deps.sh build|test|bench|fuzz   (all include build)
 set -euo pipefail
 
+# libsystemd-dev: sd_notify(3), for the systemd unit's Type=notify.
 build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
   libsqlite3-dev libsodium-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-  libcli11-dev libexpected-dev libunbound-dev libpsl-dev zlib1g-dev libhttp-parser-dev)
+  libcli11-dev libexpected-dev libunbound-dev libpsl-dev zlib1g-dev libhttp-parser-dev
+  libsystemd-dev)
 # What the tests call, with what each needs at run time that Debian ships only
 # as a Recommends (--no-install-recommends leaves those out): swaks speaks TLS
 # through Net::SSLeay and IO::Socket::SSL, SASL through Authen::SASL and IPv6
