@@ -72,9 +72,18 @@ bench: build
 abuse: build
 	TERN_BIN=$(BUILD)/tern /usr/bin/python3 tests/abuse/abuse.py --out $(BUILD)/abuse/abuse-long.json
 
-install: build
-	install -m 0755 $(BUILD)/tern /usr/local/sbin/tern
-	@echo "To serve as the system's sendmail: ln -sf /usr/local/sbin/tern /usr/sbin/sendmail"
+# `make install` (as root): the binary in $(PREFIX)/sbin, the systemd unit,
+# /etc/tern/tern.toml from the example unless there is one, the system user
+# tern and /var/lib/tern. DESTDIR stages it all elsewhere (then no user and
+# no folder are made). scripts/install.sh says where each file goes.
+# PREBUILT=FILE installs that binary instead of building.
+PREFIX ?= /usr/local
+DESTDIR ?=
+PREBUILT ?=
+INSTALL_BIN = $(if $(PREBUILT),$(PREBUILT),$(BUILD)/tern)
+
+install: $(if $(PREBUILT),,build)
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install.sh '$(INSTALL_BIN)'
 
 clean:
 	rm -rf $(BUILD)
