@@ -10,7 +10,7 @@ endif
 CONFIG ?= etc/tern.dev.toml
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps-build deps-test run test test-fresh unit bench install clean
+.PHONY: all build deps-build deps-test run test test-fresh unit bench install deb clean
 
 all: build
 
@@ -75,8 +75,8 @@ abuse: build
 # `make install` (as root): the binary in $(PREFIX)/sbin, the systemd unit,
 # /etc/tern/tern.toml from the example unless there is one, the system user
 # tern and /var/lib/tern. DESTDIR stages it all elsewhere (then no user and
-# no folder are made). scripts/install.sh says where each file goes.
-# PREBUILT=FILE installs that binary instead of building.
+# no folder are made). scripts/install.sh and docs/operations.md say where
+# each file goes. PREBUILT=FILE installs that binary instead of building.
 PREFIX ?= /usr/local
 DESTDIR ?=
 PREBUILT ?=
@@ -84,6 +84,13 @@ INSTALL_BIN = $(if $(PREBUILT),$(PREBUILT),$(BUILD)/tern)
 
 install: $(if $(PREBUILT),,build)
 	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install.sh '$(INSTALL_BIN)'
+
+# `make deb`: $(BUILD)/tern_VERSION_ARCH.deb, the same files installed with
+# PREFIX=/usr, Depends from dpkg-shlibdeps, the user made in its postinst
+# (scripts/make-deb.sh). scripts/deb-check.sh installs it in a clean root.
+deb: $(if $(PREBUILT),,build)
+	@scripts/deps.sh deb
+	scripts/make-deb.sh '$(INSTALL_BIN)' '$(BUILD)'
 
 clean:
 	rm -rf $(BUILD)
