@@ -12,9 +12,10 @@
 # 2. Under a booted systemd (systemd-nspawn, private network): the unit
 #    itself. The postinst enables it without starting it; `systemctl start`
 #    returns once Tern sends READY=1 (Type=notify) with the sandbox in
-#    force, port 25 answers, the server runs as tern with no capabilities
-#    left; `systemctl reload` reloads (STATUS= says so); an upgrade restarts
-#    it; stop is clean; removal stops and disables it. --no-boot skips this
+#    force, ports 25 and 80 answer and so do /health and /metrics on the
+#    admin listener, the server runs as tern with no capabilities left;
+#    `systemctl reload` reloads (STATUS= says so); an upgrade restarts it;
+#    stop is clean; removal stops and disables it. --no-boot skips this
 #    part (it needs systemd-nspawn, package systemd-container, installed
 #    here when missing).
 #
@@ -204,6 +205,12 @@ service = "smtp"
 [[listen]]
 address = "127.0.0.1:993"
 service = "imaps"
+[[listen]]
+address = "127.0.0.1:80"
+service = "http"
+[[listen]]
+address = "127.0.0.1:2981"
+service = "admin"
 [tls]
 self_signed = true
 [dns]
@@ -223,7 +230,16 @@ banner=$( (exec 3<>/dev/tcp/127.0.0.1/25 && read -r -t 5 line <&3 &&
 [[ $(awk '/^Uid:/ {print $2}' "/proc/$pid/status") == "$(id -u tern)" ]]
 [[ $(awk '/^CapEff:/ {print $2}' "/proc/$pid/status") == 0000000000000000 ]]
 [[ $(awk '/^NoNewPrivs:/ {print $2}' "/proc/$pid/status") == 1 ]]
+http_get() {  # http_get PORT PATH: the response, headers and body
+  (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+   printf 'GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$2" >&3 &&
+   timeout 5 cat <&3)
+}
+[[ $(http_get 2981 /health) == *$'\r\n\r\nok'* ]]
+http_get 2981 /metrics | grep -q '^tern_start_time_seconds '
+[[ $(http_get 80 /health) == "HTTP/1.1 "* ]]
 step "systemctl start: READY=1 received (status '$status'); port 25 '${banner%$'\r'}';" \
+  "port 80 answers; /health and /metrics on the admin listener;" \
   "runs as tern, no capabilities, no_new_privs"
 
 sed -i 's/^domains = .*/domains = ["example.test", "example.org"]/' /etc/tern/tern.toml
