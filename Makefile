@@ -10,7 +10,7 @@ endif
 CONFIG ?= etc/tern.dev.toml
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps-build deps-test run test test-fresh unit bench install clean
+.PHONY: all build deps-build deps-test run test test-fresh unit bench install deb clean
 
 all: build
 
@@ -72,9 +72,25 @@ bench: build
 abuse: build
 	TERN_BIN=$(BUILD)/tern /usr/bin/python3 tests/abuse/abuse.py --out $(BUILD)/abuse/abuse-long.json
 
-install: build
-	install -m 0755 $(BUILD)/tern /usr/local/sbin/tern
-	@echo "To serve as the system's sendmail: ln -sf /usr/local/sbin/tern /usr/sbin/sendmail"
+# `make install` (as root): the binary in $(PREFIX)/sbin, the systemd unit,
+# /etc/tern/tern.toml from the example unless there is one, the system user
+# tern and /var/lib/tern. DESTDIR stages it all elsewhere (then no user and
+# no folder are made). scripts/install.sh and docs/operations.md say where
+# each file goes. PREBUILT=FILE installs that binary instead of building.
+PREFIX ?= /usr/local
+DESTDIR ?=
+PREBUILT ?=
+INSTALL_BIN = $(if $(PREBUILT),$(PREBUILT),$(BUILD)/tern)
+
+install: $(if $(PREBUILT),,build)
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install.sh '$(INSTALL_BIN)'
+
+# `make deb`: $(BUILD)/tern_VERSION_ARCH.deb, the same files installed with
+# PREFIX=/usr, Depends from dpkg-shlibdeps, the user made in its postinst
+# (scripts/make-deb.sh). scripts/deb-check.sh installs it in a clean root.
+deb: $(if $(PREBUILT),,build)
+	@scripts/deps.sh deb
+	scripts/make-deb.sh '$(INSTALL_BIN)' '$(BUILD)'
 
 clean:
 	rm -rf $(BUILD)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tern needs that are missing.
-# Usage: scripts/deps.sh build|test|bench|fuzz   (all include build)
+# Usage: scripts/deps.sh build|test|bench|fuzz|deb   (all include build)
 set -euo pipefail
 
+# libsystemd-dev: sd_notify(3), for the systemd unit's Type=notify.
 build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
   libsqlite3-dev libsodium-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   libcli11-dev libexpected-dev libunbound-dev libpsl-dev zlib1g-dev libhttp-parser-dev
-  libcurl4-openssl-dev nlohmann-json3-dev)
+  libcurl4-openssl-dev nlohmann-json3-dev libsystemd-dev)
 # What the tests call, with what each needs at run time that Debian ships only
 # as a Recommends (--no-install-recommends leaves those out): swaks speaks TLS
 # through Net::SSLeay and IO::Socket::SSL, SASL through Authen::SASL and IPv6
@@ -43,6 +44,9 @@ bench_pkgs=(gnuplot-nox postal smtpping dovecot-pop3d dovecot-imapd libbenchmark
   opendmarc postfix-policyd-spf-python)
 # libFuzzer comes with clang's runtime libraries.
 fuzz_pkgs=(clang libclang-rt-14-dev)
+# `make deb`: dpkg-shlibdeps (dpkg-dev) computes the package's Depends from
+# the libraries the binary links; strip comes with binutils.
+deb_pkgs=(dpkg-dev binutils)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
@@ -50,7 +54,8 @@ case "${1:-build}" in
   test) want+=("${test_pkgs[@]}") ;;
   bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   fuzz) want+=("${fuzz_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
+  deb) want+=("${deb_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench|fuzz|deb" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -6,9 +6,15 @@
 # user's machine. CI runs `make test` this way (.ci/run).
 #
 # Usage (as root, from anywhere in the repository):
-#   scripts/fresh-root.sh [--worktree] [COMMAND...]
-#     --worktree  include uncommitted changes to tracked files (default: HEAD
-#                 only, which is what CI sees)
+#   scripts/fresh-root.sh [--worktree] [--share DIR] [COMMAND...]
+#   scripts/fresh-root.sh --tarball
+#     --worktree   include uncommitted changes to tracked files (default: HEAD
+#                  only, which is what CI sees)
+#     --share DIR  mount DIR of this machine at /share in the root (read and
+#                  write): files for the command, or results it leaves for
+#                  later (CI takes the .deb that `make deb` builds there)
+#     --tarball    only print the path of today's root tarball (building it
+#                  if needed), for scripts that start the root another way
 #
 # The root and the packages it downloads are cached for the day under
 # $TERN_FRESH_DIR (default /var/tmp/tern-fresh): the first run of a day builds
@@ -20,10 +26,20 @@
 set -euo pipefail
 
 worktree=0
-if [[ ${1:-} == --worktree ]]; then
-  worktree=1
-  shift
-fi
+share=
+tarball_only=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --worktree) worktree=1; shift ;;
+    --tarball) tarball_only=1; shift ;;
+    --share)
+      [[ $# -ge 2 && -d $2 ]] || { echo "fresh-root: --share needs a folder" >&2; exit 2; }
+      share=$(cd "$2" && pwd)
+      shift 2
+      ;;
+    *) break ;;
+  esac
+done
 cmd=${*:-make test}
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -37,7 +53,7 @@ mkdir -p "$dir"
 
 need() {  # need COMMAND PACKAGE: install PACKAGE on this machine when COMMAND is missing
   command -v "$1" >/dev/null && return 0
-  echo "fresh-root: installing $2 on this machine"
+  echo "fresh-root: installing $2 on this machine" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 ||
     { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
@@ -51,7 +67,7 @@ tarball=$dir/rootfs-$today.tar
 debs=$dir/debs-$today
 if [[ ! -s $tarball ]]; then
   find "$dir" -maxdepth 1 -name 'rootfs-*.tar*' ! -name "rootfs-$today.tar" -delete
-  echo "fresh-root: building a bookworm minbase root (cached for today in $dir)"
+  echo "fresh-root: building a bookworm minbase root (cached for today in $dir)" >&2
   if ! mmdebstrap --variant=minbase --format=tar --include=make,git,ca-certificates \
       bookworm "$tarball.part" >"$dir/mmdebstrap.log" 2>&1; then
     tail -20 "$dir/mmdebstrap.log" >&2
@@ -60,6 +76,10 @@ if [[ ! -s $tarball ]]; then
     exit 2
   fi
   mv "$tarball.part" "$tarball"
+fi
+if [[ $tarball_only -eq 1 ]]; then
+  echo "$tarball"
+  exit 0
 fi
 for old in "$dir"/debs-*; do
   [[ -d $old && $old != "$debs" ]] && rm -rf "$old"
@@ -79,6 +99,7 @@ cleanup() {
 trap cleanup EXIT
 tar -C "$root" -xf "$tarball"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+[[ -n $share ]] && mkdir -p "$root/share"
 
 # The project, as a clone: only what git tracks, as a fresh checkout has it.
 rev=HEAD
@@ -96,14 +117,15 @@ echo "fresh-root: running '$cmd' on $(git -C "$repo" rev-parse --short "$rev") i
 start=$SECONDS
 set +e
 unshare --mount --pid --fork --propagation private bash -euc '
-  root=$1 debs=$2 cmd=$3
+  root=$1 debs=$2 cmd=$3 share=$4
   mount -t proc proc "$root/proc"
   mount -t sysfs sys "$root/sys"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs tmpfs "$root/tmp"
   mount --bind "$debs" "$root/var/cache/apt/archives"
+  if [[ -n $share ]]; then mount --bind "$share" "$root/share"; fi
   exec chroot "$root" /bin/bash -lc "cd /root/tern && CI=true $cmd"
-' fresh-root "$root" "$debs" "$cmd" 2>&1 | tee "$dir/last-run.log"
+' fresh-root "$root" "$debs" "$cmd" "$share" 2>&1 | tee "$dir/last-run.log"
 rc=${PIPESTATUS[0]}
 set -e
 echo "fresh-root: '$cmd' exited $rc after $((SECONDS - start)) s"

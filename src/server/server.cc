@@ -1,11 +1,14 @@
 // `tern serve`: binds the listeners as root, drops privileges, opens the
 // directory and the queue, then accepts connections until SIGTERM/SIGINT,
 // finishing transactions in flight for a bounded time. SIGHUP reloads.
+// Under systemd (Type=notify) it reports readiness, reloads and shutdown.
 #include <grp.h>
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <asio.hpp>
@@ -15,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -81,6 +85,28 @@ Result<std::unique_ptr<tcp::acceptor>> Bind(asio::io_context& io,
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Err("listen " + l.address + ": " + ec.message());
   return acc;
+}
+
+// Tells the service manager what the server is doing (dist/tern.service is
+// Type=notify). sd_notify(3): `state` is newline-separated assignments sent
+// as one datagram to the AF_UNIX socket named in $NOTIFY_SOCKET; without
+// that variable (not started by systemd: a shell, the tests) nothing is sent
+// and 0 is returned. The man page advises ignoring the result, since a
+// service manager that does not listen must not stop the server. The
+// variable stays set (unset_environment 0) for the later messages.
+void Notify(const std::string& state) {
+  sd_notify(0, state.c_str());
+}
+
+// RELOADING=1 with the time it began: sd_notify(3) requires READY=1 once the
+// reload is done; systemd 253 and later (Type=notify-reload) also ask for
+// MONOTONIC_USEC=, which older versions ignore.
+void NotifyReloading() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t usec = static_cast<uint64_t>(ts.tv_sec) * 1000000u +
+                  static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+  Notify(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the config", usec));
 }
 
 // RFC 5321 4.5.1: postmaster mail is always accepted; someone should read it.
@@ -564,6 +590,8 @@ int Serve(const config::Config& initial) {
     if (ec || stopping) return;
     stopping = true;
     spdlog::info("signal {}: shutting down (grace {}s)", sig, grace);
+    Notify(fmt::format("STOPPING=1\nSTATUS=shutting down, {} connection(s) to finish",
+                       registry.live()));
     hup.cancel();
     for (auto& l : listeners) {
       asio::error_code ignored;
@@ -575,9 +603,12 @@ int Serve(const config::Config& initial) {
   std::function<void(const asio::error_code&, int)> on_hup;
   on_hup = [&](const asio::error_code& ec, int) {
     if (ec) return;
+    NotifyReloading();
+    std::string status = "serving; config reloaded";
     auto fresh = config::Load(cfg.path);
     if (!fresh) {
       spdlog::error("reload failed, keeping the old config: {}", fresh.error().message);
+      status = "serving; reload failed, old config kept: " + fresh.error().message;
     } else {
       fresh->data_dir = cfg.data_dir;  // the data folder cannot move at run time
       smtp_server.Reload(*fresh);
@@ -602,7 +633,11 @@ int Serve(const config::Config& initial) {
     }
     if (auto r = dir->Reload(); !r) {
       spdlog::error("directory reload failed: {}", r.error().message);
+      status = "serving; directory reload failed: " + r.error().message;
     }
+    // STATUS= is a single line (sd_notify(3)).
+    std::replace(status.begin(), status.end(), '\n', ' ');
+    Notify("READY=1\nSTATUS=" + status);
     hup.async_wait(on_hup);
   };
   hup.async_wait(on_hup);
@@ -615,6 +650,10 @@ int Serve(const config::Config& initial) {
   }
   spdlog::info("{} ready: hostname={} domains={} data_dir={}", VersionLine(),
                cfg.hostname, fmt::join(cfg.domains, ","), cfg.data_dir);
+  // The sockets are listening (connections wait in their backlogs until the
+  // accept loops run), privileges are dropped, the queue runs: ready.
+  Notify(fmt::format("READY=1\nSTATUS=serving {} listener(s) as {}", listeners.size(),
+                     cfg.hostname));
 
   if (acme_manager) acme_manager->Start();
 
