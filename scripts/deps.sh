@@ -25,7 +25,9 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # running (scripts/fresh-root.sh's chroot, a container) invoke-rc.d does not
 # start it and the install still succeeds. test_milter.py's own filter
 # (tests/milter_peer.py) runs on pymilter (python3-milter, over sendmail's
-# libmilter). test_setup.py parses the zone text `tern setup` prints with
+# libmilter). test_acme.py orders certificates from a private Pebble (the
+# ACME test server); test_http.py reads /metrics with python3-prometheus-
+# client's parser. test_setup.py parses the zone text `tern setup` prints with
 # dnspython (python3-dnspython), as a DNS tool reading it would. The unit
 # tests (not the server) need googletest and RapidCheck.
 test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
@@ -34,7 +36,7 @@ test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
   isync offlineimap3 imapfilter
   python3-dkim python3-nacl opendkim opendkim-tools rspamd
-  python3-milter)
+  python3-milter pebble python3-prometheus-client)
 # The bench's mail authentication cell runs Postfix with OpenDKIM (from the
 # test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.
 # Its IMAP cells compare with a private Dovecot imapd (never the system's

@@ -67,7 +67,7 @@ _PACKAGE_OF = {
     "getmail": "getmail6", "mount": "mount", "umount": "mount",
     "postfix": "postfix", "openssl": "openssl",
     "mbsync": "isync", "mutt": "mutt", "offlineimap": "offlineimap3",
-    "imapfilter": "imapfilter",
+    "imapfilter": "imapfilter", "pebble": "pebble",
 }
 # swaks features (as `swaks --support` names them) and the Perl modules'
 # packages they need; swaks only Recommends these.

@@ -47,6 +47,7 @@ size_t WriteBody(char* data, size_t size, size_t n, void* out) {
 size_t WriteHeader(char* data, size_t size, size_t n, void* out) {
   auto* r = static_cast<HttpResponse*>(out);
   std::string_view line(data, size * n);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   size_t colon = line.find(':');
   if (colon != std::string_view::npos) {
     std::string name = ToLower(line.substr(0, colon));
@@ -275,7 +276,8 @@ void Manager::Run() {
       spdlog::info("acme: {}", *r);
       backoff = 60;
     } else {
-      spdlog::error("acme: {} (next try in {} s)", r.error().message,
+      const std::string& why = r.error().message;
+      spdlog::error("{}{} (next try in {} s)", why.starts_with("acme: ") ? "" : "acme: ", why,
                     std::min(backoff, options_.check_interval));
       wait = std::min(backoff, options_.check_interval);
       backoff = std::min<uint32_t>(backoff * 2, 86400);
