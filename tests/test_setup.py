@@ -199,6 +199,19 @@ def test_setup_prints_the_zone_adds_the_domain_and_makes_keys(tmp_path):
         assert later[(ptr, "PTR")] == [f"{HOST}."], (ip, later)
 
 
+def test_setup_with_an_https_listener_publishes_the_web_names(tmp_path):
+    # The https listener serves autoconfig and the MTA-STS policy: their
+    # names become records to publish (not comments).
+    srv = make_config(tmp_path / "srv")
+    srv.listen.append((f"127.0.0.1:{free_port()}", "https"))
+    srv.sections["tls"] = {"self_signed": True}
+    srv.write_config()
+    got = records(parse_zone(srv.cli("setup", DOMAIN, *ARGS).stdout))
+    for name in (f"mta-sts.{DOMAIN}", f"autoconfig.{DOMAIN}", f"autodiscover.{DOMAIN}"):
+        assert got[(name, "CNAME")] == [f"{HOST}."], got
+    assert got[(f"_mta-sts.{DOMAIN}", "TXT")][0].startswith("v=STSv1; id="), got
+
+
 def test_second_setup_adds_nothing_and_makes_no_keys(tmp_path):
     srv = make_config(tmp_path / "srv")
     first = srv.cli("setup", DOMAIN, *ARGS)

@@ -108,13 +108,17 @@ std::vector<SetupRecord> SetupRecords(const SetupInput& in) {
                        Dot(in.host),
                    true, std::string("Mail clients find ") + s.service + " here (RFC 6186)"});
   }
-  out.push_back({"_mta-sts." + d, "TXT", "v=STSv1; id=" + PolicyId(in.now), false,
-                 "MTA-STS (RFC 8461): publish with the policy host below once "
-                 "Tern's https listener serves the policy (not yet)"});
-  out.push_back({"mta-sts." + d, "CNAME", Dot(in.host), false, ""});
-  out.push_back({"autoconfig." + d, "CNAME", Dot(in.host), false,
-                 "Client autoconfiguration host names, once Tern serves them (not yet)"});
-  out.push_back({"autodiscover." + d, "CNAME", Dot(in.host), false, ""});
+  // What the https listener serves; without one, comments to publish
+  // once it runs (README "Web listeners").
+  std::string later = in.web ? "" : " (once an https listener runs)";
+  out.push_back({"_mta-sts." + d, "TXT", "v=STSv1; id=" + PolicyId(in.now), in.web,
+                 "MTA-STS (RFC 8461): senders fetch the policy from the host below" + later +
+                     "; change the id whenever [http] mta_sts_mode changes"});
+  out.push_back({"mta-sts." + d, "CNAME", Dot(in.host), in.web, ""});
+  out.push_back({"autoconfig." + d, "CNAME", Dot(in.host), in.web,
+                 "Client autoconfiguration (Thunderbird, Outlook)" + later +
+                     "; add these names to [acme] names for their certificate"});
+  out.push_back({"autodiscover." + d, "CNAME", Dot(in.host), in.web, ""});
   for (const std::string& ip : in.ips) {
     bool is4 = ip.find(':') == std::string::npos;
     std::string name = antispam::DnsListQueryName(ip, is4 ? "in-addr.arpa" : "ip6.arpa");
@@ -247,6 +251,7 @@ Result<SetupInput> Gather(const config::Config& cfg, const SetupArgs& a, bool ma
   }
   for (const config::Listener& l : cfg.listeners) {
     if (l.service != "smtp") in.services.emplace_back(l.service, l.port);
+    if (l.service == "https") in.web = true;
   }
   in.now = static_cast<int64_t>(std::time(nullptr));
   auto keys = mailauth::ListDkimKeys(cfg.data_dir);
@@ -318,6 +323,7 @@ dns::RrType TypeOf(const std::string& t) {
   if (t == "AAAA") return dns::RrType::kAaaa;
   if (t == "SRV") return dns::RrType::kSrv;
   if (t == "PTR") return dns::RrType::kPtr;
+  if (t == "CNAME") return dns::RrType::kA;  // followed by the resolver
   return dns::RrType::kTxt;
 }
 
@@ -368,6 +374,17 @@ Verdict Judge(const SetupRecord& want, const dns::Answer& a) {
       std::string p, wt, port, target;
       w >> p >> wt >> port >> target;
       if (std::to_string(s.port) == port && Dot(s.target) == target) v.ok = true;
+    }
+  } else if (want.type == "CNAME") {
+    // Asked as A: the resolver follows the alias. Either the alias to our
+    // host, or address records of the name's own (also fine for clients).
+    std::string host = want.value.substr(0, want.value.size() - 1);
+    if (!a.canonical_name.empty()) {
+      seen.push_back("CNAME " + Dot(a.canonical_name));
+      v.ok = ToLower(a.canonical_name) == host;
+    } else {
+      for (const std::string& ip : a.addresses) seen.push_back(ip);
+      v.ok = !a.addresses.empty();
     }
   } else if (want.type == "PTR") {
     for (const std::string& n : a.names) {

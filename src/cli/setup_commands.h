@@ -30,13 +30,16 @@ struct SetupInput {
   // DKIM key records of the domain: (SELECTOR._domainkey.DOMAIN, text).
   std::vector<std::pair<std::string, std::string>> dkim;
   int64_t now = 0;                   // for the MTA-STS policy id
+  // An https listener serves autoconfig and the MTA-STS policy: their
+  // host names are published (else printed as comments).
+  bool web = false;
 };
 
 struct SetupRecord {
   std::string name;   // absolute, no trailing dot
   std::string type;   // "MX", "A", "AAAA", "TXT", "SRV", "CNAME", "PTR"
   std::string value;  // presentation form: "10 mx.example.org.", TXT unquoted
-  // False: printed as a comment, not checked (Tern does not serve what it
+  // False: printed as a comment, not checked (nothing serves what it
   // points at yet, or only the hosting provider can publish it).
   bool publish = true;
   std::string note;   // the comment above it
