@@ -10,7 +10,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_WORK=${FUZZ_WORK:-$FUZZ_BUILD/fuzz-work}
 ALL_TARGETS=(smtp_session smtp_data smtp_address rfc5322 sasl base64
   pop3_session config smtp_client_reply crlf spf dkim_tags dkim_canon dmarc
-  arc imap_command mime milter_reply milter_message)
+  arc imap_command mime milter_reply milter_message http_session)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL_TARGETS[@]}")
 
@@ -50,7 +50,7 @@ run_target() {
     -artifact_prefix="$work/artifacts/")
   [ -f "fuzz/dict/$t.dict" ] && args+=(-dict="fuzz/dict/$t.dict")
   case $t in
-    smtp_session|pop3_session|arc|imap_command) args+=(-max_len=16384) ;;
+    smtp_session|pop3_session|arc|imap_command|http_session) args+=(-max_len=16384) ;;
   esac
   if "$bin" "${args[@]}" "$work/corpus" >"$work/fuzz.log" 2>&1; then
     status=ok

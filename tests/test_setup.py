@@ -7,11 +7,13 @@ import base64
 import os
 import re
 import stat
+import subprocess
 import time
 
 import pytest
 from dnslib import AAAA, MX, QTYPE, SRV, TXT, A
 
+import conftest
 from conftest import TernServer, free_port
 from faultkit import start_dns, stop_dns
 
@@ -68,7 +70,11 @@ def configured_domains(srv):
 
 
 def key_files(srv, domain=DOMAIN):
-    d = srv.data_dir / "dkim" / domain
+    return key_files_in(srv.data_dir, domain)
+
+
+def key_files_in(data_dir, domain=DOMAIN):
+    d = data_dir / "dkim" / domain
     if not d.is_dir():
         return {}
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
@@ -210,6 +216,32 @@ def test_setup_with_an_https_listener_publishes_the_web_names(tmp_path):
     for name in (f"mta-sts.{DOMAIN}", f"autoconfig.{DOMAIN}", f"autodiscover.{DOMAIN}"):
         assert got[(name, "CNAME")] == [f"{HOST}."], got
     assert got[(f"_mta-sts.{DOMAIN}", "TXT")][0].startswith("v=STSv1; id="), got
+
+
+def test_setup_without_a_config_writes_one(tmp_path):
+    # From nothing: the example configuration, with the domain's names,
+    # private to root and its group, and usable at once.
+    config = tmp_path / "etc" / "tern.toml"
+    config.parent.mkdir()
+    data = tmp_path / "data"
+    cmd = [conftest.TERN_BIN, "setup", DOMAIN, "--hostname", HOST, "--ip", IP4,
+           "--config", str(config), "--data-dir", str(data)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "wrote a new configuration" in p.stderr
+    assert stat.S_IMODE(os.stat(config).st_mode) == 0o640
+    text = config.read_text()
+    assert f'hostname = "{HOST}"' in text and f'domains = ["{DOMAIN}"]' in text
+    assert f'names = ["{HOST}"]' in text and "example.com" not in text
+    got = records(parse_zone(p.stdout))
+    assert got[(DOMAIN, "MX")] == [f"10 {HOST}."]
+    # The example serves https: the web names are records to publish.
+    assert got[(f"autoconfig.{DOMAIN}", "CNAME")] == [f"{HOST}."]
+    assert len(key_files_in(data)) == 2
+    # A second run finds it and changes nothing.
+    p2 = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p2.returncode == 0 and "wrote" not in p2.stderr, p2.stderr
+    assert config.read_text() == text
 
 
 def test_second_setup_adds_nothing_and_makes_no_keys(tmp_path):

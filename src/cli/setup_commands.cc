@@ -3,8 +3,12 @@
 
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -154,6 +158,23 @@ std::string ZoneText(const std::vector<SetupRecord>& records, const SetupInput& 
   return z.str();
 }
 
+std::string NewConfigText(const std::string& domain, const std::string& host) {
+  // The example's own names, replaced everywhere (comments included, so
+  // the examples in them are the reader's). The host first: it contains
+  // the domain.
+  std::string text = kExampleConfig;
+  auto replace = [&text](std::string_view from, const std::string& to) {
+    for (size_t at = text.find(from); at != std::string::npos;
+         at = text.find(from, at + to.size())) {
+      text.replace(at, from.size(), to);
+    }
+  };
+  replace("mx.example.com", "\x01");
+  replace("example.com", domain);
+  replace("\x01", host);
+  return text;
+}
+
 Result<std::string> AddDomainToConfigText(const std::string& text, const std::string& domain) {
   std::istringstream in(text);
   std::string line, out;
@@ -278,8 +299,41 @@ Result<SetupInput> Gather(const config::Config& cfg, const SetupArgs& a, bool ma
   return in;
 }
 
+// No configuration yet: the example one, for this domain and host, written
+// where --config points (its folder must exist), readable by root and the
+// group only (it may later hold relay passwords).
+Result<void> WriteNewConfig(const SetupArgs& a, const std::string& config_path) {
+  std::string domain = ToLower(a.domain);
+  if (!domain.empty() && domain.back() == '.') domain.pop_back();
+  std::string host = ToLower(a.host.empty() ? "mx." + domain : a.host);
+  if (!IsHostName(domain) || domain.find('.') == std::string::npos) {
+    return Err("\"" + a.domain + "\" is not a domain name");
+  }
+  if (!IsHostName(host)) return Err("\"" + host + "\" is not a host name");
+  std::string tmp = config_path + ".tern-setup";
+  {
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return Err("cannot write " + tmp + ": " + std::strerror(errno));
+    std::string text = NewConfigText(domain, host);
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) return Err("cannot write " + tmp);
+  }
+  if (::rename(tmp.c_str(), config_path.c_str()) != 0) {
+    return Err("cannot create " + config_path + ": " + std::strerror(errno));
+  }
+  std::cerr << "tern: wrote a new configuration to " << config_path << " for " << domain
+            << " (host " << host << "); read it through before starting the server\n";
+  return {};
+}
+
 int RunSetup(const SetupArgs& a, const std::function<Result<config::Config>()>& load_config,
              const std::string& config_path) {
+  std::error_code exists_ec;
+  if (!std::filesystem::exists(config_path, exists_ec)) {
+    if (auto made = WriteNewConfig(a, config_path); !made) return Fail(made.error().message);
+  }
   auto cfg = load_config();
   if (!cfg) return Fail(cfg.error().message);
   // Everything is checked before the configuration is touched.

@@ -53,6 +53,13 @@ std::vector<SetupRecord> SetupRecords(const SetupInput& in);
 // 255-octet strings; unpublished records commented out).
 std::string ZoneText(const std::vector<SetupRecord>& records, const SetupInput& in);
 
+// etc/tern.example.toml, built into the binary (CMakeLists.txt).
+extern const char kExampleConfig[];
+
+// The example configuration for `domain` served by `host`: what `tern
+// setup` writes when there is no configuration file yet.
+std::string NewConfigText(const std::string& domain, const std::string& host);
+
 // Adds "domain" to the single-line `domains = [...]` array of a TOML text.
 // Unchanged when it is there already; an error when the line is not found
 // or spans lines.
