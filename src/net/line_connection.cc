@@ -20,6 +20,9 @@ constexpr uint32_t kHandshakeTimeout = 30;
 // After a timeout or for close_notify: a short last chance to be heard.
 constexpr uint32_t kGoodbyeTimeout = 5;
 constexpr uint32_t kCloseNotifyTimeout = 2;
+// LingerOnClose(): how long, and how much, is read and dropped.
+constexpr uint32_t kLingerTimeout = 2;
+constexpr size_t kLingerBytes = 1024 * 1024;
 // Compressed input is inflated this much at a time and handed to the
 // session before more is inflated: a decompression bomb (DEFLATE reaches
 // about 1000:1) costs the session what the same plain input would, never
@@ -302,6 +305,16 @@ asio::awaitable<void> LineConnection::Run() {
     deadline_.ExpiresAfter(kCloseNotifyTimeout);
     asio::error_code ec;
     co_await stream_.AsyncTlsShutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!stream_.tls() && end_ == EndReason::kClosed && LingerOnClose()) {
+    asio::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    deadline_.ExpiresAfter(kLingerTimeout);
+    for (size_t dropped = 0; !ec && dropped < kLingerBytes;) {
+      size_t n = co_await stream_.AsyncReadSome(
+          asio::buffer(buf_), asio::redirect_error(asio::use_awaitable, ec));
+      dropped += n;
+    }
   }
   deadline_.Stop();
   asio::error_code ignored;

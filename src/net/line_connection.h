@@ -124,6 +124,12 @@ class LineConnection : public Stoppable,
   // Wake() arrived. True: interrupt a pending read (the session now wants
   // Work()).
   virtual bool Woken() { return false; }
+  // True: when the session closes a plain-TCP connection, stop sending,
+  // then read and drop what the client still sends (briefly) before the
+  // close. Without it the kernel answers unread input with a reset, which
+  // can destroy replies the client has not read yet (RFC 9112 9.6: an
+  // HTTP server closing after a pipelined request or an error).
+  virtual bool LingerOnClose() { return false; }
   // The connection has ended: log the closing line, let go of resources.
   virtual void Ended(EndReason reason, std::chrono::milliseconds elapsed) = 0;
 

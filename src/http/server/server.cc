@@ -277,6 +277,7 @@ class Connection : public net::LineConnection {
   void SayShutdown() override { session_.Shutdown(); }
   void SayTimeout() override { session_.Timeout(std::time(nullptr)); }
   void TlsStarted() override {}
+  bool LingerOnClose() override { return true; }
   uint32_t CommandTimeout() override { return settings_->http.idle_timeout; }
   asio::awaitable<bool> Work() override {
     Answer();
