@@ -1,7 +1,8 @@
 # Abuse under load (hardening issue 7): the short form of tests/abuse/abuse.py
 # (slowloris crowd, garbage, brute force, relay tricks and a well-behaved
-# client at once against one server), plus a quick check of the fair share
-# that keeps a full server open to clients with few connections.
+# client at once against one server, on the mail and the web listeners),
+# plus a quick check of the fair share that keeps a full server open to
+# clients with few connections.
 import json
 import os
 import socket
@@ -37,8 +38,29 @@ def test_abuse_short(tmp_path):
     assert any(k.startswith("421") for k in b["smtp"]), report
     assert r["relay"]["commands_tried"] > 0 and not r["relay"]["not_refused"], report
     assert not r["garbage"]["unexpected"], report
+    # The web listeners: a dripped request ends in 408 (or a close) within
+    # the idle timeout, over the limit in 503; every kind of garbage was
+    # answered as it should be at least once; the good client's /health
+    # and autoconfig requests all succeeded.
+    h = r["slowloris"]["http"]
+    assert h["accepted"] > 0 and h["refused"] and not h["unexpected"], report
+    assert h["closed_by_server"].get("HTTP 408"), report
+    kinds = r["garbage"]["kinds"]
+    for kind in ("random-bytes/http", "random-bytes/https", "random-bytes/admin",
+                 "1MB-request-line/http", "1MB-request-line/https", "1MB-header/http",
+                 "too-many-fields/https", "huge-Content-Length/http",
+                 "huge-Content-Length/https", "huge-chunked-body/https",
+                 "two-Host-fields/https", "no-Host-field/http", "pipelined/http",
+                 "pipelined/https", "pipelined/admin", "keep-alive/admin",
+                 "keep-alive/https", "plaintext/https", "half-close/http"):
+        assert kinds.get(kind, {}).get("ok"), (kind, kinds.get(kind), report)
+    w = g["web"]
+    assert all(w["fetches"].get(k) for k in ("health", "autoconfig-http",
+                                              "autoconfig-https")), report
+    assert not w["failures"], report
     assert r["memory"]["rss_peak_mib"] < 512, report
     assert r["alive_at_end"] and r["exit_code"] == 0, report
+    assert r["fresh_http"].startswith("HTTP/1.1 200"), report
     assert r["log"]["crash"] is None, report
     assert p.returncode == 0, report
 

@@ -7,16 +7,26 @@ one well-behaved client, all at the same time.
 
 Starts one `tern serve` (TERN_BIN, else build/tern) on loopback with SMTP
 (port 25 style: plain + STARTTLS), submission (STARTTLS), submissions
-(implicit TLS), POP3 (STLS) and POP3S, production limits except where the
-profile says otherwise, and then runs together:
+(implicit TLS), POP3 (STLS) and POP3S, IMAP and IMAPS, and the web
+listeners http, https (implicit TLS) and admin, production limits except
+where the profile says otherwise, and then runs together:
 
   slowloris   N connections that send one byte every few seconds and never
               finish a line (or a TLS handshake), spread round-robin over
-              source addresses 127.0.0.10 and up; refused ones retry.
+              source addresses 127.0.0.10 and up; refused ones retry. The
+              web listeners get their share: an HTTP request dripped a byte
+              at a time (inside TLS on https), which must end in a 408 or a
+              close within [http] idle_timeout; over the limit a 503 (a
+              close on https). They reconnect and start over.
   garbage     random bytes, 1 MB lines without CRLF (commands and message
               text), NUL bytes, a TLS ClientHello on plaintext ports,
               plaintext on the implicit-TLS ports, half-closed connections
-              and clients that pipeline and never read (127.0.0.4-6).
+              and clients that pipeline and never read (127.0.0.4-6). On
+              the web listeners: random bytes (400), a 1 MB request line
+              (414) or header (431), too many fields (431), a huge declared
+              Content-Length or chunked body (413), bad Host fields and
+              versions (400, 505), pipelined and keep-alive floods (100
+              answers, then the connection is closed).
   brute force wrong passwords for the good user's account over SMTP AUTH
               (465 and 587+STARTTLS) and POP3 (995 and 110+STLS) from
               127.0.0.3.
@@ -24,20 +34,24 @@ profile says otherwise, and then runs together:
               after STARTTLS) and authenticated on 587 (127.0.0.7).
   good client from 127.0.0.1: M messages, half by authenticated submission
               with STARTTLS and half to port 25, read back by POP3 (STLS and
-              POP3S alternately) and compared byte for byte.
+              POP3S alternately) and compared byte for byte; meanwhile
+              /health from the admin listener and the Thunderbird autoconfig
+              document over http and https, checked (200, the right ports).
 
-Source addresses: the server limits connections per IP (SMTP 50, POP3 20)
-and in total. A real deployment sees attackers and users at different
-addresses, so every attacker role has its own 127.0.0.x and the good client
-is 127.0.0.1. The slowloris crowd is larger than the server's total limit:
-the server refuses what is beyond it with 421 (or -ERR [SYS/TEMP]) and must
+Source addresses: the server limits connections per IP (SMTP 50, POP3 20,
+the web listeners 20 together) and in total. A real deployment sees
+attackers and users at different addresses, so every attacker role has its
+own 127.0.0.x and the good client is 127.0.0.1. The slowloris crowd is
+larger than the server's total limit: the server refuses what is beyond it
+with 421 (or -ERR [SYS/TEMP], an HTTP 503 on the web listeners) and must
 still serve the good client.
 
 Checks (all generous: this is a correctness test, not a benchmark): every
 message delivered intact, none lost, each within a bound; no wrong password
-accepted, the attacker locked out; every relay trick refused with 5xx; the
-server alive at the end, answering a fresh connection, no crash or sanitizer
-report in its log, a clean exit on SIGTERM; peak RSS under a bound.
+accepted, the attacker locked out; every relay trick refused with 5xx; every
+web request of the good client answered; the server alive at the end,
+answering a fresh connection, no crash or sanitizer report in its log, a
+clean exit on SIGTERM; peak RSS under a bound.
 Numbers go to stdout as a table and to a JSON file (build/abuse/ or --out).
 Exit status 0 when every check passed.
 """
@@ -47,6 +61,7 @@ import base64
 import concurrent.futures
 import email.utils
 import hashlib
+import http.client
 import json
 import os
 import pathlib
@@ -64,6 +79,7 @@ import sys
 import tempfile
 import threading
 import time
+import xml.etree.ElementTree as ElementTree
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HOSTNAME = "mx.example.test"
@@ -79,16 +95,21 @@ SLOW_BASE = 10                       # slowloris from 127.0.0.10 up
 
 PROFILES = {
     # CI: a smaller total limit so that the slowloris crowd still fills it.
+    # The web listeners likewise (40 in all, not 500), with a short idle
+    # timeout so that dripped requests end in 408 several times a run.
     "short": dict(slowloris=300, slow_ips=10, max_connections=200,
                   messages=200, passwords=500, min_seconds=40,
                   drip=(2.0, 4.0), never_read_cap=10, big_line=1 << 20,
-                  deadline=240),
-    # The default limits (1000 in total, 50 per IP), twice as many
-    # slowloris connections, and long enough to pass command_timeout.
+                  deadline=240, slowloris_http=60, http_max_connections=40,
+                  http_idle_timeout=10),
+    # The default limits (1000 in total, 50 per IP; web 500 and 20 with the
+    # 30 s idle timeout), twice as many slowloris connections, and long
+    # enough to pass command_timeout.
     "long": dict(slowloris=2000, slow_ips=50, max_connections=1000,
                  messages=1000, passwords=500, min_seconds=330,
                  drip=(3.0, 5.0), never_read_cap=40, big_line=4 << 20,
-                 deadline=900),
+                 deadline=900, slowloris_http=1000, http_max_connections=500,
+                 http_idle_timeout=30),
 }
 
 SMTP_LIMITS = {
@@ -112,6 +133,10 @@ AUTH_LIMITS = {"max_failures": 10, "window": 600, "lockout": 900,
 POP3_LIMITS = {"idle_timeout": 600, "max_errors": 10,
                "max_connections_per_ip": 20}
 IMAP_LIMITS = {"max_errors": 10, "max_connections_per_ip": 20}
+# [http]: max_connections and idle_timeout come from the profile.
+HTTP_LIMITS = {"max_connections_per_ip": 20}
+WEB_SERVICES = ("http", "https", "admin")
+AUTOCONFIG_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
 
 RSS_BOUND_MIB = 512
 E2E_BOUND_S = 120      # each message: from 250 to seen by POP3
@@ -120,6 +145,16 @@ ACCEPT_BOUND_S = 60    # each message: MAIL FROM .. 250 after the dot
 
 def now():
     return time.monotonic()
+
+
+def http_close_bound(idle_timeout):
+    """Seconds after which a web connection that stopped sending must be
+    gone (408 or a close): [http] idle_timeout, then as much again (at
+    least 10 s). On a busy machine the https handshake (not counted in the
+    timeout) and this process, which drives thousands of connections, may
+    be that slow; a server that never times out, or ignores the configured
+    timeout in the short profile, still fails."""
+    return idle_timeout + max(10, idle_timeout)
 
 
 def free_port():
@@ -175,8 +210,10 @@ class Server:
         self.log = self.base / "server.log"
         self.ports = {name: free_port() for name in
                       ("smtp", "submission", "submissions", "pop3", "pop3s",
-                       "imap", "imaps")}
+                       "imap", "imaps") + WEB_SERVICES}
         smtp = dict(SMTP_LIMITS, max_connections=profile["max_connections"])
+        web = dict(HTTP_LIMITS, max_connections=profile["http_max_connections"],
+                   idle_timeout=profile["http_idle_timeout"])
         lines = [
             f"hostname = {toml(HOSTNAME)}",
             f"data_dir = {toml(str(self.data))}",
@@ -192,7 +229,7 @@ class Server:
                       f"service = {toml(service)}"]
         for table, values in (("smtp", smtp), ("tls", {"self_signed": True}),
                               ("auth", AUTH_LIMITS), ("pop3", POP3_LIMITS),
-                              ("imap", IMAP_LIMITS),
+                              ("imap", IMAP_LIMITS), ("http", web),
                               ("dns", {"upstream": ["127.0.0.1:9"]}),
                               # No DNS here (upstream is the discard port):
                               # SPF at MAIL would wait out the resolver's
@@ -204,6 +241,7 @@ class Server:
         self.config.write_text("\n".join(lines) + "\n")
         self.proc = None
         self.smtp_limits = smtp
+        self.http_limits = web
 
     def cli(self, *args, stdin=b""):
         p = subprocess.run([self.bin, *args, "--config", str(self.config)],
@@ -272,6 +310,20 @@ def probe_greeting(port, source=GOOD_IP, timeout=10):
         return buf.split(b"\r\n")[0].decode(errors="replace")
 
 
+def probe_http(port, path="/health", source=GOOD_IP, timeout=10):
+    """Status line of a GET on a fresh connection ("HTTP/1.1 200 OK")."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0)) as s:
+        s.sendall(http_request("GET", path, host="127.0.0.1", close=True))
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        return buf.split(b"\r\n")[0].decode(errors="replace")
+
+
 class MemorySampler(threading.Thread):
     """VmRSS/VmHWM and open descriptors of the server every 0.5 s."""
 
@@ -329,12 +381,15 @@ class Counter(dict):
 
 
 def reply_key(line):
-    """'421 4.7.0 ...' -> '421 4.7.0'; '-ERR [AUTH] ...' -> '-ERR [AUTH]'."""
+    """'421 4.7.0 ...' -> '421 4.7.0'; '-ERR [AUTH] ...' -> '-ERR [AUTH]';
+    'HTTP/1.1 503 Service Unavailable' -> 'HTTP 503'."""
     if isinstance(line, bytes):
         line = line.decode("utf-8", "replace")
     parts = line.split()
     if not parts:
         return "(empty)"
+    if parts[0].startswith("HTTP/") and len(parts) > 1 and parts[1].isdigit():
+        return f"HTTP {parts[1]}"
     if parts[0] in ("+OK", "-ERR"):
         if len(parts) > 1 and parts[1].startswith("["):
             return f"{parts[0]} {parts[1]}"
@@ -342,6 +397,64 @@ def reply_key(line):
     if len(parts) > 1 and re.fullmatch(r"\d\.\d{1,3}\.\d{1,3}", parts[1]):
         return f"{parts[0][:3]} {parts[1]}"
     return parts[0][:3] if parts[0][:3].isdigit() else "(other)"
+
+
+def http_request(method, path, host=DOMAIN, headers=(), body=b"", close=False):
+    """The bytes of one HTTP/1.1 request (host None: no Host field)."""
+    lines = [f"{method} {path} HTTP/1.1"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{k}: {v}" for k, v in headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def http_head(head):
+    """(status, headers with lower-case names) of a response head, or None."""
+    lines = head.rstrip(b"\r\n").split(b"\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", lines[0] + b" ")
+    if not m:
+        return None
+    headers = {}
+    for ln in lines[1:]:
+        name, _, value = ln.partition(b":")
+        headers[name.strip().lower().decode(errors="replace")] = \
+            value.strip().decode(errors="replace")
+    return int(m.group(1)), headers
+
+
+def http_responses(data):
+    """The complete responses at the start of `data`: [(status, headers
+    with lower-case names, body)]; what does not parse ends the list."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        parsed = http_head(head)
+        if parsed is None:
+            break
+        status, headers = parsed
+        n = 0
+        if status >= 200 and status not in (204, 304):
+            try:
+                n = int(headers.get("content-length", "0"))
+            except ValueError:
+                break
+        if len(rest) < n:
+            break
+        out.append((status, headers, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def is_http_refusal(responses):
+    """The answer of a web listener over its connection limits."""
+    return len(responses) == 1 and responses[0][0] == 503 and \
+        "retry-after" in responses[0][1]
 
 
 def client_hello():
@@ -358,6 +471,23 @@ def client_hello():
 async def open_conn(port, ip, timeout=10, **kw):
     return await asyncio.wait_for(
         asyncio.open_connection("127.0.0.1", port, local_addr=(ip, 0), **kw), timeout)
+
+
+async def open_web(srv, service, ip, timeout=10):
+    """A connection to a web listener, TLS first on https. A refused https
+    client is closed during the handshake: that raises WebRefused."""
+    if service != "https":
+        return await open_conn(srv.ports[service], ip, timeout)
+    try:
+        return await open_conn(srv.ports[service], ip, timeout, ssl=tls_client(),
+                               server_hostname=HOSTNAME)
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+            asyncio.IncompleteReadError, ssl.SSLError) as e:
+        raise WebRefused(type(e).__name__) from e
+
+
+class WebRefused(Exception):
+    pass
 
 
 async def read_lines(reader, timeout, limit=64):
@@ -395,9 +525,15 @@ class Slowloris:
     def __init__(self, srv, profile, stop):
         self.srv = srv
         self.n = profile["slowloris"]
+        self.n_http = profile["slowloris_http"]
         self.ips = [f"127.0.0.{SLOW_BASE + i}" for i in range(profile["slow_ips"])]
         self.drip = profile["drip"]
         self.stop = stop
+        # A dripped web request ends within this (408 or a close).
+        self.http_bound = http_close_bound(srv.http_limits["idle_timeout"])
+        self.http = {"accepted": 0, "refused": Counter(), "connect_errors": Counter(),
+                     "closed_by_server": Counter(), "by_service": Counter(),
+                     "close_after": [], "unexpected": []}
         self.attempts = 0
         self.accepted = 0
         self.refused = Counter()        # by the refusal's reply
@@ -412,7 +548,8 @@ class Slowloris:
         self.hello = client_hello()
 
     def plan(self, i):
-        # Mostly port 25; some on every other listener.
+        # Mostly port 25; some on every other mail listener (the web
+        # listeners have their own crowd, after these).
         r = i % 20
         if r < 11:
             return "smtp"
@@ -497,6 +634,108 @@ class Slowloris:
             finally:
                 close_writer(writer)
 
+    def web_plan(self, j):
+        # Half on http, a quarter each on https and admin.
+        return ("http", "https", "http", "admin")[j % 4]
+
+    async def one_http(self, j):
+        """A web client that sends a request a byte at a time: the server
+        must answer 408 or close within its idle timeout (the deadline runs
+        from the last answer, not from the last byte); refused, it gets a
+        503 (or, on https, a close)."""
+        service = self.web_plan(j)
+        ip = self.ips[j % len(self.ips)]
+        h = self.http
+        payload = (f"GET {AUTOCONFIG_PATH} HTTP/1.1\r\nHost: {DOMAIN}\r\n"
+                   f"X-Slow: ").encode() + b"slowloris" * 200
+        first = True
+        while not self.stop.is_set():
+            if not first:
+                await asyncio.sleep(random.uniform(4, 8))
+                if self.stop.is_set():
+                    break
+            first = False
+            self.attempts += 1
+            try:
+                reader, writer = await open_web(self.srv, service, ip)
+            except WebRefused:
+                h["refused"].add("closed (tls)")
+                self.refused.add("closed (tls)")
+                continue
+            except (OSError, asyncio.TimeoutError) as e:
+                h["connect_errors"].add(type(e).__name__)
+                self.connect_errors.add(type(e).__name__)
+                continue
+            try:
+                if service != "https":
+                    # No greeting: a refused client gets its 503 at once.
+                    lines, eof = await read_lines(reader, 0.3, 1)
+                    if eof or lines:
+                        key = reply_key(lines[0]) if lines else "closed"
+                        h["refused"].add(key)
+                        self.refused.add(key)
+                        continue
+                self.accepted += 1
+                h["accepted"] += 1
+                self.by_service.add(service)
+                self.held += 1
+                self.held_peak = max(self.held_peak, self.held)
+                t0 = now()
+                wall0 = time.time()
+                last = b""
+                k = 0
+                try:
+                    while not self.stop.is_set():
+                        try:
+                            data = await asyncio.wait_for(reader.read(4096),
+                                                          random.uniform(*self.drip))
+                        except (asyncio.TimeoutError, TimeoutError):
+                            data = None
+                        except OSError:   # reset, TLS EOF without close_notify
+                            data = b""
+                        # Judged when a read found nothing, twice: when this
+                        # process lags, a read may time out with the answer
+                        # already here.
+                        if data is None and now() - t0 > self.http_bound:
+                            try:
+                                data = await asyncio.wait_for(reader.read(4096), 5)
+                            except (asyncio.TimeoutError, TimeoutError):
+                                pass
+                            except OSError:
+                                data = b""
+                        if data is None and now() - t0 > self.http_bound:
+                            h["unexpected"].append(
+                                f"{service}: still open {now() - t0:.1f} s after "
+                                f"connecting, {k} bytes sent, got {last[:60]!r}")
+                            break
+                        if data == b"":
+                            statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", last)
+                            key = f"HTTP {statuses[-1].decode()}" if statuses else "eof"
+                            h["closed_by_server"].add(key)
+                            h["by_service"].add(f"{service} {key}")
+                            h["close_after"].append(now() - t0)
+                            # By the server's clock: when it wrote the 408.
+                            date = re.findall(rb"\r\nDate: ([^\r\n]+)", last)
+                            sent = (email.utils.parsedate_to_datetime(
+                                date[-1].decode()).timestamp() - wall0) if date else 0
+                            # 503: refused after all (the answer was late).
+                            if key not in ("HTTP 408", "HTTP 503", "eof"):
+                                h["unexpected"].append(
+                                    f"{service}: {key} to a partial request: {last[:120]!r}")
+                            elif sent > self.http_bound:
+                                h["unexpected"].append(
+                                    f"{service}: {key} sent {sent:.0f} s after connecting")
+                            break
+                        if data:
+                            last = (last + data)[-512:]
+                        writer.write(payload[k % len(payload):k % len(payload) + 1])
+                        k += 1
+                        self.bytes_sent += 1
+                finally:
+                    self.held -= 1
+            finally:
+                close_writer(writer)
+
     async def run(self, ramp_done):
         tasks = []
         t0 = now()
@@ -505,17 +744,23 @@ class Slowloris:
             tasks.append(asyncio.create_task(self.one(i, ramp_done)))
             if i % 100 == 99:
                 await asyncio.sleep(0.15)
+        for j in range(self.n_http):
+            tasks.append(asyncio.create_task(self.one_http(j)))
+            if j % 100 == 99:
+                await asyncio.sleep(0.15)
+        total = self.n + self.n_http
         # Wait until each has been accepted or refused once.
         while self.accepted + sum(self.refused.values()) + \
-                sum(self.connect_errors.values()) < self.n and now() - t0 < 60:
+                sum(self.connect_errors.values()) < total and now() - t0 < 60:
             await asyncio.sleep(0.1)
         self.ramp_seconds = round(now() - t0, 2)
         ramp_done.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def report(self):
+        h = self.http
         return {
-            "target": self.n,
+            "target": self.n + self.n_http,
             "source_ips": f"{self.ips[0]}-{self.ips[-1]} ({len(self.ips)})",
             "attempts": self.attempts,
             "accepted": self.accepted,
@@ -528,6 +773,19 @@ class Slowloris:
             "held_before_close_s": summary(self.close_after),
             "bytes_dripped": self.bytes_sent,
             "ramp_seconds": self.ramp_seconds,
+            # The web listeners' part of the crowd (also counted above).
+            "http": {
+                "target": self.n_http,
+                "max_connections": self.srv.http_limits["max_connections"],
+                "accepted": h["accepted"],
+                "refused": dict(h["refused"]),
+                "connect_errors": dict(h["connect_errors"]),
+                "closed_by_server": dict(h["closed_by_server"]),
+                "closed_by_server_by_service": dict(h["by_service"]),
+                "held_before_close_s": summary(h["close_after"]),
+                "close_bound_s": self.http_bound,
+                "unexpected": h["unexpected"][:50],
+            },
         }
 
 
@@ -693,7 +951,8 @@ class Garbage:
             return self.note(kind, "connect-failed")
         t0 = now()
         try:
-            text = b"EHLO plain.test\r\n" if service == "submissions" else b"USER x\r\n"
+            text = {"submissions": b"EHLO plain.test\r\n",
+                    "https": http_request("GET", "/")}.get(service, b"USER x\r\n")
             await self.send(writer, text * 4)
             data = b""
             eof = False
@@ -709,7 +968,7 @@ class Garbage:
             except ConnectionError:
                 eof = True
             # A TLS alert at most; never a plaintext protocol reply.
-            ok = eof and not data.startswith((b"220", b"250", b"+OK"))
+            ok = eof and not data.startswith((b"220", b"250", b"+OK", b"HTTP/"))
             if data.startswith(b"-ERR [SYS/TEMP] Too many"):
                 return self.note(kind, "refused")
             self.expect(kind, ok, f"eof={eof} data={data[:40]!r}")
@@ -730,6 +989,9 @@ class Garbage:
                 writer.write(b"CAPA\r\n")
             elif service == "imap":
                 writer.write(b"a CAPABILITY\r\n")
+            elif service in ("http", "admin"):
+                # A request cut short, then our FIN.
+                writer.write(b"GET /health HTTP/1.1\r\nHost: a\r\n")
             writer.write_eof()
             lines, eof = await read_lines(reader, 20, 200)
             self.expect(kind, eof, f"not closed after our FIN ({lines[-1:]})")
@@ -761,6 +1023,204 @@ class Garbage:
         self.bytes_sent += sent
         self.never_read_held.append((kind, reader, writer))
 
+    # ---- the web listeners: no greeting, one answer per request. Blocking
+    # sockets in a thread of their own: a server that answers and closes
+    # before it has read everything resets the connection, and what it
+    # said must still be read then (asyncio drops it when a write fails).
+
+    def web_connect(self, service):
+        sock = socket.create_connection(("127.0.0.1", self.srv.ports[service]), timeout=10,
+                                        source_address=(self.ip(), 0))
+        if service != "https":
+            return sock
+        try:
+            return tls_client().wrap_socket(sock, server_hostname=HOSTNAME)
+        except (ssl.SSLError, ConnectionError) as e:
+            # A refused client is closed during the handshake.
+            sock.close()
+            raise WebRefused(type(e).__name__) from e
+
+    def web_talk(self, service, data, wait=5, until_answer=True):
+        """Connects to a web listener, sends `data` (in pieces, stopping at
+        the first answer with `until_answer`), then reads until the server
+        closes or `wait` passes. (responses, eof, raw), or (None, how it
+        was refused, None)."""
+        try:
+            sock = self.web_connect(service)
+        except WebRefused:
+            return None, "refused", None
+        except OSError as e:
+            return None, f"connect {type(e).__name__}", None
+        got = bytearray()
+        eof = False
+        with sock:
+            try:
+                for i in range(0, len(data), 65536):
+                    if until_answer:
+                        # Anything from the server yet? (Not select(): TLS
+                        # 1.3 session tickets make a socket readable.)
+                        sock.settimeout(0)
+                        try:
+                            chunk = sock.recv(65536)
+                        except (ssl.SSLWantReadError, BlockingIOError):
+                            chunk = None
+                        sock.settimeout(10)
+                        if chunk is not None:
+                            got += chunk
+                            eof = not chunk
+                            break
+                    sock.sendall(data[i:i + 65536])
+                    self.bytes_sent += len(data[i:i + 65536])
+            except OSError:
+                pass   # reset (or stuck) while we sent: read what it said
+            end = now() + wait
+            while not eof and now() < end:
+                sock.settimeout(max(0.01, end - now()))
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    break
+                except OSError:
+                    chunk = b""   # a reset, after what came before it
+                if not chunk:
+                    eof = True
+                    break
+                got += chunk
+        return http_responses(bytes(got)), eof, bytes(got)
+
+    def web_check(self, kind, service, data, statuses, **kw):
+        """`data` must get exactly `statuses`, the last one saying
+        "Connection: close", and then the server must close."""
+        responses, eof, raw = self.web_talk(service, data, **kw)
+        if responses is None:
+            return self.note(kind, eof)
+        if is_http_refusal(responses):
+            return self.note(kind, "refused")
+        codes = [r[0] for r in responses]
+        said_close = bool(responses) and responses[-1][1].get("connection") == "close"
+        ok = codes == statuses and said_close and eof
+        shown = codes if len(codes) <= 5 else f"{codes[:3]}... ({len(codes)})"
+        self.expect(kind, ok, f"statuses {shown}, Connection: close {said_close}, "
+                              f"closed {eof}, {raw[:100]!r}")
+
+    def web_keep_alive(self, service, path, host):
+        """One request at a time on one connection, more than the server
+        answers on one: 100 answers of 200, then it closes."""
+        kind = f"keep-alive/{service}"
+        try:
+            sock = self.web_connect(service)
+        except WebRefused:
+            return self.note(kind, "refused")
+        except OSError:
+            return self.note(kind, "connect-failed")
+        codes, closing, eof = [], [], False
+        with sock, sock.makefile("rb") as f:
+            for _ in range(120):
+                try:
+                    sock.sendall(http_request("GET", path, host=host))
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = f.readline(65536)
+                        if not line:
+                            break
+                        head += line
+                except OSError:
+                    head = b""
+                parsed = http_head(head) if head.endswith(b"\r\n\r\n") else None
+                if parsed is None:
+                    eof = not head
+                    break
+                status, headers = parsed
+                try:
+                    body = f.read(int(headers.get("content-length", "0")))
+                except (OSError, ValueError):
+                    break
+                if not codes and is_http_refusal([(status, headers, body)]):
+                    return self.note(kind, "refused")
+                codes.append(status)
+                closing.append(headers.get("connection") == "close")
+        ok = codes == [200] * 100 and closing[-1] and not any(closing[:-1]) and eof
+        said_close = closing.index(True) + 1 if True in closing else None
+        self.expect(kind, ok, f"{len(codes)} answers {sorted(set(codes))}, "
+                              f"Connection: close on answer {said_close}, closed {eof}")
+
+    def web_checks(self):
+        """Every web check once, one connection at a time: the attackers'
+        addresses then hold a web connection or two each, fewer than the
+        slowloris addresses, so the fair share admits them."""
+        big = self.big
+        ac = http_request("GET", AUTOCONFIG_PATH)
+        checks = [
+            ("random-bytes/http", "http", os.urandom(32768), [400]),
+            ("random-bytes/admin", "admin", os.urandom(32768), [400]),
+            ("random-bytes/https", "https", os.urandom(32768), [400]),
+            ("ClientHello/http", "http", self.hello, [400]),
+            ("NUL/http", "http", b"GET /\0 HTTP/1.1\r\nHost: example.test\r\n\r\n",
+             [400]),
+            # 16 KiB of request line and fields at most.
+            ("1MB-request-line/http", "http", b"GET /" + b"x" * big +
+             b" HTTP/1.1\r\nHost: example.test\r\n\r\n", [414]),
+            ("1MB-request-line/https", "https", b"GET /" + b"x" * big +
+             b" HTTP/1.1\r\nHost: example.test\r\n\r\n", [414]),
+            ("1MB-request-line-no-CRLF/http", "http", b"GET /" + b"x" * big, [414]),
+            ("1MB-header/http", "http", b"GET / HTTP/1.1\r\nHost: example.test\r\n"
+             b"X-Big: " + b"x" * big + b"\r\n\r\n", [431]),
+            ("1MB-header/admin", "admin", b"GET /health HTTP/1.1\r\nHost: a\r\n"
+             b"X-Big: " + b"x" * big + b"\r\n\r\n", [431]),
+            ("too-many-fields/https", "https", http_request(
+                "GET", AUTOCONFIG_PATH, headers=[(f"X-F{i}", "y") for i in range(200)]),
+             [431]),
+            # 64 KiB of body at most: refused before it is sent.
+            ("huge-Content-Length/http", "http", http_request(
+                "POST", "/", headers=[("Content-Length", "99999999999")]), [413]),
+            ("huge-Content-Length/https", "https", http_request(
+                "POST", "/autodiscover/autodiscover.xml",
+                headers=[("Content-Type", "text/xml"),
+                         ("Content-Length", str(1 << 30))]) + b"<" * 65536, [413]),
+            ("huge-chunked-body/https", "https", http_request(
+                "POST", "/autodiscover/autodiscover.xml",
+                headers=[("Transfer-Encoding", "chunked")]) +
+             b"10000\r\n" + b"x" * 65536 + b"\r\n" + b"10000\r\n" + b"x" * 65536 +
+             b"\r\n0\r\n\r\n", [413]),
+            # RFC 9112 3.2: exactly one Host field in HTTP/1.1.
+            ("two-Host-fields/https", "https", http_request(
+                "GET", AUTOCONFIG_PATH, headers=[("Host", "evil.test")]), [400]),
+            ("no-Host-field/http", "http", http_request("GET", AUTOCONFIG_PATH, host=None),
+             [400]),
+            ("HTTP-2.0/http", "http", b"GET / HTTP/2.0\r\nHost: example.test\r\n\r\n",
+             [505]),
+            # Pipelined at once, as many as one connection is answered
+            # (the last answer says close).
+            ("pipelined/http", "http", ac * 100, [200] * 100,
+             {"until_answer": False, "wait": 10}),
+            ("pipelined/https", "https", ac * 100, [200] * 100,
+             {"until_answer": False, "wait": 10}),
+            ("pipelined/admin", "admin", http_request("GET", "/health", host="a") * 100,
+             [200] * 100, {"until_answer": False, "wait": 10}),
+        ]
+        for kind, service, data, statuses, *kw in checks:
+            if self.stop.is_set():
+                return
+            self.web_check(kind, service, data, statuses, **(kw[0] if kw else {}))
+        # More than that: the server closes after 100 with requests unread,
+        # which resets the connection, and the reset may destroy answers
+        # before the client has them (RFC 9112 9.6). So: only 200s, at most
+        # 100, then closed.
+        kind = "pipelined-over-limit/http"
+        responses, eof, raw = self.web_talk("http", ac * 150, wait=10, until_answer=False)
+        if responses is None or is_http_refusal(responses):
+            self.note(kind, "refused")
+        else:
+            codes = [r[0] for r in responses]
+            self.expect(kind, eof and len(codes) <= 100 and set(codes) <= {200},
+                        f"{len(codes)} answers {sorted(set(codes))}, closed {eof}")
+            self.note(kind, "100 answers" if len(codes) == 100 else "fewer answers")
+        self.web_keep_alive("admin", "/health", "127.0.0.1")
+        self.web_keep_alive("https", AUTOCONFIG_PATH, DOMAIN)
+
+    async def web(self):
+        await asyncio.to_thread(self.web_checks)
+
     async def misc(self):
         kind = "huge-AUTH-line"
         lines, eof = await self.exchange("smtp", b"AUTH PLAIN " + b"A" * (1 << 20) +
@@ -786,10 +1246,11 @@ class Garbage:
                 jobs += [self.random_bytes(service), self.long_line(service),
                          self.hello_on_plain(service), self.half_close(service),
                          self.never_read(service)]
-            for service in ("submissions", "pop3s", "imaps"):
+            for service in ("submissions", "pop3s", "imaps", "https"):
                 jobs += [self.plain_on_tls(service), self.half_close(service)]
+            jobs += [self.half_close("http"), self.half_close("admin")]
             jobs += [self.long_text_line(), self.nul_bytes(), self.nul_text(),
-                     self.misc()]
+                     self.misc(), self.web()]
             results = await asyncio.gather(*jobs, return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException):
@@ -1204,6 +1665,11 @@ class GoodClient:
         self.failed = []
         self.seconds_send = None
         self.seconds_all = None
+        # The web side: /health and the autoconfig document, all along.
+        self.web_fetches = Counter()
+        self.web_failures = Counter()
+        self.web_failure_examples = []
+        self.web_latency = []
 
     def open(self, route):
         if route == "submission":
@@ -1335,6 +1801,73 @@ class GoodClient:
                     break
             time.sleep(0.5)
 
+    def check_autoconfig(self, body):
+        """What is wrong with an autoconfig document, or None: it must name
+        this server and the ports it listens on (the first of each)."""
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError as e:
+            return f"not XML ({e})"
+        provider = root.find("emailProvider")
+        if root.tag != "clientConfig" or provider is None or \
+                provider.findtext("domain") != DOMAIN:
+            return "no emailProvider for " + DOMAIN
+        ports = self.srv.ports
+        want = {("incomingServer", "imap", str(ports["imaps"]), "SSL"),
+                ("incomingServer", "pop3", str(ports["pop3s"]), "SSL"),
+                ("outgoingServer", "smtp", str(ports["submissions"]), "SSL"),
+                ("outgoingServer", "smtp", str(ports["submission"]), "STARTTLS")}
+        have = {(e.tag, e.get("type"), e.findtext("port"), e.findtext("socketType"))
+                for e in provider if e.tag in ("incomingServer", "outgoingServer")
+                and e.findtext("hostname") == HOSTNAME}
+        return None if want <= have else f"servers {sorted(have)}"
+
+    def web_once(self, what):
+        if what == "health":
+            c = http.client.HTTPConnection("127.0.0.1", self.srv.ports["admin"], timeout=30,
+                                           source_address=(GOOD_IP, 0))
+            path, host = "/health", "127.0.0.1"
+        elif what == "autoconfig-http":
+            c = http.client.HTTPConnection("127.0.0.1", self.srv.ports["http"], timeout=30,
+                                           source_address=(GOOD_IP, 0))
+            path, host = AUTOCONFIG_PATH, DOMAIN
+        else:
+            c = http.client.HTTPSConnection("127.0.0.1", self.srv.ports["https"], timeout=30,
+                                            source_address=(GOOD_IP, 0),
+                                            context=tls_client())
+            path, host = AUTOCONFIG_PATH, DOMAIN
+        self.web_fetches.add(what)
+        t0 = now()
+        try:
+            c.request("GET", path, headers={"Host": host})
+            r = c.getresponse()
+            body = r.read()
+            self.web_latency.append(now() - t0)
+            if r.status != 200:
+                wrong = f"HTTP {r.status}"
+            elif what == "health":
+                wrong = None if body == b"ok\n" else f"body {body[:60]!r}"
+            elif not (r.getheader("Content-Type") or "").startswith("application/xml"):
+                wrong = f"Content-Type {r.getheader('Content-Type')}"
+            else:
+                wrong = self.check_autoconfig(body)
+        except (http.client.HTTPException, OSError) as e:
+            wrong = type(e).__name__
+        finally:
+            c.close()
+        if wrong:
+            self.web_failures.add(f"{what} {wrong.split(' (')[0][:40]}")
+            if len(self.web_failure_examples) < 10:
+                self.web_failure_examples.append(f"{what}: {wrong}")
+
+    def web(self):
+        """Fetches /health and the autoconfig document (http, https) on new
+        connections until the attack is over (run beside run())."""
+        while not self.stop.is_set():
+            for what in ("health", "autoconfig-http", "autoconfig-https"):
+                self.web_once(what)
+            self.stop.wait(0.3)
+
     def run(self):
         t0 = now()
         idx = list(range(self.total))
@@ -1377,6 +1910,12 @@ class GoodClient:
             "end_to_end_s": summary(self.e2e),
             "send_seconds": self.seconds_send,
             "total_seconds": self.seconds_all,
+            "web": {
+                "fetches": dict(self.web_fetches),
+                "failures": dict(self.web_failures),
+                "failure_examples": self.web_failure_examples,
+                "latency_s": summary(self.web_latency),
+            },
         }
 
 
@@ -1398,6 +1937,9 @@ def log_report(text):
         "session end=timeout": r"session client=\S+ .*end=timeout",
         "session end=shutdown": r"session client=\S+ .*end=shutdown",
         "smtp accepted": r"smtp accepted id=",
+        "http requests answered": r"http request client=",
+        "http session end=timeout": r"http session client=\S+ .*end=timeout",
+        "http connection refused (limit)": r"http connection refused client=\S+ reason=limit",
         "error lines": r"^\S+ error ",
         "warning lines": r"^\S+ warning ",
     }
@@ -1435,6 +1977,7 @@ async def attack(srv, profile, result):
     brute_f = loop.run_in_executor(None, brute.run)
     relay_f = loop.run_in_executor(None, relay.run)
     good_f = loop.run_in_executor(None, good.run)
+    web_f = loop.run_in_executor(None, good.web)
 
     deadline = t0 + profile["deadline"]
     while now() < deadline:
@@ -1449,7 +1992,7 @@ async def attack(srv, profile, result):
     result["slowloris_held_before_stop"] = slow.held
     tstop.set()
     stop.set()
-    for f in (good_f, brute_f, relay_f):
+    for f in (good_f, web_f, brute_f, relay_f):
         try:
             await asyncio.wait_for(asyncio.shield(f), 120)
         except (asyncio.TimeoutError, TimeoutError):
@@ -1476,7 +2019,10 @@ def table(result):
         ("mode", result["mode"]),
         ("server limits", f"max_connections={result['limits']['max_connections']} "
                           f"per_ip smtp={result['limits']['max_connections_per_ip']} "
-                          f"pop3={POP3_LIMITS['max_connections_per_ip']}"),
+                          f"pop3={POP3_LIMITS['max_connections_per_ip']}; "
+                          f"http max_connections={result['http']['max_connections']} "
+                          f"per_ip={result['http']['max_connections_per_ip']} "
+                          f"idle_timeout={result['http']['idle_timeout']}"),
         ("attack window", f"{result['attack_seconds']} s"),
         ("slowloris target / accepted / refused",
          f"{s['target']} / {s['accepted']} / {sum(s['refused'].values())} "
@@ -1485,6 +2031,13 @@ def table(result):
                                              f"{result['slowloris_held_before_stop']}"),
         ("slowloris closed by server", ", ".join(f"{k}: {v}" for k, v in
                                                  s["closed_by_server"].items()) or "0"),
+        ("web slowloris target / accepted / refused",
+         f"{s['http']['target']} / {s['http']['accepted']} / "
+         f"{sum(s['http']['refused'].values())} "
+         f"({', '.join(f'{k}: {v}' for k, v in s['http']['refused'].items())})"),
+        ("web slowloris closed by server", ", ".join(
+            f"{k}: {v}" for k, v in s["http"]["closed_by_server"].items()) or "0"),
+        ("web slowloris unexpected", str(len(s["http"]["unexpected"]))),
         ("server log: evicted / refused / timeouts",
          f"{lc.get('connection evicted', 0)} / {lc.get('connection refused (limit)', 0)} / "
          f"{lc.get('session end=timeout', 0)}"),
@@ -1502,6 +2055,8 @@ def table(result):
         ("lost / mismatched / duplicates", f"{g['lost']} / {g['mismatched']} / "
                                            f"{g['duplicates']}"),
         ("good client refusals/errors", json.dumps(g["connection_refusals_and_errors"])),
+        ("good client web fetches / failures", f"{sum(g['web']['fetches'].values())} / "
+                                               f"{json.dumps(g['web']['failures'])}"),
         ("accept latency p50/p99/max", "/".join(f"{g['accept_latency_s'].get(k, '-')}"
                                                 for k in ("p50", "p99", "max")) + " s"),
         ("end-to-end p50/p99/max", "/".join(f"{g['end_to_end_s'].get(k, '-')}"
@@ -1511,9 +2066,9 @@ def table(result):
                                           f"{m.get('rss_end_mib')} MiB (VmHWM "
                                           f"{m.get('hwm_mib')})"),
         ("server fds peak", str(m.get("fds_peak"))),
-        ("server alive / fresh SMTP / fresh POP3", f"{result['alive_at_end']} / "
-                                                   f"{result['fresh_smtp']!r} / "
-                                                   f"{result['fresh_pop3']!r}"),
+        ("server alive / fresh SMTP / fresh POP3 / fresh HTTP",
+         f"{result['alive_at_end']} / {result['fresh_smtp']!r} / "
+         f"{result['fresh_pop3']!r} / {result['fresh_http']!r}"),
         ("exit on SIGTERM", str(result["exit_code"])),
         ("checks", "PASS" if not result["failures"] else
          f"FAIL ({len(result['failures'])})"),
@@ -1538,6 +2093,12 @@ def checks(result):
     if turned_away:
         # The attackers are at other addresses: fair share must let it in.
         f.append(f"good client turned away at connect: {turned_away}")
+    w = g["web"]
+    if not w["fetches"]:
+        f.append("good client: no web request made")
+    if w["failures"]:
+        f.append(f"good client web requests failed: {w['failures']} "
+                 f"({w['failure_examples'][:3]})")
     if g["unknown_messages"]:
         f.append(f"good mailbox: {g['unknown_messages']} unexpected message(s)")
     lat = g["accept_latency_s"]
@@ -1572,6 +2133,10 @@ def checks(result):
     s = result["slowloris"]
     if s["accepted"] == 0:
         f.append("slowloris: no connection accepted at all")
+    if s["http"]["accepted"] == 0:
+        f.append("slowloris: no web connection accepted at all")
+    if s["http"]["unexpected"]:
+        f.append(f"slowloris on the web listeners: {s['http']['unexpected'][:5]}")
     if result["memory"].get("rss_peak_mib", 0) > RSS_BOUND_MIB:
         f.append(f"peak RSS {result['memory']['rss_peak_mib']} MiB > {RSS_BOUND_MIB} MiB")
     if not result["alive_at_end"]:
@@ -1580,6 +2145,8 @@ def checks(result):
         f.append(f"fresh SMTP connection: {result['fresh_smtp']!r}")
     if not str(result["fresh_pop3"]).startswith("+OK"):
         f.append(f"fresh POP3 connection: {result['fresh_pop3']!r}")
+    if not str(result["fresh_http"]).startswith("HTTP/1.1 200"):
+        f.append(f"fresh admin /health: {result['fresh_http']!r}")
     if result["exit_code"] != 0:
         f.append(f"exit status after SIGTERM: {result['exit_code']}")
     if result["log"]["crash"]:
@@ -1608,7 +2175,7 @@ def main():
     want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    need = profile["slowloris"] + 500
+    need = profile["slowloris"] + profile["slowloris_http"] + 500
     if want < need:
         print(f"RLIMIT_NOFILE hard limit {hard} is below {need}", file=sys.stderr)
         return 2
@@ -1620,6 +2187,7 @@ def main():
     srv = Server(base, args.bin, profile)
     result = {"mode": mode, "profile": profile, "binary": args.bin,
               "limits": srv.smtp_limits, "auth": AUTH_LIMITS, "pop3": POP3_LIMITS,
+              "http": srv.http_limits,
               "data_dir": str(base)}
     t_start = now()
     sampler = None
@@ -1640,6 +2208,10 @@ def main():
             result["fresh_pop3"] = probe_greeting(srv.ports["pop3"])
         except OSError as e:
             result["fresh_pop3"] = f"error {e}"
+        try:
+            result["fresh_http"] = probe_http(srv.ports["admin"])
+        except OSError as e:
+            result["fresh_http"] = f"error {e}"
     finally:
         if sampler:
             sampler.stop_flag.set()
