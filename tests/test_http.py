@@ -404,3 +404,14 @@ def test_idle_and_half_requests_time_out(srv):
     assert out.startswith(b"HTTP/1.1 408 "), out
     assert 2 < time.monotonic() - t < 12
     assert raw(srv, "http", b"", timeout=15) == b""
+
+
+def test_closing_with_unread_input_loses_no_answer(srv):
+    # 150 pipelined requests: the first 100 are answered (the per-
+    # connection limit), then the server closes. The unread 50 must not
+    # make the kernel reset the connection and destroy the answers the
+    # client has not read yet (RFC 9112 9.6: stop sending, drain, close).
+    req = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    out = raw(srv, "admin", req * 150, timeout=20)
+    assert out.count(b"HTTP/1.1 200 OK") == 100, out[-300:]
+    assert out.rstrip().endswith(b"ok")
