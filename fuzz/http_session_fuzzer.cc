@@ -8,7 +8,8 @@
 // Content-Length (none for HEAD); a request the session hands out respects the
 // limits (target and fields within max_header_bytes, at most max_fields
 // fields, body within max_body) and has a path starting with '/' (or '*'
-// for OPTIONS); an HTTP/1.1 request always has a host; the same input
+// for OPTIONS); an HTTP/1.1 request always has a Host field or an
+// absolute target; the same input
 // fed whole and in chunks gives the same requests.
 //
 // Input: 4 header bytes, then the client's bytes.
@@ -61,8 +62,11 @@ void CheckRequest(const Request& r, const Limits& limits) {
   FUZZ_CHECK(r.body.size() <= limits.max_body, "body of %zu octets", r.body.size());
   FUZZ_CHECK(r.path == "*" || (!r.path.empty() && (r.path[0] == '/' || r.method == "CONNECT")),
              "path %s", Printable(r.path).c_str());
+  // RFC 9112 3.2: an HTTP/1.1 request has a Host field (its value may be
+  // empty) or an absolute-form target naming the host.
   if (r.version_minor >= 1 && r.method != "CONNECT") {
-    FUZZ_CHECK(!r.host.empty(), "HTTP/1.1 request without a host");
+    FUZZ_CHECK(r.Header("host") != nullptr || !r.host.empty(),
+               "HTTP/1.1 request without a host");
   }
   // The Autodiscover reader on any body: whatever it returns is text
   // without markup once escaped.

@@ -213,7 +213,16 @@ struct Session::Parser {
       if (!(url.field_set & (1 << field))) return {};
       return r.target.substr(url.field_data[field].off, url.field_data[field].len);
     };
-    r.path = part(UF_PATH);
+    // RFC 9112 3.2: origin-form ("/path"), absolute-form (with scheme and
+    // host), authority-form for CONNECT, "*" for OPTIONS; nothing else.
+    bool origin = !r.target.empty() && r.target[0] == '/';
+    bool absolute = (url.field_set & (1 << UF_SCHEMA)) && (url.field_set & (1 << UF_HOST));
+    bool asterisk = r.target == "*" && p->method == HTTP_OPTIONS;
+    if (!connect && !origin && !absolute && !asterisk) {
+      s.error_status_ = 400;
+      return kRefuse;
+    }
+    r.path = asterisk ? "*" : part(UF_PATH);
     if (r.path.empty()) r.path = "/";
     r.query = part(UF_QUERY);
 

@@ -90,6 +90,12 @@ TEST(HttpSession, HostRules) {
   EXPECT_EQ(status("GET / HTTP/1.1\r\n\r\n"), 400);
   EXPECT_EQ(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
   EXPECT_EQ(status("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400);
+  // RFC 9112 3.2: the request-target forms.
+  EXPECT_EQ(status("GET *mail/x HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(status("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(status("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+  // RFC 9112 3.2: an empty Host is allowed (a target without authority).
+  EXPECT_EQ(status("GET / HTTP/1.1\r\nHost:\r\n\r\n"), 0);
   // HTTP/1.0 may leave Host out; absolute-form names the host itself.
   EXPECT_EQ(status("GET / HTTP/1.0\r\n\r\n"), 0);
   Session s;
