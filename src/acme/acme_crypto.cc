@@ -6,13 +6,13 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include <ctime>
 
 #include "common/base64.h"
+#include "net/tls.h"
 
 namespace tern::acme {
 namespace {
@@ -208,71 +208,15 @@ Result<std::string> CertificateRequest(const Key& key, const std::vector<std::st
 
 Result<ChallengeCertificate> TlsAlpnCertificate(std::string_view name,
                                                 std::string_view key_authorization) {
-  auto key = Key::Generate();
-  if (!key) return Err(key.error().message);
-  X509Ptr cert(X509_new());
-  unsigned char serial[16];
-  RAND_bytes(serial, sizeof serial);
-  serial[0] &= 0x7f;
-  BnPtr bn(BN_bin2bn(serial, sizeof serial, nullptr));
-  std::string n(name);
-  bool ok = cert && bn && X509_set_version(cert.get(), 2) == 1 &&
-            BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get())) != nullptr &&
-            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
-            X509_gmtime_adj(X509_getm_notAfter(cert.get()), 7 * 86400) != nullptr &&
-            X509_set_pubkey(cert.get(), key->get()) == 1;
-  X509_NAME* subject = ok ? X509_get_subject_name(cert.get()) : nullptr;
-  ok = ok && X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                                        reinterpret_cast<const unsigned char*>(n.c_str()), -1,
-                                        -1, 0) == 1 &&
-       X509_set_issuer_name(cert.get(), subject) == 1;
-  if (ok) {
-    // RFC 8737 3: exactly one dNSName, the identifier being validated.
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
-    std::string san = "DNS:" + n;
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str());
-    ok = ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1;
-    X509_EXTENSION_free(ext);
-  }
-  if (ok) {
-    // id-pe-acmeIdentifier (1.3.6.1.5.5.7.1.31), critical, its value the
-    // DER of an OCTET STRING holding SHA-256(key authorization).
-    std::string digest = Sha256(key_authorization);
-    ASN1_OCTET_STRING* inner = ASN1_OCTET_STRING_new();
-    ASN1_OBJECT* oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
-    unsigned char* der = nullptr;
-    int der_len = -1;
-    if (inner != nullptr &&
-        ASN1_OCTET_STRING_set(inner, reinterpret_cast<const unsigned char*>(digest.data()),
-                              static_cast<int>(digest.size())) == 1) {
-      der_len = i2d_ASN1_OCTET_STRING(inner, &der);
-    }
-    ASN1_OCTET_STRING* value = ASN1_OCTET_STRING_new();
-    X509_EXTENSION* ext = nullptr;
-    if (der_len > 0 && value != nullptr && oid != nullptr &&
-        ASN1_OCTET_STRING_set(value, der, der_len) == 1) {
-      ext = X509_EXTENSION_create_by_OBJ(nullptr, oid, 1, value);
-    }
-    ok = ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1;
-    X509_EXTENSION_free(ext);
-    ASN1_OCTET_STRING_free(value);
-    OPENSSL_free(der);
-    ASN1_OBJECT_free(oid);
-    ASN1_OCTET_STRING_free(inner);
-  }
-  ok = ok && X509_sign(cert.get(), key->get(), EVP_sha256()) > 0;
-  if (!ok) return Err(SslError("acme tls-alpn-01 certificate"));
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), cert.get()) != 1) {
-    return Err(SslError("acme tls-alpn-01 certificate"));
-  }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  auto key_pem = key->Pem();
-  if (!key_pem) return Err(key_pem.error().message);
-  return ChallengeCertificate{std::string(data, static_cast<size_t>(len)), *key_pem};
+  // RFC 8737 3: id-pe-acmeIdentifier (1.3.6.1.5.5.7.1.31), critical, its
+  // value the DER of an OCTET STRING holding SHA-256(key authorization);
+  // the name as the one dNSName.
+  std::string digest = Sha256(key_authorization);
+  std::string der = std::string("\x04\x20", 2) + digest;  // OCTET STRING, 32 octets
+  net::RawExtension ext{"1.3.6.1.5.5.7.1.31", true, der};
+  auto made = net::MakeSelfSigned(std::string(name), 7, {ext});
+  if (!made) return Err("acme tls-alpn-01 certificate: " + made.error().message);
+  return ChallengeCertificate{made->cert, made->key};
 }
 
 Result<CertificateInfo> ReadCertificateInfo(std::string_view pem) {

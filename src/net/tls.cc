@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <set>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -249,6 +250,70 @@ bool AlpnChallenges::Apply(SSL* ssl, const std::string& name) {
          SSL_use_PrivateKey(ssl, it->second.second.get()) == 1;
 }
 
+Result<SelfSignedPem> MakeSelfSigned(const std::string& name, long days,
+                                     const std::vector<RawExtension>& extensions) {
+  PkeyPtr key(EVP_EC_gen("P-256"));
+  X509Ptr cert(X509_new());
+  if (!key || !cert) return Err("tls self-signed: " + SslError());
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;  // RFC 5280 4.1.2.2: positive
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  bool ok = bn != nullptr && X509_set_version(cert.get(), 2) == 1 &&
+            BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) != nullptr;
+  BN_free(bn);
+  ok = ok && X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
+       X509_gmtime_adj(X509_getm_notAfter(cert.get()), days * 86400) != nullptr &&
+       X509_set_pubkey(cert.get(), key.get()) == 1;
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  ok = ok &&
+       X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                  reinterpret_cast<const unsigned char*>(name.c_str()), -1,
+                                  -1, 0) == 1 &&
+       X509_set_issuer_name(cert.get(), subject) == 1;
+  if (ok) {
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
+    std::string san = "DNS:" + name;
+    X509_EXTENSION* ext =
+        X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str());
+    ok = ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+  }
+  for (const RawExtension& e : extensions) {
+    if (!ok) break;
+    ASN1_OBJECT* oid = OBJ_txt2obj(e.oid.c_str(), 1);
+    ASN1_OCTET_STRING* value = ASN1_OCTET_STRING_new();
+    X509_EXTENSION* ext = nullptr;
+    if (oid != nullptr && value != nullptr &&
+        ASN1_OCTET_STRING_set(value, reinterpret_cast<const unsigned char*>(e.der.data()),
+                              static_cast<int>(e.der.size())) == 1) {
+      ext = X509_EXTENSION_create_by_OBJ(nullptr, oid, e.critical ? 1 : 0, value);
+    }
+    ok = ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(value);
+    ASN1_OBJECT_free(oid);
+  }
+  ok = ok && X509_sign(cert.get(), key.get(), EVP_sha256()) > 0;
+  if (!ok) return Err("tls self-signed: " + SslError());
+  auto pem = [](auto write) -> std::string {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+    if (!bio || !write(bio.get())) return {};
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<size_t>(n));
+  };
+  SelfSignedPem out;
+  out.cert = pem([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()) == 1; });
+  out.key = pem([&](BIO* b) {
+    return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  });
+  if (out.cert.empty() || out.key.empty()) return Err("tls self-signed: " + SslError());
+  return out;
+}
+
 Result<CertificateFiles> EnsureSelfSigned(const std::string& dir,
                                              const std::string& hostname,
                                              bool* created) {
@@ -262,57 +327,18 @@ Result<CertificateFiles> EnsureSelfSigned(const std::string& dir,
   if (ec) return Err("tls dir " + dir + ": " + ec.message());
   chmod(dir.c_str(), 0700);
 
-  PkeyPtr key(EVP_EC_gen("P-256"));
-  X509Ptr cert(X509_new());
-  if (!key || !cert) return Err("tls self-signed: " + SslError());
-  unsigned char serial[16];
-  RAND_bytes(serial, sizeof serial);
-  serial[0] &= 0x7f;  // RFC 5280 4.1.2.2: positive
-  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
-  bool ok = bn != nullptr && X509_set_version(cert.get(), 2) == 1 &&
-            BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) != nullptr;
-  BN_free(bn);
-  ok = ok && X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
-       X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3650L * 86400) != nullptr &&
-       X509_set_pubkey(cert.get(), key.get()) == 1;
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  ok = ok && X509_NAME_add_entry_by_txt(
-                 name, "CN", MBSTRING_ASC,
-                 reinterpret_cast<const unsigned char*>(hostname.c_str()), -1,
-                 -1, 0) == 1 &&
-       X509_set_issuer_name(cert.get(), name) == 1;
-  if (ok) {
-    X509V3_CTX v3;
-    X509V3_set_ctx_nodb(&v3);
-    X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
-    std::string san = "DNS:" + hostname;
-    X509_EXTENSION* ext =
-        X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str());
-    ok = ext != nullptr && X509_add_ext(cert.get(), ext, -1) == 1;
-    X509_EXTENSION_free(ext);
-  }
-  ok = ok && X509_sign(cert.get(), key.get(), EVP_sha256()) > 0;
-  if (!ok) return Err("tls self-signed: " + SslError());
-
+  auto made = MakeSelfSigned(hostname, 3650);
+  if (!made) return Err(made.error().message);
   // The key file is created 0600 before anything is written into it.
   std::string key_tmp = out.key + ".tmp", cert_tmp = out.cert + ".tmp";
-  int fd = ::open(key_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Err("tls key " + key_tmp + ": " + std::strerror(errno));
-  FilePtr kf(fdopen(fd, "w"));
-  if (!kf) {
+  for (const auto& [path, text, mode] :
+       {std::tuple(key_tmp, &made->key, 0600), std::tuple(cert_tmp, &made->cert, 0644)}) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return Err("tls self-signed " + path + ": " + std::strerror(errno));
+    bool ok = ::write(fd, text->data(), text->size()) == static_cast<ssize_t>(text->size());
     ::close(fd);
-    return Err("tls key " + key_tmp + ": " + std::strerror(errno));
+    if (!ok) return Err("tls self-signed: cannot write " + path);
   }
-  FilePtr cf(std::fopen(cert_tmp.c_str(), "w"));
-  if (!cf) return Err("tls cert " + cert_tmp + ": " + std::strerror(errno));
-  if (PEM_write_PrivateKey(kf.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                           nullptr) != 1 ||
-      PEM_write_X509(cf.get(), cert.get()) != 1 || std::fflush(kf.get()) != 0 ||
-      std::fflush(cf.get()) != 0) {
-    return Err("tls self-signed: cannot write " + dir);
-  }
-  kf.reset();
-  cf.reset();
   std::filesystem::rename(key_tmp, out.key, ec);
   if (!ec) std::filesystem::rename(cert_tmp, out.cert, ec);
   if (ec) return Err("tls self-signed: " + ec.message());

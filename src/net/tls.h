@@ -71,6 +71,21 @@ class AlpnChallenges {
   std::shared_ptr<State> state_;
 };
 
+// A self-signed ECDSA P-256 certificate for `name` (its subject CN and
+// only subjectAltName dNSName), valid from an hour ago for `days` days,
+// with `extensions` added: PEM certificate and PEM (PKCS#8) key.
+struct RawExtension {
+  std::string oid;    // dotted, "1.3.6.1.5.5.7.1.31"
+  bool critical = false;
+  std::string der;    // the extension value (extnValue's content)
+};
+struct SelfSignedPem {
+  std::string cert;
+  std::string key;
+};
+Result<SelfSignedPem> MakeSelfSigned(const std::string& name, long days,
+                                     const std::vector<RawExtension>& extensions = {});
+
 // Makes sure `dir` holds a self-signed ECDSA P-256 certificate for
 // `hostname` (cert.pem, key.pem with mode 0600), creating it if missing.
 // Sets *created when it made a new one.
