@@ -244,6 +244,23 @@ def test_setup_without_a_config_writes_one(tmp_path):
     assert config.read_text() == text
 
 
+def test_setup_replaces_the_untouched_example_config(tmp_path):
+    # The package installs the example as /etc/tern/tern.toml: while it is
+    # unedited, setup writes the domain's own; once edited, it only adds.
+    config = tmp_path / "tern.toml"
+    example = (conftest.REPO / "etc" / "tern.example.toml").read_text()
+    config.write_text(example)
+    cmd = [conftest.TERN_BIN, "setup", DOMAIN, "--hostname", HOST, "--config", str(config),
+           "--data-dir", str(tmp_path / "data"), "--no-keys"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "wrote a new configuration" in p.stderr, p.stderr
+    assert f'domains = ["{DOMAIN}"]' in config.read_text()
+    config.write_text(example.replace("threads = 0", "threads = 2"))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "wrote" not in p.stderr, p.stderr
+    assert f'domains = ["example.com", "{DOMAIN}"]' in config.read_text()
+
+
 def test_second_setup_adds_nothing_and_makes_no_keys(tmp_path):
     srv = make_config(tmp_path / "srv")
     first = srv.cli("setup", DOMAIN, *ARGS)

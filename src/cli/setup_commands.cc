@@ -330,8 +330,16 @@ Result<void> WriteNewConfig(const SetupArgs& a, const std::string& config_path) 
 
 int RunSetup(const SetupArgs& a, const std::function<Result<config::Config>()>& load_config,
              const std::string& config_path) {
+  // No configuration, or the example exactly as installed (the package's
+  // /etc/tern/tern.toml before anyone edited it): write one for this
+  // domain. An edited file is only ever added to.
   std::error_code exists_ec;
-  if (!std::filesystem::exists(config_path, exists_ec)) {
+  bool fresh = !std::filesystem::exists(config_path, exists_ec);
+  if (!fresh) {
+    std::ifstream current(config_path, std::ios::binary);
+    fresh = current && ReadAll(current) == kExampleConfig;
+  }
+  if (fresh) {
     if (auto made = WriteNewConfig(a, config_path); !made) return Fail(made.error().message);
   }
   auto cfg = load_config();
