@@ -32,6 +32,7 @@
 #include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
 #include "cli/sendmail.h"
+#include "cli/trace_commands.h"
 #include "common/result.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -732,6 +733,8 @@ int Main(int argc, char** argv) {
                       &action);
   RegisterSetupCommands(app, *check, [&] { return LoadConfig(options); },
                         [&] { return options.config_path; }, &action);
+
+  RegisterTraceCommand(app, [&] { return LoadConfig(options); }, &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",

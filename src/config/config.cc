@@ -478,6 +478,11 @@ void CheckHttp(Checker& check, const toml::table& t, HttpSettings* out) {
                 &out->mta_sts_max_age);
 }
 
+void CheckTrace(Checker& check, const toml::table& t, TraceSettings* out) {
+  check.RejectUnknown(t, "trace.", {"keep_days"});
+  check.GetUint(t, "keep_days", "trace.keep_days", 0, 3650, &out->keep_days);
+}
+
 void CheckAcme(Checker& check, const toml::table& t, AcmeSettings* out) {
   check.RejectUnknown(t, "acme.",
                       {"directory", "contact", "names", "challenge", "ca_file", "renew_days",
@@ -841,7 +846,7 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
        "trusted_networks", "threads",
        "delivery_threads", "shutdown_grace", "log", "listen", "smtp", "tls",
        "auth", "pop3", "imap", "quota", "delivery", "dns", "route", "mailauth",
-       "antispam", "ratelimit", "milter", "http", "acme"});
+       "antispam", "ratelimit", "milter", "http", "acme", "trace"});
 
   if (check.GetString(root, "hostname", "hostname", true, &cfg.hostname) &&
       !IsDomainName(cfg.hostname)) {
@@ -974,6 +979,9 @@ Result<Config> Parse(const std::string& text, const std::string& name) {
   }
   if (const toml::table* http = check.GetTable(root, "http")) {
     CheckHttp(check, *http, &cfg.http);
+  }
+  if (const toml::table* trace = check.GetTable(root, "trace")) {
+    CheckTrace(check, *trace, &cfg.trace);
   }
   if (const toml::table* acme = check.GetTable(root, "acme")) {
     CheckAcme(check, *acme, &cfg.acme);

@@ -96,6 +96,12 @@ struct AcmeSettings {
   uint32_t check_interval = 43200; // seconds between checks
 };
 
+// [trace]: the message trace (`tern trace`), JSON lines in
+// data_dir/trace/, one file per UTC day.
+struct TraceSettings {
+  uint32_t keep_days = 14;  // files older than this are deleted; 0: no trace
+};
+
 struct SmtpLimits {
   uint64_t max_message_size = 50ull * 1024 * 1024;  // RFC 1870 SIZE
   uint32_t max_recipients = 100;       // RFC 5321 4.5.3.1.8 minimum is 100
@@ -240,6 +246,7 @@ struct Config {
   ImapSettings imap;
   HttpSettings http;
   AcmeSettings acme;
+  TraceSettings trace;
   // [quota] storage: octets each account may keep in all its folders
   // together (RFC 9208 STORAGE); 0 is unlimited. `tern user quota` sets
   // one account's own. SMTP refuses mail for a full mailbox (552 5.2.2),

@@ -483,5 +483,22 @@ TEST(ConfigTest, Antispam) {
             std::string::npos);
 }
 
+TEST(ConfigTest, Trace) {
+  auto plain = Parse(kMinimal, "t.toml");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->trace.keep_days, 14u);  // on by default
+  auto cfg = Parse(std::string(kMinimal) + "[trace]\nkeep_days = 3\n", "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->trace.keep_days, 3u);
+  cfg = Parse(std::string(kMinimal) + "[trace]\nkeep_days = 0\n", "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_EQ(cfg->trace.keep_days, 0u);  // off
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "[trace]\nkeep_days = -1\n")
+                .find("trace.keep_days"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[trace]\ndays = 3\n"),
+            "t.toml:7:1: trace.days: unknown key");
+}
+
 }  // namespace
 }  // namespace tern::config

@@ -18,6 +18,7 @@
 #include "common/file_io.h"
 #include "common/metrics.h"
 #include "common/strings.h"
+#include "common/trace.h"
 #include "common/unique_fd.h"
 #include "delivery/maildir.h"
 #include "queue/finisher.h"
@@ -28,6 +29,23 @@
 
 namespace tern::delivery {
 namespace {
+
+// The trace's record of one local delivery attempt: `mailbox` is the
+// account a recipient (or an alias) led to.
+void TraceLocal(const std::string& id, const std::string& rcpt, const char* result,
+                const std::string& mailbox, const std::string& folder,
+                const std::string& reply) {
+  if (!trace::Enabled()) return;
+  trace::Event e("delivery");
+  e.Add("id", id)
+      .Add("rcpt", rcpt)
+      .Add("destination", "local")
+      .Add("result", result)
+      .Add("mailbox", mailbox)
+      .Add("folder", folder)
+      .Add("reply", reply);
+  trace::Record(e);
+}
 
 using Kind = auth::Resolution::Kind;
 using queue::LocalOutcome;
@@ -325,6 +343,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
         rec.status = "5.1.1";  // RFC 3463: bad destination mailbox
         spdlog::warn("queue {}: <{}> failed: user unknown", w.id, rcpt);
         metrics::CountDelivery("local", "failed", 0);
+        TraceLocal(w.id, rcpt, "failed", "", "", "5.1.1 user unknown");
         w.state.recipients[plan.rcpt] = std::move(rec);
         continue;
       }
@@ -341,6 +360,7 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
                         t.mailbox, t.error);
           perm.push_back({&t, t.error});
           metrics::CountDelivery("local", "failed", 0);
+          TraceLocal(w.id, rcpt, "failed", t.mailbox, t.folder, t.error);
           continue;
         }
         const Result<std::string>& r =
@@ -358,11 +378,13 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           spdlog::info("queue {}: <{}> delivered to {}: {}", w.id, rcpt,
                        t.mailbox, *r);
           metrics::CountDelivery("local", "delivered", queue::QueueIdMicros(w.id));
+          TraceLocal(w.id, rcpt, "delivered", t.mailbox, t.folder, "");
         } else {
           spdlog::warn("queue {}: <{}> delivery to {} deferred: {}", w.id, rcpt,
                        t.mailbox, r.error().message);
           temp.push_back({&t, r.error().message});
           metrics::CountDelivery("local", "deferred", 0);
+          TraceLocal(w.id, rcpt, "deferred", t.mailbox, t.folder, r.error().message);
         }
       }
       bool expanded = !(plan.targets.size() == 1 && plan.remote.empty() &&

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/strings.h"
+#include "common/trace.h"
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
 #include "common/file_io.h"
@@ -683,12 +684,33 @@ void Quit(std::shared_ptr<Conn>& conn) {
   conn.reset();
 }
 
+// The trace's record of one remote delivery attempt for one recipient:
+// the host it went to ("mx.example.org[192.0.2.1]:25") and the TLS used.
+void TraceRemote(const std::string& id, const queue::RemoteOutcome& o, const std::string& via,
+                 const std::string& tls) {
+  if (!trace::Enabled()) return;
+  trace::Event e("delivery");
+  e.Add("id", id)
+      .Add("rcpt", o.address)
+      .Add("destination", "remote")
+      .Add("result", o.state == queue::RecipientState::kDelivered ? "delivered"
+                     : o.state == queue::RecipientState::kFailed  ? "failed"
+                                                                  : "deferred")
+      .Add("host", via)
+      .Add("tls", tls)
+      .Add("reply", o.reply);
+  trace::Record(e);
+}
+
 asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
                                  const HopPlan* plan, Job job,
                                  std::shared_ptr<Conn>* conn) {
   Tracker& t = *job.tracker;
   self->LoadBody(t);
   const queue::Envelope& env = t.job.envelope;
+  // For the trace: where the last transaction went, and its TLS.
+  std::string trace_via;
+  std::string trace_tls;
   auto record = [&](const Reply& reply, const std::string& host,
                     const std::vector<size_t>* which,
                     const smtp::client::TxnResult* result, bool dsn_passed) {
@@ -714,6 +736,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
                    : o.state == queue::RecipientState::kFailed  ? "bounced"
                                                                 : "deferred",
                    host.empty() ? "-" : host, o.reply);
+      TraceRemote(t.job.id, o, trace_via.empty() ? host : trace_via, trace_tls);
       t.report.rcpts.push_back(std::move(o));
     }
     (void)which;
@@ -788,6 +811,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
           last_host = hop.host;
           if (failed.permanent()) {
             // RFC 5321 5.1 as the issue asks: a 5xx ends the attempt.
+            trace_via = hop.Text();
             record(failed, hop.host, nullptr, nullptr, false);
             done = true;
           } else {
@@ -835,6 +859,8 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
         Quit(*conn);
         continue;
       }
+      trace_via = c->hop.Text();
+      trace_tls = c->tls ? c->tls_info : std::string();
       record(Reply{}, c->hop.host, nullptr, &result, result.dsn_passed);
       done = true;
     }

@@ -14,6 +14,7 @@
 #include "common/file_io.h"
 #include "common/metrics.h"
 #include "common/strings.h"
+#include "common/trace.h"
 #include "common/unique_fd.h"
 #include "queue/dsn.h"
 #include "queue/file_pool.h"
@@ -56,6 +57,50 @@ bool AddressedTo(const RecipientRecord& rec, const std::string& address) {
     }
   }
   return IEquals(Trim(decoded), address);
+}
+
+// The trace's record of a recipient given up by the queue itself
+// (expired, or failed by the operator), not by a delivery attempt.
+void TraceGivenUp(const std::string& id, const RecipientRecord& rec, const std::string& why) {
+  if (!trace::Enabled()) return;
+  trace::Event e("delivery");
+  e.Add("id", id)
+      .Add("rcpt", rec.recipient.address)
+      .Add("destination", "queue")
+      .Add("result", "failed")
+      .Add("reply", why);
+  trace::Record(e);
+}
+
+// The trace's "bounce": the DSN (RFC 3464) queued for message `id`.
+void TraceBounce(const std::string& id, const std::string& dsn_id, const std::string& to,
+                 bool double_bounce, const std::vector<DsnRecipient>& report) {
+  if (!trace::Enabled()) return;
+  std::vector<std::string> actions;
+  for (const DsnRecipient& d : report) actions.push_back(d.action + " <" + d.address + ">");
+  trace::Event e("bounce");
+  e.Add("id", id)
+      .Add("dsn", dsn_id)
+      .Add("to", to)
+      .Add("kind", double_bounce ? "double bounce" : "dsn")
+      .Add("actions", actions);
+  trace::Record(e);
+}
+
+// The trace's "done": the message left the queue; each recipient's end.
+void TraceDone(const std::string& id, const MessageState& state) {
+  if (!trace::Enabled()) return;
+  std::vector<std::string> delivered, failed;
+  for (const RecipientRecord& r : state.recipients) {
+    if (r.state == RecipientState::kDelivered && r.error != "expanded") {
+      delivered.push_back(r.recipient.address);
+    } else if (r.state == RecipientState::kFailed) {
+      failed.push_back(r.recipient.address);
+    }
+  }
+  trace::Event e("done");
+  e.Add("id", id).Add("delivered", delivered).Add("failed", failed);
+  trace::Record(e);
 }
 
 }  // namespace
@@ -242,6 +287,7 @@ bool Finisher::SendReports(const std::string& id, int msg_fd,
   spdlog::info("queue {}: {} {} to <{}>: {}", id,
                env.sender.empty() ? "double bounce" : "DSN", *queued,
                report_to, what);
+  TraceBounce(id, *queued, report_to, env.sender.empty(), report);
   return true;
 }
 
@@ -260,6 +306,8 @@ FinishOutcome Finisher::Finish(const std::string& id, int msg_fd,
       if (rec.error.empty()) rec.error = "delivery time expired";
       spdlog::warn("queue {}: <{}> expired after {}s in the queue: {}", id,
                    rec.recipient.address, now - env.received_at, rec.error);
+      TraceGivenUp(id, rec, "4.4.7 expired after " + std::to_string(now - env.received_at) +
+                                "s in the queue: " + rec.error);
     }
     temp_failure = false;
   }
@@ -280,6 +328,7 @@ FinishOutcome Finisher::Finish(const std::string& id, int msg_fd,
       spdlog::error("queue {}: remove failed (errno {})", id, err);
     }
     ::unlinkat(state_dir_fd_, id.c_str(), 0);
+    TraceDone(id, state);
     out.removed = true;
     return out;
   }
@@ -314,6 +363,7 @@ FinishOutcome Finisher::FailAll(const std::string& id, int msg_fd,
     rec.state = RecipientState::kFailed;
     rec.error = reason;
     rec.status = StatusOf(reason, "5.0.0");
+    TraceGivenUp(id, rec, reason);
   }
   return Finish(id, msg_fd, file, state, false, now);
 }

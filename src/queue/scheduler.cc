@@ -15,6 +15,7 @@
 #include "common/file_io.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
+#include "common/trace.h"
 #include "common/unique_fd.h"
 #include "queue/file_pool.h"
 #include "queue/finisher.h"
@@ -25,6 +26,17 @@
 #include "queue/spool_format.h"
 
 namespace tern::queue::internal {
+namespace {
+
+// The trace's "done" for a message the operator deleted (no DSN).
+void TraceDeleted(const std::string& id) {
+  if (!trace::Enabled()) return;
+  trace::Event e("done");
+  e.Add("id", id).Add("deleted", "by the operator");
+  trace::Record(e);
+}
+
+}  // namespace
 
 void QueueImpl::Schedule(const std::string& id) {
   {
@@ -147,6 +159,7 @@ void QueueImpl::RunOp(const std::string& id, Op op) {
       ::unlinkat(spool_->state_fd.get(), id.c_str(), 0);
       spdlog::warn("queue {}: deleted by the operator (from=<{}>)", id,
                    loaded->file.envelope.sender);
+      TraceDeleted(id);
       break;
     case Op::kBounce: {
       spdlog::warn("queue {}: returned to the sender by the operator", id);

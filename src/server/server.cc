@@ -30,6 +30,7 @@
 #include "auth/directory.h"
 #include "common/heap.h"
 #include "common/metrics.h"
+#include "common/trace.h"
 #include "common/version.h"
 #include "control/control.h"
 #include "delivery/local_delivery.h"
@@ -358,6 +359,9 @@ int Serve(const config::Config& initial) {
     spdlog::critical("{}", r.error().message);
     return 1;
   }
+  // The message trace (`tern trace`), as the server's user. [trace]
+  // keep_days counts from this start: a reload does not change it.
+  if (cfg.trace.keep_days > 0) trace::Open(cfg.data_dir + "/trace", cfg.trace.keep_days);
 
   auto directory = auth::Directory::Open(
       cfg.data_dir + "/tern.db", cfg.domains,
@@ -676,6 +680,7 @@ int Serve(const config::Config& initial) {
   metrics::Get().queue_messages.SetCallback(nullptr);
   metrics::Get().queue_oldest.SetCallback(nullptr);
   (*queue)->Stop();
+  trace::Close();
   listeners.clear();
   stop_signals_owner.reset();
   hup_owner.reset();

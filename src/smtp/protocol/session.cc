@@ -159,9 +159,11 @@ void Session::Impl::Reply(std::string_view text) {
   out.append("\r\n");
   bool error = text[0] == '4' || text[0] == '5';
   // A multi-line reply counts once, at its last line.
-  if (error && !config.listener.empty() && (text.size() < 4 || text[3] != '-')) {
+  bool last_line = text.size() < 4 || text[3] != '-';
+  if (error && !config.listener.empty() && last_line) {
     CountRefusal(config.listener, text);
   }
+  if (error && last_line && !refused.stage.empty()) host.Refused(refused, text);
   // A 452 for too many recipients is flow control, not misbehaviour:
   // RFC 5321 4.5.3.1.10 expects the client to send the rest later, so it
   // must not cost the transaction already accepted.
@@ -328,6 +330,7 @@ void Session::Impl::Dispatch(std::string_view text, size_t len) {
   std::string_view arg =
       sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
   const Command* command = FindCommand(verb);
+  SetRefusalSubject(verb);
   // RFC 5321 4.5.3.1.4: 512 octets per command line, CRLF included;
   // MAIL and RCPT get the extension allowance, AUTH RFC 4954's 12288.
   // The verb's limit holds even when the verb is switched off.
@@ -347,6 +350,25 @@ void Session::Impl::Dispatch(std::string_view text, size_t len) {
     }
   }
   (this->*command->handler)(arg);
+}
+
+// What a refusal of this command line would refuse (Refusal): the
+// envelope as it stands; MAIL and RCPT add their address once parsed.
+void Session::Impl::SetRefusalSubject(std::string_view verb) {
+  refused = Refusal();
+  if (IEquals(verb, "MAIL")) {
+    refused.stage = "mail";
+  } else if (IEquals(verb, "RCPT")) {
+    refused.stage = "rcpt";
+  } else if (IEquals(verb, "DATA") || IEquals(verb, "BDAT")) {
+    refused.stage = "data";
+    for (const Mailbox& m : t.rcpts) refused.rcpts.push_back(m.ToString());
+    if (MessageOpen()) refused.queue_id = queue_id;
+  } else {
+    return;
+  }
+  // A MAIL names its own sender (Mail() adds it).
+  if (refused.stage != "mail" && InTransaction()) refused.from = t.mail_from.ToString();
 }
 
 // ---- Session commands ---------------------------------------------------
@@ -481,6 +503,9 @@ void Session::Greet() {
   if (!impl_->config.greet_refusal.empty()) {
     impl_->out += impl_->config.greet_refusal + "\r\n";
     impl_->SetState(Impl::State::kClosed);
+    Refusal connect;
+    connect.stage = "connect";
+    impl_->host.Refused(connect, impl_->config.greet_refusal);
     return;
   }
   if (impl_->config.pregreet_wait.count() > 0) {

@@ -108,6 +108,16 @@ struct SenderVerdict {
   std::string reply;  // kRefused: the full reply line, no CRLF
 };
 
+// A 4xx/5xx reply that refused a sender, a recipient or a message (to
+// MAIL, RCPT, DATA or BDAT, or at the end of the content), as the host
+// may record it (`tern trace`).
+struct Refusal {
+  std::string_view stage;           // "connect", "mail", "rcpt" or "data"
+  std::string from;                 // the MAIL FROM address; "" for <> or not yet known
+  std::vector<std::string> rcpts;   // rcpt: the one refused; data: the message's
+  std::string queue_id;             // data: the id the message had, if it got one
+};
+
 // What the session needs from its surroundings. Implemented by the server
 // glue (queue, directory, clock) and by fakes in tests.
 class SessionHost {
@@ -160,6 +170,9 @@ class SessionHost {
   }
   virtual void AuthSucceeded(std::string_view mechanism,
                              const std::string& user) {}
+
+  // A refusal (see Refusal), after its reply line is queued.
+  virtual void Refused(const Refusal& refusal, std::string_view reply) {}
 };
 
 // What the session needs the connection to do next.

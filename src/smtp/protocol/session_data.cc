@@ -168,6 +168,7 @@ bool Session::Impl::BeginMessage() {
   std::string id = host.BeginMessage(t);
   if (id.empty()) return false;
   queue_id = std::move(id);
+  refused.queue_id = queue_id;
   write_failed = !host.MessageData(ReceivedHeader());
   return true;
 }

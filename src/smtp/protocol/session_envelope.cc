@@ -57,6 +57,7 @@ void Session::Impl::Mail(std::string_view arg) {
   // after the parameters (SMTPUTF8) have been read.
   std::optional<PathParse> path = ParsePath(arg, true, true);
   if (!path) return Reply("501 5.1.7 Bad sender address syntax");
+  refused.from = path->mailbox.ToString();
   if (!t.esmtp && !Trim(path->rest).empty()) {
     // Parameters are ESMTP (RFC 5321 4.1.1.11): none after HELO.
     return Reply("555 5.5.4 Parameters not allowed after HELO");
@@ -167,6 +168,7 @@ void Session::Impl::Rcpt(std::string_view arg) {
     rcpt = std::move(path->mailbox);
     params_text = path->rest;
   }
+  refused.rcpts.assign(1, rcpt.ToString());
   if (!t.esmtp && !Trim(params_text).empty()) {
     return Reply("555 5.5.4 Parameters not allowed after HELO");
   }

@@ -129,6 +129,11 @@ struct Session::Impl {
   // and kSaslStep (where the connection runs its step).
   auth::SaslExchange sasl;
 
+  // What a 4xx/5xx reply refuses (SessionHost::Refused): set when a MAIL,
+  // RCPT, DATA or BDAT line is dispatched and filled in as the command
+  // learns its address; its stage is empty for the other commands.
+  Refusal refused;
+
   std::string tls_version;  // "TLSv1.3", for the Received: header
   std::string tls_cipher;
 
@@ -151,6 +156,7 @@ struct Session::Impl {
   static const Command* FindCommand(std::string_view verb);
   bool Offered(const Command& command) const;
   void Dispatch(std::string_view text, size_t len);
+  void SetRefusalSubject(std::string_view verb);
 
   // ---- Session commands (session.cc) ----------------------------------
   void Ehlo(std::string_view arg);

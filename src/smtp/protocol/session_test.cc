@@ -105,6 +105,12 @@ class FakeHost : public SessionHost {
                      const std::string& user) override {
     auth_events.push_back("ok:" + std::string(mechanism) + ":" + user);
   }
+  void Refused(const Refusal& r, std::string_view reply) override {
+    std::string line = std::string(r.stage) + " from=" + r.from + " rcpts=";
+    for (const std::string& a : r.rcpts) line += a + ",";
+    line += " id=" + r.queue_id + " " + std::string(reply.substr(0, 3));
+    refusals.push_back(line);
+  }
 
   // The stored message without the Received: header (up to the first
   // line that does not start with TAB after it).
@@ -133,6 +139,7 @@ class FakeHost : public SessionHost {
   std::vector<std::string> header_checks;
   std::vector<std::string> sasl_seen;
   std::vector<std::string> auth_events;
+  std::vector<std::string> refusals;  // Refused(), one line each
   bool blocked = false;
   std::chrono::milliseconds failure_delay{0};
 };
@@ -1689,6 +1696,28 @@ TEST_F(SessionTest, CommitRefusedDropsTheMessage) {
   EXPECT_EQ(host->aborts, aborts + 1);
   EXPECT_FALSE(session->InTransaction());
   EXPECT_EQ(Codes(Send("MAIL FROM:<a@x.test>\r\n")), "250");
+}
+
+// SessionHost::Refused hears each refusal of a sender, recipient or
+// message with what it refused (the message trace); other errors, such as
+// unknown commands, are not refusals of mail.
+TEST_F(SessionTest, RefusalsReachTheHost) {
+  host->verdicts["nobody"] = RcptVerdict::Kind::kUnknownUser;
+  Send("EHLO client.example\r\n");
+  Send("FOO\r\n");
+  EXPECT_EQ(Codes(Send("MAIL FROM:<a@example.org>\r\n")), "250");
+  EXPECT_EQ(Codes(Send("RCPT TO:<nobody@example.test>\r\n")), "550");
+  EXPECT_EQ(Codes(Send("RCPT TO:<u@example.test>\r\n")), "250");
+  EXPECT_EQ(Codes(Send("MAIL FROM:<b@example.org>\r\n")), "503");
+  ASSERT_EQ(host->refusals.size(), 2u);
+  EXPECT_EQ(host->refusals[0], "rcpt from=a@example.org rcpts=nobody@example.test, id= 550");
+  EXPECT_EQ(host->refusals[1], "mail from= rcpts= id= 503");
+  // A message refused at its end names its recipients and queue id.
+  EXPECT_EQ(Codes(Send("DATA\r\n")), "354");
+  std::string big(config.text_line_limit + 10, 'x');
+  EXPECT_EQ(Codes(Send(big + "\r\n.\r\n")), "554");
+  ASSERT_EQ(host->refusals.size(), 3u);
+  EXPECT_EQ(host->refusals[2], "data from=a@example.org rcpts=u@example.test, id=QID1 554");
 }
 
 }  // namespace

@@ -20,10 +20,12 @@
 #include "auth/recording_credentials.h"
 #include "common/metrics.h"
 #include "common/strings.h"
+#include "common/trace.h"
 #include "net/address.h"
 #include "net/line_connection.h"
 #include "policy/recipient.h"
 #include "policy/sender.h"
+#include "smtp/protocol/rfc5322.h"
 #include "smtp/protocol/session.h"
 #include "smtp/server/envelope.h"
 
@@ -40,6 +42,21 @@ void CountAccepted(const std::string& listener, std::chrono::steady_clock::time_
   metrics::Get().smtp_accepted.With({listener}).Inc();
   std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
   metrics::Get().smtp_commit_seconds.With().Observe(took.count());
+}
+
+// The header section is kept (up to this much) for the Message-ID of the
+// trace; longer sections go without one.
+constexpr size_t kMaxTraceHead = 64 * 1024;
+
+// The Message-ID field of a header section (RFC 5322 3.6.4), trimmed and
+// bounded; empty when there is none.
+std::string MessageIdOf(std::string_view head) {
+  size_t end = head.find("\r\n\r\n");
+  if (end != std::string_view::npos) head = head.substr(0, end + 2);
+  for (const HeaderField& f : SplitHeaderFields(head)) {
+    if (IEquals(f.name, "Message-ID")) return std::string(Trim(f.value).substr(0, 256));
+  }
+  return "";
 }
 
 class Connection : public net::LineConnection, public SessionHost {
@@ -112,12 +129,16 @@ class Connection : public net::LineConnection, public SessionHost {
       return {};
     }
     writer_ = std::move(*w);
+    trace_head_.clear();
+    head_done_ = !trace::Enabled();
+    mailauth_summary_.clear();
     milter_copy_.clear();
     discarded_ = false;
     return writer_->id();
   }
 
   bool MessageData(std::string_view data) override {
+    if (!head_done_) KeepHead(data);
     if (inbound_) {
       // Our own Authentication-Results claims go (RFC 8601 5); DKIM sees
       // the message as it came.
@@ -147,6 +168,25 @@ class Connection : public net::LineConnection, public SessionHost {
   }
 
   std::string Now() override { return Rfc5322Date(std::time(nullptr)); }
+
+  // The message trace: what was refused, with what the session knew.
+  void Refused(const Refusal& r, std::string_view reply) override {
+    if (!trace::Enabled()) return;
+    trace::Event e("refused");
+    e.Add("stage", r.stage)
+        .Add("client", client_ip())
+        .Add("listener", options().listener)
+        .Add("helo", session_.transaction().helo)
+        .Add("user", session_.client().auth_user)
+        .Add("from", r.from)
+        .Add("rcpts", r.rcpts)
+        .Add("id", r.queue_id);
+    if (r.stage == "data") {
+      e.Add("message_id", MessageIdOf(trace_head_)).Add("mailauth", mailauth_summary_);
+    }
+    e.Add("reply", reply);
+    trace::Record(e);
+  }
 
   SenderVerdict CheckMailFrom(const Mailbox& from) override {
     SenderVerdict v = policy::CheckMailFrom(deps_.directory, session_.client(), from);
@@ -282,6 +322,16 @@ class Connection : public net::LineConnection, public SessionHost {
            options().listener == "smtp" && !Vouched();
   }
   void StartMailauth(int64_t now);
+  // The start of the message, for its Message-ID in the trace.
+  void KeepHead(std::string_view data) {
+    size_t from = trace_head_.size() < 3 ? 0 : trace_head_.size() - 3;
+    trace_head_.append(data.substr(0, kMaxTraceHead - trace_head_.size()));
+    head_done_ = trace_head_.find("\r\n\r\n", from) != std::string::npos ||
+                 trace_head_.size() >= kMaxTraceHead;
+  }
+  // The trace's "received" (or "discarded") event of the message in
+  // writer_, made before the commit takes the writer.
+  std::string ReceivedTrace(const char* type, const std::string& id, uint64_t size);
   asio::awaitable<void> CheckSender();
   // Port-25 clients neither authenticated nor trusted meet [antispam].
   bool Screened() const { return options().listener == "smtp" && !Vouched(); }
@@ -324,7 +374,41 @@ class Connection : public net::LineConnection, public SessionHost {
   uint32_t messages_ = 0;
   std::string summary_sender_;
   size_t summary_rcpts_ = 0;
+  // For the trace: the message's header section so far, and the mail
+  // authentication results ("spf=pass dkim=... dmarc=...").
+  std::string trace_head_;
+  bool head_done_ = true;
+  std::string mailauth_summary_;
 };
+
+std::string Connection::ReceivedTrace(const char* type, const std::string& id,
+                                      uint64_t size) {
+  if (!trace::Enabled()) return "";
+  const ClientInfo& c = session_.client();
+  std::vector<std::string> rcpts;
+  std::string from = summary_sender_;
+  std::string quarantine;
+  if (writer_) {
+    const queue::Envelope& env = writer_->envelope();
+    for (const queue::Recipient& r : env.recipients) rcpts.push_back(r.address);
+    from = env.sender;
+    quarantine = env.quarantine;
+  }
+  trace::Event e(type);
+  e.Add("id", id)
+      .Add("message_id", MessageIdOf(trace_head_))
+      .Add("client", c.ip)
+      .Add("helo", session_.transaction().helo)
+      .Add("listener", options().listener);
+  if (c.tls) e.Add("tls", stream().version() + " " + stream().cipher());
+  e.Add("user", c.auth_user)
+      .Add("from", from)
+      .Add("rcpts", rcpts)
+      .Add("size", size)
+      .Add("mailauth", mailauth_summary_)
+      .Add("quarantine", quarantine);
+  return e.Line();
+}
 
 // Commits the current message through the queue's group commit and resumes
 // on the connection's strand with the result.
@@ -612,6 +696,7 @@ asio::awaitable<bool> Connection::FinishMailauth() {
                  v.action == mailauth::InboundVerdict::Action::kReject ? "reject"
                  : v.action == mailauth::InboundVerdict::Action::kJunk ? "junk"
                                                                        : "accept");
+    mailauth_summary_ = v.summary;
     if (v.action == mailauth::InboundVerdict::Action::kReject) {
       session_.CommitRefused(v.reply);
       co_return false;
@@ -648,6 +733,9 @@ asio::awaitable<void> Connection::Commit() {
     // RFC 5321 has no way to say "dropped": the client hears 250.
     spdlog::info("smtp discarded id={} from=<{}> client={} reason=milter",
                  writer_ ? writer_->id() : std::string("-"), summary_sender_, client_ip());
+    std::string discarded =
+        ReceivedTrace("discarded", writer_ ? writer_->id() : std::string(), 0);
+    trace::RecordLine(discarded);
     writer_.reset();
     discarded_ = false;
     ++messages_;
@@ -656,6 +744,7 @@ asio::awaitable<void> Connection::Commit() {
   }
   std::string id = writer_ ? writer_->id() : std::string();
   uint64_t size = writer_ ? writer_->size() : 0;
+  std::string received = ReceivedTrace("received", id, size);
   auto r = co_await CommitMessage(deps_.queue, std::move(writer_));
   bool no_space = !r && r.error().NoSpace();
   if (r) {
@@ -669,6 +758,7 @@ asio::awaitable<void> Connection::Commit() {
     spdlog::info("smtp accepted id={} size={} from=<{}> rcpts={} client={}",
                  id, size, summary_sender_, summary_rcpts_, client_ip());
     CountAccepted(options().listener, commit_started);
+    trace::RecordLine(received);
   } else {
     spdlog::error("smtp commit failed client={} error={}", client_ip(),
                   r.error().message);
