@@ -132,6 +132,17 @@ def installed(srv, count=1, timeout=60):
     return serials
 
 
+def served(port, root_pem, name, serial):
+    """Waits until a strict client gets the certificate `serial` (the
+    manager logs "installed" before the io threads have swapped it in)."""
+    def check():
+        try:
+            return verified_peer(port, root_pem, name)[0] == serial
+        except (ssl.SSLError, OSError):
+            return False
+    faultkit.wait_for(check, timeout=20, what=f"certificate {serial} served on {port}")
+
+
 def verified_peer(port, root_pem, name):
     """Handshakes as a strict client (chain to `root_pem`, host `name`)."""
     ctx = ssl.create_default_context(cadata=root_pem)
@@ -147,6 +158,7 @@ def test_issue_and_serve(acme_setup, challenge):
     srv, pebble = acme_setup(challenge, listeners)
     serial = installed(srv)[0]
     root = pebble.root()
+    served(srv.ports["imaps"], root, HOSTNAME, serial)
     # Every TLS listener serves it, for each of its names, with the chain.
     for name in NAMES:
         got, cert = verified_peer(srv.ports["imaps"], root, name)
@@ -176,20 +188,27 @@ def test_renewal_swaps_without_dropping_connections(acme_setup):
     # Pebble's certificates last five years: with renew_days above that,
     # every check renews, so a renewal happens within seconds.
     srv, pebble = acme_setup("http-01", renew_days=3650, check_interval=2)
-    first = installed(srv, 1)[0]
+    installed(srv, 1)
     root = pebble.root()
+
+    def verifies():
+        try:
+            return verified_peer(srv.ports["imaps"], root, HOSTNAME)[0]
+        except (ssl.SSLError, OSError):
+            return None
+    faultkit.wait_for(verifies, timeout=20, what="an ACME certificate served", srv=srv)
     ctx = ssl.create_default_context(cadata=root)
     raw = socket.create_connection(("127.0.0.1", srv.ports["imaps"]), timeout=10)
     held = ctx.wrap_socket(raw, server_hostname=HOSTNAME)
+    first = format(int(held.getpeercert()["serialNumber"], 16), "X")
     try:
         assert held.recv(4096).startswith(b"* OK")
         serials = installed(srv, 3, timeout=120)
-        assert len(set(serials)) == len(serials), serials
-        # New handshakes get the newest; the connection made before the
+        assert len(set(serials)) == len(serials) and first in serials, (first, serials)
+        # New handshakes get a newer one; the connection made before the
         # swap still works on its old certificate.
-        faultkit.wait_for(
-            lambda: verified_peer(srv.ports["imaps"], root, HOSTNAME)[0] != first,
-            timeout=30, what="a renewed certificate served", srv=srv)
+        faultkit.wait_for(lambda: verifies() not in (None, first), timeout=30,
+                          what="a renewed certificate served", srv=srv)
         held.sendall(b"a1 NOOP\r\n")
         reply = b""
         while b"a1 " not in reply:
