@@ -58,7 +58,10 @@ def test_abuse_short(tmp_path):
     assert all(w["fetches"].get(k) for k in ("health", "autoconfig-http",
                                               "autoconfig-https")), report
     assert not w["failures"], report
-    assert r["memory"]["rss_peak_mib"] < 512, report
+    # The memory goal is for the real build; under ASan the harness allows
+    # twice as much (abuse.py, RSS_BOUND_MIB).
+    limit = 1024 if "ASAN_OPTIONS" in os.environ else 512
+    assert r["memory"]["rss_peak_mib"] < limit, report
     assert r["alive_at_end"] and r["exit_code"] == 0, report
     assert r["fresh_http"].startswith("HTTP/1.1 200"), report
     assert r["log"]["crash"] is None, report
