@@ -120,12 +120,14 @@ def acme_setup(tmp_path):
 
 
 def installed(srv, count=1, timeout=60):
-    """Waits for the count-th 'installed' line; returns the serials so far."""
+    """Waits for the count-th 'installed' line; returns the serials so far,
+    as bare hex without leading zeros (the log prints whole bytes, so a
+    serial may start with 0; Python's getpeercert() drops it)."""
     pattern = re.compile(r"acme: certificate for \S+ installed \(serial ([0-9A-F]+)")
     serials = []
 
     def enough():
-        serials[:] = pattern.findall(srv.log_text())
+        serials[:] = [format(int(s, 16), "X") for s in pattern.findall(srv.log_text())]
         return len(serials) >= count
     faultkit.wait_for(enough, timeout=timeout, what=f"{count} ACME certificate(s)",
                       srv=srv)
