@@ -64,6 +64,7 @@ int QueueShow(const std::string& data_dir, const std::string& id) {
   if (!env.auth_user.empty()) std::cout << "auth: " << env.auth_user << "\n";
   if (!env.body.empty()) std::cout << "body: " << env.body << "\n";
   if (env.smtputf8) std::cout << "smtputf8: yes\n";
+  if (env.requiretls) std::cout << "requiretls: yes\n";
   if (!env.ret.empty()) std::cout << "ret: " << env.ret << "\n";
   if (!env.envid.empty()) std::cout << "envid: " << env.envid << "\n";
   std::cout << "status: "

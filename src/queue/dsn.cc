@@ -145,6 +145,11 @@ std::string BuildDsn(const DsnInput& in) {
     line("Your message was delivered, or passed on to a mail system that");
     line("does not report delivery, for these recipients (as you asked).");
   }
+  if (env.requiretls) {
+    line("");
+    line("The message was sent with REQUIRETLS, so none of it is attached:");
+    line("this report need not travel over verified TLS (RFC 8689 5).");
+  }
   line("");
   for (const DsnRecipient& r : in.recipients) {
     line("<" + Clean(r.address) + ">: " + r.action);
@@ -189,6 +194,13 @@ std::string BuildDsn(const DsnInput& in) {
   line("");
 
   // 3. The original message or its header (RFC 3462 text/rfc822-headers).
+  // RFC 8689 5: a report about a REQUIRETLS message would have to travel
+  // under REQUIRETLS too, unless it is redacted; it is redacted: nothing of
+  // the original comes back (RFC 6522 3: the third part is optional).
+  if (env.requiretls) {
+    line("--" + boundary + "--");
+    return m;
+  }
   bool full = any_failed && !IEquals(env.ret, "HDRS") &&
               in.message.size() <= kMaxReturned;
   line("--" + boundary);

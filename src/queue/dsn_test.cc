@@ -86,6 +86,26 @@ TEST(DsnTest, HeadersOnlyForRetHdrs) {
   EXPECT_EQ(dsn.find("secret body"), std::string::npos);
 }
 
+// RFC 8689 5: the report on a REQUIRETLS message is redacted.
+TEST(DsnTest, RequireTlsReportIsRedacted) {
+  DsnInput in;
+  in.reporting_mta = "mx";
+  in.original.id = "ID";
+  in.original.sender = "a@x";
+  in.original.requiretls = true;
+  std::string msg = "Subject: private matter\r\n\r\nsecret body\r\n";
+  in.message = msg;
+  in.recipients.push_back({"b@y", "", "failed", "5.7.10", "", "550 5.7.10 no TLS", 0});
+  std::string dsn = BuildDsn(in);
+  EXPECT_NE(dsn.find("message/delivery-status"), std::string::npos);
+  EXPECT_NE(dsn.find("Final-Recipient: rfc822; b@y"), std::string::npos);
+  EXPECT_EQ(dsn.find("private matter"), std::string::npos);
+  EXPECT_EQ(dsn.find("secret body"), std::string::npos);
+  EXPECT_EQ(dsn.find("rfc822-headers"), std::string::npos);
+  EXPECT_TRUE(dsn.ends_with("--\r\n"));
+  EXPECT_FALSE(DsnEnvelope(in).requiretls);
+}
+
 TEST(RetryTest, BackoffDoublesAndCaps) {
   RetryPolicy p;
   p.first = 300;

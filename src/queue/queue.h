@@ -31,6 +31,9 @@ struct Envelope {
   std::string envid;     // RFC 3461 ENVID, empty when not given
   std::string body;      // RFC 6152 BODY: "7BIT", "8BITMIME" or empty
   bool smtputf8 = false; // RFC 6531
+  // RFC 8689 REQUIRETLS: the message leaves only over TLS to a next hop
+  // authenticated by DANE or MTA-STS, else it bounces.
+  bool requiretls = false;
   std::string client_ip;
   std::string helo;
   std::string auth_user;

@@ -16,6 +16,8 @@ namespace tern::queue {
 namespace {
 
 constexpr char kMessageMagic[8] = {'T', 'e', 'r', 'n', 'M', 's', 'g', '1'};
+// Bits of the optional envelope flags byte.
+constexpr uint8_t kFlagRequireTls = 1;
 constexpr char kStateMagicV1[8] = {'T', 'e', 'r', 'n', 'S', 't', 'a', '1'};
 constexpr char kStateMagic[8] = {'T', 'e', 'r', 'n', 'S', 't', 'a', '2'};
 constexpr size_t kStateHeaderSize = 16;
@@ -93,8 +95,11 @@ std::string EncodeEnvelope(const Envelope& env) {
   PutStr(out, env.auth_user);
   PutU64(out, static_cast<uint64_t>(env.received_at));
   PutStr(out, env.prepend);
-  // Optional trailing field: files without it are as before.
-  if (!env.quarantine.empty()) PutStr(out, env.quarantine);
+  // Optional trailing fields: files without them are as before. The flags
+  // byte needs the quarantine string before it (empty when not set).
+  uint8_t flags = env.requiretls ? kFlagRequireTls : 0;
+  if (!env.quarantine.empty() || flags != 0) PutStr(out, env.quarantine);
+  if (flags != 0) out += static_cast<char>(flags);
   return out;
 }
 
@@ -123,6 +128,10 @@ Result<Envelope> DecodeEnvelope(std::string_view data, uint32_t version) {
   env.received_at = static_cast<int64_t>(r.Int(8));
   if (version >= 2) env.prepend = r.Str();
   if (version >= 2 && r.ok() && !r.done()) env.quarantine = r.Str();
+  if (version >= 2 && r.ok() && !r.done()) {
+    uint8_t flags = static_cast<uint8_t>(r.Int(1));
+    env.requiretls = (flags & kFlagRequireTls) != 0;
+  }
   if (!r.done()) return Err("envelope: malformed");
   return env;
 }

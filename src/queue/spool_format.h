@@ -33,7 +33,8 @@
 //   str id, str sender, u32 n, n x (str address, str notify, str orcpt),
 //   str ret, str envid, str body, u8 smtputf8, str client_ip, str helo,
 //   str auth_user, i64 received_at, (version 2:) str prepend,
-//   [str quarantine] (present only when not empty)
+//   [str quarantine [u8 flags]] (present only when not empty / not 0;
+//   flags: 1 = REQUIRETLS, RFC 8689)
 //
 // State file: 8 bytes magic "TernSta2", u32 payload length P, u32 CRC-32C of
 // the payload, then the payload:

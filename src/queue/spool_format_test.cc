@@ -144,6 +144,27 @@ TEST(SpoolFormatTest, QuarantineIsOptionalAndStartsHeld) {
   EXPECT_EQ(s.last_error, "quarantined: spam, says the filter");
 }
 
+TEST(SpoolFormatTest, RequireTlsFlagIsOptional) {
+  Envelope env = SampleEnvelope();
+  const std::string plain = EncodeEnvelope(env);
+  env.requiretls = true;
+  const std::string flagged = EncodeEnvelope(env);
+  EXPECT_EQ(flagged.substr(0, plain.size()), plain);
+  auto a = DecodeEnvelope(plain);
+  auto b = DecodeEnvelope(flagged);
+  ASSERT_TRUE(a && b);
+  EXPECT_FALSE(a->requiretls);
+  EXPECT_TRUE(b->requiretls);
+  EXPECT_EQ(b->quarantine, "");
+  // With a quarantine as well, both come back.
+  env.quarantine = "held";
+  auto c = DecodeEnvelope(EncodeEnvelope(env));
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->requiretls);
+  EXPECT_EQ(c->quarantine, "held");
+  EXPECT_FALSE(DecodeEnvelope(flagged + "x"));
+}
+
 TEST(SpoolFormatTest, ValidFileReadsBack) {
   TempDir dir;
   std::string body = "Subject: x\r\n\r\nhello\r\n";

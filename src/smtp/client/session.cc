@@ -54,6 +54,8 @@ Capabilities ParseEhlo(const Reply& reply) {
       caps.dsn = true;
     } else if (key == "CHUNKING") {
       caps.chunking = true;
+    } else if (key == "REQUIRETLS") {
+      caps.requiretls = true;
     } else if (key == "SIZE") {
       caps.size = true;
       // RFC 1870 4: an optional limit; 0 or absent means none.
@@ -343,6 +345,7 @@ std::string ClientSession::MailCommand() const {
   if (caps_.size) cmd += " SIZE=" + std::to_string(txn_.size);
   if (txn_.body_8bitmime && caps_.eightbitmime) cmd += " BODY=8BITMIME";
   if (txn_.smtputf8 && caps_.smtputf8) cmd += " SMTPUTF8";
+  if (txn_.requiretls) cmd += " REQUIRETLS";  // RFC 8689 4.2.1
   if (caps_.dsn) {
     // RFC 3461 4.3 / 4.4: passed on unchanged to a DSN-capable relay.
     if (!txn_.ret.empty()) cmd += " RET=" + txn_.ret;
@@ -377,6 +380,17 @@ void ClientSession::StartTransaction(TxnRequest request) {
         "message size " + std::to_string(txn_.size) +
             " exceeds the limit of the receiving server (" +
             std::to_string(caps_.size_limit) + ")");
+    return;
+  }
+  if (txn_.requiretls && (!tls_active_ || !caps_.requiretls)) {
+    // RFC 8689 4.2.1: only over TLS, and only to a server that offers
+    // REQUIRETLS after the TLS handshake; else the message is not sent.
+    result_.refused = LocalReply(
+        550, "5.7.30",
+        !tls_active_ ? "REQUIRETLS support required: the message must not "
+                       "travel without TLS"
+                     : "REQUIRETLS support required: the receiving server "
+                       "does not offer REQUIRETLS (RFC 8689)");
     return;
   }
   if (txn_.smtputf8 && !caps_.smtputf8) {

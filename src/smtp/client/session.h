@@ -3,7 +3,7 @@
 // the body). The coroutine in delivery/ feeds it; unit tests feed it
 // scripted replies. RFC 5321 with EHLO extensions: PIPELINING (RFC 2920),
 // SIZE (1870), 8BITMIME (6152), SMTPUTF8 (6531), DSN (3461), CHUNKING
-// (3030), STARTTLS (3207), AUTH (4954).
+// (3030), STARTTLS (3207), AUTH (4954), REQUIRETLS (8689).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,7 @@ struct Capabilities {
   bool smtputf8 = false;
   bool dsn = false;
   bool chunking = false;
+  bool requiretls = false;  // RFC 8689 3
   bool size = false;
   uint64_t size_limit = 0;        // 0: none announced
   std::vector<std::string> auth;  // mechanism names, upper case
@@ -58,11 +59,15 @@ struct TxnRequest {
   bool smtputf8 = false;
   std::string ret;    // RFC 3461 RET
   std::string envid;  // RFC 3461 ENVID, xtext as received
+  // RFC 8689: sent only on a TLS session to a peer offering REQUIRETLS,
+  // with the MAIL parameter. Whether the peer was authenticated well
+  // enough (DANE, MTA-STS) is the caller's check.
+  bool requiretls = false;
 };
 
 struct TxnResult {
   // Set when nothing was sent because the peer cannot take the message
-  // (SIZE, 8BITMIME, SMTPUTF8): a permanent local reply.
+  // (SIZE, 8BITMIME, SMTPUTF8, REQUIRETLS): a permanent local reply.
   std::optional<Reply> refused;
   Reply mail;
   std::vector<Reply> rcpt;  // per recipient; code 0 when none came

@@ -270,6 +270,44 @@ TEST(ClientSessionTest, RefusesWhatThePeerCannotTake) {
   EXPECT_EQ(s.TakeResult().For(0).Status(), "5.6.7");
 }
 
+// RFC 8689 4.2.1: REQUIRETLS goes only over TLS to a peer offering it.
+TEST(ClientSessionTest, RequireTls) {
+  TxnRequest t = Txn({"b@y.test"});
+  t.requiretls = true;
+  {
+    // No TLS at all.
+    ClientSession s(ClientOptions{"me.test"});
+    Step(s, "220 hi\r\n");
+    Step(s, "250-mx\r\n250 REQUIRETLS\r\n");
+    s.StartTransaction(t);
+    EXPECT_TRUE(s.output().empty());
+    EXPECT_EQ(s.TakeResult().For(0).Status(), "5.7.30");
+  }
+  ClientSession s(ClientOptions{"me.test", TlsPolicy::kRequired});
+  Step(s, "220 hi\r\n");
+  Step(s, "250-mx\r\n250 STARTTLS\r\n");
+  Step(s, "220 go ahead\r\n");
+  s.TlsStarted(true, "");
+  s.ClearOutput();
+  Step(s, "250-mx\r\n250 PIPELINING\r\n");
+  s.StartTransaction(t);  // TLS, but REQUIRETLS is not offered
+  EXPECT_TRUE(s.output().empty());
+  TxnResult r = s.TakeResult();
+  EXPECT_EQ(r.For(0).code, 550);
+  EXPECT_EQ(r.For(0).Status(), "5.7.30");
+
+  ClientSession ok(ClientOptions{"me.test", TlsPolicy::kRequired});
+  Step(ok, "220 hi\r\n");
+  Step(ok, "250-mx\r\n250 STARTTLS\r\n");
+  Step(ok, "220 go ahead\r\n");
+  ok.TlsStarted(true, "");
+  ok.ClearOutput();
+  Step(ok, "250-mx\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n");
+  ok.StartTransaction(t);
+  EXPECT_EQ(ok.output().substr(0, ok.output().find("\r\n")),
+            "MAIL FROM:<a@x.test> REQUIRETLS");
+}
+
 TEST(ClientSessionTest, DsnAndBdat) {
   ClientSession s(ClientOptions{"me.test"});
   Step(s, "220 hi\r\n");

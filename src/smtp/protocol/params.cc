@@ -133,6 +133,13 @@ ParamStatus ParseMailParams(std::string_view rest, uint64_t max_size,
           out->smtputf8 = true;
           return ParamStatus::kOk;
         }
+        if (IEquals(key, "REQUIRETLS")) {
+          // RFC 8689 3: the parameter has no value. Whether the session
+          // may use it (TLS) is the Session's decision.
+          if (has_value || out->requiretls) return ParamStatus::kSyntax;
+          out->requiretls = true;
+          return ParamStatus::kOk;
+        }
         if (IEquals(key, "RET")) {
           // RFC 3461 4.3: RET=FULL / HDRS.
           if (!out->ret.empty()) return ParamStatus::kSyntax;

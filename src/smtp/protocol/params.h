@@ -1,5 +1,5 @@
 // ESMTP parameters of MAIL and RCPT (RFC 5321 4.1.2 Mail-parameters):
-// SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT. Internal to
+// SIZE, BODY, SMTPUTF8, REQUIRETLS, RET, ENVID, NOTIFY, ORCPT. Internal to
 // smtp/protocol; the Session maps the outcome to a reply.
 #pragma once
 
@@ -24,6 +24,7 @@ struct MailParams {
   std::string ret;
   std::string envid;
   bool smtputf8 = false;
+  bool requiretls = false;  // RFC 8689 3
 };
 
 // `rest` is what follows the path's '>': empty or SP-separated parameters.

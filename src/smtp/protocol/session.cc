@@ -58,10 +58,10 @@ const Session::Impl::Command Session::Impl::kCommands[] = {
      "EHLO hostname"},
     {"HELO", LineLimit::kCommand, nullptr, nullptr, &Impl::Helo,
      "HELO hostname"},
-    // RFC 5321 4.1.1.2, parameters from RFC 1870, 6152, 6531, 3461.
+    // RFC 5321 4.1.1.2, parameters from RFC 1870, 6152, 6531, 3461, 8689.
     {"MAIL", LineLimit::kEnvelope, nullptr, &Impl::CheckMail, &Impl::Mail,
      "MAIL FROM:<address> [SIZE=octets] [BODY=7BIT|8BITMIME] [SMTPUTF8] "
-     "[RET=FULL|HDRS] [ENVID=id]"},
+     "[RET=FULL|HDRS] [ENVID=id] [REQUIRETLS]"},
     // RFC 5321 4.1.1.3, parameters from RFC 3461.
     {"RCPT", LineLimit::kEnvelope, nullptr, &Impl::CheckRcpt, &Impl::Rcpt,
      "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] "
@@ -410,6 +410,9 @@ void Session::Impl::Hello(std::string_view arg, bool esmtp) {
   out += "250-DSN\r\n";                  // RFC 3461
   out += "250-SMTPUTF8\r\n";             // RFC 6531
   if (config.tls_available && !client.tls) out += "250-STARTTLS\r\n";
+  // RFC 8689 4.1: REQUIRETLS may only be used on a TLS session, so it is
+  // offered only there (before STARTTLS the client could not use it).
+  if (client.tls) out += "250-REQUIRETLS\r\n";
   if (AuthOffered() && client.auth_user.empty()) {
     out += "250-AUTH " + std::string(auth::kSaslMechanisms) + "\r\n";
   }

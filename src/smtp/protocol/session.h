@@ -77,6 +77,7 @@ struct Transaction {
   std::string envid;       // RFC 3461 ENVID
   std::string body;        // RFC 6152 BODY=7BIT|8BITMIME
   bool smtputf8 = false;   // RFC 6531
+  bool requiretls = false; // RFC 8689: onward only over verified TLS
   uint64_t declared_size = 0;  // RFC 1870 SIZE=, 0 when absent
   std::vector<Mailbox> rcpts;
   std::vector<RcptParams> rcpt_params;  // parallel to rcpts

@@ -73,6 +73,11 @@ void Session::Impl::Mail(std::string_view arg) {
     case ParamStatus::kTooBig:
       return Reply("552 5.3.4 Message size exceeds fixed maximum message size");
   }
+  if (params.requiretls && !client.tls) {
+    // RFC 8689 4.1: the option is only meaningful on a session that is
+    // itself protected by TLS; it is not offered before STARTTLS.
+    return Reply("530 5.7.10 REQUIRETLS needs a TLS session: STARTTLS first");
+  }
   if (!params.smtputf8 && !IsAscii(path->mailbox)) {
     // RFC 6531 3.7.4.1.
     return Reply("553 5.6.7 Non-ASCII address requires SMTPUTF8");
@@ -99,6 +104,7 @@ void Session::Impl::Mail(std::string_view arg) {
   t.ret = std::move(params.ret);
   t.envid = std::move(params.envid);
   t.smtputf8 = params.smtputf8;
+  t.requiretls = params.requiretls;
   // The host may want to check the sender outside (SPF queries DNS): the
   // 250 waits for SenderChecked().
   if (config.sender_check) return SetState(State::kSenderCheck);

@@ -261,6 +261,26 @@ TEST_F(SessionTest, EhloAdvertisesExtensions) {
   EXPECT_EQ(Codes(out), "250");
 }
 
+// RFC 8689: REQUIRETLS is offered, and taken, only on a TLS session.
+TEST_F(SessionTest, RequireTlsOnlyOverTls) {
+  std::string out = Send("EHLO client.test\r\n");
+  EXPECT_EQ(out.find("REQUIRETLS"), std::string::npos);
+  EXPECT_EQ(Send("MAIL FROM:<a@x.test> REQUIRETLS\r\n"),
+            "530 5.7.10 REQUIRETLS needs a TLS session: STARTTLS first\r\n");
+  ClientInfo client = DefaultClient();
+  client.tls = true;
+  Reset(client);
+  out = Send("EHLO client.test\r\n");
+  EXPECT_NE(out.find("250-REQUIRETLS\r\n"), std::string::npos);
+  EXPECT_EQ(Codes(Send("MAIL FROM:<a@x.test> REQUIRETLS=yes\r\n")), "501");
+  EXPECT_EQ(Codes(Send("MAIL FROM:<a@x.test> REQUIRETLS REQUIRETLS\r\n")), "501");
+  EXPECT_EQ(Codes(Send("MAIL FROM:<a@x.test> requiretls\r\n")), "250");
+  EXPECT_TRUE(session->transaction().requiretls);
+  Send("RSET\r\n");
+  EXPECT_EQ(Codes(Send("MAIL FROM:<a@x.test>\r\n")), "250");
+  EXPECT_FALSE(session->transaction().requiretls);
+}
+
 TEST_F(SessionTest, HeloAndEhloNeedArgument) {
   EXPECT_EQ(Send("EHLO\r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
   EXPECT_EQ(Send("HELO \r\n"), "501 5.5.4 Syntax: HELO hostname\r\n");

@@ -484,6 +484,7 @@ asio::awaitable<void> Connection::CheckSender() {
     if (!t.ret.empty()) args.push_back("RET=" + t.ret);
     if (!t.envid.empty()) args.push_back("ENVID=" + t.envid);
     if (t.smtputf8) args.push_back("SMTPUTF8");
+    if (t.requiretls) args.push_back("REQUIRETLS");
     // Named, not temporaries: g++ 12 may destroy temporaries of a co_await
     // expression twice.
     std::string from = t.mail_from.null() ? std::string() : t.mail_from.ToString();

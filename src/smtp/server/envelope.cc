@@ -23,6 +23,7 @@ queue::Envelope MakeEnvelope(const Transaction& t, const ClientInfo& client,
   env.envid = t.envid;
   env.body = t.body;
   env.smtputf8 = t.smtputf8;
+  env.requiretls = t.requiretls;
   env.client_ip = client.ip;
   env.helo = t.helo;
   env.auth_user = client.auth_user;
