@@ -121,6 +121,7 @@ struct Conn {
   Hop hop;
   bool tls = false;
   bool tls_handshake_failed = false;  // the opportunistic retry's trigger
+  std::string tls_fallback;  // why this is the plain-text retry ("": not)
   std::string tls_info;  // "TLSv1.3 verified" / "... unverified (reason)"
   uint32_t messages = 0;
   std::array<char, 4096> buf;
@@ -715,6 +716,7 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
                hop.Text(), first.Text());
   Reply plain = co_await ConnectOnce(self, hop, route, TlsPolicy::kNone, out,
                                      &tls_failed);
+  if (*out) (*out)->tls_fallback = first.Text();
   co_return plain;
 }
 
@@ -893,6 +895,12 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
         const Hop& hop = plan->hops[pick];
         std::shared_ptr<Conn> fresh;
         Reply failed = co_await Connect(self, hop, d->route, &fresh);
+        if (fresh && !fresh->tls_fallback.empty()) {
+          // The failed handshake belongs in the message's history too.
+          attempt(hop.Text(), fresh->tls_fallback);
+          spdlog::info("outbound {}: {}: {}; retried in plain text", t.job.id,
+                       hop.Text(), fresh->tls_fallback);
+        }
         if (fresh) {
           if (auto loop = LoopsBack(*fresh, self->options_.hostname, d->domain)) {
             failed = *loop;
