@@ -25,7 +25,8 @@ class RawPeer:
     no 8BITMIME, STARTTLS answered and then garbage, TLS with a check for
     the client's close_notify. Records every connection's commands and
     messages. `starttls` is None (not offered), "garbage" (220, then bytes
-    that are not TLS) or an ssl.SSLContext (a real handshake)."""
+    that are not TLS), "refuse" (454) or an ssl.SSLContext (a real
+    handshake)."""
 
     def __init__(self, ip, port, starttls=None, extensions=("PIPELINING",)):
         self.starttls = starttls
@@ -82,6 +83,8 @@ class RawPeer:
                 lines = ["rawpeer.test"] + ext
                 out = "".join(f"250-{x}\r\n" for x in lines[:-1]) + f"250 {lines[-1]}\r\n"
                 f.write(out.encode())
+            elif cmd.upper() == "STARTTLS" and self.starttls == "refuse":
+                f.write(b"454 4.7.0 TLS not available right now\r\n")
             elif cmd.upper() == "STARTTLS":
                 f.write(b"220 go ahead\r\n")
                 f.flush()
@@ -239,6 +242,24 @@ def test_failed_starttls_handshake_not_retried_when_tls_required(dns, sinks, ter
         js = srv.queue_json()
         assert js and js[0]["recipients"][0]["state"] == "pending"
         assert "retrying once in plain text" not in srv.log_text()
+    finally:
+        peer.close()
+
+
+def test_refused_starttls_goes_on_in_plain_text(dns, sinks, tern):
+    # RFC 3207 4: after a 454 the client may carry on without TLS; the same
+    # connection does (no second one is needed: nothing of TLS happened).
+    dns.mx("tls454.test", (10, "mx.tls454.test"))
+    dns.a("mx.tls454.test", "127.0.0.69")
+    peer = RawPeer("127.0.0.69", sinks.port, starttls="refuse")
+    try:
+        srv = tern()
+        m = unique("tls454")
+        submit(srv, "u@example.test", ["x@tls454.test"], m)
+        wait_for(lambda: peer.messages(), what="plain-text delivery", srv=srv)
+        rec = peer.conns[0]
+        assert "STARTTLS" in rec["cmds"] and rec["data"] and not rec["tls"]
+        assert m.encode() in rec["data"][0]
     finally:
         peer.close()
 
