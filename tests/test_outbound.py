@@ -631,9 +631,11 @@ def test_dsn_params_passed_to_dsn_capable_peer(dns, sinks, tern):
     assert not any("NOTIFY=" in o for o in env["rcpt_options"]), env
 
 
-def test_8bit_to_peer_without_8bitmime_bounces(dns, sinks, tern):
+def test_8bit_header_to_peer_without_8bitmime_bounces(dns, sinks, tern):
     # A raw peer without 8BITMIME: aiosmtpd always announces it, so script
-    # a minimal server by hand.
+    # a minimal server by hand. An 8-bit body would be converted to
+    # quoted-printable (test_outbound_gaps.py); raw 8-bit in a header field
+    # cannot be, without SMTPUTF8.
     dns.mx("seven.test", (10, "mx.seven.test"))
     dns.a("mx.seven.test", "127.0.0.35")
     port = sinks.port
@@ -672,7 +674,8 @@ def test_8bit_to_peer_without_8bitmime_bounces(dns, sinks, tern):
         srv = tern()
         m = unique("eightbit")
         data = build_message(m, ["caf\u00e9 cr\u00e8me"], sender="u@example.test",
-                             to="x@seven.test")
+                             to="x@seven.test",
+                             extra_headers=["X-Note: d\u00e9j\u00e0 vu"])
         with srv.connect() as c:
             c.start()
             assert c.cmd("MAIL FROM:<u@example.test> BODY=8BITMIME").code == 250
@@ -683,6 +686,7 @@ def test_8bit_to_peer_without_8bitmime_bounces(dns, sinks, tern):
         _, _, _, per_rcpt = dsn_of(srv, "u@example.test", m)
         assert per_rcpt[0]["Status"] == "5.6.3"
         assert "8BITMIME" in per_rcpt[0]["Diagnostic-Code"]
+        assert "header" in per_rcpt[0]["Diagnostic-Code"]
     finally:
         s.close()
 

@@ -203,26 +203,33 @@ def test_bad_reply_earlier_defers(case, stage, reply):
 
 # ---------------------------------------------------------------- STARTTLS
 
-def test_stalled_tls_handshake_defers(case):
+def test_stalled_tls_handshake_retried_in_plain_text(case):
     srv = case.srv
-    # The peer offers STARTTLS, says 220, then never speaks TLS. Later it
-    # stops offering STARTTLS, so delivery in the clear can succeed.
-    peer = case.peer([{"starttls": then("220 2.0.0 go ahead", stall)},
-                      {"caps": []}], caps=["STARTTLS"])
+    # The peer offers STARTTLS, says 220, then never speaks TLS. After the
+    # timeout the same host gets the message on a new connection without
+    # STARTTLS (opportunistic TLS, RFC 7435), in the same attempt.
+    peer = case.peer([{"starttls": then("220 2.0.0 go ahead", stall)}, {}],
+                     caps=["STARTTLS"])
     qid, marker, data = send(srv, f"x@{peer.domain}")
     lines = delivered_once(srv, peer, qid, marker, data, timeout=3 * TIMEOUT + 8)
-    assert any("TLS handshake failed" in ln and "timeout" in ln for ln in lines), lines
+    assert any("TLS handshake failed" in ln and "timeout" in ln
+               and "retried in plain text" in ln for ln in lines), lines
+    assert not any("deferred" in ln for ln in lines), lines
     assert (0, "starttls") in peer.stages, peer.stages
+    assert (1, "starttls") not in peer.stages, peer.stages
 
 
-def test_plaintext_instead_of_tls_defers(case):
+def test_plaintext_instead_of_tls_retried_in_plain_text(case):
     srv = case.srv
     peer = case.peer([{"starttls": then("220 2.0.0 go ahead",
                                         later(0.3, b"250 not TLS at all\r\n"))},
-                      {"caps": []}], caps=["STARTTLS"])
+                      {}], caps=["STARTTLS"])
     qid, marker, data = send(srv, f"x@{peer.domain}")
     lines = delivered_once(srv, peer, qid, marker, data, timeout=3 * TIMEOUT + 8)
-    assert any("deferred" in ln and "TLS handshake failed" in ln for ln in lines), lines
+    assert any("TLS handshake failed" in ln and "retried in plain text" in ln
+               for ln in lines), lines
+    assert not any("deferred" in ln for ln in lines), lines
+    assert (1, "starttls") not in peer.stages, peer.stages
 
 
 def test_reply_pipelined_after_starttls_220_is_refused(case):
@@ -239,14 +246,17 @@ def test_reply_pipelined_after_starttls_220_is_refused(case):
 def test_stalled_tls_moves_on_to_next_mx(case):
     srv = case.srv
     domain = f"{unique('two')}.test"
-    bad = case.peer([{"starttls": then("220 2.0.0 go ahead", stall)}],
+    # Its plain-text retry (without STARTTLS) stalls too: one retry only,
+    # then the next MX.
+    bad = case.peer([{"starttls": then("220 2.0.0 go ahead", stall)},
+                     {"greeting": stall}],
                     caps=["STARTTLS"], domain=f"bad.{domain}")
     good = case.peer([{}], domain=f"good.{domain}")
     case.zone.mx(domain, f"mx.bad.{domain}", 10)
     case.zone.mx(domain, f"mx.good.{domain}", 20)
     qid, marker, data = send(srv, f"x@{domain}")
     delivered_once(srv, good, qid, marker, data, timeout=3 * TIMEOUT + 8)
-    assert bad.connections >= 1 and bad.delivered == []
+    assert bad.connections == 2 and bad.delivered == []
 
 
 # ---------------------------------------------------------------- dropped after the dot

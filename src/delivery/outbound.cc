@@ -28,6 +28,7 @@
 #include "common/file_io.h"
 #include "common/unique_fd.h"
 #include "net/deadline.h"
+#include "smtp/client/downgrade.h"
 #include "smtp/client/reply.h"
 
 namespace tern::delivery {
@@ -45,11 +46,18 @@ constexpr size_t kWriteChunk = 64 * 1024;
 // An idle connection waits up to kIdleChecks x kIdleCheck for more mail.
 constexpr int kIdleChecks = 10;
 constexpr auto kIdleCheck = std::chrono::milliseconds(100);
+// QUIT's reply and the TLS close_notify exchange get this long, in seconds.
+constexpr uint32_t kQuitTimeout = 5;
 
 struct Hop {
   std::string host;     // name (for TLS checks, logs, Remote-MTA)
   std::string address;  // IP literal
   uint16_t port = 25;
+  // Only verified TLS will do for this hop (DANE, MTA-STS enforce,
+  // REQUIRETLS): no delivery without it, and no plain-text retry after a
+  // failed handshake. The route's or the global tls = "required" has the
+  // same effect.
+  bool tls_required = false;
   std::string Key() const { return address + ":" + std::to_string(port); }
   std::string Text() const {
     return host + "[" + address + "]:" + std::to_string(port);
@@ -112,6 +120,8 @@ struct Conn {
   ClientSession session;
   Hop hop;
   bool tls = false;
+  bool tls_handshake_failed = false;  // the opportunistic retry's trigger
+  std::string tls_fallback;  // why this is the plain-text retry ("": not)
   std::string tls_info;  // "TLSv1.3 verified" / "... unverified (reason)"
   uint32_t messages = 0;
   std::array<char, 4096> buf;
@@ -146,6 +156,11 @@ class OutboundImpl final : public Outbound {
   friend asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
                                         const RouteConfig* route,
                                         std::shared_ptr<Conn>* out);
+  friend asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
+                                            const RouteConfig* route,
+                                            TlsPolicy policy,
+                                            std::shared_ptr<Conn>* out,
+                                            bool* tls_failed);
   friend asio::awaitable<void> Drive(OutboundImpl* self,
                                      std::shared_ptr<Conn> c,
                                      const std::string* body,
@@ -435,7 +450,19 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
                             "domain " + domain + " does not exist (DNS)");
     co_return plan;
   }
+  // RFC 5321 5.1: when we are an MX of the domain ourselves, only better
+  // MX hosts may take it; none better means it loops.
+  if (DropSelfAndWorseMx(mx.mx, self->options_.hostname) && mx.mx.empty()) {
+    plan.error = LocalReply(554, "5.4.6",
+                            "mail for " + domain + " loops back to myself");
+    co_return plan;
+  }
   MxPlan mxp = PlanMx(mx, domain, self->rng_);
+  if (mxp.implicit && SameHostName(domain, self->options_.hostname)) {
+    plan.error = LocalReply(554, "5.4.6",
+                            "mail for " + domain + " loops back to myself");
+    co_return plan;
+  }
   if (mxp.kind == MxPlan::Kind::kNullMx) {
     // RFC 7505 3.2 / 4.
     plan.error = LocalReply(556, "5.1.10",
@@ -542,6 +569,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
             asio::ssl::stream_base::client,
             asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
+          c->tls_handshake_failed = true;
           s.TlsStarted(false, c->timed_out() ? "timeout" : ec.message());
           c->Close();
           continue;
@@ -624,12 +652,13 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
   }
 }
 
-asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
-                               const RouteConfig* route,
-                               std::shared_ptr<Conn>* out) {
+asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
+                                   const RouteConfig* route, TlsPolicy policy,
+                                   std::shared_ptr<Conn>* out,
+                                   bool* tls_failed) {
   smtp::client::ClientOptions co;
   co.helo_name = self->options_.hostname;
-  co.tls = self->PolicyFor(route);
+  co.tls = policy;
   if (route != nullptr) {
     co.auth_user = route->auth_user;
     co.auth_password = route->auth_password;
@@ -661,6 +690,7 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
   if (c->session.need() != ClientSession::Need::kReady) {
     Reply why = c->session.failure().value_or(
         LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed"));
+    *tls_failed = c->tls_handshake_failed;
     c->Close();
     co_return why;
   }
@@ -668,20 +698,82 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
   co_return Reply{};
 }
 
+asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
+                               const RouteConfig* route,
+                               std::shared_ptr<Conn>* out) {
+  TlsPolicy policy =
+      hop.tls_required ? TlsPolicy::kRequired : self->PolicyFor(route);
+  bool tls_failed = false;
+  Reply first = co_await ConnectOnce(self, hop, route, policy, out, &tls_failed);
+  if (*out || !tls_failed || policy != TlsPolicy::kOpportunistic)
+    co_return first;
+  // RFC 7435 (opportunistic security): a handshake that fails is no reason
+  // to keep the mail back when plain text was acceptable anyway. The TLS
+  // state of that connection is gone, so it is a new one, without
+  // STARTTLS, once. Never for a hop that requires TLS (above).
+  spdlog::warn("outbound: {} ({}); retrying once in plain text without "
+               "STARTTLS",
+               hop.Text(), first.Text());
+  Reply plain = co_await ConnectOnce(self, hop, route, TlsPolicy::kNone, out,
+                                     &tls_failed);
+  if (*out) (*out)->tls_fallback = first.Text();
+  co_return plain;
+}
+
+// RFC 5321 4.1.1.10: QUIT, then wait for the reply; on TLS then
+// close_notify (RFC 8446 6.1; a peer that closes TCP without its own alert
+// is fine). All of it bounded by kQuitTimeout, on its own coroutine so the
+// worker moves on at once.
+asio::awaitable<void> SayGoodbye(std::shared_ptr<Conn> c) {
+  static const char kQuit[] = "QUIT\r\n";
+  c->SetDeadline(kQuitTimeout);
+  asio::error_code ec;
+  if (c->tls) {
+    co_await asio::async_write(c->stream, asio::buffer(kQuit, 6),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      co_await c->stream.async_read_some(
+          asio::buffer(c->buf), asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec && !c->closed()) {
+      co_await c->stream.async_shutdown(
+          asio::redirect_error(asio::use_awaitable, ec));
+    }
+  } else {
+    co_await asio::async_write(c->stream.next_layer(), asio::buffer(kQuit, 6),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      co_await c->stream.next_layer().async_read_some(
+          asio::buffer(c->buf), asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  c->Close();
+}
+
 void Quit(std::shared_ptr<Conn>& conn) {
-  // QUIT is a courtesy: written without waiting for the answer.
   if (!conn) return;
   if (!conn->closed() && conn->session.need() == ClientSession::Need::kReady) {
-    static const char kQuit[] = "QUIT\r\n";
-    asio::error_code ignored;
-    if (conn->tls) {
-      // A TLS write may need several records; skip it rather than block.
-    } else {
-      conn->stream.next_layer().write_some(asio::buffer(kQuit, 6), ignored);
-    }
+    auto ex = conn->stream.get_executor();
+    std::shared_ptr<Conn> c = std::move(conn);
+    conn.reset();
+    asio::co_spawn(ex, SayGoodbye(std::move(c)), asio::detached);
+    return;
   }
   conn->Close();
   conn.reset();
+}
+
+// Postfix's "mail for X loops back to myself": the peer greets with our
+// own name (RFC 5321 4.2 greeting, 4.1.1.1 EHLO reply), so this is us.
+std::optional<Reply> LoopsBack(const Conn& c, const std::string& self,
+                               const std::string& domain) {
+  const ClientSession& s = c.session;
+  if (!SameHostName(s.peer_greeting_name(), self) &&
+      !SameHostName(s.peer_ehlo_name(), self)) {
+    return std::nullopt;
+  }
+  // RFC 3463 5.4.6: routing loop detected.
+  return LocalReply(554, "5.4.6", "mail for " + domain + " loops back to myself");
 }
 
 // The trace's record of one remote delivery attempt for one recipient:
@@ -803,6 +895,18 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
         const Hop& hop = plan->hops[pick];
         std::shared_ptr<Conn> fresh;
         Reply failed = co_await Connect(self, hop, d->route, &fresh);
+        if (fresh && !fresh->tls_fallback.empty()) {
+          // The failed handshake belongs in the message's history too.
+          attempt(hop.Text(), fresh->tls_fallback);
+          spdlog::info("outbound {}: {}: {}; retried in plain text", t.job.id,
+                       hop.Text(), fresh->tls_fallback);
+        }
+        if (fresh) {
+          if (auto loop = LoopsBack(*fresh, self->options_.hostname, d->domain)) {
+            failed = *loop;
+            Quit(fresh);
+          }
+        }
         if (!fresh) {
           attempt(hop.Text(), failed.Text());
           spdlog::info("outbound {}: {}: {}", t.job.id, hop.Text(),
@@ -825,8 +929,30 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
       for (size_t i = 0; i < plan->hops.size(); ++i) {
         if (plan->hops[i].Key() == c->hop.Key()) tried.insert(i);
       }
-      c->session.StartTransaction(req);
-      co_await Drive(self, c, body, self->PolicyFor(d->route));
+      // RFC 6152 3: 8-bit data for a peer without 8BITMIME is converted to
+      // 7-bit MIME (quoted-printable) for this connection only; the stored
+      // bytes stay as they are for retries and other hosts. This breaks a
+      // DKIM signature over the 8-bit body, as it does with Postfix.
+      smtp::client::TxnRequest txn = req;
+      const std::string* payload = body;
+      std::string seven;
+      if (req.has_8bit && !req.smtputf8 &&
+          !c->session.capabilities().eightbitmime) {
+        std::optional<std::string> converted =
+            smtp::client::DowngradeTo7Bit(*body, &txn.downgrade_error);
+        if (converted) {
+          seven = std::move(*converted);
+          payload = &seven;
+          txn.has_8bit = false;
+          txn.body_8bitmime = false;
+          txn.size = seven.size();
+          spdlog::info("outbound {}: {} has no 8BITMIME: sending the message "
+                       "converted to quoted-printable",
+                       t.job.id, c->hop.Text());
+        }
+      }
+      c->session.StartTransaction(std::move(txn));
+      co_await Drive(self, c, payload, self->PolicyFor(d->route));
       smtp::client::TxnResult result;
       if (c->session.need() == ClientSession::Need::kResult) {
         result = c->session.TakeResult();

@@ -69,6 +69,29 @@ MxPlan PlanMx(const dns::Answer& answer, const std::string& domain,
   return plan;
 }
 
+bool SameHostName(std::string_view a, std::string_view b) {
+  if (!a.empty() && a.back() == '.') a.remove_suffix(1);
+  if (!b.empty() && b.back() == '.') b.remove_suffix(1);
+  return !a.empty() && IEquals(a, b);
+}
+
+bool DropSelfAndWorseMx(std::vector<dns::MxRecord>& records,
+                        std::string_view self) {
+  bool found = false;
+  uint16_t ours = 0;
+  for (const dns::MxRecord& r : records) {
+    if (SameHostName(r.exchange, self) && (!found || r.preference < ours)) {
+      ours = r.preference;
+      found = true;
+    }
+  }
+  if (!found) return false;
+  std::erase_if(records, [&](const dns::MxRecord& r) {
+    return r.preference >= ours;
+  });
+  return true;
+}
+
 std::string DomainOf(const std::string& address) {
   size_t at = address.rfind('@');
   if (at == std::string::npos) return "";

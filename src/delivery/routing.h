@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dns/resolver.h"
@@ -42,6 +43,18 @@ struct MxPlan {
 // implicit MX; a lone "0 ." is a null MX (RFC 7505 3).
 MxPlan PlanMx(const dns::Answer& answer, const std::string& domain,
               std::mt19937& rng);
+
+// RFC 5321 5.1: "If the SMTP client finds that it is itself an MX host
+// for the domain (i.e. its own name is among the exchanges), it MUST discard
+// that record and every record with an equal or higher preference number."
+// `self` is our host name. Returns true when it was among the exchanges
+// (then only better hosts remain, possibly none: a routing loop, 5.4.6).
+bool DropSelfAndWorseMx(std::vector<dns::MxRecord>& records,
+                        std::string_view self);
+
+// Host names compared as DNS does: ASCII case folded, a trailing dot
+// ignored.
+bool SameHostName(std::string_view a, std::string_view b);
 
 // The domain part of an address, lower case ("" when there is none).
 std::string DomainOf(const std::string& address);

@@ -30,6 +30,12 @@ std::string ToUpper(std::string_view s) {
   return out;
 }
 
+std::string FirstWord(const Reply& reply) {
+  if (reply.lines.empty()) return "";
+  const std::string& l = reply.lines[0];
+  return l.substr(0, l.find(' '));
+}
+
 }  // namespace
 
 Capabilities ParseEhlo(const Reply& reply) {
@@ -189,6 +195,7 @@ void ClientSession::OnReply(const Reply& reply) {
   switch (state_) {
     case State::kGreeting:
       greeting_ = reply.Text();
+      greeting_name_ = FirstWord(reply);
       if (reply.code == 220) {
         Send("EHLO " + options_.helo_name);
         state_ = State::kEhlo;
@@ -199,6 +206,7 @@ void ClientSession::OnReply(const Reply& reply) {
       return;
     case State::kEhlo:
       if (reply.positive()) {
+        ehlo_name_ = FirstWord(reply);
         caps_ = ParseEhlo(reply);
         AfterEhlo();
       } else if (reply.permanent() && !tls_active_) {
@@ -211,6 +219,7 @@ void ClientSession::OnReply(const Reply& reply) {
       return;
     case State::kHelo:
       if (reply.positive()) {
+        ehlo_name_ = FirstWord(reply);
         caps_ = Capabilities();
         AfterEhlo();
       } else {
@@ -404,7 +413,10 @@ void ClientSession::StartTransaction(TxnRequest request) {
     result_.refused = LocalReply(
         554, "5.6.3",
         "the message contains 8-bit data and the receiving server does "
-        "not support 8BITMIME (RFC 6152)");
+        "not support 8BITMIME (RFC 6152)" +
+            (txn_.downgrade_error.empty()
+                 ? std::string()
+                 : "; conversion to 7-bit failed: " + txn_.downgrade_error));
     return;
   }
   result_.dsn_passed = caps_.dsn;

@@ -63,6 +63,9 @@ struct TxnRequest {
   // with the MAIL parameter. Whether the peer was authenticated well
   // enough (DANE, MTA-STS) is the caller's check.
   bool requiretls = false;
+  // Why the 8-bit message could not be converted to 7-bit for a peer
+  // without 8BITMIME (smtp/client/downgrade.h); only for the refusal text.
+  std::string downgrade_error;
 };
 
 struct TxnResult {
@@ -119,6 +122,11 @@ class ClientSession {
   // the next host / later; 5xx: permanent for this destination).
   const std::optional<Reply>& failure() const { return failure_; }
   const std::string& peer_greeting() const { return greeting_; }
+  // The first word of the greeting and of the last EHLO (or HELO) reply:
+  // the names the peer gives itself (RFC 5321 4.2, 4.1.1.1), for loop
+  // detection.
+  const std::string& peer_greeting_name() const { return greeting_name_; }
+  const std::string& peer_ehlo_name() const { return ehlo_name_; }
   // Complete replies taken so far: the I/O layer times each wait for a
   // reply from the last one, not from the last octet read (RFC 5321
   // 4.5.3.2), so a peer that trickles an endless reply cannot hold on.
@@ -153,6 +161,8 @@ class ClientSession {
   Capabilities caps_;
   bool tls_active_ = false;
   std::string greeting_;
+  std::string greeting_name_;
+  std::string ehlo_name_;
   std::optional<Reply> failure_;
 
   TxnRequest txn_;
