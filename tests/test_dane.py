@@ -27,6 +27,9 @@ IP = {
     "mx-plain": "127.0.0.86",
     "mx-tawrong": "127.0.0.87",
     "mx-tadomain": "127.0.0.88",
+    "mx-notlsa": "127.0.0.89",
+    "mx-unusable": "127.0.0.90",
+    "mx-unusable-plain": "127.0.0.91",
 }
 
 
@@ -119,6 +122,8 @@ class SignedDns:
         self.certs["mx-tadomain"] = pki.leaf("mx-tadomain", ["tadomain.test"])
         self.certs["mx-bogus"] = pki.leaf("mx-bogus", ["mx-bogus.test"])
         self.certs["mx-plain"] = pki.leaf("mx-plain", ["mx.plain.invalid"])
+        self.certs["mx-notlsa"] = pki.leaf("mx-notlsa", ["mx-notlsa.test"])
+        self.certs["mx-unusable"] = pki.leaf("mx-unusable", ["mx-unusable.test"])
         ee = pki.spki_sha256(self.certs["mx-ee"][1])
         ca = pki.cert_sha256(pki.ca)
         bogus_real = pki.spki_sha256(self.certs["mx-bogus"][1])
@@ -147,6 +152,15 @@ class SignedDns:
             f"{tlsa}.mx-tawrong IN TLSA 2 0 1 {ca}",
             "tadomain IN MX 10 mx-tadomain", f"mx-tadomain IN A {IP['mx-tadomain']}",
             f"{tlsa}.mx-tadomain IN TLSA 2 0 1 {ca}",
+            # Signed, without TLSA records (a secure denial).
+            "notlsa IN MX 10 mx-notlsa", f"mx-notlsa IN A {IP['mx-notlsa']}",
+            # Only PKIX-EE(1), unusable for SMTP (RFC 7672 3.1): TLS
+            # without authentication, but TLS.
+            "unusable IN MX 10 mx-unusable", f"mx-unusable IN A {IP['mx-unusable']}",
+            f"{tlsa}.mx-unusable IN TLSA 1 1 1 {ee}",
+            "unusableplain IN MX 10 mx-unusable-plain",
+            f"mx-unusable-plain IN A {IP['mx-unusable-plain']}",
+            f"{tlsa}.mx-unusable-plain IN TLSA 1 1 1 {ee}",
             # Signed with a digest that matches nothing; tampered below.
             "bogus IN MX 10 mx-bogus", f"mx-bogus IN A {IP['mx-bogus']}",
             f"{tlsa}.mx-bogus IN TLSA 3 1 1 {'11' * 32}",
@@ -403,6 +417,38 @@ def test_insecure_zone_is_opportunistic(signed, sinks, tern):
     wait_for(lambda: "no DANE: MX answer insecure" in srv.log_text(),
              what="why no DANE, in the log", srv=srv)
     assert "unverified" in srv.log_text()
+    wait_for(lambda: any("no DANE: MX answer insecure" in e.get("tls", "")
+                         for e in delivery_events(srv, f"x@{PLAIN_ZONE.rstrip('.')}")),
+             what="why no DANE, in the trace", srv=srv)
+
+
+def test_signed_zone_without_tlsa_is_opportunistic(signed, sinks, tern):
+    sink = tls_sink(sinks, signed, "mx-notlsa")
+    srv = tern()
+    m = unique("danenotlsa")
+    submit(srv, "u@example.test", ["x@notlsa.test"], m)
+    assert m.encode() in sink.wait()[0]["data"]
+    wait_for(lambda: "no DANE: no TLSA records" in srv.log_text(),
+             what="why no DANE, in the log", srv=srv)
+
+
+def test_unusable_tlsa_means_tls_without_authentication(signed, sinks, tern):
+    sink = tls_sink(sinks, signed, "mx-unusable")
+    srv = tern()
+    m = unique("daneunusable")
+    submit(srv, "u@example.test", ["x@unusable.test"], m)
+    env = sink.wait()[0]
+    assert env["tls"] is True and m.encode() in env["data"]
+    wait_for(lambda: "DANE: no usable TLSA record" in srv.log_text(),
+             what="unusable TLSA in the log", srv=srv)
+
+
+def test_unusable_tlsa_still_requires_starttls(signed, sinks, tern):
+    sink = sinks.smtp(IP["mx-unusable-plain"], name="mx-unusable-plain.test")
+    srv = tern()
+    submit(srv, "u@example.test", ["x@unusableplain.test"], unique("daneunplain"))
+    assert_deferred(srv, r"4\.7\.4 TLS is required, but was not offered by host "
+                    r"mx-unusable-plain\.test", [sink], "4.7.4 recorded")
 
 
 def test_bogus_tlsa_answer_skips_the_host(signed, sinks, tern):
