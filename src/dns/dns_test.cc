@@ -142,6 +142,16 @@ TEST(UpstreamTest, Notation) {
   EXPECT_FALSE(UnboundUpstream("127.0.0.1:x"));
 }
 
+TEST(UnboundTest, UnreadableTrustAnchorIsAStartupError) {
+  asio::io_context io;
+  UnboundOptions options;
+  options.upstreams = {"127.0.0.1:9"};
+  options.trust_anchor_file = "/nonexistent/root.key";
+  auto r = MakeUnboundResolver(io.get_executor(), options);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("/nonexistent/root.key"), std::string::npos);
+}
+
 TEST(CacheTest, AnswersLiveForTheirTtl) {
   asio::io_context io;
   FakeResolver fake(io.get_executor());

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <unordered_map>
@@ -261,6 +262,11 @@ Result<std::unique_ptr<Resolver>> MakeUnboundResolver(
     // state by rewriting the file, which fails for a read-only package
     // file and races with the package's own updates. Root key rollovers
     // reach us through that package. Set before the first query.
+    // libunbound reads the file only at the first query, and a missing
+    // one would then fail every lookup: say so at startup instead.
+    if (::access(options.trust_anchor_file.c_str(), R_OK) != 0)
+      return Err("dns: trust anchor " + options.trust_anchor_file +
+                 " cannot be read");
     if (auto r = check(ub_ctx_add_ta_file(ctx.get(),
                                           options.trust_anchor_file.c_str()),
                        "trust anchor " + options.trust_anchor_file);
