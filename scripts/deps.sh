@@ -28,7 +28,13 @@ build_pkgs=(g++ cmake ninja-build pkg-config make libasio-dev libssl-dev
 # libmilter). test_acme.py orders certificates from a private Pebble (the
 # ACME test server); test_http.py reads /metrics with python3-prometheus-
 # client's parser. test_setup.py parses the zone text `tern setup` prints with
-# dnspython (python3-dnspython), as a DNS tool reading it would. The unit
+# dnspython (python3-dnspython), as a DNS tool reading it would.
+# test_dane.py signs a test zone with ldnsutils (ldns-keygen, ldns-signzone,
+# ldns-key2ds) and serves it from a private nsd on a loopback port (never
+# the system's service: its own config file, foreground, in a temporary
+# folder), because DANE needs DNSSEC-validated answers; on a machine booted
+# with systemd the package also starts its own service, which serves no
+# zone and which the tests leave alone. The unit
 # tests (not the server) need googletest and RapidCheck.
 test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   python3-aiosmtpd python3-dnslib python3-dnspython python3-spf python3-yaml
@@ -36,7 +42,7 @@ test_pkgs=(libgtest-dev googletest librapidcheck-dev python3 python3-pytest
   curl msmtp mutt openssl procps fetchmail getmail6 postfix ca-certificates mount
   isync offlineimap3 imapfilter
   python3-dkim python3-nacl opendkim opendkim-tools rspamd
-  python3-milter pebble python3-prometheus-client)
+  python3-milter pebble python3-prometheus-client nsd ldnsutils)
 # The bench's mail authentication cell runs Postfix with OpenDKIM (from the
 # test set), OpenDMARC and policyd-spf, and signs its messages with dkimpy.
 # Its IMAP cells compare with a private Dovecot imapd (never the system's

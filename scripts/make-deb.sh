@@ -91,6 +91,7 @@ Architecture: $arch
 Maintainer: ${DEB_MAINTAINER:-Tern developers <postmaster@localhost>}
 Installed-Size: $size
 Depends: $depends, passwd
+Recommends: dns-root-data
 Section: mail
 Priority: optional
 Description: mail server: SMTP, submission, IMAP and POP3 in one binary

@@ -67,7 +67,9 @@ _PACKAGE_OF = {
     "getmail": "getmail6", "mount": "mount", "umount": "mount",
     "postfix": "postfix", "openssl": "openssl",
     "mbsync": "isync", "mutt": "mutt", "offlineimap": "offlineimap3",
-    "imapfilter": "imapfilter", "pebble": "pebble",
+    "imapfilter": "imapfilter", "pebble": "pebble", "nsd": "nsd",
+    "nsd-checkconf": "nsd", "ldns-keygen": "ldnsutils",
+    "ldns-signzone": "ldnsutils", "ldns-key2ds": "ldnsutils",
 }
 # swaks features (as `swaks --support` names them) and the Perl modules'
 # packages they need; swaks only Recommends these.

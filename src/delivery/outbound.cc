@@ -23,6 +23,7 @@
 
 #include "common/strings.h"
 #include "common/trace.h"
+#include "delivery/dane.h"
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
 #include "common/file_io.h"
@@ -53,6 +54,10 @@ struct Hop {
   std::string host;     // name (for TLS checks, logs, Remote-MTA)
   std::string address;  // IP literal
   uint16_t port = 25;
+  // RFC 7672 (delivery/dane.h): set for MX hosts only; `domain` is the
+  // next-hop domain, a reference identifier for DANE-TA.
+  DaneDecision dane = {};
+  std::string domain = {};
   // Only verified TLS will do for this hop (DANE, MTA-STS enforce,
   // REQUIRETLS): no delivery without it, and no plain-text retry after a
   // failed handshake. The route's or the global tls = "required" has the
@@ -63,6 +68,14 @@ struct Hop {
     return host + "[" + address + "]:" + std::to_string(port);
   }
 };
+
+// For the log and the trace: why DANE did or did not apply to a host that
+// was not DANE-authenticated ("" for relays and address literals).
+std::string DaneNote(const DaneDecision& dane) {
+  if (dane.why.empty()) return "";
+  return std::string(dane.state == DaneState::kNone ? "; no DANE: " : "; DANE: ") +
+         dane.why;
+}
 
 struct HopPlan {
   std::vector<Hop> hops;
@@ -123,6 +136,9 @@ struct Conn {
   bool tls_handshake_failed = false;  // the opportunistic retry's trigger
   std::string tls_fallback;  // why this is the plain-text retry ("": not)
   std::string tls_info;  // "TLSv1.3 verified" / "... unverified (reason)"
+  // Set when TLS failed for a policy reason (DANE): the session's own
+  // failure text would not say why.
+  std::optional<Reply> tls_failure;
   uint32_t messages = 0;
   std::array<char, 4096> buf;
 };
@@ -151,8 +167,13 @@ class OutboundImpl final : public Outbound {
                                           std::shared_ptr<Conn>* conn);
   friend asio::awaitable<HopPlan> PlanHops(OutboundImpl* self,
                                            Destination* d);
+  friend asio::awaitable<DaneDecision> DaneFor(OutboundImpl* self,
+                                               dns::Security mx,
+                                               dns::Security addr,
+                                               std::string host);
   friend asio::awaitable<std::vector<std::string>> LookupHost(
-      OutboundImpl* self, std::string host, bool* temp, std::string* error);
+      OutboundImpl* self, std::string host, bool* temp, std::string* error,
+      dns::Security* security);
   friend asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
                                         const RouteConfig* route,
                                         std::shared_ptr<Conn>* out);
@@ -218,6 +239,8 @@ Result<void> OutboundImpl::Init() {
   auto mx = MakeTlsContext(options_.ca_file);
   if (!mx) return tl::unexpected(mx.error());
   mx_tls_ = std::move(*mx);
+  if (!EnableDane(mx_tls_->native_handle()))
+    return Err("TLS: cannot enable DANE on the MX context");
   for (const RouteConfig& r : options_.routes) {
     auto ctx = MakeTlsContext(r.ca_file);
     if (!ctx) return tl::unexpected(ctx.error());
@@ -375,8 +398,14 @@ void OutboundImpl::LoadBody(Tracker& t) {
 asio::awaitable<std::vector<std::string>> LookupHost(OutboundImpl* self,
                                                      std::string host,
                                                      bool* temp,
-                                                     std::string* error) {
+                                                     std::string* error,
+                                                     dns::Security* security) {
   std::vector<std::string> out;
+  // DNSSEC status of the answers that were used (RFC 7672 2.2.2): secure
+  // only when every one of them was.
+  bool answered = false;
+  dns::Security sec = dns::Security::kSecure;
+  *security = dns::Security::kInsecure;
   if (IsIpLiteral(host)) {
     out.push_back(host);
     co_return out;
@@ -390,6 +419,8 @@ asio::awaitable<std::vector<std::string>> LookupHost(OutboundImpl* self,
       *error = "DNS lookup of " + host + " failed: " + a.error;
       continue;
     }
+    answered = true;
+    if (a.security != dns::Security::kSecure) sec = a.security;
     if (a.status == dns::Status::kOk && !a.canonical_name.empty()) {
       // RFC 2181 10.3 forbids MX targets that are aliases; following the
       // alias is the common, liberal answer.
@@ -397,17 +428,37 @@ asio::awaitable<std::vector<std::string>> LookupHost(OutboundImpl* self,
     }
     for (std::string& addr : a.addresses) out.push_back(std::move(addr));
   }
+  if (answered) *security = sec;
   co_return out;
+}
+
+Hop MxHop(const std::string& host, const std::string& address, uint16_t port,
+          const DaneDecision& dane, const std::string& domain) {
+  Hop hop{host, address, port, dane, domain};
+  hop.tls_required = dane.tls_required();
+  return hop;
+}
+
+// The TLSA lookup (when RFC 7672 2.2 calls for one) and the decision.
+asio::awaitable<DaneDecision> DaneFor(OutboundImpl* self, dns::Security mx,
+                                      dns::Security addr, std::string host) {
+  if (!NeedTlsaLookup(mx, addr, nullptr)) co_return DecideDane(mx, addr, nullptr);
+  std::string name = TlsaName(self->options_.mx_port, host);
+  dns::Answer tlsa = co_await dns::AsyncQuery(*self->resolver_, name,
+                                              dns::RrType::kTlsa,
+                                              asio::use_awaitable);
+  co_return DecideDane(mx, addr, &tlsa);
 }
 
 asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
   HopPlan plan;
   bool temp = false;
   std::string error;
+  dns::Security addr_sec = dns::Security::kInsecure;
   if (d->route != nullptr) {
     const RouteConfig& r = *d->route;
     std::vector<std::string> addrs =
-        co_await LookupHost(self, r.relay_host, &temp, &error);
+        co_await LookupHost(self, r.relay_host, &temp, &error, &addr_sec);
     for (const std::string& a : addrs)
       plan.hops.push_back(Hop{r.relay_host, a, r.relay_port});
     if (plan.hops.empty()) {
@@ -475,14 +526,26 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
     co_return plan;
   }
   if (mxp.hosts.size() > kMaxHosts) mxp.hosts.resize(kMaxHosts);
+  std::string dane_error;  // the last host left out by DANE
   for (const std::string& host : mxp.hosts) {
     std::vector<std::string> addrs =
-        co_await LookupHost(self, host, &temp, &error);
+        co_await LookupHost(self, host, &temp, &error, &addr_sec);
+    if (addrs.empty()) continue;
+    DaneDecision dane = co_await DaneFor(self, mx.security, addr_sec, host);
+    spdlog::info("outbound: {} MX {}: DANE {} ({})", domain, host,
+                 DaneStateName(dane.state), dane.why);
+    if (dane.state == DaneState::kFail) {
+      // RFC 7672 2.1.1: never this host; the next MX may do.
+      dane_error = "MX host " + host + " skipped (DANE): " + dane.why;
+      continue;
+    }
     for (const std::string& a : addrs)
-      plan.hops.push_back(Hop{host, a, self->options_.mx_port});
+      plan.hops.push_back(MxHop(host, a, self->options_.mx_port, dane, domain));
   }
   if (plan.hops.empty()) {
-    if (temp) {
+    if (!dane_error.empty()) {
+      plan.error = LocalReply(451, "4.7.5", dane_error);
+    } else if (temp) {
       plan.error = LocalReply(451, "4.4.3", error);
     } else {
       plan.error = LocalReply(
@@ -557,7 +620,17 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
       case ClientSession::Need::kStartTls: {
         SSL* ssl = c->stream.native_handle();
         const std::string& host = c->hop.host;
-        if (!IsIpLiteral(host)) {
+        const DaneDecision& dane = c->hop.dane;
+        if (dane.state == DaneState::kDane) {
+          if (std::string err = ArmDane(ssl, dane, host, c->hop.domain);
+              !err.empty()) {
+            c->tls_failure = LocalReply(451, "4.7.5", "DANE setup for " + host +
+                                                          " failed: " + err);
+            s.TlsStarted(false, err);
+            c->Close();
+            continue;
+          }
+        } else if (!IsIpLiteral(host)) {
           // RFC 6066 3 (SNI), and the name the certificate must match
           // (RFC 6125, as RFC 7817 asks for SMTP).
           SSL_set_tlsext_host_name(ssl, host.c_str());
@@ -576,14 +649,34 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         }
         c->tls = true;
         wait_from = kNoWait;
+        std::string version =
+            std::string(SSL_get_version(ssl)) + " " + SSL_get_cipher_name(ssl);
+        if (dane.state == DaneState::kDane) {
+          // RFC 7672 3.1: DANE replaces PKIX for this host; a mismatch is
+          // never delivered to, whatever the policy.
+          DaneResult dr = CheckDane(ssl);
+          c->tls_info = version + (dr.ok ? " " + dr.text + " verified"
+                                         : " dane failed (" + dr.text + ")");
+          spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
+          if (!dr.ok) {
+            c->tls_failure = LocalReply(
+                451, "4.7.5",
+                "Server certificate not verified (DANE): " + host + ": " + dr.text);
+            s.TlsStarted(false, dr.text);
+            c->Close();
+            continue;
+          }
+          s.TlsStarted(true, "");
+          continue;
+        }
         long vr = SSL_get_verify_result(ssl);
         bool verified = SSL_get0_peer_certificate(ssl) != nullptr &&
                         vr == X509_V_OK && !IsIpLiteral(host);
         std::string why =
             verified ? "" : X509_verify_cert_error_string(vr);
-        c->tls_info = std::string(SSL_get_version(ssl)) + " " +
-                      SSL_get_cipher_name(ssl) +
-                      (verified ? " verified" : " unverified (" + why + ")");
+        c->tls_info = version +
+                      (verified ? " verified" : " unverified (" + why + ")") +
+                      DaneNote(dane);
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +
@@ -659,6 +752,13 @@ asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
   smtp::client::ClientOptions co;
   co.helo_name = self->options_.hostname;
   co.tls = policy;
+  // What Drive checks once TLS is up: a DANE host against its TLSA
+  // records; a host with only unusable TLSA records needs TLS but no
+  // authentication (RFC 7672 2.2), so PKIX is the route's business there;
+  // any other host that requires TLS (MTA-STS enforce, tls = "required")
+  // needs a PKIX-verified certificate for its name.
+  TlsPolicy verify =
+      hop.dane.state == DaneState::kUnusable ? self->PolicyFor(route) : policy;
   if (route != nullptr) {
     co.auth_user = route->auth_user;
     co.auth_password = route->auth_password;
@@ -686,11 +786,17 @@ asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
   }
   asio::error_code ignored;
   c->stream.next_layer().set_option(tcp::no_delay(true), ignored);
-  co_await Drive(self, c, nullptr, co.tls);
+  co_await Drive(self, c, nullptr, verify);
   if (c->session.need() != ClientSession::Need::kReady) {
-    Reply why = c->session.failure().value_or(
-        LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed"));
+    Reply why = c->tls_failure.value_or(c->session.failure().value_or(
+        LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed")));
     *tls_failed = c->tls_handshake_failed;
+    if (hop.dane.state != DaneState::kNone && why.enhanced == "4.7.4") {
+      why = LocalReply(451, "4.7.4",
+                       "TLS is required, but was not offered by host " +
+                           hop.host + " (" + DaneStateName(hop.dane.state) +
+                           ": " + hop.dane.why + ")");
+    }
     c->Close();
     co_return why;
   }
@@ -986,7 +1092,9 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
         continue;
       }
       trace_via = c->hop.Text();
-      trace_tls = c->tls ? c->tls_info : std::string();
+      trace_tls = c->tls                    ? c->tls_info
+                  : c->hop.dane.why.empty() ? std::string()
+                                            : "none" + DaneNote(c->hop.dane);
       record(Reply{}, c->hop.host, nullptr, &result, result.dsn_passed);
       done = true;
     }

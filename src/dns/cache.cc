@@ -55,7 +55,8 @@ void CachingResolver::Query(const std::string& name, RrType type,
 void CachingResolver::Store(const Key& key, const Answer& answer) {
   if (answer.status == Status::kTempFail) return;
   bool negative = answer.status == Status::kNxDomain ||
-                  (answer.mx.empty() && answer.addresses.empty());
+                  (answer.mx.empty() && answer.addresses.empty() &&
+                   answer.tlsa.empty());
   uint32_t ttl = std::min(answer.ttl, negative ? kMaxNegativeTtl : kMaxTtl);
   if (ttl == 0) return;
   if (entries_.size() >= max_entries_) {

@@ -82,6 +82,56 @@ TEST(RdataTest, Txt) {
   EXPECT_FALSE(ParseTxt(std::string("\x05" "abc", 4)));  // length past the end
 }
 
+TEST(RdataTest, Tlsa) {
+  // RFC 6698 2.1: usage, selector, matching type, then the data.
+  std::string digest(32, '\xab');
+  auto r = ParseTlsa(std::string("\x03\x01\x01", 3) + digest);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->usage, 3);
+  EXPECT_EQ(r->selector, 1);
+  EXPECT_EQ(r->mtype, 1);
+  EXPECT_EQ(r->data, digest);
+  // Octets above 127 stay unsigned.
+  auto high = ParseTlsa(std::string("\xff\x80\xfe\x00", 4));
+  ASSERT_TRUE(high);
+  EXPECT_EQ(high->usage, 255);
+  EXPECT_EQ(high->selector, 128);
+  EXPECT_EQ(high->mtype, 254);
+  EXPECT_EQ(high->data, std::string(1, '\0'));
+  EXPECT_FALSE(ParseTlsa(""));
+  EXPECT_FALSE(ParseTlsa(std::string("\x03\x01\x01", 3)));  // no data
+}
+
+TEST(CacheTest, TlsaAnswersAreCachedWithTheirRecords) {
+  asio::io_context io;
+  FakeResolver fake(io.get_executor());
+  Answer tlsa;
+  tlsa.status = Status::kOk;
+  tlsa.security = Security::kSecure;
+  tlsa.ttl = 3600;
+  tlsa.tlsa.push_back(TlsaRecord{3, 1, 1, std::string(32, 'x')});
+  fake.Set("_25._tcp.mx.remote.test", RrType::kTlsa, tlsa);
+  auto now = CachingResolver::Clock::time_point{};
+  CachingResolver cache(fake, io.get_executor(), [&] { return now; });
+  std::vector<Answer> got;
+  auto ask = [&] {
+    cache.Query("_25._tcp.MX.remote.test", RrType::kTlsa,
+                [&](Answer a) { got.push_back(std::move(a)); });
+    io.run();
+    io.restart();
+  };
+  ask();
+  // More than the 15 minutes a negative answer would be kept: the records
+  // make this a positive answer, kept for its TTL.
+  now += std::chrono::seconds(1000);
+  ask();
+  EXPECT_EQ(fake.queries(), 1);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].security, Security::kSecure);
+  ASSERT_EQ(got[1].tlsa.size(), 1u);
+  EXPECT_EQ(got[1].tlsa[0], tlsa.tlsa[0]);
+}
+
 TEST(UpstreamTest, Notation) {
   EXPECT_EQ(UnboundUpstream("127.0.0.1:5353").value(), "127.0.0.1@5353");
   EXPECT_EQ(UnboundUpstream("127.0.0.1").value(), "127.0.0.1@53");
@@ -90,6 +140,16 @@ TEST(UpstreamTest, Notation) {
   EXPECT_FALSE(UnboundUpstream("dns.example:53"));
   EXPECT_FALSE(UnboundUpstream("127.0.0.1:0"));
   EXPECT_FALSE(UnboundUpstream("127.0.0.1:x"));
+}
+
+TEST(UnboundTest, UnreadableTrustAnchorIsAStartupError) {
+  asio::io_context io;
+  UnboundOptions options;
+  options.upstreams = {"127.0.0.1:9"};
+  options.trust_anchor_file = "/nonexistent/root.key";
+  auto r = MakeUnboundResolver(io.get_executor(), options);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("/nonexistent/root.key"), std::string::npos);
 }
 
 TEST(CacheTest, AnswersLiveForTheirTtl) {

@@ -1,4 +1,4 @@
-// Wire-format decoding of MX, A and AAAA record data; every length is checked
+// Wire-format decoding of MX, SRV, TXT, TLSA, A and AAAA record data; every length is checked
 // against the buffer because the data is remote input.
 #include "dns/rdata.h"
 
@@ -59,6 +59,18 @@ std::optional<SrvRecord> ParseSrv(std::string_view rdata) {
   if (!name) return std::nullopt;
   srv.target = std::move(*name);
   return srv;
+}
+
+std::optional<TlsaRecord> ParseTlsa(std::string_view rdata) {
+  // RFC 6698 2.1 gives no lower bound for the data; an empty field can
+  // match nothing, so it is treated as malformed here.
+  if (rdata.size() < 4) return std::nullopt;
+  TlsaRecord r;
+  r.usage = static_cast<uint8_t>(rdata[0]);
+  r.selector = static_cast<uint8_t>(rdata[1]);
+  r.mtype = static_cast<uint8_t>(rdata[2]);
+  r.data.assign(rdata.substr(3));
+  return r;
 }
 
 std::optional<std::string> ParseAddress(RrType type, std::string_view rdata) {

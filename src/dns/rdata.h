@@ -21,6 +21,10 @@ std::optional<MxRecord> ParseMx(std::string_view rdata);
 // RFC 2782: priority, weight, port (16 bits each), then the target name.
 std::optional<SrvRecord> ParseSrv(std::string_view rdata);
 
+// RFC 6698 2.1 TLSA RDATA: usage, selector, matching type (one octet
+// each), then the association data (the rest, at least one octet).
+std::optional<TlsaRecord> ParseTlsa(std::string_view rdata);
+
 // RFC 1035 3.4.1 (A) and RFC 3596 2.2 (AAAA) RDATA to a textual address.
 std::optional<std::string> ParseAddress(RrType type, std::string_view rdata);
 

@@ -21,6 +21,7 @@ enum class RrType : uint16_t {
   kTxt = 16,
   kAaaa = 28,
   kSrv = 33,  // RFC 2782 (RFC 6186 mail client service records)
+  kTlsa = 52,  // RFC 6698 (DANE; RFC 7672 for SMTP)
 };
 
 // RFC 4035 4.3: kept with every answer so that DANE (RFC 7672) can later
@@ -47,6 +48,16 @@ struct SrvRecord {
   std::string target;  // lower case, no trailing dot; empty for "."
 };
 
+// RFC 6698 2.1: one TLSA record. Which combinations are usable is the
+// DANE layer's business (delivery/dane.h); this is only the wire content.
+struct TlsaRecord {
+  uint8_t usage = 0;     // 2.1.1 certificate usage
+  uint8_t selector = 0;  // 2.1.2
+  uint8_t mtype = 0;     // 2.1.3 matching type
+  std::string data;      // 2.1.4 certificate association data, raw bytes
+  bool operator==(const TlsaRecord&) const = default;
+};
+
 struct Answer {
   Status status = Status::kTempFail;
   Security security = Security::kInsecure;
@@ -59,6 +70,7 @@ struct Answer {
   std::vector<std::string> txt;
   std::vector<std::string> names;      // for kPtr: lower case, no dot
   std::vector<SrvRecord> srv;          // for kSrv
+  std::vector<TlsaRecord> tlsa;        // for kTlsa
   std::string error;                   // for kTempFail, human readable
 };
 

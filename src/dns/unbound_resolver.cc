@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <unordered_map>
@@ -80,6 +81,12 @@ Answer ToAnswer(RrType type, int err, ub_result* raw) {
       }
     } else if (type == RrType::kSrv) {
       if (auto srv = ParseSrv(rdata)) a.srv.push_back(std::move(*srv));
+    } else if (type == RrType::kTlsa) {
+      if (auto tlsa = ParseTlsa(rdata)) {
+        a.tlsa.push_back(std::move(*tlsa));
+      } else {
+        spdlog::warn("dns: malformed TLSA record for {} ignored", result->qname);
+      }
     } else if (type == RrType::kPtr) {
       if (auto name = NameFromWire(rdata)) a.names.push_back(std::move(*name));
     } else if (auto addr = ParseAddress(type, rdata)) {
@@ -250,9 +257,19 @@ Result<std::unique_ptr<Resolver>> MakeUnboundResolver(
       !r)
     return tl::unexpected(r.error());
   if (!options.trust_anchor_file.empty()) {
-    if (auto r = check(ub_ctx_add_ta_autr(ctx.get(),
+    // A static anchor (DS or DNSKEY lines, as Debian's dns-root-data ships
+    // /usr/share/dns/root.key): ub_ctx_add_ta_autr would keep RFC 5011
+    // state by rewriting the file, which fails for a read-only package
+    // file and races with the package's own updates. Root key rollovers
+    // reach us through that package. Set before the first query.
+    // libunbound reads the file only at the first query, and a missing
+    // one would then fail every lookup: say so at startup instead.
+    if (::access(options.trust_anchor_file.c_str(), R_OK) != 0)
+      return Err("dns: trust anchor " + options.trust_anchor_file +
+                 " cannot be read");
+    if (auto r = check(ub_ctx_add_ta_file(ctx.get(),
                                           options.trust_anchor_file.c_str()),
-                       "trust anchor");
+                       "trust anchor " + options.trust_anchor_file);
         !r)
       return tl::unexpected(r.error());
   }
