@@ -25,6 +25,7 @@
 #include "common/trace.h"
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
+#include "delivery/mta_sts_fetch.h"
 #include "common/file_io.h"
 #include "common/unique_fd.h"
 #include "net/deadline.h"
@@ -50,6 +51,12 @@ struct Hop {
   std::string host;     // name (for TLS checks, logs, Remote-MTA)
   std::string address;  // IP literal
   uint16_t port = 25;
+  // No delivery to this hop without TLS whose certificate verifies for
+  // `host` (MTA-STS enforce, RFC 8461 4.2): no plain-text fallback.
+  bool tls_required = false;
+  // "mta-sts enforce" / "mta-sts testing" when a policy covers the hop:
+  // shown in the TLS log line and the trace, and told to sts::NoteTls.
+  std::string tls_policy;
   std::string Key() const { return address + ":" + std::to_string(port); }
   std::string Text() const {
     return host + "[" + address + "]:" + std::to_string(port);
@@ -167,6 +174,7 @@ class OutboundImpl final : public Outbound {
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::unique_ptr<dns::Resolver> raw_resolver_;
   std::unique_ptr<dns::CachingResolver> resolver_;
+  std::unique_ptr<sts::Manager> sts_;  // null when MTA-STS is off
   std::unique_ptr<asio::ssl::context> mx_tls_;
   std::map<const RouteConfig*, std::unique_ptr<asio::ssl::context>> route_tls_;
   std::thread thread_;
@@ -220,6 +228,13 @@ Result<void> OutboundImpl::Init() {
   }
   resolver_ = std::make_unique<dns::CachingResolver>(*raw_resolver_,
                                                      io_->get_executor());
+  if (options_.mta_sts) {
+    sts::Options so;
+    so.cache_dir = options_.mta_sts_dir;
+    so.port = options_.mta_sts_port;
+    so.ca_file = options_.ca_file;
+    sts_ = std::make_unique<sts::Manager>(so, *resolver_);
+  }
   started_ = true;
   thread_ = std::thread([this] { io_->run(); });
   return {};
@@ -235,6 +250,9 @@ void OutboundImpl::Stop() {
   guard_.reset();
   io_->stop();
   if (thread_.joinable()) thread_.join();
+  // The fetcher thread posts to io_: it ends before io_ does.
+  if (sts_) sts_->Stop();
+  sts_.reset();
   // The resolver's descriptor belongs to the io_context: it goes first.
   resolver_.reset();
   raw_resolver_.reset();
@@ -447,12 +465,28 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
     plan.error = LocalReply(554, "5.4.4", mxp.error);
     co_return plan;
   }
+  // MTA-STS (RFC 8461 5): the policy may rule out MX hosts and require
+  // verified TLS to the others.
+  sts::HostRule sts_rule;
+  if (self->sts_) {
+    std::optional<sts::Cached> policy = co_await sts::Lookup(self->sts_.get(), domain);
+    sts_rule = sts::ApplyToHosts(policy ? &*policy : nullptr, domain, &mxp.hosts);
+    if (mxp.hosts.empty()) {
+      plan.error = LocalReply(451, "4.7.5",
+                              "no MX host of " + domain +
+                                  " is allowed by its MTA-STS policy");
+      co_return plan;
+    }
+  }
   if (mxp.hosts.size() > kMaxHosts) mxp.hosts.resize(kMaxHosts);
   for (const std::string& host : mxp.hosts) {
     std::vector<std::string> addrs =
         co_await LookupHost(self, host, &temp, &error);
-    for (const std::string& a : addrs)
+    for (const std::string& a : addrs) {
       plan.hops.push_back(Hop{host, a, self->options_.mx_port});
+      plan.hops.back().tls_required = sts_rule.tls_required;
+      plan.hops.back().tls_policy = sts_rule.label;
+    }
   }
   if (plan.hops.empty()) {
     if (temp) {
@@ -556,6 +590,9 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         c->tls_info = std::string(SSL_get_version(ssl)) + " " +
                       SSL_get_cipher_name(ssl) +
                       (verified ? " verified" : " unverified (" + why + ")");
+        if (!c->hop.tls_policy.empty()) c->tls_info += " " + c->hop.tls_policy;
+        sts::NoteTls(c->hop.tls_policy, c->hop.Text(),
+                     verified ? X509_V_OK : (vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +
@@ -629,7 +666,7 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
                                std::shared_ptr<Conn>* out) {
   smtp::client::ClientOptions co;
   co.helo_name = self->options_.hostname;
-  co.tls = self->PolicyFor(route);
+  co.tls = hop.tls_required ? TlsPolicy::kRequired : self->PolicyFor(route);
   if (route != nullptr) {
     co.auth_user = route->auth_user;
     co.auth_password = route->auth_password;
@@ -658,9 +695,15 @@ asio::awaitable<Reply> Connect(OutboundImpl* self, Hop hop,
   asio::error_code ignored;
   c->stream.next_layer().set_option(tcp::no_delay(true), ignored);
   co_await Drive(self, c, nullptr, co.tls);
+  // No TLS: STARTTLS not offered (or refused) is a policy failure too.
+  if (!c->tls && (c->session.need() == ClientSession::Need::kReady ||
+                  (c->session.failure() && c->session.failure()->enhanced == "4.7.4")))
+    sts::NoteTls(hop.tls_policy, hop.Text(), -1);
   if (c->session.need() != ClientSession::Need::kReady) {
     Reply why = c->session.failure().value_or(
         LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed"));
+    if (hop.tls_required && !hop.tls_policy.empty() && !why.lines.empty())
+      why.lines.back() += " (required by " + hop.tls_policy + ")";
     c->Close();
     co_return why;
   }
