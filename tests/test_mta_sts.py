@@ -22,7 +22,7 @@ DOWN_IP = "127.0.0.69"  # the HTTPS server that goes away (cache test)
 # Names the test CA certifies: the policy hosts and the good MX hosts.
 POLICY_DOMAINS = ["sts1.test", "sts2.test", "sts3.test", "sts3b.test",
                   "sts4.test", "sts5.test", "sts6.test", "sts7.test",
-                  "sts8.test"]
+                  "sts8.test", "sts9.test"]
 MX_NAMES = ["mx.sts1.test", "mx.sts2.test", "mx.sts3.test", "rogue.sts3.test",
             "mx.sts3b.test", "mx.sts4.test", "mx.sts5.test", "mx.sts6.test",
             "rogue.sts6.test", "mx.sts7.test", "rogue.sts7.test",
@@ -260,6 +260,20 @@ def test_testing_mode_delivers_and_reports(dns, sinks, web, pki, sts_tern):
     wait_for(lambda: any("unverified" in t and "mta-sts testing" in t
                          for t in trace_tls(srv, "x@sts4.test")),
              what="trace tls says mta-sts testing", srv=srv)
+
+
+def test_testing_mode_reports_a_missing_starttls(dns, sinks, web, sts_tern):
+    publish(dns, web, "sts9.test", "testing", ["mx.sts9.test"])
+    dns.mx("sts9.test", (10, "mx.sts9.test"))
+    dns.a("mx.sts9.test", "127.0.0.75")
+    sink = sinks.smtp("127.0.0.75")  # no STARTTLS
+    srv = sts_tern()
+    submit(srv, "u@example.test", ["x@sts9.test"], unique("sts9"))
+    assert sink.wait()[0]["tls"] is False
+    wait_queue_empty(srv)
+    assert web.fetched("sts9.test") == 1
+    assert ("mta-sts testing: mx.sts9.test[127.0.0.75]:%d: starttls-not-supported"
+            % sinks.port) in srv.log_text()
 
 
 def test_policy_cached_and_refetched_when_id_changes(dns, sinks, web, pki, sts_tern):
