@@ -16,8 +16,8 @@ namespace tern::delivery::sts {
 
 // RFC 8461 3.2: max_age is at most 31557600 seconds (about a year).
 constexpr uint32_t kMaxAge = 31557600;
-// A policy body larger than this is refused (RFC 8461 3.3 lets senders
-// limit the size; 64 KiB is far above any real policy).
+// A policy body larger than this is refused: our own bound on what a
+// stranger's server can make us read, far above any real policy.
 constexpr size_t kMaxPolicyBytes = 64 * 1024;
 // Patterns kept from one policy; more are ignored.
 constexpr size_t kMaxPatterns = 100;

@@ -192,7 +192,8 @@ FetchResult Fetcher::Get(const Request& r) {
     out.error = url + ": HTTP status " + std::to_string(status);
     return out;
   }
-  // RFC 8461 3.2: the media type is text/plain (parameters allowed).
+  // RFC 8461 3.2, 3.3: the policy is served as text/plain (parameters
+  // such as charset allowed); anything else is not a policy.
   std::string_view media = content_type;
   media = Trim(media.substr(0, media.find(';')));
   if (!IEquals(media, "text/plain")) {
@@ -292,6 +293,10 @@ asio::awaitable<std::optional<Cached>> Lookup(Manager* m, std::string domain) {
   // 3.3, 5.1); without one, the domain is treated as having no policy.
   std::optional<Cached> fallback;
   if (cached != nullptr && !cached->Expired(now)) fallback = *cached;
+  if (auto it = m->failed_until_.find(domain); it != m->failed_until_.end()) {
+    if (now < it->second) co_return fallback;
+    m->failed_until_.erase(it);
+  }
   m->fetching_.insert(domain);
   const std::string host = "mta-sts." + domain;
   std::vector<std::string> addresses;
@@ -321,6 +326,7 @@ asio::awaitable<std::optional<Cached>> Lookup(Manager* m, std::string domain) {
     m->Store(domain, c);
     co_return c;
   }
+  m->failed_until_[domain] = now + m->options_.retry_after_failure;
   spdlog::warn("mta-sts: policy of {} not fetched: {}; {}", domain, got.error,
                fallback ? "the cached policy (id " + fallback->id + ") stays in force"
                         : std::string("no policy applies"));

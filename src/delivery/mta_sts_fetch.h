@@ -35,6 +35,10 @@ struct Options {
   uint32_t timeout = 30;     // seconds for one fetch, connect included
   // RFC 8461 3.3: refresh a cached policy well before it expires.
   uint32_t refresh_after = 86400;
+  // After a failed fetch, no new attempt for the domain for this long (RFC
+  // 8461 3.3 allows rate-limiting fetches): a dead policy server must not
+  // cost every delivery attempt a timeout.
+  uint32_t retry_after_failure = 300;
 };
 
 struct FetchResult {
@@ -101,6 +105,7 @@ class Manager {
   std::map<std::string, Cached> cache_;
   std::set<std::string> loaded_;    // domains whose file was read
   std::set<std::string> fetching_;  // fetches in flight
+  std::map<std::string, int64_t> failed_until_;  // Unix seconds
 };
 
 asio::awaitable<std::optional<Cached>> Lookup(Manager* m, std::string domain);
