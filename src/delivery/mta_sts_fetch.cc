@@ -59,14 +59,16 @@ void Count(Mode mode, std::string_view result) {
   metrics::Get().mta_sts.With({ModeName(mode), result}).Inc();
 }
 
+// Awaitable Fetcher::Fetch (the same shape as dns::AsyncQuery): the
+// arguments are copied into the initiation, nothing temporary is awaited.
 template <class Token>
-auto AsyncFetch(Fetcher& f, std::string domain, std::vector<std::string> addresses,
-                Token&& token) {
+auto AsyncFetch(Fetcher& f, const std::string& domain,
+                const std::vector<std::string>& addresses, Token&& token) {
   return asio::async_initiate<Token, void(FetchResult)>(
-      [&f](auto handler, std::string d, std::vector<std::string> a) {
+      [&f, domain, addresses](auto handler) {
         // The handler is move-only; std::function needs a copyable callable.
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        f.Fetch(std::move(d), std::move(a), [shared](FetchResult r) {
+        f.Fetch(domain, addresses, [shared](FetchResult r) {
           // From the fetcher thread back to the outbound io thread.
           auto ex = asio::get_associated_executor(*shared);
           asio::post(ex, [shared, r = std::move(r)]() mutable {
@@ -74,7 +76,7 @@ auto AsyncFetch(Fetcher& f, std::string domain, std::vector<std::string> address
           });
         });
       },
-      token, std::move(domain), std::move(addresses));
+      token);
 }
 
 std::string CacheFileName(const std::string& domain) { return domain + ".policy"; }
@@ -312,8 +314,7 @@ asio::awaitable<std::optional<Cached>> Lookup(Manager* m, std::string domain) {
   } else if (m->fetcher_ == nullptr) {
     got.error = "stopping";
   } else {
-    got = co_await AsyncFetch(*m->fetcher_, domain, std::move(addresses),
-                              asio::use_awaitable);
+    got = co_await AsyncFetch(*m->fetcher_, domain, addresses, asio::use_awaitable);
   }
   m->fetching_.erase(domain);
   if (got.ok) {
