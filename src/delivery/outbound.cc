@@ -466,7 +466,8 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
     co_return plan;
   }
   // MTA-STS (RFC 8461 5): the policy may rule out MX hosts and require
-  // verified TLS to the others.
+  // verified TLS to the others. Where DANE protects a host, DANE's rules
+  // take precedence for it (RFC 8461 2).
   sts::HostRule sts_rule;
   if (self->sts_) {
     std::optional<sts::Cached> policy = co_await sts::Lookup(self->sts_.get(), domain);
