@@ -10,7 +10,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_WORK=${FUZZ_WORK:-$FUZZ_BUILD/fuzz-work}
 ALL_TARGETS=(smtp_session smtp_data smtp_address rfc5322 sasl base64
   pop3_session config smtp_client_reply crlf spf dkim_tags dkim_canon dmarc
-  arc imap_command mime milter_reply milter_message http_session downgrade)
+  arc imap_command mime milter_reply milter_message http_session downgrade
+  mta_sts)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL_TARGETS[@]}")
 

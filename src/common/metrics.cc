@@ -169,7 +169,7 @@ std::vector<const Family*> Catalog::all() const {
           &tls_failures,  &smtp_accepted,       &smtp_refusals,    &smtp_commit_seconds,
           &auth,          &auth_lockouts,       &mailauth,         &queue_messages,
           &queue_oldest,  &deliveries,          &delivery_seconds, &bounces,
-          &http_requests,       &up_since};
+          &http_requests,       &mta_sts,          &up_since};
 }
 
 Catalog& Get() {

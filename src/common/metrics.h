@@ -128,6 +128,11 @@ struct Catalog {
                  Type::kCounter, {"action"}};
   Family http_requests{"tern_http_requests_total", "HTTP requests by listener and status",
                        Type::kCounter, {"listener", "status"}};
+  // MTA-STS (RFC 8461) outcomes per policy mode: "success" or an RFC 8460
+  // 4.3 failure type, for TLS-RPT.
+  Family mta_sts{"tern_mta_sts_results_total",
+                 "Outbound TLS results under MTA-STS policies, by mode and result",
+                 Type::kCounter, {"mode", "result"}};
   Family up_since{"tern_start_time_seconds", "When the server started (Unix time)",
                   Type::kGauge, {}};
 

@@ -668,7 +668,7 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
     DeliverySettings& out = cfg->delivery;
     check.RejectUnknown(
         *d, "delivery.",
-        {"mx_port", "tls", "ca_file", "retry_first", "retry_max",
+        {"mx_port", "tls", "ca_file", "mta_sts", "mta_sts_port", "retry_first", "retry_max",
          "max_lifetime", "delay_warning", "max_connections",
          "max_connections_per_destination", "max_messages_per_connection",
          "connect_timeout", "greeting_timeout", "command_timeout",
@@ -680,6 +680,9 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
                  "must be \"none\", \"opportunistic\" or \"required\"");
     }
     check.GetString(*d, "ca_file", "delivery.ca_file", false, &out.ca_file);
+    check.GetBool(*d, "mta_sts", "delivery.mta_sts", &out.mta_sts);
+    check.GetUint(*d, "mta_sts_port", "delivery.mta_sts_port", 1, 65535,
+                  &out.mta_sts_port);
     // delay_warning = 0 turns the warning off.
     check.GetUint(*d, "delay_warning", "delivery.delay_warning", 0, kU32Max,
                   &out.delay_warning);

@@ -124,6 +124,8 @@ struct DeliverySettings {
   uint16_t mx_port = 25;               // tests point this at a high port
   std::string tls = "opportunistic";   // for MX hosts: none, opportunistic, required
   std::string ca_file;                 // extra CAs for certificate checks
+  bool mta_sts = true;                 // honour MTA-STS policies (RFC 8461)
+  uint16_t mta_sts_port = 443;         // of mta-sts.DOMAIN; tests change it
   uint32_t retry_first = 300;          // first retry after a temporary failure
   uint32_t retry_max = 3600;           // cap between tries
   uint32_t max_lifetime = 5 * 86400;   // then bounce

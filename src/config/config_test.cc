@@ -502,3 +502,23 @@ TEST(ConfigTest, Trace) {
 
 }  // namespace
 }  // namespace tern::config
+
+namespace tern::config {
+namespace {
+
+TEST(ConfigTest, MtaStsKnobs) {
+  auto defaults = Parse(kMinimal, "t.toml");
+  ASSERT_TRUE(defaults);
+  EXPECT_TRUE(defaults->delivery.mta_sts);
+  EXPECT_EQ(defaults->delivery.mta_sts_port, 443);
+  auto cfg = Parse(std::string(kMinimal) + "[delivery]\nmta_sts = false\nmta_sts_port = 8443\n",
+                   "t.toml");
+  ASSERT_TRUE(cfg) << cfg.error().message;
+  EXPECT_FALSE(cfg->delivery.mta_sts);
+  EXPECT_EQ(cfg->delivery.mta_sts_port, 8443);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "[delivery]\nmta_sts_port = 0\n"), "");
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "[delivery]\nmta_sts = \"yes\"\n"), "");
+}
+
+}  // namespace
+}  // namespace tern::config

@@ -26,6 +26,7 @@
 #include "delivery/dane.h"
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
+#include "delivery/mta_sts_fetch.h"
 #include "common/file_io.h"
 #include "common/unique_fd.h"
 #include "net/deadline.h"
@@ -58,11 +59,15 @@ struct Hop {
   // next-hop domain, a reference identifier for DANE-TA.
   DaneDecision dane = {};
   std::string domain = {};
-  // Only verified TLS will do for this hop (DANE, MTA-STS enforce,
-  // REQUIRETLS): no delivery without it, and no plain-text retry after a
-  // failed handshake. The route's or the global tls = "required" has the
-  // same effect.
+  // Only verified TLS will do for this hop (DANE, MTA-STS enforce): no
+  // delivery without it, and no plain-text retry after a failed
+  // handshake. The route's or the global tls = "required" has the same
+  // effect.
   bool tls_required = false;
+  // "mta-sts enforce" / "mta-sts testing" when a policy covers the hop
+  // (and DANE does not): shown in the TLS log line and the trace, and
+  // told to sts::NoteTls.
+  std::string tls_policy = {};
   std::string Key() const { return address + ":" + std::to_string(port); }
   std::string Text() const {
     return host + "[" + address + "]:" + std::to_string(port);
@@ -203,6 +208,7 @@ class OutboundImpl final : public Outbound {
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::unique_ptr<dns::Resolver> raw_resolver_;
   std::unique_ptr<dns::CachingResolver> resolver_;
+  std::unique_ptr<sts::Manager> sts_;  // null when MTA-STS is off
   std::unique_ptr<asio::ssl::context> mx_tls_;
   std::map<const RouteConfig*, std::unique_ptr<asio::ssl::context>> route_tls_;
   std::thread thread_;
@@ -258,6 +264,13 @@ Result<void> OutboundImpl::Init() {
   }
   resolver_ = std::make_unique<dns::CachingResolver>(*raw_resolver_,
                                                      io_->get_executor());
+  if (options_.mta_sts) {
+    sts::Options so;
+    so.cache_dir = options_.mta_sts_dir;
+    so.port = options_.mta_sts_port;
+    so.ca_file = options_.ca_file;
+    sts_ = std::make_unique<sts::Manager>(so, *resolver_);
+  }
   started_ = true;
   thread_ = std::thread([this] { io_->run(); });
   return {};
@@ -273,6 +286,9 @@ void OutboundImpl::Stop() {
   guard_.reset();
   io_->stop();
   if (thread_.joinable()) thread_.join();
+  // The fetcher thread posts to io_: it ends before io_ does.
+  if (sts_) sts_->Stop();
+  sts_.reset();
   // The resolver's descriptor belongs to the io_context: it goes first.
   resolver_.reset();
   raw_resolver_.reset();
@@ -525,6 +541,20 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
     plan.error = LocalReply(554, "5.4.4", mxp.error);
     co_return plan;
   }
+  // MTA-STS (RFC 8461 5): the policy may rule out MX hosts and require
+  // verified TLS to the others. Where DANE protects a host, DANE's rules
+  // take precedence for it (RFC 8461 2).
+  sts::HostRule sts_rule;
+  if (self->sts_) {
+    std::optional<sts::Cached> policy = co_await sts::Lookup(self->sts_.get(), domain);
+    sts_rule = sts::ApplyToHosts(policy ? &*policy : nullptr, domain, &mxp.hosts);
+    if (mxp.hosts.empty()) {
+      plan.error = LocalReply(451, "4.7.5",
+                              "no MX host of " + domain +
+                                  " is allowed by its MTA-STS policy");
+      co_return plan;
+    }
+  }
   if (mxp.hosts.size() > kMaxHosts) mxp.hosts.resize(kMaxHosts);
   std::string dane_error;  // the last host left out by DANE
   for (const std::string& host : mxp.hosts) {
@@ -539,8 +569,14 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
       dane_error = "MX host " + host + " skipped (DANE): " + dane.why;
       continue;
     }
-    for (const std::string& a : addrs)
+    for (const std::string& a : addrs) {
       plan.hops.push_back(MxHop(host, a, self->options_.mx_port, dane, domain));
+      if (dane.state == DaneState::kNone) {
+        // RFC 8461 2: where DANE applies, its rules win over MTA-STS.
+        plan.hops.back().tls_required = sts_rule.tls_required;
+        plan.hops.back().tls_policy = sts_rule.label;
+      }
+    }
   }
   if (plan.hops.empty()) {
     if (!dane_error.empty()) {
@@ -677,6 +713,9 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         c->tls_info = version +
                       (verified ? " verified" : " unverified (" + why + ")") +
                       DaneNote(dane);
+        if (!c->hop.tls_policy.empty()) c->tls_info += " " + c->hop.tls_policy;
+        sts::NoteTls(c->hop.tls_policy, c->hop.Text(),
+                     verified ? X509_V_OK : (vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +
@@ -787,6 +826,10 @@ asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
   asio::error_code ignored;
   c->stream.next_layer().set_option(tcp::no_delay(true), ignored);
   co_await Drive(self, c, nullptr, verify);
+  // No TLS: STARTTLS not offered (or refused) is a policy failure too.
+  if (!c->tls && (c->session.need() == ClientSession::Need::kReady ||
+                  (c->session.failure() && c->session.failure()->enhanced == "4.7.4")))
+    sts::NoteTls(hop.tls_policy, hop.Text(), -1);
   if (c->session.need() != ClientSession::Need::kReady) {
     Reply why = c->tls_failure.value_or(c->session.failure().value_or(
         LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed")));
@@ -797,6 +840,8 @@ asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
                            hop.host + " (" + DaneStateName(hop.dane.state) +
                            ": " + hop.dane.why + ")");
     }
+    if (hop.tls_required && !hop.tls_policy.empty() && !why.lines.empty())
+      why.lines.back() += " (required by " + hop.tls_policy + ")";
     c->Close();
     co_return why;
   }

@@ -28,6 +28,11 @@ struct OutboundOptions {
   std::vector<RouteConfig> routes;
   smtp::client::TlsPolicy tls = smtp::client::TlsPolicy::kOpportunistic;
   std::string ca_file;                 // extra CAs for MX certificates
+  // MTA-STS (RFC 8461): policies looked up for MX destinations, cached in
+  // mta_sts_dir ("" = memory only), fetched from this HTTPS port.
+  bool mta_sts = true;
+  std::string mta_sts_dir;
+  uint16_t mta_sts_port = 443;         // tests use a high port
   uint32_t max_connections = 20;
   uint32_t max_connections_per_destination = 4;
   uint32_t max_messages_per_connection = 100;

@@ -18,6 +18,9 @@ OutboundOptions OutboundOptionsFrom(const config::Config& cfg) {
   o.dns_trust_anchor = cfg.dns.trust_anchor;
   o.tls = TlsPolicyFrom(d.tls);
   o.ca_file = d.ca_file;
+  o.mta_sts = d.mta_sts;
+  o.mta_sts_port = d.mta_sts_port;
+  o.mta_sts_dir = cfg.data_dir + "/mta-sts";
   o.max_connections = d.max_connections;
   o.max_connections_per_destination = d.max_connections_per_destination;
   o.max_messages_per_connection = d.max_messages_per_connection;
