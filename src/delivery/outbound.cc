@@ -710,10 +710,11 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
                         vr == X509_V_OK && !IsIpLiteral(host);
         std::string why =
             verified ? "" : X509_verify_cert_error_string(vr);
+        // "... verified mta-sts enforce; no DANE: MX answer insecure".
         c->tls_info = version +
-                      (verified ? " verified" : " unverified (" + why + ")") +
-                      DaneNote(dane);
+                      (verified ? " verified" : " unverified (" + why + ")");
         if (!c->hop.tls_policy.empty()) c->tls_info += " " + c->hop.tls_policy;
+        c->tls_info += DaneNote(dane);
         sts::NoteTls(c->hop.tls_policy, c->hop.Text(),
                      verified ? X509_V_OK : (vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
