@@ -249,13 +249,14 @@ def tern(tmp_path, dns, mx_port):
     """Factory: tern(delivery={...}, routes=[{...}]) -> running TernServer."""
     made = []
 
-    def factory(delivery=None, routes=(), users=("u@example.test",), **top):
+    def factory(delivery=None, routes=(), users=("u@example.test",),
+                sections=None, **top):
         d = dict(FAST_DELIVERY, mx_port=mx_port)
         d.update(delivery or {})
+        tables = {"delivery": d, "dns": {"upstream": [f"127.0.0.1:{dns.port}"]}}
+        tables.update(sections or {})
         srv = TernServer(tmp_path / f"tern{len(made)}",
-                         trusted_networks=["127.0.0.0/8"],
-                         sections={"delivery": d,
-                                   "dns": {"upstream": [f"127.0.0.1:{dns.port}"]}},
+                         trusted_networks=["127.0.0.0/8"], sections=tables,
                          **top)
         if routes:
             with open(srv.config_path, "a", encoding="utf-8") as f:

@@ -68,6 +68,10 @@ struct Hop {
   // (and DANE does not): shown in the TLS log line and the trace, and
   // told to sts::NoteTls.
   std::string tls_policy = {};
+  // RFC 8689 4.2.1: the host's name is vouched for, as REQUIRETLS asks:
+  // a DNSSEC-signed MX answer, an MX host an MTA-STS policy lists, the
+  // domain itself (no MX), or a relay named in our own configuration.
+  bool name_vouched = false;
   std::string Key() const { return address + ":" + std::to_string(port); }
   std::string Text() const {
     return host + "[" + address + "]:" + std::to_string(port);
@@ -141,6 +145,11 @@ struct Conn {
   bool tls_handshake_failed = false;  // the opportunistic retry's trigger
   std::string tls_fallback;  // why this is the plain-text retry ("": not)
   std::string tls_info;  // "TLSv1.3 verified" / "... unverified (reason)"
+  // The peer's certificate was authenticated: PKIX for its name, or DANE.
+  bool tls_verified = false;
+  // Made for a message with "TLS-Required: No" (RFC 8689 4.1): DANE and
+  // MTA-STS were set aside, so no other message may use it.
+  bool relaxed = false;
   // Set when TLS failed for a policy reason (DANE): the session's own
   // failure text would not say why.
   std::optional<Reply> tls_failure;
@@ -545,9 +554,10 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
   // verified TLS to the others. Where DANE protects a host, DANE's rules
   // take precedence for it (RFC 8461 2).
   sts::HostRule sts_rule;
+  std::optional<sts::Cached> sts_policy;
   if (self->sts_) {
-    std::optional<sts::Cached> policy = co_await sts::Lookup(self->sts_.get(), domain);
-    sts_rule = sts::ApplyToHosts(policy ? &*policy : nullptr, domain, &mxp.hosts);
+    sts_policy = co_await sts::Lookup(self->sts_.get(), domain);
+    sts_rule = sts::ApplyToHosts(sts_policy ? &*sts_policy : nullptr, domain, &mxp.hosts);
     if (mxp.hosts.empty()) {
       plan.error = LocalReply(451, "4.7.5",
                               "no MX host of " + domain +
@@ -558,6 +568,9 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
   if (mxp.hosts.size() > kMaxHosts) mxp.hosts.resize(kMaxHosts);
   std::string dane_error;  // the last host left out by DANE
   for (const std::string& host : mxp.hosts) {
+    const bool vouched = mx.security == dns::Security::kSecure || mxp.implicit ||
+                         (sts_policy && sts_policy->policy.mode != sts::Mode::kNone &&
+                          sts::MxAllowed(sts_policy->policy, host));
     std::vector<std::string> addrs =
         co_await LookupHost(self, host, &temp, &error, &addr_sec);
     if (addrs.empty()) continue;
@@ -571,6 +584,7 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
     }
     for (const std::string& a : addrs) {
       plan.hops.push_back(MxHop(host, a, self->options_.mx_port, dane, domain));
+      plan.hops.back().name_vouched = vouched;
       if (dane.state == DaneState::kNone) {
         // RFC 8461 2: where DANE applies, its rules win over MTA-STS.
         plan.hops.back().tls_required = sts_rule.tls_required;
@@ -702,6 +716,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
             c->Close();
             continue;
           }
+          c->tls_verified = true;
           s.TlsStarted(true, "");
           continue;
         }
@@ -718,6 +733,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         sts::NoteTls(c->hop.tls_policy, c->hop.Text(),
                      verified ? X509_V_OK : (vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
+        c->tls_verified = verified;
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +
                                   " not verified: " + why);
@@ -946,6 +962,39 @@ void TraceRemote(const std::string& id, const queue::RemoteOutcome& o, const std
   trace::Record(e);
 }
 
+// RFC 8689 3: "TLS-Required: No" in the message's header section (the
+// sender asks that DANE and MTA-STS failures not hold the message back).
+bool TlsRequiredNo(std::string_view message) {
+  size_t pos = 0;
+  while (pos < message.size()) {
+    size_t end = message.find('\n', pos);
+    std::string_view line = message.substr(
+        pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the end of the header section
+    constexpr std::string_view kName = "TLS-Required:";
+    if (IStartsWith(line, kName) && IEquals(Trim(line.substr(kName.size())), "No"))
+      return true;
+    if (end == std::string_view::npos) break;
+    pos = end + 1;
+  }
+  return false;
+}
+
+// RFC 8689 4.2.1: what keeps a REQUIRETLS message off this connection, or
+// "" when nothing does: TLS, an authenticated certificate (PKIX for the
+// host name, or DANE), and a host name vouched for (DNSSEC or MTA-STS; a
+// relay of our own configuration is named by us).
+std::string RequireTlsGap(const Conn& c, bool relay) {
+  if (!c.tls) return "no TLS with " + c.hop.Text();
+  if (!c.tls_verified)
+    return "the certificate of " + c.hop.Text() + " was not verified";
+  if (!relay && !c.hop.name_vouched)
+    return "the MX host " + c.hop.host +
+           " is vouched for neither by DNSSEC nor by an MTA-STS policy";
+  return "";
+}
+
 asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
                                  const HopPlan* plan, Job job,
                                  std::shared_ptr<Conn>* conn) {
@@ -1025,6 +1074,14 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
     req.smtputf8 = env.smtputf8;
     req.ret = env.ret;
     req.envid = env.envid;
+    // RFC 8689: a REQUIRETLS message is passed on with REQUIRETLS, only
+    // over TLS the way RequireTlsGap checks (a report about one, sent from
+    // <>, is redacted instead: queue/dsn.cc).
+    req.requiretls = env.requiretls && !env.sender.empty();
+    // RFC 8689 4.1: without REQUIRETLS, "TLS-Required: No" sets DANE and
+    // MTA-STS aside for this message: TLS is still tried, not insisted on.
+    const bool relax = !env.requiretls && TlsRequiredNo(t.body);
+    if (*conn && (*conn)->relaxed && !relax) Quit(*conn);
 
     std::set<size_t> tried;
     Reply last = LocalReply(451, "4.4.1", "no mail host could be reached");
@@ -1044,9 +1101,19 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
           break;
         }
         tried.insert(pick);
-        const Hop& hop = plan->hops[pick];
+        Hop hop = plan->hops[pick];
+        const bool relaxed = relax && (hop.tls_required || !hop.tls_policy.empty() ||
+                                       hop.dane.state != DaneState::kNone);
+        if (relaxed) {
+          spdlog::info("outbound {}: TLS-Required: No: DANE and MTA-STS set "
+                       "aside for {}", t.job.id, hop.Text());
+          hop.dane = DaneDecision{};
+          hop.tls_required = false;
+          hop.tls_policy.clear();
+        }
         std::shared_ptr<Conn> fresh;
         Reply failed = co_await Connect(self, hop, d->route, &fresh);
+        if (fresh) fresh->relaxed = relaxed;
         if (fresh && !fresh->tls_fallback.empty()) {
           // The failed handshake belongs in the message's history too.
           attempt(hop.Text(), fresh->tls_fallback);
@@ -1080,6 +1147,19 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
       std::shared_ptr<Conn> c = *conn;
       for (size_t i = 0; i < plan->hops.size(); ++i) {
         if (plan->hops[i].Key() == c->hop.Key()) tried.insert(i);
+      }
+      if (req.requiretls) {
+        if (std::string gap = RequireTlsGap(*c, d->route != nullptr); !gap.empty()) {
+          // Not this host; another may do, else the message bounces (the
+          // 5xx stays `last` unless a later host defers).
+          Reply r = LocalReply(550, "5.7.10", "REQUIRETLS: " + gap);
+          attempt(c->hop.Text(), r.Text());
+          spdlog::info("outbound {}: {}", t.job.id, r.Text());
+          last = r;
+          last_host = c->hop.host;
+          Quit(*conn);
+          continue;
+        }
       }
       // RFC 6152 3: 8-bit data for a peer without 8BITMIME is converted to
       // 7-bit MIME (quoted-printable) for this connection only; the stored
