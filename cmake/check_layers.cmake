@@ -7,7 +7,7 @@
 # layer above its own.
 set(layers
   common config net dns auth store protocols queue policy mailauth antispam
-  acme delivery services server cli)
+  reports acme delivery services server cli)
 
 set(common_paths    "common/")
 set(config_paths    "config/")
@@ -21,6 +21,7 @@ set(queue_paths     "queue/")
 set(policy_paths    "policy/")
 set(mailauth_paths  "mailauth/")
 set(antispam_paths  "antispam/")
+set(reports_paths   "reports/")
 set(acme_paths      "acme/")
 set(delivery_paths  "delivery/")
 set(services_paths  "smtp/server/" "pop3/server" "pop3/connection" "imap/server/"
@@ -39,14 +40,15 @@ set(queue_may     common)
 set(policy_may    common auth protocols)
 set(mailauth_may  common dns)
 set(antispam_may  common config dns)
+set(reports_may   common dns queue mailauth)
 set(acme_may      common config net)
 set(delivery_may  common config net dns auth store protocols queue mailauth)
 set(services_may  common config net dns auth store protocols queue policy mailauth
-                  antispam)
+                  antispam reports)
 set(server_may    common config net dns auth store protocols queue policy mailauth
-                  antispam acme delivery services)
+                  antispam reports acme delivery services)
 set(cli_may       common config net dns auth store protocols queue policy mailauth
-                  antispam acme delivery services server)
+                  antispam reports acme delivery services server)
 
 function(layer_of path out)
   foreach(layer ${layers})

@@ -32,6 +32,7 @@
 #include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
 #include "cli/sendmail.h"
+#include "cli/report_commands.h"
 #include "cli/trace_commands.h"
 #include "common/result.h"
 #include "common/strings.h"
@@ -735,6 +736,7 @@ int Main(int argc, char** argv) {
                         [&] { return options.config_path; }, &action);
 
   RegisterTraceCommand(app, [&] { return LoadConfig(options); }, &action);
+  RegisterReportCommands(app, [&] { return LoadConfig(options); }, &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",

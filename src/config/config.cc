@@ -535,7 +535,9 @@ void CheckImap(Checker& check, const toml::table& t, ImapSettings* out) {
 void CheckMailauth(Checker& check, const toml::table& t, MailauthSettings* out) {
   check.RejectUnknown(t, "mailauth.",
                       {"verify", "dmarc_reject", "dmarc_quarantine", "spf_fail",
-                       "arc_trusted_sealers", "sign", "srs", "srs_max_age_days"});
+                       "arc_trusted_sealers", "sign", "srs", "srs_max_age_days",
+                       "dmarc_reports"});
+  check.GetBool(t, "dmarc_reports", "mailauth.dmarc_reports", &out->dmarc_reports);
   check.GetBool(t, "verify", "mailauth.verify", &out->verify);
   check.GetBool(t, "dmarc_reject", "mailauth.dmarc_reject", &out->dmarc_reject);
   check.GetBool(t, "dmarc_quarantine", "mailauth.dmarc_quarantine",

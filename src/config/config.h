@@ -170,6 +170,10 @@ struct MailauthSettings {
   // in data_dir/srs.key.
   bool srs = true;
   uint32_t srs_max_age_days = 21;
+  // DMARC aggregate reports (RFC 7489 7.2): count the DMARC results of
+  // arriving mail per sending domain and UTC day (data_dir/dmarc-reports)
+  // and mail them to the domains' "rua" addresses after the day ends.
+  bool dmarc_reports = false;
 };
 
 // [antispam]: what port 25 asks of clients that are neither authenticated

@@ -61,6 +61,8 @@ class ServerImpl final : public ControlServer {
     return {};
   }
 
+  void SetDmarcSend(AsyncCommand fn) override { dmarc_send_ = std::move(fn); }
+
   void Close() override {
     if (closed_) return;
     closed_ = true;
@@ -78,6 +80,7 @@ class ServerImpl final : public ControlServer {
   std::string path_;
   queue::Queue& queue_;
   const antispam::RateLimiter* rate_;
+  AsyncCommand dmarc_send_;
   bool closed_ = false;
 };
 
@@ -89,7 +92,20 @@ asio::awaitable<void> Serve(ServerImpl* self, stream_protocol::socket socket) {
                                   asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;
   line.resize(line.find('\n'));
-  std::string reply = Dispatch(self->queue_, line, self->rate_) + "\n";
+  std::string reply;
+  if (ToLower(Trim(line)) == "dmarc-send") {
+    // Sending waits for DNS (RFC 7489 7.1 checks), so it is awaited here
+    // rather than in the synchronous Dispatch.
+    if (self->dmarc_send_) {
+      std::string summary = co_await self->dmarc_send_();
+      spdlog::info("control: dmarc-send: {}", summary);
+      reply = "OK " + summary + "\n";
+    } else {
+      reply = "ERR DMARC reports are off ([mailauth] dmarc_reports)\n";
+    }
+  } else {
+    reply = Dispatch(self->queue_, line, self->rate_) + "\n";
+  }
   co_await asio::async_write(socket, asio::buffer(reply),
                              asio::redirect_error(asio::use_awaitable, ec));
 }

@@ -2,10 +2,12 @@
 // which `tern queue flush|retry|hold|release|delete|bounce` reach the running
 // server. One request line per connection, one reply line:
 //   request  VERB [ARG] LF      (FLUSH, RETRY id, HOLD id, RELEASE id,
-//                                DELETE id, BOUNCE id, PING, USAGE user)
+//                                DELETE id, BOUNCE id, PING, USAGE user,
+//                                DMARC-SEND)
 //   reply    "OK text" LF or "ERR text" LF, then the server closes.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,6 +30,10 @@ class ControlServer {
       asio::io_context& io, const std::string& data_dir, queue::Queue& queue,
       const antispam::RateLimiter* rate = nullptr);
   virtual ~ControlServer() = default;
+  // A request the server answers after awaiting something (DMARC-SEND:
+  // send the DMARC aggregate reports now, `tern report dmarc --send`).
+  using AsyncCommand = std::function<asio::awaitable<std::string>()>;
+  virtual void SetDmarcSend(AsyncCommand fn) = 0;
   // Stops accepting and removes the socket file.
   virtual void Close() = 0;
 };

@@ -41,6 +41,7 @@
 #include "antispam/rate_limit.h"
 #include "dns/serial_resolver.h"
 #include "dns/unbound_resolver.h"
+#include "server/dmarc_reporting.h"
 #include "mailauth/arc.h"
 #include "mailauth/dkim_keys.h"
 #include "mailauth/outbound_signer.h"
@@ -513,9 +514,16 @@ int Serve(const config::Config& initial) {
     }
     greylist = std::move(*opened);
   }
+  // DMARC aggregate reports ([mailauth] dmarc_reports; dmarc_reporting.h).
+  auto dmarc_reporter = DmarcReporter::Make(io, mailauth_resolver.get(), cfg);
+  if (dmarc_reporter) {
+    dmarc_reporter->Start();
+    (*control)->SetDmarcSend([r = dmarc_reporter.get()] { return r->SendNow(); });
+  }
   smtp::Server smtp_server({*dir, **queue, credentials, throttle, blocking, tls_now,
                             mailauth_resolver.get(), &dkim_keys, &quota_usage,
-                            cfg.data_dir + "/mail", greylist.get(), &rate_limiter},
+                            cfg.data_dir + "/mail", greylist.get(), &rate_limiter,
+                            dmarc_reporter ? dmarc_reporter->store() : nullptr},
                            cfg);
   // POP3 reads the Maildirs that local delivery writes.
   pop3::Server pop3_server(
@@ -684,6 +692,8 @@ int Serve(const config::Config& initial) {
   listeners.clear();
   stop_signals_owner.reset();
   hup_owner.reset();
+  if (dmarc_reporter) dmarc_reporter->Stop();
+  dmarc_reporter.reset();
   // Its descriptor belongs to the io context; queries still pending are
   // cancelled and never call back.
   mailauth_resolver.reset();

@@ -25,6 +25,7 @@
 #include "net/line_connection.h"
 #include "policy/recipient.h"
 #include "policy/sender.h"
+#include "reports/dmarc_report.h"
 #include "smtp/protocol/rfc5322.h"
 #include "smtp/protocol/session.h"
 #include "smtp/server/envelope.h"
@@ -698,6 +699,11 @@ asio::awaitable<bool> Connection::FinishMailauth() {
                  : v.action == mailauth::InboundVerdict::Action::kJunk ? "junk"
                                                                        : "accept");
     mailauth_summary_ = v.summary;
+    if (deps_.dmarc_reports) {
+      auto event = reports::DmarcEventFromVerdict(
+          v, who_, static_cast<int64_t>(std::time(nullptr)));
+      if (event) deps_.dmarc_reports->Record(*event);
+    }
     if (v.action == mailauth::InboundVerdict::Action::kReject) {
       session_.CommitRefused(v.reply);
       co_return false;

@@ -30,6 +30,10 @@ class Greylist;
 class RateLimiter;
 }
 
+namespace tern::reports {
+class DmarcReportStore;
+}  // namespace tern::reports
+
 namespace tern::smtp {
 
 // What connections need from the config, replaced whole on SIGHUP: a
@@ -73,6 +77,9 @@ struct ServerDeps {
   antispam::Greylist* greylist = nullptr;
   // Rate limit counters, kept across SIGHUP; null: no limits.
   antispam::RateLimiter* rate = nullptr;
+  // DMARC results for aggregate reports ([mailauth] dmarc_reports); null:
+  // not recorded.
+  reports::DmarcReportStore* dmarc_reports = nullptr;
 };
 
 class Server {
