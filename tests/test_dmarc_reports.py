@@ -34,6 +34,11 @@ def world(dns, keypair):  # noqa: F811
     txt(dns, "_dmarc.unver.test", f"v=DMARC1; p=none; rua=mailto:{RUA}")
     # sub.example.test: same organizational domain as the rua: no check.
     txt(dns, "_dmarc.sub.example.test", f"v=DMARC1; p=none; rua=mailto:{RUA}!10m")
+    # tiny.test: accepted by example.test, but the rua takes at most 1 KiB
+    # (RFC 7489 6.4 "!1k"), less than any report mail: not sent.
+    txt(dns, "tiny.test", "v=spf1 ip4:127.0.0.0/8 -all")
+    txt(dns, "_dmarc.tiny.test", f"v=DMARC1; p=none; rua=mailto:{RUA}!1k")
+    txt(dns, "tiny.test._report._dmarc.example.test", "v=DMARC1")
     # other.test: SPF passes for us, no DMARC (a forwarder's bounce domain).
     txt(dns, "other.test", "v=spf1 ip4:127.0.0.0/8 -all")
     # nodmarc-rua.test: DMARC without rua: nothing to record.
@@ -103,11 +108,13 @@ def test_aggregate_reports_for_a_day_of_traffic(tmp_path, world, keypair):
             assert send(srv, "alice@ver.test", data).code == 250
         m = unique("ver-fail")
         assert send(srv, "bounce@other.test", msg("ceo@ver.test", m)).code == 250
-        # unver.test and sub.example.test: one each; norua.test: not counted.
+        # unver.test, tiny.test and sub.example.test: one each; norua.test:
+        # not counted.
         assert send(srv, "x@unver.test", msg("x@unver.test", unique("unver"))).code == 250
+        assert send(srv, "x@tiny.test", msg("x@tiny.test", unique("tiny"))).code == 250
         assert send(srv, "b@other.test", msg("y@sub.example.test", unique("sub"))).code == 250
         assert send(srv, "x@other.test", msg("x@norua.test", unique("norua"))).code == 250
-        srv.wait_messages("u@example.test", "dmarc report", count=5)
+        srv.wait_messages("u@example.test", "dmarc report", count=6)
 
         # The day survives a restart (saved at stop), and `tern report
         # dmarc` reads it without the server.
@@ -117,12 +124,12 @@ def test_aggregate_reports_for_a_day_of_traffic(tmp_path, world, keypair):
         assert re.search(r"^unver\.test .*: 1 messages", table, re.M), table
         assert "norua.test" not in table
         xml_text = srv.cli("report", "dmarc", "--xml").stdout
-        assert xml_text.count("<feedback>") == 3, xml_text
+        assert xml_text.count("<feedback>") == 4, xml_text
         srv.start()
 
         # While the server runs, --send sends today's reports as well.
         out = srv.cli("report", "dmarc", "--send").stdout
-        assert "sent 2 skipped 1" in out, out + srv.log_tail()
+        assert "sent 2 skipped 2" in out, out + srv.log_tail()
         srv.wait_messages(RUA, "Report Domain", count=2, timeout=20)
         srv.assert_no_message(RUA, "Report Domain: unver.test", settle=1.0)
         got = reports_in(srv)
@@ -130,6 +137,8 @@ def test_aggregate_reports_for_a_day_of_traffic(tmp_path, world, keypair):
         log = srv.log_text()
         assert re.search(r"dmarc report domain=unver\.test to=dmarc@example\.test skipped: "
                          r"the destination does not accept", log), log[-3000:]
+        assert re.search(r"dmarc report domain=tiny\.test to=dmarc@example\.test skipped: "
+                         r"\d+ octets, limit 1024", log), log[-3000:]
 
         mail, root, name = got["ver.test"]
         meta = root.find("report_metadata")
