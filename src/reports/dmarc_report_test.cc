@@ -157,6 +157,15 @@ TEST(DmarcReport, MessageNamesTheReport) {
   EXPECT_NE(m.find("\r\nR1o=\r\n"), std::string::npos);  // base64 of "GZ"
 }
 
+TEST(DmarcReport, MailtoAddresses) {
+  EXPECT_EQ(MailtoAddress("mailto:agg@example.org"), "agg@example.org");
+  EXPECT_EQ(MailtoAddress("MAILTO:a%21b@example.org?subject=x"), "a!b@example.org");
+  EXPECT_EQ(MailtoAddress("https://example.org/report"), "");
+  EXPECT_EQ(MailtoAddress("mailto:no-at-sign"), "");
+  EXPECT_EQ(MailtoAddress("mailto:a@b%0d%0aBcc:x@y"), "");  // no header injection
+  EXPECT_EQ(MailtoAddress("mailto:a%2"), "");
+}
+
 TEST(DmarcReport, DayNames) {
   EXPECT_EQ(DayName(0), "1970-01-01");
   EXPECT_EQ(ParseDayName("2026-12-06"), DayOf(1796515200));
