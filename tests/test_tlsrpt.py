@@ -248,3 +248,14 @@ def test_reports_for_a_period_of_traffic(dns, sinks, web, rpt_pki, web_port, ter
 
     # rpt4.test was counted but, with no _smtp._tls record, not reported.
     assert any(p["domain"] == "rpt4.test" for f in files for p in f["policies"])
+
+    # `tern report tls` shows the same counts from the files, no server asked.
+    day = time.strftime("%Y-%m-%d", time.gmtime(files[0]["start"]))
+    shown = json.loads(srv.cli("report", "tls", "--day", day, "--json").stdout)
+    cli1 = policies_of([r for r in shown if r["policies"][0]["policy"]["policy-domain"]
+                        == "rpt1.test"], "rpt1.test")
+    days = {time.strftime("%Y-%m-%d", time.gmtime(f["start"])) for f in files}
+    if len(days) == 1:  # the traffic did not straddle midnight
+        assert cli1["sts"]["ok"] == 3 and cli1["sts"]["failed"] == 0
+    text = srv.cli("report", "tls", "--day", day).stdout
+    assert "rpt3.test" in text and "starttls-not-supported mx.rpt3.test" in text

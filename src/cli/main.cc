@@ -31,6 +31,7 @@
 #include "cli/setup_commands.h"
 #include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
+#include "cli/report_commands.h"
 #include "cli/sendmail.h"
 #include "cli/trace_commands.h"
 #include "common/result.h"
@@ -735,6 +736,7 @@ int Main(int argc, char** argv) {
                         [&] { return options.config_path; }, &action);
 
   RegisterTraceCommand(app, [&] { return LoadConfig(options); }, &action);
+  RegisterReportTlsCommand(app, [&] { return LoadConfig(options); }, &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",
