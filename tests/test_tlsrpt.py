@@ -259,3 +259,37 @@ def test_reports_for_a_period_of_traffic(dns, sinks, web, rpt_pki, web_port, ter
         assert cli1["sts"]["ok"] == 3 and cli1["sts"]["failed"] == 0
     text = srv.cli("report", "tls", "--day", day).stdout
     assert "rpt3.test" in text and "starttls-not-supported mx.rpt3.test" in text
+
+
+def test_counts_survive_a_restart(dns, sinks, tern):
+    # A day-long period: nothing is reported during the test; the counts
+    # are saved at stop and picked up again at start.
+    dns.mx("rpt5.test", (10, "mx.rpt5.test"))
+    dns.a("mx.rpt5.test", "127.0.2.15")
+    plain = sinks.smtp("127.0.2.15")  # no STARTTLS
+    srv = tern(delivery={"max_messages_per_connection": 1})
+
+    def counts():
+        out = []
+        for f in report_files(srv):
+            for p in f["policies"]:
+                if p["domain"] == "rpt5.test":
+                    out.append((f["sent"], p["type"], p["ok"], p["failed"],
+                                [x[0] for x in p["failures"]]))
+        return out
+
+    submit(srv, "u@example.test", ["e@rpt5.test"], unique("rpt5"))
+    plain.wait()
+    wait_queue_empty(srv)
+    srv.stop()
+    first = counts()
+    assert first == [(False, "no-policy-found", 0, 1, ["starttls-not-supported"])]
+    srv.start()
+    submit(srv, "u@example.test", ["f@rpt5.test"], unique("rpt5"))
+    plain.wait(2)
+    wait_queue_empty(srv)
+    srv.stop()
+    after = counts()
+    # Unless the test straddled midnight (UTC), both land in one day.
+    assert after == [(False, "no-policy-found", 0, 2, ["starttls-not-supported"])] or \
+        len(after) == 2
