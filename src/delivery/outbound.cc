@@ -775,9 +775,10 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
                      verified ? X509_V_OK : (vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
         // Without a policy any TLS counts as success (RFC 8460 4.4).
+        const long failed = vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr;
         self->NoteTlsRpt(*c, verified || c->hop.tls_policy.empty()
                                  ? nullptr
-                                 : sts::FailureType(vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
+                                 : sts::FailureType(failed));
         c->tls_verified = verified;
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +

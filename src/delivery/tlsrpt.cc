@@ -297,7 +297,8 @@ std::string MailtoAddress(std::string_view uri) {
   uri = uri.substr(0, uri.find('?'));
   std::string out;
   for (size_t i = 0; i < uri.size(); ++i) {
-    if (uri[i] == '%' && i + 2 < uri.size() && std::isxdigit(static_cast<unsigned char>(uri[i + 1])) &&
+    if (uri[i] == '%' && i + 2 < uri.size() &&
+        std::isxdigit(static_cast<unsigned char>(uri[i + 1])) &&
         std::isxdigit(static_cast<unsigned char>(uri[i + 2]))) {
       out += static_cast<char>(std::stoi(std::string(uri.substr(i + 1, 2)), nullptr, 16));
       i += 2;
