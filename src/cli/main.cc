@@ -31,8 +31,9 @@
 #include "cli/setup_commands.h"
 #include "cli/dkim_commands.h"
 #include "cli/queue_commands.h"
-#include "cli/sendmail.h"
 #include "cli/report_commands.h"
+#include "cli/report_tls_commands.h"
+#include "cli/sendmail.h"
 #include "cli/trace_commands.h"
 #include "common/result.h"
 #include "common/strings.h"
@@ -737,6 +738,7 @@ int Main(int argc, char** argv) {
 
   RegisterTraceCommand(app, [&] { return LoadConfig(options); }, &action);
   RegisterReportCommands(app, [&] { return LoadConfig(options); }, &action);
+  RegisterReportTlsCommand(app, [&] { return LoadConfig(options); }, &action);
 
   // Only for --help: the real dispatch happens in FindSendmail above.
   app.add_subcommand("sendmail",

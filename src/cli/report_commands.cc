@@ -83,7 +83,7 @@ int RunDmarc(const config::Config& cfg, const DmarcArgs& args) {
 void RegisterReportCommands(CLI::App& app,
                             std::function<Result<config::Config>()> load_config,
                             std::function<int()>* action) {
-  CLI::App* report = app.add_subcommand("report", "reports about mail authentication");
+  CLI::App* report = app.add_subcommand("report", "reports on the mail this server handles: DMARC aggregates, TLS-RPT");
   report->require_subcommand(1);
   auto args = std::make_shared<DmarcArgs>();
   CLI::App* dmarc = report->add_subcommand(

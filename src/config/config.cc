@@ -670,7 +670,8 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
     DeliverySettings& out = cfg->delivery;
     check.RejectUnknown(
         *d, "delivery.",
-        {"mx_port", "tls", "ca_file", "mta_sts", "mta_sts_port", "retry_first", "retry_max",
+        {"mx_port", "tls", "ca_file", "mta_sts", "mta_sts_port", "tlsrpt",
+         "tlsrpt_interval", "retry_first", "retry_max",
          "max_lifetime", "delay_warning", "max_connections",
          "max_connections_per_destination", "max_messages_per_connection",
          "connect_timeout", "greeting_timeout", "command_timeout",
@@ -685,6 +686,7 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
     check.GetBool(*d, "mta_sts", "delivery.mta_sts", &out.mta_sts);
     check.GetUint(*d, "mta_sts_port", "delivery.mta_sts_port", 1, 65535,
                   &out.mta_sts_port);
+    check.GetBool(*d, "tlsrpt", "delivery.tlsrpt", &out.tlsrpt);
     // delay_warning = 0 turns the warning off.
     check.GetUint(*d, "delay_warning", "delivery.delay_warning", 0, kU32Max,
                   &out.delay_warning);
@@ -706,6 +708,7 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
         {"data_init_timeout", &out.data_init_timeout},
         {"data_block_timeout", &out.data_block_timeout},
         {"final_timeout", &out.final_timeout},
+        {"tlsrpt_interval", &out.tlsrpt_interval},
     };
     for (const U32Field& f : fields) {
       check.GetUint(*d, f.key, std::string("delivery.") + f.key, 1, kU32Max,

@@ -126,6 +126,10 @@ struct DeliverySettings {
   std::string ca_file;                 // extra CAs for certificate checks
   bool mta_sts = true;                 // honour MTA-STS policies (RFC 8461)
   uint16_t mta_sts_port = 443;         // of mta-sts.DOMAIN; tests change it
+  // TLS-RPT (RFC 8460): report outbound TLS results to the domains that
+  // ask for them, once per tlsrpt_interval seconds (a UTC day).
+  bool tlsrpt = true;
+  uint32_t tlsrpt_interval = 86400;
   uint32_t retry_first = 300;          // first retry after a temporary failure
   uint32_t retry_max = 3600;           // cap between tries
   uint32_t max_lifetime = 5 * 86400;   // then bounce

@@ -27,6 +27,7 @@
 #include "dns/cache.h"
 #include "dns/unbound_resolver.h"
 #include "delivery/mta_sts_fetch.h"
+#include "delivery/tlsrpt_send.h"
 #include "common/file_io.h"
 #include "common/unique_fd.h"
 #include "net/deadline.h"
@@ -72,6 +73,8 @@ struct Hop {
   // a DNSSEC-signed MX answer, an MX host an MTA-STS policy lists, the
   // domain itself (no MX), or a relay named in our own configuration.
   bool name_vouched = false;
+  // TLS-RPT (RFC 8460 4.4): the policy this MX hop's sessions count under.
+  std::shared_ptr<const tlsrpt::PolicyKey> rpt = {};
   std::string Key() const { return address + ":" + std::to_string(port); }
   std::string Text() const {
     return host + "[" + address + "]:" + std::to_string(port);
@@ -208,6 +211,9 @@ class OutboundImpl final : public Outbound {
   void LoadBody(Tracker& t);
   asio::ssl::context& TlsContext(const RouteConfig* route);
   uint32_t TimeoutFor(ClientSession::Phase phase) const;
+  // Counts one TLS session for TLS-RPT; `failure` is an RFC 8460 4.3
+  // result type, or null for a success.
+  void NoteTlsRpt(Conn& c, const char* failure);
   TlsPolicy PolicyFor(const RouteConfig* route) const {
     return route ? route->tls : options_.tls;
   }
@@ -218,6 +224,7 @@ class OutboundImpl final : public Outbound {
   std::unique_ptr<dns::Resolver> raw_resolver_;
   std::unique_ptr<dns::CachingResolver> resolver_;
   std::unique_ptr<sts::Manager> sts_;  // null when MTA-STS is off
+  std::unique_ptr<tlsrpt::Reporter> tlsrpt_;  // null when TLS-RPT is off
   std::unique_ptr<asio::ssl::context> mx_tls_;
   std::map<const RouteConfig*, std::unique_ptr<asio::ssl::context>> route_tls_;
   std::thread thread_;
@@ -280,6 +287,17 @@ Result<void> OutboundImpl::Init() {
     so.ca_file = options_.ca_file;
     sts_ = std::make_unique<sts::Manager>(so, *resolver_);
   }
+  if (!options_.tlsrpt_data_dir.empty()) {
+    tlsrpt::Options to;
+    to.data_dir = options_.tlsrpt_data_dir;
+    to.interval = options_.tlsrpt_interval;
+    to.submitter = options_.hostname;
+    to.organization = options_.hostname;
+    to.from = options_.tlsrpt_from;
+    to.ca_file = options_.ca_file;
+    tlsrpt_ = std::make_unique<tlsrpt::Reporter>(to, io_->get_executor(), *resolver_);
+    tlsrpt_->Start();
+  }
   started_ = true;
   thread_ = std::thread([this] { io_->run(); });
   return {};
@@ -298,6 +316,8 @@ void OutboundImpl::Stop() {
   // The fetcher thread posts to io_: it ends before io_ does.
   if (sts_) sts_->Stop();
   sts_.reset();
+  if (tlsrpt_) tlsrpt_->Stop();  // saves the counts
+  tlsrpt_.reset();
   // The resolver's descriptor belongs to the io_context: it goes first.
   resolver_.reset();
   raw_resolver_.reset();
@@ -337,6 +357,21 @@ uint32_t OutboundImpl::TimeoutFor(ClientSession::Phase phase) const {
       break;
   }
   return options_.command_timeout;
+}
+
+void OutboundImpl::NoteTlsRpt(Conn& c, const char* failure) {
+  if (!tlsrpt_ || !c.hop.rpt) return;
+  tlsrpt::Outcome o;
+  o.domain = c.hop.domain;
+  o.policy = *c.hop.rpt;
+  o.ok = failure == nullptr;
+  if (!o.ok) {
+    asio::error_code ec;
+    auto local = c.stream.next_layer().local_endpoint(ec);
+    o.failure = {failure, ec ? "" : local.address().to_string(), c.hop.host,
+                 c.hop.address};
+  }
+  tlsrpt_->Note(o);
 }
 
 void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
@@ -590,6 +625,9 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
         plan.hops.back().tls_required = sts_rule.tls_required;
         plan.hops.back().tls_policy = sts_rule.label;
       }
+      plan.hops.back().rpt = tlsrpt::PolicyFor(
+          dane.state == DaneState::kDane ? &dane.records : nullptr,
+          sts_rule.label.empty() ? nullptr : &sts_policy->policy);
     }
   }
   if (plan.hops.empty()) {
@@ -692,6 +730,7 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
             asio::ssl::stream_base::client,
             asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
+          self->NoteTlsRpt(*c, "validation-failure");
           c->tls_handshake_failed = true;
           s.TlsStarted(false, c->timed_out() ? "timeout" : ec.message());
           c->Close();
@@ -708,6 +747,8 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
           c->tls_info = version + (dr.ok ? " " + dr.text + " verified"
                                          : " dane failed (" + dr.text + ")");
           spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
+          // RFC 8460 4.3.2: no TLSA record matched.
+          self->NoteTlsRpt(*c, dr.ok ? nullptr : "tlsa-invalid");
           if (!dr.ok) {
             c->tls_failure = LocalReply(
                 451, "4.7.5",
@@ -733,6 +774,11 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         sts::NoteTls(c->hop.tls_policy, c->hop.Text(),
                      verified ? X509_V_OK : (vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr));
         spdlog::info("outbound: TLS with {}: {}", c->hop.Text(), c->tls_info);
+        // Without a policy any TLS counts as success (RFC 8460 4.4).
+        const long failed = vr == X509_V_OK ? X509_V_ERR_HOSTNAME_MISMATCH : vr;
+        self->NoteTlsRpt(*c, verified || c->hop.tls_policy.empty()
+                                 ? nullptr
+                                 : sts::FailureType(failed));
         c->tls_verified = verified;
         if (policy == TlsPolicy::kRequired && !verified) {
           s.TlsStarted(false, "certificate of " + host +
@@ -845,8 +891,11 @@ asio::awaitable<Reply> ConnectOnce(OutboundImpl* self, const Hop& hop,
   co_await Drive(self, c, nullptr, verify);
   // No TLS: STARTTLS not offered (or refused) is a policy failure too.
   if (!c->tls && (c->session.need() == ClientSession::Need::kReady ||
-                  (c->session.failure() && c->session.failure()->enhanced == "4.7.4")))
+                  (c->session.failure() && c->session.failure()->enhanced == "4.7.4"))) {
     sts::NoteTls(hop.tls_policy, hop.Text(), -1);
+    // Not the plain-text retry, which never asks for STARTTLS.
+    if (policy != TlsPolicy::kNone) self->NoteTlsRpt(*c, "starttls-not-supported");
+  }
   if (c->session.need() != ClientSession::Need::kReady) {
     Reply why = c->tls_failure.value_or(c->session.failure().value_or(
         LocalReply(451, "4.4.2", "session with " + hop.Text() + " failed")));

@@ -33,6 +33,12 @@ struct OutboundOptions {
   bool mta_sts = true;
   std::string mta_sts_dir;
   uint16_t mta_sts_port = 443;         // tests use a high port
+  // TLS-RPT (RFC 8460): TLS outcomes counted per policy domain, kept in
+  // tlsrpt_data_dir/tlsrpt and reported every tlsrpt_interval seconds
+  // (a UTC day), sent from tlsrpt_from. "" turns it off.
+  std::string tlsrpt_data_dir;
+  uint32_t tlsrpt_interval = 86400;
+  std::string tlsrpt_from;
   uint32_t max_connections = 20;
   uint32_t max_connections_per_destination = 4;
   uint32_t max_messages_per_connection = 100;

@@ -21,6 +21,14 @@ OutboundOptions OutboundOptionsFrom(const config::Config& cfg) {
   o.mta_sts = d.mta_sts;
   o.mta_sts_port = d.mta_sts_port;
   o.mta_sts_dir = cfg.data_dir + "/mta-sts";
+  if (d.tlsrpt) {
+    o.tlsrpt_data_dir = cfg.data_dir;
+    o.tlsrpt_interval = d.tlsrpt_interval;
+    // RFC 8460 5.3 asks for no particular sender; the postmaster of our
+    // first domain answers for the reports.
+    o.tlsrpt_from =
+        "postmaster@" + (cfg.domains.empty() ? cfg.hostname : cfg.domains.front());
+  }
   o.max_connections = d.max_connections;
   o.max_connections_per_destination = d.max_connections_per_destination;
   o.max_messages_per_connection = d.max_messages_per_connection;
