@@ -1,12 +1,15 @@
 // Fuzzes the MTA-STS parsers (delivery/mta_sts.h), which read what any
 // domain publishes: the policy file, the _mta-sts TXT record and our own
-// cache file. A parsed policy has a mode, max_age within the RFC 8461 3.2
+// cache file; and the TLS-RPT record parser (delivery/tlsrpt.h,
+// _smtp._tls TXT), whose URIs are only mailto: or https: without spaces
+// or control characters. A parsed policy has a mode, max_age within the RFC 8461 3.2
 // cap, well-formed lower-case mx patterns within the count limit, writes
 // back to text that parses to the same policy, and its patterns match
 // their own names; a TXT id is 1..32 letters and digits.
 //
 // Input: the text, as a policy, as a cache file, as one TXT record and as
 // TXT records split at newlines.
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "delivery/mta_sts.h"
+#include "delivery/tlsrpt.h"
 #include "fuzz_common.h"
 
 namespace {
@@ -80,5 +84,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     start = nl + 1;
   }
   if (auto id = sts::ParseTxt(records)) CheckId(*id);
+  if (auto uris = tern::delivery::tlsrpt::ParseTxt(records)) {
+    for (const std::string& u : *uris) {
+      // Schemes are case-insensitive (RFC 3986 3.1).
+      std::string scheme = u.substr(0, u.find(':') + 1);
+      for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      FUZZ_CHECK(scheme == "mailto:" || scheme == "https:", "rua %s",
+                 Printable(u).c_str());
+      for (char c : u) {
+        FUZZ_CHECK(static_cast<unsigned char>(c) > 32 && c != 127,
+                   "rua octet 0x%02x", static_cast<unsigned char>(c));
+      }
+    }
+  }
   return 0;
 }
