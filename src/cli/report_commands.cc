@@ -59,7 +59,10 @@ int RunDmarc(const config::Config& cfg, const DmarcArgs& args) {
     std::string known;
     for (int64_t d : reports::ListDmarcDays(dir)) known += " " + reports::DayName(d);
     return Error("no DMARC aggregate for " + reports::DayName(day) + " in " + dir +
-                 (known.empty() ? std::string(" (none kept)") : "; days kept:" + known));
+                 (known.empty() ? std::string(" (none kept)") : "; days kept:" + known) +
+                 (cfg.mailauth.dmarc_reports
+                      ? std::string()
+                      : std::string("; [mailauth] dmarc_reports is off, so nothing is recorded")));
   }
   if (!args.xml) {
     PrintTable(*loaded);
