@@ -58,4 +58,37 @@ std::string Rfc5322Date(int64_t unix_seconds) {
   return buf;
 }
 
+std::string MailtoAddress(std::string_view uri) {
+  if (!IStartsWith(uri, "mailto:")) return "";
+  uri.remove_prefix(7);
+  uri = uri.substr(0, uri.find('?'));
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < uri.size(); ++i) {
+    if (uri[i] != '%') {
+      out += uri[i];
+      continue;
+    }
+    int hi = i + 2 < uri.size() ? hex(uri[i + 1]) : -1;
+    int lo = hi >= 0 ? hex(uri[i + 2]) : -1;
+    if (lo < 0) return "";
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  size_t at = out.rfind('@');
+  if (at == std::string::npos || at == 0 || at + 1 == out.size()) return "";
+  for (char c : out) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == ',' || c == '<' || c == '>' || c == '"' ||
+        c == '(' || c == ')' || c == ';' || c == '\\')
+      return "";
+  }
+  return out;
+}
+
 }  // namespace tern

@@ -291,34 +291,6 @@ std::string FileName(const Period& p, const std::string& domain,
          std::to_string(p.end) + "!" + Utc(p.start, "%Y%m%d%H%M%S") + ".json.gz";
 }
 
-std::string MailtoAddress(std::string_view uri) {
-  if (!IStartsWith(uri, "mailto:")) return "";
-  uri.remove_prefix(7);
-  uri = uri.substr(0, uri.find('?'));
-  std::string out;
-  for (size_t i = 0; i < uri.size(); ++i) {
-    if (uri[i] == '%' && i + 2 < uri.size() &&
-        std::isxdigit(static_cast<unsigned char>(uri[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(uri[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(uri.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += uri[i];
-    }
-  }
-  // One plain address: local@domain, nothing that would need quoting in
-  // an envelope or header field.
-  size_t at = out.rfind('@');
-  if (at == std::string::npos || at == 0 || at + 1 == out.size()) return "";
-  for (char c : out) {
-    auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7f || c == ',' || c == '<' || c == '>' || c == '"' ||
-        c == '(' || c == ')' || c == ';' || c == '\\')
-      return "";
-  }
-  return out;
-}
-
 std::string BuildMail(const Period& p, const std::string& domain,
                       const ReportMeta& meta, const std::string& from,
                       const std::string& to, const std::string& gz, int64_t now) {

@@ -104,8 +104,5 @@ std::string BuildMail(const Period& p, const std::string& domain,
                       const std::string& to, const std::string& gz,
                       int64_t now);
 
-// The address of a mailto: URI (RFC 6068): percent-decoded, no query;
-// "" when it is not one plain address.
-std::string MailtoAddress(std::string_view uri);
 
 }  // namespace tern::delivery::tlsrpt

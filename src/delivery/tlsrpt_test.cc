@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include "common/base64.h"
+#include "common/strings.h"
 
 namespace tern::delivery::tlsrpt {
 namespace {

@@ -109,31 +109,6 @@ std::string FileName(int64_t day) { return DayName(day) + ".json"; }
 
 }  // namespace
 
-// RFC 6068 2; RFC 7489 6.4: a "!" in the address must be written %21.
-std::string MailtoAddress(std::string_view uri) {
-  if (!IStartsWith(uri, "mailto:")) return "";
-  std::string_view rest = uri.substr(7);
-  rest = rest.substr(0, rest.find('?'));
-  std::string out;
-  for (size_t i = 0; i < rest.size(); ++i) {
-    if (rest[i] == '%' && i + 2 < rest.size()) {
-      unsigned v = 0;
-      if (std::sscanf(std::string(rest.substr(i + 1, 2)).c_str(), "%2x", &v) != 1)
-        return "";
-      out += static_cast<char>(v);
-      i += 2;
-    } else {
-      out += rest[i];
-    }
-  }
-  size_t at = out.rfind('@');
-  if (at == std::string::npos || at == 0 || at + 1 == out.size()) return "";
-  for (char c : out) {
-    if (static_cast<unsigned char>(c) <= ' ' || c == '<' || c == '>') return "";
-  }
-  return out;
-}
-
 std::string DmarcRow::Key() const {
   // Fields joined by a byte none of them holds.
   std::string k = source_ip + '\x1f' + disposition + '\x1f' + dkim + '\x1f' + spf + '\x1f' +

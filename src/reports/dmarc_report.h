@@ -152,9 +152,6 @@ struct DmarcSendSettings {
   std::string email;      // From and the envelope sender
 };
 
-// The address of a "rua" mailto: URI (RFC 6068 2: "?hfields" dropped, %XX
-// decoded); empty when it is not a usable mailto: address.
-std::string MailtoAddress(std::string_view uri);
 
 // RFC 7489 7.1: whether `rua_domain` accepts reports about `policy_domain`.
 // Same organizational domain: yes; else the TXT records at

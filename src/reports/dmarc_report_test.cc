@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "common/strings.h"
+
 namespace tern::reports {
 namespace {
 
