@@ -406,6 +406,9 @@ def main():
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
     ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
     ap.add_argument("--imap-secs", help="seconds the IMAP part took")
+    ap.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
+                    help="a Markdown section written by a cell's own script "
+                         "(relay.py report, ...), added at the end under ### TITLE")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -633,10 +636,21 @@ def main():
                       f"{r['sessions']} sessions, {r['mode']}, round {r.get('round')}: "
                       f"{r.get('error')}")
         md.append("")
+    sections = {}
+    for spec in args.section:
+        title, _, path = spec.partition("=")
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError as e:
+            text = f"(no results: {e})"
+        sections[title] = text
+        md += ["", f"### {title}", "", text, ""]
     with open(os.path.join(args.outdir, "results.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(args.outdir, "results.json"), "w") as f:
         json.dump({"env": env, "cells": rows, "targets": tg, "latency": lat, "idle": idle,
+                   "sections": sections,
                    "parser": parser, "runs": runs,
                    "mailauth": {"cells": ma_rows, "latency": ma_lat, "info": ma_info,
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,

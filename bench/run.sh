@@ -34,6 +34,12 @@
 #   IMAP_APPEND_PER_CLIENT, IMAP_IDLE_CONNS (1000; QUICK 300), IMAP_IDLE_SECS
 #   (300, QUICK 90: opening connections stops then), IMAP_WAKE_SAMPLES,
 #   TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT (2144/2731/2145).
+# Relaying cell, 10,000 messages for 100 remote domains whose MX hosts are
+#   smtp-sinks (RELAY=0 skips it, RELAY=only runs it alone; bench/relay_cell.sh):
+#   RELAY_ROUNDS, RELAY_COUNT (10000), RELAY_DOMAINS (100, at most 250),
+#   RELAY_SESSIONS (32), TERN_RELAY_PORT/POSTFIX_RELAY_PORT (2740/2742),
+#   RELAY_SINK_PORT (2741), RELAY_NET (127.0.74: sinks on .1 to .N),
+#   RELAY_DNS (127.0.74.253; its port 53 serves the zone).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -85,6 +91,20 @@ IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
 if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
 [ "${MAILAUTH:-}" = only ] && IMAP=
+# RELAY=only: the relaying cell alone.
+RELAY=${RELAY:-1}
+[ "$RELAY" = 0 ] && RELAY=
+if [ "$RELAY" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=; fi
+if [ "${MAILAUTH:-}" = only ] || [ "${MILTER:-}" = only ] || [ "${IMAP:-}" = only ]; then RELAY=; fi
+RELAY_ROUNDS=${RELAY_ROUNDS:-$ROUNDS}
+RELAY_COUNT=${RELAY_COUNT:-10000}
+RELAY_DOMAINS=${RELAY_DOMAINS:-100}
+RELAY_SESSIONS=${RELAY_SESSIONS:-32}
+TERN_RELAY_PORT=${TERN_RELAY_PORT:-2740}
+POSTFIX_RELAY_PORT=${POSTFIX_RELAY_PORT:-2742}
+RELAY_SINK_PORT=${RELAY_SINK_PORT:-2741}
+RELAY_NET=${RELAY_NET:-127.0.74}
+RELAY_DNS=${RELAY_DNS:-127.0.74.253}
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
 IMAP_CELLS=${IMAP_CELLS:-"select fetch search append"}
@@ -207,6 +227,7 @@ cleanup() {
       *) kill -TERM "$j" 2>/dev/null ;;
     esac
   done
+  [ -n "$RELAY" ] && relay_cleanup
   stop_pid "$TERN_PID" "Tern"
   stop_pid "$TERN_AUTH_PID" "Tern (mail authentication)"
   stop_pid "$TERN_MILTER_PID" "Tern (milter)"
@@ -572,11 +593,12 @@ EOF
 }
 
 # --- Tern ---------------------------------------------------------------------
-# start_tern TAG PORT MAILAUTH_TOML: an instance with its data in $WORK/TAG;
-# sets TERN_PID (or TERN_AUTH_PID for tag tern-auth) and TERN_MAILDIR_OF.
+# start_tern TAG PORT MAILAUTH_TOML [TOP_LEVEL_TOML]: an instance with its
+# data in $WORK/TAG; sets TERN_PID (or TERN_AUTH_PID for tag tern-auth, ...)
+# and TERN_MAILDIR_OF.
 declare -A TERN_MAILDIR_OF=()
 start_tern() {
-  local tag=$1 port=$2 mailauth=$3
+  local tag=$1 port=$2 mailauth=$3 top=${4:-}
   local dir=$WORK/$tag conf=$WORK/$tag.toml
   TERN_MAILDIR_OF[$tag]=$dir/mail/bench.test/user/Maildir
   mkdir -p "$dir"
@@ -587,6 +609,7 @@ data_dir = "$dir"
 domains = ["bench.test"]
 threads = 1
 delivery_threads = 1
+$top
 
 [log]
 level = "warn"
@@ -611,6 +634,7 @@ EOF
   local pid=$!
   case $tag in
     tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; tern-milter) TERN_MILTER_PID=$pid ;;
+    tern-relay) TERN_RELAY_PID=$pid ;;
     *) TERN_AUTH_PID=$pid ;;
   esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
@@ -1141,6 +1165,9 @@ run_imap() {
   echo $((SECONDS - started)) >"$WORK/imap-secs"
 }
 
+# The relaying cell (run_relay, relay_cleanup).
+. "$BENCH/relay_cell.sh"
+
 # === main ======================================================================
 log "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $NCPU cores; kernel $(uname -r)"
 log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy)"
@@ -1366,6 +1393,9 @@ fi
 # IMAP cells: Tern against a private Dovecot on the same Maildir.
 [ -n "$IMAP" ] && run_imap
 
+# Relaying: Tern and Postfix relay to 100 smtp-sink "MX hosts".
+[ -n "$RELAY" ] && run_relay
+
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
 if [ -z "$PLAIN" ]; then
@@ -1389,12 +1419,14 @@ log "writing the report"
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
+  ${RELAY:+--section "Relaying=$WORK/relay.md"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
+[ -n "$RELAY" ] && cp "$WORK/relay.jsonl" "$OUT/" 2>/dev/null
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"

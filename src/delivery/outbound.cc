@@ -117,6 +117,9 @@ struct Destination {
   const RouteConfig* route = nullptr;  // null: MX
   std::deque<Job> jobs;
   uint32_t workers = 0;
+  // Listed in OutboundImpl::waiting_: it has jobs for another worker but
+  // every connection slot is taken.
+  bool waiting = false;
   // Hops that failed to connect or greet during this busy period: other
   // jobs skip them instead of waiting for the same timeout again.
   std::set<std::string> dead;
@@ -207,6 +210,15 @@ class OutboundImpl final : public Outbound {
   void Accept(std::shared_ptr<Tracker> t);
   void MaybeSpawn(Destination& d);
   void WorkerDone(Destination* d);
+  // True when another destination waits for a connection slot: an idle
+  // worker then gives its slot up at once instead of waiting for more mail.
+  bool SlotWanted() {
+    while (!waiting_.empty() && waiting_.front()->jobs.empty()) {
+      waiting_.front()->waiting = false;
+      waiting_.pop_front();
+    }
+    return !waiting_.empty();
+  }
   void Complete(const std::shared_ptr<Tracker>& t);
   void LoadBody(Tracker& t);
   asio::ssl::context& TlsContext(const RouteConfig* route);
@@ -235,6 +247,11 @@ class OutboundImpl final : public Outbound {
   // Only touched on the io thread:
   std::map<std::string, Destination> dests_;
   uint32_t total_workers_ = 0;
+  // Destinations that have mail but found every slot taken, oldest first,
+  // and the timers of workers idling on an open connection (woken when a
+  // destination starts waiting, so that the slot changes hands at once).
+  std::deque<Destination*> waiting_;
+  std::set<asio::steady_timer*> idlers_;
   std::mt19937 rng_;
 };
 
@@ -420,14 +437,46 @@ void OutboundImpl::MaybeSpawn(Destination& d) {
     ++total_workers_;
     asio::co_spawn(*io_, RunWorker(this, &d), asio::detached);
   }
+  // Slots ran out while this destination still wants a worker (it has
+  // none, or more jobs than workers): it waits its turn, and one worker
+  // that is only idling on an open connection is asked to let go.
+  bool wants = !d.jobs.empty() && d.workers < options_.max_connections_per_destination &&
+               d.workers < d.jobs.size();
+  if (wants && !d.waiting) {
+    d.waiting = true;
+    waiting_.push_back(&d);
+  }
+  if (wants && !idlers_.empty()) {
+    asio::steady_timer* t = *idlers_.begin();
+    idlers_.erase(idlers_.begin());
+    t->cancel();
+  }
 }
 
 void OutboundImpl::WorkerDone(Destination* d) {
   --d->workers;
   --total_workers_;
   if (d->workers == 0 && d->jobs.empty()) d->dead.clear();
-  // A slot is free: destinations that waited for one may start a worker.
-  for (auto& [key, dest] : dests_) MaybeSpawn(dest);
+  // A slot is free: the destinations that waited longest get it first (a
+  // destination with no worker at all before one that wants another).
+  for (int pass = 0; pass < 2 && total_workers_ < options_.max_connections; ++pass) {
+    std::deque<Destination*> todo;
+    todo.swap(waiting_);
+    std::deque<Destination*> still;
+    for (Destination* w : todo) {
+      w->waiting = false;
+      if (w->jobs.empty()) continue;
+      if ((pass == 0 && w->workers > 0) ||
+          total_workers_ >= options_.max_connections) {
+        w->waiting = true;
+        still.push_back(w);
+        continue;
+      }
+      MaybeSpawn(*w);  // lists it again, at the end, if it wants more
+    }
+    still.insert(still.end(), waiting_.begin(), waiting_.end());
+    waiting_.swap(still);
+  }
 }
 
 void OutboundImpl::Complete(const std::shared_ptr<Tracker>& t) {
@@ -1282,14 +1331,18 @@ asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
   std::shared_ptr<Conn> conn;
   asio::steady_timer idle(*self->io_);
   while (true) {
-    if (d->jobs.empty() && conn && !conn->closed()) {
+    if (d->jobs.empty() && conn && !conn->closed() && !self->SlotWanted()) {
       // The queue hands over messages in batches: an open connection
-      // waits a moment for the next one instead of a new TCP+TLS setup.
-      for (int i = 0; i < kIdleChecks && d->jobs.empty(); ++i) {
+      // waits a moment for the next one instead of a new TCP+TLS setup,
+      // unless another destination needs the slot (MaybeSpawn wakes us).
+      self->idlers_.insert(&idle);
+      for (int i = 0; i < kIdleChecks && d->jobs.empty() && !self->SlotWanted();
+           ++i) {
         idle.expires_after(kIdleCheck);
         asio::error_code ec;
         co_await idle.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
+      self->idlers_.erase(&idle);
     }
     if (d->jobs.empty()) break;
     Job job = std::move(d->jobs.front());
