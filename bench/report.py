@@ -406,6 +406,7 @@ def main():
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
     ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
     ap.add_argument("--imap-secs", help="seconds the IMAP part took")
+    ap.add_argument("--huge", help="huge-message cell records (bench/huge.py, JSON lines)")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -451,6 +452,11 @@ def main():
                             read_jsonl_opt(args.imap_wake), load_json(args.imap_info),
                             load_text(args.imap_secs))
         tg += imap["targets"]
+    huge = None
+    if args.huge:  # the cell's own file knows its records
+        from huge import report as huge_report
+        huge = huge_report(args.huge)
+        tg += huge["targets"]
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
@@ -516,6 +522,8 @@ def main():
     if imap:
         text.append("")
         text += imap_text(imap)
+    if huge:
+        text += huge["text"]
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -615,6 +623,8 @@ def main():
         md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
+    if huge:
+        md += huge["md"]
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -642,7 +652,8 @@ def main():
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
-                   "imap": imap},
+                   "imap": imap,
+                   "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None},
                   f, indent=1)
     return 0
 

@@ -34,6 +34,11 @@
 #   IMAP_APPEND_PER_CLIENT, IMAP_IDLE_CONNS (1000; QUICK 300), IMAP_IDLE_SECS
 #   (300, QUICK 90: opening connections stops then), IMAP_WAKE_SAMPLES,
 #   TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT (2144/2731/2145).
+# Huge-message cell, one 50 MiB message relayed to a sink on loopback by Tern
+#   and by Postfix, memory growth and times (bench/huge.py; HUGE=0 skips it,
+#   HUGE=only runs it alone): HUGE_MIB (50), HUGE_ROUNDS (3; QUICK 1),
+#   TERN_HUGE_PORT (2760), POSTFIX_HUGE_PORT (2761), HUGE_SINK
+#   (127.0.76.1:2762, loopback).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -84,6 +89,16 @@ SERVERS=${SERVERS:-"tern postfix sink"}
 IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
 if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
+# HUGE=only: the huge-message cell alone (it starts its own Tern and Postfix).
+HUGE=${HUGE:-1}
+[ "$HUGE" = 0 ] && HUGE=
+if [ "$HUGE" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=
+elif [ "${MAILAUTH:-}" = only ] || [ "${MILTER:-}" = only ] || [ "$IMAP" = only ]; then HUGE=; fi
+HUGE_MIB=${HUGE_MIB:-50}
+HUGE_ROUNDS=${HUGE_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
+TERN_HUGE_PORT=${TERN_HUGE_PORT:-2760}
+POSTFIX_HUGE_PORT=${POSTFIX_HUGE_PORT:-2761}
+HUGE_SINK=${HUGE_SINK:-127.0.76.1:2762}
 [ "${MAILAUTH:-}" = only ] && IMAP=
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
@@ -332,6 +347,17 @@ if [ -n "$IMAP" ]; then
   done
 fi
 
+if [ -n "$HUGE" ]; then
+  [ -x "$TERN" ] || die "no $TERN: build Tern first (make build)"
+  case $HUGE_SINK in 127.*:*) ;; *) die "HUGE_SINK must be a loopback address:port" ;; esac
+  for port in $TERN_HUGE_PORT $POSTFIX_HUGE_PORT; do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port" ||
+      die "port $port on loopback is in use; set TERN_HUGE_PORT/POSTFIX_HUGE_PORT"
+  done
+  "$PY" "$BENCH/benchlib.py" port-free "${HUGE_SINK%:*}" "${HUGE_SINK##*:}" ||
+    die "$HUGE_SINK is in use; set HUGE_SINK"
+fi
+
 NCPU=$(nproc)
 # Prefixes, not functions: a background function would run in a subshell
 # and $! would not be the server's pid.
@@ -367,7 +393,7 @@ fi
 
 mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl "$OUT"/milter.jsonl \
-  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl \
+  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl "$OUT"/huge.jsonl \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -1366,6 +1392,23 @@ fi
 # IMAP cells: Tern against a private Dovecot on the same Maildir.
 [ -n "$IMAP" ] && run_imap
 
+# Huge message: a Postfix relaying to the sink (stopped afterwards), and
+# bench/huge.py, which starts its own Tern and the sink.
+if [ -n "$HUGE" ]; then
+  log "=== huge message: $HUGE_MIB MiB, $HUGE_ROUNDS round(s) ==="
+  start_postfix postfix-huge "$POSTFIX_HUGE_PORT" 127.0.0.0/8 "relayhost = [${HUGE_SINK%:*}]:${HUGE_SINK##*:}
+message_size_limit = $(( (HUGE_MIB * 2 + 16) * 1048576 ))"
+  hg_pids=tree:${PF_MASTER[postfix-huge]}
+  [ -n "${PF_CG[postfix-huge]}" ] && hg_pids=cg:${PF_CG[postfix-huge]}
+  rc=0
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/huge.py" --tern "$TERN" --work "$WORK/huge" --logs "$WORK/logs" \
+    --out "$WORK/huge.jsonl" --size-mib "$HUGE_MIB" --rounds "$HUGE_ROUNDS" \
+    --tern-port "$TERN_HUGE_PORT" --sink "$HUGE_SINK" --postfix-port "$POSTFIX_HUGE_PORT" \
+    --postfix-pids "$hg_pids" --server-cpus "$SERVER_CPUS" || rc=$?
+  [ $rc -eq 0 ] || { FAILED=1; log "huge-message cell failed (exit $rc)"; }
+  stop_postfix postfix-huge
+fi
+
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
 if [ -z "$PLAIN" ]; then
@@ -1389,12 +1432,14 @@ log "writing the report"
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
+  ${HUGE:+--huge "$WORK/huge.jsonl"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
+[ -n "$HUGE" ] && { cp "$WORK/huge.jsonl" "$OUT/" 2>/dev/null || true; }
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"
