@@ -107,7 +107,9 @@ struct Tracker {
   // The queued message file, open from the first job until the last one
   // ends: the body is read from it piece by piece while it is sent.
   UniqueFd fd;
-  bool has_8bit = false;         // any octet above 127 (RFC 6152)
+  // Any octet above 127 (RFC 6152): read through for peers without
+  // 8BITMIME only, the first time one comes up.
+  std::optional<bool> has_8bit;
   bool tls_required_no = false;  // "TLS-Required: No" (RFC 8689 3)
   std::string load_error;
 };
@@ -265,6 +267,7 @@ class OutboundImpl final : public Outbound {
   void WorkerDone(Destination* d);
   void Complete(const std::shared_ptr<Tracker>& t);
   void LoadBody(Tracker& t);
+  bool Has8Bit(Tracker& t);
   asio::ssl::context& TlsContext(const RouteConfig* route);
   uint32_t TimeoutFor(ClientSession::Phase phase) const;
   // Counts one TLS session for TLS-RPT; `failure` is an RFC 8460 4.3
@@ -502,8 +505,7 @@ Payload FilePayload(const Tracker& t) {
   return p;
 }
 
-// Opens the queued message and reads it through once, a piece at a time,
-// for what decides how it is sent (8-bit octets, TLS-Required).
+// Opens the queued message and reads its header section (TLS-Required).
 void OutboundImpl::LoadBody(Tracker& t) {
   if (t.loaded) return;
   t.loaded = true;
@@ -515,9 +517,10 @@ void OutboundImpl::LoadBody(Tracker& t) {
   Payload p = FilePayload(t);
   smtp::client::MessageScan scan;
   std::string buf;
-  for (uint64_t pos = 0; pos < p.size(); pos += kBodyChunk) {
+  constexpr size_t kHeaderPiece = 16 * 1024;
+  for (uint64_t pos = 0; pos < p.size() && !scan.header_done(); pos += kHeaderPiece) {
     std::string_view piece;
-    if (!p.Read(pos, std::min<uint64_t>(kBodyChunk, p.size() - pos), buf, &piece)) {
+    if (!p.Read(pos, std::min<uint64_t>(kHeaderPiece, p.size() - pos), buf, &piece)) {
       t.load_error = "cannot read the queued message";
       t.fd = UniqueFd();
       return;
@@ -525,8 +528,26 @@ void OutboundImpl::LoadBody(Tracker& t) {
     scan.Feed(piece);
   }
   scan.Finish();
-  t.has_8bit = scan.has_8bit();
   t.tls_required_no = scan.tls_required_no();
+}
+
+// Reads the queued message through, a piece at a time, for 8-bit octets.
+// A read error counts as 7-bit: sending reads the file again and defers
+// the message when that fails too.
+bool OutboundImpl::Has8Bit(Tracker& t) {
+  if (t.has_8bit) return *t.has_8bit;
+  Payload p = FilePayload(t);
+  std::string buf;
+  bool found = false;
+  for (uint64_t pos = 0; pos < p.size() && !found; pos += kBodyChunk) {
+    std::string_view piece;
+    if (!p.Read(pos, std::min<uint64_t>(kBodyChunk, p.size() - pos), buf, &piece)) {
+      return false;
+    }
+    found = smtp::client::Has8Bit(piece);
+  }
+  t.has_8bit = found;
+  return found;
 }
 
 asio::awaitable<std::vector<std::string>> LookupHost(OutboundImpl* self,
@@ -1202,7 +1223,6 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
     }
     req.size = body->size();
     req.body_8bitmime = IEquals(env.body, "8BITMIME");
-    req.has_8bit = t.has_8bit;  // the seal's fields are 7-bit
     req.smtputf8 = env.smtputf8;
     req.ret = env.ret;
     req.envid = env.envid;
@@ -1299,11 +1319,16 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
       // DKIM signature over the 8-bit body, as it does with Postfix.
       // The conversion works on the whole message in memory: 8-bit mail
       // to a peer without 8BITMIME is rare enough to pay for that.
+      // Whether the message has 8-bit octets matters only to a peer
+      // without 8BITMIME: only then is the file read through for them
+      // (the seal's fields are 7-bit: the file's answer holds for the
+      // sealed copy too).
       smtp::client::TxnRequest txn = req;
+      if (!c->session.capabilities().eightbitmime) txn.has_8bit = self->Has8Bit(t);
       const Payload* payload = body;
       Payload seven_payload;
       std::string seven;
-      if (req.has_8bit && !req.smtputf8 &&
+      if (txn.has_8bit && !req.smtputf8 &&
           !c->session.capabilities().eightbitmime) {
         std::string whole;
         std::optional<std::string> converted;

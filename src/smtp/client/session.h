@@ -202,6 +202,8 @@ class MessageScan {
   void Finish();
   bool has_8bit() const { return has_8bit_; }
   bool tls_required_no() const { return tls_required_no_; }
+  // The blank line after the header section has been seen.
+  bool header_done() const { return !in_header_; }
 
  private:
   void EndLine();

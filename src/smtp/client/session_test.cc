@@ -455,6 +455,12 @@ TEST(MessageScanTest, TlsRequiredNoInTheHeaderOnly) {
   for (size_t i = 0; i <= body.size(); ++i)
     EXPECT_FALSE(ScanPieces(body, {i}).tls_required_no()) << "cut at " << i;
   EXPECT_FALSE(ScanPieces("TLS-Required: Yes\r\n\r\n", {}).tls_required_no());
+  // The end of the header section is known as soon as its blank line is in.
+  MessageScan partial;
+  partial.Feed("A: b\r\n\r");
+  EXPECT_FALSE(partial.header_done());
+  partial.Feed("\nbody");
+  EXPECT_TRUE(partial.header_done());
   EXPECT_FALSE(ScanPieces("X-TLS-Required: No\r\n\r\n", {}).tls_required_no());
   // An unterminated last header line counts too.
   EXPECT_TRUE(ScanPieces("A: b\r\nTLS-Required: No", {10}).tls_required_no());
