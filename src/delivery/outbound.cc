@@ -103,15 +103,14 @@ struct Tracker {
   queue::RemoteReport report;
   std::function<void(queue::RemoteReport)> done;
   int outstanding = 0;
+  // The header section has been read (for tls_required_no). The file
+  // itself is opened by each job and read piece by piece while it is sent:
+  // neither the message nor a descriptor is held while a job waits.
   bool loaded = false;
-  // The queued message file, open from the first job until the last one
-  // ends: the body is read from it piece by piece while it is sent.
-  UniqueFd fd;
   // Any octet above 127 (RFC 6152): read through for peers without
   // 8BITMIME only, the first time one comes up.
   std::optional<bool> has_8bit;
   bool tls_required_no = false;  // "TLS-Required: No" (RFC 8689 3)
-  std::string load_error;
 };
 
 // The bytes of a message as one transaction sends them: the queued file
@@ -266,8 +265,8 @@ class OutboundImpl final : public Outbound {
   void MaybeSpawn(Destination& d);
   void WorkerDone(Destination* d);
   void Complete(const std::shared_ptr<Tracker>& t);
-  void LoadBody(Tracker& t);
-  bool Has8Bit(Tracker& t);
+  std::string OpenMessage(Tracker& t, UniqueFd* fd);
+  bool Has8Bit(Tracker& t, int fd);
   asio::ssl::context& TlsContext(const RouteConfig* route);
   uint32_t TimeoutFor(ClientSession::Phase phase) const;
   // Counts one TLS session for TLS-RPT; `failure` is an RFC 8460 4.3
@@ -490,53 +489,50 @@ void OutboundImpl::WorkerDone(Destination* d) {
 }
 
 void OutboundImpl::Complete(const std::shared_ptr<Tracker>& t) {
-  t->fd = UniqueFd();
   if (t->done) t->done(std::move(t->report));
 }
 
 // The message as the spool file holds it, for sending.
-Payload FilePayload(const Tracker& t) {
+Payload FilePayload(const Tracker& t, int fd) {
   Payload p;
   // The header fields added at commit (DKIM-Signature) come first.
   p.prepend = t.job.envelope.prepend;
-  p.fd = t.fd.get();
+  p.fd = fd;
   p.offset = t.job.body_offset;
   p.len = t.job.body_len;
   return p;
 }
 
-// Opens the queued message and reads its header section (TLS-Required).
-void OutboundImpl::LoadBody(Tracker& t) {
-  if (t.loaded) return;
-  t.loaded = true;
-  t.fd = UniqueFd(::open(t.job.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!t.fd) {
-    t.load_error = "cannot open the queued message";
-    return;
-  }
-  Payload p = FilePayload(t);
+// Opens the queued message for one job; the first time, also reads its
+// header section (TLS-Required). Returns why it failed, or "".
+std::string OutboundImpl::OpenMessage(Tracker& t, UniqueFd* fd) {
+  *fd = UniqueFd(::open(t.job.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!*fd) return "cannot open the queued message";
+  if (t.loaded) return "";
+  Payload p = FilePayload(t, fd->get());
   smtp::client::MessageScan scan;
   std::string buf;
   constexpr size_t kHeaderPiece = 16 * 1024;
   for (uint64_t pos = 0; pos < p.size() && !scan.header_done(); pos += kHeaderPiece) {
     std::string_view piece;
     if (!p.Read(pos, std::min<uint64_t>(kHeaderPiece, p.size() - pos), buf, &piece)) {
-      t.load_error = "cannot read the queued message";
-      t.fd = UniqueFd();
-      return;
+      *fd = UniqueFd();
+      return "cannot read the queued message";
     }
     scan.Feed(piece);
   }
   scan.Finish();
   t.tls_required_no = scan.tls_required_no();
+  t.loaded = true;
+  return "";
 }
 
 // Reads the queued message through, a piece at a time, for 8-bit octets.
 // A read error counts as 7-bit: sending reads the file again and defers
 // the message when that fails too.
-bool OutboundImpl::Has8Bit(Tracker& t) {
+bool OutboundImpl::Has8Bit(Tracker& t, int fd) {
   if (t.has_8bit) return *t.has_8bit;
-  Payload p = FilePayload(t);
+  Payload p = FilePayload(t, fd);
   std::string buf;
   bool found = false;
   for (uint64_t pos = 0; pos < p.size() && !found; pos += kBodyChunk) {
@@ -1141,7 +1137,8 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
                                  const HopPlan* plan, Job job,
                                  std::shared_ptr<Conn>* conn) {
   Tracker& t = *job.tracker;
-  self->LoadBody(t);
+  UniqueFd msg_fd;
+  std::string read_error = self->OpenMessage(t, &msg_fd);
   const queue::Envelope& env = t.job.envelope;
   // For the trace: where the last transaction went, and its TLS.
   std::string trace_via;
@@ -1186,8 +1183,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
   // hashes the whole message and takes it as one string: only for this
   // (rare) case is the message read into memory, twice over with the
   // sealed copy; everything else is sent from the spool file in pieces.
-  std::string read_error = t.load_error;
-  Payload file = read_error.empty() ? FilePayload(t) : Payload{};
+  Payload file = read_error.empty() ? FilePayload(t, msg_fd.get()) : Payload{};
   Payload copy;
   std::string sealed;
   const Payload* body = &file;
@@ -1324,7 +1320,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
       // (the seal's fields are 7-bit: the file's answer holds for the
       // sealed copy too).
       smtp::client::TxnRequest txn = req;
-      if (!c->session.capabilities().eightbitmime) txn.has_8bit = self->Has8Bit(t);
+      if (!c->session.capabilities().eightbitmime) txn.has_8bit = self->Has8Bit(t, msg_fd.get());
       const Payload* payload = body;
       Payload seven_payload;
       std::string seven;
