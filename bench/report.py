@@ -409,6 +409,7 @@ def main():
     ap.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
                     help="a Markdown section written by a cell's own script "
                          "(relay.py report, ...), added at the end under ### TITLE")
+    ap.add_argument("--huge", help="huge-message cell records (bench/huge.py, JSON lines)")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -454,6 +455,11 @@ def main():
                             read_jsonl_opt(args.imap_wake), load_json(args.imap_info),
                             load_text(args.imap_secs))
         tg += imap["targets"]
+    huge = None
+    if args.huge:  # the cell's own file knows its records
+        from huge import report as huge_report
+        huge = huge_report(args.huge)
+        tg += huge["targets"]
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
@@ -519,6 +525,8 @@ def main():
     if imap:
         text.append("")
         text += imap_text(imap)
+    if huge:
+        text += huge["text"]
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -618,6 +626,8 @@ def main():
         md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
+    if huge:
+        md += huge["md"]
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -656,7 +666,8 @@ def main():
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
-                   "imap": imap},
+                   "imap": imap,
+                   "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None},
                   f, indent=1)
     return 0
 

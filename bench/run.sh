@@ -40,6 +40,11 @@
 #   RELAY_SESSIONS (32), TERN_RELAY_PORT/POSTFIX_RELAY_PORT (2740/2742),
 #   RELAY_SINK_PORT (2741), RELAY_NET (127.0.74: sinks on .1 to .N),
 #   RELAY_DNS (127.0.74.253; its port 53 serves the zone).
+# Huge-message cell, one 50 MiB message relayed to a sink on loopback by Tern
+#   and by Postfix, memory growth and times (bench/huge.py; HUGE=0 skips it,
+#   HUGE=only runs it alone): HUGE_MIB (50), HUGE_ROUNDS (3; QUICK 1),
+#   TERN_HUGE_PORT (2760), POSTFIX_HUGE_PORT (2761), HUGE_SINK
+#   (127.0.76.1:2762, loopback).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -78,6 +83,11 @@ else
   TARGET_SECS=${TARGET_SECS:-5}
   LAT_SECS=${LAT_SECS:-10}
 fi
+# X=only (for any cell X below) runs only the cells so marked.
+ONLY=
+for v in MAILAUTH MILTER IMAP RELAY HUGE TLS BIGQUEUE; do
+  [ "${!v:-}" = only ] && ONLY+=" $v"
+done
 # MAILAUTH=only: the mail authentication cell alone (no plain cells,
 # latency, idle or parser runs; only the plain Tern among SERVERS).
 PLAIN=1
@@ -90,12 +100,28 @@ SERVERS=${SERVERS:-"tern postfix sink"}
 IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
 if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
+# The newer cells (relay, huge; each starts its own servers): on unless
+# X=0, or unless another cell is marked X=only.
+new_cell() {  # NAME: prints 1 when the cell runs
+  local v=${!1:-1}
+  if [ "$v" = only ]; then echo 1
+  elif [ "$v" != 0 ] && [ -z "$ONLY" ]; then echo 1
+  fi
+}
+HUGE=$(new_cell HUGE)
+RELAY=$(new_cell RELAY)
+if [ -n "$ONLY" ]; then
+  case " $ONLY " in
+    *" MAILAUTH "*|*" MILTER "*|*" IMAP "*) ;;
+    *) PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP= ;;   # only newer cells
+  esac
+fi
+HUGE_MIB=${HUGE_MIB:-50}
+HUGE_ROUNDS=${HUGE_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
+TERN_HUGE_PORT=${TERN_HUGE_PORT:-2760}
+POSTFIX_HUGE_PORT=${POSTFIX_HUGE_PORT:-2761}
+HUGE_SINK=${HUGE_SINK:-127.0.76.1:2762}
 [ "${MAILAUTH:-}" = only ] && IMAP=
-# RELAY=only: the relaying cell alone.
-RELAY=${RELAY:-1}
-[ "$RELAY" = 0 ] && RELAY=
-if [ "$RELAY" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=; fi
-if [ "${MAILAUTH:-}" = only ] || [ "${MILTER:-}" = only ] || [ "${IMAP:-}" = only ]; then RELAY=; fi
 RELAY_ROUNDS=${RELAY_ROUNDS:-$ROUNDS}
 RELAY_COUNT=${RELAY_COUNT:-10000}
 RELAY_DOMAINS=${RELAY_DOMAINS:-100}
@@ -353,6 +379,17 @@ if [ -n "$IMAP" ]; then
   done
 fi
 
+if [ -n "$HUGE" ]; then
+  [ -x "$TERN" ] || die "no $TERN: build Tern first (make build)"
+  case $HUGE_SINK in 127.*:*) ;; *) die "HUGE_SINK must be a loopback address:port" ;; esac
+  for port in $TERN_HUGE_PORT $POSTFIX_HUGE_PORT; do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port" ||
+      die "port $port on loopback is in use; set TERN_HUGE_PORT/POSTFIX_HUGE_PORT"
+  done
+  "$PY" "$BENCH/benchlib.py" port-free "${HUGE_SINK%:*}" "${HUGE_SINK##*:}" ||
+    die "$HUGE_SINK is in use; set HUGE_SINK"
+fi
+
 NCPU=$(nproc)
 # Prefixes, not functions: a background function would run in a subshell
 # and $! would not be the server's pid.
@@ -388,7 +425,7 @@ fi
 
 mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl "$OUT"/milter.jsonl \
-  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl \
+  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl "$OUT"/huge.jsonl \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -1395,6 +1432,22 @@ fi
 
 # Relaying: Tern and Postfix relay to 100 smtp-sink "MX hosts".
 [ -n "$RELAY" ] && run_relay
+# Huge message: a Postfix relaying to the sink (stopped afterwards), and
+# bench/huge.py, which starts its own Tern and the sink.
+if [ -n "$HUGE" ]; then
+  log "=== huge message: $HUGE_MIB MiB, $HUGE_ROUNDS round(s) ==="
+  start_postfix postfix-huge "$POSTFIX_HUGE_PORT" 127.0.0.0/8 "relayhost = [${HUGE_SINK%:*}]:${HUGE_SINK##*:}
+message_size_limit = $(( (HUGE_MIB * 2 + 16) * 1048576 ))"
+  hg_pids=tree:${PF_MASTER[postfix-huge]}
+  [ -n "${PF_CG[postfix-huge]}" ] && hg_pids=cg:${PF_CG[postfix-huge]}
+  rc=0
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/huge.py" --tern "$TERN" --work "$WORK/huge" --logs "$WORK/logs" \
+    --out "$WORK/huge.jsonl" --size-mib "$HUGE_MIB" --rounds "$HUGE_ROUNDS" \
+    --tern-port "$TERN_HUGE_PORT" --sink "$HUGE_SINK" --postfix-port "$POSTFIX_HUGE_PORT" \
+    --postfix-pids "$hg_pids" --server-cpus "$SERVER_CPUS" || rc=$?
+  [ $rc -eq 0 ] || { FAILED=1; log "huge-message cell failed (exit $rc)"; }
+  stop_postfix postfix-huge
+fi
 
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
@@ -1420,6 +1473,7 @@ log "writing the report"
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
   ${RELAY:+--section "Relaying=$WORK/relay.md"} \
+  ${HUGE:+--huge "$WORK/huge.jsonl"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
@@ -1427,6 +1481,7 @@ cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
 [ -n "$RELAY" ] && cp "$WORK/relay.jsonl" "$OUT/" 2>/dev/null
+[ -n "$HUGE" ] && { cp "$WORK/huge.jsonl" "$OUT/" 2>/dev/null || true; }
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"
