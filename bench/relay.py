@@ -260,6 +260,34 @@ def cmd_report(a):
         print(f"\nTern/Postfix (median msgs/s): **{t / p:.2f}x** ({t} against {p}).")
 
 
+def cmd_scale_report(a):
+    """The scaling cell (cell.py records of tern-t1 and tern-t2)."""
+    rows = []
+    for p in a.files:
+        rows.extend(benchlib.read_jsonl(p))
+    by = {}
+    for r in rows:
+        if not r.get("error") and r.get("rate"):
+            by.setdefault(r["server"], []).append(r)
+    print("1 KiB messages, 32 sessions, a new connection per message; neither "
+          "server pinned, the load generator on its own core.\n")
+    print("| Tern | rounds | msgs/s (median) | CPU s/1k msgs |")
+    print("|---|--:|--:|--:|")
+    med = {}
+    for name, label in (("tern-t1", "threads = 1"), ("tern-t2", "threads = 2")):
+        rs = sorted(by.get(name, []), key=lambda r: r["rate"])
+        if not rs:
+            print(f"| {label} | 0 | - | - |")
+            continue
+        m = rs[len(rs) // 2]
+        med[name] = m["rate"]
+        cpu = m.get("cpu_s")
+        cpu_txt = f"{cpu * 1000 / m['count']:.3f}" if cpu and m.get("count") else "-"
+        print(f"| {label} | {len(rs)} | {m['rate']:,.0f} | {cpu_txt} |")
+    if len(med) == 2:
+        print(f"\nA second thread (and core) gives **{med['tern-t2'] / med['tern-t1']:.2f}x**.")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -285,8 +313,10 @@ def main():
     m.add_argument("result")
     rp = sub.add_parser("report")
     rp.add_argument("files", nargs="*")
+    sr = sub.add_parser("scale-report")
+    sr.add_argument("files", nargs="*")
     a = ap.parse_args()
-    return {"zone": cmd_zone, "run": cmd_run, "sinks": cmd_sinks, "merge": cmd_merge,
+    return {"scale-report": cmd_scale_report, "zone": cmd_zone, "run": cmd_run, "sinks": cmd_sinks, "merge": cmd_merge,
             "report": cmd_report}[a.cmd](a) or 0
 
 

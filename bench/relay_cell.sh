@@ -17,7 +17,7 @@
 RELAY_DIR=
 RELAY_DNS_PID=
 RELAY_SINK_PIDS=()
-TERN_RELAY_PID=
+
 
 relay_start_sinks() {
   local i

@@ -40,6 +40,9 @@
 #   RELAY_SESSIONS (32), TERN_RELAY_PORT/POSTFIX_RELAY_PORT (2740/2742),
 #   RELAY_SINK_PORT (2741), RELAY_NET (127.0.74: sinks on .1 to .N),
 #   RELAY_DNS (127.0.74.253; its port 53 serves the zone).
+# Scaling cell, the 1 KiB 32-session cell against Tern with threads = 1
+#   and 2, unpinned (SCALE=0 skips it, SCALE=only runs it alone):
+#   SCALE_ROUNDS, TERN_SCALE_PORT (2791, and 2792).
 # Huge-message cell, one 50 MiB message relayed to a sink on loopback by Tern
 #   and by Postfix, memory growth and times (bench/huge.py; HUGE=0 skips it,
 #   HUGE=only runs it alone): HUGE_MIB (50), HUGE_ROUNDS (3; QUICK 1),
@@ -85,7 +88,7 @@ else
 fi
 # X=only (for any cell X below) runs only the cells so marked.
 ONLY=
-for v in MAILAUTH MILTER IMAP RELAY HUGE TLS BIGQUEUE; do
+for v in MAILAUTH MILTER IMAP RELAY HUGE SCALE TLS BIGQUEUE; do
   [ "${!v:-}" = only ] && ONLY+=" $v"
 done
 # MAILAUTH=only: the mail authentication cell alone (no plain cells,
@@ -110,6 +113,9 @@ new_cell() {  # NAME: prints 1 when the cell runs
 }
 HUGE=$(new_cell HUGE)
 RELAY=$(new_cell RELAY)
+SCALE=$(new_cell SCALE)
+SCALE_ROUNDS=${SCALE_ROUNDS:-$ROUNDS}
+TERN_SCALE_PORT=${TERN_SCALE_PORT:-2791}   # and the next port
 if [ -n "$ONLY" ]; then
   case " $ONLY " in
     *" MAILAUTH "*|*" MILTER "*|*" IMAP "*) ;;
@@ -190,6 +196,9 @@ WORK=
 SINK_PID=
 TERN_PID=
 TERN_AUTH_PID=
+TERN_RELAY_PID=
+TERN_T1_PID=
+TERN_T2_PID=
 TERN_MILTER_PID=
 RSPAMD_PID=
 RSPAMD_TREE=
@@ -255,6 +264,8 @@ cleanup() {
   done
   [ -n "$RELAY" ] && relay_cleanup
   stop_pid "$TERN_PID" "Tern"
+  stop_pid "$TERN_T1_PID" "Tern (threads = 1, unpinned)"
+  stop_pid "$TERN_T2_PID" "Tern (threads = 2, unpinned)"
   stop_pid "$TERN_AUTH_PID" "Tern (mail authentication)"
   stop_pid "$TERN_MILTER_PID" "Tern (milter)"
   stop_pid "$TERN_IMAP_PID" "Tern (IMAP)"
@@ -644,7 +655,7 @@ start_tern() {
 hostname = "mx.bench.test"
 data_dir = "$dir"
 domains = ["bench.test"]
-threads = 1
+threads = ${TERN_THREADS:-1}
 delivery_threads = 1
 $top
 
@@ -666,12 +677,14 @@ EOF
     >"$WORK/logs/$tag-useradd.log" 2>&1 ||
     { cat "$WORK/logs/$tag-useradd.log" >&2; die "tern user add failed"; }
   log "starting $tag ($TERN serve --config $conf, nofile $NOFILE)"
-  "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
+  local pin=("${PIN_SERVER[@]}")
+  [ -n "${TERN_UNPINNED:-}" ] && pin=(env)
+  "${pin[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
     >"$WORK/logs/$tag.log" 2>&1 &
   local pid=$!
   case $tag in
     tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; tern-milter) TERN_MILTER_PID=$pid ;;
-    tern-relay) TERN_RELAY_PID=$pid ;;
+    tern-relay) TERN_RELAY_PID=$pid ;; tern-t1) TERN_T1_PID=$pid ;; tern-t2) TERN_T2_PID=$pid ;;
     *) TERN_AUTH_PID=$pid ;;
   esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
@@ -691,12 +704,13 @@ server_port() {
     sink) echo "$SINK_PORT" ;;
     tern-auth) echo "$TERN_AUTH_PORT" ;; postfix-auth) echo "$POSTFIX_AUTH_PORT" ;;
     tern-milter) echo "$TERN_MILTER_PORT" ;; postfix-milter) echo "$POSTFIX_MILTER_PORT" ;;
+    tern-t1) echo "$TERN_SCALE_PORT" ;; tern-t2) echo "$((TERN_SCALE_PORT + 1))" ;;
   esac
 }
 server_maildir() {
   case $1 in
     tern|tern-nocheck|tern-nomilter) echo "${TERN_MAILDIR_OF[tern]}" ;;
-    tern-auth|tern-milter) echo "${TERN_MAILDIR_OF[$1]}" ;;
+    tern-auth|tern-milter|tern-t1|tern-t2) echo "${TERN_MAILDIR_OF[$1]}" ;;
     postfix|postfix-nomilter) echo "${PF_MAILDIR[postfix]}" ;;
     postfix-auth|postfix-milter) echo "${PF_MAILDIR[$1]}" ;; *) echo "" ;;
   esac
@@ -705,6 +719,7 @@ server_cpu() {
   case $1 in
     tern|tern-nocheck|tern-nomilter) echo "pid:$TERN_PID" ;; tern-auth) echo "pid:$TERN_AUTH_PID" ;;
     tern-milter) echo "pid:$TERN_MILTER_PID" ;;
+    tern-t1) echo "pid:$TERN_T1_PID" ;; tern-t2) echo "pid:$TERN_T2_PID" ;;
     postfix|postfix-nomilter) echo "${PF_CPU[postfix]}" ;; sink) echo "pid:$SINK_PID" ;;
     # rspamd is measured on its own (cell.py --helper-cpu), not in here.
     postfix-milter) echo "${PF_CPU[postfix-milter]}" ;;
@@ -718,6 +733,7 @@ server_alive() {
   case $1 in
     tern|tern-nocheck|tern-nomilter) kill -0 "$TERN_PID" 2>/dev/null ;;
     tern-auth) kill -0 "$TERN_AUTH_PID" 2>/dev/null ;;
+    tern-t1) kill -0 "$TERN_T1_PID" 2>/dev/null ;; tern-t2) kill -0 "$TERN_T2_PID" 2>/dev/null ;;
     tern-milter) kill -0 "$TERN_MILTER_PID" 2>/dev/null && kill -0 "$RSPAMD_PID" 2>/dev/null ;;
     postfix|postfix-nomilter) kill -0 "${PF_MASTER[postfix]}" 2>/dev/null ;;
     postfix-milter) kill -0 "${PF_MASTER[postfix-milter]}" 2>/dev/null && kill -0 "$RSPAMD_PID" 2>/dev/null ;;
@@ -1432,6 +1448,26 @@ fi
 
 # Relaying: Tern and Postfix relay to 100 smtp-sink "MX hosts".
 [ -n "$RELAY" ] && run_relay
+
+# Scaling with cores: the 1 KiB, 32-session, new-connection cell against
+# Tern with threads = 1 and threads = 2, neither pinned (the load
+# generator stays on its core, so the servers share the machine with it).
+if [ -n "$SCALE" ]; then
+  log "=== scaling: threads = 1 and 2, unpinned, $SCALE_ROUNDS round(s) ==="
+  TERN_UNPINNED=1 TERN_THREADS=1 start_tern tern-t1 "$TERN_SCALE_PORT" "[mailauth]
+verify = false"
+  TERN_UNPINNED=1 TERN_THREADS=2 start_tern tern-t2 "$((TERN_SCALE_PORT + 1))" "[mailauth]
+verify = false"
+  RUNS_FILE=$WORK/scale.jsonl
+  for round in $(seq "$SCALE_ROUNDS"); do
+    for server in tern-t1 tern-t2; do run_cell "$server" 1024 32 new "$round"; done
+  done
+  RUNS_FILE=$RUNS
+  stop_pid "$TERN_T1_PID" "Tern (threads = 1, unpinned)"
+  stop_pid "$TERN_T2_PID" "Tern (threads = 2, unpinned)"
+  "$PY" "$BENCH/relay.py" scale-report "$WORK/scale.jsonl" >"$WORK/scale.md" || FAILED=1
+  cat "$WORK/scale.md" >&2
+fi
 # Huge message: a Postfix relaying to the sink (stopped afterwards), and
 # bench/huge.py, which starts its own Tern and the sink.
 if [ -n "$HUGE" ]; then
@@ -1473,6 +1509,7 @@ log "writing the report"
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
   ${RELAY:+--section "Relaying=$WORK/relay.md"} \
+  ${SCALE:+--section "Scaling with cores=$WORK/scale.md"} \
   ${HUGE:+--huge "$WORK/huge.jsonl"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
@@ -1481,6 +1518,7 @@ cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
 [ -n "$RELAY" ] && cp "$WORK/relay.jsonl" "$OUT/" 2>/dev/null
+[ -n "$SCALE" ] && cp "$WORK/scale.jsonl" "$OUT/" 2>/dev/null
 [ -n "$HUGE" ] && { cp "$WORK/huge.jsonl" "$OUT/" 2>/dev/null || true; }
 
 if [ "$FAILED" -ne 0 ]; then
