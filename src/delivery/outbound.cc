@@ -177,6 +177,9 @@ struct Destination {
   // Listed in OutboundImpl::waiting_: it has jobs for another worker but
   // every connection slot is taken.
   bool waiting = false;
+  // Timers of this destination's workers that idle on an open connection:
+  // a new job wakes one at once.
+  std::vector<asio::steady_timer*> idlers;
   // Hops that failed to connect or greet during this busy period: other
   // jobs skip them instead of waiting for the same timeout again.
   std::set<std::string> dead;
@@ -269,12 +272,18 @@ class OutboundImpl final : public Outbound {
   void WorkerDone(Destination* d);
   // True when another destination waits for a connection slot: an idle
   // worker then gives its slot up at once instead of waiting for more mail.
+  // Only a destination without any worker counts: one that has a
+  // connection already takes further slots as they come free, so that
+  // connections are not closed and opened again for every message.
   bool SlotWanted() {
     while (!waiting_.empty() && waiting_.front()->jobs.empty()) {
       waiting_.front()->waiting = false;
       waiting_.pop_front();
     }
-    return !waiting_.empty();
+    for (const Destination* w : waiting_) {
+      if (w->workers == 0 && !w->jobs.empty()) return true;
+    }
+    return false;
   }
   void Complete(const std::shared_ptr<Tracker>& t);
   std::string OpenMessage(Tracker& t, UniqueFd* fd);
@@ -484,6 +493,13 @@ void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
       d.route = where[key].second;
     }
     d.jobs.push_back(Job{t, std::move(idx), group.second});
+    if (!d.idlers.empty()) {
+      // A worker of this destination idles on an open connection: it
+      // takes the job now (MaybeSpawn then sees enough workers).
+      d.idlers.back()->cancel();
+      idlers_.erase(d.idlers.back());
+      d.idlers.pop_back();
+    }
     MaybeSpawn(d);
   }
 }
@@ -496,15 +512,16 @@ void OutboundImpl::MaybeSpawn(Destination& d) {
     asio::co_spawn(*io_, RunWorker(this, &d), asio::detached);
   }
   // Slots ran out while this destination still wants a worker (it has
-  // none, or more jobs than workers): it waits its turn, and one worker
-  // that is only idling on an open connection is asked to let go.
+  // none, or more jobs than workers): it waits its turn. When it has no
+  // worker at all, one that only idles on an open connection for another
+  // destination is asked to let go.
   bool wants = !d.jobs.empty() && d.workers < options_.max_connections_per_destination &&
                d.workers < d.jobs.size();
   if (wants && !d.waiting) {
     d.waiting = true;
     waiting_.push_back(&d);
   }
-  if (wants && !idlers_.empty()) {
+  if (wants && d.workers == 0 && !idlers_.empty()) {
     asio::steady_timer* t = *idlers_.begin();
     idlers_.erase(idlers_.begin());
     t->cancel();
@@ -1449,14 +1466,16 @@ asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
       // The queue hands over messages in batches: an open connection
       // waits a moment for the next one instead of a new TCP+TLS setup,
       // unless another destination needs the slot (MaybeSpawn wakes us).
-      self->idlers_.insert(&idle);
       for (int i = 0; i < kIdleChecks && d->jobs.empty() && !self->SlotWanted();
            ++i) {
+        self->idlers_.insert(&idle);
+        d->idlers.push_back(&idle);
         idle.expires_after(kIdleCheck);
         asio::error_code ec;
         co_await idle.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        self->idlers_.erase(&idle);
+        std::erase(d->idlers, &idle);
       }
-      self->idlers_.erase(&idle);
     }
     if (d->jobs.empty()) break;
     Job job = std::move(d->jobs.front());
