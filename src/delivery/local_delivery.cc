@@ -158,7 +158,149 @@ std::optional<std::string> DetailFolder(const std::string& rcpt,
   return store::CanonicalFolderName(rcpt.substr(plus + 1, at - plus - 1));
 }
 
+// The trace's "done" of a message delivered before its 250: every
+// recipient reached its mailboxes (as the queue's finisher records it).
+void TraceDirectDone(const std::string& id, const queue::Envelope& env) {
+  if (!trace::Enabled()) return;
+  std::vector<std::string> delivered;
+  for (const queue::Recipient& r : env.recipients) delivered.push_back(r.address);
+  trace::Event e("done");
+  e.Add("id", id).Add("delivered", delivered).Add("failed", std::vector<std::string>());
+  trace::Record(e);
+}
+
+// One message delivered into Maildirs before the reply to its DATA: the
+// copies live in a MaildirBatch whose flushes the queue's committer makes.
+class DirectCopies final : public queue::DirectDelivery {
+ public:
+  struct Target {
+    std::string mailbox;
+    std::string folder;  // empty: the INBOX
+    size_t copy = 0;
+  };
+
+  DirectCopies(int mail_root_fd, const std::string& hostname,
+               const queue::Envelope& env,
+               std::function<void(const std::string&, const std::string&)> delivered)
+      : batch_(mail_root_fd, hostname),
+        id_(env.id),
+        env_(env),
+        delivered_(std::move(delivered)) {}
+
+  MaildirBatch& batch() { return batch_; }
+  std::vector<std::vector<Target>>& targets() { return targets_; }
+
+  void Link() override { batch_.Link(); }
+
+  std::vector<size_t> Complete(bool durable) override {
+    batch_.Finalize(durable);
+    std::vector<size_t> rest;
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      const std::string& rcpt = env_.recipients[i].address;
+      bool all = true;
+      for (const Target& t : targets_[i]) {
+        const Result<std::string>& r = batch_.result(t.copy);
+        if (r) {
+          // Told before the log line, as in DeliverBatch (the quota cache).
+          if (delivered_) {
+            if (auto path = store::MailboxPathFor(t.mailbox)) {
+              delivered_(path->domain + "/" + path->local,
+                         t.folder.empty() ? std::string("INBOX") : t.folder);
+            }
+          }
+          spdlog::info("queue {}: <{}> delivered to {}: {}", id_, rcpt,
+                       t.mailbox, *r);
+          metrics::CountDelivery("local", "delivered", queue::QueueIdMicros(id_));
+          TraceLocal(id_, rcpt, "delivered", t.mailbox, t.folder, "");
+        } else {
+          all = false;
+          spdlog::warn("queue {}: <{}> direct delivery to {} failed, queued: {}",
+                       id_, rcpt, t.mailbox, r.error().message);
+        }
+      }
+      if (!all) rest.push_back(i);
+    }
+    if (rest.empty()) TraceDirectDone(id_, env_);
+    return rest;
+  }
+
+ private:
+  MaildirBatch batch_;
+  std::string id_;
+  queue::Envelope env_;  // sender and recipients, for logs and the trace
+  std::function<void(const std::string&, const std::string&)> delivered_;
+  std::vector<std::vector<Target>> targets_;  // per envelope recipient
+};
+
 }  // namespace
+
+std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
+    const queue::Envelope& env, std::string_view message, dev_t dev) {
+  // Resolve everything first: one recipient that is not a plain local
+  // mailbox sends the whole message through the queue.
+  std::vector<auth::Resolution> resolved;
+  resolved.reserve(env.recipients.size());
+  for (const queue::Recipient& r : env.recipients) {
+    auth::Resolution res = resolver_(r.address);
+    if (res.kind != Kind::kLocal || !res.remote.empty() || res.mailboxes.empty()) {
+      return nullptr;
+    }
+    resolved.push_back(std::move(res));
+  }
+  std::string lf_prepend;
+  if (!env.prepend.empty()) {
+    LineEndConverter conv;
+    conv.Convert(env.prepend, lf_prepend);
+    conv.Finish(lf_prepend);
+  }
+  std::string lf_body;
+  {
+    LineEndConverter conv;
+    conv.Convert(message, lf_body);
+    conv.Finish(lf_body);
+  }
+  MessageSource source;
+  source.lf_body = &lf_body;
+  const bool junk = MarkedJunk(lf_prepend);
+
+  auto direct = std::make_unique<DirectCopies>(mail_root_.get(), hostname_, env,
+                                               delivered_);
+  MaildirBatch& batch = direct->batch();
+  std::map<std::string, size_t> copies;  // one copy per Maildir folder
+  direct->targets().resize(env.recipients.size());
+  for (size_t i = 0; i < env.recipients.size(); ++i) {
+    for (std::string& mailbox : resolved[i].mailboxes) {
+      DirectCopies::Target t;
+      t.mailbox = std::move(mailbox);
+      auto path = store::MailboxPathFor(t.mailbox);
+      if (!path) return nullptr;  // DeliverBatch fails it, with its log line
+      if (junk) {
+        t.folder = "Junk";
+      } else if (auto f = DetailFolder(env.recipients[i].address, t.mailbox);
+                 f && !store::IsInbox(*f) && FolderExists(*path, *f)) {
+        t.folder = *f;
+      }
+      std::string key = path->domain + "/" + path->local + "/" + t.folder;
+      auto it = copies.find(key);
+      if (it != copies.end()) {
+        t.copy = it->second;
+      } else {
+        t.copy = batch.Add(
+            *path, DeliveryHeaders(env.sender, t.mailbox) + lf_prepend, source,
+            t.folder.empty() ? std::string() : store::FolderDirectory(t.folder));
+        if (!batch.written(t.copy)) {
+          spdlog::warn("queue {}: direct delivery to {} not possible, queued: {}",
+                       env.id, t.mailbox, batch.result(t.copy).error().message);
+          return nullptr;  // removes what was written
+        }
+        if (batch.device(t.copy) != dev) return nullptr;  // not our flush
+        copies.emplace(key, t.copy);
+      }
+      direct->targets()[i].push_back(std::move(t));
+    }
+  }
+  return direct;
+}
 
 bool LocalDelivery::FolderExists(const store::MailboxPath& path,
                                  const std::string& folder) const {

@@ -284,6 +284,14 @@ void MaildirBatch::Commit() {
   // crash never exposes a partial file to readers (Maildir protocol).
   SyncAll(false);
   // Step 2: rename into new/.
+  Link();
+  // Step 3: the renames must be durable before the queue forgets the
+  // message; otherwise a crash could lose the copy.
+  SyncAll(true);
+  Finalize(true);
+}
+
+void MaildirBatch::Link() {
   for (Copy& c : copies_) {
     if (!c.in_progress) continue;
     int rc = ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
@@ -300,16 +308,28 @@ void MaildirBatch::Commit() {
     }
     c.renamed = true;
   }
-  // Step 3: the renames must be durable before the queue forgets the
-  // message; otherwise a crash could lose the copy.
-  SyncAll(true);
+}
+
+void MaildirBatch::Finalize(bool durable) {
   for (Copy& c : copies_) {
     if (!c.in_progress) continue;
+    if (!durable) {
+      // In new/ maybe, but not known to be durable: an error, so that the
+      // caller keeps the message (a duplicate at worst).
+      Fail(c, Err("sync " + c.dir + ": the flush failed"));
+      continue;
+    }
     c.in_progress = false;
     c.file_fd.Reset();
     c.result = c.dir + "/" + c.new_name;
   }
 }
+
+bool MaildirBatch::written(size_t index) const {
+  return copies_[index].in_progress;
+}
+
+dev_t MaildirBatch::device(size_t index) const { return copies_[index].dev; }
 
 const Result<std::string>& MaildirBatch::result(size_t index) const {
   return copies_[index].result;

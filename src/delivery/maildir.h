@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 #include <string_view>
@@ -65,7 +67,17 @@ class MaildirBatch {
              const MessageSource& source, std::string_view folder_dir = {});
   // Syncs the written copies, renames them into new/ and syncs the renames.
   // A copy is reported delivered only when its file in new/ is durable.
+  // The same in steps, for a caller that flushes on its own (direct
+  // delivery shares the queue's group commit): Link() once the data is
+  // durable, Finalize() once a flush after Link() finished (`durable`
+  // false when it failed: the copies are then reported as errors).
   void Commit();
+  void Link();
+  void Finalize(bool durable);
+  // Before Commit or Link: whether copy `index` was written (else its
+  // result() holds the error) and the file system it is on.
+  bool written(size_t index) const;
+  dev_t device(size_t index) const;
   // After Commit: the path below the mail root of the delivered file, or the
   // error (the copy is then not in new/, or is there but maybe not durable
   // — a retry may deliver it twice, never lose it).

@@ -71,12 +71,36 @@ int QueueImpl::SyncBatch(std::vector<PendingCommit>& batch) {
   return err;
 }
 
+void QueueImpl::QueueRest(PendingCommit& pc, const std::vector<size_t>& rest) {
+  // Only the recipients left over go into the spool file.
+  Envelope& env = pc.writer->envelope();
+  std::vector<Recipient> keep;
+  for (size_t i : rest) {
+    if (i < env.recipients.size()) keep.push_back(env.recipients[i]);
+  }
+  env.recipients = std::move(keep);
+  pc.direct.reset();
+  pc.linked = false;
+  if (int err = pc.writer->Finish(); err != 0) {
+    pc.error_code = err;
+    pc.error = "queue write " + pc.id + ": " + ErrnoText(err);
+  } else {
+    pc.fd = pc.writer->Take();
+  }
+  pc.writer.reset();
+}
+
 void QueueImpl::CommitterLoop() {
   std::vector<PendingCommit> batch;
+  // Direct deliveries between their two flushes, and those that fell back
+  // to the queue: they go into the next round.
+  std::vector<PendingCommit> again;
   while (true) {
     uint64_t number = 0;
     {
       MutexLock lock(commit_mu_);
+      for (PendingCommit& pc : again) commits_.push_back(std::move(pc));
+      again.clear();
       while (commits_.empty() && sync_waiters_ == 0 && !committer_stop_) {
         commit_cv_.Wait(commit_mu_);
       }
@@ -91,7 +115,42 @@ void QueueImpl::CommitterLoop() {
       sync_error_ = err;
     }
     synced_cv_.NotifyAll();
+    // Direct deliveries: this flush made either the copies' data durable
+    // (link them now; the next flush makes the links durable) or the links
+    // (answer the session). What cannot be finished goes to the queue.
     for (PendingCommit& pc : batch) {
+      if (!pc.direct) continue;
+      if (!pc.linked) {
+        if (err != 0) {
+          spdlog::warn("queue {}: direct delivery not synced ({}): queued",
+                       pc.id, ErrnoText(err));
+          std::vector<size_t> all(pc.writer->envelope().recipients.size());
+          for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+          QueueRest(pc, all);
+        } else {
+          pc.direct->Link();
+          pc.linked = true;
+        }
+      } else {
+        std::vector<size_t> rest = pc.direct->Complete(err == 0);
+        if (rest.empty()) {
+          pc.direct.reset();
+          pc.writer.reset();
+          pc.delivered = true;  // answered below; nothing to schedule
+          continue;
+        }
+        spdlog::warn("queue {}: {} recipient(s) left to the queue after "
+                     "direct delivery", pc.id, rest.size());
+        QueueRest(pc, rest);
+      }
+      if (!pc.error.empty()) continue;  // answered below
+      // bool members keep their value in the moved-from entry.
+      pc.next_round = true;
+      again.push_back(std::move(pc));
+      again.back().next_round = false;
+    }
+    for (PendingCommit& pc : batch) {
+      if (pc.next_round) continue;
       if (!pc.error.empty()) {
         spdlog::error("queue: commit failed: {}", pc.error);
         ::unlinkat(spool_->msg_fd.get(), pc.id.c_str(), 0);
@@ -100,6 +159,7 @@ void QueueImpl::CommitterLoop() {
       pc.fd.Reset();
     }
     for (PendingCommit& pc : batch) {
+      if (pc.next_round) continue;
       if (pc.error.empty()) {
         pc.done(Result<void>{});
       } else {
@@ -107,7 +167,8 @@ void QueueImpl::CommitterLoop() {
       }
     }
     for (PendingCommit& pc : batch) {
-      if (!pc.error.empty()) continue;
+      if (pc.next_round || !pc.error.empty()) continue;
+      if (pc.delivered) continue;  // in the Maildirs, nothing queued
       if (pc.quarantined) {
         MutexLock lock(sched_mu_);
         held_.insert(pc.id);

@@ -5,9 +5,13 @@
 // Options::local, so the queue knows neither the directory nor Maildir.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "queue/queue.h"
@@ -43,8 +47,43 @@ struct LocalOutcome {
   uint64_t body_len = 0;
 };
 
+// A message delivered straight into its recipients' Maildirs before the
+// reply to its DATA (issue 18: no spool file for purely local mail). The
+// copies are written when it is made; the queue's committer then drives it
+// through its group flushes: Link() after a flush made the copies' data
+// durable, Complete() after the next flush made the links durable. The
+// 250 is sent only after Complete() said every recipient is done; what it
+// leaves goes through the queue as before (see docs/architecture.md,
+// "Direct local delivery").
+class DirectDelivery {
+ public:
+  // Removes the copies that were not linked into new/.
+  virtual ~DirectDelivery() = default;
+  // The copies' data is durable: moves them into new/ (a failed move
+  // shows in Complete).
+  virtual void Link() = 0;
+  // `durable`: the flush after Link() succeeded. Logs, counts and traces
+  // what was delivered; returns the indexes (in the envelope) of the
+  // recipients that must still be queued, empty when all are done. A
+  // recipient is queued whole unless every one of its copies is durably
+  // in new/: a duplicate at worst, never a loss.
+  virtual std::vector<size_t> Complete(bool durable) = 0;
+};
+
 class LocalDeliverer {
  public:
+  // Direct delivery: when every recipient of `env` resolves to local
+  // mailboxes only, on the file system `dev` (the spool's, whose flush the
+  // queue shares), writes one copy per mailbox into its tmp/ and returns
+  // them. Null: the message takes the queue (nothing was left behind).
+  // `message` is the message as received (CRLF, not dot-stuffed), without
+  // env.prepend. Called from session threads, concurrently.
+  virtual std::unique_ptr<DirectDelivery> PrepareDirect(
+      const Envelope& env, std::string_view message, dev_t dev) {
+    (void)env, (void)message, (void)dev;
+    return nullptr;
+  }
+
   virtual ~LocalDeliverer() = default;
   // Delivers the queued messages `ids` and updates or removes their queue
   // files; one outcome per id. Called from the queue's delivery threads,

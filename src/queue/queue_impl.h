@@ -65,6 +65,8 @@ struct Spool {
 // One message being received (queue_writer.cc).
 class WriterImpl final : public Writer {
  public:
+  // Without `fd` (direct local delivery on) the spool file is made when
+  // the message first needs it: when it spills or is committed to the queue.
   WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
              Envelope envelope, UniqueFd fd, uint64_t old_size);
   ~WriterImpl() override;
@@ -89,13 +91,20 @@ class WriterImpl final : public Writer {
     return std::move(fd_);
   }
 
+  // The whole message is still in memory (no spool file written yet).
+  bool in_memory() const { return !spilled_ && error_ == 0; }
+  const std::string& buffer() const { return buffer_; }
+
  private:
   int Flush();
+  // Creates the spool file when there is none yet: 0 or an errno value.
+  int EnsureFile();
 
   std::shared_ptr<const Spool> spool_;
   std::string id_;
   Envelope envelope_;  // encoded at Finish, after the message (format 2)
   UniqueFd fd_;
+  bool has_file_ = false;  // msg/<id> exists (until handed over)
   std::string buffer_;
   bool spilled_ = false;
   uint64_t old_size_ = 0;  // size of the reused file before this message
@@ -112,6 +121,14 @@ struct PendingCommit {
   std::string error;
   int error_code = 0;  // errno of the failure, for Error::code
   bool quarantined = false;  // held, not scheduled (Envelope::quarantine)
+  // Direct local delivery: the copies, and the writer that still holds the
+  // message in case some recipient must be queued after all. `linked`:
+  // Link() was called, the next flush completes it.
+  std::unique_ptr<DirectDelivery> direct;
+  std::unique_ptr<WriterImpl> writer;
+  bool linked = false;
+  bool delivered = false;   // every recipient done directly
+  bool next_round = false;  // this entry moved on to the next flush
 };
 
 class QueueImpl final : public Queue {
@@ -144,6 +161,9 @@ class QueueImpl final : public Queue {
   // The committer (committer.cc).
   void CommitterLoop() EXCLUDES(commit_mu_);
   int SyncBatch(std::vector<PendingCommit>& batch);
+  // A direct delivery left recipients (or could not go on): writes the
+  // spool file for them; on success `pc` becomes an ordinary commit.
+  void QueueRest(PendingCommit& pc, const std::vector<size_t>& rest);
   int SharedSync(int fd) EXCLUDES(commit_mu_);
 
   // Pickup from incoming/ (pickup.cc).
