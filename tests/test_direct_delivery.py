@@ -276,3 +276,86 @@ def test_kill9_during_direct_delivery(rig, moment):
         check_maildir_files(srv, u)
         assert len(copies(srv, u, m)) <= 1, u
     assert srv.queue_json() == []
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_intent_log_is_replayed_at_start(rig):
+    """A crash after the flush but before the moves into new/ leaves copies
+    in tmp/ and their records in queue/direct.N: at start a copy whose bytes
+    match its record is moved into new/, one that does not is removed, and
+    a torn last record is ignored."""
+    srv = direct_server(rig)
+    m0 = unique("warm")
+    submit(srv, "s@remote.test", [USERS[0]], make_message(m0, 300))
+    assert srv.stop() == 0
+    md = srv.maildir(USERS[0])
+    rel = md.relative_to(srv.data_dir / "mail")
+    good = b"Return-Path: <s@remote.test>\nDelivered-To: u@example.test\n\nreplayed-good\n"
+    bad = b"Return-Path: <s@remote.test>\nDelivered-To: u@example.test\n\nreplayed-bad\n"
+    (md / "tmp" / "1.good").write_bytes(good)
+    (md / "tmp" / "1.bad").write_bytes(bad[:-5])  # its flush never finished
+    (md / "tmp" / "1.torn").write_bytes(good)
+    lines = [
+        f"{crc32c(good):08x}\t{len(good)}\t{rel}/tmp/1.good\t{rel}/new/1.good,S={len(good)}\n",
+        f"{crc32c(bad):08x}\t{len(bad)}\t{rel}/tmp/1.bad\t{rel}/new/1.bad,S={len(bad)}\n",
+        f"{crc32c(good):08x}\t{len(good)}\t{rel}/tmp/1.torn",
+    ]
+    with open(srv.data_dir / "queue" / "direct.1", "w") as f:
+        f.write("".join(lines))
+    srv.start()
+    assert (md / "new" / f"1.good,S={len(good)}").read_bytes() == good
+    assert not (md / "tmp" / "1.good").exists()
+    assert not (md / "tmp" / "1.bad").exists(), "an incomplete copy stayed in tmp/"
+    assert not list((md / "new").glob("1.bad*")), "an incomplete copy reached new/"
+    assert (md / "tmp" / "1.torn").exists(), "a torn record was acted on"
+    assert "intent log replayed, 1 copy(ies) moved into new/" in srv.log_text()
+    assert (srv.data_dir / "queue" / "direct.1").stat().st_size == 0
+
+
+def test_kill9_after_the_intent_is_written(rig):
+    """Killed once the intent records are written (the flush may or may not
+    have run): after restart every copy is in new/ exactly once, moved there
+    either before the kill or by the replay."""
+    srv = direct_server(rig)
+    for u in USERS:
+        m0 = unique("warm")
+        submit(srv, "s@remote.test", [u], make_message(m0, 300, to=u))
+    ino = Inotify()
+    IN_MODIFY = 0x2
+    ino.watch(srv.data_dir / "queue", IN_MODIFY)
+    m = unique("intent")
+    killed = threading.Event()
+
+    def killer():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ev = ino.wait(0.5)
+            if ev is not None and ev[1].startswith("direct."):
+                os.kill(srv.proc.pid, signal.SIGKILL)
+                killed.set()
+                return
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        submit(srv, "s@remote.test", list(USERS), make_message(m, 4000))
+    except (OSError, EOFError):
+        pass
+    t.join(25)
+    ino.close()
+    assert killed.is_set()
+    srv.kill9()
+    srv.start()
+    assert "intent log replayed" in srv.log_text()
+    for u in USERS:
+        assert len(copies(srv, u, m)) == 1, u
+        check_maildir_files(srv, u)
+    assert srv.queue_json() == []

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <set>
@@ -21,6 +23,7 @@
 #include "common/trace.h"
 #include "common/unique_fd.h"
 #include "delivery/maildir.h"
+#include "queue/crc32c.h"
 #include "queue/finisher.h"
 #include "queue/queue_id.h"
 #include "queue/spool_format.h"
@@ -189,11 +192,16 @@ class DirectCopies final : public queue::DirectDelivery {
 
   MaildirBatch& batch() { return batch_; }
   std::vector<std::vector<Target>>& targets() { return targets_; }
+  std::string& intent() { return intent_; }
+
+  std::string Intent() const override { return intent_; }
 
   void Link() override { batch_.Link(); }
 
-  std::vector<size_t> Complete(bool durable) override {
-    batch_.Finalize(durable);
+  std::vector<size_t> Complete() override {
+    // The intent log makes a move durable across a crash: the copy is
+    // delivered once it is in new/.
+    batch_.Finalize(true);
     std::vector<size_t> rest;
     for (size_t i = 0; i < targets_.size(); ++i) {
       const std::string& rcpt = env_.recipients[i].address;
@@ -230,7 +238,32 @@ class DirectCopies final : public queue::DirectDelivery {
   queue::Envelope env_;  // sender and recipients, for logs and the trace
   std::function<void(const std::string&, const std::string&)> delivered_;
   std::vector<std::vector<Target>> targets_;  // per envelope recipient
+  std::string intent_;  // the intent log lines of the copies
 };
+
+// "crc32c<TAB>size<TAB>tmp path<TAB>new path<LF>", paths below the mail root.
+void AppendIntent(std::string& out, uint32_t crc, uint64_t size,
+                  const std::string& tmp, const std::string& dest) {
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc);
+  out += hex;
+  out += '\t';
+  out += std::to_string(size);
+  out += '\t';
+  out += tmp;
+  out += '\t';
+  out += dest;
+  out += '\n';
+}
+
+// A path from the intent log that stays below the mail root.
+bool SafeRelativePath(std::string_view p) {
+  if (p.empty() || p.front() == '/') return false;
+  for (const std::string& part : Split(p, '/')) {
+    if (part.empty() || part == "." || part == "..") return false;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -294,12 +327,69 @@ std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
           return nullptr;  // removes what was written
         }
         if (batch.device(t.copy) != dev) return nullptr;  // not our flush
+        const std::string tmp = batch.tmp_path(t.copy);
+        const std::string dest = batch.new_path(t.copy);
+        if ((tmp + dest).find_first_of("\t\n") != std::string::npos) return nullptr;
+        const std::string headers =
+            DeliveryHeaders(env.sender, t.mailbox) + lf_prepend;
+        AppendIntent(direct->intent(),
+                     Crc32c(Crc32c(0, headers), lf_body),
+                     headers.size() + lf_body.size(), tmp, dest);
         copies.emplace(key, t.copy);
       }
       direct->targets()[i].push_back(std::move(t));
     }
   }
   return direct;
+}
+
+size_t LocalDelivery::ReplayDirect(std::string_view log) {
+  size_t moved = 0;
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string_view::npos) break;  // torn last record
+    std::string_view line = log.substr(start, end - start);
+    start = end + 1;
+    std::vector<std::string> f = Split(line, '\t');
+    if (f.size() != 4 || f[0].size() != 8 || !SafeRelativePath(f[2]) ||
+        !SafeRelativePath(f[3])) {
+      spdlog::warn("queue: intent log: skipping a malformed record");
+      continue;
+    }
+    const uint32_t crc = static_cast<uint32_t>(std::strtoul(f[0].c_str(), nullptr, 16));
+    const uint64_t size = std::strtoull(f[1].c_str(), nullptr, 10);
+    struct stat st;
+    if (::fstatat(mail_root_.get(), f[3].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      continue;  // the move was durable
+    }
+    UniqueFd fd(::openat(mail_root_.get(), f[2].c_str(),
+                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) continue;  // moved on (to cur/), removed, or never written
+    std::string data;
+    bool whole = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+                 static_cast<uint64_t>(st.st_size) == size;
+    if (whole) {
+      data.resize(size);
+      whole = io::PreadAll(fd.get(), data.data(), data.size(), 0) == 0 &&
+              Crc32c(0, data) == crc;
+    }
+    if (!whole) {
+      // Its flush never finished, so no 250 was sent for it.
+      spdlog::warn("queue: intent log: {} is incomplete, removed", f[2]);
+      ::unlinkat(mail_root_.get(), f[2].c_str(), 0);
+      continue;
+    }
+    if (::renameat(mail_root_.get(), f[2].c_str(), mail_root_.get(),
+                   f[3].c_str()) != 0) {
+      spdlog::error("queue: intent log: moving {} into new/: {}", f[2],
+                    ErrnoText(errno));
+      continue;
+    }
+    spdlog::info("queue: intent log: {} moved into new/", f[3]);
+    ++moved;
+  }
+  return moved;
 }
 
 bool LocalDelivery::FolderExists(const store::MailboxPath& path,

@@ -50,6 +50,7 @@ class LocalDelivery final : public queue::LocalDeliverer {
   // or a copy cannot be written.
   std::unique_ptr<queue::DirectDelivery> PrepareDirect(
       const queue::Envelope& env, std::string_view message, dev_t dev) override;
+  size_t ReplayDirect(std::string_view log) override;
 
  private:
   LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver,

@@ -331,6 +331,14 @@ bool MaildirBatch::written(size_t index) const {
 
 dev_t MaildirBatch::device(size_t index) const { return copies_[index].dev; }
 
+std::string MaildirBatch::tmp_path(size_t index) const {
+  return copies_[index].dir + "/" + copies_[index].tmp_name;
+}
+
+std::string MaildirBatch::new_path(size_t index) const {
+  return copies_[index].dir + "/" + copies_[index].new_name;
+}
+
 const Result<std::string>& MaildirBatch::result(size_t index) const {
   return copies_[index].result;
 }

@@ -78,6 +78,9 @@ class MaildirBatch {
   // result() holds the error) and the file system it is on.
   bool written(size_t index) const;
   dev_t device(size_t index) const;
+  // Paths below the mail root of copy `index` in tmp/ and in new/.
+  std::string tmp_path(size_t index) const;
+  std::string new_path(size_t index) const;
   // After Commit: the path below the mail root of the delivered file, or the
   // error (the copy is then not in new/, or is there but maybe not durable
   // — a retry may deliver it twice, never lose it).

@@ -1,6 +1,7 @@
 // The committer thread: group commit, one syncfs() for a whole batch of
 // finished messages (and for the Maildir flushes that share it), then the
 // sessions' callbacks and scheduling for delivery.
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_io.h"
 #include "common/mutex.h"
 #include "queue/file_pool.h"
 #include "queue/queue_impl.h"
@@ -80,7 +82,6 @@ void QueueImpl::QueueRest(PendingCommit& pc, const std::vector<size_t>& rest) {
   }
   env.recipients = std::move(keep);
   pc.direct.reset();
-  pc.linked = false;
   if (int err = pc.writer->Finish(); err != 0) {
     pc.error_code = err;
     pc.error = "queue write " + pc.id + ": " + ErrnoText(err);
@@ -88,6 +89,69 @@ void QueueImpl::QueueRest(PendingCommit& pc, const std::vector<size_t>& rest) {
     pc.fd = pc.writer->Take();
   }
   pc.writer.reset();
+}
+
+Result<void> QueueImpl::OpenDirectLog() {
+  // Both logs are replayed whole: a record whose copy is already in new/
+  // (or moved on to cur/) is skipped, so replaying too much is harmless.
+  std::string log;
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = "direct." + std::to_string(i);
+    const std::string path = options_.data_dir + "/queue/" + name;
+    direct_log_[i].Reset(::open(path.c_str(),
+                                O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    if (!direct_log_[i]) return io::ErrnoErr("queue: open " + path, errno);
+    struct stat st;
+    if (::fstat(direct_log_[i].get(), &st) != 0)
+      return io::ErrnoErr("queue: stat " + path, errno);
+    if (st.st_size > 0) {
+      std::string part(static_cast<size_t>(st.st_size), '\0');
+      if (int e = io::PreadAll(direct_log_[i].get(), part.data(), part.size(), 0);
+          e != 0) {
+        return io::ErrnoErr("queue: read " + path, e);
+      }
+      log += part;
+    }
+  }
+  if (!log.empty()) {
+    const size_t moved = options_.local->ReplayDirect(log);
+    spdlog::info("queue: intent log replayed, {} copy(ies) moved into new/",
+                 moved);
+    // The moves must be durable before the records go.
+    if (::syncfs(direct_log_[0].get()) != 0)
+      return io::ErrnoErr("queue: syncfs after replaying the intent log", errno);
+    for (UniqueFd& fd : direct_log_) {
+      if (::ftruncate(fd.get(), 0) != 0)
+        return io::ErrnoErr("queue: truncate the intent log", errno);
+    }
+  }
+  return {};
+}
+
+int QueueImpl::AppendIntents(std::vector<PendingCommit>& batch, uint64_t round) {
+  std::string records;
+  for (PendingCommit& pc : batch) {
+    if (pc.direct) records += pc.direct->Intent();
+  }
+  if (records.empty()) return 0;
+  constexpr uint64_t kSwitchSize = 1u << 20;
+  const int other = 1 - direct_log_cur_;
+  if (direct_log_size_[direct_log_cur_] >= kSwitchSize &&
+      direct_log_round_[other] + 2 <= round) {
+    if (::ftruncate(direct_log_[other].get(), 0) == 0) {
+      direct_log_cur_ = other;
+      direct_log_size_[other] = 0;
+    }
+  }
+  const int cur = direct_log_cur_;
+  if (int e = io::WriteAll(direct_log_[cur].get(), records.data(), records.size());
+      e != 0) {
+    spdlog::warn("queue: intent log write: {}", ErrnoText(e));
+    return e;
+  }
+  direct_log_size_[cur] += records.size();
+  direct_log_round_[cur] = round;
+  return 0;
 }
 
 void QueueImpl::CommitterLoop() {
@@ -108,6 +172,16 @@ void QueueImpl::CommitterLoop() {
       batch.swap(commits_);
       number = ++syncs_started_;
     }
+    if (AppendIntents(batch, number) != 0) {
+      // Without their intents the copies could not be finished after a
+      // crash: these messages take the queue, in this same flush.
+      for (PendingCommit& pc : batch) {
+        if (!pc.direct) continue;
+        std::vector<size_t> all(pc.writer->envelope().recipients.size());
+        for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+        QueueRest(pc, all);
+      }
+    }
     const int err = SyncBatch(batch);
     {
       MutexLock lock(commit_mu_);
@@ -115,24 +189,20 @@ void QueueImpl::CommitterLoop() {
       sync_error_ = err;
     }
     synced_cv_.NotifyAll();
-    // Direct deliveries: this flush made either the copies' data durable
-    // (link them now; the next flush makes the links durable) or the links
-    // (answer the session). What cannot be finished goes to the queue.
+    // Direct deliveries: this flush made their copies and intents durable;
+    // move the copies into new/ and answer. What cannot be finished (a
+    // failed flush or move) goes to the queue and waits for the next flush.
     for (PendingCommit& pc : batch) {
       if (!pc.direct) continue;
-      if (!pc.linked) {
-        if (err != 0) {
-          spdlog::warn("queue {}: direct delivery not synced ({}): queued",
-                       pc.id, ErrnoText(err));
-          std::vector<size_t> all(pc.writer->envelope().recipients.size());
-          for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-          QueueRest(pc, all);
-        } else {
-          pc.direct->Link();
-          pc.linked = true;
-        }
+      if (err != 0) {
+        spdlog::warn("queue {}: direct delivery not synced ({}): queued",
+                     pc.id, ErrnoText(err));
+        std::vector<size_t> all(pc.writer->envelope().recipients.size());
+        for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+        QueueRest(pc, all);
       } else {
-        std::vector<size_t> rest = pc.direct->Complete(err == 0);
+        pc.direct->Link();
+        std::vector<size_t> rest = pc.direct->Complete();
         if (rest.empty()) {
           pc.direct.reset();
           pc.writer.reset();

@@ -49,25 +49,26 @@ struct LocalOutcome {
 
 // A message delivered straight into its recipients' Maildirs before the
 // reply to its DATA (issue 18: no spool file for purely local mail). The
-// copies are written when it is made; the queue's committer then drives it
-// through its group flushes: Link() after a flush made the copies' data
-// durable, Complete() after the next flush made the links durable. The
-// 250 is sent only after Complete() said every recipient is done; what it
-// leaves goes through the queue as before (see docs/architecture.md,
-// "Direct local delivery").
+// copies are written into tmp/ when it is made. The queue's committer then
+// appends Intent() to its intent log, and one group flush makes both the
+// copies and the intent durable; then Link() moves the copies into new/
+// and Complete() says which recipients are done. A crash before those
+// moves are durable is repaired at start from the intent log
+// (LocalDeliverer::ReplayDirect). See docs/architecture.md, "Direct local
+// delivery".
 class DirectDelivery {
  public:
   // Removes the copies that were not linked into new/.
   virtual ~DirectDelivery() = default;
-  // The copies' data is durable: moves them into new/ (a failed move
-  // shows in Complete).
+  // Records for the intent log, one line per copy (see ReplayDirect).
+  virtual std::string Intent() const = 0;
+  // The copies' data and the intent are durable: moves the copies into new/.
   virtual void Link() = 0;
-  // `durable`: the flush after Link() succeeded. Logs, counts and traces
-  // what was delivered; returns the indexes (in the envelope) of the
-  // recipients that must still be queued, empty when all are done. A
-  // recipient is queued whole unless every one of its copies is durably
-  // in new/: a duplicate at worst, never a loss.
-  virtual std::vector<size_t> Complete(bool durable) = 0;
+  // After Link(): logs, counts and traces what was delivered; returns the
+  // indexes (in the envelope) of the recipients that must still be queued,
+  // empty when all are done. A recipient is queued whole unless every one
+  // of its copies reached new/: a duplicate at worst, never a loss.
+  virtual std::vector<size_t> Complete() = 0;
 };
 
 class LocalDeliverer {
@@ -82,6 +83,15 @@ class LocalDeliverer {
       const Envelope& env, std::string_view message, dev_t dev) {
     (void)env, (void)message, (void)dev;
     return nullptr;
+  }
+  // At start, before any delivery: finishes what the intent log `log` (the
+  // Intent() lines of direct deliveries that may not have reached new/
+  // durably) describes: a copy still in tmp/ whose bytes match its record
+  // is moved into new/, one that does not match (its flush never finished,
+  // so it got no 250) is removed. Returns how many copies it moved.
+  virtual size_t ReplayDirect(std::string_view log) {
+    (void)log;
+    return 0;
   }
 
   virtual ~LocalDeliverer() = default;

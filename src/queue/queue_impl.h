@@ -122,11 +122,9 @@ struct PendingCommit {
   int error_code = 0;  // errno of the failure, for Error::code
   bool quarantined = false;  // held, not scheduled (Envelope::quarantine)
   // Direct local delivery: the copies, and the writer that still holds the
-  // message in case some recipient must be queued after all. `linked`:
-  // Link() was called, the next flush completes it.
+  // message in case some recipient must be queued after all.
   std::unique_ptr<DirectDelivery> direct;
   std::unique_ptr<WriterImpl> writer;
-  bool linked = false;
   bool delivered = false;   // every recipient done directly
   bool next_round = false;  // this entry moved on to the next flush
 };
@@ -164,6 +162,10 @@ class QueueImpl final : public Queue {
   // A direct delivery left recipients (or could not go on): writes the
   // spool file for them; on success `pc` becomes an ordinary commit.
   void QueueRest(PendingCommit& pc, const std::vector<size_t>& rest);
+  // The intent log of direct deliveries (committer.cc): opened and
+  // replayed at start, appended to before each flush.
+  Result<void> OpenDirectLog();
+  int AppendIntents(std::vector<PendingCommit>& batch, uint64_t round);
   int SharedSync(int fd) EXCLUDES(commit_mu_);
 
   // Pickup from incoming/ (pickup.cc).
@@ -199,6 +201,14 @@ class QueueImpl final : public Queue {
   bool started_ = false;
   bool stopped_ = false;
   dev_t spool_dev_ = 0;  // the spool's file system, for SharedSync
+  // Two intent logs, queue/direct.0 and direct.1, used in turn; only the
+  // committer touches them once started. A log is emptied for reuse only
+  // when its last record is two flushes old: the moves it describes were
+  // made after one flush and made durable by the next.
+  UniqueFd direct_log_[2];
+  uint64_t direct_log_size_[2] = {0, 0};
+  uint64_t direct_log_round_[2] = {0, 0};
+  int direct_log_cur_ = 0;
   std::atomic<bool> accepting_{false};
 
   Mutex commit_mu_;
