@@ -94,38 +94,45 @@ void QueueImpl::QueueRest(PendingCommit& pc, const std::vector<size_t>& rest) {
 Result<void> QueueImpl::OpenDirectLog() {
   // Both logs are replayed whole: a record whose copy is already in new/
   // (or moved on to cur/) is skipped, so replaying too much is harmless.
+  // They are opened for writing only when a direct delivery needs them
+  // (AppendIntents), so a server that makes none holds no file open here.
   std::string log;
+  bool any = false;
   for (int i = 0; i < 2; ++i) {
-    const std::string name = "direct." + std::to_string(i);
-    const std::string path = options_.data_dir + "/queue/" + name;
-    direct_log_[i].Reset(::open(path.c_str(),
-                                O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-    if (!direct_log_[i]) return io::ErrnoErr("queue: open " + path, errno);
+    const std::string path = DirectLogPath(i);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) continue;
+      return io::ErrnoErr("queue: open " + path, errno);
+    }
+    any = true;
     struct stat st;
-    if (::fstat(direct_log_[i].get(), &st) != 0)
+    if (::fstat(fd.get(), &st) != 0)
       return io::ErrnoErr("queue: stat " + path, errno);
     if (st.st_size > 0) {
       std::string part(static_cast<size_t>(st.st_size), '\0');
-      if (int e = io::PreadAll(direct_log_[i].get(), part.data(), part.size(), 0);
-          e != 0) {
+      if (int e = io::PreadAll(fd.get(), part.data(), part.size(), 0); e != 0) {
         return io::ErrnoErr("queue: read " + path, e);
       }
       log += part;
     }
   }
-  if (!log.empty()) {
-    const size_t moved = options_.local->ReplayDirect(log);
-    spdlog::info("queue: intent log replayed, {} copy(ies) moved into new/",
-                 moved);
-    // The moves must be durable before the records go.
-    if (::syncfs(direct_log_[0].get()) != 0)
-      return io::ErrnoErr("queue: syncfs after replaying the intent log", errno);
-    for (UniqueFd& fd : direct_log_) {
-      if (::ftruncate(fd.get(), 0) != 0)
-        return io::ErrnoErr("queue: truncate the intent log", errno);
-    }
+  if (!any || log.empty()) return {};
+  const size_t moved = options_.local->ReplayDirect(log);
+  spdlog::info("queue: intent log replayed, {} copy(ies) moved into new/", moved);
+  // The moves must be durable before the records go.
+  if (::syncfs(spool_->msg_fd.get()) != 0)
+    return io::ErrnoErr("queue: syncfs after replaying the intent log", errno);
+  for (int i = 0; i < 2; ++i) {
+    const std::string path = DirectLogPath(i);
+    if (::truncate(path.c_str(), 0) != 0 && errno != ENOENT)
+      return io::ErrnoErr("queue: truncate " + path, errno);
   }
   return {};
+}
+
+std::string QueueImpl::DirectLogPath(int i) const {
+  return options_.data_dir + "/queue/direct." + std::to_string(i);
 }
 
 int QueueImpl::AppendIntents(std::vector<PendingCommit>& batch, uint64_t round) {
@@ -134,6 +141,17 @@ int QueueImpl::AppendIntents(std::vector<PendingCommit>& batch, uint64_t round) 
     if (pc.direct) records += pc.direct->Intent();
   }
   if (records.empty()) return 0;
+  for (int i = 0; i < 2; ++i) {
+    if (direct_log_[i]) continue;
+    const std::string path = DirectLogPath(i);
+    direct_log_[i].Reset(::open(path.c_str(),
+                                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    if (!direct_log_[i]) {
+      const int e = errno;
+      spdlog::warn("queue: open {}: {}", path, ErrnoText(e));
+      return e;
+    }
+  }
   constexpr uint64_t kSwitchSize = 1u << 20;
   const int other = 1 - direct_log_cur_;
   if (direct_log_size_[direct_log_cur_] >= kSwitchSize &&

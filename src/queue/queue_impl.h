@@ -166,6 +166,7 @@ class QueueImpl final : public Queue {
   // replayed at start, appended to before each flush.
   Result<void> OpenDirectLog();
   int AppendIntents(std::vector<PendingCommit>& batch, uint64_t round);
+  std::string DirectLogPath(int i) const;
   int SharedSync(int fd) EXCLUDES(commit_mu_);
 
   // Pickup from incoming/ (pickup.cc).

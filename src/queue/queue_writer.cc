@@ -3,6 +3,7 @@
 // the pool of spent ones) and Commit hands the finished file to the committer.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -136,9 +137,15 @@ int WriterImpl::Flush() {
 Result<std::unique_ptr<Writer>> QueueImpl::Begin(Envelope env) {
   if (!accepting_.load(std::memory_order_acquire))
     return Err("queue is not running");
-  if (options_.direct_local) {
-    // The file waits until the message needs one (EnsureFile): mail for
-    // local mailboxes only never gets one.
+  // The file waits until the message needs one (EnsureFile): mail for
+  // local mailboxes only never gets one. A spool that is full, out of
+  // inodes or read-only still refuses here (the session answers before
+  // the client sends the message), so it is checked first.
+  struct statvfs vfs;
+  if (options_.direct_local && ::fstatvfs(spool_->msg_fd.get(), &vfs) == 0 &&
+      (vfs.f_flag & ST_RDONLY) == 0 &&
+      (vfs.f_files == 0 || vfs.f_favail > 0) &&  // btrfs counts no inodes
+      vfs.f_bavail > kMemoryLimit / (vfs.f_frsize > 0 ? vfs.f_frsize : 4096)) {
     env.id = NewQueueId();
     if (env.received_at == 0) env.received_at = std::time(nullptr);
     std::string id = env.id;
