@@ -74,6 +74,9 @@ def test_local_mail_has_no_queue_file(rig):
         assert raw.endswith(to_lf(data))
         assert f"queue {qid}: <{USERS[0]}> delivered to {USERS[0]}" in srv.log_text()
         assert srv.queue_json() == []
+        # The tmp/ name of the linked copy goes after a later flush.
+        wait_for(lambda: not os.listdir(srv.maildir(USERS[0]) / "tmp"), 5,
+                 "tmp/ emptied", srv)
     finally:
         watch.close()
 
@@ -231,7 +234,8 @@ def test_kill9_during_direct_delivery(rig, moment):
     ino = Inotify()
     for u in USERS:
         ino.watch(srv.maildir(u) / "tmp", IN_CREATE)
-        ino.watch(srv.maildir(u) / "new", IN_MOVED_TO)
+        # Copies are hard-linked into new/ (IN_CREATE there).
+        ino.watch(srv.maildir(u) / "new", IN_CREATE | IN_MOVED_TO)
     m = unique("kill")
     data = make_message(m, 20_000, to=USERS[0])
     killed = threading.Event()
@@ -248,7 +252,7 @@ def test_kill9_during_direct_delivery(rig, moment):
             seen.append((d, name))
             if moment == "copy-in-tmp" and d.endswith("/tmp"):
                 break
-            if mask & IN_MOVED_TO:
+            if d.endswith("/new"):
                 links += 1
                 if moment == "first-link" or links == len(USERS):
                     break

@@ -196,7 +196,8 @@ class DirectCopies final : public queue::DirectDelivery {
 
   std::string Intent() const override { return intent_; }
 
-  void Link() override { batch_.Link(); }
+  void Link() override { batch_.Link(/*keep_tmp=*/true); }
+  void Cleanup() override { batch_.DropTmpNames(); }
 
   std::vector<size_t> Complete() override {
     // The intent log makes a move durable across a crash: the copy is
@@ -345,6 +346,7 @@ std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
 
 size_t LocalDelivery::ReplayDirect(std::string_view log) {
   size_t moved = 0;
+  std::vector<std::string> drop;  // tmp/ names of linked copies
   size_t start = 0;
   while (start < log.size()) {
     size_t end = log.find('\n', start);
@@ -361,7 +363,13 @@ size_t LocalDelivery::ReplayDirect(std::string_view log) {
     const uint64_t size = std::strtoull(f[1].c_str(), nullptr, 10);
     struct stat st;
     if (::fstatat(mail_root_.get(), f[3].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      continue;  // the move was durable
+      // Linked before the crash: only the tmp/ name may be left to drop.
+      struct stat tmp_st;
+      if (::fstatat(mail_root_.get(), f[2].c_str(), &tmp_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          tmp_st.st_ino == st.st_ino && tmp_st.st_dev == st.st_dev) {
+        drop.push_back(f[2]);
+      }
+      continue;
     }
     UniqueFd fd(::openat(mail_root_.get(), f[2].c_str(),
                          O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -380,14 +388,19 @@ size_t LocalDelivery::ReplayDirect(std::string_view log) {
       ::unlinkat(mail_root_.get(), f[2].c_str(), 0);
       continue;
     }
-    if (::renameat(mail_root_.get(), f[2].c_str(), mail_root_.get(),
-                   f[3].c_str()) != 0) {
-      spdlog::error("queue: intent log: moving {} into new/: {}", f[2],
+    if (::linkat(mail_root_.get(), f[2].c_str(), mail_root_.get(),
+                 f[3].c_str(), 0) != 0) {
+      spdlog::error("queue: intent log: linking {} into new/: {}", f[2],
                     ErrnoText(errno));
       continue;
     }
     spdlog::info("queue: intent log: {} moved into new/", f[3]);
+    drop.push_back(f[2]);
     ++moved;
+  }
+  // The tmp/ names go once the links are durable.
+  if (!drop.empty() && ::syncfs(mail_root_.get()) == 0) {
+    for (const std::string& t : drop) ::unlinkat(mail_root_.get(), t.c_str(), 0);
   }
   return moved;
 }

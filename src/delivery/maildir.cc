@@ -291,16 +291,20 @@ void MaildirBatch::Commit() {
   Finalize(true);
 }
 
-void MaildirBatch::Link() {
+void MaildirBatch::Link(bool keep_tmp) {
+  auto move = [&](Copy& c) {
+    return keep_tmp ? ::linkat(c.maildir_fd.get(), c.tmp_name.c_str(),
+                               c.maildir_fd.get(), c.new_name.c_str(), 0)
+                    : ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
+                                 c.maildir_fd.get(), c.new_name.c_str());
+  };
   for (Copy& c : copies_) {
     if (!c.in_progress) continue;
-    int rc = ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
-                        c.maildir_fd.get(), c.new_name.c_str());
+    int rc = move(c);
     if (rc != 0 && errno == ENOENT) {
       // new/ may have been removed while tmp/ survived.
       (void)CreateMaildirSubdirs(c.maildir_fd.get());
-      rc = ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
-                      c.maildir_fd.get(), c.new_name.c_str());
+      rc = move(c);
     }
     if (rc != 0) {
       Fail(c, io::ErrnoErr("rename into " + c.dir + "/new", errno));
@@ -322,6 +326,15 @@ void MaildirBatch::Finalize(bool durable) {
     c.in_progress = false;
     c.file_fd.Reset();
     c.result = c.dir + "/" + c.new_name;
+  }
+}
+
+void MaildirBatch::DropTmpNames() {
+  for (Copy& c : copies_) {
+    if (c.renamed && c.maildir_fd && !c.tmp_name.empty()) {
+      ::unlinkat(c.maildir_fd.get(), c.tmp_name.c_str(), 0);
+      c.tmp_name.clear();
+    }
   }
 }
 

@@ -72,8 +72,13 @@ class MaildirBatch {
   // durable, Finalize() once a flush after Link() finished (`durable`
   // false when it failed: the copies are then reported as errors).
   void Commit();
-  void Link();
+  // `keep_tmp`: hard-links each copy into new/ and keeps its tmp/ name
+  // until DropTmpNames(), for a caller that must not risk a rename torn
+  // by a crash (ext4 without a journal can lose both names of a file).
+  void Link(bool keep_tmp = false);
   void Finalize(bool durable);
+  // After Link(true) and a flush that made the links durable.
+  void DropTmpNames();
   // Before Commit or Link: whether copy `index` was written (else its
   // result() holds the error) and the file system it is on.
   bool written(size_t index) const;

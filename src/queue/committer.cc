@@ -7,7 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/file_io.h"
@@ -177,16 +181,33 @@ void QueueImpl::CommitterLoop() {
   // Direct deliveries between their two flushes, and those that fell back
   // to the queue: they go into the next round.
   std::vector<PendingCommit> again;
+  // Direct deliveries linked into new/ after the flush of the round they
+  // carry: their tmp/ names go after a later flush succeeded.
+  std::vector<std::pair<uint64_t, std::unique_ptr<DirectDelivery>>> linked;
   while (true) {
     uint64_t number = 0;
     {
       MutexLock lock(commit_mu_);
       for (PendingCommit& pc : again) commits_.push_back(std::move(pc));
       again.clear();
+      bool tidy = false;  // a flush only to drop tmp/ names of linked copies
       while (commits_.empty() && sync_waiters_ == 0 && !committer_stop_) {
-        commit_cv_.Wait(commit_mu_);
+        if (linked.empty()) {
+          commit_cv_.Wait(commit_mu_);
+        } else if (commit_cv_.WaitUntil(commit_mu_, std::chrono::steady_clock::now() +
+                                                        std::chrono::milliseconds(200)) ==
+                   std::cv_status::timeout) {
+          tidy = true;
+          break;
+        }
       }
-      if (commits_.empty() && sync_waiters_ == 0) return;  // stopping, drained
+      if (!tidy && commits_.empty() && sync_waiters_ == 0) {  // stopping, drained
+        lock.Unlock();
+        if (!linked.empty() && ::syncfs(spool_->msg_fd.get()) == 0) {
+          for (auto& l : linked) l.second->Cleanup();
+        }
+        return;
+      }
       batch.swap(commits_);
       number = ++syncs_started_;
     }
@@ -207,6 +228,17 @@ void QueueImpl::CommitterLoop() {
       sync_error_ = err;
     }
     synced_cv_.NotifyAll();
+    if (err == 0) {
+      size_t kept = 0;
+      for (auto& l : linked) {
+        if (l.first < number) {
+          l.second->Cleanup();
+        } else {
+          linked[kept++] = std::move(l);
+        }
+      }
+      linked.resize(kept);
+    }
     // Direct deliveries: this flush made their copies and intents durable;
     // move the copies into new/ and answer. What cannot be finished (a
     // failed flush or move) goes to the queue and waits for the next flush.
@@ -222,13 +254,14 @@ void QueueImpl::CommitterLoop() {
         pc.direct->Link();
         std::vector<size_t> rest = pc.direct->Complete();
         if (rest.empty()) {
-          pc.direct.reset();
+          linked.emplace_back(number, std::move(pc.direct));
           pc.writer.reset();
           pc.delivered = true;  // answered below; nothing to schedule
           continue;
         }
         spdlog::warn("queue {}: {} recipient(s) left to the queue after "
                      "direct delivery", pc.id, rest.size());
+        linked.emplace_back(number, std::move(pc.direct));
         QueueRest(pc, rest);
       }
       if (!pc.error.empty()) continue;  // answered below

@@ -62,13 +62,18 @@ class DirectDelivery {
   virtual ~DirectDelivery() = default;
   // Records for the intent log, one line per copy (see ReplayDirect).
   virtual std::string Intent() const = 0;
-  // The copies' data and the intent are durable: moves the copies into new/.
+  // The copies' data and the intent are durable: hard-links the copies
+  // into new/ (their tmp/ names stay until Cleanup()).
   virtual void Link() = 0;
   // After Link(): logs, counts and traces what was delivered; returns the
   // indexes (in the envelope) of the recipients that must still be queued,
   // empty when all are done. A recipient is queued whole unless every one
   // of its copies reached new/: a duplicate at worst, never a loss.
   virtual std::vector<size_t> Complete() = 0;
+  // After a later flush made the links durable: removes the tmp/ names.
+  // (Links rather than renames: a crash never leaves a copy with neither
+  // name, even on a file system without a journal.)
+  virtual void Cleanup() = 0;
 };
 
 class LocalDeliverer {
