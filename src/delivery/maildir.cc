@@ -7,9 +7,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "common/file_io.h"
@@ -63,6 +67,22 @@ std::string EscapeHost(std::string_view host) {
   return out;
 }
 
+// getpid() once per process instead of once per copy; a fork clears it.
+std::atomic<pid_t> g_pid{0};
+
+pid_t CachedPid() {
+  pid_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid != 0) return pid;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::pthread_atfork(nullptr, nullptr,
+                     [] { g_pid.store(0, std::memory_order_relaxed); });
+  });
+  pid = ::getpid();
+  g_pid.store(pid, std::memory_order_relaxed);
+  return pid;
+}
+
 }  // namespace
 
 std::string DeliveryHeaders(std::string_view sender, std::string_view mailbox) {
@@ -105,12 +125,13 @@ void LineEndConverter::Finish(std::string& out) {
 }
 
 std::string MaildirUniqueName(std::string_view hostname) {
+  const pid_t pid = CachedPid();
   auto now = std::chrono::system_clock::now().time_since_epoch();
   auto usec_total =
       std::chrono::duration_cast<std::chrono::microseconds>(now).count();
   std::string name =
       std::to_string(usec_total / 1000000) + ".M" +
-      std::to_string(usec_total % 1000000) + "P" + std::to_string(::getpid()) +
+      std::to_string(usec_total % 1000000) + "P" + std::to_string(pid) +
       "Q" + std::to_string(NextUniqueNumber()) + "." + EscapeHost(hostname);
   return name;
 }
