@@ -10,7 +10,8 @@
 # Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
 #   SERVERS="tern postfix sink", TARGET_SECS (length of one run),
 #   LAT_SECS, LAT_RATE (msgs/s; default half of Tern's peak), IDLE_CONNS,
-#   TERN_PORT/POSTFIX_PORT/SINK_PORT (2727/2626/2828), BUILD (build dir),
+#   TERN_PORT/POSTFIX_PORT/SINK_PORT (2727/2626/2828), TERN_DIRECT (0/1:
+#   [delivery] direct_local; unset: the default), BUILD (build dir),
 #   TERN, PARSER_BENCH (binaries; default $BUILD/tern, $BUILD/tern_parser_bench),
 #   KEEP=1 (keep the temp dir), SETTLE (seconds of quiet before each run), DELIVERY_TIMEOUT, RUN_TIMEOUT (seconds),
 #   NICE=-10 (priority over other work on a shared machine).
@@ -161,6 +162,13 @@ DOVECOT_IMAP_PORT=${DOVECOT_IMAP_PORT:-2145}
 LAT_CONNS=${LAT_CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 TERN_PORT=${TERN_PORT:-2727}
+# TERN_DIRECT=0 or 1 sets [delivery] direct_local (mail for local
+# mailboxes written straight into the Maildirs); unset: the server's default.
+TERN_DIRECT_TOML=
+case ${TERN_DIRECT:-} in
+  0) TERN_DIRECT_TOML=$'[delivery]\ndirect_local = false' ;;
+  1) TERN_DIRECT_TOML=$'[delivery]\ndirect_local = true' ;;
+esac
 POSTFIX_PORT=${POSTFIX_PORT:-2626}
 SINK_PORT=${SINK_PORT:-2828}
 DELIVERY_TIMEOUT=${DELIVERY_TIMEOUT:-180}
@@ -671,6 +679,7 @@ max_connections = 20000
 max_connections_per_ip = 20000
 
 $mailauth
+$TERN_DIRECT_TOML
 EOF
   log "adding user@bench.test to $tag ($TERN user add ... --config $conf)"
   echo "bench-password" | timeout 60 "$TERN" user add user@bench.test --config "$conf" \

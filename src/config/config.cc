@@ -675,7 +675,8 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
          "max_lifetime", "delay_warning", "max_connections",
          "max_connections_per_destination", "max_messages_per_connection",
          "connect_timeout", "greeting_timeout", "command_timeout",
-         "data_init_timeout", "data_block_timeout", "final_timeout"});
+         "data_init_timeout", "data_block_timeout", "final_timeout",
+         "direct_local"});
     check.GetUint(*d, "mx_port", "delivery.mx_port", 1, 65535, &out.mx_port);
     if (check.GetString(*d, "tls", "delivery.tls", false, &out.tls) &&
         !tls_ok(out.tls)) {
@@ -687,6 +688,7 @@ void CheckOutbound(Checker& check, const toml::table& root, Config* cfg) {
     check.GetUint(*d, "mta_sts_port", "delivery.mta_sts_port", 1, 65535,
                   &out.mta_sts_port);
     check.GetBool(*d, "tlsrpt", "delivery.tlsrpt", &out.tlsrpt);
+    check.GetBool(*d, "direct_local", "delivery.direct_local", &out.direct_local);
     // delay_warning = 0 turns the warning off.
     check.GetUint(*d, "delay_warning", "delivery.delay_warning", 0, kU32Max,
                   &out.delay_warning);

@@ -130,6 +130,10 @@ struct DeliverySettings {
   // ask for them, once per tlsrpt_interval seconds (a UTC day).
   bool tlsrpt = true;
   uint32_t tlsrpt_interval = 86400;
+  // Mail whose recipients are all local mailboxes is written into their
+  // Maildirs before the 250, without a queue file (issue 18); false: every
+  // message goes through the queue first.
+  bool direct_local = true;
   uint32_t retry_first = 300;          // first retry after a temporary failure
   uint32_t retry_max = 3600;           // cap between tries
   uint32_t max_lifetime = 5 * 86400;   // then bounce

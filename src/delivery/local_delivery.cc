@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <set>
@@ -21,6 +23,7 @@
 #include "common/trace.h"
 #include "common/unique_fd.h"
 #include "delivery/maildir.h"
+#include "queue/crc32c.h"
 #include "queue/finisher.h"
 #include "queue/queue_id.h"
 #include "queue/spool_format.h"
@@ -158,7 +161,249 @@ std::optional<std::string> DetailFolder(const std::string& rcpt,
   return store::CanonicalFolderName(rcpt.substr(plus + 1, at - plus - 1));
 }
 
+// The trace's "done" of a message delivered before its 250: every
+// recipient reached its mailboxes (as the queue's finisher records it).
+void TraceDirectDone(const std::string& id, const queue::Envelope& env) {
+  if (!trace::Enabled()) return;
+  std::vector<std::string> delivered;
+  for (const queue::Recipient& r : env.recipients) delivered.push_back(r.address);
+  trace::Event e("done");
+  e.Add("id", id).Add("delivered", delivered).Add("failed", std::vector<std::string>());
+  trace::Record(e);
+}
+
+// One message delivered into Maildirs before the reply to its DATA: the
+// copies live in a MaildirBatch whose flushes the queue's committer makes.
+class DirectCopies final : public queue::DirectDelivery {
+ public:
+  struct Target {
+    std::string mailbox;
+    std::string folder;  // empty: the INBOX
+    size_t copy = 0;
+  };
+
+  DirectCopies(int mail_root_fd, const std::string& hostname,
+               const queue::Envelope& env,
+               std::function<void(const std::string&, const std::string&)> delivered)
+      : batch_(mail_root_fd, hostname),
+        id_(env.id),
+        env_(env),
+        delivered_(std::move(delivered)) {}
+
+  MaildirBatch& batch() { return batch_; }
+  std::vector<std::vector<Target>>& targets() { return targets_; }
+  std::string& intent() { return intent_; }
+
+  std::string Intent() const override { return intent_; }
+
+  void Link() override { batch_.Link(/*keep_tmp=*/true); }
+  void Cleanup() override { batch_.DropTmpNames(); }
+
+  std::vector<size_t> Complete() override {
+    // The intent log makes a move durable across a crash: the copy is
+    // delivered once it is in new/.
+    batch_.Finalize(true);
+    std::vector<size_t> rest;
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      const std::string& rcpt = env_.recipients[i].address;
+      bool all = true;
+      for (const Target& t : targets_[i]) {
+        const Result<std::string>& r = batch_.result(t.copy);
+        if (r) {
+          // Told before the log line, as in DeliverBatch (the quota cache).
+          if (delivered_) {
+            if (auto path = store::MailboxPathFor(t.mailbox)) {
+              delivered_(path->domain + "/" + path->local,
+                         t.folder.empty() ? std::string("INBOX") : t.folder);
+            }
+          }
+          spdlog::info("queue {}: <{}> delivered to {}: {}", id_, rcpt,
+                       t.mailbox, *r);
+          metrics::CountDelivery("local", "delivered", queue::QueueIdMicros(id_));
+          TraceLocal(id_, rcpt, "delivered", t.mailbox, t.folder, "");
+        } else {
+          all = false;
+          spdlog::warn("queue {}: <{}> direct delivery to {} failed, queued: {}",
+                       id_, rcpt, t.mailbox, r.error().message);
+        }
+      }
+      if (!all) rest.push_back(i);
+    }
+    if (rest.empty()) TraceDirectDone(id_, env_);
+    return rest;
+  }
+
+ private:
+  MaildirBatch batch_;
+  std::string id_;
+  queue::Envelope env_;  // sender and recipients, for logs and the trace
+  std::function<void(const std::string&, const std::string&)> delivered_;
+  std::vector<std::vector<Target>> targets_;  // per envelope recipient
+  std::string intent_;  // the intent log lines of the copies
+};
+
+// "crc32c<TAB>size<TAB>tmp path<TAB>new path<LF>", paths below the mail root.
+void AppendIntent(std::string& out, uint32_t crc, uint64_t size,
+                  const std::string& tmp, const std::string& dest) {
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc);
+  out += hex;
+  out += '\t';
+  out += std::to_string(size);
+  out += '\t';
+  out += tmp;
+  out += '\t';
+  out += dest;
+  out += '\n';
+}
+
+// A path from the intent log that stays below the mail root.
+bool SafeRelativePath(std::string_view p) {
+  if (p.empty() || p.front() == '/') return false;
+  for (const std::string& part : Split(p, '/')) {
+    if (part.empty() || part == "." || part == "..") return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
+    const queue::Envelope& env, std::string_view message, dev_t dev) {
+  // Resolve everything first: one recipient that is not a plain local
+  // mailbox sends the whole message through the queue.
+  std::vector<auth::Resolution> resolved;
+  resolved.reserve(env.recipients.size());
+  for (const queue::Recipient& r : env.recipients) {
+    auth::Resolution res = resolver_(r.address);
+    if (res.kind != Kind::kLocal || !res.remote.empty() || res.mailboxes.empty()) {
+      return nullptr;
+    }
+    resolved.push_back(std::move(res));
+  }
+  std::string lf_prepend;
+  if (!env.prepend.empty()) {
+    LineEndConverter conv;
+    conv.Convert(env.prepend, lf_prepend);
+    conv.Finish(lf_prepend);
+  }
+  std::string lf_body;
+  {
+    LineEndConverter conv;
+    conv.Convert(message, lf_body);
+    conv.Finish(lf_body);
+  }
+  MessageSource source;
+  source.lf_body = &lf_body;
+  const bool junk = MarkedJunk(lf_prepend);
+
+  auto direct = std::make_unique<DirectCopies>(mail_root_.get(), hostname_, env,
+                                               delivered_);
+  MaildirBatch& batch = direct->batch();
+  std::map<std::string, size_t> copies;  // one copy per Maildir folder
+  direct->targets().resize(env.recipients.size());
+  for (size_t i = 0; i < env.recipients.size(); ++i) {
+    for (std::string& mailbox : resolved[i].mailboxes) {
+      DirectCopies::Target t;
+      t.mailbox = std::move(mailbox);
+      auto path = store::MailboxPathFor(t.mailbox);
+      if (!path) return nullptr;  // DeliverBatch fails it, with its log line
+      if (junk) {
+        t.folder = "Junk";
+      } else if (auto f = DetailFolder(env.recipients[i].address, t.mailbox);
+                 f && !store::IsInbox(*f) && FolderExists(*path, *f)) {
+        t.folder = *f;
+      }
+      std::string key = path->domain + "/" + path->local + "/" + t.folder;
+      auto it = copies.find(key);
+      if (it != copies.end()) {
+        t.copy = it->second;
+      } else {
+        t.copy = batch.Add(
+            *path, DeliveryHeaders(env.sender, t.mailbox) + lf_prepend, source,
+            t.folder.empty() ? std::string() : store::FolderDirectory(t.folder));
+        if (!batch.written(t.copy)) {
+          spdlog::warn("queue {}: direct delivery to {} not possible, queued: {}",
+                       env.id, t.mailbox, batch.result(t.copy).error().message);
+          return nullptr;  // removes what was written
+        }
+        if (batch.device(t.copy) != dev) return nullptr;  // not our flush
+        const std::string tmp = batch.tmp_path(t.copy);
+        const std::string dest = batch.new_path(t.copy);
+        if ((tmp + dest).find_first_of("\t\n") != std::string::npos) return nullptr;
+        const std::string headers =
+            DeliveryHeaders(env.sender, t.mailbox) + lf_prepend;
+        AppendIntent(direct->intent(),
+                     Crc32c(Crc32c(0, headers), lf_body),
+                     headers.size() + lf_body.size(), tmp, dest);
+        copies.emplace(key, t.copy);
+      }
+      direct->targets()[i].push_back(std::move(t));
+    }
+  }
+  return direct;
+}
+
+size_t LocalDelivery::ReplayDirect(std::string_view log) {
+  size_t moved = 0;
+  std::vector<std::string> drop;  // tmp/ names of linked copies
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string_view::npos) break;  // torn last record
+    std::string_view line = log.substr(start, end - start);
+    start = end + 1;
+    std::vector<std::string> f = Split(line, '\t');
+    if (f.size() != 4 || f[0].size() != 8 || !SafeRelativePath(f[2]) ||
+        !SafeRelativePath(f[3])) {
+      spdlog::warn("queue: intent log: skipping a malformed record");
+      continue;
+    }
+    const uint32_t crc = static_cast<uint32_t>(std::strtoul(f[0].c_str(), nullptr, 16));
+    const uint64_t size = std::strtoull(f[1].c_str(), nullptr, 10);
+    struct stat st;
+    if (::fstatat(mail_root_.get(), f[3].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      // Linked before the crash: only the tmp/ name may be left to drop.
+      struct stat tmp_st;
+      if (::fstatat(mail_root_.get(), f[2].c_str(), &tmp_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          tmp_st.st_ino == st.st_ino && tmp_st.st_dev == st.st_dev) {
+        drop.push_back(f[2]);
+      }
+      continue;
+    }
+    UniqueFd fd(::openat(mail_root_.get(), f[2].c_str(),
+                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) continue;  // moved on (to cur/), removed, or never written
+    std::string data;
+    bool whole = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+                 static_cast<uint64_t>(st.st_size) == size;
+    if (whole) {
+      data.resize(size);
+      whole = io::PreadAll(fd.get(), data.data(), data.size(), 0) == 0 &&
+              Crc32c(0, data) == crc;
+    }
+    if (!whole) {
+      // Its flush never finished, so no 250 was sent for it.
+      spdlog::warn("queue: intent log: {} is incomplete, removed", f[2]);
+      ::unlinkat(mail_root_.get(), f[2].c_str(), 0);
+      continue;
+    }
+    if (::linkat(mail_root_.get(), f[2].c_str(), mail_root_.get(),
+                 f[3].c_str(), 0) != 0) {
+      spdlog::error("queue: intent log: linking {} into new/: {}", f[2],
+                    ErrnoText(errno));
+      continue;
+    }
+    spdlog::info("queue: intent log: {} moved into new/", f[3]);
+    drop.push_back(f[2]);
+    ++moved;
+  }
+  // The tmp/ names go once the links are durable.
+  if (!drop.empty() && ::syncfs(mail_root_.get()) == 0) {
+    for (const std::string& t : drop) ::unlinkat(mail_root_.get(), t.c_str(), 0);
+  }
+  return moved;
+}
 
 bool LocalDelivery::FolderExists(const store::MailboxPath& path,
                                  const std::string& folder) const {

@@ -44,6 +44,14 @@ class LocalDelivery final : public queue::LocalDeliverer {
       const queue::LocalSpool& spool,
       const std::vector<std::string>& ids) override;
 
+  // Direct delivery before the 250 (queue/local.h): the same copies, names,
+  // folders and side effects as DeliverBatch, or null when some recipient
+  // is not a plain local mailbox (remote, unknown, forwarded by an alias)
+  // or a copy cannot be written.
+  std::unique_ptr<queue::DirectDelivery> PrepareDirect(
+      const queue::Envelope& env, std::string_view message, dev_t dev) override;
+  size_t ReplayDirect(std::string_view log) override;
+
  private:
   LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver,
                 std::function<void(const std::string&, const std::string&)> delivered);

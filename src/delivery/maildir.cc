@@ -7,9 +7,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "common/file_io.h"
@@ -63,6 +67,22 @@ std::string EscapeHost(std::string_view host) {
   return out;
 }
 
+// getpid() once per process instead of once per copy; a fork clears it.
+std::atomic<pid_t> g_pid{0};
+
+pid_t CachedPid() {
+  pid_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid != 0) return pid;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::pthread_atfork(nullptr, nullptr,
+                     [] { g_pid.store(0, std::memory_order_relaxed); });
+  });
+  pid = ::getpid();
+  g_pid.store(pid, std::memory_order_relaxed);
+  return pid;
+}
+
 }  // namespace
 
 std::string DeliveryHeaders(std::string_view sender, std::string_view mailbox) {
@@ -105,12 +125,13 @@ void LineEndConverter::Finish(std::string& out) {
 }
 
 std::string MaildirUniqueName(std::string_view hostname) {
+  const pid_t pid = CachedPid();
   auto now = std::chrono::system_clock::now().time_since_epoch();
   auto usec_total =
       std::chrono::duration_cast<std::chrono::microseconds>(now).count();
   std::string name =
       std::to_string(usec_total / 1000000) + ".M" +
-      std::to_string(usec_total % 1000000) + "P" + std::to_string(::getpid()) +
+      std::to_string(usec_total % 1000000) + "P" + std::to_string(pid) +
       "Q" + std::to_string(NextUniqueNumber()) + "." + EscapeHost(hostname);
   return name;
 }
@@ -284,15 +305,27 @@ void MaildirBatch::Commit() {
   // crash never exposes a partial file to readers (Maildir protocol).
   SyncAll(false);
   // Step 2: rename into new/.
+  Link();
+  // Step 3: the renames must be durable before the queue forgets the
+  // message; otherwise a crash could lose the copy.
+  SyncAll(true);
+  Finalize(true);
+}
+
+void MaildirBatch::Link(bool keep_tmp) {
+  auto move = [&](Copy& c) {
+    return keep_tmp ? ::linkat(c.maildir_fd.get(), c.tmp_name.c_str(),
+                               c.maildir_fd.get(), c.new_name.c_str(), 0)
+                    : ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
+                                 c.maildir_fd.get(), c.new_name.c_str());
+  };
   for (Copy& c : copies_) {
     if (!c.in_progress) continue;
-    int rc = ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
-                        c.maildir_fd.get(), c.new_name.c_str());
+    int rc = move(c);
     if (rc != 0 && errno == ENOENT) {
       // new/ may have been removed while tmp/ survived.
       (void)CreateMaildirSubdirs(c.maildir_fd.get());
-      rc = ::renameat(c.maildir_fd.get(), c.tmp_name.c_str(),
-                      c.maildir_fd.get(), c.new_name.c_str());
+      rc = move(c);
     }
     if (rc != 0) {
       Fail(c, io::ErrnoErr("rename into " + c.dir + "/new", errno));
@@ -300,15 +333,44 @@ void MaildirBatch::Commit() {
     }
     c.renamed = true;
   }
-  // Step 3: the renames must be durable before the queue forgets the
-  // message; otherwise a crash could lose the copy.
-  SyncAll(true);
+}
+
+void MaildirBatch::Finalize(bool durable) {
   for (Copy& c : copies_) {
     if (!c.in_progress) continue;
+    if (!durable) {
+      // In new/ maybe, but not known to be durable: an error, so that the
+      // caller keeps the message (a duplicate at worst).
+      Fail(c, Err("sync " + c.dir + ": the flush failed"));
+      continue;
+    }
     c.in_progress = false;
     c.file_fd.Reset();
     c.result = c.dir + "/" + c.new_name;
   }
+}
+
+void MaildirBatch::DropTmpNames() {
+  for (Copy& c : copies_) {
+    if (c.renamed && c.maildir_fd && !c.tmp_name.empty()) {
+      ::unlinkat(c.maildir_fd.get(), c.tmp_name.c_str(), 0);
+      c.tmp_name.clear();
+    }
+  }
+}
+
+bool MaildirBatch::written(size_t index) const {
+  return copies_[index].in_progress;
+}
+
+dev_t MaildirBatch::device(size_t index) const { return copies_[index].dev; }
+
+std::string MaildirBatch::tmp_path(size_t index) const {
+  return copies_[index].dir + "/" + copies_[index].tmp_name;
+}
+
+std::string MaildirBatch::new_path(size_t index) const {
+  return copies_[index].dir + "/" + copies_[index].new_name;
 }
 
 const Result<std::string>& MaildirBatch::result(size_t index) const {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 #include <string_view>
@@ -65,7 +67,25 @@ class MaildirBatch {
              const MessageSource& source, std::string_view folder_dir = {});
   // Syncs the written copies, renames them into new/ and syncs the renames.
   // A copy is reported delivered only when its file in new/ is durable.
+  // The same in steps, for a caller that flushes on its own (direct
+  // delivery shares the queue's group commit): Link() once the data is
+  // durable, Finalize() once a flush after Link() finished (`durable`
+  // false when it failed: the copies are then reported as errors).
   void Commit();
+  // `keep_tmp`: hard-links each copy into new/ and keeps its tmp/ name
+  // until DropTmpNames(), for a caller that must not risk a rename torn
+  // by a crash (ext4 without a journal can lose both names of a file).
+  void Link(bool keep_tmp = false);
+  void Finalize(bool durable);
+  // After Link(true) and a flush that made the links durable.
+  void DropTmpNames();
+  // Before Commit or Link: whether copy `index` was written (else its
+  // result() holds the error) and the file system it is on.
+  bool written(size_t index) const;
+  dev_t device(size_t index) const;
+  // Paths below the mail root of copy `index` in tmp/ and in new/.
+  std::string tmp_path(size_t index) const;
+  std::string new_path(size_t index) const;
   // After Commit: the path below the mail root of the delivered file, or the
   // error (the copy is then not in new/, or is there but maybe not durable
   // — a retry may deliver it twice, never lose it).

@@ -33,7 +33,10 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Registry& registry,
   for (;;) {
     asio::error_code ec;
     tcp::socket socket(asio::make_strand(io));
-    co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    // The peer's address comes with accept() itself: no getpeername().
+    tcp::endpoint remote;
+    co_await acceptor.async_accept(socket, remote,
+                                   asio::redirect_error(asio::use_awaitable, ec));
     if (registry.stopping() || ec == asio::error::operation_aborted) co_return;
     if (ec) {
       // EMFILE and friends: pause instead of spinning.
@@ -42,8 +45,6 @@ asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, Registry& registry,
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    auto remote = socket.remote_endpoint(ec);
-    if (ec) continue;
     std::string ip = ClientIp(remote.address());
     Service::Limits limits = service.limits();
     if (!registry.Admit(service.limiter(), ip, limits.max_total, limits.max_per_ip)) {

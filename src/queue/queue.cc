@@ -48,6 +48,9 @@ Result<void> QueueImpl::Start() {
   // otherwise reported as a race by ThreadSanitizer.
   spdlog::default_logger_raw();
   if (auto recovered = Recover(); !recovered) return recovered;
+  // Direct deliveries a crash interrupted (also when direct_local has been
+  // turned off since).
+  if (auto replayed = OpenDirectLog(); !replayed) return replayed;
 
   committer_ = std::thread([this] { CommitterLoop(); });
   pickup_ = std::thread([this] { PickupLoop(); });

@@ -108,6 +108,11 @@ struct Options {
   // Where undeliverable bounces go ("postmaster@<first local domain>",
   // which the directory routes); empty: dropped with an error logged.
   std::string postmaster;
+  // Direct local delivery (issue 18): a message whose recipients are all
+  // local mailboxes goes straight into their Maildirs before the 250,
+  // without a spool file (LocalDeliverer::PrepareDirect). The spool file
+  // is then made only when a message needs it.
+  bool direct_local = false;
 };
 
 class Queue {

@@ -65,6 +65,8 @@ struct Spool {
 // One message being received (queue_writer.cc).
 class WriterImpl final : public Writer {
  public:
+  // Without `fd` (direct local delivery on) the spool file is made when
+  // the message first needs it: when it spills or is committed to the queue.
   WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
              Envelope envelope, UniqueFd fd, uint64_t old_size);
   ~WriterImpl() override;
@@ -89,13 +91,20 @@ class WriterImpl final : public Writer {
     return std::move(fd_);
   }
 
+  // The whole message is still in memory (no spool file written yet).
+  bool in_memory() const { return !spilled_ && error_ == 0; }
+  const std::string& buffer() const { return buffer_; }
+
  private:
   int Flush();
+  // Creates the spool file when there is none yet: 0 or an errno value.
+  int EnsureFile();
 
   std::shared_ptr<const Spool> spool_;
   std::string id_;
   Envelope envelope_;  // encoded at Finish, after the message (format 2)
   UniqueFd fd_;
+  bool has_file_ = false;  // msg/<id> exists (until handed over)
   std::string buffer_;
   bool spilled_ = false;
   uint64_t old_size_ = 0;  // size of the reused file before this message
@@ -112,6 +121,12 @@ struct PendingCommit {
   std::string error;
   int error_code = 0;  // errno of the failure, for Error::code
   bool quarantined = false;  // held, not scheduled (Envelope::quarantine)
+  // Direct local delivery: the copies, and the writer that still holds the
+  // message in case some recipient must be queued after all.
+  std::unique_ptr<DirectDelivery> direct;
+  std::unique_ptr<WriterImpl> writer;
+  bool delivered = false;   // every recipient done directly
+  bool next_round = false;  // this entry moved on to the next flush
 };
 
 class QueueImpl final : public Queue {
@@ -144,6 +159,14 @@ class QueueImpl final : public Queue {
   // The committer (committer.cc).
   void CommitterLoop() EXCLUDES(commit_mu_);
   int SyncBatch(std::vector<PendingCommit>& batch);
+  // A direct delivery left recipients (or could not go on): writes the
+  // spool file for them; on success `pc` becomes an ordinary commit.
+  void QueueRest(PendingCommit& pc, const std::vector<size_t>& rest);
+  // The intent log of direct deliveries (committer.cc): opened and
+  // replayed at start, appended to before each flush.
+  Result<void> OpenDirectLog();
+  int AppendIntents(std::vector<PendingCommit>& batch, uint64_t round);
+  std::string DirectLogPath(int i) const;
   int SharedSync(int fd) EXCLUDES(commit_mu_);
 
   // Pickup from incoming/ (pickup.cc).
@@ -179,6 +202,14 @@ class QueueImpl final : public Queue {
   bool started_ = false;
   bool stopped_ = false;
   dev_t spool_dev_ = 0;  // the spool's file system, for SharedSync
+  // Two intent logs, queue/direct.0 and direct.1, used in turn; only the
+  // committer touches them once started. A log is emptied for reuse only
+  // when its last record is two flushes old: the moves it describes were
+  // made after one flush and made durable by the next.
+  UniqueFd direct_log_[2];
+  uint64_t direct_log_size_[2] = {0, 0};
+  uint64_t direct_log_round_[2] = {0, 0};
+  int direct_log_cur_ = 0;
   std::atomic<bool> accepting_{false};
 
   Mutex commit_mu_;

@@ -3,6 +3,7 @@
 // the pool of spent ones) and Commit hands the finished file to the committer.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -29,12 +30,27 @@ WriterImpl::WriterImpl(std::shared_ptr<const Spool> spool, std::string id,
       id_(std::move(id)),
       envelope_(std::move(envelope)),
       fd_(std::move(fd)),
+      has_file_(static_cast<bool>(fd_)),
       old_size_(old_size) {}
 
 WriterImpl::~WriterImpl() {
   // Not committed (RSET, dropped connection, failed write): the file was
   // never acknowledged, so it must not be delivered.
-  if (!committed_) spool_->pool->Remove(id_);
+  if (!committed_ && has_file_) spool_->pool->Remove(id_);
+}
+
+int WriterImpl::EnsureFile() {
+  if (has_file_) return 0;
+  FilePool::Created file = spool_->pool->Create(id_);
+  if (!file.fd) {
+    const int err = errno != 0 ? errno : EIO;
+    if (err == ENOSPC || err == EDQUOT) spool_->pool->Drain();
+    return err;
+  }
+  fd_ = std::move(file.fd);
+  old_size_ = file.old_size;
+  has_file_ = true;
+  return 0;
 }
 
 bool WriterImpl::Write(std::string_view data) {
@@ -49,6 +65,7 @@ bool WriterImpl::Write(std::string_view data) {
     // Too big for memory: a zeroed header (so the file is invalid until
     // Finish writes the real one) and what we have so far; the envelope
     // follows the message.
+    if ((error_ = EnsureFile()) != 0) return false;
     spilled_ = true;
     char zero[kMessageHeaderSize] = {};
     struct iovec iov[2] = {{zero, sizeof zero}, {buffer_.data(), buffer_.size()}};
@@ -86,6 +103,7 @@ bool WriterImpl::Restart() {
 
 int WriterImpl::Finish() {
   if (error_ != 0) return error_;
+  if ((error_ = EnsureFile()) != 0) return error_;
   const std::string envelope = EncodeEnvelope(envelope_);
   auto header = EncodeMessageHeader(envelope, size_, crc_);
   if (!spilled_) {
@@ -119,6 +137,21 @@ int WriterImpl::Flush() {
 Result<std::unique_ptr<Writer>> QueueImpl::Begin(Envelope env) {
   if (!accepting_.load(std::memory_order_acquire))
     return Err("queue is not running");
+  // The file waits until the message needs one (EnsureFile): mail for
+  // local mailboxes only never gets one. A spool that is full, out of
+  // inodes or read-only still refuses here (the session answers before
+  // the client sends the message), so it is checked first.
+  struct statvfs vfs;
+  if (options_.direct_local && ::fstatvfs(spool_->msg_fd.get(), &vfs) == 0 &&
+      (vfs.f_flag & ST_RDONLY) == 0 &&
+      (vfs.f_files == 0 || vfs.f_favail > 0) &&  // btrfs counts no inodes
+      vfs.f_bavail > kMemoryLimit / (vfs.f_frsize > 0 ? vfs.f_frsize : 4096)) {
+    env.id = NewQueueId();
+    if (env.received_at == 0) env.received_at = std::time(nullptr);
+    std::string id = env.id;
+    return std::make_unique<WriterImpl>(spool_, std::move(id), std::move(env),
+                                        UniqueFd(), 0);
+  }
   FilePool::Created file;
   std::string id;
   // Exclusive creation makes a clash with another process's id an error,
@@ -152,6 +185,36 @@ void QueueImpl::Commit(std::unique_ptr<Writer> writer,
   pc.id = impl->id();
   pc.done = std::move(done);
   pc.quarantined = !impl->envelope().quarantine.empty();
+  if (options_.direct_local && !pc.quarantined && impl->in_memory() &&
+      spool_dev_ != 0) {
+    // Direct local delivery, unless the sender asked for a success DSN
+    // (RFC 3461 NOTIFY=SUCCESS), which only the queue sends.
+    const Envelope& env = impl->envelope();
+    bool eligible = !env.recipients.empty();
+    for (const Recipient& r : env.recipients) {
+      if (NotifyWants(r.notify, "SUCCESS")) eligible = false;
+    }
+    std::unique_ptr<DirectDelivery> direct;
+    if (eligible) {
+      direct = options_.local->PrepareDirect(env, impl->buffer(), spool_dev_);
+    }
+    if (direct) {
+      pc.direct = std::move(direct);
+      writer.release();
+      pc.writer.reset(impl);
+      MutexLock lock(commit_mu_);
+      if (!committer_stop_ && started_) {
+        commits_.push_back(std::move(pc));
+        lock.Unlock();
+        commit_cv_.NotifyOne();
+        return;
+      }
+      lock.Unlock();
+      pc.direct.reset();  // removes the copies from tmp/
+      pc.done(Err("queue is not running"));
+      return;
+    }
+  }
   // The session thread writes the bytes (to the page cache: cheap); only
   // the sync is left to the committer.
   if (int err = impl->Finish(); err != 0) {

@@ -378,6 +378,7 @@ int Serve(const config::Config& initial) {
   qopt.delivery_threads = cfg.delivery_threads;
   qopt.hostname = cfg.hostname;
   qopt.postmaster = dir->FallbackPostmaster();
+  qopt.direct_local = cfg.delivery.direct_local;
   // Outbound delivery (issue 5); Queue::Stop stops it before itself.
   delivery::ApplyDeliveryConfig(cfg, &qopt);
   // SRS for mail that aliases forward (the hook also lets the bounces of
