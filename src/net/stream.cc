@@ -1,0 +1,181 @@
+// OpenSSL on a non-blocking socket, driven by asio readiness waits: see
+// stream.h.
+#include "net/stream.h"
+
+#include <openssl/err.h>
+
+#include <asio/ssl/error.hpp>
+#include <cerrno>
+
+namespace tern::net {
+
+using asio::ip::tcp;
+
+Stream::Next Stream::Classify(int result, asio::error_code& ec) {
+  int saved_errno = errno;
+  int err = SSL_get_error(ssl_.get(), result);
+  switch (err) {
+    case SSL_ERROR_WANT_READ: return Next::kRead;
+    case SSL_ERROR_WANT_WRITE: return Next::kWrite;
+    case SSL_ERROR_ZERO_RETURN:
+      ec = asio::error::eof;  // close_notify: a clean end (RFC 8446 6.1)
+      break;
+    case SSL_ERROR_SYSCALL: {
+      unsigned long e = ERR_get_error();
+      if (e != 0 && ERR_SYSTEM_ERROR(e)) {
+        ec = asio::error_code(ERR_GET_REASON(e), asio::system_category());
+      } else if (saved_errno != 0 && saved_errno != EAGAIN) {
+        ec = asio::error_code(saved_errno, asio::system_category());
+      } else {
+        ec = asio::ssl::error::stream_truncated;  // TCP closed mid-stream
+      }
+      break;
+    }
+    case SSL_ERROR_SSL: {
+      unsigned long e = ERR_get_error();
+      // OpenSSL 3 reports a TCP close without close_notify this way; name
+      // it as asio::ssl::stream did.
+      if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+          ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ec = asio::ssl::error::stream_truncated;
+      } else {
+        ec = asio::error_code(static_cast<int>(e), asio::error::get_ssl_category());
+      }
+      break;
+    }
+    default:
+      ec = asio::ssl::error::unexpected_result;
+  }
+  ERR_clear_error();
+  return Next::kFailed;
+}
+
+asio::awaitable<void> Stream::Wait(Next next, asio::error_code& ec) {
+  auto what = next == Next::kRead ? tcp::socket::wait_read : tcp::socket::wait_write;
+  co_await socket_.async_wait(what, asio::redirect_error(asio::use_awaitable, ec));
+}
+
+asio::awaitable<void> Stream::Handshake(std::shared_ptr<TlsContexts> contexts,
+                                        asio::error_code& ec) {
+  contexts_ = std::move(contexts);
+  ssl_.reset(SSL_new(contexts_->default_context().native_handle()));
+  if (!ssl_ || SSL_set_fd(ssl_.get(), static_cast<int>(socket_.native_handle())) != 1) {
+    ERR_clear_error();
+    ec = asio::error::no_memory;
+    co_return;
+  }
+  // SSL_write returns after each record it wrote (Write() loops), and a
+  // retry after WANT_WRITE need not pass the same pointer.
+  SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE |
+                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_set_accept_state(ssl_.get());
+  socket_.non_blocking(true, ec);
+  if (ec) co_return;
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl_.get());
+    if (r == 1) co_return;
+    Next next = Classify(r, ec);
+    if (next == Next::kFailed) co_return;
+    co_await Wait(next, ec);
+    if (ec) co_return;
+  }
+}
+
+namespace {
+
+constexpr size_t kReadBuffer = 4096;
+
+// Not inlined: the thread may change across a suspension, and the
+// address of a thread_local must be taken after it.
+[[gnu::noinline]] char* ThreadReadBuffer() {
+  static thread_local char buffer[kReadBuffer];
+  return buffer;
+}
+
+}  // namespace
+
+asio::awaitable<std::string_view> Stream::Read(asio::error_code& ec) {
+  if (!socket_.non_blocking()) {
+    socket_.non_blocking(true, ec);
+    if (ec) co_return std::string_view();
+  }
+  // TLS asks OpenSSL first: it may hold input read with an earlier record.
+  bool wait = !ssl_ && !last_full_;
+  for (;;) {
+    if (wait) {
+      co_await Wait(Next::kRead, ec);
+      if (ec) co_return std::string_view();
+    }
+    char* buffer = ThreadReadBuffer();
+    if (!ssl_) {
+      size_t n = socket_.read_some(asio::buffer(buffer, kReadBuffer), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec.clear();
+        wait = true;
+        continue;
+      }
+      if (ec) co_return std::string_view();
+      last_full_ = n == kReadBuffer;
+      co_return std::string_view(buffer, n);
+    }
+    ERR_clear_error();
+    size_t n = 0;
+    int r = SSL_read_ex(ssl_.get(), buffer, kReadBuffer, &n);
+    if (r == 1) co_return std::string_view(buffer, n);
+    Next next = Classify(r, ec);
+    if (next == Next::kFailed) co_return std::string_view();
+    if (next == Next::kWrite) {
+      co_await Wait(next, ec);
+      if (ec) co_return std::string_view();
+      wait = false;
+      continue;
+    }
+    wait = true;
+  }
+}
+
+asio::awaitable<void> Stream::Write(asio::const_buffer buffer, asio::error_code& ec) {
+  if (!ssl_) {
+    co_await asio::async_write(socket_, buffer,
+                               asio::redirect_error(asio::use_awaitable, ec));
+    co_return;
+  }
+  const char* p = static_cast<const char*>(buffer.data());
+  size_t left = buffer.size();
+  while (left > 0) {
+    ERR_clear_error();
+    size_t n = 0;
+    int r = SSL_write_ex(ssl_.get(), p, left, &n);
+    if (r == 1) {
+      p += n;
+      left -= n;
+      continue;
+    }
+    Next next = Classify(r, ec);
+    if (next == Next::kFailed) co_return;
+    co_await Wait(next, ec);
+    if (ec) co_return;
+  }
+}
+
+asio::awaitable<void> Stream::TlsShutdown(asio::error_code& ec) {
+  for (bool sent = false;;) {
+    ERR_clear_error();
+    // 0: our close_notify is out, the peer's not yet in; the next call
+    // waits for it.
+    int r = SSL_shutdown(ssl_.get());
+    if (r == 1) co_return;
+    if (r == 0 && !sent) {
+      sent = true;
+      continue;
+    }
+    if (r == 0) co_return;
+    Next next = Classify(r, ec);
+    if (next == Next::kFailed) co_return;
+    co_await Wait(next, ec);
+    if (ec) co_return;
+  }
+}
+
+}  // namespace tern::net
