@@ -180,9 +180,10 @@ asio::awaitable<bool> LineConnection::Handshake() {
                  deadline_.timed_out() ? std::string("timeout") : ec.message());
     co_return false;
   }
-  spdlog::info("{} tls client={} listener={} version={} cipher={} sni={}",
+  spdlog::info("{} tls client={} listener={} version={} cipher={} sni={} resumed={}",
                options_.protocol, options_.client_ip, options_.listener,
-               stream_.version(), stream_.cipher(), stream_.server_name());
+               stream_.version(), stream_.cipher(), stream_.server_name(),
+               stream_.resumed() ? "yes" : "no");
   CountTlsHandshake(options_.protocol, stream_.version());
   TlsStarted();
   co_return true;
