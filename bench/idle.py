@@ -103,6 +103,8 @@ def main():
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--tls", choices=("starttls", "implicit"),
                     help="idle TLS sessions instead of plain connections")
+    ap.add_argument("--check-port", type=int,
+                    help="plain SMTP port to check the server answers afterwards (default --port)")
     ap.add_argument("--workers", type=int, default=16, help="threads setting up TLS sessions")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -194,7 +196,7 @@ def main():
         s.close()
     time.sleep(args.settle)
     rss2 = rss_kib(args.pid)
-    alive = wait_smtp(args.host, args.port, 30)
+    alive = wait_smtp(args.host, args.check_port or args.port, 30)
     if not alive:
         errors.append("server does not answer after the connections closed")
     res = {

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from benchlib import read_jsonl
+from tls_report import tls_md, tls_summary, tls_text
 
 NAMES = {"tern": "Tern", "postfix": "Postfix", "sink": "smtp-sink",
          "tern-nocheck": "Tern, no checks", "tern-auth": "Tern, SPF+DKIM+DMARC",
@@ -406,6 +407,8 @@ def main():
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
     ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
     ap.add_argument("--imap-secs", help="seconds the IMAP part took")
+    ap.add_argument("--tls", help="runs of the TLS cell (tls_load.py, JSON lines)")
+    ap.add_argument("--tls-idle", nargs="*", default=[], help="idle.py --tls results")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -451,6 +454,9 @@ def main():
                             read_jsonl_opt(args.imap_wake), load_json(args.imap_info),
                             load_text(args.imap_secs))
         tg += imap["targets"]
+    tls = tls_summary(read_jsonl(args.tls), args.tls_idle) if args.tls else None
+    if tls:
+        tg += tls["targets"]
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
@@ -516,6 +522,8 @@ def main():
     if imap:
         text.append("")
         text += imap_text(imap)
+    if tls:
+        text += tls_text(tls)
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -615,6 +623,8 @@ def main():
         md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
+    if tls:
+        md += tls_md(tls)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -642,7 +652,7 @@ def main():
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
-                   "imap": imap},
+                   "imap": imap, "tls": tls},
                   f, indent=1)
     return 0
 

@@ -34,6 +34,8 @@
 #   IMAP_APPEND_PER_CLIENT, IMAP_IDLE_CONNS (1000; QUICK 300), IMAP_IDLE_SECS
 #   (300, QUICK 90: opening connections stops then), IMAP_WAKE_SAMPLES,
 #   TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT (2144/2731/2145).
+# TLS cell, STARTTLS with an ECDSA certificate, Tern against Postfix (TLS=0
+#   skips it, TLS=only runs it alone): knobs in bench/tls_cell.sh.
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -84,6 +86,10 @@ SERVERS=${SERVERS:-"tern postfix sink"}
 IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
 if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
+# TLS=only: the TLS cell alone (bench/tls_cell.sh); TLS=0 skips it.
+TLS=${TLS:-1}
+[ "$TLS" = 0 ] && TLS=
+if [ "$TLS" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=; fi
 [ "${MAILAUTH:-}" = only ] && IMAP=
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
@@ -368,6 +374,7 @@ fi
 mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl "$OUT"/milter.jsonl \
   "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl \
+  "$OUT"/tls.jsonl "$OUT"/tls-idle-*.json \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -611,6 +618,7 @@ EOF
   local pid=$!
   case $tag in
     tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; tern-milter) TERN_MILTER_PID=$pid ;;
+    tern-tls) TERN_TLS_PID=$pid ;;
     *) TERN_AUTH_PID=$pid ;;
   esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
@@ -1366,6 +1374,10 @@ fi
 # IMAP cells: Tern against a private Dovecot on the same Maildir.
 [ -n "$IMAP" ] && run_imap
 
+# TLS cell: STARTTLS throughput (full and resumed handshakes) against
+# Postfix, and idle TLS session memory.
+if [ -n "$TLS" ]; then . "$BENCH/tls_cell.sh"; run_tls; fi
+
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
 if [ -z "$PLAIN" ]; then
@@ -1389,12 +1401,14 @@ log "writing the report"
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
+  ${TLS:+--tls "$WORK/tls.jsonl"} ${TLS_IDLE_FILES[@]+--tls-idle "${TLS_IDLE_FILES[@]}"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
+[ -n "$TLS" ] && cp "$WORK"/tls.jsonl "$WORK"/tls-idle-*.json "$OUT/" 2>/dev/null
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"
