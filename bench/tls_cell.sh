@@ -1,20 +1,22 @@
 # TLS cell of bench/run.sh (sourced by it; TLS=0 skips it, TLS=only runs
 # it alone). The 1 KiB inbound cell over STARTTLS with an ECDSA P-256
 # certificate: a Tern and a private Postfix with the same certificate, and
-# a TLS SMTP sink (bench/tls_load.py sink: the generator's own ceiling),
+# a TLS SMTP sink (tern_tls_load --sink: the generator's own ceiling),
 # each with a full handshake per connection and with TLS 1.3 session
 # resumption; then the memory of idle TLS sessions on a fresh Tern, after
 # STARTTLS and on an implicit-TLS (submissions) port.
 # Knobs: TLS_ROUNDS ($ROUNDS), TLS_COUNT (messages per run; 3000, QUICK
-#   1000), TLS_SESSIONS (32), TLS_PROCS (generator processes, 4),
+#   1000), TLS_SESSIONS (32), TLS_LOAD (the generator and sink binary,
+#   default $BUILD/tern_tls_load, built from bench/tls_load.cc),
 #   TLS_IDLE_CONNS (2000), TERN_TLS_PORT/TERN_TLS_SUBS_PORT (2750/2751),
 #   POSTFIX_TLS_PORT (2752), TLS_SINK_PORT (2753).
 # Writes $WORK/tls.jsonl (one record per run) and $WORK/tls-idle-*.json.
 
-TLS_ROUNDS=${TLS_ROUNDS:-$ROUNDS}
+# (MA_ROUNDS holds $ROUNDS from before TLS=only zeroed it.)
+TLS_ROUNDS=${TLS_ROUNDS:-$MA_ROUNDS}
 if [ -n "$QUICK" ]; then TLS_COUNT=${TLS_COUNT:-1000}; else TLS_COUNT=${TLS_COUNT:-3000}; fi
 TLS_SESSIONS=${TLS_SESSIONS:-32}
-TLS_PROCS=${TLS_PROCS:-4}
+TLS_LOAD=${TLS_LOAD:-$BUILD/tern_tls_load}
 TLS_IDLE_CONNS=${TLS_IDLE_CONNS:-2000}
 TERN_TLS_PORT=${TERN_TLS_PORT:-2750}
 TERN_TLS_SUBS_PORT=${TERN_TLS_SUBS_PORT:-2751}
@@ -55,6 +57,7 @@ tls_idle() {  # mode port
 
 run_tls() {
   : >"$TLS_RUNS"
+  [ -x "$TLS_LOAD" ] || die "no $TLS_LOAD (ninja -C $BUILD tern_tls_load)"
   TLS_DIR=$WORK/tls
   mkdir -p "$TLS_DIR"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
@@ -71,10 +74,9 @@ smtpd_tls_loglevel = 0
 smtpd_tls_session_cache_database = btree:$WORK/postfix-tls/data/smtpd_scache
 " "tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
   start_tern tern-tls "$TERN_TLS_PORT" "$(tls_tern_toml)"
-  log "starting the TLS sink on 127.0.0.1:$TLS_SINK_PORT"
-  "${PIN_SERVER[@]}" "$PY" "$BENCH/tls_load.py" sink --port "$TLS_SINK_PORT" \
-    --cert "$TLS_DIR/cert.pem" --key "$TLS_DIR/key.pem" --procs "$TLS_PROCS" \
-    >"$WORK/logs/tls-sink.log" 2>&1 &
+  log "starting the TLS sink on 127.0.0.1:$TLS_SINK_PORT ($TLS_LOAD --sink)"
+  "${PIN_SERVER[@]}" "$TLS_LOAD" --sink --port "$TLS_SINK_PORT" \
+    --cert "$TLS_DIR/cert.pem" --key "$TLS_DIR/key.pem" >"$WORK/logs/tls-sink.log" 2>&1 &
   TLS_SINK_PID=$!
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$TLS_SINK_PORT" "$START_TIMEOUT" ||
     die "the TLS sink did not start"
@@ -92,7 +94,7 @@ smtpd_tls_session_cache_database = btree:$WORK/postfix-tls/data/smtpd_scache
         settle_fs
         rc=0
         ( cd "$BENCH" && "${PIN_LOAD[@]}" "$PY" tls_load.py run --server "$server" --port "$port" \
-            --count "$TLS_COUNT" --sessions "$TLS_SESSIONS" --procs "$TLS_PROCS" --round "$round" \
+            --count "$TLS_COUNT" --sessions "$TLS_SESSIONS" --binary "$TLS_LOAD" --round "$round" \
             $resume --cpu "$cpu" ${md:+--maildir "$md"} --out "$TLS_RUNS" ) || rc=$?
         [ $rc -eq 0 ] || { FAILED=1; log "$server: TLS run failed"; }
         if [ -n "$md" ]; then

@@ -3,9 +3,10 @@
 STARTTLS (RFC 3207), one new TCP connection and TLS session per message,
 from --sessions concurrent sessions, and appends a JSON record (msgs/s,
 server CPU per 1,000 messages, handshakes resumed) to --out.
-smtp-source cannot do STARTTLS, hence this generator: --procs processes,
-each running its share of the sessions as threads with blocking sockets
-(OpenSSL releases the GIL for the handshake and the record crypto).
+smtp-source cannot do STARTTLS, hence this generator: --binary
+tern_tls_load (bench/tls_load.cc: a thread per session, blocking OpenSSL),
+or without it --procs Python processes, each running its share of the
+sessions as threads (several times slower: its ceiling is below Tern's).
 
 --resume: every session offers the TLS session (a TLS 1.3 ticket, RFC 8446
 2.2) of its previous connection, so the server may skip the certificate
@@ -19,11 +20,13 @@ to measure the generator's own ceiling.
 Exit status: 0 when the run was clean, 1 when a message failed or was lost."""
 
 import argparse
+import json
 import multiprocessing
 import os
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -141,18 +144,36 @@ def run_cell(args):
     log(f"{args.server}: {args.size} B x {args.count} msgs over STARTTLS, {args.sessions} "
         f"sessions, {mode} handshakes (round {args.round})")
     t0 = time.monotonic()
-    ps = [multiprocessing.Process(target=worker, args=(args, n, counter, lock, results))
-          for n in share]
-    for p in ps:
-        p.start()
     sent = resumed = nerr = 0
     examples = []
-    for _ in ps:
-        s, r, ex, ne = results.get(timeout=args.timeout)
-        sent, resumed, nerr = sent + s, resumed + r, nerr + ne
-        examples += ex
-    for p in ps:
-        p.join()
+    if args.binary:
+        rec["generator"] = os.path.basename(args.binary)
+        cmd = [args.binary, "--host", args.host, "--port", str(args.port),
+               "--sessions", str(args.sessions), "--count", str(args.count),
+               "--size", str(args.size), "--sender", args.sender, "--rcpt", args.rcpt,
+               "--helo", args.helo] + (["--resume"] if args.resume else [])
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=args.timeout)
+            d = json.loads(p.stdout)
+            sent, resumed, nerr = d["sent"], d["resumed"], d["errors"]
+            if d.get("error_example"):
+                examples.append(d["error_example"])
+        except (subprocess.TimeoutExpired, ValueError, KeyError) as e:
+            nerr = max(1, args.count - sent)
+            examples.append(f"{args.binary}: {e}")
+    else:
+        rec["generator"] = "python"
+        ps = [multiprocessing.Process(target=worker, args=(args, n, counter, lock, results))
+              for n in share]
+        for p in ps:
+            p.start()
+        for _ in ps:
+            s, r, ex, ne = results.get(timeout=args.timeout)
+            sent, resumed, nerr = sent + s, resumed + r, nerr + ne
+            examples += ex
+        for p in ps:
+            p.join()
     wall = time.monotonic() - t0
     rec.update(wall_s=round(wall, 4), sent=sent, resumed=resumed,
                rate=round(sent / wall, 1) if wall > 0 else 0.0)
@@ -263,6 +284,8 @@ def main():
     r.add_argument("--count", type=int, default=2000)
     r.add_argument("--resume", action="store_true", help="offer the previous TLS session")
     r.add_argument("--procs", type=int, default=4, help="generator processes")
+    r.add_argument("--binary", default="",
+                   help="tern_tls_load (C++, bench/tls_load.cc) instead of the Python workers")
     r.add_argument("--round", type=int, default=1)
     r.add_argument("--maildir", default="", help="Maildir to count deliveries in")
     r.add_argument("--cpu", default="none", help="benchlib.cpu_seconds spec of the server")
