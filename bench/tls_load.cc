@@ -203,12 +203,11 @@ bool OneMessage(const Options& o, SSL_CTX* ctx, const std::string& tail,
   c.Expect("221", &last);  // the message is in; QUIT's reply is a courtesy
   if (o.resume) {
     // TLS 1.3 tickets arrive after the handshake; by now they are in.
-    SSL_SESSION* s = SSL_get1_session(c.ssl());
-    if (s && SSL_SESSION_is_resumable(s)) {
+    // The latest session, as Python's SSLSocket.session gives it (after a
+    // resumption without a new ticket: the resumed one).
+    if (SSL_SESSION* s = SSL_get1_session(c.ssl())) {
       if (*session) SSL_SESSION_free(*session);
       *session = s;
-    } else if (s) {
-      SSL_SESSION_free(s);
     }
   }
   return true;

@@ -80,10 +80,10 @@ def tls_md(tls):
           "The 1 KiB inbound cell over STARTTLS (RFC 3207): 32 sessions, a new TCP connection "
           "and TLS session per message, both servers with the same ECDSA P-256 certificate "
           "(Postfix: `smtpd_tls_security_level = may`, tlsmgr for its ticket keys). "
-          "smtp-source cannot do STARTTLS, so `bench/tls_load.py` (Python ssl, several processes "
-          "on the load core) sends the mail; its own ceiling is the TLS sink row (the same "
-          "generator against a Python TLS sink on the server core). Resumed: each session offers "
-          "the TLS 1.3 ticket of its previous connection.", "",
+          "smtp-source cannot do STARTTLS, so `tern_tls_load` (bench/tls_load.cc, a thread per "
+          "session, on the load core) sends the mail; its own ceiling is the TLS sink row (the "
+          "same generator against `tern_tls_load --sink` on the server core). Resumed: each "
+          "session offers the TLS 1.3 ticket of its previous connection.", "",
           "| handshake | Tern msgs/s | Postfix msgs/s | TLS sink msgs/s | Tern/Postfix | Tern/sink "
           "| CPU s/1k msgs (Tern / Postfix) | resumed (Tern / Postfix) |",
           "|---|--:|--:|--:|--:|--:|--:|--:|"]

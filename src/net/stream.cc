@@ -11,6 +11,16 @@ namespace tern::net {
 
 using asio::ip::tcp;
 
+namespace {
+
+// Not a coroutine of its own: every nested frame stays allocated while a
+// session waits, which is most of its life.
+tcp::socket::wait_type WaitType(Stream::Next next) {
+  return next == Stream::Next::kRead ? tcp::socket::wait_read : tcp::socket::wait_write;
+}
+
+}  // namespace
+
 Stream::Next Stream::Classify(int result, asio::error_code& ec) {
   int saved_errno = errno;
   int err = SSL_get_error(ssl_.get(), result);
@@ -50,11 +60,6 @@ Stream::Next Stream::Classify(int result, asio::error_code& ec) {
   return Next::kFailed;
 }
 
-asio::awaitable<void> Stream::Wait(Next next, asio::error_code& ec) {
-  auto what = next == Next::kRead ? tcp::socket::wait_read : tcp::socket::wait_write;
-  co_await socket_.async_wait(what, asio::redirect_error(asio::use_awaitable, ec));
-}
-
 asio::awaitable<void> Stream::Handshake(std::shared_ptr<TlsContexts> contexts,
                                         asio::error_code& ec) {
   contexts_ = std::move(contexts);
@@ -77,7 +82,8 @@ asio::awaitable<void> Stream::Handshake(std::shared_ptr<TlsContexts> contexts,
     if (r == 1) co_return;
     Next next = Classify(r, ec);
     if (next == Next::kFailed) co_return;
-    co_await Wait(next, ec);
+    co_await socket_.async_wait(WaitType(next),
+                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
   }
 }
@@ -104,7 +110,8 @@ asio::awaitable<std::string_view> Stream::Read(asio::error_code& ec) {
   bool wait = !ssl_ && !last_full_;
   for (;;) {
     if (wait) {
-      co_await Wait(Next::kRead, ec);
+      co_await socket_.async_wait(tcp::socket::wait_read,
+                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return std::string_view();
     }
     char* buffer = ThreadReadBuffer();
@@ -126,7 +133,8 @@ asio::awaitable<std::string_view> Stream::Read(asio::error_code& ec) {
     Next next = Classify(r, ec);
     if (next == Next::kFailed) co_return std::string_view();
     if (next == Next::kWrite) {
-      co_await Wait(next, ec);
+      co_await socket_.async_wait(WaitType(next),
+                                asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return std::string_view();
       wait = false;
       continue;
@@ -154,7 +162,8 @@ asio::awaitable<void> Stream::Write(asio::const_buffer buffer, asio::error_code&
     }
     Next next = Classify(r, ec);
     if (next == Next::kFailed) co_return;
-    co_await Wait(next, ec);
+    co_await socket_.async_wait(WaitType(next),
+                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
   }
 }
@@ -173,7 +182,8 @@ asio::awaitable<void> Stream::TlsShutdown(asio::error_code& ec) {
     if (r == 0) co_return;
     Next next = Classify(r, ec);
     if (next == Next::kFailed) co_return;
-    co_await Wait(next, ec);
+    co_await socket_.async_wait(WaitType(next),
+                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
   }
 }

@@ -62,15 +62,16 @@ class Stream {
   // The handshake resumed an earlier session (RFC 8446 2.2).
   bool resumed() const { return ssl_ && SSL_session_reused(ssl_.get()) == 1; }
 
+  // What an OpenSSL call needs before it is called again (internal).
+  enum class Next { kRead, kWrite, kFailed };
+
  private:
   struct SslFree {
     void operator()(SSL* s) const { SSL_free(s); }
   };
   // After an OpenSSL call returned `result`: what to wait for before
   // calling it again, or kFailed with `ec` set.
-  enum class Next { kRead, kWrite, kFailed };
   Next Classify(int result, asio::error_code& ec);
-  asio::awaitable<void> Wait(Next next, asio::error_code& ec);
 
   asio::ip::tcp::socket socket_;
   std::shared_ptr<TlsContexts> contexts_;
