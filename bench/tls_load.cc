@@ -321,7 +321,6 @@ int main(int argc, char** argv) {
   }
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);  // a self-signed bench certificate
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
   const std::string tail = Message(o) + ".\r\nQUIT\r\n";
 
   Shared shared;

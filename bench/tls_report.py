@@ -9,8 +9,8 @@ SERVERS = (("tern-tls", "Tern"), ("postfix-tls", "Postfix"), ("tls-sink", "TLS s
 MODES = ((False, "full handshake"), (True, "resumed (TLS 1.3 ticket)"))
 
 
-def _med(vals):
-    return round(statistics.median(vals), 1) if vals else None
+def _med(vals, digits=1):
+    return round(statistics.median(vals), digits) if vals else None
 
 
 def _fmt(v, digits=0, suffix=""):
@@ -26,7 +26,7 @@ def tls_summary(runs, idle_paths):
                   and r.get("ok") and r.get("round", 0) >= 1]
             row["rates"][server] = [r["rate"] for r in ok]
             row[server] = _med([r["rate"] for r in ok])
-            row["cpu_per_1k"][server] = _med([r["cpu_per_1k"] for r in ok if "cpu_per_1k" in r])
+            row["cpu_per_1k"][server] = _med([r["cpu_per_1k"] for r in ok if "cpu_per_1k" in r], 3)
             row["resumed"][server] = sum(r.get("resumed", 0) for r in ok), sum(r.get("sent", 0) for r in ok)
         t, p, s = row["tern-tls"], row["postfix-tls"], row["tls-sink"]
         row["tern_vs_postfix"] = round(t / p, 2) if t and p else None

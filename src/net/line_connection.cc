@@ -259,6 +259,9 @@ asio::awaitable<void> LineConnection::Run() {
     } else if (awaiting_command) {
       deadline_.ExpiresAfter(CommandTimeout());
       awaiting_command = false;
+      // Waiting for the next command, perhaps for minutes: the reply
+      // buffer (an EHLO reply is a few hundred octets) goes back.
+      if (output().empty() && pending.empty()) std::string().swap(output());
     }
     asio::error_code ec;
     woken_ = false;
