@@ -319,6 +319,7 @@ int main(int argc, char** argv) {
     signal(SIGPIPE, SIG_IGN);
     return Sink(o, cert, key);
   }
+  signal(SIGPIPE, SIG_IGN);  // a server that hangs up is an error, not an exit
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);  // a self-signed bench certificate
   const std::string tail = Message(o) + ".\r\nQUIT\r\n";

@@ -635,3 +635,27 @@ def test_implicit_tls_session_resumption(srv):
                 assert g.readline().startswith(b"221")
                 assert t.session_reused == (attempt == 1)
                 session = t.session
+
+
+def test_client_reset_after_tls_does_not_kill_the_server(srv):
+    # The server writes its replies to a connection the client has already
+    # reset: the write must fail (EPIPE) rather than raise SIGPIPE, which
+    # would end the whole process.
+    ctx = client_context()
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as raw:
+            f = raw.makefile("rb")
+            assert f.readline().startswith(b"220")
+            raw.sendall(b"EHLO client.test\r\n")
+            while f.readline()[3:4] == b"-":
+                pass
+            raw.sendall(b"STARTTLS\r\n")
+            assert f.readline().startswith(b"220")
+            f.close()
+            t = ctx.wrap_socket(raw, server_hostname="reset.test")
+            t.sendall(b"NOOP\r\n" * 2000)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            t.close()
+    time.sleep(0.5)
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=15) as s:
+        assert s.noop()[0] == 250

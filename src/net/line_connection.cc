@@ -75,7 +75,7 @@ asio::awaitable<void> RunLineConnection(std::shared_ptr<LineConnection> c,
 void LineConnection::Start(std::function<void()> finished) {
   auto self = shared_from_this();
   auto ex = stream_.socket().get_executor();
-  asio::co_spawn(ex, Deadline::Watch(self, &deadline_), asio::detached);
+  asio::dispatch(ex, [self] { Deadline::Start(self, &self->deadline_); });
   asio::co_spawn(ex, RunLineConnection(self, std::move(finished)),
                  asio::detached);
 }

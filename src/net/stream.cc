@@ -4,6 +4,8 @@
 
 #include <openssl/err.h>
 
+#include <sys/socket.h>
+
 #include <asio/ssl/error.hpp>
 #include <cerrno>
 
@@ -12,6 +14,38 @@ namespace tern::net {
 using asio::ip::tcp;
 
 namespace {
+
+// OpenSSL's socket BIO writes with write(), which raises SIGPIPE (and ends
+// the server) when the peer has gone; this one writes with send() and
+// MSG_NOSIGNAL, as asio does, and borrows everything else from it.
+int SendNoSignal(BIO* b, const char* data, int len) {
+  int fd = -1;
+  BIO_get_fd(b, &fd);
+  BIO_clear_retry_flags(b);
+  ssize_t n = ::send(fd, data, static_cast<size_t>(len), MSG_NOSIGNAL);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    BIO_set_retry_write(b);
+  }
+  return static_cast<int>(n);
+}
+
+const BIO_METHOD* SocketMethod() {
+  static const BIO_METHOD* method = [] {
+    const BIO_METHOD* base = BIO_s_socket();
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                                     BIO_TYPE_DESCRIPTOR,
+                                 "tern socket");
+    if (m == nullptr) return base;
+    BIO_meth_set_write(m, &SendNoSignal);
+    BIO_meth_set_read(m, BIO_meth_get_read(base));
+    BIO_meth_set_puts(m, BIO_meth_get_puts(base));
+    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base));
+    BIO_meth_set_create(m, BIO_meth_get_create(base));
+    BIO_meth_set_destroy(m, BIO_meth_get_destroy(base));
+    return static_cast<const BIO_METHOD*>(m);
+  }();
+  return method;
+}
 
 // Not a coroutine of its own: every nested frame stays allocated while a
 // session waits, which is most of its life.
@@ -64,11 +98,15 @@ asio::awaitable<void> Stream::Handshake(std::shared_ptr<TlsContexts> contexts,
                                         asio::error_code& ec) {
   contexts_ = std::move(contexts);
   ssl_.reset(SSL_new(contexts_->default_context().native_handle()));
-  if (!ssl_ || SSL_set_fd(ssl_.get(), static_cast<int>(socket_.native_handle())) != 1) {
+  BIO* bio = ssl_ ? BIO_new(SocketMethod()) : nullptr;
+  if (bio == nullptr) {
     ERR_clear_error();
+    ssl_.reset();
     ec = asio::error::no_memory;
     co_return;
   }
+  BIO_set_fd(bio, static_cast<int>(socket_.native_handle()), BIO_NOCLOSE);
+  SSL_set_bio(ssl_.get(), bio, bio);  // the SSL owns it from here
   // SSL_write returns after each record it wrote (Write() loops), and a
   // retry after WANT_WRITE need not pass the same pointer.
   SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE |

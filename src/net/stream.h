@@ -2,7 +2,7 @@
 // place (STARTTLS) or start with it (implicit TLS). Plain connections carry
 // one null pointer; the SSL object exists only once TLS is asked for.
 //
-// TLS runs OpenSSL straight on the non-blocking socket (SSL_set_fd) and
+// TLS runs OpenSSL straight on the non-blocking socket (a socket BIO) and
 // waits for readiness through asio, rather than through asio::ssl::stream:
 // that one keeps two 17 KiB transfer buffers and a BIO pair with two more
 // for as long as the connection lives, about 70 KiB per idle session.
