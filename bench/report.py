@@ -407,6 +407,10 @@ def main():
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
     ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
     ap.add_argument("--imap-secs", help="seconds the IMAP part took")
+    ap.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
+                    help="a Markdown section written by a cell's own script "
+                         "(relay.py report, ...), added at the end under ### TITLE")
+    ap.add_argument("--huge", help="huge-message cell records (bench/huge.py, JSON lines)")
     ap.add_argument("--tls", help="runs of the TLS cell (tls_load.py, JSON lines)")
     ap.add_argument("--tls-idle", nargs="*", default=[], help="idle.py --tls results")
     args = ap.parse_args()
@@ -454,6 +458,11 @@ def main():
                             read_jsonl_opt(args.imap_wake), load_json(args.imap_info),
                             load_text(args.imap_secs))
         tg += imap["targets"]
+    huge = None
+    if args.huge:  # the cell's own file knows its records
+        from huge import report as huge_report
+        huge = huge_report(args.huge)
+        tg += huge["targets"]
     tls = tls_summary(read_jsonl(args.tls), args.tls_idle) if args.tls else None
     if tls:
         tg += tls["targets"]
@@ -522,6 +531,8 @@ def main():
     if imap:
         text.append("")
         text += imap_text(imap)
+    if huge:
+        text += huge["text"]
     if tls:
         text += tls_text(tls)
     text.append("")
@@ -623,6 +634,8 @@ def main():
         md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
+    if huge:
+        md += huge["md"]
     if tls:
         md += tls_md(tls)
     md.append("## Targets")
@@ -643,16 +656,29 @@ def main():
                       f"{r['sessions']} sessions, {r['mode']}, round {r.get('round')}: "
                       f"{r.get('error')}")
         md.append("")
+    sections = {}
+    for spec in args.section:
+        title, _, path = spec.partition("=")
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError as e:
+            text = f"(no results: {e})"
+        sections[title] = text
+        md += ["", f"### {title}", "", text, ""]
     with open(os.path.join(args.outdir, "results.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(args.outdir, "results.json"), "w") as f:
         json.dump({"env": env, "cells": rows, "targets": tg, "latency": lat, "idle": idle,
+                   "sections": sections,
                    "parser": parser, "runs": runs,
                    "mailauth": {"cells": ma_rows, "latency": ma_lat, "info": ma_info,
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
-                   "imap": imap, "tls": tls},
+                   "imap": imap,
+                   "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None,
+                   "tls": tls},
                   f, indent=1)
     return 0
 
