@@ -2,14 +2,22 @@
 """Idle connection cost: opens --count TCP connections to the server, waits
 until each has its 220 greeting, and reports the server's resident memory
 (VmRSS of --pid) before and after, per connection in KiB. Then closes them
-and checks that the server still answers. Writes a JSON summary to --out."""
+and checks that the server still answers. Writes a JSON summary to --out.
+
+--tls starttls: each connection also says EHLO, STARTTLS, completes the TLS
+handshake and says EHLO again before it is left idle (an SMTP session that
+did STARTTLS and waits). --tls implicit: the handshake comes first (a
+submissions port, RFC 8314), then the greeting and EHLO. TLS sessions are
+set up by a pool of --workers threads with blocking sockets."""
 
 import argparse
+import concurrent.futures
 import json
 import os
 import resource
 import selectors
 import socket
+import ssl
 import sys
 import time
 
@@ -24,6 +32,66 @@ def status_kib(pid, key):
     return None
 
 
+def read_reply(f):
+    """One SMTP reply (its last line) from a file object; b"" on EOF."""
+    while True:
+        line = f.readline(1024)
+        if not line or line[3:4] != b"-":
+            return line
+
+
+def tls_session(host, port, mode, ctx, timeout):
+    """A TLS SMTP session left idle after its second EHLO: the socket, or
+    raises with what went wrong."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if mode == "implicit":
+            s = ctx.wrap_socket(s, server_hostname="mx.bench.test")
+            f = s.makefile("rb")
+            if not read_reply(f).startswith(b"220"):
+                raise RuntimeError("no 220 greeting")
+        else:
+            f = s.makefile("rb")
+            if not read_reply(f).startswith(b"220"):
+                raise RuntimeError("no 220 greeting")
+            s.sendall(b"EHLO idle.bench.test\r\n")
+            if not read_reply(f).startswith(b"250"):
+                raise RuntimeError("EHLO refused")
+            s.sendall(b"STARTTLS\r\n")
+            if not read_reply(f).startswith(b"220"):
+                raise RuntimeError("STARTTLS refused")
+            f.close()
+            s = ctx.wrap_socket(s, server_hostname="mx.bench.test")
+            f = s.makefile("rb")
+        s.sendall(b"EHLO idle.bench.test\r\n")
+        if not read_reply(f).startswith(b"250"):
+            raise RuntimeError("EHLO after TLS refused")
+        f.close()
+        return s
+    except BaseException:
+        s.close()
+        raise
+
+
+def open_tls(args, count, deadline):
+    """Opens `count` idle TLS sessions: (sockets, errors)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    greeted, errors = [], []
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(tls_session, args.host, args.port, args.tls, ctx, 30)
+                   for _ in range(count)]
+        for fut in futures:
+            try:
+                greeted.append(fut.result(timeout=max(1, deadline - time.monotonic())))
+            except Exception as e:  # noqa: BLE001 -- counted and reported
+                errors.append(f"tls session: {e}")
+    for s in greeted:
+        s.settimeout(None)
+    return greeted, errors
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
@@ -33,6 +101,11 @@ def main():
     ap.add_argument("--batch", type=int, default=500, help="connections opened at once")
     ap.add_argument("--timeout", type=float, default=180.0)
     ap.add_argument("--settle", type=float, default=2.0)
+    ap.add_argument("--tls", choices=("starttls", "implicit"),
+                    help="idle TLS sessions instead of plain connections")
+    ap.add_argument("--check-port", type=int,
+                    help="plain SMTP port to check the server answers afterwards (default --port)")
+    ap.add_argument("--workers", type=int, default=16, help="threads setting up TLS sessions")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -58,7 +131,10 @@ def main():
     opened = 0
     t0 = time.monotonic()
     deadline = t0 + args.timeout
-    while (opened < count or pending) and time.monotonic() < deadline:
+    if args.tls:
+        greeted, errors = open_tls(args, count, deadline)
+        opened = count
+    while not args.tls and (opened < count or pending) and time.monotonic() < deadline:
         # Keep at most one batch waiting for its greeting; a burst larger
         # than the listen backlog would only measure SYN retransmits.
         while opened < count and len(pending) < args.batch:
@@ -120,10 +196,11 @@ def main():
         s.close()
     time.sleep(args.settle)
     rss2 = rss_kib(args.pid)
-    alive = wait_smtp(args.host, args.port, 30)
+    alive = wait_smtp(args.host, args.check_port or args.port, 30)
     if not alive:
         errors.append("server does not answer after the connections closed")
     res = {
+        "tls": args.tls or "none",
         "requested": args.count, "connections": n, "open_secs": round(open_secs, 2),
         "rss_before_kib": rss0, "rss_idle_kib": rss1, "rss_after_close_kib": rss2,
         "vmhwm_kib": hwm, "threads": threads, "fds_before": fds0, "fds_idle": fds1,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from benchlib import read_jsonl
+from tls_report import tls_md, tls_summary, tls_text
 
 NAMES = {"tern": "Tern", "postfix": "Postfix", "sink": "smtp-sink",
          "tern-nocheck": "Tern, no checks", "tern-auth": "Tern, SPF+DKIM+DMARC",
@@ -410,6 +411,8 @@ def main():
                     help="a Markdown section written by a cell's own script "
                          "(relay.py report, ...), added at the end under ### TITLE")
     ap.add_argument("--huge", help="huge-message cell records (bench/huge.py, JSON lines)")
+    ap.add_argument("--tls", help="runs of the TLS cell (tls_load.py, JSON lines)")
+    ap.add_argument("--tls-idle", nargs="*", default=[], help="idle.py --tls results")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -460,6 +463,9 @@ def main():
         from huge import report as huge_report
         huge = huge_report(args.huge)
         tg += huge["targets"]
+    tls = tls_summary(read_jsonl(args.tls), args.tls_idle) if args.tls else None
+    if tls:
+        tg += tls["targets"]
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
@@ -527,6 +533,8 @@ def main():
         text += imap_text(imap)
     if huge:
         text += huge["text"]
+    if tls:
+        text += tls_text(tls)
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -628,6 +636,8 @@ def main():
         md += imap_md(imap, env)
     if huge:
         md += huge["md"]
+    if tls:
+        md += tls_md(tls)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -667,7 +677,8 @@ def main():
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
                    "imap": imap,
-                   "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None},
+                   "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None,
+                   "tls": tls},
                   f, indent=1)
     return 0
 

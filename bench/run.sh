@@ -49,6 +49,8 @@
 #   HUGE=only runs it alone): HUGE_MIB (50), HUGE_ROUNDS (3; QUICK 1),
 #   TERN_HUGE_PORT (2760), POSTFIX_HUGE_PORT (2761), HUGE_SINK
 #   (127.0.76.1:2762, loopback).
+# TLS cell, STARTTLS with an ECDSA certificate, Tern against Postfix (TLS=0
+#   skips it, TLS=only runs it alone): knobs in bench/tls_cell.sh.
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -115,6 +117,7 @@ new_cell() {  # NAME: prints 1 when the cell runs
 HUGE=$(new_cell HUGE)
 RELAY=$(new_cell RELAY)
 SCALE=$(new_cell SCALE)
+TLS=$(new_cell TLS)
 SCALE_ROUNDS=${SCALE_ROUNDS:-$ROUNDS}
 TERN_SCALE_PORT=${TERN_SCALE_PORT:-2791}   # and the next port
 if [ -n "$ONLY" ]; then
@@ -445,6 +448,7 @@ fi
 mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl "$OUT"/milter.jsonl \
   "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl "$OUT"/huge.jsonl \
+  "$OUT"/tls.jsonl "$OUT"/tls-idle-*.json \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -694,6 +698,7 @@ EOF
   case $tag in
     tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; tern-milter) TERN_MILTER_PID=$pid ;;
     tern-relay) TERN_RELAY_PID=$pid ;; tern-t1) TERN_T1_PID=$pid ;; tern-t2) TERN_T2_PID=$pid ;;
+    tern-tls) TERN_TLS_PID=$pid ;;
     *) TERN_AUTH_PID=$pid ;;
   esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
@@ -1494,6 +1499,10 @@ message_size_limit = $(( (HUGE_MIB * 2 + 16) * 1048576 ))"
   stop_postfix postfix-huge
 fi
 
+# TLS cell: STARTTLS throughput (full and resumed handshakes) against
+# Postfix, and idle TLS session memory.
+if [ -n "$TLS" ]; then . "$BENCH/tls_cell.sh"; run_tls; fi
+
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
 if [ -z "$PLAIN" ]; then
@@ -1520,6 +1529,7 @@ log "writing the report"
   ${RELAY:+--section "Relaying=$WORK/relay.md"} \
   ${SCALE:+--section "Scaling with cores=$WORK/scale.md"} \
   ${HUGE:+--huge "$WORK/huge.jsonl"} \
+  ${TLS:+--tls "$WORK/tls.jsonl"} ${TLS_IDLE_FILES[@]+--tls-idle "${TLS_IDLE_FILES[@]}"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
@@ -1529,6 +1539,7 @@ cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$RELAY" ] && cp "$WORK/relay.jsonl" "$OUT/" 2>/dev/null
 [ -n "$SCALE" ] && cp "$WORK/scale.jsonl" "$OUT/" 2>/dev/null
 [ -n "$HUGE" ] && { cp "$WORK/huge.jsonl" "$OUT/" 2>/dev/null || true; }
+[ -n "$TLS" ] && { cp "$WORK"/tls.jsonl "$WORK"/tls-idle-*.json "$OUT/" 2>/dev/null || true; }
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"

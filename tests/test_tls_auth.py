@@ -573,3 +573,89 @@ def test_directory_unavailable_gives_454_not_a_strike(srv):
                           context=client_context()) as s:
         s.login(USER, PASSWORD)
     assert time.monotonic() - start < 5
+
+
+def _starttls_session(ctx, port, session=None, name="resume.test"):
+    """One STARTTLS connection offering `session` (made with `ctx`): (the
+    TLS session the server gave, whether it resumed the offered one, the
+    TLS version). Reads the EHLO reply after the handshake, by which time a
+    TLS 1.3 server's tickets are in."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        f = raw.makefile("rb")
+        assert f.readline().startswith(b"220")
+        raw.sendall(b"EHLO client.test\r\n")
+        while (line := f.readline())[3:4] == b"-":
+            pass
+        raw.sendall(b"STARTTLS\r\n")
+        assert f.readline().startswith(b"220")
+        f.close()
+        with ctx.wrap_socket(raw, server_hostname=name, session=session) as t:
+            g = t.makefile("rb")
+            t.sendall(b"EHLO client.test\r\n")
+            while (line := g.readline())[3:4] == b"-":
+                pass
+            assert line.startswith(b"250"), line
+            t.sendall(b"QUIT\r\n")
+            assert g.readline().startswith(b"221")
+            return t.session, t.session_reused, t.version()
+
+
+def test_starttls_session_resumption(srv):
+    # RFC 8446 2.2: the ticket of one connection lets the next skip the
+    # certificate and its signature; the server logs which handshakes resumed.
+    ctx = client_context()
+    first, reused, version = _starttls_session(ctx, srv.port)
+    assert version == "TLSv1.3" and not reused
+    assert first is not None and first.has_ticket, first
+    second, reused, _ = _starttls_session(ctx, srv.port, first)
+    assert reused, "the server did not resume the offered session"
+    # The new connection's own ticket works as well, and on another port
+    # of the same server (one ticket key per certificate context).
+    _, reused, _ = _starttls_session(ctx, srv.sub_port, second)
+    assert reused
+    # Without a session offered there is nothing to resume.
+    _, reused, _ = _starttls_session(ctx, srv.port)
+    assert not reused
+    deadline = time.monotonic() + 5
+    while srv.log_text().count("resumed=yes") < 2:
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.05)
+    assert "resumed=no" in srv.log_text()
+
+
+def test_implicit_tls_session_resumption(srv):
+    ctx = client_context()
+    session = None
+    for attempt in range(2):
+        with socket.create_connection(("127.0.0.1", srv.subs_port), timeout=15) as raw:
+            with ctx.wrap_socket(raw, server_hostname="resume.test", session=session) as t:
+                g = t.makefile("rb")
+                assert g.readline().startswith(b"220")
+                t.sendall(b"QUIT\r\n")
+                assert g.readline().startswith(b"221")
+                assert t.session_reused == (attempt == 1)
+                session = t.session
+
+
+def test_client_reset_after_tls_does_not_kill_the_server(srv):
+    # The server writes its replies to a connection the client has already
+    # reset: the write must fail (EPIPE) rather than raise SIGPIPE, which
+    # would end the whole process.
+    ctx = client_context()
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as raw:
+            f = raw.makefile("rb")
+            assert f.readline().startswith(b"220")
+            raw.sendall(b"EHLO client.test\r\n")
+            while f.readline()[3:4] == b"-":
+                pass
+            raw.sendall(b"STARTTLS\r\n")
+            assert f.readline().startswith(b"220")
+            f.close()
+            t = ctx.wrap_socket(raw, server_hostname="reset.test")
+            t.sendall(b"NOOP\r\n" * 2000)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            t.close()
+    time.sleep(0.5)
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=15) as s:
+        assert s.noop()[0] == 250
