@@ -332,6 +332,58 @@ def milter_md(rows, lat, env, runs):
     return md
 
 
+def bigqueue_targets(b):
+    """The huge-queue cell's goals (issue 18)."""
+    out = []
+
+    def add(name, value, goal, passed):
+        out.append({"target": name, "measured": value, "goal": goal,
+                    "result": "n/a" if passed is None else ("PASS" if passed else "FAIL")})
+
+    n = f"{b.get('n', 0):,} deferred"
+    v = b.get("restart_to_220_secs")
+    add(f"{n}: restart to 220", fmt(v, 2, " s"), "< 10 s", None if v is None else v < 10)
+    v = max(b.get("rss_recovered_mib") or 0, b.get("rss_end_mib") or 0) or None
+    add(f"{n}: RSS after restart (recovered)", fmt(v, 0, " MiB"), "< 300 MiB",
+        None if v is None else v < 300)
+    v = b.get("list_full_first_line_secs")
+    add(f"{n}: `tern queue list` first line", fmt(v, 2, " s"), "< 1 s",
+        None if v is None else v < 1)
+    return out
+
+
+def bigqueue_md(b):
+    """The huge-queue cell: restart, memory, listing, retry spread."""
+    md = ["## Huge queue", ""]
+    md.append(f"{b.get('n', 0):,} messages deferred (written by `tern_spoolgen`, one recipient "
+              "each, every retry already due), their next hop a loopback server answering "
+              "451 to every RCPT; then `tern serve` started on that spool (bench/bigqueue.py).")
+    md.append("")
+    md.append("| measure | Tern |")
+    md.append("|---|--:|")
+    rows = [("exec to the first 220", "restart_to_220_secs", " s", 2),
+            ("exec to recovery done (log)", "recovered_secs", " s", 1),
+            ("RSS at the first 220", "rss_at_220_mib", " MiB", 0),
+            ("RSS once recovered", "rss_recovered_mib", " MiB", 0),
+            ("RSS peak (VmHWM)", "rss_peak_mib", " MiB", 0),
+            ("`tern queue list`: first line", "list_full_first_line_secs", " s", 3),
+            ("`tern queue list`: whole listing", "list_full_total_secs", " s", 1),
+            ("`tern queue list --limit 50`: first line", "list_limit_first_line_secs", " s", 3),
+            ("`tern queue list --domain D --limit 20`: first line",
+             "list_domain_first_line_secs", " s", 3),
+            ("delivery attempts, busiest second of the first "
+             f"{len(b.get('attempts_per_sec') or [])} s", "attempts_max_per_sec", "", 0),
+            ("delivery attempts in those seconds", "attempts_in_window", "", 0)]
+    for label, key, unit, digits in rows:
+        md.append(f"| {label} | {fmt(b.get(key), digits, unit)} |")
+    md.append("")
+    if b.get("attempts_per_sec"):
+        md.append("Attempts per second after the start: "
+                  + " ".join(str(x) for x in b["attempts_per_sec"]) + ".")
+        md.append("")
+    return md
+
+
 def diff_or_none(a, b):
     return a - b if a is not None and b is not None else None
 
@@ -406,6 +458,7 @@ def main():
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
     ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
     ap.add_argument("--imap-secs", help="seconds the IMAP part took")
+    ap.add_argument("--bigqueue", help="bench/bigqueue.py result (JSON)")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -615,6 +668,10 @@ def main():
         md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
+    bigq = load_json(args.bigqueue) if args.bigqueue else None
+    if bigq:
+        md += bigqueue_md(bigq)
+        tg += bigqueue_targets(bigq)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -642,7 +699,7 @@ def main():
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
-                   "imap": imap},
+                   "imap": imap, "bigqueue": bigq},
                   f, indent=1)
     return 0
 

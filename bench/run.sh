@@ -34,6 +34,10 @@
 #   IMAP_APPEND_PER_CLIENT, IMAP_IDLE_CONNS (1000; QUICK 300), IMAP_IDLE_SECS
 #   (300, QUICK 90: opening connections stops then), IMAP_WAKE_SAMPLES,
 #   TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT (2144/2731/2145).
+# Huge-queue cell (BIGQUEUE=0 skips it, BIGQUEUE=only runs it alone):
+#   BIGQUEUE_N deferred messages (1000000) written by $BUILD/tern_spoolgen,
+#   Tern restarted on them (bench/bigqueue.py); ports BIGQ_PORT/BIGQ_SINK_PORT
+#   (2770/2771). Needs ~8 KiB of disk per message under /tmp (removed after).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -85,6 +89,9 @@ IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
 if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
 [ "${MAILAUTH:-}" = only ] && IMAP=
+BIGQUEUE=${BIGQUEUE:-1}
+[ "$BIGQUEUE" = 0 ] && BIGQUEUE=
+if [ "$BIGQUEUE" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=; fi
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
 IMAP_CELLS=${IMAP_CELLS:-"select fetch search append"}
@@ -1382,6 +1389,19 @@ else
   log "no $PARSER_BENCH; skipping parser micro-benchmarks"
 fi
 
+BIGQ_FILE=
+if [ -n "$BIGQUEUE" ]; then
+  if [ -x "$BUILD/tern_spoolgen" ]; then
+    log "huge-queue cell: ${BIGQUEUE_N:-1000000} deferred messages (bench/bigqueue.py)"
+    BIGQ_FILE=$WORK/bigqueue.json
+    "$PY" "$BENCH/bigqueue.py" "$TERN" "$BUILD/tern_spoolgen" "$WORK/bigqueue" "$BIGQ_FILE" >&2 ||
+      { log "huge-queue cell failed"; FAILED=1; BIGQ_FILE=; }
+    rm -rf "$WORK/bigqueue/data"
+  else
+    log "no $BUILD/tern_spoolgen; skipping the huge-queue cell"
+  fi
+fi
+
 log "writing the report"
 "$PY" "$BENCH/report.py" --runs "$RUNS" --env "$WORK/env.json" --outdir "$OUT" \
   ${LAT_FILES[@]+--latency "${LAT_FILES[@]}"} ${IDLE_FILE:+--idle "$IDLE_FILE"} \
@@ -1389,12 +1409,14 @@ log "writing the report"
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
+  ${BIGQ_FILE:+--bigqueue "$BIGQ_FILE"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
+[ -n "$BIGQ_FILE" ] && cp "$BIGQ_FILE" "$OUT/bigqueue.json"
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"

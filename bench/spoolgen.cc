@@ -7,8 +7,9 @@
 //   tern_spoolgen DATA_DIR COUNT [DOMAINS] [DUE_WINDOW_SECONDS]
 //
 // Recipients go to DOMAINS domains (d0.bigq.test ..), senders to ten; the
-// retry times are spread over DUE_WINDOW_SECONDS from now (0: all overdue,
-// the restart-after-an-outage case). Files are not synced.
+// retry times are spread over the second half of DUE_WINDOW_SECONDS from
+// now (0: all due now, the restart-after-an-outage case). Files are not
+// synced.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -89,7 +90,8 @@ int main(int argc, char** argv) {
     ::close(fd);
     queue::MessageState state = queue::InitialState(env);
     state.attempts = 1;
-    state.next_attempt = now + (window > 0 ? (i * 7919) % window : 0);
+    state.next_attempt =
+        window > 0 ? now + window / 2 + (i * 7919) % (window / 2 + 1) : now;
     state.last_error = "451 4.3.0 try again later";
     state.recipients[0].error = state.last_error;
     state.log.push_back({env.received_at, "127.0.0.1[127.0.0.1]:25",
