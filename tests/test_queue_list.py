@@ -22,7 +22,8 @@ class Sink451:
     """The next hop (a [[route]] relay on loopback): greets, takes MAIL and
     answers every RCPT with 451; counts the RCPTs per address."""
 
-    def __init__(self):
+    def __init__(self, pipelining=False):
+        self.pipelining = pipelining
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -48,14 +49,16 @@ class Sink451:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 verb = line[:4].upper()
                 if verb in ("EHLO", "HELO"):
-                    send("250 sink.remote.test")
+                    send("250-sink.remote.test\r\n250 PIPELINING" if self.pipelining
+                         else "250 sink.remote.test")
                 elif verb == "RCPT":
                     addr = line[line.find("<") + 1:line.find(">")].lower()
                     with self.lock:
                         self.tries[addr] = self.tries.get(addr, 0) + 1
                     send("451 4.3.0 sink: try again later")
                 elif verb == "DATA":
-                    send("554 5.5.1 no valid recipients")
+                    # what Postfix answers when every RCPT was refused
+                    send("554 5.5.1 Error: no valid recipients")
                 elif verb == "QUIT":
                     send("221 bye")
                     break
@@ -297,6 +300,25 @@ def test_restart_keeps_and_retries_deferred(tmp_path, how):
             time.sleep(0.3)
         assert {e["id"] for e in listed_json(srv)[0]} == before
         assert "queue: recovered 24 message(s)" in srv.log_text()
+    finally:
+        shutdown(srv)
+        sink.close()
+
+
+def test_pipelined_data_refusal_does_not_bounce_a_451(tmp_path):
+    """With PIPELINING, DATA goes out before the RCPT replies are known; a
+    next hop that refused every RCPT with 451 answers DATA with 554 (RFC
+    2920 3.1). The recipient is deferred, not bounced."""
+    sink = Sink451(pipelining=True)
+    srv = start_server(tmp_path / "srv", sink)
+    try:
+        m = unique("pipe")
+        submit(srv, "alice@one.test", f"{m}@r0.test", m)
+        entries = wait_deferred(srv, 1)
+        assert [e["recipients"] for e in entries] == [
+            [{"address": f"{m}@r0.test", "state": "pending"}]]
+        assert "bounced" not in srv.log_text()
+        assert f"<{m}@r0.test> deferred via 127.0.0.1: 451 4.3.0" in srv.log_text()
     finally:
         shutdown(srv)
         sink.close()
