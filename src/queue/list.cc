@@ -27,6 +27,13 @@ namespace tern::queue {
 namespace {
 
 using Key = std::array<char, 16>;  // a queue id (16 characters)
+// memcmp, not std::array's element-wise compare: sorting a million ids
+// took half of a listing's start-up time with the latter.
+struct KeyLess {
+  bool operator()(const Key& a, const Key& b) const {
+    return std::memcmp(a.data(), b.data(), a.size()) < 0;
+  }
+};
 
 // The queue ids in msg/, sorted (ids sort by time).
 Result<std::vector<Key>> SortedIds(int dir_fd) {
@@ -50,7 +57,7 @@ Result<std::vector<Key>> SortedIds(int dir_fd) {
   int err = errno;
   ::closedir(dir);
   if (err != 0) return io::ErrnoErr("read queue/msg", err);
-  std::sort(ids.begin(), ids.end());
+  std::sort(ids.begin(), ids.end(), KeyLess{});
   return ids;
 }
 
@@ -163,7 +170,7 @@ Result<size_t> ListEach(const std::string& data_dir, const ListFilter& filter,
     Key after{};
     std::memcpy(after.data(), filter.after.data(),
                 std::min(filter.after.size(), after.size()));
-    it = std::upper_bound(ids->begin(), ids->end(), after);
+    it = std::upper_bound(ids->begin(), ids->end(), after, KeyLess{});
     // A shorter prefix (a time) selects the ids that start after it too.
   }
   size_t passed = 0;

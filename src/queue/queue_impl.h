@@ -85,6 +85,13 @@ inline QueueKey KeyOf(std::string_view id) {
 inline std::string IdOf(const QueueKey& key) {
   return std::string(key.data(), key.size());
 }
+// Ids order by time; memcmp is much faster than std::array's element-wise
+// comparison for sorting a million of them.
+struct QueueKeyLess {
+  bool operator()(const QueueKey& a, const QueueKey& b) const {
+    return std::memcmp(a.data(), b.data(), a.size()) < 0;
+  }
+};
 
 // The spool directories, shared by the queue and its writers so a writer
 // that outlives Stop() can still remove its file.
@@ -146,7 +153,7 @@ struct DueEntry {
 // Orders the due_ heap so that its front is the earliest entry.
 struct DueLater {
   bool operator()(const DueEntry& a, const DueEntry& b) const {
-    return a.when != b.when ? a.when > b.when : a.id > b.id;
+    return a.when != b.when ? a.when > b.when : QueueKeyLess{}(b.id, a.id);
   }
 };
 
@@ -264,7 +271,8 @@ class QueueImpl final : public Queue {
   // Per waiting message: its id and due time (a map node of ~64 bytes) and
   // an entry in the due_ heap (24 bytes); nothing else of it is in memory
   // until it is due and a delivery thread loads it from the spool.
-  std::map<QueueKey, Clock::time_point> waiting_ GUARDED_BY(sched_mu_);
+  std::map<QueueKey, Clock::time_point, QueueKeyLess> waiting_
+      GUARDED_BY(sched_mu_);
   // Min-heap on the due time. An entry whose time differs from waiting_'s
   // for its id (or whose id is not waiting) is stale and skipped.
   std::vector<DueEntry> due_ GUARDED_BY(sched_mu_);

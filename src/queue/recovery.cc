@@ -74,8 +74,8 @@ Result<std::vector<QueueKey>> ListIds(int dir_fd,
     if (name == "." || name == "..") continue;
     if (IsValidQueueId(name)) {
       ids.push_back(KeyOf(name));
-    } else if (name[0] == '.') {
-      if (hidden != nullptr) hidden->emplace_back(name);
+    } else if (name[0] == '.' && hidden != nullptr) {
+      hidden->emplace_back(name);
     } else if (stray != nullptr) {
       stray->emplace_back(name);
     }
@@ -83,7 +83,7 @@ Result<std::vector<QueueKey>> ListIds(int dir_fd,
   int err = errno;
   ::closedir(dir);
   if (err != 0) return io::ErrnoErr("queue: read directory", err);
-  std::sort(ids.begin(), ids.end());
+  std::sort(ids.begin(), ids.end(), QueueKeyLess{});
   return ids;
 }
 
@@ -112,7 +112,7 @@ Result<void> QueueImpl::Recover() {
       ::unlinkat(spool_->state_fd.get(), name.c_str(), 0);
     size_t i = 0;
     for (const QueueKey& key : *states) {
-      while (i < ids->size() && (*ids)[i] < key) ++i;
+      while (i < ids->size() && QueueKeyLess{}((*ids)[i], key)) ++i;
       if (i < ids->size() && (*ids)[i] == key) {
         recover_has_state_[i] = true;
       } else {
