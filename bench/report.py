@@ -378,7 +378,7 @@ def bigqueue_md(b):
         md.append(f"| {label} | {fmt(b.get(key), digits, unit)} |")
     md.append("")
     if b.get("attempts_per_sec"):
-        md.append("Attempts per second after the start: "
+        md.append("Delivery attempts per second from the first 220 on: "
                   + " ".join(str(x) for x in b["attempts_per_sec"]) + ".")
         md.append("")
     return md

@@ -87,10 +87,17 @@ SERVERS=${SERVERS:-"tern postfix sink"}
 # IMAP=only: the IMAP cells alone (no SMTP servers, cells or tests).
 IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
-if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
+if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP_WAS_ONLY=1; fi
 [ "${MAILAUTH:-}" = only ] && IMAP=
+# Another cell's "only" run leaves this cell out unless BIGQUEUE says otherwise.
+if [ "${MAILAUTH:-}" = only ] || [ "${MILTER:-}" = only ] || [ -n "${IMAP_WAS_ONLY:-}" ]; then
+  BIGQUEUE=${BIGQUEUE:-0}
+fi
 BIGQUEUE=${BIGQUEUE:-1}
 [ "$BIGQUEUE" = 0 ] && BIGQUEUE=
+# QUICK: a tenth of the messages.
+[ -n "$QUICK" ] && BIGQUEUE_N=${BIGQUEUE_N:-100000}
+export BIGQUEUE_N=${BIGQUEUE_N:-1000000}
 if [ "$BIGQUEUE" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=; fi
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
@@ -1392,7 +1399,7 @@ fi
 BIGQ_FILE=
 if [ -n "$BIGQUEUE" ]; then
   if [ -x "$BUILD/tern_spoolgen" ]; then
-    log "huge-queue cell: ${BIGQUEUE_N:-1000000} deferred messages (bench/bigqueue.py)"
+    log "huge-queue cell: $BIGQUEUE_N deferred messages (bench/bigqueue.py)"
     BIGQ_FILE=$WORK/bigqueue.json
     "$PY" "$BENCH/bigqueue.py" "$TERN" "$BUILD/tern_spoolgen" "$WORK/bigqueue" "$BIGQ_FILE" >&2 ||
       { log "huge-queue cell failed"; FAILED=1; BIGQ_FILE=; }
