@@ -458,6 +458,10 @@ def main():
     ap.add_argument("--imap-wake", help="imap_bench.py wake records")
     ap.add_argument("--imap-info", help="the populated Maildir (info.json)")
     ap.add_argument("--imap-secs", help="seconds the IMAP part took")
+    ap.add_argument("--section", action="append", default=[], metavar="TITLE=FILE",
+                    help="a Markdown section written by a cell's own script "
+                         "(relay.py report, ...), added at the end under ### TITLE")
+    ap.add_argument("--huge", help="huge-message cell records (bench/huge.py, JSON lines)")
     ap.add_argument("--bigqueue", help="bench/bigqueue.py result (JSON)")
     args = ap.parse_args()
 
@@ -504,6 +508,11 @@ def main():
                             read_jsonl_opt(args.imap_wake), load_json(args.imap_info),
                             load_text(args.imap_secs))
         tg += imap["targets"]
+    huge = None
+    if args.huge:  # the cell's own file knows its records
+        from huge import report as huge_report
+        huge = huge_report(args.huge)
+        tg += huge["targets"]
     os.makedirs(args.outdir, exist_ok=True)
     png, plot_note = plot(args.outdir, cells)
 
@@ -569,6 +578,8 @@ def main():
     if imap:
         text.append("")
         text += imap_text(imap)
+    if huge:
+        text += huge["text"]
     text.append("")
     text.append("Targets:")
     for t in tg:
@@ -668,6 +679,8 @@ def main():
         md += milter_md(mi_rows, mi_lat, env, mi_runs)
     if imap:
         md += imap_md(imap, env)
+    if huge:
+        md += huge["md"]
     bigq = load_json(args.bigqueue) if args.bigqueue else None
     if bigq:
         md += bigqueue_md(bigq)
@@ -690,16 +703,29 @@ def main():
                       f"{r['sessions']} sessions, {r['mode']}, round {r.get('round')}: "
                       f"{r.get('error')}")
         md.append("")
+    sections = {}
+    for spec in args.section:
+        title, _, path = spec.partition("=")
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError as e:
+            text = f"(no results: {e})"
+        sections[title] = text
+        md += ["", f"### {title}", "", text, ""]
     with open(os.path.join(args.outdir, "results.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(args.outdir, "results.json"), "w") as f:
         json.dump({"env": env, "cells": rows, "targets": tg, "latency": lat, "idle": idle,
+                   "sections": sections,
                    "parser": parser, "runs": runs,
                    "mailauth": {"cells": ma_rows, "latency": ma_lat, "info": ma_info,
                                 "dns": ma_dns, "runs": ma_runs} if args.mailauth else None,
                    "milter": {"cells": mi_rows, "latency": mi_lat, "runs": mi_runs}
                    if args.milter else None,
-                   "imap": imap, "bigqueue": bigq},
+                   "imap": imap,
+                   "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None,
+                   "bigqueue": bigq},
                   f, indent=1)
     return 0
 

@@ -34,6 +34,20 @@
 #   IMAP_APPEND_PER_CLIENT, IMAP_IDLE_CONNS (1000; QUICK 300), IMAP_IDLE_SECS
 #   (300, QUICK 90: opening connections stops then), IMAP_WAKE_SAMPLES,
 #   TERN_IMAP_PORT/TERN_IMAP_SMTP_PORT/DOVECOT_IMAP_PORT (2144/2731/2145).
+# Relaying cell, 10,000 messages for 100 remote domains whose MX hosts are
+#   smtp-sinks (RELAY=0 skips it, RELAY=only runs it alone; bench/relay_cell.sh):
+#   RELAY_ROUNDS, RELAY_COUNT (10000), RELAY_DOMAINS (100, at most 250),
+#   RELAY_SESSIONS (32), TERN_RELAY_PORT/POSTFIX_RELAY_PORT (2740/2742),
+#   RELAY_SINK_PORT (2741), RELAY_NET (127.0.74: sinks on .1 to .N),
+#   RELAY_DNS (127.0.74.253; its port 53 serves the zone).
+# Scaling cell, the 1 KiB 32-session cell against Tern with threads = 1
+#   and 2, unpinned (SCALE=0 skips it, SCALE=only runs it alone):
+#   SCALE_ROUNDS, TERN_SCALE_PORT (2791, and 2792).
+# Huge-message cell, one 50 MiB message relayed to a sink on loopback by Tern
+#   and by Postfix, memory growth and times (bench/huge.py; HUGE=0 skips it,
+#   HUGE=only runs it alone): HUGE_MIB (50), HUGE_ROUNDS (3; QUICK 1),
+#   TERN_HUGE_PORT (2760), POSTFIX_HUGE_PORT (2761), HUGE_SINK
+#   (127.0.76.1:2762, loopback).
 # Huge-queue cell (BIGQUEUE=0 skips it, BIGQUEUE=only runs it alone):
 #   BIGQUEUE_N deferred messages (1000000) written by $BUILD/tern_spoolgen,
 #   Tern restarted on them (bench/bigqueue.py); ports BIGQ_PORT/BIGQ_SINK_PORT
@@ -76,6 +90,11 @@ else
   TARGET_SECS=${TARGET_SECS:-5}
   LAT_SECS=${LAT_SECS:-10}
 fi
+# X=only (for any cell X below) runs only the cells so marked.
+ONLY=
+for v in MAILAUTH MILTER IMAP RELAY HUGE SCALE TLS BIGQUEUE; do
+  [ "${!v:-}" = only ] && ONLY+=" $v"
+done
 # MAILAUTH=only: the mail authentication cell alone (no plain cells,
 # latency, idle or parser runs; only the plain Tern among SERVERS).
 PLAIN=1
@@ -87,18 +106,45 @@ SERVERS=${SERVERS:-"tern postfix sink"}
 # IMAP=only: the IMAP cells alone (no SMTP servers, cells or tests).
 IMAP=${IMAP:-1}
 [ "$IMAP" = 0 ] && IMAP=
-if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP_WAS_ONLY=1; fi
-[ "${MAILAUTH:-}" = only ] && IMAP=
-# Another cell's "only" run leaves this cell out unless BIGQUEUE says otherwise.
-if [ "${MAILAUTH:-}" = only ] || [ "${MILTER:-}" = only ] || [ -n "${IMAP_WAS_ONLY:-}" ]; then
-  BIGQUEUE=${BIGQUEUE:-0}
-fi
-BIGQUEUE=${BIGQUEUE:-1}
-[ "$BIGQUEUE" = 0 ] && BIGQUEUE=
+if [ "$IMAP" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; fi
+# The newer cells (relay, huge; each starts its own servers): on unless
+# X=0, or unless another cell is marked X=only.
+new_cell() {  # NAME: prints 1 when the cell runs
+  local v=${!1:-1}
+  if [ "$v" = only ]; then echo 1
+  elif [ "$v" != 0 ] && [ -z "$ONLY" ]; then echo 1
+  fi
+}
+HUGE=$(new_cell HUGE)
+RELAY=$(new_cell RELAY)
+SCALE=$(new_cell SCALE)
+BIGQUEUE=$(new_cell BIGQUEUE)
 # QUICK: a tenth of the messages.
 [ -n "$QUICK" ] && BIGQUEUE_N=${BIGQUEUE_N:-100000}
 export BIGQUEUE_N=${BIGQUEUE_N:-1000000}
-if [ "$BIGQUEUE" = only ]; then PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP=; fi
+SCALE_ROUNDS=${SCALE_ROUNDS:-$ROUNDS}
+TERN_SCALE_PORT=${TERN_SCALE_PORT:-2791}   # and the next port
+if [ -n "$ONLY" ]; then
+  case " $ONLY " in
+    *" MAILAUTH "*|*" MILTER "*|*" IMAP "*) ;;
+    *) PLAIN=; SERVERS=; MAILAUTH=0; MILTER=0; IMAP= ;;   # only newer cells
+  esac
+fi
+HUGE_MIB=${HUGE_MIB:-50}
+HUGE_ROUNDS=${HUGE_ROUNDS:-$([ -n "$QUICK" ] && echo 1 || echo 3)}
+TERN_HUGE_PORT=${TERN_HUGE_PORT:-2760}
+POSTFIX_HUGE_PORT=${POSTFIX_HUGE_PORT:-2761}
+HUGE_SINK=${HUGE_SINK:-127.0.76.1:2762}
+[ "${MAILAUTH:-}" = only ] && IMAP=
+RELAY_ROUNDS=${RELAY_ROUNDS:-$ROUNDS}
+RELAY_COUNT=${RELAY_COUNT:-10000}
+RELAY_DOMAINS=${RELAY_DOMAINS:-100}
+RELAY_SESSIONS=${RELAY_SESSIONS:-32}
+TERN_RELAY_PORT=${TERN_RELAY_PORT:-2740}
+POSTFIX_RELAY_PORT=${POSTFIX_RELAY_PORT:-2742}
+RELAY_SINK_PORT=${RELAY_SINK_PORT:-2741}
+RELAY_NET=${RELAY_NET:-127.0.74}
+RELAY_DNS=${RELAY_DNS:-127.0.74.253}
 IMAP_ROUNDS=${IMAP_ROUNDS:-$ROUNDS}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
 IMAP_CELLS=${IMAP_CELLS:-"select fetch search append"}
@@ -158,6 +204,9 @@ WORK=
 SINK_PID=
 TERN_PID=
 TERN_AUTH_PID=
+TERN_RELAY_PID=
+TERN_T1_PID=
+TERN_T2_PID=
 TERN_MILTER_PID=
 RSPAMD_PID=
 RSPAMD_TREE=
@@ -221,7 +270,10 @@ cleanup() {
       *) kill -TERM "$j" 2>/dev/null ;;
     esac
   done
+  [ -n "$RELAY" ] && relay_cleanup
   stop_pid "$TERN_PID" "Tern"
+  stop_pid "$TERN_T1_PID" "Tern (threads = 1, unpinned)"
+  stop_pid "$TERN_T2_PID" "Tern (threads = 2, unpinned)"
   stop_pid "$TERN_AUTH_PID" "Tern (mail authentication)"
   stop_pid "$TERN_MILTER_PID" "Tern (milter)"
   stop_pid "$TERN_IMAP_PID" "Tern (IMAP)"
@@ -346,6 +398,17 @@ if [ -n "$IMAP" ]; then
   done
 fi
 
+if [ -n "$HUGE" ]; then
+  [ -x "$TERN" ] || die "no $TERN: build Tern first (make build)"
+  case $HUGE_SINK in 127.*:*) ;; *) die "HUGE_SINK must be a loopback address:port" ;; esac
+  for port in $TERN_HUGE_PORT $POSTFIX_HUGE_PORT; do
+    "$PY" "$BENCH/benchlib.py" port-free 127.0.0.1 "$port" ||
+      die "port $port on loopback is in use; set TERN_HUGE_PORT/POSTFIX_HUGE_PORT"
+  done
+  "$PY" "$BENCH/benchlib.py" port-free "${HUGE_SINK%:*}" "${HUGE_SINK##*:}" ||
+    die "$HUGE_SINK is in use; set HUGE_SINK"
+fi
+
 NCPU=$(nproc)
 # Prefixes, not functions: a background function would run in a subshell
 # and $! would not be the server's pid.
@@ -381,7 +444,7 @@ fi
 
 mkdir -p "$OUT"
 rm -f "$OUT"/results.md "$OUT"/results.json "$OUT"/runs.jsonl "$OUT"/parser_bench.json "$OUT"/mailauth.jsonl "$OUT"/milter.jsonl \
-  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl \
+  "$OUT"/imap.jsonl "$OUT"/imap-idle.jsonl "$OUT"/imap-wake.jsonl "$OUT"/huge.jsonl \
   "$OUT"/throughput.png "$OUT"/throughput.dat "$OUT"/throughput.gp
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d /tmp/tern-bench-XXXX)
@@ -586,11 +649,12 @@ EOF
 }
 
 # --- Tern ---------------------------------------------------------------------
-# start_tern TAG PORT MAILAUTH_TOML: an instance with its data in $WORK/TAG;
-# sets TERN_PID (or TERN_AUTH_PID for tag tern-auth) and TERN_MAILDIR_OF.
+# start_tern TAG PORT MAILAUTH_TOML [TOP_LEVEL_TOML]: an instance with its
+# data in $WORK/TAG; sets TERN_PID (or TERN_AUTH_PID for tag tern-auth, ...)
+# and TERN_MAILDIR_OF.
 declare -A TERN_MAILDIR_OF=()
 start_tern() {
-  local tag=$1 port=$2 mailauth=$3
+  local tag=$1 port=$2 mailauth=$3 top=${4:-}
   local dir=$WORK/$tag conf=$WORK/$tag.toml
   TERN_MAILDIR_OF[$tag]=$dir/mail/bench.test/user/Maildir
   mkdir -p "$dir"
@@ -599,8 +663,9 @@ start_tern() {
 hostname = "mx.bench.test"
 data_dir = "$dir"
 domains = ["bench.test"]
-threads = 1
+threads = ${TERN_THREADS:-1}
 delivery_threads = 1
+$top
 
 [log]
 level = "warn"
@@ -620,11 +685,14 @@ EOF
     >"$WORK/logs/$tag-useradd.log" 2>&1 ||
     { cat "$WORK/logs/$tag-useradd.log" >&2; die "tern user add failed"; }
   log "starting $tag ($TERN serve --config $conf, nofile $NOFILE)"
-  "${PIN_SERVER[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
+  local pin=("${PIN_SERVER[@]}")
+  [ -n "${TERN_UNPINNED:-}" ] && pin=(env)
+  "${pin[@]}" prlimit --nofile="$NOFILE" "$TERN" serve --config "$conf" \
     >"$WORK/logs/$tag.log" 2>&1 &
   local pid=$!
   case $tag in
     tern) TERN_PID=$pid ;; tern-imap) TERN_IMAP_PID=$pid ;; tern-milter) TERN_MILTER_PID=$pid ;;
+    tern-relay) TERN_RELAY_PID=$pid ;; tern-t1) TERN_T1_PID=$pid ;; tern-t2) TERN_T2_PID=$pid ;;
     *) TERN_AUTH_PID=$pid ;;
   esac
   "$PY" "$BENCH/benchlib.py" wait-smtp 127.0.0.1 "$port" "$START_TIMEOUT" ||
@@ -644,12 +712,13 @@ server_port() {
     sink) echo "$SINK_PORT" ;;
     tern-auth) echo "$TERN_AUTH_PORT" ;; postfix-auth) echo "$POSTFIX_AUTH_PORT" ;;
     tern-milter) echo "$TERN_MILTER_PORT" ;; postfix-milter) echo "$POSTFIX_MILTER_PORT" ;;
+    tern-t1) echo "$TERN_SCALE_PORT" ;; tern-t2) echo "$((TERN_SCALE_PORT + 1))" ;;
   esac
 }
 server_maildir() {
   case $1 in
     tern|tern-nocheck|tern-nomilter) echo "${TERN_MAILDIR_OF[tern]}" ;;
-    tern-auth|tern-milter) echo "${TERN_MAILDIR_OF[$1]}" ;;
+    tern-auth|tern-milter|tern-t1|tern-t2) echo "${TERN_MAILDIR_OF[$1]}" ;;
     postfix|postfix-nomilter) echo "${PF_MAILDIR[postfix]}" ;;
     postfix-auth|postfix-milter) echo "${PF_MAILDIR[$1]}" ;; *) echo "" ;;
   esac
@@ -658,6 +727,7 @@ server_cpu() {
   case $1 in
     tern|tern-nocheck|tern-nomilter) echo "pid:$TERN_PID" ;; tern-auth) echo "pid:$TERN_AUTH_PID" ;;
     tern-milter) echo "pid:$TERN_MILTER_PID" ;;
+    tern-t1) echo "pid:$TERN_T1_PID" ;; tern-t2) echo "pid:$TERN_T2_PID" ;;
     postfix|postfix-nomilter) echo "${PF_CPU[postfix]}" ;; sink) echo "pid:$SINK_PID" ;;
     # rspamd is measured on its own (cell.py --helper-cpu), not in here.
     postfix-milter) echo "${PF_CPU[postfix-milter]}" ;;
@@ -671,6 +741,7 @@ server_alive() {
   case $1 in
     tern|tern-nocheck|tern-nomilter) kill -0 "$TERN_PID" 2>/dev/null ;;
     tern-auth) kill -0 "$TERN_AUTH_PID" 2>/dev/null ;;
+    tern-t1) kill -0 "$TERN_T1_PID" 2>/dev/null ;; tern-t2) kill -0 "$TERN_T2_PID" 2>/dev/null ;;
     tern-milter) kill -0 "$TERN_MILTER_PID" 2>/dev/null && kill -0 "$RSPAMD_PID" 2>/dev/null ;;
     postfix|postfix-nomilter) kill -0 "${PF_MASTER[postfix]}" 2>/dev/null ;;
     postfix-milter) kill -0 "${PF_MASTER[postfix-milter]}" 2>/dev/null && kill -0 "$RSPAMD_PID" 2>/dev/null ;;
@@ -1155,6 +1226,9 @@ run_imap() {
   echo $((SECONDS - started)) >"$WORK/imap-secs"
 }
 
+# The relaying cell (run_relay, relay_cleanup).
+. "$BENCH/relay_cell.sh"
+
 # === main ======================================================================
 log "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $NCPU cores; kernel $(uname -r)"
 log "load average now: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy)"
@@ -1380,6 +1454,45 @@ fi
 # IMAP cells: Tern against a private Dovecot on the same Maildir.
 [ -n "$IMAP" ] && run_imap
 
+# Relaying: Tern and Postfix relay to 100 smtp-sink "MX hosts".
+[ -n "$RELAY" ] && run_relay
+
+# Scaling with cores: the 1 KiB, 32-session, new-connection cell against
+# Tern with threads = 1 and threads = 2, neither pinned (the load
+# generator stays on its core, so the servers share the machine with it).
+if [ -n "$SCALE" ]; then
+  log "=== scaling: threads = 1 and 2, unpinned, $SCALE_ROUNDS round(s) ==="
+  TERN_UNPINNED=1 TERN_THREADS=1 start_tern tern-t1 "$TERN_SCALE_PORT" "[mailauth]
+verify = false"
+  TERN_UNPINNED=1 TERN_THREADS=2 start_tern tern-t2 "$((TERN_SCALE_PORT + 1))" "[mailauth]
+verify = false"
+  RUNS_FILE=$WORK/scale.jsonl
+  for round in $(seq "$SCALE_ROUNDS"); do
+    for server in tern-t1 tern-t2; do run_cell "$server" 1024 32 new "$round"; done
+  done
+  RUNS_FILE=$RUNS
+  stop_pid "$TERN_T1_PID" "Tern (threads = 1, unpinned)"
+  stop_pid "$TERN_T2_PID" "Tern (threads = 2, unpinned)"
+  "$PY" "$BENCH/relay.py" scale-report "$WORK/scale.jsonl" >"$WORK/scale.md" || FAILED=1
+  cat "$WORK/scale.md" >&2
+fi
+# Huge message: a Postfix relaying to the sink (stopped afterwards), and
+# bench/huge.py, which starts its own Tern and the sink.
+if [ -n "$HUGE" ]; then
+  log "=== huge message: $HUGE_MIB MiB, $HUGE_ROUNDS round(s) ==="
+  start_postfix postfix-huge "$POSTFIX_HUGE_PORT" 127.0.0.0/8 "relayhost = [${HUGE_SINK%:*}]:${HUGE_SINK##*:}
+message_size_limit = $(( (HUGE_MIB * 2 + 16) * 1048576 ))"
+  hg_pids=tree:${PF_MASTER[postfix-huge]}
+  [ -n "${PF_CG[postfix-huge]}" ] && hg_pids=cg:${PF_CG[postfix-huge]}
+  rc=0
+  "${PIN_LOAD[@]}" "$PY" "$BENCH/huge.py" --tern "$TERN" --work "$WORK/huge" --logs "$WORK/logs" \
+    --out "$WORK/huge.jsonl" --size-mib "$HUGE_MIB" --rounds "$HUGE_ROUNDS" \
+    --tern-port "$TERN_HUGE_PORT" --sink "$HUGE_SINK" --postfix-port "$POSTFIX_HUGE_PORT" \
+    --postfix-pids "$hg_pids" --server-cpus "$SERVER_CPUS" || rc=$?
+  [ $rc -eq 0 ] || { FAILED=1; log "huge-message cell failed (exit $rc)"; }
+  stop_postfix postfix-huge
+fi
+
 # Parser micro-benchmarks (the binary exists once CMake builds it).
 PARSER_FILE=
 if [ -z "$PLAIN" ]; then
@@ -1417,12 +1530,18 @@ log "writing the report"
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
   ${BIGQ_FILE:+--bigqueue "$BIGQ_FILE"} \
+  ${RELAY:+--section "Relaying=$WORK/relay.md"} \
+  ${SCALE:+--section "Scaling with cores=$WORK/scale.md"} \
+  ${HUGE:+--huge "$WORK/huge.jsonl"} \
   ${IMAP:+--imap "$WORK/imap.jsonl" --imap-idle "$WORK/imap-idle.jsonl" --imap-wake "$WORK/imap-wake.jsonl" --imap-info "$WORK/imap/info.json" --imap-secs "$WORK/imap-secs"} \
   || { log "report failed"; FAILED=1; }
 cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$MAILAUTH" ] && cp "$MA_RUNS" "$OUT/mailauth.jsonl"
 [ -n "$MILTER" ] && cp "$MI_RUNS" "$OUT/milter.jsonl"
 [ -n "$IMAP" ] && cp "$WORK"/imap*.jsonl "$OUT/" 2>/dev/null
+[ -n "$RELAY" ] && cp "$WORK/relay.jsonl" "$OUT/" 2>/dev/null
+[ -n "$SCALE" ] && cp "$WORK/scale.jsonl" "$OUT/" 2>/dev/null
+[ -n "$HUGE" ] && { cp "$WORK/huge.jsonl" "$OUT/" 2>/dev/null || true; }
 [ -n "$BIGQ_FILE" ] && cp "$BIGQ_FILE" "$OUT/bigqueue.json"
 
 if [ "$FAILED" -ne 0 ]; then

@@ -141,6 +141,7 @@ class Handler:
         if r:
             return r
         self.envelopes.append({
+            "at": time.monotonic(),
             "from": envelope.mail_from,
             "to": list(envelope.rcpt_tos),
             "data": envelope.original_content,
@@ -617,6 +618,33 @@ def test_connection_reuse(dns, sinks, tern):
     sink.wait(5)
     wait_queue_empty(srv)
     assert sink.sessions < 5, sink.sessions
+
+
+def test_waiting_destination_takes_an_idle_connection_slot(dns, sinks, tern):
+    # Issue 18: with every connection slot taken, a connection that only
+    # idles (waiting for more mail for its own destination) is given up at
+    # once for a destination whose mail waits. Before, it kept its slot
+    # for its whole idle period and new mail for its own destination went
+    # out on it first, while the other destination waited.
+    dns.mx("slot-a.test", (10, "mx.slot-a.test"))
+    dns.a("mx.slot-a.test", "127.0.0.47")
+    dns.mx("slot-b.test", (10, "mx.slot-b.test"))
+    dns.a("mx.slot-b.test", "127.0.0.48")
+    a = sinks.smtp("127.0.0.47")
+    b = sinks.smtp("127.0.0.48")
+    srv = tern(delivery={"max_connections": 1})
+    submit(srv, "u@example.test", ["x@slot-a.test"], unique("slot-a1"))
+    a.wait(1)
+    # The connection to A now idles, holding the only slot.
+    submit(srv, "u@example.test", ["x@slot-b.test"], unique("slot-b"))
+    submit(srv, "u@example.test", ["y@slot-a.test"], unique("slot-a2"))
+    b.wait(1)
+    a.wait(2)
+    wait_queue_empty(srv)
+    # B's message went first, and A's second message needed a new
+    # connection: the idle one had been handed over.
+    assert b.envelopes[0]["at"] < a.envelopes[1]["at"]
+    assert a.sessions == 2, a.sessions
 
 
 def test_dsn_params_passed_to_dsn_capable_peer(dns, sinks, tern):

@@ -134,7 +134,11 @@ struct DeliverySettings {
   uint32_t retry_max = 3600;           // cap between tries
   uint32_t max_lifetime = 5 * 86400;   // then bounce
   uint32_t delay_warning = 4 * 3600;   // "delayed" DSN after this; 0 = never
-  uint32_t max_connections = 20;
+  // Outbound SMTP connections at once, in total: as many as Postfix runs
+  // smtp processes by default (default_process_limit); a connection is a
+  // coroutine here, not a process. Fewer left most of 100 destinations
+  // waiting for a slot (issue 18, bench/relay_cell.sh).
+  uint32_t max_connections = 100;
   uint32_t max_connections_per_destination = 4;
   uint32_t max_messages_per_connection = 100;
   uint32_t connect_timeout = 30;

@@ -13,6 +13,7 @@
 #include <asio/ssl.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <map>
@@ -45,7 +46,9 @@ using smtp::client::TlsPolicy;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxHosts = 10;  // MX hosts tried per destination
-constexpr size_t kWriteChunk = 64 * 1024;
+// A message goes out in pieces of this size, read from the spool file one
+// at a time (a 50 MiB message must not cost 50 MiB of memory).
+constexpr size_t kBodyChunk = 256 * 1024;
 // An idle connection waits up to kIdleChecks x kIdleCheck for more mail.
 constexpr int kIdleChecks = 10;
 constexpr auto kIdleCheck = std::chrono::milliseconds(100);
@@ -100,9 +103,63 @@ struct Tracker {
   queue::RemoteReport report;
   std::function<void(queue::RemoteReport)> done;
   int outstanding = 0;
+  // The header section has been read (for tls_required_no). The file
+  // itself is opened by each job and read piece by piece while it is sent:
+  // neither the message nor a descriptor is held while a job waits.
   bool loaded = false;
-  std::string body;
-  std::string load_error;
+  // Any octet above 127 (RFC 6152): read through for peers without
+  // 8BITMIME only, the first time one comes up.
+  std::optional<bool> has_8bit;
+  bool tls_required_no = false;  // "TLS-Required: No" (RFC 8689 3)
+};
+
+// The bytes of a message as one transaction sends them: the queued file
+// (envelope.prepend, then body_len bytes at body_offset), read in
+// kBodyChunk pieces; or a copy in memory when it had to be rewritten as a
+// whole (ARC seal, 8-bit downgrade).
+struct Payload {
+  const std::string* memory = nullptr;  // set: the whole message
+  std::string_view prepend;
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t len = 0;
+
+  uint64_t size() const { return memory ? memory->size() : prepend.size() + len; }
+  // The piece [pos, pos + n) of the message, in `buf` when it comes from
+  // the file (or a view of the copy in memory). False on a read error.
+  bool Read(uint64_t pos, size_t n, std::string& buf, std::string_view* out) const {
+    if (memory) {
+      *out = std::string_view(*memory).substr(pos, n);
+      return true;
+    }
+    buf.resize(n);
+    size_t got = 0;
+    if (pos < prepend.size()) {
+      got = std::min<uint64_t>(n, prepend.size() - pos);
+      std::memcpy(buf.data(), prepend.data() + pos, got);
+    }
+    if (got < n) {
+      uint64_t file_pos = pos + got - prepend.size();
+      if (io::PreadAll(fd, buf.data() + got, n - got,
+                       static_cast<off_t>(offset + file_pos)) != 0) {
+        return false;
+      }
+    }
+    *out = std::string_view(buf.data(), n);
+    return true;
+  }
+  // The whole message in one string, for the rare rewrites that need it.
+  bool ReadAll(std::string* out) const {
+    std::string_view v;
+    std::string buf;
+    if (!Read(0, size(), buf, &v)) return false;
+    if (memory) {
+      out->assign(v);
+    } else {
+      *out = std::move(buf);
+    }
+    return true;
+  }
 };
 
 struct Job {
@@ -117,6 +174,12 @@ struct Destination {
   const RouteConfig* route = nullptr;  // null: MX
   std::deque<Job> jobs;
   uint32_t workers = 0;
+  // Listed in OutboundImpl::waiting_: it has jobs for another worker but
+  // every connection slot is taken.
+  bool waiting = false;
+  // Timers of this destination's workers that idle on an open connection:
+  // a new job wakes one at once.
+  std::vector<asio::steady_timer*> idlers;
   // Hops that failed to connect or greet during this busy period: other
   // jobs skip them instead of waiting for the same timeout again.
   std::set<std::string> dead;
@@ -201,14 +264,30 @@ class OutboundImpl final : public Outbound {
                                             bool* tls_failed);
   friend asio::awaitable<void> Drive(OutboundImpl* self,
                                      std::shared_ptr<Conn> c,
-                                     const std::string* body,
+                                     const Payload* body,
                                      TlsPolicy policy);
 
   void Accept(std::shared_ptr<Tracker> t);
   void MaybeSpawn(Destination& d);
   void WorkerDone(Destination* d);
+  // True when another destination waits for a connection slot: an idle
+  // worker then gives its slot up at once instead of waiting for more mail.
+  // Only a destination without any worker counts: one that has a
+  // connection already takes further slots as they come free, so that
+  // connections are not closed and opened again for every message.
+  bool SlotWanted() {
+    while (!waiting_.empty() && waiting_.front()->jobs.empty()) {
+      waiting_.front()->waiting = false;
+      waiting_.pop_front();
+    }
+    for (const Destination* w : waiting_) {
+      if (w->workers == 0 && !w->jobs.empty()) return true;
+    }
+    return false;
+  }
   void Complete(const std::shared_ptr<Tracker>& t);
-  void LoadBody(Tracker& t);
+  std::string OpenMessage(Tracker& t, UniqueFd* fd);
+  bool Has8Bit(Tracker& t, int fd);
   asio::ssl::context& TlsContext(const RouteConfig* route);
   uint32_t TimeoutFor(ClientSession::Phase phase) const;
   // Counts one TLS session for TLS-RPT; `failure` is an RFC 8460 4.3
@@ -235,6 +314,11 @@ class OutboundImpl final : public Outbound {
   // Only touched on the io thread:
   std::map<std::string, Destination> dests_;
   uint32_t total_workers_ = 0;
+  // Destinations that have mail but found every slot taken, oldest first,
+  // and the timers of workers idling on an open connection (woken when a
+  // destination starts waiting, so that the slot changes hands at once).
+  std::deque<Destination*> waiting_;
+  std::set<asio::steady_timer*> idlers_;
   std::mt19937 rng_;
 };
 
@@ -409,6 +493,13 @@ void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
       d.route = where[key].second;
     }
     d.jobs.push_back(Job{t, std::move(idx), group.second});
+    if (!d.idlers.empty()) {
+      // A worker of this destination idles on an open connection: it
+      // takes the job now (MaybeSpawn then sees enough workers).
+      d.idlers.back()->cancel();
+      idlers_.erase(d.idlers.back());
+      d.idlers.pop_back();
+    }
     MaybeSpawn(d);
   }
 }
@@ -420,39 +511,105 @@ void OutboundImpl::MaybeSpawn(Destination& d) {
     ++total_workers_;
     asio::co_spawn(*io_, RunWorker(this, &d), asio::detached);
   }
+  // Slots ran out while this destination still wants a worker (it has
+  // none, or more jobs than workers): it waits its turn. When it has no
+  // worker at all, one that only idles on an open connection for another
+  // destination is asked to let go.
+  bool wants = !d.jobs.empty() && d.workers < options_.max_connections_per_destination &&
+               d.workers < d.jobs.size();
+  if (wants && !d.waiting) {
+    d.waiting = true;
+    waiting_.push_back(&d);
+  }
+  if (wants && d.workers == 0 && !idlers_.empty()) {
+    asio::steady_timer* t = *idlers_.begin();
+    idlers_.erase(idlers_.begin());
+    t->cancel();
+  }
 }
 
 void OutboundImpl::WorkerDone(Destination* d) {
   --d->workers;
   --total_workers_;
   if (d->workers == 0 && d->jobs.empty()) d->dead.clear();
-  // A slot is free: destinations that waited for one may start a worker.
-  for (auto& [key, dest] : dests_) MaybeSpawn(dest);
+  // A slot is free: the destinations that waited longest get it first (a
+  // destination with no worker at all before one that wants another).
+  for (int pass = 0; pass < 2 && total_workers_ < options_.max_connections; ++pass) {
+    std::deque<Destination*> todo;
+    todo.swap(waiting_);
+    std::deque<Destination*> still;
+    for (Destination* w : todo) {
+      w->waiting = false;
+      if (w->jobs.empty()) continue;
+      if ((pass == 0 && w->workers > 0) ||
+          total_workers_ >= options_.max_connections) {
+        w->waiting = true;
+        still.push_back(w);
+        continue;
+      }
+      MaybeSpawn(*w);  // lists it again, at the end, if it wants more
+    }
+    still.insert(still.end(), waiting_.begin(), waiting_.end());
+    waiting_.swap(still);
+  }
 }
 
 void OutboundImpl::Complete(const std::shared_ptr<Tracker>& t) {
-  t->body.clear();
-  t->body.shrink_to_fit();
   if (t->done) t->done(std::move(t->report));
 }
 
-void OutboundImpl::LoadBody(Tracker& t) {
-  if (t.loaded) return;
-  t.loaded = true;
-  UniqueFd fd(::open(t.job.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    t.load_error = "cannot open the queued message";
-    return;
-  }
+// The message as the spool file holds it, for sending.
+Payload FilePayload(const Tracker& t, int fd) {
+  Payload p;
   // The header fields added at commit (DKIM-Signature) come first.
-  const std::string& prepend = t.job.envelope.prepend;
-  t.body.assign(prepend.size() + t.job.body_len, '\0');
-  t.body.replace(0, prepend.size(), prepend);
-  if (io::PreadAll(fd.get(), t.body.data() + prepend.size(), t.job.body_len,
-                   static_cast<off_t>(t.job.body_offset)) != 0) {
-    t.load_error = "cannot read the queued message";
-    t.body.clear();
+  p.prepend = t.job.envelope.prepend;
+  p.fd = fd;
+  p.offset = t.job.body_offset;
+  p.len = t.job.body_len;
+  return p;
+}
+
+// Opens the queued message for one job; the first time, also reads its
+// header section (TLS-Required). Returns why it failed, or "".
+std::string OutboundImpl::OpenMessage(Tracker& t, UniqueFd* fd) {
+  *fd = UniqueFd(::open(t.job.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!*fd) return "cannot open the queued message";
+  if (t.loaded) return "";
+  Payload p = FilePayload(t, fd->get());
+  smtp::client::MessageScan scan;
+  std::string buf;
+  constexpr size_t kHeaderPiece = 16 * 1024;
+  for (uint64_t pos = 0; pos < p.size() && !scan.header_done(); pos += kHeaderPiece) {
+    std::string_view piece;
+    if (!p.Read(pos, std::min<uint64_t>(kHeaderPiece, p.size() - pos), buf, &piece)) {
+      *fd = UniqueFd();
+      return "cannot read the queued message";
+    }
+    scan.Feed(piece);
   }
+  scan.Finish();
+  t.tls_required_no = scan.tls_required_no();
+  t.loaded = true;
+  return "";
+}
+
+// Reads the queued message through, a piece at a time, for 8-bit octets.
+// A read error counts as 7-bit: sending reads the file again and defers
+// the message when that fails too.
+bool OutboundImpl::Has8Bit(Tracker& t, int fd) {
+  if (t.has_8bit) return *t.has_8bit;
+  Payload p = FilePayload(t, fd);
+  std::string buf;
+  bool found = false;
+  for (uint64_t pos = 0; pos < p.size() && !found; pos += kBodyChunk) {
+    std::string_view piece;
+    if (!p.Read(pos, std::min<uint64_t>(kBodyChunk, p.size() - pos), buf, &piece)) {
+      return false;
+    }
+    found = smtp::client::Has8Bit(piece);
+  }
+  t.has_8bit = found;
+  return found;
 }
 
 asio::awaitable<std::vector<std::string>> LookupHost(OutboundImpl* self,
@@ -648,7 +805,7 @@ asio::awaitable<HopPlan> PlanHops(OutboundImpl* self, Destination* d) {
 // Runs the session until it is idle, has a result, or has ended: writes its
 // output, reads replies, does STARTTLS and sends the body.
 asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
-                            const std::string* body, TlsPolicy policy) {
+                            const Payload* body, TlsPolicy policy) {
   ClientSession& s = c->session;
   // RFC 5321 4.5.3.2: each timeout bounds the wait for a whole reply. The
   // deadline is set when a wait starts (after a command, the body, TLS or
@@ -790,42 +947,59 @@ asio::awaitable<void> Drive(OutboundImpl* self, std::shared_ptr<Conn> c,
         continue;
       }
       case ClientSession::Need::kBody: {
-        std::string head;
-        std::string stuffed;
-        const std::string* payload = body;
-        if (s.use_bdat()) {
-          // RFC 3030 3: one chunk, the message as it is.
-          head = "BDAT " + std::to_string(body->size()) + " LAST\r\n";
-        } else {
-          smtp::client::DotStuffer stuffer;
-          stuffed.reserve(body->size() + body->size() / 64 + 8);
-          stuffer.Convert(*body, stuffed);
-          stuffer.Finish(stuffed);
-          payload = &stuffed;
-        }
+        // The message goes out piece by piece as it is read (from the spool
+        // file, or from a rewritten copy in memory): memory stays bounded
+        // by kBodyChunk whatever the message's size.
         asio::error_code ec;
-        if (!head.empty()) {
-          c->SetDeadline(self->options_.data_block_timeout);
-          if (c->tls) {
-            co_await asio::async_write(c->stream, asio::buffer(head),
-                                       asio::redirect_error(asio::use_awaitable, ec));
-          } else {
-            co_await asio::async_write(c->stream.next_layer(), asio::buffer(head),
-                                       asio::redirect_error(asio::use_awaitable, ec));
-          }
+        const bool bdat = s.use_bdat();
+        const uint64_t size = body->size();
+        std::string buf;  // a piece read from the file
+        std::string out;  // what is written: a command, stuffed data
+        if (bdat) {
+          // RFC 3030 3: one chunk, the message as it is.
+          out = "BDAT " + std::to_string(size) + " LAST\r\n";
         }
-        // RFC 5321 4.5.3.2.5: the timeout applies to each block sent.
-        for (size_t off = 0; !ec && off < payload->size(); off += kWriteChunk) {
-          size_t len = std::min(kWriteChunk, payload->size() - off);
-          c->SetDeadline(self->options_.data_block_timeout);
-          auto chunk = asio::buffer(payload->data() + off, len);
-          if (c->tls) {
-            co_await asio::async_write(c->stream, chunk,
-                                       asio::redirect_error(asio::use_awaitable, ec));
-          } else {
-            co_await asio::async_write(c->stream.next_layer(), chunk,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+        smtp::client::DotStuffer stuffer;
+        bool read_error = false;
+        for (uint64_t pos = 0; !ec; pos += kBodyChunk) {
+          const bool last = pos >= size;
+          if (!last) {
+            std::string_view piece;
+            if (!body->Read(pos, std::min<uint64_t>(kBodyChunk, size - pos), buf,
+                            &piece)) {
+              read_error = true;
+              break;
+            }
+            if (bdat) {
+              out.append(piece);
+            } else {
+              // RFC 5321 4.5.2: the stuffer keeps its line state from one
+              // piece to the next (a "." or a CRLF split between two).
+              stuffer.Convert(piece, out);
+            }
+          } else if (!bdat) {
+            stuffer.Finish(out);  // the final CRLF "." CRLF
           }
+          if (!out.empty()) {
+            // RFC 5321 4.5.3.2.5: the timeout applies to each block sent.
+            c->SetDeadline(self->options_.data_block_timeout);
+            if (c->tls) {
+              co_await asio::async_write(c->stream, asio::buffer(out),
+                                         asio::redirect_error(asio::use_awaitable, ec));
+            } else {
+              co_await asio::async_write(c->stream.next_layer(), asio::buffer(out),
+                                         asio::redirect_error(asio::use_awaitable, ec));
+            }
+            out.clear();
+          }
+          if (last) break;
+        }
+        if (read_error) {
+          // The peer has part of a message that must not be delivered:
+          // the connection goes (RFC 5321 4.1.1.4 has no way to abort DATA).
+          s.ConnectionLost("cannot read the queued message");
+          c->Close();
+          continue;
         }
         if (ec) {
           s.ConnectionLost(c->timed_out() ? "timeout sending the message"
@@ -1011,25 +1185,6 @@ void TraceRemote(const std::string& id, const queue::RemoteOutcome& o, const std
   trace::Record(e);
 }
 
-// RFC 8689 3: "TLS-Required: No" in the message's header section (the
-// sender asks that DANE and MTA-STS failures not hold the message back).
-bool TlsRequiredNo(std::string_view message) {
-  size_t pos = 0;
-  while (pos < message.size()) {
-    size_t end = message.find('\n', pos);
-    std::string_view line = message.substr(
-        pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) break;  // the end of the header section
-    constexpr std::string_view kName = "TLS-Required:";
-    if (IStartsWith(line, kName) && IEquals(Trim(line.substr(kName.size())), "No"))
-      return true;
-    if (end == std::string_view::npos) break;
-    pos = end + 1;
-  }
-  return false;
-}
-
 // RFC 8689 4.2.1: what keeps a REQUIRETLS message off this connection, or
 // "" when nothing does: TLS, an authenticated certificate (PKIX for the
 // host name, or DANE), and a host name vouched for (DNSSEC or MTA-STS; a
@@ -1048,7 +1203,8 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
                                  const HopPlan* plan, Job job,
                                  std::shared_ptr<Conn>* conn) {
   Tracker& t = *job.tracker;
-  self->LoadBody(t);
+  UniqueFd msg_fd;
+  std::string read_error = self->OpenMessage(t, &msg_fd);
   const queue::Envelope& env = t.job.envelope;
   // For the trace: where the last transaction went, and its TLS.
   std::string trace_via;
@@ -1088,8 +1244,31 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
         queue::Attempt{static_cast<int64_t>(std::time(nullptr)), host, reply});
   };
 
-  if (!t.load_error.empty()) {
-    Reply r = LocalReply(451, "4.3.0", t.load_error);
+  // The forwarded copy goes out sealed (RFC 8617 5.1); the stored bytes
+  // stay as they are, for the other recipients and for retries. The seal
+  // hashes the whole message and takes it as one string: only for this
+  // (rare) case is the message read into memory, twice over with the
+  // sealed copy; everything else is sent from the spool file in pieces.
+  Payload file = read_error.empty() ? FilePayload(t, msg_fd.get()) : Payload{};
+  Payload copy;
+  std::string sealed;
+  const Payload* body = &file;
+  if (read_error.empty() && !plan->error && job.forwarded &&
+      self->options_.forward_seal) {
+    std::string whole;
+    if (!file.ReadAll(&whole)) {
+      read_error = "cannot read the queued message";
+    } else if (std::string fields = self->options_.forward_seal(whole);
+               !fields.empty()) {
+      sealed = std::move(fields);
+      sealed.reserve(sealed.size() + whole.size());
+      sealed += whole;
+      copy.memory = &sealed;
+      body = &copy;
+    }
+  }
+  if (!read_error.empty()) {
+    Reply r = LocalReply(451, "4.3.0", read_error);
     attempt("local", r.Text());
     record(r, "", nullptr, nullptr, false);
   } else if (plan->error) {
@@ -1100,26 +1279,12 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
     req.sender = job.forwarded && self->options_.forward_sender && !env.sender.empty()
                      ? self->options_.forward_sender(env.sender)
                      : env.sender;
-    // The forwarded copy goes out sealed (RFC 8617 5.1); the stored bytes
-    // stay as they are, for the other recipients and for retries.
-    std::string sealed;
-    const std::string* body = &t.body;
-    if (job.forwarded && self->options_.forward_seal) {
-      std::string fields = self->options_.forward_seal(t.body);
-      if (!fields.empty()) {
-        sealed = std::move(fields);
-        sealed.reserve(sealed.size() + t.body.size());
-        sealed += t.body;
-        body = &sealed;
-      }
-    }
     for (size_t idx : job.rcpts) {
       const queue::Recipient& r = t.job.rcpts[idx].recipient;
       req.rcpts.push_back({r.address, r.notify, r.orcpt});
     }
     req.size = body->size();
     req.body_8bitmime = IEquals(env.body, "8BITMIME");
-    req.has_8bit = smtp::client::Has8Bit(t.body);
     req.smtputf8 = env.smtputf8;
     req.ret = env.ret;
     req.envid = env.envid;
@@ -1129,7 +1294,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
     req.requiretls = env.requiretls && !env.sender.empty();
     // RFC 8689 4.1: without REQUIRETLS, "TLS-Required: No" sets DANE and
     // MTA-STS aside for this message: TLS is still tried, not insisted on.
-    const bool relax = !env.requiretls && TlsRequiredNo(t.body);
+    const bool relax = !env.requiretls && t.tls_required_no;
     if (*conn && (*conn)->relaxed && !relax) Quit(*conn);
 
     std::set<size_t> tried;
@@ -1214,16 +1379,31 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
       // 7-bit MIME (quoted-printable) for this connection only; the stored
       // bytes stay as they are for retries and other hosts. This breaks a
       // DKIM signature over the 8-bit body, as it does with Postfix.
+      // The conversion works on the whole message in memory: 8-bit mail
+      // to a peer without 8BITMIME is rare enough to pay for that.
+      // Whether the message has 8-bit octets matters only to a peer
+      // without 8BITMIME: only then is the file read through for them
+      // (the seal's fields are 7-bit: the file's answer holds for the
+      // sealed copy too).
       smtp::client::TxnRequest txn = req;
-      const std::string* payload = body;
+      if (!c->session.capabilities().eightbitmime) txn.has_8bit = self->Has8Bit(t, msg_fd.get());
+      const Payload* payload = body;
+      Payload seven_payload;
       std::string seven;
-      if (req.has_8bit && !req.smtputf8 &&
+      if (txn.has_8bit && !req.smtputf8 &&
           !c->session.capabilities().eightbitmime) {
-        std::optional<std::string> converted =
-            smtp::client::DowngradeTo7Bit(*body, &txn.downgrade_error);
+        std::string whole;
+        std::optional<std::string> converted;
+        if (body->ReadAll(&whole)) {
+          converted = smtp::client::DowngradeTo7Bit(whole, &txn.downgrade_error);
+        } else {
+          txn.downgrade_error = "cannot read the queued message";
+        }
+        whole = std::string();
         if (converted) {
           seven = std::move(*converted);
-          payload = &seven;
+          seven_payload.memory = &seven;
+          payload = &seven_payload;
           txn.has_8bit = false;
           txn.body_8bitmime = false;
           txn.size = seven.size();
@@ -1289,13 +1469,19 @@ asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
   std::shared_ptr<Conn> conn;
   asio::steady_timer idle(*self->io_);
   while (true) {
-    if (d->jobs.empty() && conn && !conn->closed()) {
+    if (d->jobs.empty() && conn && !conn->closed() && !self->SlotWanted()) {
       // The queue hands over messages in batches: an open connection
-      // waits a moment for the next one instead of a new TCP+TLS setup.
-      for (int i = 0; i < kIdleChecks && d->jobs.empty(); ++i) {
+      // waits a moment for the next one instead of a new TCP+TLS setup,
+      // unless another destination needs the slot (MaybeSpawn wakes us).
+      for (int i = 0; i < kIdleChecks && d->jobs.empty() && !self->SlotWanted();
+           ++i) {
+        self->idlers_.insert(&idle);
+        d->idlers.push_back(&idle);
         idle.expires_after(kIdleCheck);
         asio::error_code ec;
         co_await idle.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        self->idlers_.erase(&idle);
+        std::erase(d->idlers, &idle);
       }
     }
     if (d->jobs.empty()) break;

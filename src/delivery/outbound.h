@@ -39,7 +39,7 @@ struct OutboundOptions {
   std::string tlsrpt_data_dir;
   uint32_t tlsrpt_interval = 86400;
   std::string tlsrpt_from;
-  uint32_t max_connections = 20;
+  uint32_t max_connections = 100;
   uint32_t max_connections_per_destination = 4;
   uint32_t max_messages_per_connection = 100;
   // RFC 5321 4.5.3.2 timeouts, in seconds.

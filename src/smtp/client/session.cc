@@ -577,4 +577,38 @@ bool Has8Bit(std::string_view data) {
   });
 }
 
+void MessageScan::Feed(std::string_view data) {
+  if (!has_8bit_) has_8bit_ = Has8Bit(data);
+  if (!in_header_) return;
+  size_t pos = 0;
+  while (in_header_ && pos < data.size()) {
+    size_t nl = data.find('\n', pos);
+    std::string_view piece =
+        data.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    if (line_.size() <= kKeep)
+      line_.append(piece.substr(0, kKeep + 1 - line_.size()));
+    if (nl == std::string_view::npos) break;
+    EndLine();
+    pos = nl + 1;
+  }
+}
+
+void MessageScan::Finish() {
+  if (in_header_ && !line_.empty()) EndLine();
+  in_header_ = false;
+}
+
+void MessageScan::EndLine() {
+  std::string_view line = line_;
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.empty()) {
+    in_header_ = false;  // the end of the header section
+  } else if (line.size() <= kKeep) {
+    constexpr std::string_view kName = "TLS-Required:";
+    if (IStartsWith(line, kName) && IEquals(Trim(line.substr(kName.size())), "No"))
+      tls_required_no_ = true;
+  }
+  line_.clear();
+}
+
 }  // namespace tern::smtp::client

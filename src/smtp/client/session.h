@@ -191,4 +191,30 @@ class DotStuffer {
 // True when any octet of `data` is above 127.
 bool Has8Bit(std::string_view data);
 
+// What outbound delivery must know about a message before sending it, read
+// piece by piece (the spool file in bounded reads, never the whole message
+// in memory): whether any octet is 8-bit, and whether the header section
+// holds "TLS-Required: No" (RFC 8689 3). Lines may be split anywhere
+// between pieces; Finish() takes an unterminated last line.
+class MessageScan {
+ public:
+  void Feed(std::string_view data);
+  void Finish();
+  bool has_8bit() const { return has_8bit_; }
+  bool tls_required_no() const { return tls_required_no_; }
+  // The blank line after the header section has been seen.
+  bool header_done() const { return !in_header_; }
+
+ private:
+  void EndLine();
+
+  bool has_8bit_ = false;
+  bool in_header_ = true;
+  bool tls_required_no_ = false;
+  // The header line being read, kept up to kKeep + 1 octets: a longer
+  // line is not taken for "TLS-Required: No".
+  static constexpr size_t kKeep = 1000;
+  std::string line_;
+};
+
 }  // namespace tern::smtp::client

@@ -361,5 +361,120 @@ TEST(DotStufferTest, StuffsAcrossChunks) {
   EXPECT_EQ(out, "..a\r\nb\r\n...c\r\n.\r\n");
 }
 
+// One-shot reference: every line that starts with "." gets another one
+// (RFC 5321 4.5.2); an unterminated last line is ended with CRLF.
+std::string StuffWhole(std::string_view in) {
+  std::string out;
+  bool line_start = true;
+  for (char c : in) {
+    if (line_start && c == '.') out += '.';
+    out += c;
+    line_start = c == '\n';
+  }
+  if (!in.empty() && in.back() == '\r') {
+    out += '\n';
+  } else if (!in.empty() && in.back() != '\n') {
+    out += "\r\n";
+  }
+  return out + ".\r\n";
+}
+
+std::string StuffPieces(std::string_view in, const std::vector<size_t>& cuts) {
+  DotStuffer d;
+  std::string out;
+  size_t from = 0;
+  for (size_t cut : cuts) {
+    d.Convert(in.substr(from, cut - from), out);
+    from = cut;
+  }
+  d.Convert(in.substr(from), out);
+  d.Finish(out);
+  return out;
+}
+
+TEST(DotStufferTest, DotOpensTheNextPiece) {
+  // The line starts in the piece before; its "." is the next piece's first octet.
+  EXPECT_EQ(StuffPieces("a\r\n.b\r\n", {3}), "a\r\n..b\r\n.\r\n");
+  // The lone "." line, which would end DATA early if not stuffed.
+  EXPECT_EQ(StuffPieces("a\r\n.\r\nb\r\n", {3, 4}), "a\r\n..\r\nb\r\n.\r\n");
+  // A "." in mid-line at the start of a piece stays single.
+  EXPECT_EQ(StuffPieces("ab.c\r\n", {2}), "ab.c\r\n.\r\n");
+}
+
+TEST(DotStufferTest, CrlfSplitBetweenPieces) {
+  EXPECT_EQ(StuffPieces("a\r\n.b\r\n", {2}), "a\r\n..b\r\n.\r\n");
+  EXPECT_EQ(StuffPieces("a\r\n..b", {1, 2, 3, 4}), "a\r\n...b\r\n.\r\n");
+  // The message ends between CR and LF: the LF is added, then the dot.
+  EXPECT_EQ(StuffPieces("a\r", {}), "a\r\n.\r\n");
+  EXPECT_EQ(StuffPieces("a\r\n", {2}), "a\r\n.\r\n");
+}
+
+TEST(DotStufferTest, EmptyPiecesChangeNothing) {
+  EXPECT_EQ(StuffPieces(".a\r\n.b", {0, 0, 4, 4, 4}), "..a\r\n..b\r\n.\r\n");
+  EXPECT_EQ(StuffPieces("", {0}), ".\r\n");
+}
+
+TEST(DotStufferTest, EverySplitMatchesTheWholeMessage) {
+  const std::string msg =
+      ".top\r\nSubject: x\r\n\r\n..two\r\n.\r\n\r\n.\r\nmid.dot\r\n."
+      "\r\n.\r\r\n.last";
+  const std::string want = StuffWhole(msg);
+  EXPECT_EQ(StuffPieces(msg, {}), want);
+  for (size_t i = 0; i <= msg.size(); ++i) {
+    for (size_t j = i; j <= msg.size(); ++j) {
+      ASSERT_EQ(StuffPieces(msg, {i, j}), want) << "cut at " << i << ", " << j;
+    }
+  }
+  // And one octet at a time.
+  std::vector<size_t> every;
+  for (size_t i = 1; i < msg.size(); ++i) every.push_back(i);
+  EXPECT_EQ(StuffPieces(msg, every), want);
+}
+
+MessageScan ScanPieces(std::string_view in, const std::vector<size_t>& cuts) {
+  MessageScan scan;
+  size_t from = 0;
+  for (size_t cut : cuts) {
+    scan.Feed(in.substr(from, cut - from));
+    from = cut;
+  }
+  scan.Feed(in.substr(from));
+  scan.Finish();
+  return scan;
+}
+
+TEST(MessageScanTest, TlsRequiredNoInTheHeaderOnly) {
+  const std::string yes = "From: a@b\r\ntls-required:   no \r\n\r\nbody\r\n";
+  for (size_t i = 0; i <= yes.size(); ++i) {
+    MessageScan s = ScanPieces(yes, {i});
+    EXPECT_TRUE(s.tls_required_no()) << "cut at " << i;
+    EXPECT_FALSE(s.has_8bit());
+  }
+  // After the blank line it is body text.
+  const std::string body = "From: a@b\r\n\r\nTLS-Required: No\r\n";
+  for (size_t i = 0; i <= body.size(); ++i)
+    EXPECT_FALSE(ScanPieces(body, {i}).tls_required_no()) << "cut at " << i;
+  EXPECT_FALSE(ScanPieces("TLS-Required: Yes\r\n\r\n", {}).tls_required_no());
+  // The end of the header section is known as soon as its blank line is in.
+  MessageScan partial;
+  partial.Feed("A: b\r\n\r");
+  EXPECT_FALSE(partial.header_done());
+  partial.Feed("\nbody");
+  EXPECT_TRUE(partial.header_done());
+  EXPECT_FALSE(ScanPieces("X-TLS-Required: No\r\n\r\n", {}).tls_required_no());
+  // An unterminated last header line counts too.
+  EXPECT_TRUE(ScanPieces("A: b\r\nTLS-Required: No", {10}).tls_required_no());
+  // A line too long to be the field is not taken for it.
+  std::string long_line = "TLS-Required: No" + std::string(2000, ' ') + "x\r\n\r\n";
+  EXPECT_FALSE(ScanPieces(long_line, {100, 1500}).tls_required_no());
+}
+
+TEST(MessageScanTest, EightBitAnywhere) {
+  std::string msg = "A: b\r\n\r\n" + std::string(100000, 'x') + "\xc3\xa9\r\n";
+  EXPECT_TRUE(ScanPieces(msg, {65536}).has_8bit());
+  EXPECT_TRUE(ScanPieces(msg, {msg.size() - 3}).has_8bit());
+  EXPECT_FALSE(ScanPieces(std::string(100000, 'x'), {500}).has_8bit());
+}
+
 }  // namespace
 }  // namespace tern::smtp::client
