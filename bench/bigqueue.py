@@ -47,13 +47,21 @@ class Sink451:
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error = None
         self.thread.start()
         self.ready.wait()
+        if self.error:
+            raise SystemExit(f"bigqueue: sink on 127.0.0.1:{port}: {self.error} (set BIGQ_SINK_PORT)")
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._session, "127.0.0.1", self.port, backlog=512))
+        try:
+            self.server = self.loop.run_until_complete(
+                asyncio.start_server(self._session, "127.0.0.1", self.port, backlog=512))
+        except OSError as e:
+            self.error = e
+            self.ready.set()
+            return
         self.ready.set()
         self.loop.run_forever()
 
