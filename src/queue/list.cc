@@ -171,7 +171,6 @@ Result<size_t> ListEach(const std::string& data_dir, const ListFilter& filter,
     std::memcpy(after.data(), filter.after.data(),
                 std::min(filter.after.size(), after.size()));
     it = std::upper_bound(ids->begin(), ids->end(), after, KeyLess{});
-    // A shorter prefix (a time) selects the ids that start after it too.
   }
   size_t passed = 0;
   const int state_fd = (*dirs)->state ? (*dirs)->state.get() : -1;
