@@ -333,6 +333,58 @@ def milter_md(rows, lat, env, runs):
     return md
 
 
+def bigqueue_targets(b):
+    """The huge-queue cell's goals (issue 18)."""
+    out = []
+
+    def add(name, value, goal, passed):
+        out.append({"target": name, "measured": value, "goal": goal,
+                    "result": "n/a" if passed is None else ("PASS" if passed else "FAIL")})
+
+    n = f"{b.get('n', 0):,} deferred"
+    v = b.get("restart_to_220_secs")
+    add(f"{n}: restart to 220", fmt(v, 2, " s"), "< 10 s", None if v is None else v < 10)
+    v = max(b.get("rss_recovered_mib") or 0, b.get("rss_end_mib") or 0) or None
+    add(f"{n}: RSS after restart (recovered)", fmt(v, 0, " MiB"), "< 300 MiB",
+        None if v is None else v < 300)
+    v = b.get("list_full_first_line_secs")
+    add(f"{n}: `tern queue list` first line", fmt(v, 2, " s"), "< 1 s",
+        None if v is None else v < 1)
+    return out
+
+
+def bigqueue_md(b):
+    """The huge-queue cell: restart, memory, listing, retry spread."""
+    md = ["## Huge queue", ""]
+    md.append(f"{b.get('n', 0):,} messages deferred (written by `tern_spoolgen`, one recipient "
+              "each, every retry already due), their next hop a loopback server answering "
+              "451 to every RCPT; then `tern serve` started on that spool (bench/bigqueue.py).")
+    md.append("")
+    md.append("| measure | Tern |")
+    md.append("|---|--:|")
+    rows = [("exec to the first 220", "restart_to_220_secs", " s", 2),
+            ("exec to recovery done (log)", "recovered_secs", " s", 1),
+            ("RSS at the first 220", "rss_at_220_mib", " MiB", 0),
+            ("RSS once recovered", "rss_recovered_mib", " MiB", 0),
+            ("RSS peak (VmHWM)", "rss_peak_mib", " MiB", 0),
+            ("`tern queue list`: first line", "list_full_first_line_secs", " s", 3),
+            ("`tern queue list`: whole listing", "list_full_total_secs", " s", 1),
+            ("`tern queue list --limit 50`: first line", "list_limit_first_line_secs", " s", 3),
+            ("`tern queue list --domain D --limit 20`: first line",
+             "list_domain_first_line_secs", " s", 3),
+            ("delivery attempts, busiest second of the first "
+             f"{len(b.get('attempts_per_sec') or [])} s", "attempts_max_per_sec", "", 0),
+            ("delivery attempts in those seconds", "attempts_in_window", "", 0)]
+    for label, key, unit, digits in rows:
+        md.append(f"| {label} | {fmt(b.get(key), digits, unit)} |")
+    md.append("")
+    if b.get("attempts_per_sec"):
+        md.append("Delivery attempts per second from the first 220 on: "
+                  + " ".join(str(x) for x in b["attempts_per_sec"]) + ".")
+        md.append("")
+    return md
+
+
 def diff_or_none(a, b):
     return a - b if a is not None and b is not None else None
 
@@ -413,6 +465,7 @@ def main():
     ap.add_argument("--huge", help="huge-message cell records (bench/huge.py, JSON lines)")
     ap.add_argument("--tls", help="runs of the TLS cell (tls_load.py, JSON lines)")
     ap.add_argument("--tls-idle", nargs="*", default=[], help="idle.py --tls results")
+    ap.add_argument("--bigqueue", help="bench/bigqueue.py result (JSON)")
     args = ap.parse_args()
 
     runs = read_jsonl(args.runs)
@@ -638,6 +691,10 @@ def main():
         md += huge["md"]
     if tls:
         md += tls_md(tls)
+    bigq = load_json(args.bigqueue) if args.bigqueue else None
+    if bigq:
+        md += bigqueue_md(bigq)
+        tg += bigqueue_targets(bigq)
     md.append("## Targets")
     md.append("")
     md.append("| result | target | measured | goal |")
@@ -678,7 +735,8 @@ def main():
                    if args.milter else None,
                    "imap": imap,
                    "huge": {k: huge[k] for k in ("rows", "runs")} if huge else None,
-                   "tls": tls},
+                   "tls": tls,
+                   "bigqueue": bigq},
                   f, indent=1)
     return 0
 

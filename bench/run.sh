@@ -51,6 +51,10 @@
 #   (127.0.76.1:2762, loopback).
 # TLS cell, STARTTLS with an ECDSA certificate, Tern against Postfix (TLS=0
 #   skips it, TLS=only runs it alone): knobs in bench/tls_cell.sh.
+# Huge-queue cell (BIGQUEUE=0 skips it, BIGQUEUE=only runs it alone):
+#   BIGQUEUE_N deferred messages (1000000) written by $BUILD/tern_spoolgen,
+#   Tern restarted on them (bench/bigqueue.py); ports BIGQ_PORT/BIGQ_SINK_PORT
+#   (2770/2771). Needs ~8 KiB of disk per message under /tmp (removed after).
 # Exit status: 0 when every run worked (targets missed or not), 1 when a
 # run had errors or lost messages, 2 when the set-up failed.
 # Every target address is loopback; nothing under /etc is touched.
@@ -118,6 +122,10 @@ HUGE=$(new_cell HUGE)
 RELAY=$(new_cell RELAY)
 SCALE=$(new_cell SCALE)
 TLS=$(new_cell TLS)
+BIGQUEUE=$(new_cell BIGQUEUE)
+# QUICK: a tenth of the messages.
+[ -n "$QUICK" ] && BIGQUEUE_N=${BIGQUEUE_N:-100000}
+export BIGQUEUE_N=${BIGQUEUE_N:-1000000}
 SCALE_ROUNDS=${SCALE_ROUNDS:-$ROUNDS}
 TERN_SCALE_PORT=${TERN_SCALE_PORT:-2791}   # and the next port
 if [ -n "$ONLY" ]; then
@@ -1519,6 +1527,19 @@ else
   log "no $PARSER_BENCH; skipping parser micro-benchmarks"
 fi
 
+BIGQ_FILE=
+if [ -n "$BIGQUEUE" ]; then
+  if [ -x "$BUILD/tern_spoolgen" ]; then
+    log "huge-queue cell: $BIGQUEUE_N deferred messages (bench/bigqueue.py)"
+    BIGQ_FILE=$WORK/bigqueue.json
+    "$PY" "$BENCH/bigqueue.py" "$TERN" "$BUILD/tern_spoolgen" "$WORK/bigqueue" "$BIGQ_FILE" >&2 ||
+      { log "huge-queue cell failed"; FAILED=1; BIGQ_FILE=; }
+    rm -rf "$WORK/bigqueue/data"
+  else
+    log "no $BUILD/tern_spoolgen; skipping the huge-queue cell"
+  fi
+fi
+
 log "writing the report"
 "$PY" "$BENCH/report.py" --runs "$RUNS" --env "$WORK/env.json" --outdir "$OUT" \
   ${LAT_FILES[@]+--latency "${LAT_FILES[@]}"} ${IDLE_FILE:+--idle "$IDLE_FILE"} \
@@ -1526,6 +1547,7 @@ log "writing the report"
   ${MAILAUTH:+--mailauth "$MA_RUNS" --mailauth-info "$MA_DIR/prep.json" --mailauth-dns "$WORK/dns-stats.json"} \
   ${MA_LAT_FILES[@]+--mailauth-latency "${MA_LAT_FILES[@]}"} \
   ${MILTER:+--milter "$MI_RUNS"} ${MI_LAT_FILES[@]+--milter-latency "${MI_LAT_FILES[@]}"} \
+  ${BIGQ_FILE:+--bigqueue "$BIGQ_FILE"} \
   ${RELAY:+--section "Relaying=$WORK/relay.md"} \
   ${SCALE:+--section "Scaling with cores=$WORK/scale.md"} \
   ${HUGE:+--huge "$WORK/huge.jsonl"} \
@@ -1540,6 +1562,7 @@ cp "$RUNS" "$OUT/runs.jsonl"
 [ -n "$SCALE" ] && cp "$WORK/scale.jsonl" "$OUT/" 2>/dev/null
 [ -n "$HUGE" ] && { cp "$WORK/huge.jsonl" "$OUT/" 2>/dev/null || true; }
 [ -n "$TLS" ] && { cp "$WORK"/tls.jsonl "$WORK"/tls-idle-*.json "$OUT/" 2>/dev/null || true; }
+[ -n "$BIGQ_FILE" ] && cp "$BIGQ_FILE" "$OUT/bigqueue.json"
 
 if [ "$FAILED" -ne 0 ]; then
   log "some runs had errors or lost messages (see above and $OUT/results.md)"

@@ -41,6 +41,7 @@
 #include "config/config.h"
 #include "control/control.h"
 #include "queue/queue.h"
+#include "queue/queue_id.h"
 #include "server/serve.h"
 #include "store/mailbox_path.h"
 #include "store/quota.h"
@@ -254,58 +255,87 @@ const char* StateName(queue::RecipientState state) {
   return "pending";
 }
 
-void PrintQueueJson(const std::vector<queue::Entry>& entries, int64_t now) {
-  std::cout << "[";
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const queue::Entry& e = entries[i];
-    const queue::Envelope& env = e.envelope;
-    std::cout << (i ? ",\n " : "\n ") << "{\"id\": " << JsonString(env.id)
-              << ", \"received_at\": " << env.received_at
-              << ", \"age\": " << (now - env.received_at)
-              << ", \"size\": " << e.size
-              << ", \"sender\": " << JsonString(env.sender)
-              << ", \"recipients\": [";
-    for (size_t r = 0; r < env.recipients.size(); ++r) {
-      auto state =
-          r < e.state.size() ? e.state[r] : queue::RecipientState::kPending;
-      std::cout << (r ? ", " : "")
-                << "{\"address\": " << JsonString(env.recipients[r].address)
-                << ", \"state\": \"" << StateName(state) << "\"}";
-    }
-    std::cout << "], \"attempts\": " << e.attempts
-              << ", \"next_attempt\": " << e.next_attempt
-              << ", \"last_error\": " << JsonString(e.last_error)
-              << ", \"held\": " << (e.held ? "true" : "false") << "}";
+// One JSON object per entry, printed as the listing streams.
+void PrintQueueJsonEntry(const queue::Entry& e, int64_t now, bool first) {
+  const queue::Envelope& env = e.envelope;
+  std::cout << (first ? "\n " : ",\n ") << "{\"id\": " << JsonString(env.id)
+            << ", \"received_at\": " << env.received_at
+            << ", \"age\": " << (now - env.received_at)
+            << ", \"size\": " << e.size
+            << ", \"sender\": " << JsonString(env.sender)
+            << ", \"recipients\": [";
+  for (size_t r = 0; r < env.recipients.size(); ++r) {
+    auto state =
+        r < e.state.size() ? e.state[r] : queue::RecipientState::kPending;
+    std::cout << (r ? ", " : "")
+              << "{\"address\": " << JsonString(env.recipients[r].address)
+              << ", \"state\": \"" << StateName(state) << "\"}";
   }
-  std::cout << (entries.empty() ? "]\n" : "\n]\n");
+  std::cout << "], \"attempts\": " << e.attempts
+            << ", \"next_attempt\": " << e.next_attempt
+            << ", \"last_error\": " << JsonString(e.last_error)
+            << ", \"held\": " << (e.held ? "true" : "false") << "}";
 }
 
-void PrintQueueTable(const std::vector<queue::Entry>& entries, int64_t now) {
-  std::vector<std::vector<std::string>> rows;
-  rows.push_back({"ID", "AGE", "SENDER", "RECIPIENTS", "NEXT", "LAST ERROR"});
-  for (const queue::Entry& e : entries) {
+// The table, printed in blocks of rows as the listing streams: each block's
+// columns are as wide as its own widest cell, so a queue of up to one
+// block prints as one aligned table and a huge one starts at once.
+class QueueTable {
+ public:
+  static constexpr size_t kBlock = 1000;
+  explicit QueueTable(int64_t now) : now_(now) {
+    rows_.push_back({"ID", "AGE", "SENDER", "RECIPIENTS", "NEXT", "LAST ERROR"});
+  }
+  void Add(const queue::Entry& e) {
     const queue::Envelope& env = e.envelope;
-    rows.push_back({env.id, Duration(now - env.received_at),
-                    env.sender.empty() ? "<>" : env.sender, RecipientsColumn(e),
-                    e.held ? "held" : NextAttempt(e.next_attempt, now),
-                    e.last_error.empty() ? "-" : OneLine(e.last_error)});
+    rows_.push_back({env.id, Duration(now_ - env.received_at),
+                     env.sender.empty() ? "<>" : env.sender,
+                     RecipientsColumn(e),
+                     e.held ? "held" : NextAttempt(e.next_attempt, now_),
+                     e.last_error.empty() ? "-" : OneLine(e.last_error)});
+    if (rows_.size() >= kBlock) Flush();
   }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) {
-      widths[c] = std::max(widths[c], row[c].size());
+  void Flush() {
+    if (rows_.empty()) return;
+    std::vector<size_t> widths(rows_[0].size(), 0);
+    for (const auto& row : rows_) {
+      for (size_t c = 0; c < row.size(); ++c) {
+        widths[c] = std::max(widths[c], row[c].size());
+      }
     }
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      // The last column is not padded, so lines carry no trailing blanks.
-      if (c + 1 < row.size())
-        line += std::string(widths[c] - row[c].size() + 2, ' ');
+    for (const auto& row : rows_) {
+      std::string line;
+      for (size_t c = 0; c < row.size(); ++c) {
+        line += row[c];
+        // The last column is not padded, so lines carry no trailing blanks.
+        if (c + 1 < row.size())
+          line += std::string(widths[c] - row[c].size() + 2, ' ');
+      }
+      std::cout << line << "\n";
     }
-    std::cout << line << "\n";
+    std::cout.flush();
+    rows_.clear();
   }
+
+ private:
+  int64_t now_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "90", "90s", "15m", "2h", "3d": seconds, or -1 when malformed.
+int64_t ParseAge(const std::string& text) {
+  if (text.empty()) return -1;
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+    ++digits;
+  if (digits == 0 || digits > 9) return -1;
+  int64_t n = std::stoll(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit.empty() || unit == "s") return n;
+  if (unit == "m") return n * 60;
+  if (unit == "h") return n * 3600;
+  if (unit == "d") return n * 86400;
+  return -1;
 }
 
 // --- sendmail ---------------------------------------------------------------
@@ -670,19 +700,66 @@ int Main(int argc, char** argv) {
   queue_cmd->require_subcommand(1);
   auto* queue_list = queue_cmd->add_subcommand("list", "list queued messages");
   queue_list->add_flag("--json", json, "print JSON instead of a table");
+  queue::ListFilter list_filter;
+  std::string older_than, newer_than;
+  queue_list->add_option("--limit", list_filter.limit,
+                         "at most this many messages (0: all)");
+  queue_list->add_option("--after", list_filter.after,
+                         "only messages after this queue id (the next page)");
+  queue_list->add_option("--sender", list_filter.sender,
+                         "sender address contains this (<> for the null sender)");
+  queue_list->add_option("--recipient", list_filter.recipient,
+                         "a waiting recipient's address contains this");
+  queue_list->add_option("--domain", list_filter.domain,
+                         "a waiting recipient is in this domain");
+  queue_list->add_option("--older-than", older_than,
+                         "received at least this long ago (90s, 15m, 2h, 3d)");
+  queue_list->add_option("--newer-than", newer_than,
+                         "received at most this long ago (90s, 15m, 2h, 3d)");
   queue_list->callback([&] {
     action = [&] {
       auto cfg = LoadConfig(options);
       if (!cfg) return Fail(cfg.error().message);
-      auto entries = queue::List(cfg->data_dir);
-      if (!entries) return Fail(entries.error().message);
+      queue::ListFilter filter = list_filter;
+      if (!older_than.empty() && (filter.min_age = ParseAge(older_than)) < 0)
+        return Fail("--older-than: not a duration: " + older_than);
+      if (!newer_than.empty() && (filter.max_age = ParseAge(newer_than)) < 0)
+        return Fail("--newer-than: not a duration: " + newer_than);
+      if (!filter.after.empty() && !queue::IsValidQueueId(filter.after))
+        return Fail("--after: not a queue id: " + filter.after);
+      if (!filter.domain.empty() && filter.domain[0] == '@')
+        filter.domain.erase(0, 1);
+      const bool filtered = !filter.after.empty() || !filter.sender.empty() ||
+                            !filter.recipient.empty() || !filter.domain.empty() ||
+                            filter.min_age >= 0 || filter.max_age >= 0;
       int64_t now = static_cast<int64_t>(std::time(nullptr));
+      filter.now = now;
+      // Streamed: the first lines appear while later messages are read.
+      QueueTable table(now);
+      std::string last_id;
+      if (json) std::cout << "[";
+      auto listed = queue::ListEach(cfg->data_dir, filter, [&](queue::Entry& e) {
+        if (json) {
+          PrintQueueJsonEntry(e, now, last_id.empty());
+          if (last_id.empty()) std::cout.flush();
+        } else {
+          table.Add(e);
+        }
+        last_id = e.envelope.id;
+        return true;
+      });
       if (json) {
-        PrintQueueJson(*entries, now);
-      } else if (entries->empty()) {
-        std::cout << "Queue is empty\n";
+        std::cout << (last_id.empty() ? "]\n" : "\n]\n");
+      } else if (last_id.empty()) {
+        std::cout << (filtered ? "No matching messages\n" : "Queue is empty\n");
       } else {
-        PrintQueueTable(*entries, now);
+        table.Flush();
+      }
+      std::cout.flush();
+      if (!listed) return Fail(listed.error().message);
+      if (filter.limit > 0 && *listed == filter.limit) {
+        // stderr, so that scripts reading JSON are not disturbed.
+        std::cerr << "(limit reached; next page: --after " << last_id << ")\n";
       }
       return 0;
     };

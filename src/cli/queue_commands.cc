@@ -40,20 +40,13 @@ std::string When(int64_t t) { return t > 0 ? Rfc5322Date(t) : "-"; }
 }  // namespace
 
 int QueueShow(const std::string& data_dir, const std::string& id) {
-  auto entries = queue::List(data_dir);
-  if (!entries) {
-    std::cerr << "tern: " << entries.error().message << "\n";
+  // Reads this message alone, not the whole queue.
+  auto entry = queue::ListOne(data_dir, id);
+  if (!entry) {
+    std::cerr << "tern: " << entry.error().message << "\n";
     return 1;
   }
-  auto it = std::find_if(entries->begin(), entries->end(),
-                         [&](const queue::Entry& e) {
-                           return e.envelope.id == id;
-                         });
-  if (it == entries->end()) {
-    std::cerr << "tern: no such message: " << id << "\n";
-    return 1;
-  }
-  const queue::Entry& e = *it;
+  const queue::Entry& e = *entry;
   const queue::Envelope& env = e.envelope;
   std::cout << "id: " << env.id << "\n"
             << "size: " << e.size << "\n"

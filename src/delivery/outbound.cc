@@ -1435,9 +1435,16 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
       bool all_temp = !result.refused;
       for (size_t k = 0; k < req.rcpts.size() && all_temp; ++k)
         all_temp = result.For(k).transient();
+      // The reply to DATA speaks for the message only when a recipient
+      // was accepted: with PIPELINING, DATA is sent before the RCPT
+      // replies are known, and a server that refused every RCPT (451
+      // greylisting, say) refuses it with "554 no valid recipients"
+      // (RFC 2920 3.1), which must not turn the 4xx into a bounce.
+      bool some_rcpt = false;
+      for (const Reply& r : result.rcpt) some_rcpt = some_rcpt || r.positive();
       Reply summary = result.refused ? *result.refused
                       : !result.mail.positive() ? result.mail
-                      : result.final_reply.code ? result.final_reply
+                      : result.final_reply.code && some_rcpt ? result.final_reply
                       : result.For(0);
       attempt(host, summary.Text());
       if (all_temp) {

@@ -57,6 +57,7 @@ Result<void> QueueImpl::Start() {
   for (uint32_t i = 0; i < options_.delivery_threads; ++i) {
     delivery_threads_.emplace_back([this] { DeliveryLoop(); });
   }
+  recovery_ = std::thread([this] { RecoveryLoop(); });
   accepting_.store(true, std::memory_order_release);
   return {};
 }
@@ -65,6 +66,8 @@ void QueueImpl::Stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
   accepting_.store(false, std::memory_order_release);
+  recovery_stop_.store(true, std::memory_order_relaxed);
+  if (recovery_.joinable()) recovery_.join();
   {
     MutexLock lock(pickup_mu_);
     pickup_stop_ = true;

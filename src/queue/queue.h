@@ -164,4 +164,29 @@ Result<std::string> Inject(const std::string& data_dir, Envelope env,
 // Reads the spool of data_dir without a running server (`tern queue list`).
 Result<std::vector<Entry>> List(const std::string& data_dir);
 
+// Which messages ListEach passes on; empty fields select everything.
+struct ListFilter {
+  std::string after;      // only ids after this one (the next page)
+  size_t limit = 0;       // at most this many (0: all)
+  // Case-insensitive parts of addresses: of the sender ("<>" selects the
+  // null sender), of a recipient still pending or failed, or a recipient
+  // domain (whole, without "@").
+  std::string sender;
+  std::string recipient;
+  std::string domain;
+  int64_t min_age = -1;   // seconds since received; -1: no bound
+  int64_t max_age = -1;
+  int64_t now = 0;        // unix seconds the ages count from
+};
+
+// Streams the queue in id (arrival) order: the names are listed and
+// sorted first, then each message's envelope (never its bytes) and state
+// are read and `each` called for those that match, until it returns false
+// or `filter.limit` were passed. Returns how many were passed.
+Result<size_t> ListEach(const std::string& data_dir, const ListFilter& filter,
+                        const std::function<bool(Entry&)>& each);
+
+// One message (`tern queue show`); an error when it is not queued.
+Result<Entry> ListOne(const std::string& data_dir, const std::string& id);
+
 }  // namespace tern::queue

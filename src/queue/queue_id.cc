@@ -4,6 +4,7 @@
 
 #include <sys/random.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 
@@ -49,11 +50,16 @@ std::string NewQueueId() {
 }
 
 bool IsValidQueueId(std::string_view id) {
+  // A table rather than a search of the alphabet: recovery and `tern
+  // queue list` check every name of a spool that may hold millions.
+  static const std::array<bool, 256> kDigit = [] {
+    std::array<bool, 256> t{};
+    for (const char* a = kAlphabet; *a; ++a) t[static_cast<unsigned char>(*a)] = true;
+    return t;
+  }();
   if (id.size() != kTimeDigits + kTailDigits) return false;
   for (char c : id) {
-    bool ok = false;
-    for (const char* a = kAlphabet; *a; ++a) ok = ok || (c == *a);
-    if (!ok) return false;
+    if (!kDigit[static_cast<unsigned char>(c)]) return false;
   }
   return true;
 }

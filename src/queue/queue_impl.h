@@ -5,9 +5,12 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -38,6 +41,24 @@ namespace tern::queue::internal {
 // writev(); beyond it the writer streams to the spool file.
 inline constexpr size_t kMemoryLimit = 64 * 1024;
 inline constexpr size_t kDeliveryBatch = 32;
+// The most messages in delivery at once (handed to the local deliverer or
+// waiting for the remote sender's report). Without a cap, a million
+// deferred messages that all become due together (a restart after an
+// outage, `tern queue flush`) would all be handed to the remote sender in
+// one go: a million jobs in its memory and a burst of connections at
+// hosts that are likely still down. Postfix has the same kind of limit:
+// its queue manager moves messages from the incoming and deferred queues
+// into an in-memory "active" queue only while that holds fewer than
+// qmgr_message_active_limit (20,000) messages, and the rest stay on disk
+// until there is room.
+inline constexpr size_t kActiveLimit = 10000;
+// Recovery spreads the messages that are already due (their retry time
+// passed while the server was down, or they never had a first attempt)
+// instead of making them all due at once: the k-th of them (oldest first)
+// becomes due k / rate seconds after the start, the rate being this many
+// per second, or higher when the queue is so big that spreading it at
+// this rate would take longer than the longest retry interval.
+inline constexpr size_t kRecoverySpreadPerSecond = 500;
 inline constexpr auto kPickupInterval = std::chrono::seconds(1);
 // Hidden temp files in incoming/ older than this belong to a `tern
 // sendmail` that died before its rename; younger ones may still be written.
@@ -51,6 +72,26 @@ inline std::string ErrnoText(int err) {
 inline bool IsHidden(const std::string& name) {
   return !name.empty() && name[0] == '.';
 }
+
+// A queue id in 16 bytes (ids are 16 base32 characters, queue_id.h): the
+// scheduler keeps one per queued message, so not a std::string (whose
+// 16 characters would need a heap block of their own).
+using QueueKey = std::array<char, 16>;
+inline QueueKey KeyOf(std::string_view id) {
+  QueueKey key{};
+  std::memcpy(key.data(), id.data(), std::min(id.size(), key.size()));
+  return key;
+}
+inline std::string IdOf(const QueueKey& key) {
+  return std::string(key.data(), key.size());
+}
+// Ids order by time; memcmp is much faster than std::array's element-wise
+// comparison for sorting a million of them.
+struct QueueKeyLess {
+  bool operator()(const QueueKey& a, const QueueKey& b) const {
+    return std::memcmp(a.data(), b.data(), a.size()) < 0;
+  }
+};
 
 // The spool directories, shared by the queue and its writers so a writer
 // that outlives Stop() can still remove its file.
@@ -114,6 +155,17 @@ class WriterImpl final : public Writer {
   uint32_t crc_ = 0;
 };
 
+struct DueEntry {
+  std::chrono::steady_clock::time_point when;
+  QueueKey id;
+};
+// Orders the due_ heap so that its front is the earliest entry.
+struct DueLater {
+  bool operator()(const DueEntry& a, const DueEntry& b) const {
+    return a.when != b.when ? a.when > b.when : QueueKeyLess{}(b.id, a.id);
+  }
+};
+
 struct PendingCommit {
   std::string id;
   UniqueFd fd;  // invalid when `error` is set
@@ -152,9 +204,12 @@ class QueueImpl final : public Queue {
   using Clock = std::chrono::steady_clock;
   enum class Op { kNone, kHold, kRelease, kDelete, kBounce };
 
-  // Recovery (recovery.cc).
+  // Recovery (recovery.cc): Recover takes stock of the spool's names
+  // (before any new message can be written), RecoveryLoop then reads each
+  // message's envelope and state in the background and schedules it.
   Result<void> OpenSpool();
   Result<void> Recover();
+  void RecoveryLoop();
 
   // The committer (committer.cc).
   void CommitterLoop() EXCLUDES(commit_mu_);
@@ -184,6 +239,12 @@ class QueueImpl final : public Queue {
   void Schedule(const std::string& id) EXCLUDES(sched_mu_);
   void ScheduleLocked(const std::string& id, Clock::time_point when)
       REQUIRES(sched_mu_);
+  void ScheduleKeyLocked(const QueueKey& key, Clock::time_point when)
+      REQUIRES(sched_mu_);
+  // Forgets a waiting message's due time (its heap entry goes stale).
+  void UnscheduleLocked(const std::string& id) REQUIRES(sched_mu_);
+  // The earliest current entry of due_ (stale ones are dropped), or null.
+  const DueEntry* TopDueLocked() REQUIRES(sched_mu_);
   void DoneLocked(const std::string& id, bool retry, int64_t retry_at)
       REQUIRES(sched_mu_);
   Result<std::string> RequestOp(const std::string& id, Op op)
@@ -229,11 +290,23 @@ class QueueImpl final : public Queue {
   bool pickup_stop_ GUARDED_BY(pickup_mu_) = false;
   bool pickup_now_ GUARDED_BY(pickup_mu_) = false;
 
+  // What RecoveryLoop works through: the ids found in msg/ at start
+  // (sorted), and which of them had a state file then. Written by Recover
+  // before the thread starts; then the recovery thread's alone.
+  std::vector<QueueKey> recover_ids_;
+  std::vector<bool> recover_has_state_;
+  std::atomic<bool> recovery_stop_{false};
+
   Mutex sched_mu_;
   CondVar sched_cv_;
-  std::map<std::string, Clock::time_point> waiting_ GUARDED_BY(sched_mu_);
-  std::set<std::pair<Clock::time_point, std::string>> due_
+  // Per waiting message: its id and due time (a map node of ~64 bytes) and
+  // an entry in the due_ heap (24 bytes); nothing else of it is in memory
+  // until it is due and a delivery thread loads it from the spool.
+  std::map<QueueKey, Clock::time_point, QueueKeyLess> waiting_
       GUARDED_BY(sched_mu_);
+  // Min-heap on the due time. An entry whose time differs from waiting_'s
+  // for its id (or whose id is not waiting) is stale and skipped.
+  std::vector<DueEntry> due_ GUARDED_BY(sched_mu_);
   std::unordered_set<std::string> inflight_ GUARDED_BY(sched_mu_);
   std::unordered_set<std::string> held_ GUARDED_BY(sched_mu_);
   // Requested while in flight.
@@ -244,6 +317,7 @@ class QueueImpl final : public Queue {
 
   std::thread committer_;
   std::thread pickup_;
+  std::thread recovery_;
   std::vector<std::thread> delivery_threads_;
 };
 

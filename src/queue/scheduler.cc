@@ -48,15 +48,40 @@ void QueueImpl::Schedule(const std::string& id) {
 
 void QueueImpl::ScheduleLocked(const std::string& id, Clock::time_point when) {
   if (inflight_.count(id) || held_.count(id)) return;
-  auto it = waiting_.find(id);
-  if (it != waiting_.end()) {
+  ScheduleKeyLocked(KeyOf(id), when);
+}
+
+void QueueImpl::ScheduleKeyLocked(const QueueKey& key, Clock::time_point when) {
+  auto [it, added] = waiting_.emplace(key, when);
+  if (!added) {
     if (it->second <= when) return;
-    due_.erase({it->second, id});
-    it->second = when;
-  } else {
-    waiting_.emplace(id, when);
+    it->second = when;  // the old heap entry is stale now
   }
-  due_.emplace(when, id);
+  due_.push_back({when, key});
+  std::push_heap(due_.begin(), due_.end(), DueLater{});
+  // Rescheduling leaves stale entries behind; rebuild the heap from
+  // waiting_ before they outnumber the live ones.
+  if (due_.size() > 2 * waiting_.size() + 4096) {
+    due_.clear();
+    due_.reserve(waiting_.size());
+    for (const auto& [k, w] : waiting_) due_.push_back({w, k});
+    std::make_heap(due_.begin(), due_.end(), DueLater{});
+  }
+}
+
+void QueueImpl::UnscheduleLocked(const std::string& id) {
+  waiting_.erase(KeyOf(id));
+}
+
+const DueEntry* QueueImpl::TopDueLocked() {
+  while (!due_.empty()) {
+    const DueEntry& top = due_.front();
+    auto it = waiting_.find(top.id);
+    if (it != waiting_.end() && it->second == top.when) return &top;
+    std::pop_heap(due_.begin(), due_.end(), DueLater{});
+    due_.pop_back();
+  }
+  return nullptr;
 }
 
 void QueueImpl::DoneLocked(const std::string& id, bool retry,
@@ -212,11 +237,15 @@ void QueueImpl::DeliveryLoop() {
     auto now = Clock::now();
     std::vector<std::string> ids;
     std::vector<std::pair<std::string, Op>> ops;
-    while (!due_.empty() && due_.begin()->first <= now &&
-           ids.size() < kDeliveryBatch) {
-      std::string id = due_.begin()->second;
-      due_.erase(due_.begin());
-      waiting_.erase(id);
+    // At most kActiveLimit messages in delivery (queue_impl.h): the rest
+    // stay due until reports come back.
+    const DueEntry* top = nullptr;
+    while (ids.size() < kDeliveryBatch && inflight_.size() < kActiveLimit &&
+           (top = TopDueLocked()) != nullptr && top->when <= now) {
+      std::string id = IdOf(top->id);
+      waiting_.erase(top->id);
+      std::pop_heap(due_.begin(), due_.end(), DueLater{});
+      due_.pop_back();
       inflight_.insert(id);
       if (auto op = ops_.find(id); op != ops_.end()) {
         ops.emplace_back(id, op->second);
@@ -226,12 +255,15 @@ void QueueImpl::DeliveryLoop() {
       }
     }
     if (ids.empty() && ops.empty()) {
-      if (due_.empty()) {
+      top = inflight_.size() < kActiveLimit ? TopDueLocked() : nullptr;
+      if (top == nullptr) {
+        // Nothing due, or the active limit is reached: a report or a new
+        // message wakes us.
         sched_cv_.Wait(sched_mu_);
       } else {
         // A copy: wait_until reads the time point again after waking, when
-        // another delivery thread may have erased that node of due_.
-        const auto when = due_.begin()->first;
+        // another delivery thread may have changed the heap.
+        const auto when = top->when;
         sched_cv_.WaitUntil(sched_mu_, when);
       }
       continue;
@@ -257,7 +289,7 @@ void QueueImpl::DeliveryLoop() {
       lock.Lock();
     }
     // Retries may have become due for another thread's wait.
-    if (!due_.empty() || !reports_.empty()) sched_cv_.NotifyOne();
+    if (!waiting_.empty() || !reports_.empty()) sched_cv_.NotifyOne();
   }
 }
 
@@ -265,15 +297,17 @@ Result<std::string> QueueImpl::Flush() {
   size_t n = 0;
   {
     MutexLock lock(sched_mu_);
-    std::vector<std::string> ids;
-    for (const auto& [id, when] : waiting_) ids.push_back(id);
-    for (const std::string& id : ids) {
-      auto it = waiting_.find(id);
-      due_.erase({it->second, id});
-      waiting_.erase(it);
-      ScheduleLocked(id, Clock::now());
+    // Every waiting message due now: one heap rebuild. The active limit
+    // still decides how many are in delivery at once.
+    const auto now = Clock::now();
+    due_.clear();
+    due_.reserve(waiting_.size());
+    for (auto& [key, when] : waiting_) {
+      when = now;
+      due_.push_back({now, key});
       ++n;
     }
+    std::make_heap(due_.begin(), due_.end(), DueLater{});
   }
   sched_cv_.NotifyAll();
   return "flushing " + std::to_string(n) + " message(s)";
@@ -297,11 +331,7 @@ Result<std::string> QueueImpl::RequestOp(const std::string& id, Op op) {
     if (inflight_.count(id)) {
       note = " (after the delivery attempt in progress)";
     } else {
-      auto it = waiting_.find(id);
-      if (it != waiting_.end()) {
-        due_.erase({it->second, id});
-        waiting_.erase(it);
-      }
+      UnscheduleLocked(id);
       ScheduleLocked(id, Clock::now());
     }
   }
@@ -323,11 +353,7 @@ Result<std::string> QueueImpl::Retry(const std::string& id) {
     if (held_.count(id))
       return Err("message " + id + " is on hold (release it)");
     if (inflight_.count(id)) return id + ": delivery in progress";
-    auto it = waiting_.find(id);
-    if (it != waiting_.end()) {
-      due_.erase({it->second, id});
-      waiting_.erase(it);
-    }
+    UnscheduleLocked(id);
     ScheduleLocked(id, Clock::now());
   }
   sched_cv_.NotifyOne();
@@ -353,8 +379,9 @@ Queue::Stats QueueImpl::GetStats() {
   st.messages = waiting_.size() + inflight_.size() + held_.size();
   st.held = held_.size();
   // Ids sort by time: waiting_ is ordered, the other two are small.
-  std::string_view oldest;
-  if (!waiting_.empty()) oldest = waiting_.begin()->first;
+  std::string first_waiting;
+  if (!waiting_.empty()) first_waiting = IdOf(waiting_.begin()->first);
+  std::string_view oldest = first_waiting;
   for (const auto* set : {&inflight_, &held_}) {
     for (const std::string& id : *set) {
       if (oldest.empty() || id < oldest) oldest = id;
