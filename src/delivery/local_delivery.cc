@@ -308,12 +308,7 @@ std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
       t.mailbox = std::move(mailbox);
       auto path = store::MailboxPathFor(t.mailbox);
       if (!path) return nullptr;  // DeliverBatch fails it, with its log line
-      if (junk) {
-        t.folder = "Junk";
-      } else if (auto f = DetailFolder(env.recipients[i].address, t.mailbox);
-                 f && !store::IsInbox(*f) && FolderExists(*path, *f)) {
-        t.folder = *f;
-      }
+      t.folder = FolderFor(junk, env.recipients[i].address, t.mailbox, *path);
       std::string key = path->domain + "/" + path->local + "/" + t.folder;
       auto it = copies.find(key);
       if (it != copies.end()) {
@@ -403,6 +398,15 @@ size_t LocalDelivery::ReplayDirect(std::string_view log) {
     for (const std::string& t : drop) ::unlinkat(mail_root_.get(), t.c_str(), 0);
   }
   return moved;
+}
+
+std::string LocalDelivery::FolderFor(bool junk, const std::string& rcpt,
+                                     const std::string& mailbox,
+                                     const store::MailboxPath& path) const {
+  if (junk) return "Junk";
+  auto f = DetailFolder(rcpt, mailbox);
+  if (f && !store::IsInbox(*f) && FolderExists(path, *f)) return *f;
+  return "";
 }
 
 bool LocalDelivery::FolderExists(const store::MailboxPath& path,
@@ -529,13 +533,8 @@ std::vector<LocalOutcome> LocalDelivery::DeliverBatch(
           } else {
             // Junk (DMARC quarantine) goes to the Junk folder; a detail
             // naming an existing folder ("user+Work@") to that folder.
-            if (junk) {
-              t.folder = "Junk";
-            } else if (auto f = DetailFolder(w.state.recipients[i].recipient.address,
-                                             t.mailbox);
-                       f && !store::IsInbox(*f) && FolderExists(*path, *f)) {
-              t.folder = *f;
-            }
+            t.folder = FolderFor(junk, w.state.recipients[i].recipient.address,
+                                 t.mailbox, *path);
             std::string key = path->domain + "/" + path->local + "/" + t.folder;
             auto it = copies.find(key);
             if (it != copies.end()) {

@@ -56,6 +56,12 @@ class LocalDelivery final : public queue::LocalDeliverer {
   LocalDelivery(UniqueFd mail_root, std::string hostname, Resolver resolver,
                 std::function<void(const std::string&, const std::string&)> delivered);
   bool FolderExists(const store::MailboxPath& path, const std::string& folder) const;
+  // The folder a copy for `rcpt` (resolved to `mailbox`) is filed into, the
+  // same for direct and queued delivery: Junk for a quarantined message
+  // (DMARC), an existing folder named by the address's detail
+  // ("user+Work@"), else "" (INBOX).
+  std::string FolderFor(bool junk, const std::string& rcpt, const std::string& mailbox,
+                        const store::MailboxPath& path) const;
 
   const UniqueFd mail_root_;
   const std::string hostname_;
