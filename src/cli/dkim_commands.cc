@@ -2,6 +2,7 @@
 // read files and stdin, print for people and scripts, and turn errors into
 // "tern: ..." on stderr with exit status 1.
 #include "cli/dkim_commands.h"
+#include "cli/columns.h"
 #include "cli/message_text.h"
 
 #include <asio.hpp>
@@ -99,21 +100,7 @@ int List(const config::Config& cfg) {
     rows.push_back({k.domain, k.selector, mailauth::DkimKeyTypeName(k.type),
                     Day(k.created), k.selector + "._domainkey." + k.domain});
   }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) {
-      widths[c] = std::max(widths[c], row[c].size());
-    }
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size())
-        line += std::string(widths[c] - row[c].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
-  }
+  PrintColumns(rows, std::cout);
   return 0;
 }
 

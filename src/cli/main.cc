@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "auth/directory.h"
+#include "cli/columns.h"
 #include "cli/arc_commands.h"
 #include "cli/check_message.h"
 #include "cli/check_spf.h"
@@ -297,22 +298,7 @@ class QueueTable {
   }
   void Flush() {
     if (rows_.empty()) return;
-    std::vector<size_t> widths(rows_[0].size(), 0);
-    for (const auto& row : rows_) {
-      for (size_t c = 0; c < row.size(); ++c) {
-        widths[c] = std::max(widths[c], row[c].size());
-      }
-    }
-    for (const auto& row : rows_) {
-      std::string line;
-      for (size_t c = 0; c < row.size(); ++c) {
-        line += row[c];
-        // The last column is not padded, so lines carry no trailing blanks.
-        if (c + 1 < row.size())
-          line += std::string(widths[c] - row[c].size() + 2, ' ');
-      }
-      std::cout << line << "\n";
-    }
+    PrintColumns(rows_, std::cout);
     std::cout.flush();
     rows_.clear();
   }
