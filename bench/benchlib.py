@@ -129,6 +129,19 @@ def rss_kib(pid):
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def status_kib(pid, key):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM, ...); None when the
+    process is gone or has no such field."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _files(d):
     try:
         return [e.path for e in os.scandir(d) if e.is_file() and not e.name.startswith(".")]

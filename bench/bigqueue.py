@@ -30,6 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
 from benchlib import log, wait_smtp  # noqa: E402
 
 PORT = int(os.environ.get("BIGQ_PORT", "2770"))
@@ -127,14 +128,8 @@ relay = "127.0.0.1:{SINK_PORT}"
 
 
 def status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    """benchlib.status_kib, with 0 for a process that is gone."""
+    return benchlib.status_kib(pid, key) or 0
 
 
 def first_line_secs(tern, cfg, args):

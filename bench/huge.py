@@ -33,20 +33,9 @@ import sys
 import threading
 import time
 
-from benchlib import log, rss_kib, tree_pids, wait_smtp
+from benchlib import log, rss_kib, status_kib, tree_pids, wait_smtp
 
 DOMAIN = "far.bench.test"   # routed to the sink
-
-
-def status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return None
 
 
 def pss_kib(pid):
