@@ -168,6 +168,17 @@ struct Job {
   bool forwarded = false;     // all of them forwarded by an alias (SRS, ARC)
 };
 
+// A worker idling on an open connection, waiting for more mail for its
+// destination. `let_go` is set when another destination, which has no
+// connection at all, asked for the slot: the worker then closes and gives
+// the slot up even if mail for its own destination came in before it woke
+// (that mail queues behind the destination that asked first).
+struct IdleWait {
+  explicit IdleWait(asio::io_context& io) : timer(io) {}
+  asio::steady_timer timer;
+  bool let_go = false;
+};
+
 struct Destination {
   std::string key;
   std::string domain;
@@ -177,9 +188,9 @@ struct Destination {
   // Listed in OutboundImpl::waiting_: it has jobs for another worker but
   // every connection slot is taken.
   bool waiting = false;
-  // Timers of this destination's workers that idle on an open connection:
-  // a new job wakes one at once.
-  std::vector<asio::steady_timer*> idlers;
+  // This destination's workers that idle on an open connection: a new job
+  // wakes one at once.
+  std::vector<IdleWait*> idlers;
   // Hops that failed to connect or greet during this busy period: other
   // jobs skip them instead of waiting for the same timeout again.
   std::set<std::string> dead;
@@ -318,7 +329,7 @@ class OutboundImpl final : public Outbound {
   // and the timers of workers idling on an open connection (woken when a
   // destination starts waiting, so that the slot changes hands at once).
   std::deque<Destination*> waiting_;
-  std::set<asio::steady_timer*> idlers_;
+  std::set<IdleWait*> idlers_;
   std::mt19937 rng_;
 };
 
@@ -496,9 +507,9 @@ void OutboundImpl::Accept(std::shared_ptr<Tracker> t) {
     if (!d.idlers.empty()) {
       // A worker of this destination idles on an open connection: it
       // takes the job now (MaybeSpawn then sees enough workers).
-      d.idlers.back()->cancel();
-      idlers_.erase(d.idlers.back());
+      IdleWait* w = d.idlers.back();
       d.idlers.pop_back();
+      if (idlers_.erase(w) > 0) w->timer.cancel();
     }
     MaybeSpawn(d);
   }
@@ -522,9 +533,10 @@ void OutboundImpl::MaybeSpawn(Destination& d) {
     waiting_.push_back(&d);
   }
   if (wants && d.workers == 0 && !idlers_.empty()) {
-    asio::steady_timer* t = *idlers_.begin();
+    IdleWait* w = *idlers_.begin();
     idlers_.erase(idlers_.begin());
-    t->cancel();
+    w->let_go = true;
+    w->timer.cancel();
   }
 }
 
@@ -552,6 +564,9 @@ void OutboundImpl::WorkerDone(Destination* d) {
     still.insert(still.end(), waiting_.begin(), waiting_.end());
     waiting_.swap(still);
   }
+  // A worker that let its slot go for another destination may leave mail
+  // of its own behind: that destination waits its turn like any other.
+  if (!d->jobs.empty()) MaybeSpawn(*d);
 }
 
 void OutboundImpl::Complete(const std::shared_ptr<Tracker>& t) {
@@ -1467,7 +1482,7 @@ asio::awaitable<void> DeliverJob(OutboundImpl* self, Destination* d,
 asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
   HopPlan plan = co_await PlanHops(self, d);
   std::shared_ptr<Conn> conn;
-  asio::steady_timer idle(*self->io_);
+  IdleWait idle(*self->io_);
   while (true) {
     if (d->jobs.empty() && conn && !conn->closed() && !self->SlotWanted()) {
       // The queue hands over messages in batches: an open connection
@@ -1477,14 +1492,17 @@ asio::awaitable<void> RunWorker(OutboundImpl* self, Destination* d) {
            ++i) {
         self->idlers_.insert(&idle);
         d->idlers.push_back(&idle);
-        idle.expires_after(kIdleCheck);
+        idle.timer.expires_after(kIdleCheck);
         asio::error_code ec;
-        co_await idle.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await idle.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         self->idlers_.erase(&idle);
         std::erase(d->idlers, &idle);
+        if (idle.let_go) break;
       }
     }
-    if (d->jobs.empty()) break;
+    // Asked to let go: the waiting destination gets this slot first, and
+    // WorkerDone lists this one again if mail for it came in meanwhile.
+    if (d->jobs.empty() || idle.let_go) break;
     Job job = std::move(d->jobs.front());
     d->jobs.pop_front();
     co_await DeliverJob(self, d, &plan, std::move(job), &conn);
