@@ -50,6 +50,30 @@ class Deadline {
     timer_.cancel();
   }
 
+  // The watchdog as a plain timer handler rather than a coroutine: no
+  // coroutine frames per connection (a server connection waits for most of
+  // its life, and idle connections are counted in thousands). Call it on
+  // the socket's executor with the owner of the Deadline, which the pending
+  // handler keeps alive until Stop(). Same rules as Watch() below.
+  template <class Owner>
+  static void Start(std::shared_ptr<Owner> owner, Deadline* d) {
+    if (d->stopped_) return;
+    if (d->deadline_ <= Clock::now()) {
+      d->timed_out_ = true;
+      d->deadline_ = Clock::time_point::max();
+      asio::error_code ignored;
+      if (d->on_expiry_ == OnExpiry::kClose) {
+        d->socket_.close(ignored);
+        return;
+      }
+      d->socket_.cancel(ignored);
+    }
+    d->timer_.expires_at(d->deadline_);
+    d->timer_.async_wait([owner = std::move(owner), d](const asio::error_code&) mutable {
+      Start(std::move(owner), d);
+    });
+  }
+
   // The watchdog. Spawn it on the socket's executor with the owner of the
   // Deadline, which it keeps alive until Stop():
   //   asio::co_spawn(ex, Deadline::Watch(self, &self->deadline_), detached);

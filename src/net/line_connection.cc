@@ -75,7 +75,7 @@ asio::awaitable<void> RunLineConnection(std::shared_ptr<LineConnection> c,
 void LineConnection::Start(std::function<void()> finished) {
   auto self = shared_from_this();
   auto ex = stream_.socket().get_executor();
-  asio::co_spawn(ex, Deadline::Watch(self, &deadline_), asio::detached);
+  asio::dispatch(ex, [self] { Deadline::Start(self, &self->deadline_); });
   asio::co_spawn(ex, RunLineConnection(self, std::move(finished)),
                  asio::detached);
 }
@@ -153,8 +153,7 @@ asio::awaitable<bool> LineConnection::Write(std::string& data) {
   deadline_.ExpiresAfter(CommandTimeout());
   asio::error_code ec;
   std::string_view wire = Encode(data);
-  co_await stream_.AsyncWrite(asio::buffer(wire.data(), wire.size()),
-                              asio::redirect_error(asio::use_awaitable, ec));
+  co_await stream_.Write(asio::buffer(wire.data(), wire.size()), ec);
   data.clear();
   if (ec) {
     end_ = deadline_.timed_out() ? EndReason::kWriteTimeout : EndReason::kWriteError;
@@ -173,8 +172,7 @@ asio::awaitable<bool> LineConnection::Handshake() {
   if (!options_.tls) co_return false;
   asio::error_code ec;
   deadline_.ExpiresAfter(std::min(kHandshakeTimeout, CommandTimeout()));
-  co_await stream_.AsyncHandshake(options_.tls,
-                                  asio::redirect_error(asio::use_awaitable, ec));
+  co_await stream_.Handshake(options_.tls, ec);
   if (ec) {
     CountTlsFailure(options_.protocol);
     spdlog::info("{} tls handshake failed client={} listener={} error={}",
@@ -261,12 +259,14 @@ asio::awaitable<void> LineConnection::Run() {
     } else if (awaiting_command) {
       deadline_.ExpiresAfter(CommandTimeout());
       awaiting_command = false;
+      // Waiting for the next command, perhaps for minutes: the reply
+      // buffer (an EHLO reply is a few hundred octets) goes back.
+      if (output().empty() && pending.empty()) std::string().swap(output());
     }
     asio::error_code ec;
     woken_ = false;
     reading_ = true;
-    size_t n = co_await stream_.AsyncReadSome(
-        asio::buffer(buf_), asio::redirect_error(asio::use_awaitable, ec));
+    std::string_view in = co_await stream_.Read(ec);
     reading_ = false;
     if (ec) {
       if (deadline_.timed_out()) {
@@ -275,8 +275,7 @@ asio::awaitable<void> LineConnection::Run() {
         deadline_.ClearTimeout();
         deadline_.ExpiresAfter(kGoodbyeTimeout);
         std::string_view wire = Encode(output());
-        co_await stream_.AsyncWrite(asio::buffer(wire.data(), wire.size()),
-                                    asio::redirect_error(asio::use_awaitable, ec));
+        co_await stream_.Write(asio::buffer(wire.data(), wire.size()), ec);
         output().clear();
         break;
       }
@@ -289,7 +288,8 @@ asio::awaitable<void> LineConnection::Run() {
       end_ = ec == asio::error::eof ? EndReason::kEof : EndReason::kReadError;
       break;
     }
-    std::string_view in(buf_.data(), n);
+    // `in` lives in a buffer shared by the thread's connections: it is
+    // fed or copied before anything else can run.
     if (inflater_) {
       inflater_->Append(in);  // the loop top inflates it piece by piece
     } else if (pending.empty()) {
@@ -305,16 +305,15 @@ asio::awaitable<void> LineConnection::Run() {
     // close_notify (RFC 8446 6.1), briefly: the peer may just hang up.
     deadline_.ExpiresAfter(kCloseNotifyTimeout);
     asio::error_code ec;
-    co_await stream_.AsyncTlsShutdown(asio::redirect_error(asio::use_awaitable, ec));
+    co_await stream_.TlsShutdown(ec);
   }
   if (!stream_.tls() && end_ == EndReason::kClosed && LingerOnClose()) {
     asio::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     deadline_.ExpiresAfter(kLingerTimeout);
     for (size_t dropped = 0; !ec && dropped < kLingerBytes;) {
-      size_t n = co_await stream_.AsyncReadSome(
-          asio::buffer(buf_), asio::redirect_error(asio::use_awaitable, ec));
-      dropped += n;
+      std::string_view in = co_await stream_.Read(ec);
+      dropped += in.size();
     }
   }
   deadline_.Stop();

@@ -174,7 +174,6 @@ class LineConnection : public Stoppable,
   Stream stream_;
   Deadline deadline_;
   Options options_;
-  std::array<char, 4096> buf_;
   // Compression (RFC 4978) sits here, above the Stream and so above TLS:
   // TLS records carry deflated octets. Null until Want::kCompress.
   std::unique_ptr<Deflater> deflater_;
