@@ -11,7 +11,7 @@ FUZZ_WORK=${FUZZ_WORK:-$FUZZ_BUILD/fuzz-work}
 ALL_TARGETS=(smtp_session smtp_data smtp_address rfc5322 sasl base64
   pop3_session config smtp_client_reply crlf spf dkim_tags dkim_canon dmarc
   arc imap_command mime milter_reply milter_message http_session downgrade
-  mta_sts)
+  mta_sts intent_log)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL_TARGETS[@]}")
 

@@ -22,6 +22,7 @@
 #include "common/strings.h"
 #include "common/trace.h"
 #include "common/unique_fd.h"
+#include "delivery/intent_log.h"
 #include "delivery/maildir.h"
 #include "queue/crc32c.h"
 #include "queue/finisher.h"
@@ -242,30 +243,6 @@ class DirectCopies final : public queue::DirectDelivery {
   std::string intent_;  // the intent log lines of the copies
 };
 
-// "crc32c<TAB>size<TAB>tmp path<TAB>new path<LF>", paths below the mail root.
-void AppendIntent(std::string& out, uint32_t crc, uint64_t size,
-                  const std::string& tmp, const std::string& dest) {
-  char hex[9];
-  std::snprintf(hex, sizeof hex, "%08x", crc);
-  out += hex;
-  out += '\t';
-  out += std::to_string(size);
-  out += '\t';
-  out += tmp;
-  out += '\t';
-  out += dest;
-  out += '\n';
-}
-
-// A path from the intent log that stays below the mail root.
-bool SafeRelativePath(std::string_view p) {
-  if (p.empty() || p.front() == '/') return false;
-  for (const std::string& part : Split(p, '/')) {
-    if (part.empty() || part == "." || part == "..") return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
@@ -325,12 +302,14 @@ std::unique_ptr<queue::DirectDelivery> LocalDelivery::PrepareDirect(
         if (batch.device(t.copy) != dev) return nullptr;  // not our flush
         const std::string tmp = batch.tmp_path(t.copy);
         const std::string dest = batch.new_path(t.copy);
-        if ((tmp + dest).find_first_of("\t\n") != std::string::npos) return nullptr;
+        // Only paths the replay accepts (intent_log.h): a copy whose
+        // record replay would skip goes through the queue instead.
+        if (!SafeRelativePath(tmp) || !SafeRelativePath(dest)) return nullptr;
         const std::string headers =
             DeliveryHeaders(env.sender, t.mailbox) + lf_prepend;
         AppendIntent(direct->intent(),
-                     Crc32c(Crc32c(0, headers), lf_body),
-                     headers.size() + lf_body.size(), tmp, dest);
+                     IntentRecord{Crc32c(Crc32c(0, headers), lf_body),
+                                  headers.size() + lf_body.size(), tmp, dest});
         copies.emplace(key, t.copy);
       }
       direct->targets()[i].push_back(std::move(t));
@@ -348,25 +327,26 @@ size_t LocalDelivery::ReplayDirect(std::string_view log) {
     if (end == std::string_view::npos) break;  // torn last record
     std::string_view line = log.substr(start, end - start);
     start = end + 1;
-    std::vector<std::string> f = Split(line, '\t');
-    if (f.size() != 4 || f[0].size() != 8 || !SafeRelativePath(f[2]) ||
-        !SafeRelativePath(f[3])) {
+    std::optional<IntentRecord> rec = ParseIntent(line);
+    if (!rec) {
       spdlog::warn("queue: intent log: skipping a malformed record");
       continue;
     }
-    const uint32_t crc = static_cast<uint32_t>(std::strtoul(f[0].c_str(), nullptr, 16));
-    const uint64_t size = std::strtoull(f[1].c_str(), nullptr, 10);
+    const uint32_t crc = rec->crc;
+    const uint64_t size = rec->size;
+    const std::string& tmp = rec->tmp;
+    const std::string& dest = rec->dest;
     struct stat st;
-    if (::fstatat(mail_root_.get(), f[3].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (::fstatat(mail_root_.get(), dest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       // Linked before the crash: only the tmp/ name may be left to drop.
       struct stat tmp_st;
-      if (::fstatat(mail_root_.get(), f[2].c_str(), &tmp_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      if (::fstatat(mail_root_.get(), tmp.c_str(), &tmp_st, AT_SYMLINK_NOFOLLOW) == 0 &&
           tmp_st.st_ino == st.st_ino && tmp_st.st_dev == st.st_dev) {
-        drop.push_back(f[2]);
+        drop.push_back(tmp);
       }
       continue;
     }
-    UniqueFd fd(::openat(mail_root_.get(), f[2].c_str(),
+    UniqueFd fd(::openat(mail_root_.get(), tmp.c_str(),
                          O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) continue;  // moved on (to cur/), removed, or never written
     std::string data;
@@ -379,18 +359,18 @@ size_t LocalDelivery::ReplayDirect(std::string_view log) {
     }
     if (!whole) {
       // Its flush never finished, so no 250 was sent for it.
-      spdlog::warn("queue: intent log: {} is incomplete, removed", f[2]);
-      ::unlinkat(mail_root_.get(), f[2].c_str(), 0);
+      spdlog::warn("queue: intent log: {} is incomplete, removed", tmp);
+      ::unlinkat(mail_root_.get(), tmp.c_str(), 0);
       continue;
     }
-    if (::linkat(mail_root_.get(), f[2].c_str(), mail_root_.get(),
-                 f[3].c_str(), 0) != 0) {
-      spdlog::error("queue: intent log: linking {} into new/: {}", f[2],
+    if (::linkat(mail_root_.get(), tmp.c_str(), mail_root_.get(),
+                 dest.c_str(), 0) != 0) {
+      spdlog::error("queue: intent log: linking {} into new/: {}", tmp,
                     ErrnoText(errno));
       continue;
     }
-    spdlog::info("queue: intent log: {} moved into new/", f[3]);
-    drop.push_back(f[2]);
+    spdlog::info("queue: intent log: {} moved into new/", dest);
+    drop.push_back(tmp);
     ++moved;
   }
   // The tmp/ names go once the links are durable.
