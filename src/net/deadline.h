@@ -57,17 +57,7 @@ class Deadline {
   // handler keeps alive until Stop(). Same rules as Watch() below.
   template <class Owner>
   static void Start(std::shared_ptr<Owner> owner, Deadline* d) {
-    if (d->stopped_) return;
-    if (d->deadline_ <= Clock::now()) {
-      d->timed_out_ = true;
-      d->deadline_ = Clock::time_point::max();
-      asio::error_code ignored;
-      if (d->on_expiry_ == OnExpiry::kClose) {
-        d->socket_.close(ignored);
-        return;
-      }
-      d->socket_.cancel(ignored);
-    }
+    if (d->stopped_ || !d->Expire()) return;
     d->timer_.expires_at(d->deadline_);
     d->timer_.async_wait([owner = std::move(owner), d](const asio::error_code&) mutable {
       Start(std::move(owner), d);
@@ -79,17 +69,7 @@ class Deadline {
   //   asio::co_spawn(ex, Deadline::Watch(self, &self->deadline_), detached);
   template <class Owner>
   static asio::awaitable<void> Watch(std::shared_ptr<Owner> owner, Deadline* d) {
-    while (!d->stopped_) {
-      if (d->deadline_ <= Clock::now()) {
-        d->timed_out_ = true;
-        d->deadline_ = Clock::time_point::max();
-        asio::error_code ignored;
-        if (d->on_expiry_ == OnExpiry::kClose) {
-          d->socket_.close(ignored);
-          break;
-        }
-        d->socket_.cancel(ignored);
-      }
+    while (!d->stopped_ && d->Expire()) {
       d->timer_.expires_at(d->deadline_);
       asio::error_code ec;
       co_await d->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -97,6 +77,22 @@ class Deadline {
   }
 
  private:
+  // The watchdog's check at each wake-up: once the deadline has passed,
+  // the socket's pending operations are cancelled (or the socket closed).
+  // False when it was closed: the watchdog then stops.
+  bool Expire() {
+    if (deadline_ > Clock::now()) return true;
+    timed_out_ = true;
+    deadline_ = Clock::time_point::max();
+    asio::error_code ignored;
+    if (on_expiry_ == OnExpiry::kClose) {
+      socket_.close(ignored);
+      return false;
+    }
+    socket_.cancel(ignored);
+    return true;
+  }
+
   asio::ip::tcp::socket& socket_;
   asio::steady_timer timer_;
   const OnExpiry on_expiry_;
