@@ -4,7 +4,7 @@
 # then writes build/bench/results.{md,json} and throughput.png.
 #
 # Usage (as root, after `scripts/deps.sh bench` and a build):
-#   bench/run.sh              full run: 3 rounds of 16 cells, ~35-45 min
+#   bench/run.sh              full run: 3 rounds of every cell, ~55 min on 2 cores
 #   QUICK=1 bench/run.sh      3 cells, 1 round, 1-3 min (+1-2 min mail authentication,
 #                             ~3 min milter with rspamd)
 # Knobs (environment): ROUNDS, CELLS="SIZE:SESSIONS:new|reuse ...",
