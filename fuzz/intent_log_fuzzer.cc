@@ -48,9 +48,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                Printable(line).c_str());
     FUZZ_CHECK((r->tmp + r->dest).find_first_of("\t\n") == std::string::npos,
                "TAB or LF in a path: %s", Printable(line).c_str());
-    FUZZ_CHECK(tern::delivery::SafeRelativePath(r->tmp) &&
-                   tern::delivery::SafeRelativePath(r->dest),
-               "parsed paths fail SafeRelativePath: %s", Printable(line).c_str());
     std::string again;
     tern::delivery::AppendIntent(again, *r);
     FUZZ_CHECK(!again.empty() && again.back() == '\n' &&

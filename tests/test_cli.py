@@ -5,6 +5,7 @@ import re
 import time
 
 from conftest import PASSWORD, build_message, to_lf, unique
+from faultkit import wait_for
 
 
 def rcpt_reply(srv, address):
@@ -191,10 +192,7 @@ def test_maildir_readable_by_mailbox_module(server):
     # committer's tidy-up flush comes 200 ms after the last commit, later
     # under a sanitizer or load.
     tmp = server.maildir("v@example.test") / "tmp"
-    deadline = time.monotonic() + 10
-    while list(tmp.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(tmp.iterdir()) == []
+    wait_for(lambda: not list(tmp.iterdir()), 10, "tmp/ to be empty", server)
 
 
 def test_sendmail_while_server_down(make_server):

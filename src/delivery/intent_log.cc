@@ -3,21 +3,17 @@
 #include <charconv>
 #include <cstdio>
 
+#include "common/strings.h"
+
 namespace tern::delivery {
 
 bool SafeRelativePath(std::string_view p) {
   if (p.empty() || p.front() == '/') return false;
   if (p.find_first_of("\t\n") != std::string_view::npos) return false;
-  size_t start = 0;
-  while (true) {
-    size_t slash = p.find('/', start);
-    std::string_view part =
-        p.substr(start, slash == std::string_view::npos ? std::string_view::npos
-                                                        : slash - start);
+  for (const std::string& part : Split(p, '/')) {
     if (part.empty() || part == "." || part == "..") return false;
-    if (slash == std::string_view::npos) return true;
-    start = slash + 1;
   }
+  return true;
 }
 
 void AppendIntent(std::string& out, const IntentRecord& r) {

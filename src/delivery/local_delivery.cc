@@ -9,8 +9,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <set>
@@ -332,10 +330,7 @@ size_t LocalDelivery::ReplayDirect(std::string_view log) {
       spdlog::warn("queue: intent log: skipping a malformed record");
       continue;
     }
-    const uint32_t crc = rec->crc;
-    const uint64_t size = rec->size;
-    const std::string& tmp = rec->tmp;
-    const std::string& dest = rec->dest;
+    const auto& [crc, size, tmp, dest] = *rec;
     struct stat st;
     if (::fstatat(mail_root_.get(), dest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       // Linked before the crash: only the tmp/ name may be left to drop.
